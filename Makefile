@@ -1,0 +1,144 @@
+# dashcache — build, run and test.
+#   make            build build/dashcache-fcgi
+#   make run        install what is missing, start a private stack, serve the API
+#   make test       install what is missing, build, run every test suite
+# Our flags live in DC_CFLAGS; CFLAGS/LDFLAGS from the command line are added, never replaced.
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CC       ?= cc
+PKGS      = fcgi hiredis libpq json-c
+SAN      ?= 0
+
+ifeq ($(SAN),1)
+BUILD     = build/san
+OPT       = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+SANLD     = -fsanitize=address,undefined
+else
+BUILD     = build
+OPT       = -O2 -g
+SANLD     =
+endif
+
+WARN      = -Wall -Wextra -Werror -Wstrict-prototypes -Wwrite-strings -Wshadow -Wformat=2
+DC_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -MMD -MP -Ifcgi-app \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+DC_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+TEST_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
+
+APP_SRCS  = $(filter-out fcgi-app/dc_main.c,$(wildcard fcgi-app/*.c))
+APP_OBJS  = $(patsubst fcgi-app/%.c,$(BUILD)/obj/%.o,$(APP_SRCS))
+MAIN_OBJ  = $(BUILD)/obj/dc_main.o
+BIN       = $(BUILD)/dashcache-fcgi
+
+UNIT_SRCS = $(wildcard tests/unit/test_*.c)
+UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+INT_SRCS  = $(wildcard tests/integration/integration_*.c)
+INT_BINS  = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INT_SRCS))
+TEST_SUPPORT = $(wildcard tests/support/*.c)
+TEST_SUPPORT_OBJS = $(patsubst tests/support/%.c,$(BUILD)/obj/support_%.o,$(TEST_SUPPORT))
+
+.PHONY: all run stop seed test check unit integration e2e unit-bins integration-bins asan ubsan san \
+        valgrind bench format format-check lint install uninstall clean distclean deps nginx-check
+
+all: $(BIN)
+
+$(BUILD)/obj/%.o: fcgi-app/%.c | $(BUILD)/obj
+	$(CC) $(DC_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/support_%.o: tests/support/%.c | $(BUILD)/obj
+	$(CC) $(DC_CFLAGS) -Itests/support $(CFLAGS) -c -o $@ $<
+
+$(BIN): $(APP_OBJS) $(MAIN_OBJ)
+	$(CC) $(SANLD) $(LDFLAGS) -o $@ $^ $(DC_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(APP_OBJS) | $(BUILD)/tests
+	$(CC) $(DC_CFLAGS) -Itests/support $(CFLAGS) $(SANLD) $(LDFLAGS) -o $@ $< $(APP_OBJS) $(DC_LIBS) $(TEST_LIBS)
+
+$(BUILD)/tests/integration_%: tests/integration/integration_%.c $(APP_OBJS) $(TEST_SUPPORT_OBJS) | $(BUILD)/tests
+	$(CC) $(DC_CFLAGS) -Itests/support $(CFLAGS) $(SANLD) $(LDFLAGS) -o $@ $< $(APP_OBJS) $(TEST_SUPPORT_OBJS) $(DC_LIBS) $(TEST_LIBS)
+
+$(BUILD)/obj $(BUILD)/tests:
+	mkdir -p $@
+
+unit-bins: $(UNIT_BINS)
+integration-bins: $(INT_BINS)
+
+deps:
+	@bash scripts/deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@bash scripts/run.sh
+
+stop:
+	@bash scripts/run.sh stop
+
+seed: deps
+	@bash scripts/seed.sh $(SCALE)
+
+# The whole suite: unit, integration and end-to-end, then unit and
+# integration again under AddressSanitizer + UndefinedBehaviorSanitizer.
+test: deps
+	@$(MAKE) --no-print-directory all unit-bins integration-bins
+	@$(MAKE) --no-print-directory SAN=1 all unit-bins integration-bins
+	@bash tests/run.sh
+
+check: test
+
+unit: deps
+	@$(MAKE) --no-print-directory unit-bins
+	@bash tests/run.sh --only unit
+
+integration: deps
+	@$(MAKE) --no-print-directory all integration-bins
+	@bash tests/run.sh --only integration
+
+e2e: deps
+	@$(MAKE) --no-print-directory all
+	@bash tests/run.sh --only e2e
+
+asan ubsan san: deps
+	@$(MAKE) --no-print-directory SAN=1 all unit-bins integration-bins
+	@bash tests/run.sh --only san
+
+valgrind: deps
+	@$(MAKE) --no-print-directory all unit-bins integration-bins
+	@bash tests/run.sh --only valgrind
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bash tests/bench/run.sh
+
+nginx-check: deps
+	@bash scripts/nginx-check.sh
+
+format:
+	clang-format -i fcgi-app/*.c fcgi-app/*.h tests/unit/*.c tests/integration/*.c tests/support/*.[ch]
+
+format-check:
+	clang-format --dry-run --Werror fcgi-app/*.c fcgi-app/*.h tests/unit/*.c tests/integration/*.c tests/support/*.[ch]
+
+lint: all
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --suppress=missingIncludeSystem -Ifcgi-app fcgi-app
+	bear --output build/compile_commands.json -- $(MAKE) -B --no-print-directory all >/dev/null
+	clang-tidy -p build --quiet fcgi-app/*.c
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/dashcache/sql $(DESTDIR)$(PREFIX)/share/dashcache/nginx
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/dashcache-fcgi
+	install -m 0644 sql/*.sql $(DESTDIR)$(PREFIX)/share/dashcache/sql/
+	install -m 0644 nginx/*.conf $(DESTDIR)$(PREFIX)/share/dashcache/nginx/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/dashcache-fcgi
+	rm -rf $(DESTDIR)$(PREFIX)/share/dashcache
+
+clean:
+	rm -rf build
+
+distclean: clean
+	rm -rf .run
+
+-include $(wildcard build/obj/*.d build/san/obj/*.d build/tests/*.d build/san/tests/*.d)

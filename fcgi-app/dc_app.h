@@ -1,0 +1,31 @@
+/*
+ * One request's life, independent of FastCGI: route, cache-aside, database,
+ * response. dc_worker feeds it from libfcgi; the integration tests call it
+ * directly against real Redis and PostgreSQL.
+ */
+#ifndef DC_APP_H
+#define DC_APP_H
+
+#include "dc_config.h"
+#include "dc_response.h"
+
+typedef struct dc_app_s dc_app_t;
+
+/* Per-process state; connects nothing until the first request. NULL on ENOMEM. */
+dc_app_t *dc_app_new(const dc_config_t *cfg);
+
+/* Closes connections, frees buffers. NULL is fine. */
+void dc_app_free(dc_app_t *app);
+
+/*
+ * Handles one request. method, path (decoded, without query) and query
+ * (raw, may be NULL) are only read during the call. resp is valid until
+ * dc_app_done or the next dc_app_handle.
+ */
+void dc_app_handle(dc_app_t *app, const char *method, const char *path, const char *query,
+                   dc_response_t *resp);
+
+/* Releases what the last response held (a cached value). */
+void dc_app_done(dc_app_t *app);
+
+#endif

@@ -1,0 +1,238 @@
+/* Environment configuration: one table of bounded integers plus the URLs. */
+#include "dc_config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    size_t      offset;
+    int         def;
+    int         min;
+    int         max;
+} int_var_t;
+
+#define CFG_INT(name, field, def, min, max) { name, offsetof(dc_config_t, field), def, min, max }
+
+static const int_var_t int_vars[] = {
+    CFG_INT("REDIS_CONNECT_TIMEOUT_MS",   redis_connect_timeout_ms, 100, 1, 60000),
+    CFG_INT("REDIS_COMMAND_TIMEOUT_MS",   redis_command_timeout_ms, 100, 1, 60000),
+    CFG_INT("REDIS_RETRY_INTERVAL_MS",    redis_retry_interval_ms, 1000, 0, 600000),
+    CFG_INT("DB_CONNECT_TIMEOUT_SECONDS", db_connect_timeout_s, 2, 1, 300),
+    CFG_INT("DB_STATEMENT_TIMEOUT_MS",    db_statement_timeout_ms, 5000, 1, 3600000),
+    CFG_INT("DB_RETRY_INTERVAL_MS",       db_retry_interval_ms, 1000, 0, 600000),
+    CFG_INT("DEVICE_ONLINE_SECONDS",      device_online_s, 600, 1, 604800),
+    CFG_INT("RETRY_AFTER_SECONDS",        retry_after_s, 5, 1, 3600),
+};
+
+#define TTL_MIN 1
+#define TTL_MAX 86400
+
+static int parse_int(const char *s, int min, int max, int *out)
+{
+    char *end;
+    long v;
+
+    if (*s == '\0' || *s == ' ' || *s == '+')
+        return DC_EINVAL;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return DC_EINVAL;
+    *out = (int)v;
+    return DC_OK;
+}
+
+static int env_int(const char *name, int def, int min, int max, int *out, char *err, size_t errlen)
+{
+    const char *s = getenv(name);
+
+    if (s == NULL || *s == '\0') {
+        *out = def;
+        return DC_OK;
+    }
+    if (parse_int(s, min, max, out) != DC_OK) {
+        snprintf(err, errlen, "%s must be an integer between %d and %d (got \"%.64s\")", name, min, max, s);
+        return DC_EINVAL;
+    }
+    return DC_OK;
+}
+
+static int copy_str(char *dst, size_t cap, const char *src, size_t n)
+{
+    if (n >= cap)
+        return DC_EINVAL;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return DC_OK;
+}
+
+static int host_ok(const char *h)
+{
+    if (*h == '\0')
+        return 0;
+    for (; *h; h++) {
+        char c = *h;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == ':' || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, size_t errlen)
+{
+    const char *p, *at, *slash, *hostend, *colon;
+    char num[16];
+
+    memset(out, 0, sizeof(*out));
+    out->redis_port = 6379;
+
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *path = url + 7, *q = strchr(path, '?');
+        size_t n = q ? (size_t)(q - path) : strlen(path);
+        if (n == 0 || path[0] != '/') {
+            snprintf(err, errlen, "a unix socket URL needs an absolute path (unix:///run/redis.sock)");
+            return DC_EINVAL;
+        }
+        if (copy_str(out->redis_unix, sizeof(out->redis_unix), path, n) != DC_OK) {
+            snprintf(err, errlen, "the socket path is longer than %zu bytes", sizeof(out->redis_unix) - 1);
+            return DC_EINVAL;
+        }
+        if (q != NULL) {
+            if (strncmp(q, "?db=", 4) != 0 || parse_int(q + 4, 0, 1000, &out->redis_db) != DC_OK) {
+                snprintf(err, errlen, "the only query it takes is ?db=N with N between 0 and 1000");
+                return DC_EINVAL;
+            }
+        }
+        return DC_OK;
+    }
+
+    if (strncmp(url, "redis://", 8) != 0) {
+        snprintf(err, errlen, "must start with redis:// or unix:// (got \"%.64s\")", url);
+        return DC_EINVAL;
+    }
+    p = url + 8;
+    slash = strchr(p, '/');
+    at = strchr(p, '@');
+    if (at != NULL && (slash == NULL || at < slash)) {
+        const char *c = memchr(p, ':', (size_t)(at - p));
+        if (c == NULL) {
+            snprintf(err, errlen, "credentials must be written user:password@ or :password@");
+            return DC_EINVAL;
+        }
+        if (copy_str(out->redis_user, sizeof(out->redis_user), p, (size_t)(c - p)) != DC_OK ||
+            copy_str(out->redis_password, sizeof(out->redis_password), c + 1, (size_t)(at - c - 1)) != DC_OK) {
+            snprintf(err, errlen, "user or password too long");
+            return DC_EINVAL;
+        }
+        p = at + 1;
+    }
+    hostend = slash ? slash : p + strlen(p);
+
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(hostend - p));
+        if (rb == NULL) {
+            snprintf(err, errlen, "unclosed [ in the host");
+            return DC_EINVAL;
+        }
+        if (copy_str(out->redis_host, sizeof(out->redis_host), p + 1, (size_t)(rb - p - 1)) != DC_OK) {
+            snprintf(err, errlen, "host too long");
+            return DC_EINVAL;
+        }
+        colon = rb + 1 < hostend && rb[1] == ':' ? rb + 1 : NULL;
+        if (rb + 1 < hostend && colon == NULL) {
+            snprintf(err, errlen, "unexpected text after ]");
+            return DC_EINVAL;
+        }
+    } else {
+        colon = memchr(p, ':', (size_t)(hostend - p));
+        if (copy_str(out->redis_host, sizeof(out->redis_host), p,
+                     (size_t)((colon ? colon : hostend) - p)) != DC_OK) {
+            snprintf(err, errlen, "host too long");
+            return DC_EINVAL;
+        }
+    }
+    if (!host_ok(out->redis_host)) {
+        snprintf(err, errlen, "needs a host name or address (got \"%.64s\")", url);
+        return DC_EINVAL;
+    }
+    if (colon != NULL) {
+        size_t n = (size_t)(hostend - colon - 1);
+        if (n == 0 || n >= sizeof(num)) {
+            snprintf(err, errlen, "port must be an integer between 1 and 65535");
+            return DC_EINVAL;
+        }
+        memcpy(num, colon + 1, n);
+        num[n] = '\0';
+        if (parse_int(num, 1, 65535, &out->redis_port) != DC_OK) {
+            snprintf(err, errlen, "port must be an integer between 1 and 65535 (got \"%s\")", num);
+            return DC_EINVAL;
+        }
+    }
+    if (slash != NULL && slash[1] != '\0') {
+        if (parse_int(slash + 1, 0, 1000, &out->redis_db) != DC_OK) {
+            snprintf(err, errlen, "database number must be an integer between 0 and 1000 (got \"%.16s\")", slash + 1);
+            return DC_EINVAL;
+        }
+    }
+    return DC_OK;
+}
+
+static const char *const ttl_vars[DC_Q_COUNT] = {
+    "CACHE_TTL_STATS_SECONDS", "CACHE_TTL_UNITS_SECONDS", "CACHE_TTL_ALERTS_SECONDS",
+    "CACHE_TTL_TEMPERATURE_SECONDS", "CACHE_TTL_DEVICES_SECONDS", "CACHE_TTL_COMPLIANCE_SECONDS",
+    NULL,
+};
+
+int dc_config_load(dc_config_t *cfg, char *err, size_t errlen)
+{
+    const char *s;
+    char why[256];
+    int ttl;
+
+    memset(cfg, 0, sizeof(*cfg));
+
+    for (size_t i = 0; i < DC_ARRAY_LEN(int_vars); i++) {
+        const int_var_t *v = &int_vars[i];
+        if (env_int(v->name, v->def, v->min, v->max, (int *)((char *)cfg + v->offset), err, errlen) != DC_OK)
+            return DC_EINVAL;
+    }
+
+    if (env_int("CACHE_TTL_SECONDS", 60, TTL_MIN, TTL_MAX, &ttl, err, errlen) != DC_OK)
+        return DC_EINVAL;
+    for (int q = 0; q < DC_Q_COUNT; q++) {
+        cfg->ttl[q] = ttl;
+        if (ttl_vars[q] != NULL &&
+            env_int(ttl_vars[q], ttl, TTL_MIN, TTL_MAX, &cfg->ttl[q], err, errlen) != DC_OK)
+            return DC_EINVAL;
+    }
+
+    s = getenv("DATABASE_URL");
+    if (s == NULL || *s == '\0')
+        s = DC_DEFAULT_DATABASE_URL;
+    if (strlen(s) >= sizeof(cfg->database_url)) {
+        snprintf(err, errlen, "DATABASE_URL is longer than %zu bytes", sizeof(cfg->database_url) - 1);
+        return DC_EINVAL;
+    }
+    strcpy(cfg->database_url, s);
+
+    s = getenv("REDIS_URL");
+    if (s == NULL || *s == '\0')
+        s = DC_DEFAULT_REDIS_URL;
+    if (dc_config_parse_redis_url(s, &cfg->redis, why, sizeof(why)) != DC_OK) {
+        snprintf(err, errlen, "REDIS_URL is invalid: %s", why);
+        return DC_EINVAL;
+    }
+
+    cfg->log_level = DC_LOG_INFO;
+    s = getenv("LOG_LEVEL");
+    if (s != NULL && *s != '\0' && dc_log_parse_level(s, &cfg->log_level) != DC_OK) {
+        snprintf(err, errlen, "LOG_LEVEL must be one of debug, info, warn, error (got \"%.32s\")", s);
+        return DC_EINVAL;
+    }
+    return DC_OK;
+}

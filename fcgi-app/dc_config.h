@@ -1,0 +1,52 @@
+/*
+ * Configuration from the environment, parsed once at start-up from one table
+ * with bounds. Every error names the variable and what it accepts, e.g.
+ * "CACHE_TTL_SECONDS must be an integer between 1 and 86400 (got \"abc\")".
+ */
+#ifndef DC_CONFIG_H
+#define DC_CONFIG_H
+
+#include "dc_core.h"
+#include "dc_log.h"
+
+#define DC_DEFAULT_DATABASE_URL "postgresql://dashcache@127.0.0.1:55432/dashcache"
+#define DC_DEFAULT_REDIS_URL    "redis://127.0.0.1:56379/0"
+
+typedef struct {
+    char redis_host[256];      /* empty when redis_unix is used */
+    int  redis_port;
+    char redis_unix[256];      /* unix socket path, or empty */
+    int  redis_db;
+    char redis_user[128];
+    char redis_password[256];
+} dc_redis_addr_t;
+
+typedef struct {
+    char            database_url[1024];
+    dc_redis_addr_t redis;
+    int             ttl[DC_Q_COUNT];          /* seconds; DC_Q_AUDIT unused */
+    int             redis_connect_timeout_ms;
+    int             redis_command_timeout_ms;
+    int             redis_retry_interval_ms;  /* back-off after a Redis failure */
+    int             db_connect_timeout_s;
+    int             db_statement_timeout_ms;
+    int             db_retry_interval_ms;     /* back-off after a failed connect */
+    int             device_online_s;
+    int             retry_after_s;            /* Retry-After on a 503 */
+    dc_log_level_t  log_level;
+} dc_config_t;
+
+/*
+ * Fills cfg from the environment (getenv). DC_OK, or DC_EINVAL with a
+ * message in err naming the variable.
+ */
+int dc_config_load(dc_config_t *cfg, char *err, size_t errlen) DC_WUR;
+
+/*
+ * Parses redis://[[user]:password@]host[:port][/db] or
+ * unix:///path/to/redis.sock[?db=N] into out. DC_OK or DC_EINVAL with a
+ * message in err (without the variable name).
+ */
+int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, size_t errlen) DC_WUR;
+
+#endif

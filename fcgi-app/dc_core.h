@@ -1,0 +1,48 @@
+/*
+ * Result codes and small helpers shared by every dashcache module.
+ * A function returns DC_OK or a negative code; "not there" (DC_DECLINED) is
+ * kept apart from "failed" so that a cache miss is never taken for an error.
+ */
+#ifndef DC_CORE_H
+#define DC_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DC_OK            0
+#define DC_ERROR        -1   /* failure of a dependency or the system */
+#define DC_DECLINED     -2   /* not there: cache miss, no such row */
+#define DC_EINVAL       -3   /* input rejected */
+#define DC_ENOMEM       -4
+#define DC_UNAVAILABLE  -5   /* dependency is down or in back-off */
+
+#define DC_UUID_LEN 36
+
+#define DC_WUR __attribute__((warn_unused_result))
+#define DC_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+#define DC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/*
+ * The dashboard query types. Their names are the second segment of the cache
+ * key (dashboard:<name>:...) and the query_type label of the metrics.
+ */
+typedef enum {
+    DC_Q_STATS = 0,
+    DC_Q_UNITS,
+    DC_Q_ALERTS,
+    DC_Q_TEMPERATURE,
+    DC_Q_DEVICES,
+    DC_Q_COMPLIANCE,
+    DC_Q_AUDIT,        /* never cached */
+    DC_Q_COUNT
+} dc_qtype_t;
+
+/* "stats", "units", ...; a static string. */
+const char *dc_qtype_name(dc_qtype_t q);
+
+/* Monotonic clock in milliseconds and microseconds. */
+int64_t dc_now_ms(void);
+int64_t dc_now_us(void);
+
+#endif

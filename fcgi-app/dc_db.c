@@ -1,0 +1,248 @@
+/* libpq connection handling: lazy connect, prepared statements, deadlines. */
+#include "dc_db.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "dc_log.h"
+
+struct dc_db_s {
+    const dc_config_t  *cfg;
+    const dc_db_stmt_t *stmts;
+    size_t              nstmts;
+    PGconn             *conn;
+    int64_t             retry_at_ms;
+    int                 down_logged;
+};
+
+int dc_db_check_conninfo(const char *url, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &msg);
+
+    if (opts == NULL) {
+        snprintf(err, errlen, "DATABASE_URL is invalid: %s", msg ? msg : "out of memory");
+        if (msg != NULL) {
+            size_t n = strlen(err);
+            while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
+                err[--n] = '\0';
+        }
+        PQfreemem(msg);
+        return DC_EINVAL;
+    }
+    PQconninfoFree(opts);
+    return DC_OK;
+}
+
+dc_db_t *dc_db_new(const dc_config_t *cfg, const dc_db_stmt_t *stmts, size_t nstmts)
+{
+    dc_db_t *db = calloc(1, sizeof(*db));
+    if (db != NULL) {
+        db->cfg = cfg;
+        db->stmts = stmts;
+        db->nstmts = nstmts;
+    }
+    return db;
+}
+
+static void disconnect(dc_db_t *db)
+{
+    PQfinish(db->conn);
+    db->conn = NULL;
+}
+
+void dc_db_free(dc_db_t *db)
+{
+    if (db == NULL)
+        return;
+    disconnect(db);
+    free(db);
+}
+
+static void went_down(dc_db_t *db, const char *what, const char *why)
+{
+    if (!db->down_logged) {
+        char msg[256];
+        size_t n;
+        snprintf(msg, sizeof(msg), "%s", why ? why : "unknown error");
+        n = strlen(msg);
+        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+            msg[--n] = '\0';
+        dc_log_warn("db.error", "%s failed: %s", what, msg);
+        db->down_logged = 1;
+    }
+    disconnect(db);
+}
+
+/* Waits for the complete result of the query in flight, until deadline. */
+static int wait_result(PGconn *conn, int64_t deadline_ms, PGresult **out)
+{
+    PGresult *first = NULL, *r;
+
+    for (;;) {
+        while (PQisBusy(conn)) {
+            struct pollfd pfd = { PQsocket(conn), POLLIN, 0 };
+            int64_t left = deadline_ms - dc_now_ms();
+            int n;
+            if (left <= 0)
+                goto timeout;
+            n = poll(&pfd, 1, (int)left);
+            if (n < 0 && errno != EINTR)
+                goto fail;
+            if (n > 0 && PQconsumeInput(conn) == 0)
+                goto fail;
+        }
+        r = PQgetResult(conn);
+        if (r == NULL)
+            break;
+        if (first == NULL)
+            first = r;
+        else
+            PQclear(r);
+    }
+    *out = first;
+    return first != NULL ? DC_OK : DC_ERROR;
+
+timeout:
+    PQclear(first);
+    return DC_UNAVAILABLE;
+fail:
+    PQclear(first);
+    return DC_ERROR;
+}
+
+static int deadline_ms(const dc_db_t *db)
+{
+    /* the server cancels at statement_timeout; give it a second to say so */
+    return db->cfg->db_statement_timeout_ms + 1000;
+}
+
+static int prepare_all(dc_db_t *db)
+{
+    for (size_t i = 0; i < db->nstmts; i++) {
+        PGresult *r = NULL;
+        const dc_db_stmt_t *s = &db->stmts[i];
+        int rc;
+
+        if (!PQsendPrepare(db->conn, s->name, s->sql, s->nparams, NULL)) {
+            went_down(db, "prepare", PQerrorMessage(db->conn));
+            return DC_UNAVAILABLE;
+        }
+        rc = wait_result(db->conn, dc_now_ms() + deadline_ms(db), &r);
+        if (rc != DC_OK || PQresultStatus(r) != PGRES_COMMAND_OK) {
+            /* a statement that does not prepare is a bug (or a wrong schema) */
+            dc_log_error("db.prepare", "statement %s: %s", s->name,
+                         r ? PQresultErrorMessage(r) : PQerrorMessage(db->conn));
+            PQclear(r);
+            disconnect(db);
+            return DC_UNAVAILABLE;
+        }
+        PQclear(r);
+    }
+    return DC_OK;
+}
+
+static int connect_db(dc_db_t *db)
+{
+    char timeout[16], options[64];
+    const char *keys[] = { "dbname", "connect_timeout", "options", "application_name", NULL };
+    const char *vals[] = { db->cfg->database_url, timeout, options, "dashcache", NULL };
+
+    if (dc_now_ms() < db->retry_at_ms)
+        return DC_UNAVAILABLE;
+
+    snprintf(timeout, sizeof(timeout), "%d", db->cfg->db_connect_timeout_s);
+    snprintf(options, sizeof(options), "-c statement_timeout=%d", db->cfg->db_statement_timeout_ms);
+    db->conn = PQconnectdbParams(keys, vals, 1);
+    if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
+        went_down(db, "database connect", db->conn ? PQerrorMessage(db->conn) : "out of memory");
+        db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
+        return DC_UNAVAILABLE;
+    }
+    if (PQsetnonblocking(db->conn, 0) != 0 || prepare_all(db) != DC_OK) {
+        disconnect(db);
+        db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
+        return DC_UNAVAILABLE;
+    }
+    if (db->down_logged) {
+        dc_log_info("db.recovered", "connected to the database again");
+        db->down_logged = 0;
+    }
+    return DC_OK;
+}
+
+/* exec_once: the connection broke under the query; reconnect and retry. */
+#define BROKEN 1
+
+/* One attempt on the current connection: DC_OK, DC_UNAVAILABLE, DC_ERROR or BROKEN. */
+static int exec_once(dc_db_t *db, const char *name, int nparams, const char *const *params,
+                     const char *sql, PGresult **out)
+{
+    PGresult *r = NULL;
+    int rc, ok;
+
+    ok = sql != NULL ? PQsendQueryParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0)
+                     : PQsendQueryPrepared(db->conn, name, nparams, params, NULL, NULL, 0);
+    if (!ok)
+        return BROKEN;
+    rc = wait_result(db->conn, dc_now_ms() + deadline_ms(db), &r);
+    if (rc == DC_UNAVAILABLE) {
+        went_down(db, "query", "no answer within the deadline");
+        db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
+        return DC_UNAVAILABLE;
+    }
+    if (rc != DC_OK)
+        return BROKEN;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        int busy = state != NULL && (strcmp(state, "57014") == 0 || strncmp(state, "53", 2) == 0);
+        if (PQstatus(db->conn) == CONNECTION_OK)
+            dc_log_error("db.query", "%s: %s", name, PQresultErrorMessage(r));
+        PQclear(r);
+        if (PQstatus(db->conn) != CONNECTION_OK)
+            return BROKEN;
+        return busy ? DC_UNAVAILABLE : DC_ERROR;
+    }
+    *out = r;
+    return DC_OK;
+}
+
+static int run(dc_db_t *db, const char *name, int nparams, const char *const *params,
+               const char *sql, PGresult **out)
+{
+    int rc;
+
+    *out = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (db->conn == NULL && connect_db(db) != DC_OK)
+            return DC_UNAVAILABLE;
+        rc = exec_once(db, name, nparams, params, sql, out);
+        if (rc != BROKEN)
+            return rc;
+        /* the connection broke (server restarted, network): reconnect once */
+        went_down(db, "query", PQerrorMessage(db->conn));
+    }
+    return DC_UNAVAILABLE;
+}
+
+int dc_db_exec(dc_db_t *db, int stmt, const char *const *params, PGresult **out)
+{
+    const dc_db_stmt_t *s = &db->stmts[stmt];
+    return run(db, s->name, s->nparams, params, NULL, out);
+}
+
+int dc_db_ping(dc_db_t *db, double *latency_ms)
+{
+    int64_t t0 = dc_now_us();
+    PGresult *r;
+    int rc = run(db, "ping", 0, NULL, "SELECT 1", &r);
+
+    PQclear(r);
+    *latency_ms = (double)(dc_now_us() - t0) / 1000.0;
+    return rc == DC_OK ? DC_OK : DC_UNAVAILABLE;
+}

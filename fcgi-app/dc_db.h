@@ -1,0 +1,44 @@
+/*
+ * The PostgreSQL connection of a worker. With dc_query, the only code that
+ * includes libpq. Statements are prepared on every (re)connect from a table
+ * the caller supplies; every query is sent asynchronously and waited for
+ * with a deadline, so a hung server costs a bounded wait, never a hung
+ * worker. A connection found broken is replaced and the query retried once;
+ * a failed connect closes the database for DB_RETRY_INTERVAL_MS.
+ */
+#ifndef DC_DB_H
+#define DC_DB_H
+
+#include "dc_config.h"
+
+struct pg_result;  /* PGresult, for dc_query.c only */
+
+typedef struct dc_db_s dc_db_t;
+
+typedef struct {
+    const char *name;
+    const char *sql;
+    int         nparams;
+} dc_db_stmt_t;
+
+/* Checks DATABASE_URL with libpq's own parser. DC_OK or DC_EINVAL with err. */
+int dc_db_check_conninfo(const char *url, char *err, size_t errlen) DC_WUR;
+
+/* Allocates a handle; does not connect. stmts must outlive it. NULL on ENOMEM. */
+dc_db_t *dc_db_new(const dc_config_t *cfg, const dc_db_stmt_t *stmts, size_t nstmts);
+
+/* Closes and frees. NULL is fine. */
+void dc_db_free(dc_db_t *db);
+
+/*
+ * Executes prepared statement `stmt` (index into the table) with text
+ * parameters. DC_OK: *out holds a PGRES_TUPLES_OK result the caller PQclears.
+ * DC_UNAVAILABLE: no connection, a timeout, or the server cancelled the
+ * statement (busy; try later). DC_ERROR: the statement failed (a bug).
+ */
+int dc_db_exec(dc_db_t *db, int stmt, const char *const *params, struct pg_result **out) DC_WUR;
+
+/* SELECT 1 within the deadline. DC_OK (latency_ms set) or DC_UNAVAILABLE. */
+int dc_db_ping(dc_db_t *db, double *latency_ms) DC_WUR;
+
+#endif

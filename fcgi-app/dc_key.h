@@ -1,0 +1,26 @@
+/*
+ * Cache keys, built only from a validated request (ids already checked and
+ * folded to lower case by dc_request), so no key can hold a glob character
+ * or another tenant's segment. Every key carries org:{orgId}.
+ *
+ *   dashboard:stats:org:{org}
+ *   dashboard:units:status:org:{org}
+ *   dashboard:alerts:count:org:{org}[:unit:{unit}]
+ *   dashboard:temperature:trends:org:{org}:unit:{unit}:hours:{h}
+ *   dashboard:devices:online:org:{org}
+ *   dashboard:compliance:org:{org}
+ */
+#ifndef DC_KEY_H
+#define DC_KEY_H
+
+#include "dc_request.h"
+
+#define DC_KEY_MAX 160
+
+/*
+ * Writes the key of req into buf (at least DC_KEY_MAX bytes). Returns its
+ * length, or DC_DECLINED when the request is not cacheable (audit, health).
+ */
+int dc_key_build(const dc_request_t *req, char *buf, size_t cap);
+
+#endif

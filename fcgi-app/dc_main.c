@@ -1,0 +1,171 @@
+/*
+ * dashcache-fcgi: parse flags and environment, then run as a prefork master
+ * (--listen, or --workers with an inherited socket) or as one plain worker on
+ * a socket inherited from spawn-fcgi (fd 0) or systemd (LISTEN_FDS, fd 3).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dc_config.h"
+#include "dc_db.h"
+#include "dc_log.h"
+#include "dc_master.h"
+#include "dc_worker.h"
+
+#define PROGRAM "dashcache-fcgi"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: " PROGRAM " [--listen ADDR] [--workers N] [--socket-mode MODE] [--pid-file FILE]\n"
+            "\n"
+            "  --listen ADDR       unix:/path/to.sock, /path/to.sock, host:port or :port;\n"
+            "                      runs a prefork master on it\n"
+            "  --workers N         worker processes (default: 2 x cores)\n"
+            "  --socket-mode MODE  octal mode of a unix socket (default 0660)\n"
+            "  --pid-file FILE     write the master's pid there\n"
+            "\n"
+            "Without --listen it serves a socket it inherits: systemd socket activation\n"
+            "(LISTEN_FDS) or fd 0 (spawn-fcgi); with --workers it forks that many workers on\n"
+            "it, without it serves as one worker. Configuration comes from the environment:\n"
+            "see .env.example.\n");
+}
+
+static int is_listening_socket(int fd)
+{
+    int v = 0;
+    socklen_t len = sizeof(v);
+    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v;
+}
+
+/* The socket systemd or spawn-fcgi handed us, or -1. */
+static int inherited_socket(void)
+{
+    const char *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
+
+    if (fds != NULL && pid != NULL && atol(pid) == (long)getpid() && atoi(fds) >= 1 &&
+        is_listening_socket(3))
+        return 3;
+    if (is_listening_socket(0))
+        return 0;
+    return -1;
+}
+
+static int parse_positive(const char *s, int max, int *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || end == s || v < 1 || v > max)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "listen", required_argument, NULL, 'l' },
+        { "workers", required_argument, NULL, 'w' },
+        { "socket-mode", required_argument, NULL, 'm' },
+        { "pid-file", required_argument, NULL, 'p' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *listen_spec = NULL, *pid_file = NULL;
+    int workers = 0, mode = 0660, fd, c, rc;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    dc_config_t cfg;
+    char err[512];
+
+    while ((c = getopt_long(argc, argv, "l:w:m:p:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            listen_spec = optarg;
+            break;
+        case 'w':
+            if (parse_positive(optarg, 1024, &workers) != 0) {
+                fprintf(stderr, PROGRAM ": --workers must be an integer between 1 and 1024 (got \"%s\")\n", optarg);
+                return 2;
+            }
+            break;
+        case 'm': {
+            char *end;
+            long m = strtol(optarg, &end, 8);
+            if (*end != '\0' || end == optarg || m < 0 || m > 0777) {
+                fprintf(stderr, PROGRAM ": --socket-mode must be an octal mode such as 0660 (got \"%s\")\n", optarg);
+                return 2;
+            }
+            mode = (int)m;
+            break;
+        }
+        case 'p':
+            pid_file = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, PROGRAM ": unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    if (dc_config_load(&cfg, err, sizeof(err)) != DC_OK ||
+        dc_db_check_conninfo(cfg.database_url, err, sizeof(err)) != DC_OK) {
+        fprintf(stderr, PROGRAM ": configuration error: %s\n", err);
+        return 1;
+    }
+    dc_log_set_level(cfg.log_level);
+
+    if (listen_spec != NULL) {
+        fd = dc_master_listen(listen_spec, mode, err, sizeof(err));
+        if (fd < 0) {
+            dc_log_error("master.listen", "%s", err);
+            return 1;
+        }
+        if (workers == 0)
+            workers = ncpu > 0 ? (int)ncpu * 2 : 2;
+    } else {
+        fd = inherited_socket();
+        if (fd < 0) {
+            fprintf(stderr, PROGRAM ": no socket to serve: give --listen, or start it under "
+                            "spawn-fcgi or systemd socket activation\n");
+            usage(stderr);
+            return 2;
+        }
+    }
+
+    if (pid_file != NULL) {
+        FILE *f = fopen(pid_file, "w");
+        if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0) {
+            dc_log_error("master.pidfile", "cannot write %s: %s", pid_file, strerror(errno));
+            return 1;
+        }
+    }
+
+    if (workers > 0) {
+        const char *path = NULL;
+        if (listen_spec != NULL)
+            path = strncmp(listen_spec, "unix:", 5) == 0 ? listen_spec + 5
+                 : listen_spec[0] == '/' ? listen_spec : NULL;
+        rc = dc_master_run(fd, workers, &cfg, path);
+    } else {
+        rc = dc_worker_run(fd, &cfg);
+    }
+    if (pid_file != NULL)
+        unlink(pid_file);
+    return rc;
+}

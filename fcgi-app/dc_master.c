@@ -1,0 +1,284 @@
+/* Prefork master: fork, reap, respawn, reload, stop. */
+#include "dc_master.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dc_log.h"
+#include "dc_signal.h"
+#include "dc_worker.h"
+
+#define BACKLOG          1024
+#define FAST_EXIT_MS     2000    /* a worker that dies sooner is crash-looping */
+#define BACKOFF_MAX_MS   10000
+
+typedef struct {
+    pid_t   pid;            /* 0: slot empty */
+    int64_t started_ms;
+    int64_t spawn_at_ms;    /* respawn not before this */
+    int     fast_exits;
+} slot_t;
+
+typedef enum { RUNNING, STOPPING } state_t;
+
+static int listen_unix(const char *path, int mode, char *err, size_t errlen)
+{
+    struct sockaddr_un sa;
+    int fd;
+
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        snprintf(err, errlen, "socket path %s is longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
+        return -1;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    strcpy(sa.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket() failed: %s", strerror(errno));
+        return -1;
+    }
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || chmod(path, (mode_t)mode) != 0 ||
+        listen(fd, BACKLOG) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int listen_tcp(const char *spec, char *err, size_t errlen)
+{
+    char host[256];
+    const char *colon = strrchr(spec, ':');
+    struct addrinfo hints, *ai = NULL;
+    int fd = -1, one = 1, rc;
+    size_t hn;
+
+    if (colon == NULL || colon[1] == '\0') {
+        snprintf(err, errlen, "listen address %s is neither unix:/path nor host:port", spec);
+        return -1;
+    }
+    hn = (size_t)(colon - spec);
+    if (hn >= sizeof(host)) {
+        snprintf(err, errlen, "host in %s is too long", spec);
+        return -1;
+    }
+    memcpy(host, spec, hn);
+    host[hn] = '\0';
+    if (host[0] == '[' && hn > 1 && host[hn - 1] == ']') {
+        memmove(host, host + 1, hn - 2);
+        host[hn - 2] = '\0';
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", spec, gai_strerror(rc));
+        return -1;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, BACKLOG) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", spec, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+int dc_master_listen(const char *spec, int mode, char *err, size_t errlen)
+{
+    if (strncmp(spec, "unix:", 5) == 0)
+        return listen_unix(spec + 5, mode, err, errlen);
+    if (spec[0] == '/')
+        return listen_unix(spec, mode, err, errlen);
+    return listen_tcp(spec, err, errlen);
+}
+
+static pid_t spawn(int listen_fd, const dc_config_t *cfg, const sigset_t *orig_mask)
+{
+    pid_t pid = fork();
+
+    if (pid < 0) {
+        dc_log_error("master.fork", "fork() failed: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        /* a worker must not outlive its master */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() == 1)
+            _exit(0);
+        if (dc_signal_child_reset(orig_mask) != DC_OK)
+            _exit(1);
+        _exit(dc_worker_run(listen_fd, cfg));
+    }
+    return pid;
+}
+
+static void log_exit(pid_t pid, int status, int64_t lived_ms)
+{
+    if (WIFEXITED(status))
+        dc_log(WEXITSTATUS(status) == 0 ? DC_LOG_INFO : DC_LOG_WARN, "master.worker_exit",
+               "worker %d exited with code %d after %lld ms", (int)pid, WEXITSTATUS(status),
+               (long long)lived_ms);
+    else if (WIFSIGNALED(status))
+        dc_log_warn("master.worker_exit", "worker %d killed by signal %d (%s) after %lld ms",
+                    (int)pid, WTERMSIG(status), strsignal(WTERMSIG(status)), (long long)lived_ms);
+}
+
+static void reap(slot_t *slots, int n, state_t state)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        int64_t now = dc_now_ms();
+        for (int i = 0; i < n; i++) {
+            slot_t *s = &slots[i];
+            int64_t lived;
+            if (s->pid != pid)
+                continue;
+            lived = now - s->started_ms;
+            log_exit(pid, status, lived);
+            s->pid = 0;
+            if (state != RUNNING)
+                break;
+            if (lived < FAST_EXIT_MS && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+                int64_t delay = 100LL << (s->fast_exits < 7 ? s->fast_exits : 7);
+                s->fast_exits++;
+                s->spawn_at_ms = now + (delay < BACKOFF_MAX_MS ? delay : BACKOFF_MAX_MS);
+                dc_log_warn("master.backoff", "worker slot %d keeps dying; next start in %lld ms",
+                            i, (long long)(s->spawn_at_ms - now));
+            } else {
+                s->fast_exits = 0;
+                s->spawn_at_ms = now;
+            }
+            break;
+        }
+    }
+}
+
+static void signal_all(const slot_t *slots, int n, int signo)
+{
+    for (int i = 0; i < n; i++)
+        if (slots[i].pid > 0)
+            kill(slots[i].pid, signo);
+}
+
+static int alive(const slot_t *slots, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        k += slots[i].pid > 0;
+    return k;
+}
+
+int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg, const char *unix_path)
+{
+    sigset_t set, orig;
+    slot_t *slots;
+    state_t state = RUNNING;
+    int64_t stop_deadline = 0;
+    int killed = 0;
+
+    slots = calloc((size_t)workers, sizeof(*slots));
+    if (slots == NULL) {
+        dc_log_error("master.init", "out of memory");
+        return 1;
+    }
+    sigprocmask(SIG_SETMASK, NULL, &orig);
+    if (dc_signal_master_init(&set) != DC_OK) {
+        free(slots);
+        return 1;
+    }
+    dc_log_info("master.start", "starting %d workers", workers);
+
+    for (;;) {
+        struct timespec ts = { 0, 200 * 1000 * 1000 };
+        siginfo_t info;
+        int64_t now;
+        int signo;
+
+        reap(slots, workers, state);
+        now = dc_now_ms();
+
+        if (state == RUNNING) {
+            for (int i = 0; i < workers; i++) {
+                if (slots[i].pid == 0 && now >= slots[i].spawn_at_ms) {
+                    pid_t pid = spawn(listen_fd, cfg, &orig);
+                    if (pid > 0) {
+                        slots[i].pid = pid;
+                        slots[i].started_ms = now;
+                    } else {
+                        slots[i].spawn_at_ms = now + 1000;
+                    }
+                }
+            }
+        } else {
+            if (alive(slots, workers) == 0)
+                break;
+            if (!killed && now >= stop_deadline) {
+                dc_log_warn("master.stop", "%d workers still busy after %d ms; killing them",
+                            alive(slots, workers), DC_STOP_TIMEOUT_MS);
+                signal_all(slots, workers, SIGKILL);
+                killed = 1;
+            }
+        }
+
+        signo = sigtimedwait(&set, &info, &ts);
+        if (signo < 0)
+            continue;
+        switch (signo) {
+        case SIGTERM:
+        case SIGINT:
+        case SIGQUIT:
+            if (state == RUNNING) {
+                dc_log_info("master.stop", "%s: stopping %d workers gracefully", strsignal(signo),
+                            alive(slots, workers));
+                state = STOPPING;
+                stop_deadline = dc_now_ms() + DC_STOP_TIMEOUT_MS;
+                signal_all(slots, workers, SIGTERM);
+            } else if (!killed) {
+                /* a second stop signal means: now */
+                signal_all(slots, workers, SIGKILL);
+                killed = 1;
+            }
+            break;
+        case SIGHUP:
+            if (state == RUNNING) {
+                /* each worker finishes its request and is replaced at once */
+                dc_log_info("master.reload", "restarting %d workers", alive(slots, workers));
+                for (int i = 0; i < workers; i++)
+                    slots[i].fast_exits = 0;
+                signal_all(slots, workers, SIGTERM);
+            }
+            break;
+        default:
+            break;    /* SIGCHLD: reaped at the top of the loop */
+        }
+    }
+
+    if (unix_path != NULL)
+        unlink(unix_path);
+    close(listen_fd);
+    free(slots);
+    dc_log_info("master.exit", "all workers stopped");
+    return 0;
+}

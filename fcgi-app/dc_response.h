@@ -1,0 +1,41 @@
+/*
+ * A response before it goes on the wire: status, the few headers dashcache
+ * sets, and a body that is either the worker's buffer or a cached value.
+ * dc_response_head renders the CGI header block in one pass into a caller
+ * buffer, without allocating.
+ */
+#ifndef DC_RESPONSE_H
+#define DC_RESPONSE_H
+
+#include "dc_buf.h"
+#include "dc_request.h"
+
+#define DC_RESPONSE_HEAD_MAX 512
+
+typedef struct {
+    int         status;
+    const char *x_cache;      /* "HIT", "MISS", "BYPASS" or NULL */
+    const char *allow;        /* Allow header, or NULL */
+    int         retry_after;  /* seconds; 0 = no header */
+    int         head_only;    /* HEAD: no body on the wire */
+    const char *body;
+    size_t      body_len;
+} dc_response_t;
+
+/* "OK", "Not Found", ...; a static string. */
+const char *dc_response_reason(int status);
+
+/*
+ * Writes "Status: ...\r\nContent-Type: application/json\r\n...\r\n\r\n" into
+ * buf (DC_RESPONSE_HEAD_MAX bytes). Returns its length, or DC_ERROR if it
+ * does not fit.
+ */
+int dc_response_head(const dc_response_t *r, char *buf, size_t cap);
+
+/*
+ * Turns err into a JSON error response whose body lives in out (reset
+ * first). On out of memory the body is a static JSON string.
+ */
+void dc_response_error(dc_response_t *r, const dc_error_t *err, dc_buf_t *out);
+
+#endif

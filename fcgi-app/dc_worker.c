@@ -1,0 +1,113 @@
+/* FastCGI accept loop. */
+#include "dc_worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <fcgiapp.h>
+
+#include "dc_app.h"
+#include "dc_log.h"
+#include "dc_signal.h"
+
+/* The path without the query: nginx's $document_uri, else REQUEST_URI cut at '?'. */
+static const char *request_path(FCGX_ParamArray envp, char *buf, size_t cap)
+{
+    const char *p = FCGX_GetParam("DOCUMENT_URI", envp);
+    const char *q;
+    size_t n;
+
+    if (p != NULL && *p != '\0')
+        return p;
+    p = FCGX_GetParam("REQUEST_URI", envp);
+    if (p == NULL)
+        return "";
+    q = strchr(p, '?');
+    n = q ? (size_t)(q - p) : strlen(p);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void serve(dc_app_t *app, FCGX_Request *r)
+{
+    char pathbuf[2048], head[DC_RESPONSE_HEAD_MAX];
+    const char *method = FCGX_GetParam("REQUEST_METHOD", r->envp);
+    const char *path = request_path(r->envp, pathbuf, sizeof(pathbuf));
+    const char *query = FCGX_GetParam("QUERY_STRING", r->envp);
+    dc_response_t resp;
+    int hn;
+
+    dc_app_handle(app, method ? method : "GET", path, query, &resp);
+    hn = dc_response_head(&resp, head, sizeof(head));
+    if (hn > 0 && FCGX_PutStr(head, hn, r->out) == hn && !resp.head_only && resp.body_len > 0)
+        FCGX_PutStr(resp.body, (int)resp.body_len, r->out);
+    FCGX_Finish_r(r);
+    dc_app_done(app);
+}
+
+int dc_worker_run(int listen_fd, const dc_config_t *cfg)
+{
+    FCGX_Request req;
+    sigset_t wait_mask;
+    dc_app_t *app;
+    int flags;
+
+    if (dc_signal_worker_init(&wait_mask) != DC_OK)
+        return 1;
+    if (FCGX_Init() != 0 || FCGX_InitRequest(&req, listen_fd, 0) != 0) {
+        dc_log_error("worker.init", "FCGX_Init() failed");
+        return 1;
+    }
+    /*
+     * All workers wait on one socket; the ones that lose the race for a
+     * connection must get EAGAIN from accept() instead of sleeping in it,
+     * where a stop signal could not reach them.
+     */
+    flags = fcntl(listen_fd, F_GETFL);
+    if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+        dc_log_error("worker.init", "fcntl(O_NONBLOCK) on fd %d failed: %s", listen_fd, strerror(errno));
+        return 1;
+    }
+    app = dc_app_new(cfg);
+    if (app == NULL) {
+        dc_log_error("worker.init", "out of memory");
+        return 1;
+    }
+    dc_log_info("worker.start", "serving on fd %d", listen_fd);
+
+    while (!dc_signal_stop) {
+        struct pollfd pfd = { listen_fd, POLLIN, 0 };
+        int n = ppoll(&pfd, 1, NULL, &wait_mask);
+
+        if (n < 0) {
+            if (errno != EINTR) {
+                dc_log_error("worker.poll", "ppoll() failed: %s", strerror(errno));
+                break;
+            }
+            continue;
+        }
+        if (dc_signal_stop)
+            break;
+        n = FCGX_Accept_r(&req);
+        if (n < 0) {
+            /* EAGAIN: another worker took it; anything else: don't spin on it */
+            if (n != -EAGAIN && n != -EWOULDBLOCK && n != -EINTR && n != -ECONNABORTED) {
+                dc_log_warn("worker.accept", "FCGX_Accept_r() failed: %s", strerror(-n));
+                poll(NULL, 0, 10);
+            }
+            continue;
+        }
+        serve(app, &req);
+    }
+
+    dc_log_info("worker.stop", "stopping");
+    FCGX_Free(&req, 1);
+    dc_app_free(app);
+    return 0;
+}
