@@ -43,23 +43,37 @@ TEST_SUPPORT_OBJS = $(patsubst tests/support/%.c,$(BUILD)/obj/support_%.o,$(TEST
 
 all: $(BIN)
 
+V        ?= 0
+ifeq ($(V),0)
+Q         = @
+SAY       = @printf '  %-6s %s\n'
+else
+Q         =
+SAY       = @true
+endif
+
 $(BUILD)/obj/%.o: fcgi-app/%.c | $(BUILD)/obj
-	$(CC) $(DC_CFLAGS) $(CFLAGS) -c -o $@ $<
+	$(SAY) CC $@
+	$(Q)$(CC) $(DC_CFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/support_%.o: tests/support/%.c | $(BUILD)/obj
-	$(CC) $(DC_CFLAGS) -Itests/support $(CFLAGS) -c -o $@ $<
+	$(SAY) CC $@
+	$(Q)$(CC) $(DC_CFLAGS) -Itests/support $(CFLAGS) -c -o $@ $<
 
 $(BIN): $(APP_OBJS) $(MAIN_OBJ)
-	$(CC) $(SANLD) $(LDFLAGS) -o $@ $^ $(DC_LIBS)
+	$(SAY) LD $@
+	$(Q)$(CC) $(SANLD) $(LDFLAGS) -o $@ $^ $(DC_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(APP_OBJS) | $(BUILD)/tests
-	$(CC) $(DC_CFLAGS) -Itests/support $(CFLAGS) $(SANLD) $(LDFLAGS) -o $@ $< $(APP_OBJS) $(DC_LIBS) $(TEST_LIBS)
+	$(SAY) CCLD $@
+	$(Q)$(CC) $(DC_CFLAGS) -Itests/support $(CFLAGS) $(SANLD) $(LDFLAGS) -o $@ $< $(APP_OBJS) $(DC_LIBS) $(TEST_LIBS)
 
 $(BUILD)/tests/integration_%: tests/integration/integration_%.c $(APP_OBJS) $(TEST_SUPPORT_OBJS) | $(BUILD)/tests
-	$(CC) $(DC_CFLAGS) -Itests/support $(CFLAGS) $(SANLD) $(LDFLAGS) -o $@ $< $(APP_OBJS) $(TEST_SUPPORT_OBJS) $(DC_LIBS) $(TEST_LIBS)
+	$(SAY) CCLD $@
+	$(Q)$(CC) $(DC_CFLAGS) -Itests/support $(CFLAGS) $(SANLD) $(LDFLAGS) -o $@ $< $(APP_OBJS) $(TEST_SUPPORT_OBJS) $(DC_LIBS) $(TEST_LIBS)
 
 $(BUILD)/obj $(BUILD)/tests:
-	mkdir -p $@
+	$(Q)mkdir -p $@
 
 unit-bins: $(UNIT_BINS)
 integration-bins: $(INT_BINS)

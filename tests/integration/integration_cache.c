@@ -1,0 +1,406 @@
+/*
+ * Cache-aside against the real Redis and PostgreSQL of the test stack
+ * (DATABASE_URL, REDIS_URL): miss then hit, TTL expiry, forceRefresh, audit
+ * never cached, unknown ids never cached, tenant isolation, and the floor of
+ * graceful degradation (Redis refused, Redis hung, Redis back, database down).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "dc_test.h"
+
+#define PATH_MAX_LEN 256
+
+typedef struct {
+    dc_config_t cfg;
+    dc_app_t   *app;
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    dc_test_config(&f->cfg);
+    f->app = dc_app_new(&f->cfg);
+    assert_non_null(f->app);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    dc_app_free(f->app);
+    free(f);
+    return 0;
+}
+
+static void org_path(char *buf, const char *org, const char *suffix)
+{
+    snprintf(buf, PATH_MAX_LEN, "/api/dashboard/orgs/%s/%s", org, suffix);
+}
+
+static void forget_org(const char *org)
+{
+    char pattern[128];
+    snprintf(pattern, sizeof(pattern), "dashboard:*org:%s*", org);
+    dc_test_redis_del_pattern(pattern);
+}
+
+static void test_miss_then_hit_byte_identical(void **state)
+{
+    fixture_t *f = *state;
+    char path[PATH_MAX_LEN];
+    dc_test_resp_t a, b;
+    char *stored;
+    long long ttl;
+
+    forget_org(DEMO_ORG);
+    org_path(path, DEMO_ORG, "stats");
+    dc_test_get(f->app, path, NULL, &a);
+    dc_test_get(f->app, path, NULL, &b);
+
+    assert_int_equal(a.status, 200);
+    assert_string_equal(a.x_cache, "MISS");
+    assert_int_equal(b.status, 200);
+    assert_string_equal(b.x_cache, "HIT");
+    assert_int_equal(a.body_len, b.body_len);
+    assert_memory_equal(a.body, b.body, a.body_len);
+    assert_non_null(strstr(a.body, "\"orgId\":\"" DEMO_ORG "\""));
+
+    stored = dc_test_redis_str("GET dashboard:stats:org:%s", DEMO_ORG);
+    assert_non_null(stored);
+    assert_string_equal(stored, a.body);
+    ttl = dc_test_redis_int("TTL dashboard:stats:org:%s", DEMO_ORG);
+    assert_true(ttl > 0 && ttl <= f->cfg.ttl[DC_Q_STATS]);
+
+    free(stored);
+    dc_test_resp_free(&a);
+    dc_test_resp_free(&b);
+}
+
+static void test_every_query_type_is_cached_under_its_key(void **state)
+{
+    fixture_t *f = *state;
+    static const struct {
+        const char *suffix, *query, *key;
+    } cases[] = {
+        { "units/status", NULL, "dashboard:units:status:org:" DEMO_ORG },
+        { "alerts/count", NULL, "dashboard:alerts:count:org:" DEMO_ORG },
+        { "alerts/count", "unitId=" DEMO_UNIT, "dashboard:alerts:count:org:" DEMO_ORG ":unit:" DEMO_UNIT },
+        { "units/" DEMO_UNIT "/temperature/trends", "hours=6",
+          "dashboard:temperature:trends:org:" DEMO_ORG ":unit:" DEMO_UNIT ":hours:6" },
+        { "devices/online", NULL, "dashboard:devices:online:org:" DEMO_ORG },
+        { "compliance", NULL, "dashboard:compliance:org:" DEMO_ORG },
+    };
+
+    forget_org(DEMO_ORG);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char path[PATH_MAX_LEN];
+        dc_test_resp_t a, b;
+        char *stored;
+
+        org_path(path, DEMO_ORG, cases[i].suffix);
+        dc_test_get(f->app, path, cases[i].query, &a);
+        dc_test_get(f->app, path, cases[i].query, &b);
+        assert_int_equal(a.status, 200);
+        assert_string_equal(a.x_cache, "MISS");
+        assert_string_equal(b.x_cache, "HIT");
+        assert_string_equal(a.body, b.body);
+        stored = dc_test_redis_str("GET %s", cases[i].key);
+        assert_non_null(stored);
+        assert_string_equal(stored, a.body);
+        free(stored);
+        dc_test_resp_free(&a);
+        dc_test_resp_free(&b);
+    }
+}
+
+static void test_ttl_expiry(void **state)
+{
+    fixture_t *f = *state;
+    char path[PATH_MAX_LEN];
+    dc_test_resp_t a, b;
+    int gone = 0;
+
+    f->cfg.ttl[DC_Q_DEVICES] = 1;
+    forget_org(DEMO_ORG);
+    org_path(path, DEMO_ORG, "devices/online");
+    dc_test_get(f->app, path, NULL, &a);
+    assert_string_equal(a.x_cache, "MISS");
+    assert_int_equal(dc_test_redis_int("TTL dashboard:devices:online:org:%s", DEMO_ORG), 1);
+
+    for (int i = 0; i < 40 && !gone; i++) {     /* bounded: 4 s */
+        usleep(100 * 1000);
+        gone = dc_test_redis_int("EXISTS dashboard:devices:online:org:%s", DEMO_ORG) == 0;
+    }
+    assert_true(gone);
+    dc_test_get(f->app, path, NULL, &b);
+    assert_string_equal(b.x_cache, "MISS");
+    dc_test_resp_free(&a);
+    dc_test_resp_free(&b);
+}
+
+static void test_force_refresh_bypasses_and_repopulates(void **state)
+{
+    fixture_t *f = *state;
+    char path[PATH_MAX_LEN];
+    dc_test_resp_t a, b, c;
+    char *stored;
+
+    forget_org(DEMO_ORG);
+    org_path(path, DEMO_ORG, "compliance");
+    dc_test_get(f->app, path, NULL, &a);
+    /* planted value: forceRefresh must not read it, and must replace it */
+    free(dc_test_redis_str("SET dashboard:compliance:org:%s %s", DEMO_ORG, "{\"planted\":1}"));
+    dc_test_get(f->app, path, "forceRefresh=true", &b);
+    assert_int_equal(b.status, 200);
+    assert_string_equal(b.x_cache, "BYPASS");
+    assert_null(strstr(b.body, "planted"));
+    stored = dc_test_redis_str("GET dashboard:compliance:org:%s", DEMO_ORG);
+    assert_string_equal(stored, b.body);
+    dc_test_get(f->app, path, "forceRefresh=false", &c);
+    assert_string_equal(c.x_cache, "HIT");
+    assert_string_equal(c.body, b.body);
+    free(stored);
+    dc_test_resp_free(&a);
+    dc_test_resp_free(&b);
+    dc_test_resp_free(&c);
+}
+
+static void test_audit_is_never_cached(void **state)
+{
+    fixture_t *f = *state;
+    char path[PATH_MAX_LEN];
+    dc_test_resp_t a, b;
+
+    org_path(path, DEMO_ORG, "audit");
+    dc_test_get(f->app, path, "limit=3", &a);
+    dc_test_get(f->app, path, "limit=3", &b);
+    assert_int_equal(a.status, 200);
+    assert_string_equal(a.x_cache, "BYPASS");
+    assert_string_equal(b.x_cache, "BYPASS");
+    assert_non_null(strstr(a.body, "\"entries\":["));
+    assert_int_equal(dc_test_redis_count("dashboard:audit*"), 0);
+    assert_int_equal(dc_test_redis_count("*audit*"), 0);
+    dc_test_resp_free(&a);
+    dc_test_resp_free(&b);
+}
+
+static void test_unknown_org_and_unit_are_not_cached(void **state)
+{
+    fixture_t *f = *state;
+    const char *ghost = "00000000-0000-4000-8000-0000000000aa";
+    char path[PATH_MAX_LEN], pattern[128], other_org[37], other_unit[37];
+    dc_test_resp_t a, b;
+
+    org_path(path, ghost, "stats");
+    dc_test_get(f->app, path, NULL, &a);
+    dc_test_get(f->app, path, NULL, &b);
+    assert_int_equal(a.status, 404);
+    assert_int_equal(b.status, 404);
+    assert_non_null(strstr(a.body, "\"org_not_found\""));
+    snprintf(pattern, sizeof(pattern), "*%s*", ghost);
+    assert_int_equal(dc_test_redis_count(pattern), 0);
+    dc_test_resp_free(&a);
+    dc_test_resp_free(&b);
+
+    /* a unit of another organization is unknown here, and stays uncached */
+    dc_test_org(1, other_org);
+    dc_test_unit_of(other_org, other_unit);
+    snprintf(path, sizeof(path), "/api/dashboard/orgs/%s/units/%s/temperature/trends", DEMO_ORG, other_unit);
+    dc_test_get(f->app, path, NULL, &a);
+    assert_int_equal(a.status, 404);
+    assert_non_null(strstr(a.body, "\"unit_not_found\""));
+    snprintf(pattern, sizeof(pattern), "*%s*", other_unit);
+    assert_int_equal(dc_test_redis_count(pattern), 0);
+    dc_test_resp_free(&a);
+}
+
+static void test_tenant_isolation(void **state)
+{
+    fixture_t *f = *state;
+    char a_org[37], b_org[37], upper[37], path[PATH_MAX_LEN], expect[64];
+    dc_test_resp_t a, b, a_upper;
+
+    dc_test_org(1, a_org);
+    dc_test_org(2, b_org);
+    forget_org(a_org);
+    forget_org(b_org);
+
+    org_path(path, a_org, "stats");
+    dc_test_get(f->app, path, NULL, &a);
+    assert_string_equal(a.x_cache, "MISS");
+
+    org_path(path, b_org, "stats");
+    dc_test_get(f->app, path, NULL, &b);
+    assert_int_equal(b.status, 200);
+    assert_string_equal(b.x_cache, "MISS");
+    snprintf(expect, sizeof(expect), "\"orgId\":\"%s\"", b_org);
+    assert_non_null(strstr(b.body, expect));
+    snprintf(expect, sizeof(expect), "%s", a_org);
+    assert_null(strstr(b.body, expect));
+
+    /* the same tenant spelled in upper case shares its key, and only its key */
+    for (int i = 0; i < 37; i++)
+        upper[i] = (char)(a_org[i] >= 'a' && a_org[i] <= 'f' ? a_org[i] - 32 : a_org[i]);
+    org_path(path, upper, "stats");
+    dc_test_get(f->app, path, NULL, &a_upper);
+    assert_string_equal(a_upper.x_cache, "HIT");
+    assert_string_equal(a_upper.body, a.body);
+
+    dc_test_resp_free(&a);
+    dc_test_resp_free(&b);
+    dc_test_resp_free(&a_upper);
+}
+
+static void test_values_match_the_database(void **state)
+{
+    fixture_t *f = *state;
+    const char *p[] = { DEMO_ORG };
+    char path[PATH_MAX_LEN], expect[64];
+    char *alerts = dc_test_sql("SELECT count(*) FROM alerts WHERE org_id = $1 AND resolved_at IS NULL", 1, p);
+    char *units = dc_test_sql("SELECT count(*) FROM units WHERE org_id = $1", 1, p);
+    dc_test_resp_t a, b;
+
+    org_path(path, DEMO_ORG, "alerts/count");
+    dc_test_get(f->app, path, "forceRefresh=true", &a);
+    snprintf(expect, sizeof(expect), "\"unresolved\":%s,", alerts);
+    assert_non_null(strstr(a.body, expect));
+    org_path(path, DEMO_ORG, "units/status");
+    dc_test_get(f->app, path, "forceRefresh=true", &b);
+    snprintf(expect, sizeof(expect), "\"total\":%s,", units);
+    assert_non_null(strstr(b.body, expect));
+    free(alerts);
+    free(units);
+    dc_test_resp_free(&a);
+    dc_test_resp_free(&b);
+}
+
+/* Redis refuses connections: answers come from the database, quickly, every time. */
+static void test_redis_refused_bypasses(void **state)
+{
+    fixture_t *f = *state;
+    char path[PATH_MAX_LEN];
+    dc_app_t *app;
+
+    f->cfg.redis.redis_port = dc_test_closed_port();
+    app = dc_app_new(&f->cfg);
+    org_path(path, DEMO_ORG, "units/status");
+    for (int i = 0; i < 5; i++) {
+        dc_test_resp_t r;
+        dc_test_get(app, path, NULL, &r);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.x_cache, "BYPASS");
+        assert_true(r.ms < 1000);
+        dc_test_resp_free(&r);
+    }
+    dc_app_free(app);
+}
+
+/*
+ * Redis accepts connections but never answers (hung, SIGSTOPped): the first
+ * request waits one command timeout, the ones during the back-off none.
+ */
+static void test_redis_hung_is_bounded_and_recovers(void **state)
+{
+    fixture_t *f = *state;
+    int real_port = f->cfg.redis.redis_port, port;
+    int fd = dc_test_silent_listener(&port);
+    char path[PATH_MAX_LEN];
+    dc_test_resp_t r;
+    dc_app_t *app;
+
+    f->cfg.redis.redis_port = port;
+    f->cfg.redis_command_timeout_ms = 100;
+    f->cfg.redis_retry_interval_ms = 300;
+    app = dc_app_new(&f->cfg);
+    org_path(path, DEMO_ORG, "devices/online");
+
+    dc_test_get(app, path, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.x_cache, "BYPASS");
+    assert_true(r.ms < 100 + 1000);
+    dc_test_resp_free(&r);
+
+    dc_test_get(app, path, NULL, &r);
+    assert_string_equal(r.x_cache, "BYPASS");
+    assert_true(r.ms < 90);     /* in back-off: no wait on Redis at all */
+    dc_test_resp_free(&r);
+
+    /* Redis is back: after the back-off the worker reconnects by itself */
+    f->cfg.redis.redis_port = real_port;
+    forget_org(DEMO_ORG);
+    usleep(350 * 1000);
+    dc_test_get(app, path, NULL, &r);
+    assert_string_equal(r.x_cache, "MISS");
+    dc_test_resp_free(&r);
+    dc_test_get(app, path, NULL, &r);
+    assert_string_equal(r.x_cache, "HIT");
+    dc_test_resp_free(&r);
+
+    close(fd);
+    dc_app_free(app);
+}
+
+/* The database is down: cached answers are still served; misses get a 503. */
+static void test_database_down_serves_hits_and_503s_misses(void **state)
+{
+    fixture_t *f = *state;
+    char path[PATH_MAX_LEN], url[128];
+    dc_test_resp_t r;
+    dc_config_t down = f->cfg;
+    dc_app_t *app;
+
+    forget_org(DEMO_ORG);
+    org_path(path, DEMO_ORG, "stats");
+    dc_test_get(f->app, path, NULL, &r);
+    assert_string_equal(r.x_cache, "MISS");
+    dc_test_resp_free(&r);
+
+    snprintf(url, sizeof(url), "postgresql://dashcache@127.0.0.1:%d/dashcache", dc_test_closed_port());
+    snprintf(down.database_url, sizeof(down.database_url), "%s", url);
+    app = dc_app_new(&down);
+
+    dc_test_get(app, path, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.x_cache, "HIT");
+    dc_test_resp_free(&r);
+
+    org_path(path, DEMO_ORG, "compliance");
+    dc_test_get(app, path, NULL, &r);
+    assert_int_equal(r.status, 503);
+    assert_int_equal(r.retry_after, down.retry_after_s);
+    assert_non_null(strstr(r.body, "\"database_unavailable\""));
+    assert_true(r.ms < 3000);
+    dc_test_resp_free(&r);
+
+    /* nothing was cached for the failed miss */
+    assert_int_equal(dc_test_redis_int("EXISTS dashboard:compliance:org:%s", DEMO_ORG), 0);
+    dc_app_free(app);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_miss_then_hit_byte_identical, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_query_type_is_cached_under_its_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ttl_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_force_refresh_bypasses_and_repopulates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_is_never_cached, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_org_and_unit_are_not_cached, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_isolation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_values_match_the_database, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_refused_bypasses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_hung_is_bounded_and_recovers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_database_down_serves_hits_and_503s_misses, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("integration_cache", tests, NULL, NULL);
+}

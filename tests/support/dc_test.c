@@ -1,0 +1,203 @@
+/* Integration test helpers. */
+#include "dc_test.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <hiredis.h>
+#include <libpq-fe.h>
+
+static redisContext *redis;
+static PGconn *pg;
+
+void dc_test_config(dc_config_t *cfg)
+{
+    char err[512];
+    if (dc_config_load(cfg, err, sizeof(err)) != DC_OK)
+        fail_msg("configuration: %s", err);
+}
+
+static redisContext *rc(void)
+{
+    dc_config_t cfg;
+
+    if (redis != NULL)
+        return redis;
+    dc_test_config(&cfg);
+    redis = redisConnect(cfg.redis.redis_host, cfg.redis.redis_port);
+    if (redis == NULL || redis->err)
+        fail_msg("test redis connect %s:%d failed", cfg.redis.redis_host, cfg.redis.redis_port);
+    if (cfg.redis.redis_db != 0)
+        freeReplyObject(redisCommand(redis, "SELECT %d", cfg.redis.redis_db));
+    return redis;
+}
+
+static redisReply *vcmd(const char *fmt, va_list ap)
+{
+    redisReply *r = redisvCommand(rc(), fmt, ap);
+    if (r == NULL)
+        fail_msg("test redis command failed: %s", redis->errstr);
+    return r;
+}
+
+long long dc_test_redis_int(const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+    long long v;
+
+    va_start(ap, fmt);
+    r = vcmd(fmt, ap);
+    va_end(ap);
+    v = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+char *dc_test_redis_str(const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+    char *s = NULL;
+
+    va_start(ap, fmt);
+    r = vcmd(fmt, ap);
+    va_end(ap);
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+        s = strndup(r->str, r->len);
+    freeReplyObject(r);
+    return s;
+}
+
+static size_t scan(const char *pattern, int del)
+{
+    char cursor[32] = "0";
+    size_t n = 0;
+
+    do {
+        redisReply *r = redisCommand(rc(), "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+            fail_msg("SCAN failed");
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            n++;
+            if (del)
+                freeReplyObject(redisCommand(rc(), "DEL %s", r->element[1]->element[i]->str));
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return n;
+}
+
+size_t dc_test_redis_count(const char *pattern)
+{
+    return scan(pattern, 0);
+}
+
+void dc_test_redis_del_pattern(const char *pattern)
+{
+    scan(pattern, 1);
+}
+
+char *dc_test_sql(const char *sql, int n, const char *const *params)
+{
+    PGresult *r;
+    char *v = NULL;
+
+    if (pg == NULL) {
+        dc_config_t cfg;
+        dc_test_config(&cfg);
+        pg = PQconnectdb(cfg.database_url);
+        if (PQstatus(pg) != CONNECTION_OK)
+            fail_msg("test database connect failed: %s", PQerrorMessage(pg));
+    }
+    r = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("test query failed: %s", PQresultErrorMessage(r));
+    if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+        v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+static void copy_id(char *v, char out[37])
+{
+    if (v == NULL || strlen(v) != 36)
+        fail_msg("expected an id, got %s", v ? v : "nothing");
+    memcpy(out, v, 37);
+    free(v);
+}
+
+void dc_test_org(int i, char out[37])
+{
+    char off[16];
+    const char *p[] = { off };
+    snprintf(off, sizeof(off), "%d", i);
+    copy_id(dc_test_sql("SELECT id::text FROM organizations ORDER BY name OFFSET $1::int LIMIT 1", 1, p), out);
+}
+
+void dc_test_unit_of(const char *org, char out[37])
+{
+    const char *p[] = { org };
+    copy_id(dc_test_sql("SELECT id::text FROM units WHERE org_id = $1 ORDER BY name LIMIT 1", 1, p), out);
+}
+
+static int bound_socket(int *port)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+        fail_msg("cannot bind a loopback socket");
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+int dc_test_closed_port(void)
+{
+    int port, fd = bound_socket(&port);
+    close(fd);
+    return port;
+}
+
+int dc_test_silent_listener(int *port)
+{
+    int fd = bound_socket(port);
+    if (listen(fd, 64) != 0)
+        fail_msg("listen failed");
+    return fd;
+}
+
+void dc_test_get(dc_app_t *app, const char *path, const char *query, dc_test_resp_t *r)
+{
+    dc_response_t resp;
+    int64_t t0 = dc_now_us();
+
+    dc_app_handle(app, "GET", path, query, &resp);
+    r->ms = (double)(dc_now_us() - t0) / 1000.0;
+    r->status = resp.status;
+    snprintf(r->x_cache, sizeof(r->x_cache), "%s", resp.x_cache ? resp.x_cache : "");
+    r->retry_after = resp.retry_after;
+    r->body = strndup(resp.body ? resp.body : "", resp.body_len);
+    r->body_len = resp.body_len;
+    dc_app_done(app);
+}
+
+void dc_test_resp_free(dc_test_resp_t *r)
+{
+    free(r->body);
+    r->body = NULL;
+}

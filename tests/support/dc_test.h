@@ -1,0 +1,54 @@
+/*
+ * Helpers for the integration tests: the environment of the test stack,
+ * direct Redis and PostgreSQL access to inspect what dashcache did, and
+ * requests through dc_app without FastCGI.
+ */
+#ifndef DC_TEST_H
+#define DC_TEST_H
+
+#include <stddef.h>
+
+#include "dc_app.h"
+#include "dc_config.h"
+
+#define DEMO_ORG  "550e8400-e29b-41d4-a716-446655440000"
+#define DEMO_UNIT "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+
+/* Loads the configuration from the environment; fails the test if it is invalid. */
+void dc_test_config(dc_config_t *cfg);
+
+/* Redis commands on a connection of the test's own (REDIS_URL). */
+long long dc_test_redis_int(const char *fmt, ...);           /* integer reply, -1 on error */
+char *dc_test_redis_str(const char *fmt, ...);               /* string reply (free), NULL if nil */
+size_t dc_test_redis_count(const char *pattern);             /* keys matching, via SCAN */
+void dc_test_redis_del_pattern(const char *pattern);
+
+/* First column of the first row of a query with text parameters (free), NULL if none. */
+char *dc_test_sql(const char *sql, int n, const char *const *params);
+
+/* The org id at position i (0-based) in name order. */
+void dc_test_org(int i, char out[37]);
+
+/* A unit id of org (any). */
+void dc_test_unit_of(const char *org, char out[37]);
+
+/* A TCP port on 127.0.0.1 with nothing listening (bound then closed). */
+int dc_test_closed_port(void);
+
+/* A listening socket that never accepts: connects succeed, replies never come. */
+int dc_test_silent_listener(int *port);
+
+typedef struct {
+    int    status;
+    char   x_cache[8];
+    int    retry_after;
+    char  *body;         /* NUL-terminated copy (free) */
+    size_t body_len;
+    double ms;           /* wall time of the call */
+} dc_test_resp_t;
+
+/* GET path?query through app; copies the response out. */
+void dc_test_get(dc_app_t *app, const char *path, const char *query, dc_test_resp_t *r);
+void dc_test_resp_free(dc_test_resp_t *r);
+
+#endif
