@@ -1,6 +1,6 @@
 /*
  * Signals. Workers keep TERM, INT, QUIT and HUP blocked while they work and
- * take them only while waiting for a connection (ppoll with wait_mask), so a
+ * take them only while waiting for a connection (epoll_pwait with wait_mask), so a
  * request in flight is never interrupted; handlers only set flags. The master
  * blocks the signals it cares about and takes them synchronously with
  * sigtimedwait, so it needs no handlers at all.
@@ -15,7 +15,7 @@ extern volatile sig_atomic_t dc_signal_stop;
 
 /*
  * Installs the worker's flag handlers and blocks their signals. wait_mask
- * receives the mask to pass to ppoll (the blocked set minus those signals).
+ * receives the mask to pass to epoll_pwait (the blocked set minus those signals).
  * DC_OK or DC_ERROR (logged).
  */
 int dc_signal_worker_init(sigset_t *wait_mask);

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,10 +55,11 @@ static void serve(dc_app_t *app, FCGX_Request *r)
 
 int dc_worker_run(int listen_fd, const dc_config_t *cfg)
 {
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
     FCGX_Request req;
     sigset_t wait_mask;
     dc_app_t *app;
-    int flags;
+    int flags, ep;
 
     if (dc_signal_worker_init(&wait_mask) != DC_OK)
         return 1;
@@ -74,20 +77,26 @@ int dc_worker_run(int listen_fd, const dc_config_t *cfg)
         dc_log_error("worker.init", "fcntl(O_NONBLOCK) on fd %d failed: %s", listen_fd, strerror(errno));
         return 1;
     }
+    /* EPOLLEXCLUSIVE: a new connection wakes one idle worker, not all of them */
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, listen_fd, &ev) != 0) {
+        dc_log_error("worker.init", "epoll on fd %d failed: %s", listen_fd, strerror(errno));
+        return 1;
+    }
     app = dc_app_new(cfg);
     if (app == NULL) {
         dc_log_error("worker.init", "out of memory");
+        close(ep);
         return 1;
     }
     dc_log_info("worker.start", "serving on fd %d", listen_fd);
 
     while (!dc_signal_stop) {
-        struct pollfd pfd = { listen_fd, POLLIN, 0 };
-        int n = ppoll(&pfd, 1, NULL, &wait_mask);
+        int n = epoll_pwait(ep, &ev, 1, -1, &wait_mask);
 
         if (n < 0) {
             if (errno != EINTR) {
-                dc_log_error("worker.poll", "ppoll() failed: %s", strerror(errno));
+                dc_log_error("worker.poll", "epoll_pwait() failed: %s", strerror(errno));
                 break;
             }
             continue;
@@ -109,5 +118,6 @@ int dc_worker_run(int listen_fd, const dc_config_t *cfg)
     dc_log_info("worker.stop", "stopping");
     FCGX_Free(&req, 1);
     dc_app_free(app);
+    close(ep);
     return 0;
 }
