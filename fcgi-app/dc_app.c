@@ -119,7 +119,7 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
     int rc;
 
     if (cacheable && !req->force_refresh) {
-        rc = dc_cache_get(app->cache, key, (size_t)klen, &app->hit);
+        rc = dc_cache_get(app->cache, req->org_id, key, (size_t)klen, &app->hit);
         if (rc == DC_OK) {
             resp->status = 200;
             resp->x_cache = "HIT";
@@ -131,6 +131,9 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
             x_cache = "MISS";
         else
             cacheable = 0;     /* Redis is down: don't try to store either */
+    } else if (cacheable) {
+        /* the generation must be read before the database, as on a miss */
+        cacheable = dc_cache_generation(app->cache, req->org_id, app->hit.gen) == DC_OK;
     }
 
     dc_buf_reset(&app->body);
@@ -148,8 +151,8 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
     }
 
     if (cacheable)
-        dc_cache_set(app->cache, key, (size_t)klen, app->body.data, app->body.len,
-                           app->cfg->ttl[req->qtype]);
+        dc_cache_set(app->cache, req->org_id, key, (size_t)klen, app->hit.gen, app->body.data,
+                     app->body.len, app->cfg->ttl[req->qtype]);
     reply_body(resp, 200, x_cache, &app->body);
 }
 

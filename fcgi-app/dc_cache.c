@@ -8,13 +8,44 @@
 
 #include <hiredis.h>
 
+#include "dc_key.h"
 #include "dc_log.h"
+
+/*
+ * KEYS[1] generation, KEYS[2] value; ARGV[1] generation read before the
+ * query ("" = none), ARGV[2] body, ARGV[3] ttl. A missing generation is
+ * created from the server clock, which keeps generations unique even after
+ * a generation key was evicted.
+ */
+static const char store_lua[] =
+    "local g = redis.call('GET', KEYS[1])\n"
+    "if ARGV[1] == '' then\n"
+    "  if g then return 0 end\n"
+    "  local t = redis.call('TIME')\n"
+    "  g = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))\n"
+    "  redis.call('SET', KEYS[1], g)\n"
+    "elseif g ~= ARGV[1] then\n"
+    "  return 0\n"
+    "end\n"
+    "redis.call('SET', KEYS[2], g .. '\\n' .. ARGV[2], 'EX', tonumber(ARGV[3]))\n"
+    "return 1\n";
+
+/* KEYS[1] generation: max(current + 1, server clock in microseconds). */
+static const char bump_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+    "local nxt = math.max(cur + 1, now)\n"
+    "redis.call('SET', KEYS[1], string.format('%d', nxt))\n"
+    "return nxt\n";
 
 struct dc_cache_s {
     const dc_config_t *cfg;
     redisContext      *ctx;
     int64_t            retry_at_ms;   /* no connect attempt before this */
     int                down_logged;   /* log a failure once per outage */
+    char               store_sha[41];
+    char               bump_sha[41];
 };
 
 static struct timeval ms_to_tv(int ms)
@@ -122,6 +153,15 @@ static int ensure(dc_cache_t *c)
             return DC_UNAVAILABLE;
         freeReplyObject(r);
     }
+    /* scripts are loaded on every connect: a restarted Redis has forgotten them */
+    if (setup_command(c, &r, "SCRIPT LOAD %s", store_lua) != DC_OK)
+        return DC_UNAVAILABLE;
+    snprintf(c->store_sha, sizeof(c->store_sha), "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+    if (setup_command(c, &r, "SCRIPT LOAD %s", bump_lua) != DC_OK)
+        return DC_UNAVAILABLE;
+    snprintf(c->bump_sha, sizeof(c->bump_sha), "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
     if (c->down_logged) {
         dc_log_info("redis.recovered", "connected to redis again");
         c->down_logged = 0;
@@ -139,28 +179,71 @@ static void command_failed(dc_cache_t *c, const char *what)
     fail(c, what, c->ctx->errstr, c->ctx->err != REDIS_ERR_EOF);
 }
 
-int dc_cache_get(dc_cache_t *c, const char *key, size_t klen, dc_cache_value_t *v)
+static void copy_gen(char gen[DC_GEN_MAX], const redisReply *r)
 {
+    if (r->type == REDIS_REPLY_STRING && r->len < DC_GEN_MAX) {
+        memcpy(gen, r->str, r->len);
+        gen[r->len] = '\0';
+    } else {
+        gen[0] = '\0';
+    }
+}
+
+int dc_cache_get(dc_cache_t *c, const char *org, const char *key, size_t klen, dc_cache_value_t *v)
+{
+    char genkey[DC_KEY_MAX];
+    int glen = dc_key_gen(org, genkey, sizeof(genkey));
+    const redisReply *g, *val;
     redisReply *r;
 
     memset(v, 0, sizeof(*v));
-    if (ensure(c) != DC_OK)
+    if (glen < 0 || ensure(c) != DC_OK)
         return DC_UNAVAILABLE;
-    r = redisCommand(c->ctx, "GET %b", key, klen);
+    r = redisCommand(c->ctx, "MGET %b %b", genkey, (size_t)glen, key, klen);
+    if (r == NULL) {
+        command_failed(c, "redis MGET");
+        return DC_UNAVAILABLE;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        dc_log_warn("redis.error", "MGET %.*s: %s", (int)klen, key,
+                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        freeReplyObject(r);
+        return DC_UNAVAILABLE;
+    }
+    g = r->element[0];
+    val = r->element[1];
+    copy_gen(v->gen, g);
+    if (v->gen[0] != '\0' && val->type == REDIS_REPLY_STRING) {
+        size_t gl = strlen(v->gen);
+        /* a hit only under the current generation: "<gen>\n<body>" */
+        if (val->len > gl && memcmp(val->str, v->gen, gl) == 0 && val->str[gl] == '\n') {
+            v->data = val->str + gl + 1;
+            v->len = val->len - gl - 1;
+            v->reply = r;
+            return DC_OK;
+        }
+    }
+    freeReplyObject(r);
+    return DC_DECLINED;
+}
+
+int dc_cache_generation(dc_cache_t *c, const char *org, char gen[DC_GEN_MAX])
+{
+    char genkey[DC_KEY_MAX];
+    int glen = dc_key_gen(org, genkey, sizeof(genkey));
+    redisReply *r;
+
+    gen[0] = '\0';
+    if (glen < 0 || ensure(c) != DC_OK)
+        return DC_UNAVAILABLE;
+    r = redisCommand(c->ctx, "GET %b", genkey, (size_t)glen);
     if (r == NULL) {
         command_failed(c, "redis GET");
         return DC_UNAVAILABLE;
     }
-    if (r->type == REDIS_REPLY_STRING) {
-        v->data = r->str;
-        v->len = r->len;
-        v->reply = r;
-        return DC_OK;
-    }
-    if (r->type == REDIS_REPLY_ERROR)
-        dc_log_warn("redis.error", "GET %.*s: %s", (int)klen, key, r->str);
+    copy_gen(gen, r);
     freeReplyObject(r);
-    return DC_DECLINED;
+    return DC_OK;
 }
 
 void dc_cache_value_release(dc_cache_value_t *v)
@@ -169,25 +252,74 @@ void dc_cache_value_release(dc_cache_value_t *v)
     memset(v, 0, sizeof(*v));
 }
 
-int dc_cache_set(dc_cache_t *c, const char *key, size_t klen, const char *val, size_t vlen, int ttl_s)
+/* Runs a script by sha; DC_OK with *out the reply (free it), or DC_UNAVAILABLE. */
+static int eval(dc_cache_t *c, const char *what, redisReply **out, const char *fmt, ...)
 {
+    va_list ap;
     redisReply *r;
-    int rc = DC_OK;
 
-    if (ensure(c) != DC_OK)
-        return DC_UNAVAILABLE;
-    r = redisCommand(c->ctx, "SET %b %b EX %d", key, klen, val, vlen, ttl_s);
+    va_start(ap, fmt);
+    r = redisvCommand(c->ctx, fmt, ap);
+    va_end(ap);
     if (r == NULL) {
-        command_failed(c, "redis SET");
+        command_failed(c, what);
         return DC_UNAVAILABLE;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        /* e.g. OOM under maxmemory noeviction: the answer is still right */
-        dc_log_warn("redis.error", "SET %.*s: %s", (int)klen, key, r->str);
-        rc = DC_UNAVAILABLE;
+        /* NOSCRIPT after SCRIPT FLUSH, OOM under noeviction, ...: reconnect reloads */
+        fail(c, what, r->str, 0);
+        freeReplyObject(r);
+        return DC_UNAVAILABLE;
     }
+    *out = r;
+    return DC_OK;
+}
+
+int dc_cache_set(dc_cache_t *c, const char *org, const char *key, size_t klen, const char *gen,
+                 const char *val, size_t vlen, int ttl_s)
+{
+    char genkey[DC_KEY_MAX];
+    int glen = dc_key_gen(org, genkey, sizeof(genkey));
+    redisReply *r;
+    int rc;
+
+    if (glen < 0 || ensure(c) != DC_OK)
+        return DC_UNAVAILABLE;
+    if (eval(c, "redis store", &r, "EVALSHA %s 2 %b %b %s %b %d", c->store_sha, genkey, (size_t)glen,
+             key, klen, gen, val, vlen, ttl_s) != DC_OK)
+        return DC_UNAVAILABLE;
+    rc = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? DC_OK : DC_DECLINED;
     freeReplyObject(r);
     return rc;
+}
+
+int dc_cache_invalidate_org(dc_cache_t *c, const char *org)
+{
+    char genkey[DC_KEY_MAX];
+    int glen = dc_key_gen(org, genkey, sizeof(genkey));
+    redisReply *r;
+
+    if (glen < 0 || ensure(c) != DC_OK)
+        return DC_UNAVAILABLE;
+    if (eval(c, "redis invalidate", &r, "EVALSHA %s 1 %b", c->bump_sha, genkey, (size_t)glen) != DC_OK)
+        return DC_UNAVAILABLE;
+    freeReplyObject(r);
+    return DC_OK;
+}
+
+int dc_cache_publish(dc_cache_t *c, const char *channel, const char *msg, size_t len)
+{
+    redisReply *r;
+
+    if (ensure(c) != DC_OK)
+        return DC_UNAVAILABLE;
+    r = redisCommand(c->ctx, "PUBLISH %s %b", channel, msg, len);
+    if (r == NULL) {
+        command_failed(c, "redis PUBLISH");
+        return DC_UNAVAILABLE;
+    }
+    freeReplyObject(r);
+    return DC_OK;
 }
 
 int dc_cache_ping(dc_cache_t *c, double *latency_ms)

@@ -8,6 +8,17 @@
  * so a dead or hung Redis costs one bounded wait per interval per worker,
  * not one per request. Every call is bounded by the connect and command
  * timeouts of the configuration.
+ *
+ * Invalidation is by generation. Every organization has a generation key
+ * (dc_key_gen); a cached value is stored as "<generation>\n<body>" and is a
+ * hit only while the organization's generation still equals the one it was
+ * stored under. Invalidating an organization is one write, whatever the
+ * number of its keys. A miss reads the generation before it queries the
+ * database, and the store is a script that refuses to write when the
+ * generation moved in between: a slow reader can never put data from before
+ * a write into the cache after that write's invalidation (the stale-set
+ * race). Generations only grow and are never reused, even when a generation
+ * key is evicted or deleted.
  */
 #ifndef DC_CACHE_H
 #define DC_CACHE_H
@@ -16,11 +27,14 @@
 
 typedef struct dc_cache_s dc_cache_t;
 
-/* A cached body. data stays valid until dc_cache_value_release. */
+#define DC_GEN_MAX 24
+
+/* A lookup: the cached body on a hit, the generation seen on a miss. */
 typedef struct {
-    const char *data;
+    const char *data;              /* body on a hit; valid until release */
     size_t      len;
-    void       *reply;     /* owned; released by dc_cache_value_release */
+    char        gen[DC_GEN_MAX];   /* generation read ("" = none yet) */
+    void       *reply;             /* owned; released by dc_cache_value_release */
 } dc_cache_value_t;
 
 /* Allocates a cache handle; does not connect. NULL on out of memory. Free with dc_cache_free. */
@@ -30,17 +44,36 @@ dc_cache_t *dc_cache_new(const dc_config_t *cfg);
 void dc_cache_free(dc_cache_t *c);
 
 /*
- * GET key. DC_OK: hit, v filled (release it); DC_DECLINED: miss;
+ * Reads key of organization org together with the organization's
+ * generation, in one round trip. DC_OK: hit, v->data/len set (release v);
+ * DC_DECLINED: miss or stale, v->gen holds the generation to store under;
  * DC_UNAVAILABLE: Redis down, hung or in back-off (the caller bypasses).
  */
-int dc_cache_get(dc_cache_t *c, const char *key, size_t klen, dc_cache_value_t *v) DC_WUR;
+int dc_cache_get(dc_cache_t *c, const char *org, const char *key, size_t klen,
+                 dc_cache_value_t *v) DC_WUR;
+
+/* Reads only the generation of org into gen (for a forced refresh). DC_OK or DC_UNAVAILABLE. */
+int dc_cache_generation(dc_cache_t *c, const char *org, char gen[DC_GEN_MAX]) DC_WUR;
 
 /* Frees what dc_cache_get returned. Safe on a zeroed or released value. */
 void dc_cache_value_release(dc_cache_value_t *v);
 
-/* SET key value EX ttl. DC_OK or DC_UNAVAILABLE. */
-int dc_cache_set(dc_cache_t *c, const char *key, size_t klen, const char *val, size_t vlen,
-                 int ttl_s);
+/*
+ * Stores val under key with ttl_s, only if org's generation is still gen.
+ * DC_OK: stored; DC_DECLINED: refused, an invalidation came in between;
+ * DC_UNAVAILABLE: Redis failed (the answer is still right, just not cached).
+ */
+int dc_cache_set(dc_cache_t *c, const char *org, const char *key, size_t klen, const char *gen,
+                 const char *val, size_t vlen, int ttl_s);
+
+/*
+ * Moves org's generation forward: every value cached for it stops being a
+ * hit at once. DC_OK or DC_UNAVAILABLE.
+ */
+int dc_cache_invalidate_org(dc_cache_t *c, const char *org) DC_WUR;
+
+/* PUBLISH channel message. DC_OK or DC_UNAVAILABLE. */
+int dc_cache_publish(dc_cache_t *c, const char *channel, const char *msg, size_t len) DC_WUR;
 
 /* PING, bounded by the timeouts. DC_OK (latency_ms set) or DC_UNAVAILABLE. */
 int dc_cache_ping(dc_cache_t *c, double *latency_ms) DC_WUR;

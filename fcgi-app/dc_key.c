@@ -40,3 +40,9 @@ int dc_key_build(const dc_request_t *req, char *buf, size_t cap)
         return DC_ERROR;
     return n;
 }
+
+int dc_key_gen(const char *org_id, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "dashcache:gen:org:%s", org_id);
+    return n < 0 || (size_t)n >= cap ? DC_ERROR : n;
+}

@@ -9,6 +9,11 @@
  *   dashboard:temperature:trends:org:{org}:unit:{unit}:hours:{h}
  *   dashboard:devices:online:org:{org}
  *   dashboard:compliance:org:{org}
+ *
+ * Each organization also has a generation, outside the dashboard: namespace
+ * so that no invalidation pattern can match it:
+ *
+ *   dashcache:gen:org:{org}
  */
 #ifndef DC_KEY_H
 #define DC_KEY_H
@@ -22,5 +27,8 @@
  * length, or DC_DECLINED when the request is not cacheable (audit, health).
  */
 int dc_key_build(const dc_request_t *req, char *buf, size_t cap);
+
+/* Writes the generation key of org (a validated id) into buf. Returns its length or DC_ERROR. */
+int dc_key_gen(const char *org_id, char *buf, size_t cap);
 
 #endif

@@ -54,6 +54,20 @@ static void forget_org(const char *org)
     dc_test_redis_del_pattern(pattern);
 }
 
+/* The body cached under key, without its generation tag (free), or NULL. */
+static char *cached_body(const char *key)
+{
+    char *v = dc_test_redis_str("GET %s", key), *nl, *body;
+
+    if (v == NULL)
+        return NULL;
+    nl = strchr(v, '\n');
+    assert_non_null(nl);
+    body = strdup(nl + 1);
+    free(v);
+    return body;
+}
+
 static void test_miss_then_hit_byte_identical(void **state)
 {
     fixture_t *f = *state;
@@ -75,7 +89,7 @@ static void test_miss_then_hit_byte_identical(void **state)
     assert_memory_equal(a.body, b.body, a.body_len);
     assert_non_null(strstr(a.body, "\"orgId\":\"" DEMO_ORG "\""));
 
-    stored = dc_test_redis_str("GET dashboard:stats:org:%s", DEMO_ORG);
+    stored = cached_body("dashboard:stats:org:" DEMO_ORG);
     assert_non_null(stored);
     assert_string_equal(stored, a.body);
     ttl = dc_test_redis_int("TTL dashboard:stats:org:%s", DEMO_ORG);
@@ -114,7 +128,7 @@ static void test_every_query_type_is_cached_under_its_key(void **state)
         assert_string_equal(a.x_cache, "MISS");
         assert_string_equal(b.x_cache, "HIT");
         assert_string_equal(a.body, b.body);
-        stored = dc_test_redis_str("GET %s", cases[i].key);
+        stored = cached_body(cases[i].key);
         assert_non_null(stored);
         assert_string_equal(stored, a.body);
         free(stored);
@@ -164,7 +178,7 @@ static void test_force_refresh_bypasses_and_repopulates(void **state)
     assert_int_equal(b.status, 200);
     assert_string_equal(b.x_cache, "BYPASS");
     assert_null(strstr(b.body, "planted"));
-    stored = dc_test_redis_str("GET dashboard:compliance:org:%s", DEMO_ORG);
+    stored = cached_body("dashboard:compliance:org:" DEMO_ORG);
     assert_string_equal(stored, b.body);
     dc_test_get(f->app, path, "forceRefresh=false", &c);
     assert_string_equal(c.x_cache, "HIT");
