@@ -23,6 +23,9 @@ CREATE TABLE IF NOT EXISTS units (
     kind        text NOT NULL CHECK (kind IN ('fridge', 'freezer')),
     min_temp    numeric(5,2) NOT NULL,
     max_temp    numeric(5,2) NOT NULL,
+    -- latest state, kept by the ingest endpoint
+    last_temperature numeric(5,2),
+    last_reading_at  timestamptz,
     CHECK (min_temp < max_temp)
 );
 
@@ -75,3 +78,6 @@ CREATE INDEX IF NOT EXISTS alerts_open_idx        ON alerts (org_id, unit_id) WH
 CREATE INDEX IF NOT EXISTS audit_org_time_idx     ON audit_log (org_id, created_at DESC, id DESC);
 
 COMMIT;
+
+\ir invalidation.sql
+\ir api.sql

@@ -74,6 +74,10 @@ BEGIN
     FROM seed_device d, generate_series(0, steps - 1) k
     WHERE NOT (d.dn % 5 = 4 AND k < 180 / p_step_min);
 
+    UPDATE units u SET (last_temperature, last_reading_at) =
+        (SELECT r.temperature, r.recorded_at FROM readings r
+          WHERE r.unit_id = u.id ORDER BY r.recorded_at DESC LIMIT 1);
+
     INSERT INTO alerts (id, org_id, unit_id, kind, message, created_at, resolved_at)
     SELECT dc_uuid('alert', n * 10 + 1), org_id, unit_id, 'temperature_high',
            format('Unit %s-%s above its maximum', s, u), anchor - interval '40 minutes', NULL

@@ -1,0 +1,130 @@
+-- The write side of the dashboard API. Each function is one transaction
+-- (one statement from dashcache), checks that every id belongs to the
+-- organization it is written for, writes an audit row, and returns what the
+-- caller must invalidate and announce. Errors carry SQLSTATE P0002 (an id
+-- that does not exist here: 404) or 22023 (a bad value: 400).
+BEGIN;
+
+-- Readings for any devices: p_devices[i], p_temps[i], p_times[i] (NULL: now).
+-- Returns one
+-- row per unit that received readings ('unitUpdate') and per alert it opened
+-- ('alertCreated').
+CREATE OR REPLACE FUNCTION dc_ingest_readings(p_devices uuid[], p_temps numeric[], p_times timestamptz[])
+RETURNS TABLE (event text, org_id uuid, unit_id uuid, alert_id uuid)
+LANGUAGE plpgsql AS $$
+DECLARE
+    bad bigint;
+BEGIN
+    SELECT x.idx INTO bad
+      FROM unnest(p_devices) WITH ORDINALITY AS x(id, idx)
+      LEFT JOIN devices d ON d.id = x.id
+     WHERE d.id IS NULL ORDER BY x.idx LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002',
+            MESSAGE = format('readings[%s]: device %s does not exist', bad - 1, p_devices[bad]);
+    END IF;
+
+    IF to_regclass('pg_temp.dc_batch') IS NULL THEN
+        CREATE TEMP TABLE dc_batch (device_id uuid, org_id uuid, unit_id uuid,
+                                    temperature numeric(5,2), recorded_at timestamptz)
+            ON COMMIT DELETE ROWS;
+    END IF;
+    INSERT INTO dc_batch
+    SELECT x.device_id, d.org_id, d.unit_id, x.temperature, coalesce(x.recorded_at, now())
+      FROM unnest(p_devices, p_temps, p_times) AS x(device_id, temperature, recorded_at)
+      JOIN devices d ON d.id = x.device_id;
+
+    INSERT INTO readings (org_id, unit_id, device_id, recorded_at, temperature)
+    SELECT b.org_id, b.unit_id, b.device_id, b.recorded_at, b.temperature FROM dc_batch b;
+
+    UPDATE devices d SET last_seen_at = GREATEST(d.last_seen_at, m.seen)
+      FROM (SELECT b.device_id, max(b.recorded_at) AS seen FROM dc_batch b GROUP BY b.device_id) m
+     WHERE d.id = m.device_id;
+
+    -- a late reading never moves a unit's latest state backwards
+    UPDATE units u SET last_temperature = l.temperature, last_reading_at = l.recorded_at
+      FROM (SELECT DISTINCT ON (b.unit_id) b.unit_id, b.temperature, b.recorded_at
+              FROM dc_batch b ORDER BY b.unit_id, b.recorded_at DESC) l
+     WHERE u.id = l.unit_id AND (u.last_reading_at IS NULL OR l.recorded_at >= u.last_reading_at);
+
+    RETURN QUERY
+    WITH touched AS (SELECT DISTINCT b.org_id, b.unit_id FROM dc_batch b),
+    opened AS (
+        INSERT INTO alerts (id, org_id, unit_id, kind, message)
+        SELECT gen_random_uuid(), u.org_id, u.id,
+               CASE WHEN u.last_temperature > u.max_temp THEN 'temperature_high' ELSE 'temperature_low' END,
+               format('%s at %s°C, outside %s..%s°C', u.name, u.last_temperature, u.min_temp, u.max_temp)
+          FROM units u JOIN touched t ON t.unit_id = u.id
+         WHERE (u.last_temperature > u.max_temp OR u.last_temperature < u.min_temp)
+           AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.unit_id = u.id AND a.resolved_at IS NULL)
+        RETURNING alerts.id, alerts.org_id, alerts.unit_id
+    ),
+    audited AS (
+        INSERT INTO audit_log (org_id, actor, action, details)
+        SELECT b.org_id, 'ingest', 'readings.ingest', jsonb_build_object('readings', count(*))
+          FROM dc_batch b GROUP BY b.org_id
+        RETURNING 1
+    )
+    SELECT 'unitUpdate', t.org_id, t.unit_id, NULL::uuid FROM touched t
+    UNION ALL
+    SELECT 'alertCreated', o.org_id, o.unit_id, o.id FROM opened o;
+END $$;
+
+CREATE OR REPLACE FUNCTION dc_alert_create(p_org uuid, p_unit uuid, p_kind text, p_message text, p_actor text)
+RETURNS uuid
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id uuid := gen_random_uuid();
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM units WHERE id = p_unit AND org_id = p_org) THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002',
+            MESSAGE = format('unit %s does not exist in organization %s', p_unit, p_org);
+    END IF;
+    INSERT INTO alerts (id, org_id, unit_id, kind, message) VALUES (v_id, p_org, p_unit, p_kind, p_message);
+    INSERT INTO audit_log (org_id, actor, action, details)
+    VALUES (p_org, p_actor, 'alert.create', jsonb_build_object('alertId', v_id, 'unitId', p_unit, 'kind', p_kind));
+    RETURN v_id;
+END $$;
+
+-- 'resolved', or 'already_resolved' (nothing changed).
+CREATE OR REPLACE FUNCTION dc_alert_resolve(p_org uuid, p_alert uuid, p_actor text)
+RETURNS TABLE (status text, unit_id uuid, resolved_at timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    a alerts%ROWTYPE;
+BEGIN
+    SELECT * INTO a FROM alerts WHERE id = p_alert AND alerts.org_id = p_org FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002',
+            MESSAGE = format('alert %s does not exist in organization %s', p_alert, p_org);
+    END IF;
+    IF a.resolved_at IS NOT NULL THEN
+        RETURN QUERY SELECT 'already_resolved'::text, a.unit_id, a.resolved_at;
+        RETURN;
+    END IF;
+    UPDATE alerts SET resolved_at = now() WHERE id = p_alert;
+    INSERT INTO audit_log (org_id, actor, action, details)
+    VALUES (p_org, p_actor, 'alert.resolve', jsonb_build_object('alertId', p_alert));
+    RETURN QUERY SELECT 'resolved'::text, a.unit_id, now();
+END $$;
+
+-- Online: seen now. Offline: not seen (last_seen_at cleared).
+CREATE OR REPLACE FUNCTION dc_device_status(p_org uuid, p_device uuid, p_online boolean, p_actor text)
+RETURNS TABLE (unit_id uuid, last_seen_at timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_unit uuid;
+BEGIN
+    UPDATE devices d SET last_seen_at = CASE WHEN p_online THEN now() END
+     WHERE d.id = p_device AND d.org_id = p_org
+    RETURNING d.unit_id INTO v_unit;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002',
+            MESSAGE = format('device %s does not exist in organization %s', p_device, p_org);
+    END IF;
+    INSERT INTO audit_log (org_id, actor, action, details)
+    VALUES (p_org, p_actor, 'device.status', jsonb_build_object('deviceId', p_device, 'online', p_online));
+    RETURN QUERY SELECT v_unit, CASE WHEN p_online THEN now() END;
+END $$;
+
+COMMIT;
