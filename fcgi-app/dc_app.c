@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dc_body.h"
 #include "dc_cache.h"
 #include "dc_db.h"
 #include "dc_key.h"
@@ -18,7 +19,11 @@ struct dc_app_s {
     dc_db_t           *db;
     dc_buf_t           body;
     dc_cache_value_t   hit;       /* the cached body being answered */
+    dc_write_t         write;     /* parsed body of a write */
+    dc_write_result_t  result;    /* what a write invalidates and announces */
 };
+
+#define EVENTS_CHANNEL "dashboard:events"
 
 dc_app_t *dc_app_new(const dc_config_t *cfg)
 {
@@ -47,6 +52,8 @@ void dc_app_free(dc_app_t *app)
     dc_cache_free(app->cache);
     dc_db_free(app->db);
     dc_buf_free(&app->body);
+    dc_body_free(&app->write);
+    dc_write_result_free(&app->result);
     free(app);
 }
 
@@ -156,8 +163,68 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
     reply_body(resp, 200, x_cache, &app->body);
 }
 
-void dc_app_handle(dc_app_t *app, const char *method, const char *path, const char *query,
-                   dc_response_t *resp)
+/*
+ * After the commit: invalidate every organization the write touched, then
+ * announce the events. Consumers of the events re-read the dashboards, so
+ * nothing is announced unless its invalidation was applied; when Redis
+ * cannot take it, the outbox rows the write left make the invalidator
+ * apply it once Redis is back.
+ */
+static void invalidate_and_announce(dc_app_t *app)
+{
+    const dc_write_result_t *res = &app->result;
+    const char *ev = res->events.data;
+    int ok = 1;
+
+    for (size_t i = 0; i < res->norgs; i++) {
+        char org[DC_UUID_LEN + 1];
+        memcpy(org, res->orgs.data + i * DC_UUID_LEN, DC_UUID_LEN);
+        org[DC_UUID_LEN] = '\0';
+        if (dc_cache_invalidate_org(app->cache, org) != DC_OK) {
+            dc_log_warn("write.invalidate", "could not invalidate organization %s now; the outbox will", org);
+            ok = 0;
+        }
+    }
+    if (!ok)
+        return;
+    for (size_t i = 0; i < res->nevents; i++) {
+        size_t n = strlen(ev);
+        if (dc_cache_publish(app->cache, EVENTS_CHANNEL, ev, n) != DC_OK)
+            break;
+        ev += n + 1;
+    }
+}
+
+static void handle_write(dc_app_t *app, const dc_request_t *req, const dc_input_t *in,
+                         dc_response_t *resp)
+{
+    dc_error_t err;
+    int rc;
+
+    dc_buf_reset(&app->body);
+    if (dc_body_parse(req, in->content_type, in->body, in->body_len, &app->write, &err) != DC_OK) {
+        dc_response_error(resp, &err, &app->body);
+        return;
+    }
+    rc = dc_query_write(app->db, req, &app->write, &app->body, &app->result, &err);
+    if (rc == DC_DECLINED) {
+        dc_response_error(resp, &err, &app->body);
+        return;
+    }
+    if (rc != DC_OK) {
+        if (rc == DC_UNAVAILABLE) {
+            reply_error(app, resp, 503, "database_unavailable", "the database did not confirm the write; it is not acknowledged, retry it");
+            resp->retry_after = app->cfg->retry_after_s;
+        } else {
+            reply_db_failure(app, resp, rc);
+        }
+        return;
+    }
+    invalidate_and_announce(app);
+    reply_body(resp, app->result.status, NULL, &app->body);
+}
+
+void dc_app_handle(dc_app_t *app, const dc_input_t *in, dc_response_t *resp)
 {
     dc_request_t req;
     dc_error_t err;
@@ -165,7 +232,7 @@ void dc_app_handle(dc_app_t *app, const char *method, const char *path, const ch
     dc_app_done(app);
     memset(resp, 0, sizeof(*resp));
 
-    if (dc_router_route(method, path, query, &req, &err) != DC_OK) {
+    if (dc_router_route(in->method, in->path, in->query, &req, &err) != DC_OK) {
         dc_response_error(resp, &err, &app->body);
         return;
     }
@@ -174,6 +241,9 @@ void dc_app_handle(dc_app_t *app, const char *method, const char *path, const ch
     switch (req.route) {
     case DC_ROUTE_QUERY:
         handle_query(app, &req, resp);
+        break;
+    case DC_ROUTE_WRITE:
+        handle_write(app, &req, in, resp);
         break;
     case DC_ROUTE_HEALTH:
         handle_health(app, resp);

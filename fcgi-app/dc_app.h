@@ -17,13 +17,21 @@ dc_app_t *dc_app_new(const dc_config_t *cfg);
 /* Closes connections, frees buffers. NULL is fine. */
 void dc_app_free(dc_app_t *app);
 
+/* One request as the web server passed it; only read during dc_app_handle. */
+typedef struct {
+    const char *method;
+    const char *path;           /* decoded, without the query */
+    const char *query;          /* raw, or NULL */
+    const char *content_type;   /* or NULL */
+    const char *body;           /* request body (writes), or NULL */
+    size_t      body_len;
+} dc_input_t;
+
 /*
- * Handles one request. method, path (decoded, without query) and query
- * (raw, may be NULL) are only read during the call. resp is valid until
- * dc_app_done or the next dc_app_handle.
+ * Handles one request. resp is valid until dc_app_done or the next
+ * dc_app_handle.
  */
-void dc_app_handle(dc_app_t *app, const char *method, const char *path, const char *query,
-                   dc_response_t *resp);
+void dc_app_handle(dc_app_t *app, const dc_input_t *in, dc_response_t *resp);
 
 /* Releases what the last response held (a cached value). */
 void dc_app_done(dc_app_t *app);

@@ -22,7 +22,7 @@ void dc_buf_free(dc_buf_t *b)
     b->len = b->cap = 0;
 }
 
-static int reserve(dc_buf_t *b, size_t extra)
+int dc_buf_reserve(dc_buf_t *b, size_t extra)
 {
     size_t need, cap;
     char *p;
@@ -45,7 +45,7 @@ static int reserve(dc_buf_t *b, size_t extra)
 
 int dc_buf_append(dc_buf_t *b, const char *s, size_t n)
 {
-    if (reserve(b, n) != DC_OK)
+    if (dc_buf_reserve(b, n) != DC_OK)
         return DC_ENOMEM;
     if (n > 0)
         memcpy(b->data + b->len, s, n);
@@ -69,7 +69,7 @@ int dc_buf_printf(dc_buf_t *b, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return DC_ERROR;
-    if (reserve(b, (size_t)n) != DC_OK)
+    if (dc_buf_reserve(b, (size_t)n) != DC_OK)
         return DC_ENOMEM;
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);

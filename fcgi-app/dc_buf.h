@@ -24,6 +24,9 @@ void dc_buf_reset(dc_buf_t *b);
 /* Releases the memory; the buffer can be used again afterwards. NULL is fine. */
 void dc_buf_free(dc_buf_t *b);
 
+/* Makes room for extra more bytes (and the NUL). DC_OK or DC_ENOMEM. */
+int dc_buf_reserve(dc_buf_t *b, size_t extra) DC_WUR;
+
 /* Appends n bytes. DC_OK or DC_ENOMEM (buffer unchanged). */
 int dc_buf_append(dc_buf_t *b, const char *s, size_t n) DC_WUR;
 

@@ -15,6 +15,7 @@
 #define DC_EINVAL       -3   /* input rejected */
 #define DC_ENOMEM       -4
 #define DC_UNAVAILABLE  -5   /* dependency is down or in back-off */
+#define DC_EQUERY       -6   /* the database refused the statement (raised error) */
 
 #define DC_UUID_LEN 36
 

@@ -201,11 +201,19 @@ static int exec_once(dc_db_t *db, const char *name, int nparams, const char *con
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         int busy = state != NULL && (strcmp(state, "57014") == 0 || strncmp(state, "53", 2) == 0);
-        if (PQstatus(db->conn) == CONNECTION_OK)
-            dc_log_error("db.query", "%s: %s", name, PQresultErrorMessage(r));
-        PQclear(r);
-        if (PQstatus(db->conn) != CONNECTION_OK)
+        /* raised by our functions or a constraint: the caller's answer, not a failure */
+        int refused = state != NULL && (strncmp(state, "P0", 2) == 0 || strncmp(state, "22", 2) == 0 ||
+                                        strncmp(state, "23", 2) == 0);
+        if (PQstatus(db->conn) != CONNECTION_OK) {
+            PQclear(r);
             return BROKEN;
+        }
+        if (refused) {
+            *out = r;
+            return DC_EQUERY;
+        }
+        dc_log_error("db.query", "%s: %s", name, PQresultErrorMessage(r));
+        PQclear(r);
         return busy ? DC_UNAVAILABLE : DC_ERROR;
     }
     *out = r;

@@ -33,8 +33,11 @@ void dc_db_free(dc_db_t *db);
 /*
  * Executes prepared statement `stmt` (index into the table) with text
  * parameters. DC_OK: *out holds a PGRES_TUPLES_OK result the caller PQclears.
- * DC_UNAVAILABLE: no connection, a timeout, or the server cancelled the
- * statement (busy; try later). DC_ERROR: the statement failed (a bug).
+ * DC_EQUERY: the statement raised an error of class P0 (raised by a
+ * function), 22 (bad value) or 23 (constraint); *out holds the error result
+ * (PQclear it). DC_UNAVAILABLE: no connection, a timeout, or the server
+ * cancelled the statement (busy; try later). DC_ERROR: the statement failed
+ * (a bug).
  */
 int dc_db_exec(dc_db_t *db, int stmt, const char *const *params, struct pg_result **out) DC_WUR;
 

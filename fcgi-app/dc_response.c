@@ -54,7 +54,7 @@ void dc_response_error(dc_response_t *r, const dc_error_t *err, dc_buf_t *out)
     dc_buf_reset(out);
     r->status = err->status;
     r->allow = err->allow;
-    if (dc_view_error(err->code, err->message, out) == DC_OK) {
+    if (dc_view_error(err->code, err->message, err->index, out) == DC_OK) {
         r->body = out->data;
         r->body_len = out->len;
     } else {

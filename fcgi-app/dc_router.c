@@ -3,23 +3,33 @@
 
 #include <string.h>
 
-#define ORGS_PREFIX "/api/dashboard/orgs/"
-#define ALLOW_READ  "GET, HEAD"
+#define ORGS_PREFIX  "/api/dashboard/orgs/"
+#define INGEST_PATH  "/api/ingest/readings"
+#define ALLOW_READ   "GET, HEAD"
+#define ALLOW_WRITE  "POST"
 
-/* Shapes below /api/dashboard/orgs/{orgId}/; "*" stands for the unit id. */
+/*
+ * Shapes below /api/dashboard/orgs/{orgId}/. "*" stands for the unit id of
+ * a read, the alert or device id of a write.
+ */
 typedef struct {
     const char *suffix;
-    dc_qtype_t  qtype;
+    dc_route_t  route;
+    int         type;        /* dc_qtype_t or dc_wtype_t */
+    const char *wild_name;   /* what "*" is, for error messages */
 } shape_t;
 
 static const shape_t shapes[] = {
-    { "stats",                        DC_Q_STATS },
-    { "units/status",                 DC_Q_UNITS },
-    { "alerts/count",                 DC_Q_ALERTS },
-    { "units/*/temperature/trends",   DC_Q_TEMPERATURE },
-    { "devices/online",               DC_Q_DEVICES },
-    { "compliance",                   DC_Q_COMPLIANCE },
-    { "audit",                        DC_Q_AUDIT },
+    { "stats",                      DC_ROUTE_QUERY, DC_Q_STATS, NULL },
+    { "units/status",               DC_ROUTE_QUERY, DC_Q_UNITS, NULL },
+    { "alerts/count",               DC_ROUTE_QUERY, DC_Q_ALERTS, NULL },
+    { "units/*/temperature/trends", DC_ROUTE_QUERY, DC_Q_TEMPERATURE, "unit id" },
+    { "devices/online",             DC_ROUTE_QUERY, DC_Q_DEVICES, NULL },
+    { "compliance",                 DC_ROUTE_QUERY, DC_Q_COMPLIANCE, NULL },
+    { "audit",                      DC_ROUTE_QUERY, DC_Q_AUDIT, NULL },
+    { "alerts",                     DC_ROUTE_WRITE, DC_W_ALERT_CREATE, NULL },
+    { "alerts/*/resolve",           DC_ROUTE_WRITE, DC_W_ALERT_RESOLVE, "alert id" },
+    { "devices/*/status",           DC_ROUTE_WRITE, DC_W_DEVICE_STATUS, "device id" },
 };
 
 /*
@@ -74,6 +84,14 @@ int dc_router_route(const char *method, const char *path, const char *query,
         return DC_OK;
     }
 
+    if (strcmp(path, INGEST_PATH) == 0) {
+        req->route = DC_ROUTE_WRITE;
+        req->wtype = DC_W_INGEST;
+        if (strcmp(method, "POST") != 0)
+            goto not_allowed;
+        return DC_OK;
+    }
+
     if (strncmp(path, ORGS_PREFIX, sizeof(ORGS_PREFIX) - 1) != 0)
         goto not_found;
     rest = path + sizeof(ORGS_PREFIX) - 1;
@@ -90,25 +108,39 @@ int dc_router_route(const char *method, const char *path, const char *query,
     if (found == NULL)
         goto not_found;
 
-    req->route = DC_ROUTE_QUERY;
-    req->qtype = found->qtype;
-    if (!method_ok(method, &req->head))
-        goto not_allowed;
+    req->route = found->route;
+    if (found->route == DC_ROUTE_WRITE) {
+        req->wtype = (dc_wtype_t)found->type;
+        if (strcmp(method, "POST") != 0)
+            goto not_allowed;
+    } else {
+        req->qtype = (dc_qtype_t)found->type;
+        if (!method_ok(method, &req->head))
+            goto not_allowed;
+    }
 
     if (dc_request_parse_uuid(rest, (size_t)(slash - rest), req->org_id) != DC_OK)
         return dc_error_set(err, 400, "invalid_id", "organization id must be a UUID");
     if (dc_request_parse_query(req, query, err) != DC_OK)
         return DC_EINVAL;
-    /* the path's unit id wins over any unitId parameter; only trends has one */
-    if (wild != NULL && dc_request_parse_uuid(wild, wild_len, req->unit_id) != DC_OK)
-        return dc_error_set(err, 400, "invalid_id", "unit id must be a UUID");
+    if (wild != NULL) {
+        /* the path's unit id wins over any unitId parameter; only trends has one */
+        char *dst = found->route == DC_ROUTE_QUERY ? req->unit_id : req->item_id;
+        if (dc_request_parse_uuid(wild, wild_len, dst) != DC_OK)
+            return dc_error_set(err, 400, "invalid_id", "%s must be a UUID", found->wild_name);
+    }
     return DC_OK;
 
 not_found:
     return dc_error_set(err, 404, "not_found", "no such endpoint");
 
 not_allowed:
-    dc_error_set(err, 405, "method_not_allowed", "%s is not allowed here; use GET or HEAD", method);
-    err->allow = ALLOW_READ;
+    if (req->route == DC_ROUTE_WRITE) {
+        dc_error_set(err, 405, "method_not_allowed", "%s is not allowed here; use POST", method);
+        err->allow = ALLOW_WRITE;
+    } else {
+        dc_error_set(err, 405, "method_not_allowed", "%s is not allowed here; use GET or HEAD", method);
+        err->allow = ALLOW_READ;
+    }
     return DC_EINVAL;
 }

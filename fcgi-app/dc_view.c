@@ -185,7 +185,7 @@ int dc_view_audit(const dc_view_meta_t *m, const dc_audit_entry_t *e, size_t n, 
     return finish(o, m, out);
 }
 
-int dc_view_error(const char *code, const char *message, dc_buf_t *out)
+int dc_view_error(const char *code, const char *message, int index, dc_buf_t *out)
 {
     json_object *o = json_object_new_object(), *e = json_object_new_object();
 
@@ -196,6 +196,8 @@ int dc_view_error(const char *code, const char *message, dc_buf_t *out)
     }
     put(e, "code", json_object_new_string(code));
     put(e, "message", json_object_new_string(message));
+    if (index >= 0)
+        put(e, "index", json_object_new_int(index));
     put(o, "error", e);
     return finish(o, NULL, out);
 }
@@ -221,5 +223,29 @@ int dc_view_health(const char *status, const dc_health_service_t *s, size_t n, d
         put(services, s[i].name, svc);
     }
     put(o, "services", services);
+    return finish(o, NULL, out);
+}
+
+int dc_view_object(const dc_view_field_t *f, size_t n, dc_buf_t *out)
+{
+    json_object *o = json_object_new_object();
+
+    for (size_t i = 0; o != NULL && i < n; i++) {
+        json_object *v = NULL;
+        switch (f[i].type) {
+        case DC_VF_STR:
+            v = f[i].str ? json_object_new_string(f[i].str) : NULL;
+            break;
+        case DC_VF_INT:
+            v = json_object_new_int64(f[i].num);
+            break;
+        case DC_VF_BOOL:
+            v = json_object_new_boolean(f[i].num != 0);
+            break;
+        case DC_VF_NULL:
+            break;
+        }
+        put(o, f[i].key, v);
+    }
     return finish(o, NULL, out);
 }

@@ -70,8 +70,20 @@ int dc_view_trends(const dc_view_meta_t *m, int hours, const dc_trend_point_t *p
                    dc_buf_t *out) DC_WUR;
 int dc_view_audit(const dc_view_meta_t *m, const dc_audit_entry_t *e, size_t n, dc_buf_t *out) DC_WUR;
 
-/* {"error":{"code":...,"message":...}} */
-int dc_view_error(const char *code, const char *message, dc_buf_t *out) DC_WUR;
+/* {"error":{"code":...,"message":...[,"index":n]}}; index < 0 leaves it out. */
+int dc_view_error(const char *code, const char *message, int index, dc_buf_t *out) DC_WUR;
+
+/* A flat JSON object from fields, in order: write answers and events. */
+typedef enum { DC_VF_STR, DC_VF_INT, DC_VF_BOOL, DC_VF_NULL } dc_vf_type_t;
+
+typedef struct {
+    const char  *key;
+    dc_vf_type_t type;
+    const char  *str;     /* DC_VF_STR; NULL becomes null */
+    long long    num;     /* DC_VF_INT, DC_VF_BOOL */
+} dc_view_field_t;
+
+int dc_view_object(const dc_view_field_t *f, size_t n, dc_buf_t *out) DC_WUR;
 
 /* {"status":...,"services":{name:{"ok":b,"latencyMs":n}...}} for /health. */
 typedef struct {

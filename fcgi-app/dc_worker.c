@@ -12,6 +12,7 @@
 #include <fcgiapp.h>
 
 #include "dc_app.h"
+#include "dc_body.h"
 #include "dc_log.h"
 #include "dc_signal.h"
 
@@ -36,16 +37,62 @@ static const char *request_path(FCGX_ParamArray envp, char *buf, size_t cap)
     return buf;
 }
 
-static void serve(dc_app_t *app, FCGX_Request *r)
+/*
+ * Reads the request body into buf. DC_OK; DC_EINVAL when CONTENT_LENGTH is
+ * not a number or over the limit (nothing read); DC_ERROR on a short read.
+ */
+static int read_body(FCGX_Request *r, dc_buf_t *buf)
+{
+    const char *cl = FCGX_GetParam("CONTENT_LENGTH", r->envp);
+    char *end;
+    long n;
+
+    dc_buf_reset(buf);
+    if (cl == NULL || *cl == '\0')
+        return DC_OK;
+    n = strtol(cl, &end, 10);
+    if (*end != '\0' || n < 0 || n > DC_BODY_MAX)
+        return DC_EINVAL;
+    if (n == 0)
+        return DC_OK;
+    if (dc_buf_reserve(buf, (size_t)n) != DC_OK)
+        return DC_ERROR;
+    if (FCGX_GetStr(buf->data, (int)n, r->in) != (int)n)
+        return DC_ERROR;
+    buf->len = (size_t)n;
+    buf->data[n] = '\0';
+    return DC_OK;
+}
+
+static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body)
 {
     char pathbuf[2048], head[DC_RESPONSE_HEAD_MAX];
-    const char *method = FCGX_GetParam("REQUEST_METHOD", r->envp);
-    const char *path = request_path(r->envp, pathbuf, sizeof(pathbuf));
-    const char *query = FCGX_GetParam("QUERY_STRING", r->envp);
+    dc_input_t in = {
+        .method = FCGX_GetParam("REQUEST_METHOD", r->envp),
+        .path = request_path(r->envp, pathbuf, sizeof(pathbuf)),
+        .query = FCGX_GetParam("QUERY_STRING", r->envp),
+        .content_type = FCGX_GetParam("CONTENT_TYPE", r->envp),
+    };
     dc_response_t resp;
-    int hn;
+    int hn, rc;
 
-    dc_app_handle(app, method ? method : "GET", path, query, &resp);
+    if (in.method == NULL)
+        in.method = "GET";
+    rc = strcmp(in.method, "POST") == 0 ? read_body(r, body) : DC_OK;
+    if (rc == DC_OK) {
+        in.body = body->data;
+        in.body_len = body->len;
+        dc_app_handle(app, &in, &resp);
+    } else {
+        static const char too_large[] =
+            "{\"error\":{\"code\":\"payload_too_large\",\"message\":\"the body is over 1 MiB\"}}";
+        static const char bad[] =
+            "{\"error\":{\"code\":\"invalid_body\",\"message\":\"the body could not be read\"}}";
+        memset(&resp, 0, sizeof(resp));
+        resp.status = rc == DC_EINVAL ? 413 : 400;
+        resp.body = rc == DC_EINVAL ? too_large : bad;
+        resp.body_len = rc == DC_EINVAL ? sizeof(too_large) - 1 : sizeof(bad) - 1;
+    }
     hn = dc_response_head(&resp, head, sizeof(head));
     if (hn > 0 && FCGX_PutStr(head, hn, r->out) == hn && !resp.head_only && resp.body_len > 0)
         FCGX_PutStr(resp.body, (int)resp.body_len, r->out);
@@ -58,6 +105,7 @@ int dc_worker_run(int listen_fd, const dc_config_t *cfg)
     struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
     FCGX_Request req;
     sigset_t wait_mask;
+    dc_buf_t body = DC_BUF_INIT;
     dc_app_t *app;
     int flags, ep;
 
@@ -112,12 +160,13 @@ int dc_worker_run(int listen_fd, const dc_config_t *cfg)
             }
             continue;
         }
-        serve(app, &req);
+        serve(app, &req, &body);
     }
 
     dc_log_info("worker.stop", "stopping");
     FCGX_Free(&req, 1);
     dc_app_free(app);
+    dc_buf_free(&body);
     close(ep);
     return 0;
 }

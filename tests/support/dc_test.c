@@ -181,12 +181,12 @@ int dc_test_silent_listener(int *port)
     return fd;
 }
 
-void dc_test_get(dc_app_t *app, const char *path, const char *query, dc_test_resp_t *r)
+static void call(dc_app_t *app, const dc_input_t *in, dc_test_resp_t *r)
 {
     dc_response_t resp;
     int64_t t0 = dc_now_us();
 
-    dc_app_handle(app, "GET", path, query, &resp);
+    dc_app_handle(app, in, &resp);
     r->ms = (double)(dc_now_us() - t0) / 1000.0;
     r->status = resp.status;
     snprintf(r->x_cache, sizeof(r->x_cache), "%s", resp.x_cache ? resp.x_cache : "");
@@ -194,6 +194,19 @@ void dc_test_get(dc_app_t *app, const char *path, const char *query, dc_test_res
     r->body = strndup(resp.body ? resp.body : "", resp.body_len);
     r->body_len = resp.body_len;
     dc_app_done(app);
+}
+
+void dc_test_get(dc_app_t *app, const char *path, const char *query, dc_test_resp_t *r)
+{
+    dc_input_t in = { .method = "GET", .path = path, .query = query };
+    call(app, &in, r);
+}
+
+void dc_test_post(dc_app_t *app, const char *path, const char *json, dc_test_resp_t *r)
+{
+    dc_input_t in = { .method = "POST", .path = path, .content_type = "application/json",
+                      .body = json, .body_len = json ? strlen(json) : 0 };
+    call(app, &in, r);
 }
 
 void dc_test_resp_free(dc_test_resp_t *r)

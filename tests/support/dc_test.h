@@ -49,6 +49,8 @@ typedef struct {
 
 /* GET path?query through app; copies the response out. */
 void dc_test_get(dc_app_t *app, const char *path, const char *query, dc_test_resp_t *r);
+/* POST path with a JSON body (application/json). */
+void dc_test_post(dc_app_t *app, const char *path, const char *json, dc_test_resp_t *r);
 void dc_test_resp_free(dc_test_resp_t *r);
 
 #endif

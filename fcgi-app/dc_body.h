@@ -1,0 +1,68 @@
+/*
+ * Request bodies of the write endpoints: JSON parsed with a depth limit and
+ * validated field by field, so that what reaches SQL is a checked UUID, a
+ * bounded number, an RFC 3339 timestamp or a bounded string. A bad element
+ * of a batch is reported by its index in err->index.
+ */
+#ifndef DC_BODY_H
+#define DC_BODY_H
+
+#include "dc_buf.h"
+#include "dc_request.h"
+
+#define DC_INGEST_MAX     1000
+#define DC_BODY_MAX       (1024 * 1024)
+#define DC_TEMP_MIN       -100
+#define DC_TEMP_MAX       100
+#define DC_KIND_MAX       64
+#define DC_MESSAGE_MAX    500
+
+/* Whether a Content-Type names JSON (application/json, with any parameters). */
+int dc_body_is_json(const char *content_type);
+
+/* Whether s is an RFC 3339 date-time (2026-11-21T15:04:05.123Z, offsets allowed). */
+int dc_body_is_timestamp(const char *s);
+
+/*
+ * One reading or an array of 1..1000. Appends PostgreSQL array literals of
+ * the device ids, temperatures and times (NULL for "now") to the three
+ * buffers and sets *n. DC_OK or DC_EINVAL with err (400, index when an
+ * element is at fault).
+ */
+int dc_body_ingest(const char *body, size_t len, dc_buf_t *devices, dc_buf_t *temps,
+                   dc_buf_t *times, size_t *n, dc_error_t *err) DC_WUR;
+
+typedef struct {
+    char unit_id[DC_UUID_LEN + 1];
+    char kind[DC_KIND_MAX + 1];
+    char message[DC_MESSAGE_MAX + 1];
+} dc_alert_body_t;
+
+/* {"unitId","kind","message"}. DC_OK or DC_EINVAL with err. */
+int dc_body_alert(const char *body, size_t len, dc_alert_body_t *out, dc_error_t *err) DC_WUR;
+
+/* {"online":true|false}. DC_OK or DC_EINVAL with err. */
+int dc_body_device_status(const char *body, size_t len, int *online, dc_error_t *err) DC_WUR;
+
+/* A parsed write request, whichever endpoint it is for. */
+typedef struct {
+    dc_buf_t        devices, temps, times;   /* ingest: array literals */
+    size_t          n;                       /* ingest: readings */
+    dc_alert_body_t alert;                   /* alert create */
+    int             online;                  /* device status */
+} dc_write_t;
+
+/* Empties w for the next request (keeps buffer memory). */
+void dc_body_reset(dc_write_t *w);
+
+/* Releases w's memory. */
+void dc_body_free(dc_write_t *w);
+
+/*
+ * Checks the Content-Type (415 unless JSON, for endpoints that take a body)
+ * and parses body for req->wtype into w. DC_OK or DC_EINVAL with err.
+ */
+int dc_body_parse(const dc_request_t *req, const char *content_type, const char *body, size_t len,
+                  dc_write_t *w, dc_error_t *err) DC_WUR;
+
+#endif
