@@ -26,10 +26,12 @@ DC_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -MMD -MP -Ifcgi-app \
 DC_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 TEST_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 
-APP_SRCS  = $(filter-out fcgi-app/dc_main.c,$(wildcard fcgi-app/*.c))
+MAINS     = fcgi-app/dc_main.c fcgi-app/dc_invalidator_main.c
+APP_SRCS  = $(filter-out $(MAINS),$(wildcard fcgi-app/*.c))
 APP_OBJS  = $(patsubst fcgi-app/%.c,$(BUILD)/obj/%.o,$(APP_SRCS))
 MAIN_OBJ  = $(BUILD)/obj/dc_main.o
 BIN       = $(BUILD)/dashcache-fcgi
+INV_BIN   = $(BUILD)/dashcache-invalidator
 
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
@@ -41,7 +43,7 @@ TEST_SUPPORT_OBJS = $(patsubst tests/support/%.c,$(BUILD)/obj/support_%.o,$(TEST
 .PHONY: all run stop seed test check unit integration e2e unit-bins integration-bins asan ubsan san \
         valgrind bench format format-check lint install uninstall clean distclean deps nginx-check
 
-all: $(BIN)
+all: $(BIN) $(INV_BIN)
 
 V        ?= 0
 ifeq ($(V),0)
@@ -61,6 +63,10 @@ $(BUILD)/obj/support_%.o: tests/support/%.c | $(BUILD)/obj
 	$(Q)$(CC) $(DC_CFLAGS) -Itests/support $(CFLAGS) -c -o $@ $<
 
 $(BIN): $(APP_OBJS) $(MAIN_OBJ)
+	$(SAY) LD $@
+	$(Q)$(CC) $(SANLD) $(LDFLAGS) -o $@ $^ $(DC_LIBS)
+
+$(INV_BIN): $(APP_OBJS) $(BUILD)/obj/dc_invalidator_main.o
 	$(SAY) LD $@
 	$(Q)$(CC) $(SANLD) $(LDFLAGS) -o $@ $^ $(DC_LIBS)
 
@@ -142,11 +148,12 @@ lint: all
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/dashcache/sql $(DESTDIR)$(PREFIX)/share/dashcache/nginx
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/dashcache-fcgi
+	install -m 0755 $(INV_BIN) $(DESTDIR)$(PREFIX)/bin/dashcache-invalidator
 	install -m 0644 sql/*.sql $(DESTDIR)$(PREFIX)/share/dashcache/sql/
 	install -m 0644 nginx/*.conf $(DESTDIR)$(PREFIX)/share/dashcache/nginx/
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/dashcache-fcgi
+	rm -f $(DESTDIR)$(PREFIX)/bin/dashcache-fcgi $(DESTDIR)$(PREFIX)/bin/dashcache-invalidator
 	rm -rf $(DESTDIR)$(PREFIX)/share/dashcache
 
 clean:

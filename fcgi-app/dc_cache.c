@@ -341,3 +341,185 @@ int dc_cache_ping(dc_cache_t *c, double *latency_ms)
     *latency_ms = (double)(dc_now_us() - t0) / 1000.0;
     return rc;
 }
+
+int dc_cache_unlink_pattern(dc_cache_t *c, const char *pattern, size_t *deleted)
+{
+    char cursor[32] = "0";
+
+    *deleted = 0;
+    do {
+        redisReply *r, *keys;
+        if (ensure(c) != DC_OK)
+            return DC_UNAVAILABLE;
+        r = redisCommand(c->ctx, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        if (r == NULL) {
+            command_failed(c, "redis SCAN");
+            return DC_UNAVAILABLE;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            fail(c, "redis SCAN", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply", 0);
+            freeReplyObject(r);
+            return DC_UNAVAILABLE;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        keys = r->element[1];
+        if (keys->elements > 0) {
+            const char **argv = malloc((keys->elements + 1) * sizeof(*argv));
+            size_t *lens = malloc((keys->elements + 1) * sizeof(*lens));
+            redisReply *u = NULL;
+            if (argv != NULL && lens != NULL) {
+                argv[0] = "UNLINK";
+                lens[0] = 6;
+                for (size_t i = 0; i < keys->elements; i++) {
+                    argv[i + 1] = keys->element[i]->str;
+                    lens[i + 1] = keys->element[i]->len;
+                }
+                u = redisCommandArgv(c->ctx, (int)keys->elements + 1, argv, lens);
+            }
+            free(argv);
+            free(lens);
+            if (u == NULL) {
+                freeReplyObject(r);
+                if (c->ctx != NULL && c->ctx->err)
+                    command_failed(c, "redis UNLINK");
+                return DC_UNAVAILABLE;
+            }
+            if (u->type == REDIS_REPLY_INTEGER)
+                *deleted += (size_t)u->integer;
+            freeReplyObject(u);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return DC_OK;
+}
+
+struct dc_sub_s {
+    const dc_config_t *cfg;
+    const char        *channel;
+    redisContext      *ctx;
+    int64_t            retry_at_ms;
+    int                backoff_ms;
+};
+
+dc_sub_t *dc_sub_new(const dc_config_t *cfg, const char *channel)
+{
+    dc_sub_t *s = calloc(1, sizeof(*s));
+    if (s != NULL) {
+        s->cfg = cfg;
+        s->channel = channel;
+    }
+    return s;
+}
+
+static void sub_close(dc_sub_t *s, const char *why)
+{
+    if (s->ctx != NULL) {
+        dc_log_warn("redis.subscribe", "subscription to %s lost: %s", s->channel, why);
+        redisFree(s->ctx);
+        s->ctx = NULL;
+    }
+}
+
+void dc_sub_free(dc_sub_t *s)
+{
+    if (s == NULL)
+        return;
+    if (s->ctx != NULL)
+        redisFree(s->ctx);
+    free(s);
+}
+
+int dc_sub_fd(const dc_sub_t *s)
+{
+    return s->ctx != NULL ? s->ctx->fd : -1;
+}
+
+/* Reconnect attempts back off from 100 ms to 2 s. */
+static void sub_backoff(dc_sub_t *s)
+{
+    s->backoff_ms = s->backoff_ms ? (s->backoff_ms * 2 > 2000 ? 2000 : s->backoff_ms * 2) : 100;
+    s->retry_at_ms = dc_now_ms() + s->backoff_ms;
+}
+
+int dc_sub_ensure(dc_sub_t *s)
+{
+    const dc_redis_addr_t *a = &s->cfg->redis;
+    struct timeval tv = ms_to_tv(s->cfg->redis_connect_timeout_ms);
+    redisReply *r;
+
+    if (s->ctx != NULL)
+        return DC_OK;
+    if (dc_now_ms() < s->retry_at_ms)
+        return DC_UNAVAILABLE;
+    s->ctx = a->redis_unix[0] ? redisConnectUnixWithTimeout(a->redis_unix, tv)
+                              : redisConnectWithTimeout(a->redis_host, a->redis_port, tv);
+    if (s->ctx == NULL || s->ctx->err) {
+        if (s->ctx != NULL) {
+            redisFree(s->ctx);
+            s->ctx = NULL;
+        }
+        sub_backoff(s);
+        return DC_UNAVAILABLE;
+    }
+    /* commands of the set-up are bounded; the wait for messages is a poll() */
+    redisSetTimeout(s->ctx, ms_to_tv(s->cfg->redis_command_timeout_ms));
+    redisEnableKeepAlive(s->ctx);
+    if (a->redis_password[0] != '\0') {
+        r = a->redis_user[0] ? redisCommand(s->ctx, "AUTH %s %s", a->redis_user, a->redis_password)
+                             : redisCommand(s->ctx, "AUTH %s", a->redis_password);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            freeReplyObject(r);
+            sub_close(s, "AUTH failed");
+            sub_backoff(s);
+            return DC_UNAVAILABLE;
+        }
+        freeReplyObject(r);
+    }
+    r = redisCommand(s->ctx, "SUBSCRIBE %s", s->channel);
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        sub_close(s, "SUBSCRIBE failed");
+        sub_backoff(s);
+        return DC_UNAVAILABLE;
+    }
+    freeReplyObject(r);
+    /* no read timeout from here on: an idle subscription is normal */
+    {
+        struct timeval none = { 0, 0 };
+        redisSetTimeout(s->ctx, none);
+    }
+    s->backoff_ms = 0;
+    dc_log_info("redis.subscribe", "subscribed to %s", s->channel);
+    return DC_DECLINED;
+}
+
+int dc_sub_read(dc_sub_t *s, dc_sub_fn fn, void *arg)
+{
+    void *reply;
+
+    if (s->ctx == NULL)
+        return DC_UNAVAILABLE;
+    if (redisBufferRead(s->ctx) != REDIS_OK) {
+        sub_close(s, s->ctx->errstr);
+        sub_backoff(s);
+        return DC_UNAVAILABLE;
+    }
+    for (;;) {
+        redisReply *r;
+        if (redisGetReplyFromReader(s->ctx, &reply) != REDIS_OK) {
+            sub_close(s, s->ctx->errstr);
+            sub_backoff(s);
+            return DC_UNAVAILABLE;
+        }
+        if (reply == NULL)
+            break;
+        r = reply;
+        /* ["message", channel, payload]; anything else (pong, subscribe) is ignored */
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[0]->type == REDIS_REPLY_STRING &&
+            strcmp(r->element[0]->str, "message") == 0 && r->element[2]->type == REDIS_REPLY_STRING)
+            fn(arg, r->element[2]->str, r->element[2]->len);
+        freeReplyObject(r);
+    }
+    return DC_OK;
+}

@@ -75,10 +75,45 @@ int dc_cache_invalidate_org(dc_cache_t *c, const char *org) DC_WUR;
 /* PUBLISH channel message. DC_OK or DC_UNAVAILABLE. */
 int dc_cache_publish(dc_cache_t *c, const char *channel, const char *msg, size_t len) DC_WUR;
 
+/*
+ * Deletes every key matching a glob pattern with SCAN MATCH + UNLINK, one
+ * batch per SCAN step, never KEYS. *deleted counts what went. DC_OK or
+ * DC_UNAVAILABLE (part may have been deleted).
+ */
+int dc_cache_unlink_pattern(dc_cache_t *c, const char *pattern, size_t *deleted) DC_WUR;
+
 /* PING, bounded by the timeouts. DC_OK (latency_ms set) or DC_UNAVAILABLE. */
 int dc_cache_ping(dc_cache_t *c, double *latency_ms) DC_WUR;
 
 /* Whether a connection is open right now (no I/O). */
 int dc_cache_connected(const dc_cache_t *c);
+
+/*
+ * A pub/sub subscription on its own connection. It has no read timeout (a
+ * timed-out read poisons a hiredis context): the owner polls dc_sub_fd and
+ * calls dc_sub_read when it is readable.
+ */
+typedef struct dc_sub_s dc_sub_t;
+
+typedef void (*dc_sub_fn)(void *arg, const char *msg, size_t len);
+
+dc_sub_t *dc_sub_new(const dc_config_t *cfg, const char *channel);
+void dc_sub_free(dc_sub_t *s);
+
+/*
+ * Connects and subscribes if not subscribed (within the back-off).
+ * DC_OK: subscribed now and before; DC_DECLINED: newly subscribed (what was
+ * published meanwhile is lost); DC_UNAVAILABLE.
+ */
+int dc_sub_ensure(dc_sub_t *s) DC_WUR;
+
+/* The socket to poll, or -1. */
+int dc_sub_fd(const dc_sub_t *s);
+
+/*
+ * Reads what is available and calls fn for every message. DC_OK or
+ * DC_UNAVAILABLE (connection lost; closed).
+ */
+int dc_sub_read(dc_sub_t *s, dc_sub_fn fn, void *arg) DC_WUR;
 
 #endif

@@ -18,6 +18,8 @@ struct dc_db_s {
     PGconn             *conn;
     int64_t             retry_at_ms;
     int                 down_logged;
+    const char         *listen_channel;   /* LISTENed on every connect, or NULL */
+    unsigned            epoch;            /* successful connects so far */
 };
 
 int dc_db_check_conninfo(const char *url, char *err, size_t errlen)
@@ -147,6 +149,29 @@ static int prepare_all(dc_db_t *db)
     return DC_OK;
 }
 
+static int listen_channel(dc_db_t *db)
+{
+    PGresult *r = NULL;
+    char *ident;
+    char sql[160];
+    int rc;
+
+    if (db->listen_channel == NULL)
+        return DC_OK;
+    ident = PQescapeIdentifier(db->conn, db->listen_channel, strlen(db->listen_channel));
+    if (ident == NULL)
+        return DC_ERROR;
+    snprintf(sql, sizeof(sql), "LISTEN %s", ident);
+    PQfreemem(ident);
+    if (!PQsendQuery(db->conn, sql))
+        return DC_ERROR;
+    rc = wait_result(db->conn, dc_now_ms() + deadline_ms(db), &r);
+    if (rc != DC_OK || PQresultStatus(r) != PGRES_COMMAND_OK)
+        rc = DC_ERROR;
+    PQclear(r);
+    return rc;
+}
+
 static int connect_db(dc_db_t *db)
 {
     char timeout[16], options[64];
@@ -164,11 +189,12 @@ static int connect_db(dc_db_t *db)
         db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
         return DC_UNAVAILABLE;
     }
-    if (PQsetnonblocking(db->conn, 0) != 0 || prepare_all(db) != DC_OK) {
+    if (PQsetnonblocking(db->conn, 0) != 0 || prepare_all(db) != DC_OK || listen_channel(db) != DC_OK) {
         disconnect(db);
         db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
         return DC_UNAVAILABLE;
     }
+    db->epoch++;
     if (db->down_logged) {
         dc_log_info("db.recovered", "connected to the database again");
         db->down_logged = 0;
@@ -198,7 +224,7 @@ static int exec_once(dc_db_t *db, const char *name, int nparams, const char *con
     }
     if (rc != DC_OK)
         return BROKEN;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         int busy = state != NULL && (strcmp(state, "57014") == 0 || strncmp(state, "53", 2) == 0);
         /* raised by our functions or a constraint: the caller's answer, not a failure */
@@ -253,4 +279,42 @@ int dc_db_ping(dc_db_t *db, double *latency_ms)
     PQclear(r);
     *latency_ms = (double)(dc_now_us() - t0) / 1000.0;
     return rc == DC_OK ? DC_OK : DC_UNAVAILABLE;
+}
+
+void dc_db_set_listen(dc_db_t *db, const char *channel)
+{
+    db->listen_channel = channel;
+}
+
+int dc_db_ensure(dc_db_t *db)
+{
+    return db->conn != NULL ? DC_OK : connect_db(db);
+}
+
+int dc_db_fd(const dc_db_t *db)
+{
+    return db->conn != NULL ? PQsocket(db->conn) : -1;
+}
+
+unsigned dc_db_epoch(const dc_db_t *db)
+{
+    return db->epoch;
+}
+
+int dc_db_take_notifications(dc_db_t *db)
+{
+    PGnotify *n;
+    int count = 0;
+
+    if (db->conn == NULL)
+        return DC_UNAVAILABLE;
+    if (PQconsumeInput(db->conn) == 0) {
+        went_down(db, "listen", PQerrorMessage(db->conn));
+        return DC_UNAVAILABLE;
+    }
+    while ((n = PQnotifies(db->conn)) != NULL) {
+        count++;
+        PQfreemem(n);
+    }
+    return count;
 }

@@ -44,4 +44,25 @@ int dc_db_exec(dc_db_t *db, int stmt, const char *const *params, struct pg_resul
 /* SELECT 1 within the deadline. DC_OK (latency_ms set) or DC_UNAVAILABLE. */
 int dc_db_ping(dc_db_t *db, double *latency_ms) DC_WUR;
 
+/*
+ * LISTEN on channel after every (re)connect (the invalidator's wake-up).
+ * channel must outlive db.
+ */
+void dc_db_set_listen(dc_db_t *db, const char *channel);
+
+/* Connects now if not connected (within the back-off). DC_OK or DC_UNAVAILABLE. */
+int dc_db_ensure(dc_db_t *db) DC_WUR;
+
+/* The connection's socket to poll, or -1 when not connected. */
+int dc_db_fd(const dc_db_t *db);
+
+/* Counts successful connects: a change means "reconnected, look again". */
+unsigned dc_db_epoch(const dc_db_t *db);
+
+/*
+ * Reads what arrived on the socket and discards pending notifications.
+ * Returns how many there were, or DC_UNAVAILABLE (connection lost; closed).
+ */
+int dc_db_take_notifications(dc_db_t *db) DC_WUR;
+
 #endif

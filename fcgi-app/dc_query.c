@@ -25,6 +25,10 @@ enum {
     S_ALERT_CREATE,
     S_ALERT_RESOLVE,
     S_DEVICE_STATUS,
+    S_OUTBOX_PENDING,
+    S_OUTBOX_DONE,
+    S_OUTBOX_PURGE,
+    S_ORG_IDS,
     S_COUNT
 };
 
@@ -87,6 +91,17 @@ static const dc_db_stmt_t statements[S_COUNT] = {
     [S_DEVICE_STATUS] = { "device_status",
         "SELECT unit_id::text, " ISO_UTC("last_seen_at") ", " ISO_UTC("now()")
         "  FROM dc_device_status($1, $2, $3::boolean, $4)", 4 },
+    [S_OUTBOX_PENDING] = { "outbox_pending",
+        "SELECT id, org_id::text FROM cache_outbox WHERE processed_at IS NULL ORDER BY id LIMIT $1::int", 1 },
+    /* the lag of each row: from the write (trigger time) to applied */
+    [S_OUTBOX_DONE] = { "outbox_done",
+        "UPDATE cache_outbox SET processed_at = clock_timestamp()"
+        " WHERE id = ANY($1::bigint[]) AND processed_at IS NULL"
+        " RETURNING (extract(epoch FROM processed_at - created_at) * 1000)::float8", 1 },
+    [S_OUTBOX_PURGE] = { "outbox_purge",
+        "WITH d AS (DELETE FROM cache_outbox WHERE processed_at < now() - make_interval(secs => $1::int)"
+        " RETURNING 1) SELECT count(*) FROM d", 1 },
+    [S_ORG_IDS] = { "org_ids", "SELECT id::text FROM organizations ORDER BY id", 0 },
 };
 
 const dc_db_stmt_t *dc_query_statements(size_t *n)
@@ -564,4 +579,90 @@ int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc
     default:
         return DC_ERROR;
     }
+}
+
+int dc_query_outbox_pending(dc_db_t *db, dc_outbox_t *ob, size_t max)
+{
+    char limit[16];
+    const char *params[] = { limit };
+    PGresult *r;
+    int rc;
+
+    dc_buf_reset(&ob->ids);
+    dc_buf_reset(&ob->orgs);
+    ob->n = 0;
+    ob->all = 0;
+    snprintf(limit, sizeof(limit), "%zu", max);
+    rc = dc_db_exec(db, S_OUTBOX_PENDING, params, &r);
+    if (rc != DC_OK)
+        return rc == DC_EQUERY ? (PQclear(r), DC_ERROR) : rc;
+    rc = dc_buf_append_str(&ob->ids, "{");
+    for (int i = 0; i < PQntuples(r) && rc == DC_OK; i++) {
+        rc = dc_buf_printf(&ob->ids, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
+        if (PQgetisnull(r, i, 1)) {
+            ob->all = 1;
+        } else {
+            const char *org = PQgetvalue(r, i, 1);
+            size_t k;
+            for (k = 0; k < ob->norgs; k++)
+                if (memcmp(ob->orgs.data + k * DC_UUID_LEN, org, DC_UUID_LEN) == 0)
+                    break;
+            if (k == ob->norgs && rc == DC_OK) {
+                rc = dc_buf_append(&ob->orgs, org, DC_UUID_LEN);
+                ob->norgs += rc == DC_OK;
+            }
+        }
+        ob->n++;
+    }
+    if (rc == DC_OK)
+        rc = dc_buf_append_str(&ob->ids, "}");
+    PQclear(r);
+    return rc;
+}
+
+int dc_query_outbox_done(dc_db_t *db, const dc_outbox_t *ob, dc_lag_fn fn, void *arg)
+{
+    const char *params[] = { ob->ids.data };
+    PGresult *r;
+    int rc = dc_db_exec(db, S_OUTBOX_DONE, params, &r);
+
+    if (rc != DC_OK)
+        return rc == DC_EQUERY ? (PQclear(r), DC_ERROR) : rc;
+    for (int i = 0; i < PQntuples(r); i++)
+        fn(arg, strtod(PQgetvalue(r, i, 0), NULL));
+    PQclear(r);
+    return DC_OK;
+}
+
+int dc_query_outbox_purge(dc_db_t *db, int older_than_s, long long *purged)
+{
+    char secs[16];
+    const char *params[] = { secs };
+    PGresult *r;
+    int rc;
+
+    snprintf(secs, sizeof(secs), "%d", older_than_s);
+    rc = dc_db_exec(db, S_OUTBOX_PURGE, params, &r);
+    if (rc != DC_OK)
+        return rc == DC_EQUERY ? (PQclear(r), DC_ERROR) : rc;
+    *purged = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return DC_OK;
+}
+
+int dc_query_org_ids(dc_db_t *db, dc_buf_t *orgs, size_t *n)
+{
+    PGresult *r;
+    int rc = dc_db_exec(db, S_ORG_IDS, NULL, &r);
+
+    dc_buf_reset(orgs);
+    *n = 0;
+    if (rc != DC_OK)
+        return rc == DC_EQUERY ? (PQclear(r), DC_ERROR) : rc;
+    for (int i = 0; i < PQntuples(r) && rc == DC_OK; i++) {
+        rc = dc_buf_append(orgs, PQgetvalue(r, i, 0), DC_UUID_LEN);
+        *n += rc == DC_OK;
+    }
+    PQclear(r);
+    return rc;
 }

@@ -43,4 +43,30 @@ void dc_write_result_free(dc_write_result_t *r);
 int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
                    dc_write_result_t *res, dc_error_t *err) DC_WUR;
 
+/* A batch of pending outbox rows. */
+typedef struct {
+    dc_buf_t ids;      /* PostgreSQL array literal of the row ids */
+    size_t   n;        /* rows */
+    dc_buf_t orgs;     /* distinct organization ids, DC_UUID_LEN bytes each */
+    size_t   norgs;
+    int      all;      /* a row stands for every organization (TRUNCATE) */
+} dc_outbox_t;
+
+/* Reads up to max pending rows, oldest first. DC_OK (n may be 0) or a failure. */
+int dc_query_outbox_pending(dc_db_t *db, dc_outbox_t *ob, size_t max) DC_WUR;
+
+typedef void (*dc_lag_fn)(void *arg, double lag_ms);
+
+/*
+ * Marks the rows of ob processed, after they were applied, and calls fn
+ * with each one's lag (write to applied, ms). DC_OK or a failure.
+ */
+int dc_query_outbox_done(dc_db_t *db, const dc_outbox_t *ob, dc_lag_fn fn, void *arg) DC_WUR;
+
+/* Deletes rows processed more than older_than_s ago. DC_OK or a failure. */
+int dc_query_outbox_purge(dc_db_t *db, int older_than_s, long long *purged) DC_WUR;
+
+/* Every organization id, DC_UUID_LEN bytes each, into orgs. DC_OK or a failure. */
+int dc_query_org_ids(dc_db_t *db, dc_buf_t *orgs, size_t *n) DC_WUR;
+
 #endif

@@ -1,0 +1,141 @@
+/* Invalidation message validation and application. */
+#include "dc_inval.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json.h>
+
+#include "dc_request.h"
+
+#define PREFIX "dashboard:"
+
+static int fail(char *why, size_t cap, const char *text)
+{
+    snprintf(why, cap, "%s", text);
+    return DC_EINVAL;
+}
+
+static int is_word(const char *s, size_t n)
+{
+    if (n == 0 || n > 40)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '_' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+/*
+ * Validates a tenant pattern in place (hex digits folded to lower case) and
+ * extracts its organization.
+ */
+static int check_pattern(char *p, char org[DC_UUID_LEN + 1], char *why, size_t cap)
+{
+    char *seg = p + sizeof(PREFIX) - 1;
+    int orgs = 0;
+    const char *prev = "";
+    size_t prev_len = 0;
+
+    if (strncmp(p, PREFIX, sizeof(PREFIX) - 1) != 0)
+        return fail(why, cap, "pattern must start with dashboard:");
+    if (strpbrk(p, "?[]\\\\ ") != NULL)
+        return fail(why, cap, "pattern may not contain ? [ ] \\ or spaces");
+    for (char *q = p; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+
+    for (;;) {
+        char *end = strchr(seg, ':');
+        size_t n = end ? (size_t)(end - seg) : strlen(seg);
+
+        if (prev_len == 3 && memcmp(prev, "org", 3) == 0) {
+            if (dc_request_parse_uuid(seg, n, org) != DC_OK)
+                return fail(why, cap, "the segment after org: must be an organization id");
+            orgs++;
+        } else if (prev_len == 4 && memcmp(prev, "unit", 4) == 0) {
+            char unit[DC_UUID_LEN + 1];
+            if (!(n == 1 && seg[0] == '*') && dc_request_parse_uuid(seg, n, unit) != DC_OK)
+                return fail(why, cap, "the segment after unit: must be a unit id or *");
+        } else if (!(n == 1 && seg[0] == '*') && !is_word(seg, n)) {
+            return fail(why, cap, "pattern segments must be *, ids or lower-case words");
+        }
+        prev = seg;
+        prev_len = n;
+        if (end == NULL)
+            break;
+        seg = end + 1;
+    }
+    if (orgs != 1)
+        return fail(why, cap, "pattern must name exactly one tenant as org:<uuid>");
+    return DC_OK;
+}
+
+static const char *string_field(json_object *o, const char *k, int *present)
+{
+    json_object *v;
+    *present = json_object_object_get_ex(o, k, &v);
+    return *present && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+int dc_inval_parse(const char *msg, size_t len, dc_inval_msg_t *out, char *why, size_t cap)
+{
+    json_tokener *tok;
+    json_object *o;
+    const char *org, *pattern, *scope;
+    int has_org, has_pattern, has_scope, rc = DC_OK;
+
+    memset(out, 0, sizeof(*out));
+    if (len > DC_INVAL_MSG_MAX)
+        return fail(why, cap, "message larger than 4 KiB");
+    if (len == 0 || memchr(msg, '\0', len) != NULL)
+        return fail(why, cap, "empty message or NUL byte");
+    tok = json_tokener_new_ex(4);
+    if (tok == NULL)
+        return fail(why, cap, "out of memory");
+    o = json_tokener_parse_ex(tok, msg, (int)len);
+    if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
+        json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object)) {
+        json_tokener_free(tok);
+        json_object_put(o);
+        return fail(why, cap, "not a JSON object");
+    }
+    json_tokener_free(tok);
+
+    org = string_field(o, "orgId", &has_org);
+    pattern = string_field(o, "pattern", &has_pattern);
+    scope = string_field(o, "scope", &has_scope);
+
+    if (has_org == has_pattern) {
+        rc = fail(why, cap, "give either orgId or pattern");
+    } else if (has_org) {
+        if (org == NULL || dc_request_parse_uuid(org, strlen(org), out->org_id) != DC_OK)
+            rc = fail(why, cap, "orgId must be a UUID");
+        out->kind = DC_INV_ORG;
+    } else if (pattern == NULL || strlen(pattern) >= sizeof(out->pattern)) {
+        rc = fail(why, cap, "pattern must be a string of at most 255 bytes");
+    } else if (strcmp(pattern, "dashboard:*") == 0) {
+        if (!has_scope || scope == NULL || strcmp(scope, "all") != 0)
+            rc = fail(why, cap, "clearing every tenant needs \"scope\":\"all\"");
+        out->kind = DC_INV_ALL;
+        strcpy(out->pattern, pattern);
+    } else if (has_scope) {
+        rc = fail(why, cap, "scope applies only to the pattern dashboard:*");
+    } else {
+        strcpy(out->pattern, pattern);
+        out->kind = DC_INV_PATTERN;
+        rc = check_pattern(out->pattern, out->org_id, why, cap);
+    }
+    json_object_put(o);
+    return rc;
+}
+
+int dc_inval_apply(dc_cache_t *c, const dc_inval_msg_t *m, size_t *deleted)
+{
+    *deleted = 0;
+    if (dc_cache_invalidate_org(c, m->org_id) != DC_OK)
+        return DC_UNAVAILABLE;
+    if (m->kind == DC_INV_PATTERN)
+        return dc_cache_unlink_pattern(c, m->pattern, deleted);
+    return DC_OK;
+}

@@ -1,0 +1,47 @@
+/*
+ * Invalidation messages and how they are applied.
+ *
+ * Messages on cache:invalidate (JSON, at most 4 KiB):
+ *   {"orgId":"<uuid>"}                          one organization (O(1))
+ *   {"pattern":"dashboard:*:org:<uuid>"}        keys of one tenant by pattern
+ *   {"pattern":"dashboard:*","scope":"all"}     everything, said explicitly
+ * A pattern stays inside the dashboard: namespace, is made of ':'-separated
+ * segments that are either "*" or literal words, ids and numbers, and must
+ * name exactly one tenant (org:<uuid>), so no message can reach another
+ * tenant's keys through glob characters. Applying a tenant pattern moves
+ * that organization's generation (race-free) and deletes exactly the keys
+ * that match (SCAN + UNLINK, to give the memory back).
+ */
+#ifndef DC_INVAL_H
+#define DC_INVAL_H
+
+#include "dc_cache.h"
+#include "dc_core.h"
+
+#define DC_INVAL_MSG_MAX 4096
+
+typedef enum {
+    DC_INV_ORG = 0,
+    DC_INV_PATTERN,
+    DC_INV_ALL,
+} dc_inval_kind_t;
+
+typedef struct {
+    dc_inval_kind_t kind;
+    char            org_id[DC_UUID_LEN + 1];
+    char            pattern[256];      /* DC_INV_PATTERN and DC_INV_ALL */
+} dc_inval_msg_t;
+
+/*
+ * Parses and validates one message. DC_OK, or DC_EINVAL with the reason in
+ * why (for the log line).
+ */
+int dc_inval_parse(const char *msg, size_t len, dc_inval_msg_t *out, char *why, size_t cap) DC_WUR;
+
+/*
+ * Applies a parsed tenant message (DC_INV_ORG or DC_INV_PATTERN) to Redis:
+ * generation first, then the pattern's keys. DC_OK or DC_UNAVAILABLE.
+ */
+int dc_inval_apply(dc_cache_t *c, const dc_inval_msg_t *m, size_t *deleted) DC_WUR;
+
+#endif

@@ -1,0 +1,321 @@
+/*
+ * dashcache-invalidator: applies invalidations that do not come from a
+ * dashcache worker.
+ *
+ * - Redis pub/sub, channel cache:invalidate: messages of other services
+ *   (dc_inval.h). Pub/sub is at-most-once, so whenever the subscription is
+ *   (re)established — at start, after Redis or this process was away — what
+ *   was published meanwhile is unknown and every organization is
+ *   invalidated once ("resync").
+ * - PostgreSQL: triggers write cache_outbox rows in the writers'
+ *   transactions and NOTIFY dashcache_invalidate. Rows are applied first
+ *   and marked processed after, so a crash in between re-applies, never
+ *   loses. Pending rows are drained on every wake-up, on every (re)connect,
+ *   and every 500 ms in any case, which bounds the delay after an outage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dc_cache.h"
+#include "dc_config.h"
+#include "dc_db.h"
+#include "dc_inval.h"
+#include "dc_log.h"
+#include "dc_query.h"
+
+#define PROGRAM        "dashcache-invalidator"
+#define CHANNEL        "cache:invalidate"
+#define NOTIFY_CHANNEL "dashcache_invalidate"
+#define DRAIN_EVERY_MS 500
+#define BATCH          500
+#define PURGE_EVERY_MS 60000
+#define PURGE_AFTER_S  3600
+#define REPORT_EVERY_MS 60000
+#define LAGS           1024
+
+typedef struct {
+    dc_config_t  cfg;
+    dc_cache_t  *cache;
+    dc_db_t     *db;
+    dc_sub_t    *sub;
+    dc_outbox_t  ob;
+    dc_buf_t     orgs;
+    unsigned     db_epoch;
+    int          resync;          /* invalidate everything as soon as we can */
+    int          drain_now;
+    long long    applied, rejected, outbox_rows, resyncs;
+    double       lags[LAGS];      /* ring of the latest outbox lags, ms */
+    size_t       nlags;
+} inv_t;
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int signo)
+{
+    (void)signo;
+    stop = 1;
+}
+
+/* Every organization's generation, then every dashboard key. */
+static int invalidate_all(inv_t *v)
+{
+    size_t n, deleted = 0;
+
+    if (dc_query_org_ids(v->db, &v->orgs, &n) != DC_OK)
+        return DC_UNAVAILABLE;
+    for (size_t i = 0; i < n; i++) {
+        char org[DC_UUID_LEN + 1];
+        memcpy(org, v->orgs.data + i * DC_UUID_LEN, DC_UUID_LEN);
+        org[DC_UUID_LEN] = '\0';
+        if (dc_cache_invalidate_org(v->cache, org) != DC_OK)
+            return DC_UNAVAILABLE;
+    }
+    if (dc_cache_unlink_pattern(v->cache, "dashboard:*", &deleted) != DC_OK)
+        return DC_UNAVAILABLE;
+    v->resyncs++;
+    dc_log_info("invalidate.all", "invalidated %zu organizations, deleted %zu keys", n, deleted);
+    return DC_OK;
+}
+
+static void on_message(void *arg, const char *msg, size_t len)
+{
+    inv_t *v = arg;
+    dc_inval_msg_t m;
+    char why[128];
+    size_t deleted = 0;
+
+    if (dc_inval_parse(msg, len, &m, why, sizeof(why)) != DC_OK) {
+        v->rejected++;
+        dc_log_warn("invalidate.rejected", "%s: %.*s%s", why, (int)(len > 200 ? 200 : len), msg,
+                    len > 200 ? "..." : "");
+        return;
+    }
+    if (m.kind == DC_INV_ALL) {
+        if (invalidate_all(v) != DC_OK)
+            v->resync = 1;
+        v->applied++;
+        return;
+    }
+    if (dc_inval_apply(v->cache, &m, &deleted) != DC_OK) {
+        /* the message is gone from pub/sub: make up for it once Redis is back */
+        dc_log_warn("invalidate.deferred", "redis unavailable; will invalidate everything when it is back");
+        v->resync = 1;
+        return;
+    }
+    v->applied++;
+    dc_log_debug("invalidate.applied", "org %s pattern %s deleted %zu", m.org_id,
+                 m.kind == DC_INV_PATTERN ? m.pattern : "-", deleted);
+}
+
+static void on_lag(void *arg, double ms)
+{
+    inv_t *v = arg;
+    v->lags[v->nlags++ % LAGS] = ms;
+}
+
+/* Applies pending outbox rows until none is left. DC_OK or the failure that stopped it. */
+static int drain(inv_t *v)
+{
+    for (;;) {
+        int rc = dc_query_outbox_pending(v->db, &v->ob, BATCH);
+        if (rc != DC_OK)
+            return rc;
+        if (v->ob.n == 0)
+            return DC_OK;
+        if (v->ob.all && invalidate_all(v) != DC_OK)
+            return DC_UNAVAILABLE;
+        for (size_t i = 0; i < v->ob.norgs; i++) {
+            char org[DC_UUID_LEN + 1];
+            memcpy(org, v->ob.orgs.data + i * DC_UUID_LEN, DC_UUID_LEN);
+            org[DC_UUID_LEN] = '\0';
+            if (dc_cache_invalidate_org(v->cache, org) != DC_OK)
+                return DC_UNAVAILABLE;
+        }
+        rc = dc_query_outbox_done(v->db, &v->ob, on_lag, v);
+        if (rc != DC_OK)
+            return rc;
+        v->outbox_rows += (long long)v->ob.n;
+        if (v->ob.n < BATCH)
+            return DC_OK;
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void report(inv_t *v)
+{
+    size_t n = v->nlags < LAGS ? v->nlags : LAGS;
+    double sorted[LAGS], p50 = 0, p99 = 0;
+
+    if (n > 0) {
+        memcpy(sorted, v->lags, n * sizeof(double));
+        qsort(sorted, n, sizeof(double), cmp_double);
+        p50 = sorted[n / 2];
+        p99 = sorted[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1];
+    }
+    dc_log_info("invalidate.stats",
+                "messages applied %lld rejected %lld; outbox rows %lld; resyncs %lld; "
+                "outbox lag ms p50 %.2f p99 %.2f over the last %zu",
+                v->applied, v->rejected, v->outbox_rows, v->resyncs, p50, p99, n);
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+static int run(inv_t *v, const sigset_t *wait_mask)
+{
+    int64_t next_drain = 0, next_purge = dc_now_ms() + PURGE_EVERY_MS, next_report = dc_now_ms() + REPORT_EVERY_MS;
+
+    while (!stop) {
+        struct pollfd fds[2];
+        struct timespec ts;
+        int64_t now, wait;
+        int nfds = 0, db_fd, sub_fd, rc;
+
+        rc = dc_sub_ensure(v->sub);
+        if (rc == DC_DECLINED)
+            v->resync = 1;    /* (re)subscribed: messages may have been missed */
+        if (dc_db_ensure(v->db) == DC_OK && dc_db_epoch(v->db) != v->db_epoch) {
+            v->db_epoch = dc_db_epoch(v->db);
+            v->drain_now = 1;
+        }
+        if (v->resync && invalidate_all(v) == DC_OK)
+            v->resync = 0;
+
+        now = dc_now_ms();
+        if (v->drain_now || now >= next_drain) {
+            if (drain(v) == DC_OK)
+                v->drain_now = 0;
+            next_drain = dc_now_ms() + DRAIN_EVERY_MS;
+        }
+        if (now >= next_purge) {
+            long long purged;
+            if (dc_query_outbox_purge(v->db, PURGE_AFTER_S, &purged) == DC_OK && purged > 0)
+                dc_log_info("invalidate.purge", "deleted %lld processed outbox rows", purged);
+            next_purge = now + PURGE_EVERY_MS;
+        }
+        if (now >= next_report) {
+            report(v);
+            next_report = now + REPORT_EVERY_MS;
+        }
+
+        db_fd = dc_db_fd(v->db);
+        sub_fd = dc_sub_fd(v->sub);
+        if (db_fd >= 0)
+            fds[nfds++] = (struct pollfd){ db_fd, POLLIN, 0 };
+        if (sub_fd >= 0)
+            fds[nfds++] = (struct pollfd){ sub_fd, POLLIN, 0 };
+        wait = min64(next_drain - dc_now_ms(), DRAIN_EVERY_MS);
+        if (wait < 0)
+            wait = 0;
+        ts.tv_sec = wait / 1000;
+        ts.tv_nsec = (long)(wait % 1000) * 1000000L;
+        rc = ppoll(fds, (nfds_t)nfds, &ts, wait_mask);
+        if (rc < 0) {
+            if (errno != EINTR) {
+                dc_log_error("invalidate.poll", "ppoll() failed: %s", strerror(errno));
+                return 1;
+            }
+            continue;
+        }
+        for (int i = 0; i < nfds; i++) {
+            if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            if (fds[i].fd == db_fd) {
+                if (dc_db_take_notifications(v->db) > 0)
+                    v->drain_now = 1;
+            } else if (dc_sub_read(v->sub, on_message, v) != DC_OK) {
+                v->resync = 1;
+            }
+        }
+        if (v->drain_now) {
+            if (drain(v) == DC_OK)
+                v->drain_now = 0;
+            next_drain = dc_now_ms() + DRAIN_EVERY_MS;
+        }
+    }
+    report(v);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct sigaction sa;
+    sigset_t block, wait_mask;
+    const dc_db_stmt_t *stmts;
+    size_t nstmts;
+    inv_t *v;
+    char err[512];
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            printf("usage: " PROGRAM "\n\nApplies cache invalidations from Redis channel " CHANNEL
+                   " and from the\ndatabase outbox (NOTIFY " NOTIFY_CHANNEL "). Configuration from the "
+                   "environment:\nDATABASE_URL, REDIS_URL and the timeouts of .env.example.\n");
+            return 0;
+        }
+        fprintf(stderr, "usage: " PROGRAM " [--help]\n");
+        return 2;
+    }
+    v = calloc(1, sizeof(*v));
+    if (v == NULL)
+        return 1;
+    if (dc_config_load(&v->cfg, err, sizeof(err)) != DC_OK ||
+        dc_db_check_conninfo(v->cfg.database_url, err, sizeof(err)) != DC_OK) {
+        fprintf(stderr, PROGRAM ": configuration error: %s\n", err);
+        free(v);
+        return 1;
+    }
+    dc_log_set_level(v->cfg.log_level);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, &wait_mask);
+    sigdelset(&wait_mask, SIGTERM);
+    sigdelset(&wait_mask, SIGINT);
+
+    stmts = dc_query_statements(&nstmts);
+    v->cache = dc_cache_new(&v->cfg);
+    v->db = dc_db_new(&v->cfg, stmts, nstmts);
+    v->sub = dc_sub_new(&v->cfg, CHANNEL);
+    if (v->cache == NULL || v->db == NULL || v->sub == NULL) {
+        dc_log_error("invalidate.init", "out of memory");
+        rc = 1;
+    } else {
+        dc_db_set_listen(v->db, NOTIFY_CHANNEL);
+        dc_log_info("invalidate.start", "listening on redis %s and postgres %s", CHANNEL, NOTIFY_CHANNEL);
+        rc = run(v, &wait_mask);
+        dc_log_info("invalidate.stop", "stopped");
+    }
+    dc_sub_free(v->sub);
+    dc_db_free(v->db);
+    dc_cache_free(v->cache);
+    dc_buf_free(&v->ob.ids);
+    dc_buf_free(&v->ob.orgs);
+    dc_buf_free(&v->orgs);
+    free(v);
+    return rc;
+}
