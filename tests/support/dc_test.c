@@ -107,6 +107,36 @@ void dc_test_redis_del_pattern(const char *pattern)
     scan(pattern, 1);
 }
 
+char *dc_test_wait_message(const char *channel, int ready_fd, int timeout_ms)
+{
+    dc_config_t cfg;
+    redisContext *c;
+    redisReply *r;
+    struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+    char *msg = NULL;
+    void *reply = NULL;
+
+    dc_test_config(&cfg);
+    c = redisConnect(cfg.redis.redis_host, cfg.redis.redis_port);
+    if (c == NULL || c->err)
+        return NULL;
+    r = redisCommand(c, "SUBSCRIBE %s", channel);
+    freeReplyObject(r);
+    if (write(ready_fd, "r", 1) != 1) {
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    if (redisGetReply(c, &reply) == REDIS_OK) {
+        r = reply;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[2]->type == REDIS_REPLY_STRING)
+            msg = strndup(r->element[2]->str, r->element[2]->len);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    return msg;
+}
+
 char *dc_test_sql(const char *sql, int n, const char *const *params)
 {
     PGresult *r;

@@ -23,6 +23,13 @@ char *dc_test_redis_str(const char *fmt, ...);               /* string reply (fr
 size_t dc_test_redis_count(const char *pattern);             /* keys matching, via SCAN */
 void dc_test_redis_del_pattern(const char *pattern);
 
+/*
+ * Subscribes to channel on a new connection, writes one byte to ready_fd
+ * once subscribed, and returns the first message (free), or NULL after
+ * timeout_ms.
+ */
+char *dc_test_wait_message(const char *channel, int ready_fd, int timeout_ms);
+
 /* First column of the first row of a query with text parameters (free), NULL if none. */
 char *dc_test_sql(const char *sql, int n, const char *const *params);
 

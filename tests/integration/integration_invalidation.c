@@ -1,0 +1,441 @@
+/*
+ * Writes and invalidation against the real Redis and PostgreSQL: the write
+ * endpoints and their errors, the stale-set race forced step by step,
+ * invalidation before the event is announced, and pattern messages.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "dc_cache.h"
+#include "dc_db.h"
+#include "dc_inval.h"
+#include "dc_key.h"
+#include "dc_query.h"
+#include "dc_router.h"
+#include "dc_test.h"
+
+typedef struct {
+    dc_config_t cfg;
+    dc_app_t   *app;
+    char        org[37], unit[37], device[37];
+    char        other_org[37], other_unit[37];
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    const char *p[1];
+    char *v;
+
+    dc_test_config(&f->cfg);
+    f->app = dc_app_new(&f->cfg);
+    assert_non_null(f->app);
+    dc_test_org(3, f->org);
+    dc_test_unit_of(f->org, f->unit);
+    p[0] = f->unit;
+    v = dc_test_sql("SELECT id::text FROM devices WHERE unit_id = $1 ORDER BY serial LIMIT 1", 1, p);
+    assert_non_null(v);
+    memcpy(f->device, v, 37);
+    free(v);
+    dc_test_org(4, f->other_org);
+    dc_test_unit_of(f->other_org, f->other_unit);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    dc_app_free(f->app);
+    free(f);
+    return 0;
+}
+
+static long long count_sql(const char *sql, const char *org)
+{
+    const char *p[] = { org };
+    char *v = dc_test_sql(sql, 1, p);
+    long long n = v ? atoll(v) : -1;
+    free(v);
+    return n;
+}
+
+static long long open_alerts(const char *org)
+{
+    return count_sql("SELECT count(*) FROM alerts WHERE org_id = $1 AND resolved_at IS NULL", org);
+}
+
+static long long audit_rows(const char *org)
+{
+    return count_sql("SELECT count(*) FROM audit_log WHERE org_id = $1", org);
+}
+
+/* "unresolved":N of the alert count body. */
+static long long unresolved_in(const char *body)
+{
+    const char *p = strstr(body, "\"unresolved\":");
+    assert_non_null(p);
+    return atoll(p + 13);
+}
+
+static void path_of(char *buf, size_t cap, const char *org, const char *suffix)
+{
+    snprintf(buf, cap, "/api/dashboard/orgs/%s/%s", org, suffix);
+}
+
+static void create_alert(fixture_t *f, const char *org, const char *unit, dc_test_resp_t *r)
+{
+    char path[160], body[256];
+    path_of(path, sizeof(path), org, "alerts");
+    snprintf(body, sizeof(body), "{\"unitId\":\"%s\",\"kind\":\"door_open\",\"message\":\"test\"}", unit);
+    dc_test_post(f->app, path, body, r);
+}
+
+static void test_alert_create_invalidates_and_answers_201(void **state)
+{
+    fixture_t *f = *state;
+    char path[160];
+    dc_test_resp_t a, w, b;
+
+    path_of(path, sizeof(path), f->org, "alerts/count");
+    dc_test_get(f->app, path, NULL, &a);
+    dc_test_resp_free(&a);
+    dc_test_get(f->app, path, NULL, &a);   /* now cached */
+    assert_string_equal(a.x_cache, "HIT");
+
+    create_alert(f, f->org, f->unit, &w);
+    assert_int_equal(w.status, 201);
+    assert_non_null(strstr(w.body, "\"id\":\""));
+
+    dc_test_get(f->app, path, NULL, &b);
+    assert_string_equal(b.x_cache, "MISS");
+    assert_int_equal(unresolved_in(b.body), unresolved_in(a.body) + 1);
+    assert_int_equal(unresolved_in(b.body), open_alerts(f->org));
+    dc_test_resp_free(&a);
+    dc_test_resp_free(&w);
+    dc_test_resp_free(&b);
+}
+
+static void test_resolve_twice_is_a_clear_409_that_changes_nothing(void **state)
+{
+    fixture_t *f = *state;
+    char path[200], id[37];
+    dc_test_resp_t w, r1, r2;
+    long long audits;
+
+    create_alert(f, f->org, f->unit, &w);
+    assert_int_equal(w.status, 201);
+    memcpy(id, strstr(w.body, "\"id\":\"") + 6, 36);
+    id[36] = '\0';
+
+    snprintf(path, sizeof(path), "/api/dashboard/orgs/%s/alerts/%s/resolve", f->org, id);
+    dc_test_post(f->app, path, NULL, &r1);
+    assert_int_equal(r1.status, 200);
+    assert_non_null(strstr(r1.body, "\"status\":\"resolved\""));
+    audits = audit_rows(f->org);
+    dc_test_post(f->app, path, NULL, &r2);
+    assert_int_equal(r2.status, 409);
+    assert_non_null(strstr(r2.body, "\"alert_already_resolved\""));
+    assert_int_equal(audit_rows(f->org), audits);
+    dc_test_resp_free(&r2);
+
+    /* the same alert through another tenant's path does not exist */
+    snprintf(path, sizeof(path), "/api/dashboard/orgs/%s/alerts/%s/resolve", f->other_org, id);
+    dc_test_post(f->app, path, NULL, &r2);
+    assert_int_equal(r2.status, 404);
+    dc_test_resp_free(&w);
+    dc_test_resp_free(&r1);
+    dc_test_resp_free(&r2);
+}
+
+static void test_ids_of_another_tenant_are_404_and_never_written(void **state)
+{
+    fixture_t *f = *state;
+    char path[200];
+    dc_test_resp_t r;
+    long long before = open_alerts(f->other_org), audits = audit_rows(f->other_org);
+
+    create_alert(f, f->org, f->other_unit, &r);    /* other tenant's unit under our org */
+    assert_int_equal(r.status, 404);
+    assert_non_null(strstr(r.body, "\"unit_not_found\""));
+    dc_test_resp_free(&r);
+
+    snprintf(path, sizeof(path), "/api/dashboard/orgs/%s/devices/%s/status", f->other_org, f->device);
+    dc_test_post(f->app, path, "{\"online\":false}", &r);
+    assert_int_equal(r.status, 404);
+    dc_test_resp_free(&r);
+
+    assert_int_equal(open_alerts(f->other_org), before);
+    assert_int_equal(audit_rows(f->other_org), audits);
+}
+
+static void test_device_status_changes_devices_online(void **state)
+{
+    fixture_t *f = *state;
+    char path[200], dpath[160];
+    dc_test_resp_t a, w, b;
+
+    path_of(dpath, sizeof(dpath), f->org, "devices/online");
+    snprintf(path, sizeof(path), "/api/dashboard/orgs/%s/devices/%s/status", f->org, f->device);
+    dc_test_post(f->app, path, "{\"online\":true}", &w);
+    assert_int_equal(w.status, 200);
+    dc_test_resp_free(&w);
+    dc_test_get(f->app, dpath, NULL, &a);
+
+    dc_test_post(f->app, path, "{\"online\":false}", &w);
+    assert_int_equal(w.status, 200);
+    assert_non_null(strstr(w.body, "\"lastSeenAt\":null"));
+    dc_test_resp_free(&w);
+    dc_test_get(f->app, dpath, NULL, &b);
+    assert_string_equal(b.x_cache, "MISS");
+    assert_int_equal(atoll(strstr(b.body, "\"online\":") + 9), atoll(strstr(a.body, "\"online\":") + 9) - 1);
+
+    dc_test_post(f->app, path, "{\"online\":\"yes\"}", &w);
+    assert_int_equal(w.status, 400);
+    dc_test_resp_free(&w);
+    dc_test_post(f->app, path, "{\"online\":true}", &w);
+    dc_test_resp_free(&a);
+    dc_test_resp_free(&b);
+    dc_test_resp_free(&w);
+}
+
+static void test_ingest_out_of_range_opens_one_alert(void **state)
+{
+    fixture_t *f = *state;
+    char body[512], cpath[160];
+    const char *p[] = { f->unit };
+    dc_test_resp_t w, c;
+    long long open_before;
+
+    /* back in range first, with every alert of the unit resolved */
+    free(dc_test_sql("WITH r AS (UPDATE alerts SET resolved_at = now() WHERE unit_id = $1 AND resolved_at IS NULL"
+                     " RETURNING 1) SELECT count(*) FROM r", 1, p));
+    snprintf(body, sizeof(body), "{\"deviceId\":\"%s\",\"temperature\":5}", f->device);
+    dc_test_post(f->app, "/api/ingest/readings", body, &w);
+    assert_int_equal(w.status, 200);
+    dc_test_resp_free(&w);
+    open_before = open_alerts(f->org);
+
+    snprintf(body, sizeof(body), "[{\"deviceId\":\"%s\",\"temperature\":60},{\"deviceId\":\"%s\",\"temperature\":61}]",
+             f->device, f->device);
+    dc_test_post(f->app, "/api/ingest/readings", body, &w);
+    assert_int_equal(w.status, 200);
+    assert_non_null(strstr(w.body, "\"accepted\":2"));
+    assert_non_null(strstr(w.body, "\"alertsOpened\":1"));
+    dc_test_resp_free(&w);
+    dc_test_post(f->app, "/api/ingest/readings", body, &w);     /* already has one open */
+    assert_non_null(strstr(w.body, "\"alertsOpened\":0"));
+    assert_int_equal(open_alerts(f->org), open_before + 1);
+
+    path_of(cpath, sizeof(cpath), f->org, "units/status");
+    dc_test_get(f->app, cpath, NULL, &c);
+    assert_non_null(strstr(c.body, "\"too_hot\":"));
+    dc_test_resp_free(&w);
+    dc_test_resp_free(&c);
+}
+
+static void test_ingest_bad_element_stores_nothing(void **state)
+{
+    fixture_t *f = *state;
+    char body[512];
+    dc_test_resp_t w;
+    long long before = count_sql("SELECT count(*) FROM readings WHERE org_id = $1", f->org);
+
+    snprintf(body, sizeof(body),
+             "[{\"deviceId\":\"%s\",\"temperature\":4},{\"deviceId\":\"%s\",\"temperature\":4,\"recordedAt\":\"2026-02-30T00:00:00Z\"}]",
+             f->device, f->device);
+    dc_test_post(f->app, "/api/ingest/readings", body, &w);
+    assert_int_equal(w.status, 400);
+    assert_non_null(strstr(w.body, "\"index\":1"));
+    dc_test_resp_free(&w);
+
+    snprintf(body, sizeof(body),
+             "[{\"deviceId\":\"%s\",\"temperature\":4},{\"deviceId\":\"00000000-0000-4000-8000-000000000000\",\"temperature\":4}]",
+             f->device);
+    dc_test_post(f->app, "/api/ingest/readings", body, &w);
+    assert_int_equal(w.status, 404);
+    assert_non_null(strstr(w.body, "\"index\":1"));
+    dc_test_resp_free(&w);
+
+    assert_int_equal(count_sql("SELECT count(*) FROM readings WHERE org_id = $1", f->org), before);
+}
+
+/*
+ * The stale-set race, forced: a reader misses and reads the database, a
+ * writer commits and invalidates, then the reader tries to store what it
+ * read. The store must be refused and the next read must see the write.
+ */
+static void test_stale_set_race_is_refused(void **state)
+{
+    fixture_t *f = *state;
+    const dc_db_stmt_t *stmts;
+    size_t n;
+    dc_cache_t *cache = dc_cache_new(&f->cfg);
+    dc_db_t *db;
+    dc_request_t req;
+    dc_error_t err;
+    dc_cache_value_t v;
+    dc_buf_t old = DC_BUF_INIT;
+    char path[160], key[DC_KEY_MAX];
+    dc_test_resp_t w, after;
+    int klen;
+
+    stmts = dc_query_statements(&n);
+    db = dc_db_new(&f->cfg, stmts, n);
+    path_of(path, sizeof(path), f->org, "alerts/count");
+    assert_int_equal(dc_router_route("GET", path, NULL, &req, &err), DC_OK);
+    klen = dc_key_build(&req, key, sizeof(key));
+    assert_true(klen > 0);
+    free(dc_test_redis_str("DEL %s", key));
+
+    /* control: without a write in between the same store is accepted */
+    assert_int_equal(dc_cache_get(cache, f->org, key, (size_t)klen, &v), DC_DECLINED);
+    assert_int_equal(dc_query_run(db, &f->cfg, &req, &old, &err), DC_OK);
+    assert_int_equal(dc_cache_set(cache, f->org, key, (size_t)klen, v.gen, old.data, old.len, 60), DC_OK);
+    free(dc_test_redis_str("DEL %s", key));
+    dc_buf_reset(&old);
+
+    /* 1. slow reader: miss, generation read, database read (pre-write) */
+    assert_int_equal(dc_cache_get(cache, f->org, key, (size_t)klen, &v), DC_DECLINED);
+    assert_int_equal(dc_query_run(db, &f->cfg, &req, &old, &err), DC_OK);
+    /* 2. writer: commit and invalidate */
+    create_alert(f, f->org, f->unit, &w);
+    assert_int_equal(w.status, 201);
+    /* 3. the slow reader's store comes too late and is refused */
+    assert_int_equal(dc_cache_set(cache, f->org, key, (size_t)klen, v.gen, old.data, old.len, 60), DC_DECLINED);
+    assert_int_equal(dc_test_redis_int("EXISTS %s", key), 0);
+
+    dc_test_get(f->app, path, NULL, &after);
+    assert_string_equal(after.x_cache, "MISS");
+    assert_int_equal(unresolved_in(after.body), unresolved_in(old.data) + 1);
+
+    dc_buf_free(&old);
+    dc_test_resp_free(&w);
+    dc_test_resp_free(&after);
+    dc_db_free(db);
+    dc_cache_free(cache);
+}
+
+/*
+ * Invalidation strictly before the event: a consumer in another process
+ * reads the dashboard the moment the event arrives and must see the write.
+ */
+static void test_event_arrives_after_invalidation(void **state)
+{
+    fixture_t *f = *state;
+    int ready[2], result[2];
+    char path[160];
+    dc_test_resp_t w, warm;
+    long long seen = -1, expected;
+    pid_t pid;
+
+    path_of(path, sizeof(path), f->org, "alerts/count");
+    dc_test_get(f->app, path, NULL, &warm);
+    dc_test_resp_free(&warm);
+    dc_test_get(f->app, path, NULL, &warm);
+    assert_string_equal(warm.x_cache, "HIT");
+    dc_test_resp_free(&warm);
+    expected = open_alerts(f->org) + 1;
+
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(result), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dc_config_t cfg;
+        dc_app_t *app;
+        long long got = -2;
+        char *msg;
+        dc_test_config(&cfg);
+        app = dc_app_new(&cfg);
+        msg = dc_test_wait_message("dashboard:events", ready[1], 5000);
+        if (msg != NULL && strstr(msg, "\"alertCreated\"") != NULL) {
+            dc_test_resp_t r;
+            dc_test_get(app, path, NULL, &r);
+            got = unresolved_in(r.body);
+            dc_test_resp_free(&r);
+        }
+        free(msg);
+        if (write(result[1], &got, sizeof(got)) != sizeof(got))
+            _exit(1);
+        dc_app_free(app);
+        _exit(0);
+    }
+    {
+        char c;
+        assert_int_equal(read(ready[0], &c, 1), 1);
+    }
+    create_alert(f, f->org, f->unit, &w);
+    assert_int_equal(w.status, 201);
+    assert_int_equal(read(result[0], &seen, sizeof(seen)), sizeof(seen));
+    waitpid(pid, NULL, 0);
+    assert_int_equal(seen, expected);
+    close(ready[0]);
+    close(ready[1]);
+    close(result[0]);
+    close(result[1]);
+    dc_test_resp_free(&w);
+}
+
+/* A tenant pattern deletes exactly its matching keys and touches no other tenant. */
+static void test_pattern_clears_exactly_its_keys(void **state)
+{
+    fixture_t *f = *state;
+    dc_cache_t *cache = dc_cache_new(&f->cfg);
+    char path[160], msg[200], why[128], pattern[128];
+    dc_inval_msg_t m;
+    dc_test_resp_t r;
+    size_t deleted;
+    const char *suffixes[] = { "stats", "units/status", "compliance" };
+
+    for (int t = 0; t < 2; t++) {
+        for (size_t i = 0; i < 3; i++) {
+            path_of(path, sizeof(path), t ? f->other_org : f->org, suffixes[i]);
+            dc_test_get(f->app, path, NULL, &r);
+            dc_test_resp_free(&r);
+        }
+    }
+    snprintf(msg, sizeof(msg), "{\"pattern\":\"dashboard:units:*:org:%s\"}", f->org);
+    assert_int_equal(dc_inval_parse(msg, strlen(msg), &m, why, sizeof(why)), DC_OK);
+    assert_int_equal(dc_inval_apply(cache, &m, &deleted), DC_OK);
+    assert_int_equal(deleted, 1);
+
+    snprintf(pattern, sizeof(pattern), "dashboard:units:*:org:%s", f->org);
+    assert_int_equal(dc_test_redis_count(pattern), 0);
+    snprintf(pattern, sizeof(pattern), "dashboard:stats:org:%s", f->org);
+    assert_int_equal(dc_test_redis_count(pattern), 1);
+    snprintf(pattern, sizeof(pattern), "dashboard:*:org:%s", f->other_org);
+    assert_int_equal(dc_test_redis_count(pattern), 3);
+    for (size_t i = 0; i < 3; i++) {
+        path_of(path, sizeof(path), f->other_org, suffixes[i]);
+        dc_test_get(f->app, path, NULL, &r);
+        assert_string_equal(r.x_cache, "HIT");
+        dc_test_resp_free(&r);
+    }
+    dc_cache_free(cache);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_alert_create_invalidates_and_answers_201, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_twice_is_a_clear_409_that_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ids_of_another_tenant_are_404_and_never_written, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_status_changes_devices_online, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_out_of_range_opens_one_alert, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_bad_element_stores_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_set_race_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_arrives_after_invalidation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pattern_clears_exactly_its_keys, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("integration_invalidation", tests, NULL, NULL);
+}
