@@ -1,0 +1,143 @@
+/*
+ * dc_inval: which invalidation messages are accepted and what they mean,
+ * and that hostile ones (glob characters in tenant ids, other namespaces,
+ * two tenants, huge or malformed payloads) are all refused.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dc_inval.h"
+
+#define ORG  "550e8400-e29b-41d4-a716-446655440000"
+#define ORG2 "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+#define UNIT "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+
+static int parse(const char *msg, dc_inval_msg_t *m)
+{
+    char why[128];
+    return dc_inval_parse(msg, strlen(msg), m, why, sizeof(why));
+}
+
+static void test_org_message(void **state)
+{
+    dc_inval_msg_t m;
+    (void)state;
+    assert_int_equal(parse("{\"orgId\":\"" ORG "\"}", &m), DC_OK);
+    assert_int_equal(m.kind, DC_INV_ORG);
+    assert_string_equal(m.org_id, ORG);
+    assert_int_equal(parse("{\"orgId\":\"550E8400-E29B-41D4-A716-446655440000\"}", &m), DC_OK);
+    assert_string_equal(m.org_id, ORG);
+}
+
+static void test_tenant_patterns(void **state)
+{
+    static const struct {
+        const char *msg, *pattern;
+    } ok[] = {
+        { "{\"pattern\":\"dashboard:*:org:" ORG "\"}", "dashboard:*:org:" ORG },
+        { "{\"pattern\":\"dashboard:*:org:" ORG ":*\"}", "dashboard:*:org:" ORG ":*" },
+        { "{\"pattern\":\"dashboard:stats:org:" ORG "\"}", "dashboard:stats:org:" ORG },
+        { "{\"pattern\":\"dashboard:units:*:org:" ORG "\"}", "dashboard:units:*:org:" ORG },
+        { "{\"pattern\":\"dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":*\"}",
+          "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":*" },
+        { "{\"pattern\":\"dashboard:*:org:550E8400-E29B-41D4-A716-446655440000\"}", "dashboard:*:org:" ORG },
+    };
+    dc_inval_msg_t m;
+    (void)state;
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        assert_int_equal(parse(ok[i].msg, &m), DC_OK);
+        assert_int_equal(m.kind, DC_INV_PATTERN);
+        assert_string_equal(m.org_id, ORG);
+        assert_string_equal(m.pattern, ok[i].pattern);
+    }
+}
+
+static void test_clear_all_needs_scope(void **state)
+{
+    dc_inval_msg_t m;
+    (void)state;
+    assert_int_equal(parse("{\"pattern\":\"dashboard:*\",\"scope\":\"all\"}", &m), DC_OK);
+    assert_int_equal(m.kind, DC_INV_ALL);
+    assert_int_equal(parse("{\"pattern\":\"dashboard:*\"}", &m), DC_EINVAL);
+    assert_int_equal(parse("{\"pattern\":\"dashboard:*\",\"scope\":\"everything\"}", &m), DC_EINVAL);
+    assert_int_equal(parse("{\"pattern\":\"dashboard:*:org:" ORG "\",\"scope\":\"all\"}", &m), DC_EINVAL);
+}
+
+static void test_hostile_patterns_are_refused(void **state)
+{
+    static const char *const bad[] = {
+        "{\"pattern\":\"dashboard:*:org:*\"}",
+        "{\"pattern\":\"dashboard:*:org:a*\"}",
+        "{\"pattern\":\"dashboard:*:org:[a-f]*\"}",
+        "{\"pattern\":\"dashboard:*:org:550e8400-e29b-41d4-a716-44665544000?\"}",
+        "{\"pattern\":\"dashboard:*:org:550e8400-e29b-41d4-a716-4466554400*\"}",
+        "{\"pattern\":\"dashboard:*:org:a[c]me\"}",
+        "{\"pattern\":\"dashboard:*\\\\:org:" ORG "\"}",
+        "{\"pattern\":\"dashboard:*\"}",
+        "{\"pattern\":\"*\"}",
+        "{\"pattern\":\"*:org:" ORG "\"}",
+        "{\"pattern\":\"session:*:org:" ORG "\"}",
+        "{\"pattern\":\"dashcache:gen:org:" ORG "\"}",
+        "{\"pattern\":\"dashboard:stats*:org:" ORG "\"}",
+        "{\"pattern\":\"dashboard:*:org:" ORG ":org:" ORG2 "\"}",
+        "{\"pattern\":\"dashboard:stats\"}",
+        "{\"pattern\":\"dashboard:*:org:" ORG " \"}",
+        "{\"pattern\":\"dashboard:*:org:" ORG ":unit:a*\"}",
+        "{\"pattern\":\"\"}",
+        "{\"pattern\":42}",
+        "{\"orgId\":\"*\"}",
+        "{\"orgId\":\"550e8400-e29b-41d4-a716-44665544000*\"}",
+        "{\"orgId\":42}",
+        "{\"orgId\":\"" ORG "\",\"pattern\":\"dashboard:*:org:" ORG "\"}",
+        "{}",
+        "[]",
+        "\"dashboard:*\"",
+        "{\"orgId\":",
+        "not json",
+        "{\"orgId\":\"" ORG "\"} trailing",
+        "{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":1}}}},\"orgId\":\"" ORG "\"}",
+    };
+    dc_inval_msg_t m;
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (parse(bad[i], &m) != DC_EINVAL)
+            fail_msg("accepted: %s", bad[i]);
+    }
+}
+
+static void test_size_and_nul_limits(void **state)
+{
+    char *big = malloc(DC_INVAL_MSG_MAX + 64);
+    char why[128];
+    dc_inval_msg_t m;
+    int n;
+    (void)state;
+
+    n = snprintf(big, DC_INVAL_MSG_MAX + 64, "{\"orgId\":\"%s\",\"pad\":\"", ORG);
+    memset(big + n, 'x', DC_INVAL_MSG_MAX + 60 - (size_t)n);
+    memcpy(big + DC_INVAL_MSG_MAX + 60, "\"}", 3);
+    assert_int_equal(dc_inval_parse(big, strlen(big), &m, why, sizeof(why)), DC_EINVAL);
+    assert_non_null(strstr(why, "4 KiB"));
+    assert_int_equal(dc_inval_parse("{\"orgId\":\"" ORG "\"}\0x", 50, &m, why, sizeof(why)), DC_EINVAL);
+    assert_int_equal(dc_inval_parse("", 0, &m, why, sizeof(why)), DC_EINVAL);
+    free(big);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_org_message),
+        cmocka_unit_test(test_tenant_patterns),
+        cmocka_unit_test(test_clear_all_needs_scope),
+        cmocka_unit_test(test_hostile_patterns_are_refused),
+        cmocka_unit_test(test_size_and_nul_limits),
+    };
+    return cmocka_run_group_tests_name("dc_inval", tests, NULL, NULL);
+}
