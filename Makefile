@@ -131,7 +131,7 @@ bench: deps
 	@bash tests/bench/run.sh
 
 nginx-check: deps
-	@bash scripts/nginx-check.sh
+	@bash scripts/lib.sh nginx-check
 
 format:
 	clang-format -i fcgi-app/*.c fcgi-app/*.h tests/unit/*.c tests/integration/*.c tests/support/*.[ch]
