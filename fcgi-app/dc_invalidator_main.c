@@ -37,6 +37,7 @@
 #define PURGE_AFTER_S  3600
 #define REPORT_EVERY_MS 60000
 #define LAGS           1024
+#define RETRY_MAX_MS   200
 
 typedef struct {
     dc_config_t  cfg;
@@ -210,6 +211,17 @@ static int run(inv_t *v, const sigset_t *wait_mask)
             next_report = now + REPORT_EVERY_MS;
         }
 
+        /*
+         * A NOTIFY that arrived while a drain query was running was read off
+         * the socket with the query's result: the socket will not wake us
+         * for it, so look at what libpq already holds before waiting.
+         */
+        if (dc_db_take_notifications(v->db) > 0) {
+            if (drain(v) == DC_OK)
+                v->drain_now = 0;
+            next_drain = dc_now_ms() + DRAIN_EVERY_MS;
+            continue;
+        }
         db_fd = dc_db_fd(v->db);
         sub_fd = dc_sub_fd(v->sub);
         if (db_fd >= 0)
@@ -283,6 +295,12 @@ int main(int argc, char **argv)
         return 1;
     }
     dc_log_set_level(v->cfg.log_level);
+    /* one process, not a pool: it can afford to retry often, and the sooner
+     * it is back the sooner pending invalidations are applied */
+    if (v->cfg.redis_retry_interval_ms > RETRY_MAX_MS)
+        v->cfg.redis_retry_interval_ms = RETRY_MAX_MS;
+    if (v->cfg.db_retry_interval_ms > RETRY_MAX_MS)
+        v->cfg.db_retry_interval_ms = RETRY_MAX_MS;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
