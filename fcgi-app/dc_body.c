@@ -87,8 +87,10 @@ static json_object *parse(const char *body, size_t len, dc_error_t *err)
     o = json_tokener_parse_ex(tok, body, (int)len);
     used = json_tokener_get_parse_end(tok);
     if (o == NULL || json_tokener_get_error(tok) != json_tokener_success) {
+        enum json_tokener_error e = json_tokener_get_error(tok);
         dc_error_set(err, 400, "invalid_json", "the request body is not valid JSON: %s",
-                     json_tokener_error_desc(json_tokener_get_error(tok)));
+                     e == json_tokener_continue || e == json_tokener_success ? "it ends too early"
+                                                                              : json_tokener_error_desc(e));
         json_object_put(o);
         o = NULL;
     } else {

@@ -1,6 +1,7 @@
 /* Environment configuration: one table of bounded integers plus the URLs. */
 #include "dc_config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -36,7 +37,8 @@ static int parse_int(const char *s, int min, int max, int *out)
     char *end;
     long v;
 
-    if (*s == '\0' || *s == ' ' || *s == '+')
+    /* strtol would skip leading white space and take a '+' */
+    if (!(isdigit((unsigned char)s[0]) || (s[0] == '-' && isdigit((unsigned char)s[1]))))
         return DC_EINVAL;
     errno = 0;
     v = strtol(s, &end, 10);

@@ -1,0 +1,569 @@
+/*
+ * dc_config: defaults with an empty environment, the bounds and error
+ * message of every integer variable, per-type TTLs and their inheritance,
+ * the REDIS_URL forms accepted and refused, DATABASE_URL and LOG_LEVEL.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dc_config.h"
+
+#define ERR_LEN 512
+
+typedef struct {
+    const char *name;
+    size_t      offset;
+    int         def;
+    int         min;
+    int         max;
+} int_var_t;
+
+#define VAR(name, field, def, min, max) { name, offsetof(dc_config_t, field), def, min, max }
+
+static const int_var_t int_vars[] = {
+    VAR("REDIS_CONNECT_TIMEOUT_MS", redis_connect_timeout_ms, 100, 1, 60000),
+    VAR("REDIS_COMMAND_TIMEOUT_MS", redis_command_timeout_ms, 100, 1, 60000),
+    VAR("REDIS_RETRY_INTERVAL_MS", redis_retry_interval_ms, 1000, 0, 600000),
+    VAR("DB_CONNECT_TIMEOUT_SECONDS", db_connect_timeout_s, 2, 1, 300),
+    VAR("DB_STATEMENT_TIMEOUT_MS", db_statement_timeout_ms, 5000, 1, 3600000),
+    VAR("DB_RETRY_INTERVAL_MS", db_retry_interval_ms, 1000, 0, 600000),
+    VAR("DEVICE_ONLINE_SECONDS", device_online_s, 600, 1, 604800),
+    VAR("RETRY_AFTER_SECONDS", retry_after_s, 5, 1, 3600),
+    VAR("CACHE_TTL_SECONDS", ttl[DC_Q_STATS], 60, 1, 86400),
+    VAR("CACHE_TTL_STATS_SECONDS", ttl[DC_Q_STATS], 60, 1, 86400),
+    VAR("CACHE_TTL_UNITS_SECONDS", ttl[DC_Q_UNITS], 60, 1, 86400),
+    VAR("CACHE_TTL_ALERTS_SECONDS", ttl[DC_Q_ALERTS], 60, 1, 86400),
+    VAR("CACHE_TTL_TEMPERATURE_SECONDS", ttl[DC_Q_TEMPERATURE], 60, 1, 86400),
+    VAR("CACHE_TTL_DEVICES_SECONDS", ttl[DC_Q_DEVICES], 60, 1, 86400),
+    VAR("CACHE_TTL_COMPLIANCE_SECONDS", ttl[DC_Q_COMPLIANCE], 60, 1, 86400),
+};
+
+static const char *const ttl_vars[DC_Q_AUDIT] = {
+    [DC_Q_STATS] = "CACHE_TTL_STATS_SECONDS",
+    [DC_Q_UNITS] = "CACHE_TTL_UNITS_SECONDS",
+    [DC_Q_ALERTS] = "CACHE_TTL_ALERTS_SECONDS",
+    [DC_Q_TEMPERATURE] = "CACHE_TTL_TEMPERATURE_SECONDS",
+    [DC_Q_DEVICES] = "CACHE_TTL_DEVICES_SECONDS",
+    [DC_Q_COMPLIANCE] = "CACHE_TTL_COMPLIANCE_SECONDS",
+};
+
+static const char *const other_vars[] = { "DATABASE_URL", "REDIS_URL", "LOG_LEVEL" };
+
+static int clear_env(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(int_vars); i++)
+        unsetenv(int_vars[i].name);
+    for (size_t i = 0; i < DC_ARRAY_LEN(other_vars); i++)
+        unsetenv(other_vars[i]);
+    return 0;
+}
+
+static int field(const dc_config_t *cfg, const int_var_t *v)
+{
+    return *(const int *)((const char *)cfg + v->offset);
+}
+
+static void set(const char *name, const char *value)
+{
+    assert_int_equal(setenv(name, value, 1), 0);
+}
+
+static void load_ok(dc_config_t *cfg)
+{
+    char err[ERR_LEN] = "";
+
+    if (dc_config_load(cfg, err, sizeof(err)) != DC_OK)
+        fail_msg("dc_config_load: %s", err);
+}
+
+static void load_fails(const char *want)
+{
+    dc_config_t cfg;
+    char err[ERR_LEN] = "";
+
+    assert_int_equal(dc_config_load(&cfg, err, sizeof(err)), DC_EINVAL);
+    assert_string_equal(err, want);
+}
+
+static void load_fails_prefix(const char *prefix)
+{
+    dc_config_t cfg;
+    char err[ERR_LEN] = "";
+
+    assert_int_equal(dc_config_load(&cfg, err, sizeof(err)), DC_EINVAL);
+    if (strncmp(err, prefix, strlen(prefix)) != 0)
+        fail_msg("error \"%s\" does not start with \"%s\"", err, prefix);
+}
+
+static void assert_int_rejected(const int_var_t *v, const char *value)
+{
+    dc_config_t cfg;
+    char want[ERR_LEN], err[ERR_LEN] = "";
+
+    set(v->name, value);
+    if (dc_config_load(&cfg, err, sizeof(err)) != DC_EINVAL)
+        fail_msg("%s=\"%s\" was accepted as %d", v->name, value, field(&cfg, v));
+    snprintf(want, sizeof(want), "%s must be an integer between %d and %d (got \"%s\")", v->name, v->min, v->max,
+             value);
+    assert_string_equal(err, want);
+    unsetenv(v->name);
+}
+
+static void assert_int_accepted(const int_var_t *v, const char *value, int want)
+{
+    dc_config_t cfg;
+
+    set(v->name, value);
+    load_ok(&cfg);
+    if (field(&cfg, v) != want)
+        fail_msg("%s=\"%s\" gave %d, want %d", v->name, value, field(&cfg, v), want);
+    unsetenv(v->name);
+}
+
+static void test_defaults(void **state)
+{
+    dc_config_t cfg;
+
+    (void)state;
+    memset(&cfg, 0x5a, sizeof(cfg));
+    load_ok(&cfg);
+    for (size_t i = 0; i < DC_ARRAY_LEN(int_vars); i++)
+        if (field(&cfg, &int_vars[i]) != int_vars[i].def)
+            fail_msg("%s default %d, want %d", int_vars[i].name, field(&cfg, &int_vars[i]), int_vars[i].def);
+    for (int q = 0; q < DC_Q_AUDIT; q++)
+        assert_int_equal(cfg.ttl[q], 60);
+    assert_string_equal(cfg.database_url, DC_DEFAULT_DATABASE_URL);
+    assert_string_equal(cfg.redis.redis_host, "127.0.0.1");
+    assert_int_equal(cfg.redis.redis_port, 56379);
+    assert_int_equal(cfg.redis.redis_db, 0);
+    assert_string_equal(cfg.redis.redis_unix, "");
+    assert_string_equal(cfg.redis.redis_user, "");
+    assert_string_equal(cfg.redis.redis_password, "");
+    assert_int_equal(cfg.log_level, DC_LOG_INFO);
+}
+
+static void test_empty_values_are_defaults(void **state)
+{
+    dc_config_t cfg;
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(int_vars); i++)
+        set(int_vars[i].name, "");
+    for (size_t i = 0; i < DC_ARRAY_LEN(other_vars); i++)
+        set(other_vars[i], "");
+    load_ok(&cfg);
+    for (size_t i = 0; i < DC_ARRAY_LEN(int_vars); i++)
+        assert_int_equal(field(&cfg, &int_vars[i]), int_vars[i].def);
+    assert_string_equal(cfg.database_url, DC_DEFAULT_DATABASE_URL);
+    assert_int_equal(cfg.redis.redis_port, 56379);
+    assert_int_equal(cfg.log_level, DC_LOG_INFO);
+}
+
+static void test_int_bounds(void **state)
+{
+    char value[32];
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(int_vars); i++) {
+        const int_var_t *v = &int_vars[i];
+
+        snprintf(value, sizeof(value), "%d", v->min);
+        assert_int_accepted(v, value, v->min);
+        snprintf(value, sizeof(value), "%d", v->max);
+        assert_int_accepted(v, value, v->max);
+        snprintf(value, sizeof(value), "%d", v->min - 1);
+        assert_int_rejected(v, value);
+        snprintf(value, sizeof(value), "%d", v->max + 1);
+        assert_int_rejected(v, value);
+    }
+}
+
+static void test_int_not_a_number(void **state)
+{
+    static const char *const bad[] = {
+        "abc", " 5", "5 ", "+5", "5s", "5.0", "1e3", "0x10", "-", "--5", "5,000", "99999999999999999999",
+        "-99999999999999999999", "2147483648", "4294967301",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(int_vars); i++)
+        for (size_t j = 0; j < DC_ARRAY_LEN(bad); j++)
+            assert_int_rejected(&int_vars[i], bad[j]);
+}
+
+/* " 5" is refused explicitly; other white space must not slip past strtol. */
+static void test_int_leading_whitespace(void **state)
+{
+    static const char *const bad[] = { "\t5", "\n5", "\v5", "\f5", "\r5" };
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(int_vars); i++)
+        for (size_t j = 0; j < DC_ARRAY_LEN(bad); j++)
+            assert_int_rejected(&int_vars[i], bad[j]);
+}
+
+static void test_int_error_message(void **state)
+{
+    (void)state;
+    set("CACHE_TTL_SECONDS", "abc");
+    load_fails("CACHE_TTL_SECONDS must be an integer between 1 and 86400 (got \"abc\")");
+    unsetenv("CACHE_TTL_SECONDS");
+    set("REDIS_RETRY_INTERVAL_MS", "-1");
+    load_fails("REDIS_RETRY_INTERVAL_MS must be an integer between 0 and 600000 (got \"-1\")");
+}
+
+static void test_int_error_quotes_at_most_64_bytes(void **state)
+{
+    char value[200];
+    char want[ERR_LEN];
+
+    (void)state;
+    memset(value, '9', sizeof(value) - 1);
+    value[sizeof(value) - 1] = '\0';
+    set("RETRY_AFTER_SECONDS", value);
+    snprintf(want, sizeof(want), "RETRY_AFTER_SECONDS must be an integer between 1 and 3600 (got \"%.64s\")", value);
+    load_fails(want);
+}
+
+static void test_error_fits_small_buffer(void **state)
+{
+    dc_config_t cfg;
+    char *err = malloc(16);
+
+    (void)state;
+    assert_non_null(err);
+    set("CACHE_TTL_SECONDS", "0");
+    assert_int_equal(dc_config_load(&cfg, err, 16), DC_EINVAL);
+    assert_string_equal(err, "CACHE_TTL_SECON");
+    set("CACHE_TTL_SECONDS", "1");
+    set("REDIS_URL", "http://x");
+    assert_int_equal(dc_config_load(&cfg, err, 16), DC_EINVAL);
+    assert_string_equal(err, "REDIS_URL is in");
+    free(err);
+}
+
+static void test_ttl_inherits_cache_ttl(void **state)
+{
+    dc_config_t cfg;
+
+    (void)state;
+    set("CACHE_TTL_SECONDS", "30");
+    load_ok(&cfg);
+    for (int q = 0; q < DC_Q_AUDIT; q++)
+        assert_int_equal(cfg.ttl[q], 30);
+}
+
+static void test_ttl_per_type_override(void **state)
+{
+    dc_config_t cfg;
+
+    (void)state;
+    for (int q = 0; q < DC_Q_AUDIT; q++) {
+        set("CACHE_TTL_SECONDS", "30");
+        set(ttl_vars[q], "7");
+        load_ok(&cfg);
+        for (int o = 0; o < DC_Q_AUDIT; o++)
+            if (cfg.ttl[o] != (o == q ? 7 : 30))
+                fail_msg("%s=7: ttl[%s] is %d", ttl_vars[q], dc_qtype_name((dc_qtype_t)o), cfg.ttl[o]);
+        unsetenv("CACHE_TTL_SECONDS");
+        load_ok(&cfg);
+        for (int o = 0; o < DC_Q_AUDIT; o++)
+            assert_int_equal(cfg.ttl[o], o == q ? 7 : 60);
+        unsetenv(ttl_vars[q]);
+    }
+}
+
+static void test_ttl_all_overrides_at_once(void **state)
+{
+    char value[16];
+    dc_config_t cfg;
+
+    (void)state;
+    set("CACHE_TTL_SECONDS", "30");
+    for (int q = 0; q < DC_Q_AUDIT; q++) {
+        snprintf(value, sizeof(value), "%d", 100 + q);
+        set(ttl_vars[q], value);
+    }
+    load_ok(&cfg);
+    for (int q = 0; q < DC_Q_AUDIT; q++)
+        assert_int_equal(cfg.ttl[q], 100 + q);
+}
+
+static void test_ttl_bad_override_named(void **state)
+{
+    (void)state;
+    set("CACHE_TTL_SECONDS", "30");
+    set("CACHE_TTL_DEVICES_SECONDS", "0");
+    load_fails("CACHE_TTL_DEVICES_SECONDS must be an integer between 1 and 86400 (got \"0\")");
+    set("CACHE_TTL_DEVICES_SECONDS", "10");
+    set("CACHE_TTL_SECONDS", "86401");
+    load_fails("CACHE_TTL_SECONDS must be an integer between 1 and 86400 (got \"86401\")");
+}
+
+typedef struct {
+    const char *url;
+    const char *host;
+    int         port;
+    const char *unix_path;
+    int         db;
+    const char *user;
+    const char *password;
+} redis_case_t;
+
+static void assert_redis(const redis_case_t *c)
+{
+    dc_redis_addr_t a;
+    char err[ERR_LEN] = "";
+
+    memset(&a, 0x5a, sizeof(a));
+    if (dc_config_parse_redis_url(c->url, &a, err, sizeof(err)) != DC_OK)
+        fail_msg("%s: %s", c->url, err);
+    assert_string_equal(a.redis_host, c->host);
+    if (c->unix_path[0] == '\0')
+        assert_int_equal(a.redis_port, c->port);
+    assert_string_equal(a.redis_unix, c->unix_path);
+    assert_int_equal(a.redis_db, c->db);
+    assert_string_equal(a.redis_user, c->user);
+    assert_string_equal(a.redis_password, c->password);
+}
+
+static void test_redis_url_forms(void **state)
+{
+    static const redis_case_t ok[] = {
+        { "redis://host", "host", 6379, "", 0, "", "" },
+        { "redis://127.0.0.1", "127.0.0.1", 6379, "", 0, "", "" },
+        { "redis://redis.internal-1.example.com", "redis.internal-1.example.com", 6379, "", 0, "", "" },
+        { "redis://host:6380", "host", 6380, "", 0, "", "" },
+        { "redis://host:1", "host", 1, "", 0, "", "" },
+        { "redis://host:65535", "host", 65535, "", 0, "", "" },
+        { "redis://host/3", "host", 6379, "", 3, "", "" },
+        { "redis://host/", "host", 6379, "", 0, "", "" },
+        { "redis://host/1000", "host", 6379, "", 1000, "", "" },
+        { "redis://host:6380/15", "host", 6380, "", 15, "", "" },
+        { "redis://:secret@host", "host", 6379, "", 0, "", "secret" },
+        { "redis://user:secret@host", "host", 6379, "", 0, "user", "secret" },
+        { "redis://user:@host", "host", 6379, "", 0, "user", "" },
+        { "redis://user:pa:ss@host", "host", 6379, "", 0, "user", "pa:ss" },
+        { "redis://default:pw@10.0.0.7:7000/2", "10.0.0.7", 7000, "", 2, "default", "pw" },
+        { "redis://[::1]", "::1", 6379, "", 0, "", "" },
+        { "redis://[::1]:6380", "::1", 6380, "", 0, "", "" },
+        { "redis://[::1]:6380/4", "::1", 6380, "", 4, "", "" },
+        { "redis://:pw@[fe80::1]:6381", "fe80::1", 6381, "", 0, "", "pw" },
+        { DC_DEFAULT_REDIS_URL, "127.0.0.1", 56379, "", 0, "", "" },
+        { "unix:///run/redis/redis.sock", "", 0, "/run/redis/redis.sock", 0, "", "" },
+        { "unix:///run/redis.sock?db=2", "", 0, "/run/redis.sock", 2, "", "" },
+        { "unix:///tmp/r.sock?db=0", "", 0, "/tmp/r.sock", 0, "", "" },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(ok); i++)
+        assert_redis(&ok[i]);
+}
+
+static void test_redis_url_rejects(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "host:6379",
+        "http://host",
+        "rediss://host",
+        "REDIS://host",
+        "redis:/host",
+        "redis://",
+        "redis:///0",
+        "redis://:6379",
+        "redis://host:",
+        "redis://host:0",
+        "redis://host:65536",
+        "redis://host:70000",
+        "redis://host:abc",
+        "redis://host:-1",
+        "redis://host:+80",
+        "redis://host: 80",
+        "redis://host:99999999999999999999",
+        "redis://host:6379:1",
+        "redis://host/abc",
+        "redis://host/1001",
+        "redis://host/-1",
+        "redis://host/1/2",
+        "redis://host/ 1",
+        "redis://host?db=1",
+        "redis://ho st",
+        "redis://host*",
+        "redis://user@host",
+        "redis://[::1",
+        "redis://[::1:6379",
+        "redis://[::1]x",
+        "redis://[::1]6379",
+        "redis://[]:6379",
+        "unix://",
+        "unix://relative.sock",
+        "unix:///run/redis.sock?db=",
+        "unix:///run/redis.sock?db=x",
+        "unix:///run/redis.sock?db=1001",
+        "unix:///run/redis.sock?foo=1",
+        "unix:///run/redis.sock?",
+        "unix://?db=1",
+    };
+    dc_redis_addr_t a;
+    char err[ERR_LEN];
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(bad); i++) {
+        err[0] = '\0';
+        if (dc_config_parse_redis_url(bad[i], &a, err, sizeof(err)) != DC_EINVAL)
+            fail_msg("accepted \"%s\"", bad[i]);
+        if (err[0] == '\0' || strstr(err, "REDIS_URL") != NULL)
+            fail_msg("\"%s\": error \"%s\"", bad[i], err);
+    }
+}
+
+/* Same rule as the integer variables: only digits, no white space strtol would skip. */
+static void test_redis_url_whitespace_in_numbers(void **state)
+{
+    static const char *const bad[] = {
+        "redis://host:\t6380", "redis://host:\n6380", "redis://host/\t2", "unix:///run/redis.sock?db=\t2",
+    };
+    dc_redis_addr_t a;
+    char err[ERR_LEN];
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(bad); i++)
+        if (dc_config_parse_redis_url(bad[i], &a, err, sizeof(err)) != DC_EINVAL)
+            fail_msg("accepted \"%s\" (port %d, db %d)", bad[i], a.redis_port, a.redis_db);
+}
+
+static void test_redis_url_length_limits(void **state)
+{
+    char url[600], err[ERR_LEN];
+    dc_redis_addr_t a;
+
+    (void)state;
+    snprintf(url, sizeof(url), "unix:///%0254d", 0);
+    assert_int_equal(dc_config_parse_redis_url(url, &a, err, sizeof(err)), DC_OK);
+    assert_int_equal(strlen(a.redis_unix), 255);
+    snprintf(url, sizeof(url), "unix:///%0255d", 0);
+    assert_int_equal(dc_config_parse_redis_url(url, &a, err, sizeof(err)), DC_EINVAL);
+
+    snprintf(url, sizeof(url), "redis://%0255d", 0);
+    assert_int_equal(dc_config_parse_redis_url(url, &a, err, sizeof(err)), DC_OK);
+    assert_int_equal(strlen(a.redis_host), 255);
+    snprintf(url, sizeof(url), "redis://%0256d", 0);
+    assert_int_equal(dc_config_parse_redis_url(url, &a, err, sizeof(err)), DC_EINVAL);
+
+    snprintf(url, sizeof(url), "redis://:%0256d@host", 0);
+    assert_int_equal(dc_config_parse_redis_url(url, &a, err, sizeof(err)), DC_EINVAL);
+    snprintf(url, sizeof(url), "redis://%0128d:pw@host", 0);
+    assert_int_equal(dc_config_parse_redis_url(url, &a, err, sizeof(err)), DC_EINVAL);
+}
+
+static void test_redis_url_in_environment(void **state)
+{
+    dc_config_t cfg;
+
+    (void)state;
+    set("REDIS_URL", "redis://u:p@cache.local:6390/5");
+    load_ok(&cfg);
+    assert_string_equal(cfg.redis.redis_host, "cache.local");
+    assert_int_equal(cfg.redis.redis_port, 6390);
+    assert_int_equal(cfg.redis.redis_db, 5);
+    assert_string_equal(cfg.redis.redis_user, "u");
+    assert_string_equal(cfg.redis.redis_password, "p");
+
+    set("REDIS_URL", "unix:///run/r.sock?db=2");
+    load_ok(&cfg);
+    assert_string_equal(cfg.redis.redis_unix, "/run/r.sock");
+    assert_string_equal(cfg.redis.redis_host, "");
+    assert_int_equal(cfg.redis.redis_db, 2);
+
+    set("REDIS_URL", "redis://host:0");
+    load_fails("REDIS_URL is invalid: port must be an integer between 1 and 65535 (got \"0\")");
+    set("REDIS_URL", "http://host");
+    load_fails_prefix("REDIS_URL is invalid: ");
+    set("REDIS_URL", "redis://[::1");
+    load_fails("REDIS_URL is invalid: unclosed [ in the host");
+}
+
+static void test_database_url(void **state)
+{
+    char url[1100];
+    dc_config_t cfg;
+
+    (void)state;
+    set("DATABASE_URL", "postgresql://app:pw@db.internal:5432/dash?sslmode=require");
+    load_ok(&cfg);
+    assert_string_equal(cfg.database_url, "postgresql://app:pw@db.internal:5432/dash?sslmode=require");
+
+    memset(url, 'u', sizeof(url));
+    url[1023] = '\0';
+    set("DATABASE_URL", url);
+    load_ok(&cfg);
+    assert_string_equal(cfg.database_url, url);
+
+    url[1023] = 'u';
+    url[1024] = '\0';
+    set("DATABASE_URL", url);
+    load_fails_prefix("DATABASE_URL ");
+}
+
+static void test_log_level(void **state)
+{
+    static const struct {
+        const char    *value;
+        dc_log_level_t want;
+    } ok[] = {
+        { "debug", DC_LOG_DEBUG }, { "info", DC_LOG_INFO }, { "warn", DC_LOG_WARN }, { "error", DC_LOG_ERROR },
+    };
+    static const char *const bad[] = { "verbose", "DEBUG", "Info", "warning", "err", " info", "info " };
+    char want[ERR_LEN];
+    dc_config_t cfg;
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(ok); i++) {
+        set("LOG_LEVEL", ok[i].value);
+        load_ok(&cfg);
+        assert_int_equal(cfg.log_level, ok[i].want);
+    }
+    for (size_t i = 0; i < DC_ARRAY_LEN(bad); i++) {
+        set("LOG_LEVEL", bad[i]);
+        snprintf(want, sizeof(want), "LOG_LEVEL must be one of debug, info, warn, error (got \"%s\")", bad[i]);
+        load_fails(want);
+    }
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, clear_env, clear_env)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_defaults),
+        T(test_empty_values_are_defaults),
+        T(test_int_bounds),
+        T(test_int_not_a_number),
+        T(test_int_leading_whitespace),
+        T(test_int_error_message),
+        T(test_int_error_quotes_at_most_64_bytes),
+        T(test_error_fits_small_buffer),
+        T(test_ttl_inherits_cache_ttl),
+        T(test_ttl_per_type_override),
+        T(test_ttl_all_overrides_at_once),
+        T(test_ttl_bad_override_named),
+        T(test_redis_url_forms),
+        T(test_redis_url_rejects),
+        T(test_redis_url_whitespace_in_numbers),
+        T(test_redis_url_length_limits),
+        T(test_redis_url_in_environment),
+        T(test_database_url),
+        T(test_log_level),
+    };
+
+    return cmocka_run_group_tests_name("dc_config", tests, NULL, NULL);
+}

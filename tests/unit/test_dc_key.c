@@ -1,0 +1,266 @@
+/*
+ * dc_key: the exact key of every cacheable query, built from requests as the
+ * router makes them; what is never cached; buffers that are too small; the
+ * tenant segment every key carries; and the generation key of an org.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dc_key.h"
+#include "dc_router.h"
+
+#define ORG     "550e8400-e29b-41d4-a716-446655440000"
+#define ORG_UP  "550E8400-E29B-41D4-A716-446655440000"
+#define ORG2    "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+#define UNIT    "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+#define UNIT_UP "6BA7B810-9DAD-11D1-80B4-00C04FD430C8"
+#define BASE    "/api/dashboard/orgs/"
+
+static const struct {
+    const char *path;
+    const char *query;
+    const char *key;
+} cases[] = {
+    { BASE ORG "/stats", NULL, "dashboard:stats:org:" ORG },
+    { BASE ORG "/units/status", NULL, "dashboard:units:status:org:" ORG },
+    { BASE ORG "/alerts/count", NULL, "dashboard:alerts:count:org:" ORG },
+    { BASE ORG "/alerts/count", "unitId=" UNIT, "dashboard:alerts:count:org:" ORG ":unit:" UNIT },
+    { BASE ORG "/units/" UNIT "/temperature/trends", NULL,
+      "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:24" },
+    { BASE ORG "/units/" UNIT "/temperature/trends", "hours=1",
+      "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:1" },
+    { BASE ORG "/units/" UNIT "/temperature/trends", "hours=168",
+      "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:168" },
+    { BASE ORG "/devices/online", NULL, "dashboard:devices:online:org:" ORG },
+    { BASE ORG "/compliance", NULL, "dashboard:compliance:org:" ORG },
+    { BASE ORG2 "/stats", NULL, "dashboard:stats:org:" ORG2 },
+};
+
+static void request(const char *path, const char *query, dc_request_t *req)
+{
+    dc_error_t err;
+
+    if (dc_router_route("GET", path, query, req, &err) != DC_OK)
+        fail_msg("%s?%s: %d %s", path, query ? query : "", err.status, err.message);
+}
+
+static void assert_key(const char *path, const char *query, const char *want)
+{
+    dc_request_t req;
+    char key[DC_KEY_MAX];
+    int n;
+
+    request(path, query, &req);
+    memset(key, 'X', sizeof(key));
+    n = dc_key_build(&req, key, sizeof(key));
+    if (n < 0)
+        fail_msg("%s?%s: %d", path, query ? query : "", n);
+    assert_string_equal(key, want);
+    assert_int_equal(n, strlen(want));
+}
+
+static void test_every_key(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(cases); i++)
+        assert_key(cases[i].path, cases[i].query, cases[i].key);
+}
+
+static void test_key_ids_are_lower_case(void **state)
+{
+    (void)state;
+    assert_key(BASE ORG_UP "/stats", NULL, "dashboard:stats:org:" ORG);
+    assert_key(BASE ORG_UP "/alerts/count", "unitId=" UNIT_UP, "dashboard:alerts:count:org:" ORG ":unit:" UNIT);
+    assert_key(BASE ORG_UP "/units/" UNIT_UP "/temperature/trends", "hours=48",
+               "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:48");
+}
+
+static void test_key_ignores_force_refresh_and_cache_busters(void **state)
+{
+    (void)state;
+    assert_key(BASE ORG "/stats", "forceRefresh=true", "dashboard:stats:org:" ORG);
+    assert_key(BASE ORG "/stats", "_=1700000000&v=2", "dashboard:stats:org:" ORG);
+    assert_key(BASE ORG "/alerts/count", "forceRefresh=1&_=1", "dashboard:alerts:count:org:" ORG);
+    assert_key(BASE ORG "/units/" UNIT "/temperature/trends", "forceRefresh=true&hours=24&_=9",
+               "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:24");
+}
+
+/* dc_core.h: the second segment of the key is the query type's name. */
+static void test_second_segment_is_qtype_name(void **state)
+{
+    dc_request_t req;
+    char key[DC_KEY_MAX], prefix[64];
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(cases); i++) {
+        request(cases[i].path, cases[i].query, &req);
+        assert_true(dc_key_build(&req, key, sizeof(key)) > 0);
+        snprintf(prefix, sizeof(prefix), "dashboard:%s:", dc_qtype_name(req.qtype));
+        if (strncmp(key, prefix, strlen(prefix)) != 0)
+            fail_msg("%s does not start with %s", key, prefix);
+    }
+}
+
+static void test_every_key_carries_its_tenant(void **state)
+{
+    dc_request_t req;
+    char key[DC_KEY_MAX];
+    const char *seg, *end;
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(cases); i++) {
+        request(cases[i].path, cases[i].query, &req);
+        assert_true(dc_key_build(&req, key, sizeof(key)) > 0);
+        seg = strstr(key, ":org:");
+        if (seg == NULL)
+            fail_msg("%s has no org segment", key);
+        assert_null(strstr(seg + 1, ":org:"));
+        end = seg + 5 + DC_UUID_LEN;
+        assert_memory_equal(seg + 5, req.org_id, DC_UUID_LEN);
+        assert_true(*end == '\0' || *end == ':');
+        assert_null(strpbrk(key, "*?[]\\ "));
+    }
+}
+
+static void test_not_cacheable(void **state)
+{
+    static const char *const paths[] = { BASE ORG "/audit", "/health", "/metrics" };
+    dc_request_t req;
+    char key[DC_KEY_MAX];
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(paths); i++) {
+        request(paths[i], "limit=5", &req);
+        assert_int_equal(dc_key_build(&req, key, sizeof(key)), DC_DECLINED);
+    }
+    memset(&req, 0, sizeof(req));
+    req.route = DC_ROUTE_NONE;
+    assert_int_equal(dc_key_build(&req, key, sizeof(key)), DC_DECLINED);
+}
+
+static void test_writes_not_cacheable(void **state)
+{
+    static const char *const paths[] = {
+        "/api/ingest/readings",
+        BASE ORG "/alerts",
+        BASE ORG "/alerts/" UNIT "/resolve",
+        BASE ORG "/devices/" UNIT "/status",
+    };
+    dc_request_t req;
+    dc_error_t err;
+    char key[DC_KEY_MAX];
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(paths); i++) {
+        assert_int_equal(dc_router_route("POST", paths[i], NULL, &req, &err), DC_OK);
+        assert_int_equal(dc_key_build(&req, key, sizeof(key)), DC_DECLINED);
+    }
+}
+
+static void test_generation_key(void **state)
+{
+    const char *want = "dashcache:gen:org:" ORG;
+    size_t len = strlen(want);
+    char key[DC_KEY_MAX];
+
+    (void)state;
+    assert_int_equal(dc_key_gen(ORG, key, sizeof(key)), (int)len);
+    assert_string_equal(key, want);
+    assert_int_equal(dc_key_gen(ORG, key, len + 1), (int)len);
+    assert_string_equal(key, want);
+    assert_int_equal(dc_key_gen(ORG, key, len), DC_ERROR);
+    assert_int_equal(dc_key_gen(ORG, key, 0), DC_ERROR);
+}
+
+/* Invalidation patterns all start with dashboard:, so none can match a generation. */
+static void test_generation_key_outside_dashboard_namespace(void **state)
+{
+    dc_request_t req;
+    char gen[DC_KEY_MAX], key[DC_KEY_MAX];
+
+    (void)state;
+    assert_true(dc_key_gen(ORG, gen, sizeof(gen)) > 0);
+    assert_int_not_equal(strncmp(gen, "dashboard:", 10), 0);
+    for (size_t i = 0; i < DC_ARRAY_LEN(cases); i++) {
+        request(cases[i].path, cases[i].query, &req);
+        assert_true(dc_key_build(&req, key, sizeof(key)) > 0);
+        assert_int_equal(strncmp(key, "dashboard:", 10), 0);
+        assert_string_not_equal(key, gen);
+    }
+}
+
+static void test_too_small_buffer(void **state)
+{
+    dc_request_t req;
+    char key[DC_KEY_MAX];
+    size_t len;
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(cases); i++) {
+        request(cases[i].path, cases[i].query, &req);
+        len = strlen(cases[i].key);
+        assert_int_equal(dc_key_build(&req, key, len + 1), (int)len);
+        assert_int_equal(dc_key_build(&req, key, len), DC_ERROR);
+        assert_int_equal(dc_key_build(&req, key, 1), DC_ERROR);
+        assert_int_equal(dc_key_build(&req, key, 0), DC_ERROR);
+    }
+}
+
+static void test_longest_key_fits(void **state)
+{
+    dc_request_t req;
+    char key[DC_KEY_MAX];
+
+    (void)state;
+    request(BASE ORG "/units/" UNIT "/temperature/trends", "hours=168", &req);
+    assert_true(dc_key_build(&req, key, sizeof(key)) > 0);
+    request(BASE ORG "/alerts/count", "unitId=" UNIT, &req);
+    assert_true(dc_key_build(&req, key, sizeof(key)) > 0);
+}
+
+static void test_tenants_never_share_a_key(void **state)
+{
+    dc_request_t a, b;
+    char ka[DC_KEY_MAX], kb[DC_KEY_MAX];
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(cases); i++) {
+        const char *rest = cases[i].path + strlen(BASE ORG);
+        char other[256];
+
+        if (strncmp(cases[i].path, BASE ORG, strlen(BASE ORG)) != 0)
+            continue;
+        snprintf(other, sizeof(other), BASE ORG2 "%s", rest);
+        request(cases[i].path, cases[i].query, &a);
+        request(other, cases[i].query, &b);
+        assert_true(dc_key_build(&a, ka, sizeof(ka)) > 0);
+        assert_true(dc_key_build(&b, kb, sizeof(kb)) > 0);
+        assert_string_not_equal(ka, kb);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_key),
+        cmocka_unit_test(test_key_ids_are_lower_case),
+        cmocka_unit_test(test_key_ignores_force_refresh_and_cache_busters),
+        cmocka_unit_test(test_second_segment_is_qtype_name),
+        cmocka_unit_test(test_every_key_carries_its_tenant),
+        cmocka_unit_test(test_not_cacheable),
+        cmocka_unit_test(test_writes_not_cacheable),
+        cmocka_unit_test(test_generation_key),
+        cmocka_unit_test(test_generation_key_outside_dashboard_namespace),
+        cmocka_unit_test(test_too_small_buffer),
+        cmocka_unit_test(test_longest_key_fits),
+        cmocka_unit_test(test_tenants_never_share_a_key),
+    };
+
+    return cmocka_run_group_tests_name("dc_key", tests, NULL, NULL);
+}
