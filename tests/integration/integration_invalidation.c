@@ -398,6 +398,10 @@ static void test_pattern_clears_exactly_its_keys(void **state)
     const char *suffixes[] = { "stats", "units/status", "compliance" };
 
     for (int t = 0; t < 2; t++) {
+        snprintf(pattern, sizeof(pattern), "dashboard:*org:%s*", t ? f->other_org : f->org);
+        dc_test_redis_del_pattern(pattern);
+    }
+    for (int t = 0; t < 2; t++) {
         for (size_t i = 0; i < 3; i++) {
             path_of(path, sizeof(path), t ? f->other_org : f->org, suffixes[i]);
             dc_test_get(f->app, path, NULL, &r);
