@@ -10,6 +10,7 @@
 
 #include "dc_key.h"
 #include "dc_log.h"
+#include "dc_metrics.h"
 
 /*
  * KEYS[1] generation, KEYS[2] value; ARGV[1] generation read before the
@@ -133,6 +134,7 @@ static int ensure(dc_cache_t *c)
         return DC_UNAVAILABLE;
     }
     if (c->ctx->err) {
+        dc_metrics_cache_error(DC_COP_CONNECT);
         fail(c, "redis connect", c->ctx->errstr, 1);
         return DC_UNAVAILABLE;
     }
@@ -195,16 +197,21 @@ int dc_cache_get(dc_cache_t *c, const char *org, const char *key, size_t klen, d
     int glen = dc_key_gen(org, genkey, sizeof(genkey));
     const redisReply *g, *val;
     redisReply *r;
+    int64_t t0;
 
     memset(v, 0, sizeof(*v));
     if (glen < 0 || ensure(c) != DC_OK)
         return DC_UNAVAILABLE;
+    t0 = dc_metrics_now_ns();
     r = redisCommand(c->ctx, "MGET %b %b", genkey, (size_t)glen, key, klen);
+    dc_metrics_cache_latency(DC_COP_GET, dc_metrics_now_ns() - t0);
     if (r == NULL) {
+        dc_metrics_cache_error(DC_COP_GET);
         command_failed(c, "redis MGET");
         return DC_UNAVAILABLE;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        dc_metrics_cache_error(DC_COP_GET);
         dc_log_warn("redis.error", "MGET %.*s: %s", (int)klen, key,
                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         freeReplyObject(r);
@@ -281,14 +288,22 @@ int dc_cache_set(dc_cache_t *c, const char *org, const char *key, size_t klen, c
     char genkey[DC_KEY_MAX];
     int glen = dc_key_gen(org, genkey, sizeof(genkey));
     redisReply *r;
+    int64_t t0;
     int rc;
 
     if (glen < 0 || ensure(c) != DC_OK)
         return DC_UNAVAILABLE;
-    if (eval(c, "redis store", &r, "EVALSHA %s 2 %b %b %s %b %d", c->store_sha, genkey, (size_t)glen,
-             key, klen, gen, val, vlen, ttl_s) != DC_OK)
+    t0 = dc_metrics_now_ns();
+    rc = eval(c, "redis store", &r, "EVALSHA %s 2 %b %b %s %b %d", c->store_sha, genkey, (size_t)glen,
+              key, klen, gen, val, vlen, ttl_s);
+    dc_metrics_cache_latency(DC_COP_SET, dc_metrics_now_ns() - t0);
+    if (rc != DC_OK) {
+        dc_metrics_cache_error(DC_COP_SET);
         return DC_UNAVAILABLE;
+    }
     rc = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? DC_OK : DC_DECLINED;
+    if (rc == DC_DECLINED)
+        dc_metrics_stale_set_refused();
     freeReplyObject(r);
     return rc;
 }
@@ -298,11 +313,20 @@ int dc_cache_invalidate_org(dc_cache_t *c, const char *org)
     char genkey[DC_KEY_MAX];
     int glen = dc_key_gen(org, genkey, sizeof(genkey));
     redisReply *r;
+    int64_t t0;
+    int rc;
 
-    if (glen < 0 || ensure(c) != DC_OK)
+    if (glen < 0 || ensure(c) != DC_OK) {
+        dc_metrics_cache_error(DC_COP_INVALIDATE);
         return DC_UNAVAILABLE;
-    if (eval(c, "redis invalidate", &r, "EVALSHA %s 1 %b", c->bump_sha, genkey, (size_t)glen) != DC_OK)
+    }
+    t0 = dc_metrics_now_ns();
+    rc = eval(c, "redis invalidate", &r, "EVALSHA %s 1 %b", c->bump_sha, genkey, (size_t)glen);
+    dc_metrics_cache_latency(DC_COP_INVALIDATE, dc_metrics_now_ns() - t0);
+    if (rc != DC_OK) {
+        dc_metrics_cache_error(DC_COP_INVALIDATE);
         return DC_UNAVAILABLE;
+    }
     freeReplyObject(r);
     return DC_OK;
 }
@@ -315,6 +339,7 @@ int dc_cache_publish(dc_cache_t *c, const char *channel, const char *msg, size_t
         return DC_UNAVAILABLE;
     r = redisCommand(c->ctx, "PUBLISH %s %b", channel, msg, len);
     if (r == NULL) {
+        dc_metrics_cache_error(DC_COP_PUBLISH);
         command_failed(c, "redis PUBLISH");
         return DC_UNAVAILABLE;
     }
@@ -521,5 +546,64 @@ int dc_sub_read(dc_sub_t *s, dc_sub_fn fn, void *arg)
             fn(arg, r->element[2]->str, r->element[2]->len);
         freeReplyObject(r);
     }
+    return DC_OK;
+}
+
+int dc_cache_count_keys(dc_cache_t *c, const char *pattern, long max_scan, long *n, int *complete)
+{
+    char cursor[32] = "0";
+    long scanned = 0;
+
+    *n = 0;
+    *complete = 1;
+    do {
+        redisReply *r;
+        if (ensure(c) != DC_OK)
+            return DC_UNAVAILABLE;
+        if (scanned >= max_scan) {
+            *complete = 0;
+            break;
+        }
+        r = redisCommand(c->ctx, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        if (r == NULL) {
+            command_failed(c, "redis SCAN");
+            return DC_UNAVAILABLE;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING) {
+            freeReplyObject(r);
+            return DC_UNAVAILABLE;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        *n += (long)r->element[1]->elements;
+        scanned += 1000;
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return DC_OK;
+}
+
+int dc_cache_memory(dc_cache_t *c, long long *used_bytes, long long *keys)
+{
+    redisReply *r;
+    const char *p;
+
+    *used_bytes = *keys = -1;
+    if (ensure(c) != DC_OK)
+        return DC_UNAVAILABLE;
+    r = redisCommand(c->ctx, "INFO memory");
+    if (r == NULL) {
+        command_failed(c, "redis INFO");
+        return DC_UNAVAILABLE;
+    }
+    if (r->type == REDIS_REPLY_STRING && (p = strstr(r->str, "used_memory:")) != NULL)
+        *used_bytes = strtoll(p + 12, NULL, 10);
+    freeReplyObject(r);
+    r = redisCommand(c->ctx, "DBSIZE");
+    if (r == NULL) {
+        command_failed(c, "redis DBSIZE");
+        return DC_UNAVAILABLE;
+    }
+    if (r->type == REDIS_REPLY_INTEGER)
+        *keys = r->integer;
+    freeReplyObject(r);
     return DC_OK;
 }

@@ -82,6 +82,15 @@ int dc_cache_publish(dc_cache_t *c, const char *channel, const char *msg, size_t
  */
 int dc_cache_unlink_pattern(dc_cache_t *c, const char *pattern, size_t *deleted) DC_WUR;
 
+/*
+ * Counts keys matching pattern with SCAN, stopping after max_scan keys
+ * have been looked at (*complete = 0 then). DC_OK or DC_UNAVAILABLE.
+ */
+int dc_cache_count_keys(dc_cache_t *c, const char *pattern, long max_scan, long *n, int *complete) DC_WUR;
+
+/* INFO memory's used_memory and DBSIZE. DC_OK or DC_UNAVAILABLE. */
+int dc_cache_memory(dc_cache_t *c, long long *used_bytes, long long *keys) DC_WUR;
+
 /* PING, bounded by the timeouts. DC_OK (latency_ms set) or DC_UNAVAILABLE. */
 int dc_cache_ping(dc_cache_t *c, double *latency_ms) DC_WUR;
 

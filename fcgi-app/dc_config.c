@@ -27,6 +27,7 @@ static const int_var_t int_vars[] = {
     CFG_INT("DB_RETRY_INTERVAL_MS",       db_retry_interval_ms, 1000, 0, 600000),
     CFG_INT("DEVICE_ONLINE_SECONDS",      device_online_s, 600, 1, 604800),
     CFG_INT("RETRY_AFTER_SECONDS",        retry_after_s, 5, 1, 3600),
+    CFG_INT("HEALTH_TIMEOUT_MS",          health_timeout_ms, 1000, 10, 60000),
 };
 
 #define TTL_MIN 1
@@ -228,6 +229,19 @@ int dc_config_load(dc_config_t *cfg, char *err, size_t errlen)
     if (dc_config_parse_redis_url(s, &cfg->redis, why, sizeof(why)) != DC_OK) {
         snprintf(err, errlen, "REDIS_URL is invalid: %s", why);
         return DC_EINVAL;
+    }
+
+    cfg->metrics_enabled = 1;
+    s = getenv("METRICS");
+    if (s != NULL && *s != '\0') {
+        if (strcmp(s, "on") == 0 || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+            cfg->metrics_enabled = 1;
+        } else if (strcmp(s, "off") == 0 || strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
+            cfg->metrics_enabled = 0;
+        } else {
+            snprintf(err, errlen, "METRICS must be on or off (got \"%.32s\")", s);
+            return DC_EINVAL;
+        }
     }
 
     cfg->log_level = DC_LOG_INFO;

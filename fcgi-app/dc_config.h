@@ -33,6 +33,8 @@ typedef struct {
     int             db_retry_interval_ms;     /* back-off after a failed connect */
     int             device_online_s;
     int             retry_after_s;            /* Retry-After on a 503 */
+    int             health_timeout_ms;        /* bound of each /health check */
+    int             metrics_enabled;          /* METRICS=on|off */
     dc_log_level_t  log_level;
 } dc_config_t;
 

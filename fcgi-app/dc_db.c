@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 
 #include "dc_log.h"
+#include "dc_metrics.h"
 
 struct dc_db_s {
     const dc_config_t  *cfg;
@@ -207,7 +208,7 @@ static int connect_db(dc_db_t *db)
 
 /* One attempt on the current connection: DC_OK, DC_UNAVAILABLE, DC_ERROR or BROKEN. */
 static int exec_once(dc_db_t *db, const char *name, int nparams, const char *const *params,
-                     const char *sql, PGresult **out)
+                     const char *sql, int timeout_ms, PGresult **out)
 {
     PGresult *r = NULL;
     int rc, ok;
@@ -216,7 +217,7 @@ static int exec_once(dc_db_t *db, const char *name, int nparams, const char *con
                      : PQsendQueryPrepared(db->conn, name, nparams, params, NULL, NULL, 0);
     if (!ok)
         return BROKEN;
-    rc = wait_result(db->conn, dc_now_ms() + deadline_ms(db), &r);
+    rc = wait_result(db->conn, dc_now_ms() + timeout_ms, &r);
     if (rc == DC_UNAVAILABLE) {
         went_down(db, "query", "no answer within the deadline");
         db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
@@ -247,7 +248,7 @@ static int exec_once(dc_db_t *db, const char *name, int nparams, const char *con
 }
 
 static int run(dc_db_t *db, const char *name, int nparams, const char *const *params,
-               const char *sql, PGresult **out)
+               const char *sql, int timeout_ms, PGresult **out)
 {
     int rc;
 
@@ -255,7 +256,7 @@ static int run(dc_db_t *db, const char *name, int nparams, const char *const *pa
     for (int attempt = 0; attempt < 2; attempt++) {
         if (db->conn == NULL && connect_db(db) != DC_OK)
             return DC_UNAVAILABLE;
-        rc = exec_once(db, name, nparams, params, sql, out);
+        rc = exec_once(db, name, nparams, params, sql, timeout_ms, out);
         if (rc != BROKEN)
             return rc;
         /* the connection broke (server restarted, network): reconnect once */
@@ -267,14 +268,19 @@ static int run(dc_db_t *db, const char *name, int nparams, const char *const *pa
 int dc_db_exec(dc_db_t *db, int stmt, const char *const *params, PGresult **out)
 {
     const dc_db_stmt_t *s = &db->stmts[stmt];
-    return run(db, s->name, s->nparams, params, NULL, out);
+    int64_t t0 = dc_metrics_now_ns();
+    int rc = run(db, s->name, s->nparams, params, NULL, deadline_ms(db), out);
+
+    /* a refused statement (a client's 4xx) ran fine */
+    dc_metrics_db_query(stmt, rc == DC_OK || rc == DC_EQUERY, dc_metrics_now_ns() - t0);
+    return rc;
 }
 
-int dc_db_ping(dc_db_t *db, double *latency_ms)
+int dc_db_ping(dc_db_t *db, int timeout_ms, double *latency_ms)
 {
     int64_t t0 = dc_now_us();
     PGresult *r;
-    int rc = run(db, "ping", 0, NULL, "SELECT 1", &r);
+    int rc = run(db, "ping", 0, NULL, "SELECT 1", timeout_ms, &r);
 
     PQclear(r);
     *latency_ms = (double)(dc_now_us() - t0) / 1000.0;

@@ -41,8 +41,12 @@ void dc_db_free(dc_db_t *db);
  */
 int dc_db_exec(dc_db_t *db, int stmt, const char *const *params, struct pg_result **out) DC_WUR;
 
-/* SELECT 1 within the deadline. DC_OK (latency_ms set) or DC_UNAVAILABLE. */
-int dc_db_ping(dc_db_t *db, double *latency_ms) DC_WUR;
+/*
+ * SELECT 1, waiting at most timeout_ms for the answer (a connect, when one
+ * is needed, is bounded by DB_CONNECT_TIMEOUT_SECONDS). DC_OK (latency_ms
+ * set) or DC_UNAVAILABLE.
+ */
+int dc_db_ping(dc_db_t *db, int timeout_ms, double *latency_ms) DC_WUR;
 
 /*
  * LISTEN on channel after every (re)connect (the invalidator's wake-up).

@@ -26,6 +26,7 @@
 #include "dc_db.h"
 #include "dc_inval.h"
 #include "dc_log.h"
+#include "dc_metrics.h"
 #include "dc_query.h"
 
 #define PROGRAM        "dashcache-invalidator"
@@ -79,6 +80,7 @@ static int invalidate_all(inv_t *v)
     if (dc_cache_unlink_pattern(v->cache, "dashboard:*", &deleted) != DC_OK)
         return DC_UNAVAILABLE;
     v->resyncs++;
+    dc_metrics_invalidation(DC_IS_RESYNC, (long)n);
     dc_log_info("invalidate.all", "invalidated %zu organizations, deleted %zu keys", n, deleted);
     return DC_OK;
 }
@@ -92,6 +94,7 @@ static void on_message(void *arg, const char *msg, size_t len)
 
     if (dc_inval_parse(msg, len, &m, why, sizeof(why)) != DC_OK) {
         v->rejected++;
+        dc_metrics_message_rejected();
         dc_log_warn("invalidate.rejected", "%s: %.*s%s", why, (int)(len > 200 ? 200 : len), msg,
                     len > 200 ? "..." : "");
         return;
@@ -109,6 +112,7 @@ static void on_message(void *arg, const char *msg, size_t len)
         return;
     }
     v->applied++;
+    dc_metrics_invalidation(DC_IS_PUBSUB, 1);
     dc_log_debug("invalidate.applied", "org %s pattern %s deleted %zu", m.org_id,
                  m.kind == DC_INV_PATTERN ? m.pattern : "-", deleted);
 }
@@ -117,6 +121,7 @@ static void on_lag(void *arg, double ms)
 {
     inv_t *v = arg;
     v->lags[v->nlags++ % LAGS] = ms;
+    dc_metrics_invalidation_lag((int64_t)(ms * 1e6));
 }
 
 /* Applies pending outbox rows until none is left. DC_OK or the failure that stopped it. */
@@ -141,6 +146,8 @@ static int drain(inv_t *v)
         if (rc != DC_OK)
             return rc;
         v->outbox_rows += (long long)v->ob.n;
+        dc_metrics_outbox_rows((long)v->ob.n);
+        dc_metrics_invalidation(DC_IS_OUTBOX, (long)v->ob.norgs);
         if (v->ob.n < BATCH)
             return DC_OK;
     }
@@ -295,6 +302,12 @@ int main(int argc, char **argv)
         return 1;
     }
     dc_log_set_level(v->cfg.log_level);
+    if (v->cfg.metrics_enabled) {
+        char path[512];
+        dc_metrics_default_path(&v->cfg, path, sizeof(path));
+        if (dc_metrics_open(path, err, sizeof(err)) != DC_OK || dc_metrics_claim(DC_MK_INVALIDATOR) != DC_OK)
+            dc_log_warn("metrics.open", "metrics unavailable (%s); running without them", err);
+    }
     /* one process, not a pool: it can afford to retry often, and the sooner
      * it is back the sooner pending invalidations are applied */
     if (v->cfg.redis_retry_interval_ms > RETRY_MAX_MS)

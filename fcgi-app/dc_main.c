@@ -15,6 +15,7 @@
 #include "dc_db.h"
 #include "dc_log.h"
 #include "dc_master.h"
+#include "dc_metrics.h"
 #include "dc_worker.h"
 
 #define PROGRAM "dashcache-fcgi"
@@ -129,6 +130,16 @@ int main(int argc, char **argv)
         return 1;
     }
     dc_log_set_level(cfg.log_level);
+
+    /* mapped before any fork, so every worker shares it from the start */
+    if (cfg.metrics_enabled) {
+        char path[512];
+        dc_metrics_default_path(&cfg, path, sizeof(path));
+        if (dc_metrics_open(path, err, sizeof(err)) != DC_OK)
+            dc_log_warn("metrics.open", "%s; running without metrics", err);
+    } else {
+        dc_metrics_disable();
+    }
 
     if (listen_spec != NULL) {
         fd = dc_master_listen(listen_spec, mode, err, sizeof(err));

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "dc_log.h"
+#include "dc_metrics.h"
 #include "dc_signal.h"
 #include "dc_worker.h"
 
@@ -28,6 +29,7 @@ typedef struct {
     int64_t started_ms;
     int64_t spawn_at_ms;    /* respawn not before this */
     int     fast_exits;
+    int     asked_to_stop;  /* we sent it SIGTERM (reload): not a restart */
 } slot_t;
 
 typedef enum { RUNNING, STOPPING } state_t;
@@ -160,6 +162,9 @@ static void reap(slot_t *slots, int n, state_t state)
             s->pid = 0;
             if (state != RUNNING)
                 break;
+            if (!s->asked_to_stop)
+                dc_metrics_worker_restart();
+            s->asked_to_stop = 0;
             if (lived < FAST_EXIT_MS && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
                 int64_t delay = 100LL << (s->fast_exits < 7 ? s->fast_exits : 7);
                 s->fast_exits++;
@@ -175,11 +180,14 @@ static void reap(slot_t *slots, int n, state_t state)
     }
 }
 
-static void signal_all(const slot_t *slots, int n, int signo)
+static void signal_all(slot_t *slots, int n, int signo)
 {
-    for (int i = 0; i < n; i++)
-        if (slots[i].pid > 0)
+    for (int i = 0; i < n; i++) {
+        if (slots[i].pid > 0) {
+            slots[i].asked_to_stop = 1;
             kill(slots[i].pid, signo);
+        }
+    }
 }
 
 static int alive(const slot_t *slots, int n)
@@ -208,6 +216,8 @@ int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg, const char
         free(slots);
         return 1;
     }
+    if (dc_metrics_claim(DC_MK_MASTER) != DC_OK)
+        dc_log_warn("master.metrics", "no free metrics slot; worker restarts are not counted");
     dc_log_info("master.start", "starting %d workers", workers);
 
     for (;;) {

@@ -14,6 +14,7 @@ typedef enum {
     DC_ROUTE_WRITE,      /* an event POST, see wtype */
     DC_ROUTE_HEALTH,
     DC_ROUTE_METRICS,
+    DC_ROUTE_ADMIN_STATS,
 } dc_route_t;
 
 /* The write endpoints. */

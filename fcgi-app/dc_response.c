@@ -27,10 +27,11 @@ int dc_response_head(const dc_response_t *r, char *buf, size_t cap)
 {
     int n = snprintf(buf, cap,
                      "Status: %d %s\r\n"
-                     "Content-Type: application/json\r\n"
+                     "Content-Type: %s\r\n"
                      "Content-Length: %zu\r\n"
                      "Cache-Control: no-store\r\n",
-                     r->status, dc_response_reason(r->status), r->body_len);
+                     r->status, dc_response_reason(r->status),
+                     r->content_type ? r->content_type : "application/json", r->body_len);
     if (n < 0 || (size_t)n >= cap)
         return DC_ERROR;
     if (r->x_cache != NULL)

@@ -18,6 +18,8 @@ typedef struct {
     const char *allow;        /* Allow header, or NULL */
     int         retry_after;  /* seconds; 0 = no header */
     int         head_only;    /* HEAD: no body on the wire */
+    int         mroute;       /* dc_mroute_t: the route label of the metrics */
+    const char *content_type; /* NULL: application/json */
     const char *body;
     size_t      body_len;
 } dc_response_t;

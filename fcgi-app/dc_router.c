@@ -5,6 +5,7 @@
 
 #define ORGS_PREFIX  "/api/dashboard/orgs/"
 #define INGEST_PATH  "/api/ingest/readings"
+#define ADMIN_STATS_PATH "/api/admin/cache/stats"
 #define ALLOW_READ   "GET, HEAD"
 #define ALLOW_WRITE  "POST"
 
@@ -77,8 +78,9 @@ int dc_router_route(const char *method, const char *path, const char *query,
 
     memset(req, 0, sizeof(*req));
 
-    if (strcmp(path, "/health") == 0 || strcmp(path, "/metrics") == 0) {
-        req->route = path[1] == 'h' ? DC_ROUTE_HEALTH : DC_ROUTE_METRICS;
+    if (strcmp(path, "/health") == 0 || strcmp(path, "/metrics") == 0 ||
+        strcmp(path, ADMIN_STATS_PATH) == 0) {
+        req->route = path[1] == 'h' ? DC_ROUTE_HEALTH : path[1] == 'm' ? DC_ROUTE_METRICS : DC_ROUTE_ADMIN_STATS;
         if (!method_ok(method, &req->head))
             goto not_allowed;
         return DC_OK;

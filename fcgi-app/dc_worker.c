@@ -14,6 +14,7 @@
 #include "dc_app.h"
 #include "dc_body.h"
 #include "dc_log.h"
+#include "dc_metrics.h"
 #include "dc_signal.h"
 
 /* The path without the query: nginx's $document_uri, else REQUEST_URI cut at '?'. */
@@ -73,6 +74,7 @@ static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body)
         .query = FCGX_GetParam("QUERY_STRING", r->envp),
         .content_type = FCGX_GetParam("CONTENT_TYPE", r->envp),
     };
+    int64_t t0 = dc_metrics_now_ns();
     dc_response_t resp;
     int hn, rc;
 
@@ -89,6 +91,7 @@ static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body)
         static const char bad[] =
             "{\"error\":{\"code\":\"invalid_body\",\"message\":\"the body could not be read\"}}";
         memset(&resp, 0, sizeof(resp));
+        resp.mroute = DC_MR_OTHER;
         resp.status = rc == DC_EINVAL ? 413 : 400;
         resp.body = rc == DC_EINVAL ? too_large : bad;
         resp.body_len = rc == DC_EINVAL ? sizeof(too_large) - 1 : sizeof(bad) - 1;
@@ -97,6 +100,7 @@ static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body)
     if (hn > 0 && FCGX_PutStr(head, hn, r->out) == hn && !resp.head_only && resp.body_len > 0)
         FCGX_PutStr(resp.body, (int)resp.body_len, r->out);
     FCGX_Finish_r(r);
+    dc_metrics_http((dc_mroute_t)resp.mroute, resp.status, dc_metrics_now_ns() - t0);
     dc_app_done(app);
 }
 
@@ -131,6 +135,8 @@ int dc_worker_run(int listen_fd, const dc_config_t *cfg)
         dc_log_error("worker.init", "epoll on fd %d failed: %s", listen_fd, strerror(errno));
         return 1;
     }
+    if (dc_metrics_claim(DC_MK_WORKER) != DC_OK)
+        dc_log_warn("worker.metrics", "no free metrics slot; this worker's figures are not counted");
     app = dc_app_new(cfg);
     if (app == NULL) {
         dc_log_error("worker.init", "out of memory");

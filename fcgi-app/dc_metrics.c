@@ -1,0 +1,506 @@
+/* Shared-memory metrics: per-process slots, summed at scrape time. */
+#include "dc_metrics.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dc_log.h"
+
+#define MAGIC     0x6463616368656d31ULL   /* "dcachem1" */
+#define VERSION   1
+#define SLOTS     128
+#define NBUCKETS  8                       /* finite bounds; +Inf is the count */
+
+typedef struct {
+    uint64_t bucket[NBUCKETS];   /* observations in (bound[i-1], bound[i]] */
+    uint64_t count;
+    uint64_t sum_ns;
+} hist_t;
+
+typedef struct {
+    int32_t  pid;
+    int32_t  kind;
+    uint64_t cache_hit[DC_Q_COUNT];
+    uint64_t cache_miss[DC_Q_COUNT];
+    uint64_t cache_error[DC_COP_COUNT];
+    hist_t   cache_latency[DC_COP_TIMED];
+    uint64_t stale_set_refusals;
+    uint64_t db_queries[DC_METRICS_MAX_STMTS];
+    uint64_t db_errors[DC_METRICS_MAX_STMTS];
+    hist_t   db_latency[DC_METRICS_MAX_STMTS];
+    uint64_t http[DC_MR_COUNT][12];
+    hist_t   http_duration[DC_MR_COUNT];
+    uint64_t invalidations[DC_IS_COUNT];
+    hist_t   invalidation_lag;
+    uint64_t messages_rejected;
+    uint64_t outbox_rows;
+    uint64_t worker_restarts;
+} __attribute__((aligned(128))) slot_t;
+
+typedef struct {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t slot_size;
+    uint32_t slots;
+    char     pad[108];
+    slot_t   slot[SLOTS];
+} shm_t;
+
+static shm_t *shm;
+static slot_t *me;
+static int disabled;
+
+/* Upper bounds of the buckets, in nanoseconds and as printed. */
+static const int64_t bound_ns[NBUCKETS] = {
+    1000000, 5000000, 10000000, 50000000, 100000000, 500000000, 1000000000, 5000000000,
+};
+static const char *const bound_txt[NBUCKETS] = { "0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1", "5" };
+#define CACHE_BUCKETS 6   /* the cache latency family stops at 0.5 s */
+
+static const int statuses[] = { 200, 201, 400, 403, 404, 405, 409, 413, 415, 500, 503 };
+#define NSTATUS (sizeof(statuses) / sizeof(statuses[0]))   /* index NSTATUS: anything else */
+
+static const char *const route_names[DC_MR_COUNT] = {
+    "stats", "units", "alerts", "temperature", "devices", "compliance", "audit", "ingest",
+    "alert_create", "alert_resolve", "device_status", "health", "metrics", "admin", "other",
+};
+static const char *const cop_names[DC_COP_COUNT] = { "get", "set", "invalidate", "publish", "connect" };
+static const char *const source_names[DC_IS_COUNT] = { "write", "pubsub", "outbox", "resync" };
+
+int64_t dc_metrics_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Single writer per slot: a relaxed load and store, never a locked add. */
+static inline void add(uint64_t *c, uint64_t n)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t get(const uint64_t *c)
+{
+    return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+static void observe(hist_t *h, int64_t ns)
+{
+    int i = 0;
+    if (ns < 0)
+        ns = 0;
+    while (i < NBUCKETS && ns > bound_ns[i])
+        i++;
+    if (i < NBUCKETS)
+        add(&h->bucket[i], 1);
+    add(&h->count, 1);
+    add(&h->sum_ns, (uint64_t)ns);
+}
+
+void dc_metrics_default_path(const dc_config_t *cfg, char *path, size_t cap)
+{
+    const char *env = getenv("METRICS_FILE");
+    const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    uint64_t h = 1469598103934665603ULL;
+    char redis[1600];
+
+    if (env != NULL && *env != '\0') {
+        snprintf(path, cap, "%s", env);
+        return;
+    }
+    snprintf(redis, sizeof(redis), "%s|%s:%d|%s|%d", cfg->database_url, cfg->redis.redis_host,
+             cfg->redis.redis_port, cfg->redis.redis_unix, cfg->redis.redis_db);
+    for (const char *p = redis; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    snprintf(path, cap, "%s/dashcache-%016llx.metrics", dir, (unsigned long long)h);
+}
+
+void dc_metrics_disable(void)
+{
+    disabled = 1;
+}
+
+int dc_metrics_open(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    int fd;
+    void *p;
+
+    if (disabled || shm != NULL)
+        return DC_OK;
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+    if (fd < 0) {
+        snprintf(err, errlen, "open(%s) failed: %s", path, strerror(errno));
+        return DC_ERROR;
+    }
+    /* one initializer at a time; a file of another layout is started afresh */
+    if (flock(fd, LOCK_EX) != 0 || fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "flock/fstat(%s) failed: %s", path, strerror(errno));
+        close(fd);
+        return DC_ERROR;
+    }
+    if ((size_t)st.st_size != sizeof(shm_t) && (ftruncate(fd, 0) != 0 || ftruncate(fd, sizeof(shm_t)) != 0)) {
+        snprintf(err, errlen, "ftruncate(%s) failed: %s", path, strerror(errno));
+        close(fd);
+        return DC_ERROR;
+    }
+    p = mmap(NULL, sizeof(shm_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        snprintf(err, errlen, "mmap(%s) failed: %s", path, strerror(errno));
+        close(fd);
+        return DC_ERROR;
+    }
+    shm = p;
+    if (shm->magic != MAGIC || shm->version != VERSION || shm->slot_size != sizeof(slot_t)) {
+        memset(shm, 0, sizeof(*shm));
+        shm->version = VERSION;
+        shm->slot_size = sizeof(slot_t);
+        shm->slots = SLOTS;
+        __atomic_store_n(&shm->magic, MAGIC, __ATOMIC_RELEASE);
+    }
+    flock(fd, LOCK_UN);
+    close(fd);
+    return DC_OK;
+}
+
+void dc_metrics_close(void)
+{
+    if (shm != NULL)
+        munmap(shm, sizeof(shm_t));
+    shm = NULL;
+    me = NULL;
+    disabled = 0;
+}
+
+static int alive(int32_t pid)
+{
+    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+int dc_metrics_claim(dc_mkind_t kind)
+{
+    int32_t self = (int32_t)getpid();
+
+    if (disabled)
+        return DC_OK;
+    if (shm == NULL)
+        return DC_ERROR;
+    /* a slot of the same kind first, so a respawned worker continues its predecessor's */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < SLOTS; i++) {
+            slot_t *s = &shm->slot[i];
+            int32_t owner = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+            if (owner == self) {
+                me = s;
+                return DC_OK;
+            }
+            if (pass == 0 && (owner == 0 || s->kind != (int32_t)kind))
+                continue;
+            if ((owner == 0 || !alive(owner)) &&
+                __atomic_compare_exchange_n(&s->pid, &owner, self, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+                s->kind = (int32_t)kind;
+                me = s;
+                return DC_OK;
+            }
+        }
+    }
+    return DC_ERROR;
+}
+
+void dc_metrics_cache_hit(dc_qtype_t q)
+{
+    if (me != NULL && (unsigned)q < DC_Q_COUNT)
+        add(&me->cache_hit[q], 1);
+}
+
+void dc_metrics_cache_miss(dc_qtype_t q)
+{
+    if (me != NULL && (unsigned)q < DC_Q_COUNT)
+        add(&me->cache_miss[q], 1);
+}
+
+void dc_metrics_cache_error(dc_cop_t op)
+{
+    if (me != NULL && (unsigned)op < DC_COP_COUNT)
+        add(&me->cache_error[op], 1);
+}
+
+void dc_metrics_cache_latency(dc_cop_t op, int64_t ns)
+{
+    if (me != NULL && (unsigned)op < DC_COP_TIMED)
+        observe(&me->cache_latency[op], ns);
+}
+
+void dc_metrics_stale_set_refused(void)
+{
+    if (me != NULL)
+        add(&me->stale_set_refusals, 1);
+}
+
+void dc_metrics_db_query(int stmt, int ok, int64_t ns)
+{
+    if (me == NULL || stmt < 0 || stmt >= DC_METRICS_MAX_STMTS)
+        return;
+    add(&me->db_queries[stmt], 1);
+    if (!ok)
+        add(&me->db_errors[stmt], 1);
+    observe(&me->db_latency[stmt], ns);
+}
+
+void dc_metrics_http(dc_mroute_t route, int status, int64_t ns)
+{
+    size_t i = 0;
+
+    if (me == NULL || (unsigned)route >= DC_MR_COUNT)
+        return;
+    while (i < NSTATUS && statuses[i] != status)
+        i++;
+    add(&me->http[route][i], 1);
+    observe(&me->http_duration[route], ns);
+}
+
+void dc_metrics_invalidation(dc_isource_t source, long n)
+{
+    if (me != NULL && (unsigned)source < DC_IS_COUNT && n > 0)
+        add(&me->invalidations[source], (uint64_t)n);
+}
+
+void dc_metrics_invalidation_lag(int64_t ns)
+{
+    if (me != NULL)
+        observe(&me->invalidation_lag, ns);
+}
+
+void dc_metrics_message_rejected(void)
+{
+    if (me != NULL)
+        add(&me->messages_rejected, 1);
+}
+
+void dc_metrics_outbox_rows(long n)
+{
+    if (me != NULL && n > 0)
+        add(&me->outbox_rows, (uint64_t)n);
+}
+
+void dc_metrics_worker_restart(void)
+{
+    if (me != NULL)
+        add(&me->worker_restarts, 1);
+}
+
+/* ------------------------------------------------------------- scraping */
+
+static void sum_u64(uint64_t *dst, const uint64_t *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] += get(&src[i]);
+}
+
+static void sum_hist(hist_t *dst, const hist_t *src, size_t n)
+{
+    sum_u64((uint64_t *)dst, (const uint64_t *)src, n * (sizeof(hist_t) / sizeof(uint64_t)));
+}
+
+typedef struct {
+    slot_t total;
+    int    workers, invalidators;
+} snapshot_t;
+
+static void take(snapshot_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    for (int i = 0; i < SLOTS; i++) {
+        const slot_t *src = &shm->slot[i];
+        slot_t *t = &s->total;
+        int32_t pid = __atomic_load_n(&src->pid, __ATOMIC_ACQUIRE);
+        if (pid == 0)
+            continue;
+        if (alive(pid)) {
+            s->workers += src->kind == DC_MK_WORKER;
+            s->invalidators += src->kind == DC_MK_INVALIDATOR;
+        }
+        sum_u64(t->cache_hit, src->cache_hit, DC_Q_COUNT);
+        sum_u64(t->cache_miss, src->cache_miss, DC_Q_COUNT);
+        sum_u64(t->cache_error, src->cache_error, DC_COP_COUNT);
+        sum_hist(t->cache_latency, src->cache_latency, DC_COP_TIMED);
+        sum_u64(&t->stale_set_refusals, &src->stale_set_refusals, 1);
+        sum_u64(t->db_queries, src->db_queries, DC_METRICS_MAX_STMTS);
+        sum_u64(t->db_errors, src->db_errors, DC_METRICS_MAX_STMTS);
+        sum_hist(t->db_latency, src->db_latency, DC_METRICS_MAX_STMTS);
+        sum_u64(&t->http[0][0], &src->http[0][0], sizeof(t->http) / sizeof(uint64_t));
+        sum_hist(t->http_duration, src->http_duration, DC_MR_COUNT);
+        sum_u64(t->invalidations, src->invalidations, DC_IS_COUNT);
+        sum_hist(&t->invalidation_lag, &src->invalidation_lag, 1);
+        sum_u64(&t->messages_rejected, &src->messages_rejected, 1);
+        sum_u64(&t->outbox_rows, &src->outbox_rows, 1);
+        sum_u64(&t->worker_restarts, &src->worker_restarts, 1);
+    }
+}
+
+int dc_metrics_summary(dc_metrics_summary_t *s)
+{
+    snapshot_t *snap;
+
+    memset(s, 0, sizeof(*s));
+    if (shm == NULL)
+        return DC_ERROR;
+    snap = malloc(sizeof(*snap));
+    if (snap == NULL)
+        return DC_ENOMEM;
+    take(snap);
+    memcpy(s->hits, snap->total.cache_hit, sizeof(s->hits));
+    memcpy(s->misses, snap->total.cache_miss, sizeof(s->misses));
+    memcpy(s->invalidations, snap->total.invalidations, sizeof(s->invalidations));
+    s->stale_set_refusals = snap->total.stale_set_refusals;
+    for (int i = 0; i < DC_COP_COUNT; i++)
+        s->cache_errors += snap->total.cache_error[i];
+    free(snap);
+    return DC_OK;
+}
+
+static void family(dc_buf_t *o, int *rc, const char *name, const char *type, const char *help)
+{
+    if (*rc == DC_OK && dc_buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type) != DC_OK)
+        *rc = DC_ENOMEM;
+}
+
+static void line(dc_buf_t *o, int *rc, const char *name, const char *labels, uint64_t v)
+{
+    if (*rc == DC_OK && dc_buf_printf(o, "%s%s%s%s %llu\n", name, labels[0] ? "{" : "", labels,
+                                      labels[0] ? "}" : "", (unsigned long long)v) != DC_OK)
+        *rc = DC_ENOMEM;
+}
+
+/* One histogram series: cumulative buckets up to nb bounds, +Inf, sum, count. */
+static void hist(dc_buf_t *o, int *rc, const char *name, const char *labels, const hist_t *h, int nb)
+{
+    char lab[192], metric[128];
+    uint64_t cum = 0;
+    const char *sep = labels[0] ? "," : "";
+
+    snprintf(metric, sizeof(metric), "%s_bucket", name);
+    for (int i = 0; i < nb; i++) {
+        cum += h->bucket[i];
+        snprintf(lab, sizeof(lab), "%s%sle=\"%s\"", labels, sep, bound_txt[i]);
+        line(o, rc, metric, lab, cum);
+    }
+    snprintf(lab, sizeof(lab), "%s%sle=\"+Inf\"", labels, sep);
+    line(o, rc, metric, lab, h->count);
+    if (*rc == DC_OK && dc_buf_printf(o, "%s_sum%s%s%s %.9f\n", name, labels[0] ? "{" : "", labels,
+                                      labels[0] ? "}" : "", (double)h->sum_ns / 1e9) != DC_OK)
+        *rc = DC_ENOMEM;
+    snprintf(metric, sizeof(metric), "%s_count", name);
+    line(o, rc, metric, labels, h->count);
+}
+
+int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
+{
+    snapshot_t *snap;
+    const slot_t *t;
+    char lab[160];
+    int rc = DC_OK;
+
+    if (shm == NULL)
+        return DC_ERROR;
+    snap = malloc(sizeof(*snap));
+    if (snap == NULL)
+        return DC_ENOMEM;
+    take(snap);
+    t = &snap->total;
+    if (nstmts > DC_METRICS_MAX_STMTS)
+        nstmts = DC_METRICS_MAX_STMTS;
+
+    family(o, &rc, "dashboard_cache_hit_total", "counter", "Dashboard answers served from Redis.");
+    for (int q = 0; q < DC_Q_AUDIT; q++) {
+        snprintf(lab, sizeof(lab), "query_type=\"%s\"", dc_qtype_name((dc_qtype_t)q));
+        line(o, &rc, "dashboard_cache_hit_total", lab, t->cache_hit[q]);
+    }
+    family(o, &rc, "dashboard_cache_miss_total", "counter",
+           "Dashboard answers read from PostgreSQL because Redis had none (or a stale one).");
+    for (int q = 0; q < DC_Q_AUDIT; q++) {
+        snprintf(lab, sizeof(lab), "query_type=\"%s\"", dc_qtype_name((dc_qtype_t)q));
+        line(o, &rc, "dashboard_cache_miss_total", lab, t->cache_miss[q]);
+    }
+    family(o, &rc, "dashboard_cache_error_total", "counter", "Redis operations that failed or timed out.");
+    for (int i = 0; i < DC_COP_COUNT; i++) {
+        snprintf(lab, sizeof(lab), "operation=\"%s\"", cop_names[i]);
+        line(o, &rc, "dashboard_cache_error_total", lab, t->cache_error[i]);
+    }
+    family(o, &rc, "dashboard_cache_latency_seconds", "histogram", "Latency of Redis operations.");
+    for (int i = 0; i < DC_COP_TIMED; i++) {
+        snprintf(lab, sizeof(lab), "operation=\"%s\"", cop_names[i]);
+        hist(o, &rc, "dashboard_cache_latency_seconds", lab, &t->cache_latency[i], CACHE_BUCKETS);
+    }
+    family(o, &rc, "dashboard_cache_stale_set_refusals_total", "counter",
+           "Stores refused because an invalidation came in while the answer was read.");
+    line(o, &rc, "dashboard_cache_stale_set_refusals_total", "", t->stale_set_refusals);
+
+    family(o, &rc, "dashboard_db_queries_total", "counter", "PostgreSQL statements run, by statement.");
+    for (size_t i = 0; i < nstmts; i++) {
+        snprintf(lab, sizeof(lab), "statement=\"%s\"", stmt_names[i]);
+        line(o, &rc, "dashboard_db_queries_total", lab, t->db_queries[i]);
+    }
+    family(o, &rc, "dashboard_db_errors_total", "counter",
+           "PostgreSQL statements that failed, timed out or found no connection.");
+    for (size_t i = 0; i < nstmts; i++) {
+        snprintf(lab, sizeof(lab), "statement=\"%s\"", stmt_names[i]);
+        line(o, &rc, "dashboard_db_errors_total", lab, t->db_errors[i]);
+    }
+    family(o, &rc, "dashboard_db_query_duration_seconds", "histogram", "Duration of PostgreSQL statements.");
+    for (size_t i = 0; i < nstmts; i++) {
+        snprintf(lab, sizeof(lab), "statement=\"%s\"", stmt_names[i]);
+        hist(o, &rc, "dashboard_db_query_duration_seconds", lab, &t->db_latency[i], NBUCKETS);
+    }
+
+    family(o, &rc, "dashboard_http_requests_total", "counter", "Requests answered, by route and status.");
+    for (int r = 0; r < DC_MR_COUNT; r++) {
+        for (size_t s = 0; s <= NSTATUS; s++) {
+            if (s < NSTATUS)
+                snprintf(lab, sizeof(lab), "route=\"%s\",status=\"%d\"", route_names[r], statuses[s]);
+            else
+                snprintf(lab, sizeof(lab), "route=\"%s\",status=\"other\"", route_names[r]);
+            line(o, &rc, "dashboard_http_requests_total", lab, t->http[r][s]);
+        }
+    }
+    family(o, &rc, "dashboard_http_request_duration_seconds", "histogram",
+           "Time from the request reaching a worker to its answer written.");
+    for (int r = 0; r < DC_MR_COUNT; r++) {
+        snprintf(lab, sizeof(lab), "route=\"%s\"", route_names[r]);
+        hist(o, &rc, "dashboard_http_request_duration_seconds", lab, &t->http_duration[r], NBUCKETS);
+    }
+
+    family(o, &rc, "dashboard_invalidations_total", "counter", "Organizations invalidated, by source.");
+    for (int i = 0; i < DC_IS_COUNT; i++) {
+        snprintf(lab, sizeof(lab), "source=\"%s\"", source_names[i]);
+        line(o, &rc, "dashboard_invalidations_total", lab, t->invalidations[i]);
+    }
+    family(o, &rc, "dashboard_invalidation_lag_seconds", "histogram",
+           "From a database write (trigger) to its invalidation applied by the invalidator.");
+    hist(o, &rc, "dashboard_invalidation_lag_seconds", "", &t->invalidation_lag, NBUCKETS);
+    family(o, &rc, "dashboard_invalidation_messages_rejected_total", "counter",
+           "cache:invalidate messages refused as malformed or hostile.");
+    line(o, &rc, "dashboard_invalidation_messages_rejected_total", "", t->messages_rejected);
+    family(o, &rc, "dashboard_outbox_rows_processed_total", "counter", "cache_outbox rows applied.");
+    line(o, &rc, "dashboard_outbox_rows_processed_total", "", t->outbox_rows);
+
+    family(o, &rc, "dashboard_worker_restarts_total", "counter", "Workers the master started again after one died.");
+    line(o, &rc, "dashboard_worker_restarts_total", "", t->worker_restarts);
+    family(o, &rc, "dashboard_workers", "gauge", "Worker processes alive.");
+    line(o, &rc, "dashboard_workers", "", (uint64_t)snap->workers);
+    family(o, &rc, "dashboard_invalidator_up", "gauge", "Whether an invalidator process is alive.");
+    line(o, &rc, "dashboard_invalidator_up", "", snap->invalidators > 0);
+
+    free(snap);
+    return rc;
+}

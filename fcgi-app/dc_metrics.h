@@ -1,0 +1,124 @@
+/*
+ * Metrics shared by every process of a pool, in a memory-mapped file.
+ *
+ * Each process (worker, master, invalidator) owns one slot of fixed-size
+ * counters and histograms, padded to cache lines, and is its only writer:
+ * an update is a relaxed load and store on its own cache lines, no lock and
+ * no contention. A scrape, in any worker, copies every slot and sums them,
+ * so whichever worker answers tells the truth about all of them. A process
+ * that dies leaves its slot as it was; the next process to start takes it
+ * over and keeps adding to the same numbers, so a sum never goes backwards.
+ *
+ * The file (METRICS_FILE, by default one per DATABASE_URL + REDIS_URL in
+ * /dev/shm) is shared the same way by the prefork master's workers,
+ * spawn-fcgi children and systemd-started processes. With METRICS=off
+ * nothing is mapped and every update is a no-op (for measuring its cost).
+ */
+#ifndef DC_METRICS_H
+#define DC_METRICS_H
+
+#include "dc_buf.h"
+#include "dc_config.h"
+#include "dc_core.h"
+
+typedef enum {
+    DC_MK_WORKER = 1,
+    DC_MK_MASTER,
+    DC_MK_INVALIDATOR,
+} dc_mkind_t;
+
+/* Cache operations (error and latency labels). */
+typedef enum {
+    DC_COP_GET = 0,
+    DC_COP_SET,
+    DC_COP_INVALIDATE,
+    DC_COP_PUBLISH,
+    DC_COP_CONNECT,
+    DC_COP_COUNT
+} dc_cop_t;
+
+#define DC_COP_TIMED 3   /* get, set, invalidate have a latency histogram */
+
+/* HTTP routes (the route label). */
+typedef enum {
+    DC_MR_STATS = 0,
+    DC_MR_UNITS,
+    DC_MR_ALERTS,
+    DC_MR_TEMPERATURE,
+    DC_MR_DEVICES,
+    DC_MR_COMPLIANCE,
+    DC_MR_AUDIT,
+    DC_MR_INGEST,
+    DC_MR_ALERT_CREATE,
+    DC_MR_ALERT_RESOLVE,
+    DC_MR_DEVICE_STATUS,
+    DC_MR_HEALTH,
+    DC_MR_METRICS,
+    DC_MR_ADMIN,
+    DC_MR_OTHER,
+    DC_MR_COUNT
+} dc_mroute_t;
+
+/* Where an invalidation came from. */
+typedef enum {
+    DC_IS_WRITE = 0,    /* a worker's own write endpoint */
+    DC_IS_PUBSUB,       /* cache:invalidate message */
+    DC_IS_OUTBOX,       /* database trigger */
+    DC_IS_RESYNC,       /* everything, after a gap in the subscription */
+    DC_IS_COUNT
+} dc_isource_t;
+
+#define DC_METRICS_MAX_STMTS 32
+
+/* The default file for cfg (METRICS_FILE or derived from the URLs) into path. */
+void dc_metrics_default_path(const dc_config_t *cfg, char *path, size_t cap);
+
+/*
+ * Maps the file (created and sized when needed). Call once per process, or
+ * once in a master before fork. DC_OK, or DC_ERROR with err (the caller may
+ * go on without metrics).
+ */
+int dc_metrics_open(const char *path, char *err, size_t errlen) DC_WUR;
+
+/* Disables every update (METRICS=off); renders an empty page. */
+void dc_metrics_disable(void);
+
+/* Takes a slot for this process. DC_OK or DC_ERROR (all slots held by live processes). */
+int dc_metrics_claim(dc_mkind_t kind) DC_WUR;
+
+/* Unmaps (for tests). */
+void dc_metrics_close(void);
+
+/* Monotonic nanoseconds, for durations passed to the observe functions. */
+int64_t dc_metrics_now_ns(void);
+
+void dc_metrics_cache_hit(dc_qtype_t q);
+void dc_metrics_cache_miss(dc_qtype_t q);
+void dc_metrics_cache_error(dc_cop_t op);
+void dc_metrics_cache_latency(dc_cop_t op, int64_t ns);
+void dc_metrics_stale_set_refused(void);
+void dc_metrics_db_query(int stmt, int ok, int64_t ns);
+void dc_metrics_http(dc_mroute_t route, int status, int64_t ns);
+void dc_metrics_invalidation(dc_isource_t source, long n);
+void dc_metrics_invalidation_lag(int64_t ns);
+void dc_metrics_message_rejected(void);
+void dc_metrics_outbox_rows(long n);
+void dc_metrics_worker_restart(void);
+
+/* Every counter of every slot summed, for /api/admin/cache/stats. */
+typedef struct {
+    uint64_t hits[DC_Q_COUNT], misses[DC_Q_COUNT];
+    uint64_t invalidations[DC_IS_COUNT];
+    uint64_t stale_set_refusals, cache_errors;
+} dc_metrics_summary_t;
+
+int dc_metrics_summary(dc_metrics_summary_t *s) DC_WUR;
+
+/*
+ * Appends the Prometheus text exposition of the sum over all slots to out.
+ * stmt_names[i] labels statement i. DC_OK, DC_ENOMEM, or DC_ERROR when
+ * metrics are not mapped.
+ */
+int dc_metrics_render(dc_buf_t *out, const char *const *stmt_names, size_t nstmts) DC_WUR;
+
+#endif
