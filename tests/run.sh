@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # dashcache test runner (`make test` builds everything, then calls this).
 #
-#   tests/run.sh [--only SUITE]...     SUITE: nginx unit integration e2e san valgrind
+#   tests/run.sh [--only SUITE]...     SUITE: nginx monitoring unit integration e2e san valgrind
 #
 # Default: nginx-check, unit (build/tests/test_*), integration
 # (build/tests/integration_*), end-to-end (tests/e2e/test_*.sh through the real
@@ -49,7 +49,7 @@ while (($#)); do
 	esac
 done
 for s in "${ONLY[@]}"; do
-	[[ $s =~ ^(nginx|unit|integration|e2e|san|valgrind)$ ]] || dc_die "unknown suite '$s'"
+	[[ $s =~ ^(nginx|monitoring|unit|integration|e2e|san|valgrind)$ ]] || dc_die "unknown suite '$s'"
 done
 
 want() {
@@ -291,6 +291,28 @@ if want nginx; then
 		*) echo "     $line" ;;
 		esac
 	done <<<"$out"
+fi
+
+if want monitoring; then
+	for f in monitoring/*-alerts.yml; do
+		if out=$(promtool check rules "$f" 2>&1); then
+			record 1 0 0 "" && echo "PASS monitoring: promtool check rules $f"
+		else
+			record 0 1 0 "promtool check rules $f" && echo "FAIL monitoring: promtool check rules $f" && echo "$out" | sed 's/^/     | /'
+		fi
+	done
+	for f in monitoring/*.test.yml; do
+		if out=$(cd monitoring && promtool test rules "${f##*/}" 2>&1); then
+			record 1 0 0 "" && echo "PASS monitoring: promtool test rules $f"
+		else
+			record 0 1 0 "promtool test rules $f" && echo "FAIL monitoring: promtool test rules $f" && echo "$out" | sed 's/^/     | /'
+		fi
+	done
+	if jq -e '.panels | length > 0' monitoring/dashcache-grafana.json >/dev/null 2>&1; then
+		record 1 0 0 "" && echo "PASS monitoring: Grafana dashboard is JSON with panels"
+	else
+		record 0 1 0 "grafana json" && echo "FAIL monitoring: monitoring/dashcache-grafana.json"
+	fi
 fi
 
 if want unit; then

@@ -1,0 +1,190 @@
+/*
+ * dc_metrics: the exposition is well formed beyond what promtool checks
+ * (each family once, contiguous, no duplicate series, cumulative buckets
+ * ending in +Inf equal to _count), slots are shared across processes, and
+ * a dead process's counts stay in the sum when its slot is taken over.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "dc_metrics.h"
+
+static const char *const stmts[] = { "org_exists", "units_status", "trends" };
+static char path[64];
+
+static int setup(void **state)
+{
+    char err[256];
+    (void)state;
+    snprintf(path, sizeof(path), "/tmp/dc-test-metrics-%d", (int)getpid());
+    unlink(path);
+    assert_int_equal(dc_metrics_open(path, err, sizeof(err)), DC_OK);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    dc_metrics_close();
+    unlink(path);
+    return 0;
+}
+
+static void render(dc_buf_t *out)
+{
+    dc_buf_reset(out);
+    assert_int_equal(dc_metrics_render(out, stmts, 3), DC_OK);
+}
+
+/* The value of one series line (exact name{labels}), or -1. */
+static double value_of(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p != NULL && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return atof(p + n + 1);
+    }
+    return -1;
+}
+
+static void test_exposition_is_well_formed(void **state)
+{
+    dc_buf_t out = DC_BUF_INIT;
+    char *copy, *save = NULL, *line;
+    char families[64][96], series[2048][200], last_family[96] = "";
+    int nfam = 0, nser = 0;
+    (void)state;
+
+    assert_int_equal(dc_metrics_claim(DC_MK_WORKER), DC_OK);
+    dc_metrics_http(DC_MR_STATS, 200, 3000000);
+    dc_metrics_http(DC_MR_STATS, 200, 70000000);
+    dc_metrics_http(DC_MR_STATS, 404, 10);
+    dc_metrics_cache_latency(DC_COP_GET, 2000000000);
+    dc_metrics_db_query(1, 1, 4000000);
+    render(&out);
+
+    copy = strdup(out.data);
+    for (line = strtok_r(copy, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        char name[200];
+        if (strncmp(line, "# TYPE ", 7) == 0) {
+            sscanf(line + 7, "%95s", families[nfam]);
+            for (int i = 0; i < nfam; i++)
+                if (strcmp(families[i], families[nfam]) == 0)
+                    fail_msg("family %s declared twice", families[nfam]);
+            snprintf(last_family, sizeof(last_family), "%s", families[nfam]);
+            nfam++;
+            continue;
+        }
+        if (line[0] == '#')
+            continue;
+        sscanf(line, "%199s", name);
+        /* the series belongs to the family declared last: families are contiguous */
+        if (strncmp(name, last_family, strlen(last_family)) != 0)
+            fail_msg("series %s outside its family (last TYPE %s)", name, last_family);
+        for (int i = 0; i < nser; i++)
+            if (strcmp(series[i], name) == 0)
+                fail_msg("duplicate series %s", name);
+        assert_true(nser < 2048);
+        snprintf(series[nser++], sizeof(series[0]), "%s", name);
+    }
+    free(copy);
+
+    /* buckets cumulative, +Inf equal to _count */
+    {
+        static const char *const les[] = { "0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1", "5", "+Inf" };
+        double prev = 0, v;
+        char s[200];
+        for (size_t i = 0; i < 9; i++) {
+            snprintf(s, sizeof(s), "dashboard_http_request_duration_seconds_bucket{route=\"stats\",le=\"%s\"}", les[i]);
+            v = value_of(out.data, s);
+            assert_true(v >= prev);
+            prev = v;
+        }
+        assert_true(prev == 3);
+        assert_true(value_of(out.data, "dashboard_http_request_duration_seconds_count{route=\"stats\"}") == 3);
+        assert_true(value_of(out.data, "dashboard_http_request_duration_seconds_bucket{route=\"stats\",le=\"0.001\"}") == 1);
+        assert_true(value_of(out.data, "dashboard_http_request_duration_seconds_bucket{route=\"stats\",le=\"0.005\"}") == 2);
+        /* the cache family stops at 0.5 s; a 2 s read is only in +Inf */
+        assert_true(value_of(out.data, "dashboard_cache_latency_seconds_bucket{operation=\"get\",le=\"0.5\"}") == 0);
+        assert_true(value_of(out.data, "dashboard_cache_latency_seconds_bucket{operation=\"get\",le=\"+Inf\"}") == 1);
+        assert_true(value_of(out.data, "dashboard_cache_latency_seconds_bucket{operation=\"get\",le=\"1\"}") == -1);
+    }
+    assert_true(value_of(out.data, "dashboard_http_requests_total{route=\"stats\",status=\"200\"}") == 2);
+    assert_true(value_of(out.data, "dashboard_http_requests_total{route=\"stats\",status=\"404\"}") == 1);
+    assert_true(value_of(out.data, "dashboard_db_queries_total{statement=\"units_status\"}") == 1);
+    /* every family is there from the first scrape, with zeros */
+    assert_true(value_of(out.data, "dashboard_cache_hit_total{query_type=\"compliance\"}") == 0);
+    assert_true(value_of(out.data, "dashboard_invalidations_total{source=\"outbox\"}") == 0);
+    assert_true(nfam >= 17);
+    dc_buf_free(&out);
+}
+
+/* A child process adds to its own slot and exits. */
+static void child_hits(int n)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (dc_metrics_claim(DC_MK_WORKER) != DC_OK)
+            _exit(1);
+        for (int i = 0; i < n; i++)
+            dc_metrics_cache_hit(DC_Q_STATS);
+        _exit(0);
+    }
+    {
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+}
+
+static void test_dead_workers_stay_in_the_sum(void **state)
+{
+    dc_buf_t out = DC_BUF_INIT;
+    dc_metrics_summary_t s;
+    (void)state;
+
+    child_hits(5);
+    child_hits(3);      /* takes over the dead child's slot and keeps adding */
+    for (int i = 0; i < 20; i++)
+        child_hits(1);
+    render(&out);
+    assert_true(value_of(out.data, "dashboard_cache_hit_total{query_type=\"stats\"}") == 28);
+    assert_int_equal(dc_metrics_summary(&s), DC_OK);
+    assert_int_equal(s.hits[DC_Q_STATS], 28);
+    /* the dead children are not counted as live workers */
+    assert_true(value_of(out.data, "dashboard_workers") == 0);
+    dc_buf_free(&out);
+}
+
+static void test_disabled_records_nothing(void **state)
+{
+    dc_buf_t out = DC_BUF_INIT;
+    (void)state;
+
+    dc_metrics_close();
+    dc_metrics_disable();
+    assert_int_equal(dc_metrics_claim(DC_MK_WORKER), DC_OK);
+    dc_metrics_cache_hit(DC_Q_STATS);
+    assert_int_equal(dc_metrics_render(&out, stmts, 3), DC_ERROR);
+    dc_buf_free(&out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_exposition_is_well_formed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_workers_stay_in_the_sum, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disabled_records_nothing, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("dc_metrics", tests, NULL, NULL);
+}
