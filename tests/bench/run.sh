@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# dashcache benchmark (`make bench`): wrk through one nginx against five
+# dashcache benchmark (`make bench`): wrk through one nginx against six
 # targets that answer the same JSON body, measured interleaved in rounds:
 #   (a) nginx itself, `return 200`                 the ceiling behind nginx
 #   (b) bench_const, a minimal libfcgi program      the cost of the FastCGI hop
 #   (c) bench_redis, the same plus one Redis GET    the floor of a cache hit
 #   (d) dashcache's hit path                        X-Cache: HIT
 #   (e) dashcache's miss path, ?forceRefresh=true   X-Cache: BYPASS (Postgres)
+#   (f) (d) on a second pool with METRICS=off        the cost of the metrics
 # For each: requests/s, p50, p99 (median over rounds) and CPU microseconds per
 # request, summed over every process that serves it (nginx, the FastCGI
 # processes, redis-server, and for (e) the Postgres cluster).
@@ -24,7 +25,7 @@
 #   BENCH_THREADS=2       wrk threads
 #   BENCH_WORKERS=2xcores dashcache workers, and processes of (b) and (c)
 #   BENCH_PORT=18480      nginx port on 127.0.0.1
-#   BENCH_TARGETS="a b c d e"  a subset, e.g. "d" while profiling the hit path
+#   BENCH_TARGETS="a b c d e f"  a subset, e.g. "d" while profiling the hit path
 #   BENCH_REDIS_UNIX=0    1: (c) and dashcache reach Redis over its unix socket
 #   DC_FCGI_BIN           dashcache-fcgi to measure (build/dashcache-fcgi)
 # Output: this report on stdout and in build/bench/last.txt; wrk's own output
@@ -41,13 +42,14 @@ ORG=550e8400-e29b-41d4-a716-446655440000
 HIT_PATH=/api/dashboard/orgs/$ORG/units/status
 MISS_PATH="$HIT_PATH?forceRefresh=true"
 CACHE_KEY=dashboard:units:status:org:$ORG
-TARGETS=(a b c d e)
+TARGETS=(a b c d e f)
 declare -A LABEL=(
 	[a]="(a) nginx return 200"
 	[b]="(b) fcgi constant"
 	[c]="(c) fcgi + redis GET"
 	[d]="(d) dashcache hit"
 	[e]="(e) dashcache miss"
+	[f]="(f) hit, METRICS=off"
 )
 # the processes that serve each target, by component (see component_pids)
 declare -A SERVED_BY=(
@@ -56,10 +58,12 @@ declare -A SERVED_BY=(
 	[c]="nginx bredis redis"
 	[d]="nginx dashcache redis"
 	[e]="nginx dashcache redis postgres"
+	[f]="nginx nometrics redis"
 )
-COMPONENTS=(nginx const bredis dashcache redis postgres)
+COMPONENTS=(nginx const bredis dashcache nometrics redis postgres)
 
 mkdir -p "$OUT/raw" "$OUT/logs"
+rm -f "$OUT"/raw/*.txt "$OUT"/logs/*.log
 : >"$LAST"
 : >"$OUT/pids.txt"
 
@@ -189,6 +193,7 @@ cleanup() {
 		case $n in const.* | bredis.*) stop "$n" TERM 5 ;; esac
 	done
 	[[ -n ${PID_OF[dashcache]:-} ]] && stop dashcache TERM 20
+	[[ -n ${PID_OF[nometrics]:-} ]] && stop nometrics TERM 20
 	[[ -n ${PID_OF[redis]:-} ]] && stop redis TERM 10
 	if [[ -n ${PID_OF[postgres]:-} ]]; then
 		# fast shutdown: the workers' connections would hold a smart one
@@ -363,6 +368,20 @@ while :; do
 done
 for i in "${!DC_WORKERS[@]}"; do register "dcworker.$i" "${DC_WORKERS[i]}"; done
 
+# (f): the same binary and hit path with METRICS=off, so that the cost of the
+# shared-memory counters is measured side by side with (d)
+log "starting a second dashcache-fcgi with METRICS=off"
+DC_SOCK_OFF=$RT/dashcache-nometrics.sock
+launch nometrics env DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL" CACHE_TTL_SECONDS=86400 \
+	LOG_LEVEL=warn METRICS=off "$DC_BIN" --listen "unix:$DC_SOCK_OFF" --workers "$BENCH_WORKERS" --socket-mode 0666
+register nometrics "$LAUNCHED"
+end=$((SECONDS + 20))
+until [[ -S $DC_SOCK_OFF && $(children "${PID_OF[nometrics]}" | wc -l) -ge $BENCH_WORKERS ]]; do
+	alive nometrics || die "dashcache-fcgi (METRICS=off) exited during start-up (see $OUT/logs/nometrics.log)"
+	((SECONDS < end)) || die "dashcache-fcgi (METRICS=off) did not start within 20s"
+	sleep 0.1
+done
+
 # nginx: (a) answers the hit body itself, so it is written into the config
 # once the body is known; until then (a) is a placeholder.
 write_fcgi_params() {
@@ -421,6 +440,11 @@ http {
             fastcgi_pass unix:$DC_SOCK;
             include $RT/nginx/fastcgi_min.conf;
         }
+        location /nometrics/ {
+            rewrite ^/nometrics(/.*)\$ \$1 break;
+            fastcgi_pass unix:$DC_SOCK_OFF;
+            include $RT/nginx/fastcgi_min.conf;
+        }
     }
 }
 EOF
@@ -444,14 +468,14 @@ start_nginx() {
 	NGINX_BODY=$1
 	start_with_retry nginx BENCH_PORT "${BENCH_PORT_SET:-0}" try_nginx
 	BASE=http://127.0.0.1:$BENCH_PORT
-	URL=([a]=$BASE/a [b]=$BASE/b [c]=$BASE/c [d]=$BASE$HIT_PATH [e]=$BASE$MISS_PATH)
+	URL=([a]=$BASE/a [b]=$BASE/b [c]=$BASE/c [d]=$BASE$HIT_PATH [e]=$BASE$MISS_PATH [f]=$BASE/nometrics$HIT_PATH)
 }
 
 log "starting nginx on 127.0.0.1:$BENCH_PORT"
 write_fcgi_params
 declare -A URL=()
 start_nginx "'placeholder'"
-declare -A X_CACHE=([d]=HIT [e]=BYPASS)
+declare -A X_CACHE=([d]=HIT [e]=BYPASS [f]=HIT)
 
 # fetch URL: HTTP status in CODE, body in $RT/fetch.body, X-Cache in XC.
 fetch() {
@@ -522,8 +546,12 @@ check_targets() {
 			broke "$when: ${LABEL[$t]} answered another body: $(head -c 200 "$RT/fetch.body")"
 		elif [[ $t == d ]] && ! cmp -s "$RT/fetch.body" "$RT/c.body"; then
 			broke "$when: ${LABEL[$t]} and ${LABEL[c]} answered different bodies"
+		elif [[ $t == f ]] && ! cmp -s "$RT/fetch.body" "$RT/e.body"; then
+			broke "$when: ${LABEL[$t]} and ${LABEL[c]} answered different bodies"
 		fi
 		[[ $t == c ]] && cp "$RT/fetch.body" "$RT/c.body"
+		# (e) stored a fresh body: (f) reads the same key after it
+		[[ $t == e ]] && cp "$RT/fetch.body" "$RT/e.body"
 	done
 	return 0
 }
@@ -549,6 +577,7 @@ component_pids() {
 	case $1 in
 	nginx) [[ -n ${PID_OF[nginx]:-} ]] && echo "${PID_OF[nginx]}" && children "${PID_OF[nginx]}" ;;
 	dashcache) echo "${PID_OF[dashcache]}" && children "${PID_OF[dashcache]}" ;;
+	nometrics) echo "${PID_OF[nometrics]}" && children "${PID_OF[nometrics]}" ;;
 	postgres) echo "${PID_OF[postgres]}" && children "${PID_OF[postgres]}" ;;
 	redis) echo "${PID_OF[redis]}" ;;
 	const | bredis)
@@ -626,7 +655,9 @@ check_targets "before the runs"
 
 out ""
 out "dashcache benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-out "host: $(uname -srm), $NCPU cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+read -r LOAD1 _ </proc/loadavg
+out "host: $(uname -srm), $NCPU cores, load average before the runs $LOAD1$(
+	awk -v l="$LOAD1" -v n="$NCPU" 'BEGIN { if (l > n / 2) print " (busy: other work skews the figures)" }')"
 out "dashcache: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(
 	[[ -n $(git -C "$ROOT" status --porcelain -- fcgi-app 2>/dev/null) ]] && echo ' + uncommitted changes in fcgi-app/')," \
 	"$DC_BIN, $BENCH_WORKERS workers; nginx on 127.0.0.1:$BENCH_PORT; Redis over $( ((BENCH_REDIS_UNIX)) && echo 'its unix socket' || echo 'TCP')"
@@ -715,6 +746,11 @@ ratios() {
 out ""
 ratios d c
 ratios d b
+if [[ -n ${M_RPS[d]:-} && -n ${M_RPS[f]:-} ]]; then
+	cost=$(awk -v on="${M_RPS[d]}" -v off="${M_RPS[f]}" -v con="${M_CPU[d]}" -v coff="${M_CPU[f]}" 'BEGIN {
+		printf "req/s %+.1f%%, CPU/req %+.1f%%", 100 * (on - off) / off, 100 * (con - coff) / coff }')
+	out "cost of metrics, (d) against (f): $cost (goal: under 3%) [information only]"
+fi
 if [[ -n ${M_RPS[c]:-} && -n ${M_RPS[d]:-} ]]; then
 	goal=$(awk -v dr="${M_RPS[d]}" -v cr="${M_RPS[c]}" -v dp="${M_P99[d]}" -v cp="${M_P99[c]}" 'BEGIN {
 		ok = (dr >= 0.9 * cr && dp <= 1.2 * cp) ? "met" : "not met"
@@ -737,7 +773,6 @@ for i in "${!DC_WORKERS[@]}"; do
 done
 
 out ""
-out "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this host skews the figures)"
 if ((BROKEN)); then
 	out "bench: something broke during the run (see BROKEN lines above); wrk output in $OUT/raw/"
 	exit 1
