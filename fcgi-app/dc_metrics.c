@@ -382,6 +382,19 @@ static void line(dc_buf_t *o, int *rc, const char *name, const char *labels, uin
         *rc = DC_ENOMEM;
 }
 
+/* A counter family with one label: name{label="names[i]"} values[i]. */
+static void counters(dc_buf_t *o, int *rc, const char *name, const char *help, const char *label,
+                     const char *const *names, const uint64_t *values, size_t n)
+{
+    char lab[160];
+
+    family(o, rc, name, "counter", help);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(lab, sizeof(lab), "%s=\"%s\"", label, names[i]);
+        line(o, rc, name, lab, values[i]);
+    }
+}
+
 /* One histogram series: cumulative buckets up to nb bounds, +Inf, sum, count. */
 static void hist(dc_buf_t *o, int *rc, const char *name, const char *labels, const hist_t *h, int nb)
 {
@@ -408,6 +421,7 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
 {
     snapshot_t *snap;
     const slot_t *t;
+    const char *qnames[DC_Q_COUNT];
     char lab[160];
     int rc = DC_OK;
 
@@ -421,22 +435,15 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
     if (nstmts > DC_METRICS_MAX_STMTS)
         nstmts = DC_METRICS_MAX_STMTS;
 
-    family(o, &rc, "dashboard_cache_hit_total", "counter", "Dashboard answers served from Redis.");
-    for (int q = 0; q < DC_Q_AUDIT; q++) {
-        snprintf(lab, sizeof(lab), "query_type=\"%s\"", dc_qtype_name((dc_qtype_t)q));
-        line(o, &rc, "dashboard_cache_hit_total", lab, t->cache_hit[q]);
-    }
-    family(o, &rc, "dashboard_cache_miss_total", "counter",
-           "Dashboard answers read from PostgreSQL because Redis had none (or a stale one).");
-    for (int q = 0; q < DC_Q_AUDIT; q++) {
-        snprintf(lab, sizeof(lab), "query_type=\"%s\"", dc_qtype_name((dc_qtype_t)q));
-        line(o, &rc, "dashboard_cache_miss_total", lab, t->cache_miss[q]);
-    }
-    family(o, &rc, "dashboard_cache_error_total", "counter", "Redis operations that failed or timed out.");
-    for (int i = 0; i < DC_COP_COUNT; i++) {
-        snprintf(lab, sizeof(lab), "operation=\"%s\"", cop_names[i]);
-        line(o, &rc, "dashboard_cache_error_total", lab, t->cache_error[i]);
-    }
+    for (int q = 0; q < DC_Q_AUDIT; q++)
+        qnames[q] = dc_qtype_name((dc_qtype_t)q);
+    counters(o, &rc, "dashboard_cache_hit_total", "Dashboard answers served from Redis.", "query_type", qnames,
+             t->cache_hit, DC_Q_AUDIT);
+    counters(o, &rc, "dashboard_cache_miss_total",
+             "Dashboard answers read from PostgreSQL because Redis had none (or a stale one).", "query_type",
+             qnames, t->cache_miss, DC_Q_AUDIT);
+    counters(o, &rc, "dashboard_cache_error_total", "Redis operations that failed or timed out.", "operation",
+             cop_names, t->cache_error, DC_COP_COUNT);
     family(o, &rc, "dashboard_cache_latency_seconds", "histogram", "Latency of Redis operations.");
     for (int i = 0; i < DC_COP_TIMED; i++) {
         snprintf(lab, sizeof(lab), "operation=\"%s\"", cop_names[i]);
@@ -446,17 +453,10 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
            "Stores refused because an invalidation came in while the answer was read.");
     line(o, &rc, "dashboard_cache_stale_set_refusals_total", "", t->stale_set_refusals);
 
-    family(o, &rc, "dashboard_db_queries_total", "counter", "PostgreSQL statements run, by statement.");
-    for (size_t i = 0; i < nstmts; i++) {
-        snprintf(lab, sizeof(lab), "statement=\"%s\"", stmt_names[i]);
-        line(o, &rc, "dashboard_db_queries_total", lab, t->db_queries[i]);
-    }
-    family(o, &rc, "dashboard_db_errors_total", "counter",
-           "PostgreSQL statements that failed, timed out or found no connection.");
-    for (size_t i = 0; i < nstmts; i++) {
-        snprintf(lab, sizeof(lab), "statement=\"%s\"", stmt_names[i]);
-        line(o, &rc, "dashboard_db_errors_total", lab, t->db_errors[i]);
-    }
+    counters(o, &rc, "dashboard_db_queries_total", "PostgreSQL statements run, by statement.", "statement",
+             stmt_names, t->db_queries, nstmts);
+    counters(o, &rc, "dashboard_db_errors_total", "PostgreSQL statements that failed, timed out or found no connection.",
+             "statement", stmt_names, t->db_errors, nstmts);
     family(o, &rc, "dashboard_db_query_duration_seconds", "histogram", "Duration of PostgreSQL statements.");
     for (size_t i = 0; i < nstmts; i++) {
         snprintf(lab, sizeof(lab), "statement=\"%s\"", stmt_names[i]);
@@ -480,11 +480,8 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
         hist(o, &rc, "dashboard_http_request_duration_seconds", lab, &t->http_duration[r], NBUCKETS);
     }
 
-    family(o, &rc, "dashboard_invalidations_total", "counter", "Organizations invalidated, by source.");
-    for (int i = 0; i < DC_IS_COUNT; i++) {
-        snprintf(lab, sizeof(lab), "source=\"%s\"", source_names[i]);
-        line(o, &rc, "dashboard_invalidations_total", lab, t->invalidations[i]);
-    }
+    counters(o, &rc, "dashboard_invalidations_total", "Organizations invalidated, by source.", "source",
+             source_names, t->invalidations, DC_IS_COUNT);
     family(o, &rc, "dashboard_invalidation_lag_seconds", "histogram",
            "From a database write (trigger) to its invalidation applied by the invalidator.");
     hist(o, &rc, "dashboard_invalidation_lag_seconds", "", &t->invalidation_lag, NBUCKETS);

@@ -374,6 +374,18 @@ static int add_event(dc_write_result_t *res, const dc_view_field_t *f, size_t n)
     return DC_OK;
 }
 
+/* The org to invalidate, the event to announce and the answer of one write. */
+static int record_write(dc_write_result_t *res, const char *org, const dc_view_field_t *ev, size_t nev,
+                        const dc_view_field_t *answer, size_t nanswer, dc_buf_t *body)
+{
+    int rc = add_org(res, org);
+    if (rc == DC_OK)
+        rc = add_event(res, ev, nev);
+    if (rc == DC_OK)
+        rc = dc_view_object(answer, nanswer, body);
+    return rc;
+}
+
 /* A refused statement → the client's error. */
 static int refused(PGresult *r, dc_error_t *err)
 {
@@ -466,11 +478,7 @@ static int write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_wri
             { "message", DC_VF_STR, w->alert.message, 0 },
             { "createdAt", DC_VF_STR, PQgetvalue(r, 0, 1), 0 },
         };
-        rc = add_org(res, req->org_id);
-        if (rc == DC_OK)
-            rc = add_event(res, f, DC_ARRAY_LEN(f));
-        if (rc == DC_OK)
-            rc = dc_view_object(a, DC_ARRAY_LEN(a), body);
+        rc = record_write(res, req->org_id, f, DC_ARRAY_LEN(f), a, DC_ARRAY_LEN(a), body);
     }
     res->status = 201;
     PQclear(r);
@@ -512,11 +520,7 @@ static int write_alert_resolve(dc_db_t *db, const dc_request_t *req, dc_buf_t *b
             { "status", DC_VF_STR, "resolved", 0 },
             { "resolvedAt", DC_VF_STR, PQgetvalue(r, 0, 2), 0 },
         };
-        rc = add_org(res, req->org_id);
-        if (rc == DC_OK)
-            rc = add_event(res, f, DC_ARRAY_LEN(f));
-        if (rc == DC_OK)
-            rc = dc_view_object(a, DC_ARRAY_LEN(a), body);
+        rc = record_write(res, req->org_id, f, DC_ARRAY_LEN(f), a, DC_ARRAY_LEN(a), body);
     }
     PQclear(r);
     return rc;
@@ -553,11 +557,7 @@ static int write_device_status(dc_db_t *db, const dc_request_t *req, const dc_wr
             { "online", DC_VF_BOOL, NULL, w->online },
             { "lastSeenAt", DC_VF_STR, seen, 0 },
         };
-        rc = add_org(res, req->org_id);
-        if (rc == DC_OK)
-            rc = add_event(res, f, DC_ARRAY_LEN(f));
-        if (rc == DC_OK)
-            rc = dc_view_object(a, DC_ARRAY_LEN(a), body);
+        rc = record_write(res, req->org_id, f, DC_ARRAY_LEN(f), a, DC_ARRAY_LEN(a), body);
     }
     PQclear(r);
     return rc;
