@@ -9,8 +9,8 @@
 #include "dc_core.h"
 #include "dc_log.h"
 
-#define DC_DEFAULT_DATABASE_URL "postgresql://dashcache@127.0.0.1:55432/dashcache"
-#define DC_DEFAULT_REDIS_URL    "redis://127.0.0.1:56379/0"
+#define DC_DEFAULT_DATABASE_URL "postgresql://dashcache@127.0.0.1:25432/dashcache"
+#define DC_DEFAULT_REDIS_URL    "redis://127.0.0.1:26379/0"
 
 typedef struct {
     char redis_host[256];      /* empty when redis_unix is used */

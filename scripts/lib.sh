@@ -83,8 +83,8 @@ dc_runtime_dir() {
 dc_stack_defaults() {
 	: "${DC_STATE_DIR:=$DC_ROOT/.run}"
 	: "${DC_RUNTIME_DIR:=$(dc_runtime_dir run)}"
-	: "${PG_PORT:=55432}"
-	: "${REDIS_PORT:=56379}"
+	: "${PG_PORT:=25432}"
+	: "${REDIS_PORT:=26379}"
 	: "${HTTP_PORT:=8080}"
 	: "${WORKERS:=$(($(nproc) * 2))}"
 	: "${FCGI_SOCKET:=$DC_RUNTIME_DIR/fcgi.sock}"

@@ -10,7 +10,7 @@
 # DATABASE_URL / REDIS_URL set: those servers are used and none is started
 # (an empty database gets the schema and demo data). Other settings, read from
 # the environment, then from .env (see .env.example): HTTP_PORT (8080),
-# PG_PORT (55432), REDIS_PORT (56379), WORKERS (cores x 2), and everything the
+# PG_PORT (25432), REDIS_PORT (26379), WORKERS (cores x 2), and everything the
 # application reads (CACHE_TTL_SECONDS, ...).
 #
 # State: .run/stack.env (HTTP_URL, DATABASE_URL, REDIS_URL, ...), .run/logs/,

@@ -142,7 +142,7 @@ static void test_defaults(void **state)
         assert_int_equal(cfg.ttl[q], 60);
     assert_string_equal(cfg.database_url, DC_DEFAULT_DATABASE_URL);
     assert_string_equal(cfg.redis.redis_host, "127.0.0.1");
-    assert_int_equal(cfg.redis.redis_port, 56379);
+    assert_int_equal(cfg.redis.redis_port, 26379);
     assert_int_equal(cfg.redis.redis_db, 0);
     assert_string_equal(cfg.redis.redis_unix, "");
     assert_string_equal(cfg.redis.redis_user, "");
@@ -163,7 +163,7 @@ static void test_empty_values_are_defaults(void **state)
     for (size_t i = 0; i < DC_ARRAY_LEN(int_vars); i++)
         assert_int_equal(field(&cfg, &int_vars[i]), int_vars[i].def);
     assert_string_equal(cfg.database_url, DC_DEFAULT_DATABASE_URL);
-    assert_int_equal(cfg.redis.redis_port, 56379);
+    assert_int_equal(cfg.redis.redis_port, 26379);
     assert_int_equal(cfg.log_level, DC_LOG_INFO);
 }
 
@@ -357,7 +357,7 @@ static void test_redis_url_forms(void **state)
         { "redis://[::1]:6380", "::1", 6380, "", 0, "", "" },
         { "redis://[::1]:6380/4", "::1", 6380, "", 4, "", "" },
         { "redis://:pw@[fe80::1]:6381", "fe80::1", 6381, "", 0, "", "pw" },
-        { DC_DEFAULT_REDIS_URL, "127.0.0.1", 56379, "", 0, "", "" },
+        { DC_DEFAULT_REDIS_URL, "127.0.0.1", 26379, "", 0, "", "" },
         { "unix:///run/redis/redis.sock", "", 0, "/run/redis/redis.sock", 0, "", "" },
         { "unix:///run/redis.sock?db=2", "", 0, "/run/redis.sock", 2, "", "" },
         { "unix:///tmp/r.sock?db=0", "", 0, "/tmp/r.sock", 0, "", "" },
