@@ -11,8 +11,8 @@
 #include "dc_request.h"
 
 #define DC_INGEST_MAX     1000
-#define DC_BODY_MAX       (1024 * 1024)
-#define DC_TEMP_MIN       -100
+#define DC_BODY_MAX       (1024L * 1024)
+#define DC_TEMP_MIN       (-100)
 #define DC_TEMP_MAX       100
 #define DC_KIND_MAX       64
 #define DC_MESSAGE_MAX    500

@@ -51,7 +51,7 @@ struct dc_cache_s {
 
 static struct timeval ms_to_tv(int ms)
 {
-    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000L };
     return tv;
 }
 

@@ -221,7 +221,7 @@ int dc_config_load(dc_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "DATABASE_URL is longer than %zu bytes", sizeof(cfg->database_url) - 1);
         return DC_EINVAL;
     }
-    strcpy(cfg->database_url, s);
+    memcpy(cfg->database_url, s, strlen(s) + 1);
 
     s = getenv("REDIS_URL");
     if (s == NULL || *s == '\0')

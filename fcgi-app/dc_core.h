@@ -10,12 +10,12 @@
 #include <stdint.h>
 
 #define DC_OK            0
-#define DC_ERROR        -1   /* failure of a dependency or the system */
-#define DC_DECLINED     -2   /* not there: cache miss, no such row */
-#define DC_EINVAL       -3   /* input rejected */
-#define DC_ENOMEM       -4
-#define DC_UNAVAILABLE  -5   /* dependency is down or in back-off */
-#define DC_EQUERY       -6   /* the database refused the statement (raised error) */
+#define DC_ERROR        (-1)  /* failure of a dependency or the system */
+#define DC_DECLINED     (-2)  /* not there: cache miss, no such row */
+#define DC_EINVAL       (-3)  /* input rejected */
+#define DC_ENOMEM       (-4)
+#define DC_UNAVAILABLE  (-5)  /* dependency is down or in back-off */
+#define DC_EQUERY       (-6)  /* the database refused the statement (raised error) */
 
 #define DC_UUID_LEN 36
 

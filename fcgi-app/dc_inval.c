@@ -118,11 +118,11 @@ int dc_inval_parse(const char *msg, size_t len, dc_inval_msg_t *out, char *why, 
         if (!has_scope || scope == NULL || strcmp(scope, "all") != 0)
             rc = fail(why, cap, "clearing every tenant needs \"scope\":\"all\"");
         out->kind = DC_INV_ALL;
-        strcpy(out->pattern, pattern);
+        memcpy(out->pattern, pattern, strlen(pattern) + 1);
     } else if (has_scope) {
         rc = fail(why, cap, "scope applies only to the pattern dashboard:*");
     } else {
-        strcpy(out->pattern, pattern);
+        memcpy(out->pattern, pattern, strlen(pattern) + 1);
         out->kind = DC_INV_PATTERN;
         rc = check_pattern(out->pattern, out->org_id, why, cap);
     }

@@ -45,7 +45,7 @@ static int listen_unix(const char *path, int mode, char *err, size_t errlen)
     }
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
-    strcpy(sa.sun_path, path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket() failed: %s", strerror(errno));
@@ -221,7 +221,7 @@ int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg, const char
     dc_log_info("master.start", "starting %d workers", workers);
 
     for (;;) {
-        struct timespec ts = { 0, 200 * 1000 * 1000 };
+        struct timespec ts = { 0, 200L * 1000 * 1000 };
         siginfo_t info;
         int64_t now;
         int signo;
