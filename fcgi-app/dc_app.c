@@ -21,18 +21,18 @@ struct dc_app_s {
     dc_cache_t        *cache;
     dc_db_t           *db;
     dc_buf_t           body;
-    dc_cache_value_t   hit;       /* the cached body being answered */
-    dc_write_t         write;     /* parsed body of a write */
-    dc_write_result_t  result;    /* what a write invalidates and announces */
+    dc_cache_value_t   hit;    /* the cached body being answered */
+    dc_write_t         write;  /* parsed body of a write */
+    dc_write_result_t  result; /* what a write invalidates and announces */
 };
 
 #define EVENTS_CHANNEL "dashboard:events"
 
 dc_app_t *dc_app_new(const dc_config_t *cfg)
 {
-    dc_app_t *app = calloc(1, sizeof(*app));
+    dc_app_t           *app = calloc(1, sizeof(*app));
     const dc_db_stmt_t *stmts;
-    size_t n;
+    size_t              n;
 
     if (app == NULL)
         return NULL;
@@ -73,8 +73,7 @@ static void reply_body(dc_response_t *resp, int status, const char *x_cache, con
     resp->body_len = b->len;
 }
 
-static void reply_error(dc_app_t *app, dc_response_t *resp, int status, const char *code,
-                        const char *message)
+static void reply_error(dc_app_t *app, dc_response_t *resp, int status, const char *code, const char *message)
 {
     dc_error_t err;
     dc_error_set(&err, status, code, "%s", message);
@@ -89,13 +88,15 @@ static void reply_error(dc_app_t *app, dc_response_t *resp, int status, const ch
  */
 static void handle_health(dc_app_t *app, dc_response_t *resp)
 {
-    static const char probe_org[] = "00000000-0000-0000-0000-000000000000";
-    static const char probe_key[] = "dashboard:health:probe";
+    static const char   probe_org[] = "00000000-0000-0000-0000-000000000000";
+    static const char   probe_key[] = "dashboard:health:probe";
     dc_health_service_t s[3] = {
-        { "database", 0, 0 }, { "redis", 0, 0 }, { "cache", 0, 0 },
+        { "database", 0, 0 },
+        { "redis", 0, 0 },
+        { "cache", 0, 0 },
     };
     const char *status;
-    int64_t t0;
+    int64_t     t0;
 
     s[0].ok = dc_db_ping(app->db, app->cfg->health_timeout_ms, &s[0].latency_ms) == DC_OK;
     s[1].ok = dc_cache_ping(app->cache, &s[1].latency_ms) == DC_OK;
@@ -119,10 +120,10 @@ static void handle_health(dc_app_t *app, dc_response_t *resp)
 
 static void handle_metrics(dc_app_t *app, dc_response_t *resp)
 {
-    const char *names[DC_METRICS_MAX_STMTS];
-    size_t n;
+    const char         *names[DC_METRICS_MAX_STMTS];
+    size_t              n;
     const dc_db_stmt_t *stmts = dc_query_statements(&n);
-    int rc;
+    int                 rc;
 
     for (size_t i = 0; i < n && i < DC_METRICS_MAX_STMTS; i++)
         names[i] = stmts[i].name;
@@ -157,11 +158,11 @@ static void ratio(dc_json_t *j, const char *key, uint64_t part, uint64_t whole)
 static void handle_admin_stats(dc_app_t *app, dc_response_t *resp)
 {
     static const char *const sources[DC_IS_COUNT] = { "write", "pubsub", "outbox", "resync" };
-    dc_metrics_summary_t m;
-    uint64_t hits = 0, misses = 0;
-    long long used = -1, dbsize = -1;
-    int redis_ok, complete_all = 1;
-    dc_json_t j;
+    dc_metrics_summary_t     m;
+    uint64_t                 hits = 0, misses = 0;
+    long long                used = -1, dbsize = -1;
+    int                      redis_ok, complete_all = 1;
+    dc_json_t                j;
 
     if (dc_metrics_summary(&m) != DC_OK)
         memset(&m, 0, sizeof(m));
@@ -184,7 +185,7 @@ static void handle_admin_stats(dc_app_t *app, dc_response_t *resp)
     for (int q = 0; q < DC_Q_AUDIT; q++) {
         char pattern[64];
         long keys = -1;
-        int complete = 1;
+        int  complete = 1;
         snprintf(pattern, sizeof(pattern), "dashboard:%s:*", dc_qtype_name((dc_qtype_t)q));
         if (redis_ok && dc_cache_count_keys(app->cache, pattern, 100000, &keys, &complete) != DC_OK)
             keys = -1;
@@ -256,12 +257,12 @@ static void reply_db_failure(dc_app_t *app, dc_response_t *resp, int rc)
 
 static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *resp)
 {
-    char key[DC_KEY_MAX];
-    int klen = dc_key_build(req, key, sizeof(key));
-    int cacheable = klen > 0;
+    char        key[DC_KEY_MAX];
+    int         klen = dc_key_build(req, key, sizeof(key));
+    int         cacheable = klen > 0;
     const char *x_cache = "BYPASS";
-    dc_error_t err;
-    int rc;
+    dc_error_t  err;
+    int         rc;
 
     if (cacheable && !req->force_refresh) {
         rc = dc_cache_get(app->cache, req->org_id, key, (size_t)klen, &app->hit);
@@ -277,7 +278,7 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
             dc_metrics_cache_miss(req->qtype);
             x_cache = "MISS";
         } else {
-            cacheable = 0;     /* Redis is down: don't try to store either */
+            cacheable = 0; /* Redis is down: don't try to store either */
         }
     } else if (cacheable) {
         /* the generation must be read before the database, as on a miss */
@@ -299,8 +300,8 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
     }
 
     if (cacheable)
-        dc_cache_set(app->cache, req->org_id, key, (size_t)klen, app->hit.gen, app->body.data,
-                     app->body.len, app->cfg->ttl[req->qtype]);
+        dc_cache_set(app->cache, req->org_id, key, (size_t)klen, app->hit.gen, app->body.data, app->body.len,
+                     app->cfg->ttl[req->qtype]);
     reply_body(resp, 200, x_cache, &app->body);
 }
 
@@ -314,8 +315,8 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
 static void invalidate_and_announce(dc_app_t *app)
 {
     const dc_write_result_t *res = &app->result;
-    const char *ev = res->events.data;
-    int ok = 1;
+    const char              *ev = res->events.data;
+    int                      ok = 1;
 
     for (size_t i = 0; i < res->norgs; i++) {
         char org[DC_UUID_LEN + 1];
@@ -338,11 +339,10 @@ static void invalidate_and_announce(dc_app_t *app)
     }
 }
 
-static void handle_write(dc_app_t *app, const dc_request_t *req, const dc_input_t *in,
-                         dc_response_t *resp)
+static void handle_write(dc_app_t *app, const dc_request_t *req, const dc_input_t *in, dc_response_t *resp)
 {
     dc_error_t err;
-    int rc;
+    int        rc;
 
     dc_buf_reset(&app->body);
     if (dc_body_parse(req, in->content_type, in->body, in->body_len, &app->write, &err) != DC_OK) {
@@ -356,7 +356,8 @@ static void handle_write(dc_app_t *app, const dc_request_t *req, const dc_input_
     }
     if (rc != DC_OK) {
         if (rc == DC_UNAVAILABLE) {
-            reply_error(app, resp, 503, "database_unavailable", "the database did not confirm the write; it is not acknowledged, retry it");
+            reply_error(app, resp, 503, "database_unavailable",
+                        "the database did not confirm the write; it is not acknowledged, retry it");
             resp->retry_after = app->cfg->retry_after_s;
         } else {
             reply_db_failure(app, resp, rc);
@@ -371,7 +372,10 @@ static void handle_write(dc_app_t *app, const dc_request_t *req, const dc_input_
 static int metrics_route(const dc_request_t *req)
 {
     static const dc_mroute_t writes[DC_W_COUNT] = {
-        DC_MR_INGEST, DC_MR_ALERT_CREATE, DC_MR_ALERT_RESOLVE, DC_MR_DEVICE_STATUS,
+        DC_MR_INGEST,
+        DC_MR_ALERT_CREATE,
+        DC_MR_ALERT_RESOLVE,
+        DC_MR_DEVICE_STATUS,
     };
 
     switch (req->route) {
@@ -394,7 +398,7 @@ static int metrics_route(const dc_request_t *req)
 void dc_app_handle(dc_app_t *app, const dc_input_t *in, dc_response_t *resp)
 {
     dc_request_t req;
-    dc_error_t err;
+    dc_error_t   err;
 
     dc_app_done(app);
     memset(resp, 0, sizeof(*resp));

@@ -20,10 +20,10 @@ void dc_app_free(dc_app_t *app);
 /* One request as the web server passed it; only read during dc_app_handle. */
 typedef struct {
     const char *method;
-    const char *path;           /* decoded, without the query */
-    const char *query;          /* raw, or NULL */
-    const char *content_type;   /* or NULL */
-    const char *body;           /* request body (writes), or NULL */
+    const char *path;         /* decoded, without the query */
+    const char *query;        /* raw, or NULL */
+    const char *content_type; /* or NULL */
+    const char *body;         /* request body (writes), or NULL */
     size_t      body_len;
 } dc_input_t;
 

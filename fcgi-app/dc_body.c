@@ -36,13 +36,12 @@ static int digits(const char *s, int n, int *out)
 int dc_body_is_timestamp(const char *s)
 {
     static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-    int y, mo, d, h, mi, sec, oh, om;
-    const char *p;
+    int              y, mo, d, h, mi, sec, oh, om;
+    const char      *p;
 
-    if (strlen(s) < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
-        s[7] != '-' || !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-        !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
-        !digits(s + 17, 2, &sec))
+    if (strlen(s) < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
+        !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !digits(s + 11, 2, &h) ||
+        s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' || !digits(s + 17, 2, &sec))
         return 0;
     if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 59)
         return 0;
@@ -68,8 +67,8 @@ int dc_body_is_timestamp(const char *s)
 static json_object *parse(const char *body, size_t len, dc_error_t *err)
 {
     json_tokener *tok;
-    json_object *o;
-    size_t used;
+    json_object  *o;
+    size_t        used;
 
     if (len == 0) {
         dc_error_set(err, 400, "invalid_json", "the request body is empty; send a JSON object");
@@ -90,7 +89,7 @@ static json_object *parse(const char *body, size_t len, dc_error_t *err)
         enum json_tokener_error e = json_tokener_get_error(tok);
         dc_error_set(err, 400, "invalid_json", "the request body is not valid JSON: %s",
                      e == json_tokener_continue || e == json_tokener_success ? "it ends too early"
-                                                                              : json_tokener_error_desc(e));
+                                                                             : json_tokener_error_desc(e));
         json_object_put(o);
         o = NULL;
     } else {
@@ -110,7 +109,7 @@ static int fail_at(dc_error_t *err, int index, const char *fmt, ...) DC_PRINTF(3
 
 static int fail_at(dc_error_t *err, int index, const char *fmt, ...)
 {
-    char msg[160];
+    char    msg[160];
     va_list ap;
 
     va_start(ap, fmt);
@@ -124,11 +123,10 @@ static int fail_at(dc_error_t *err, int index, const char *fmt, ...)
     return DC_EINVAL;
 }
 
-static int get_uuid(json_object *o, const char *field, char out[DC_UUID_LEN + 1], int index,
-                    dc_error_t *err)
+static int get_uuid(json_object *o, const char *field, char out[DC_UUID_LEN + 1], int index, dc_error_t *err)
 {
     json_object *v;
-    const char *s;
+    const char  *s;
 
     if (!json_object_object_get_ex(o, field, &v) || !json_object_is_type(v, json_type_string))
         return fail_at(err, index, "%s is required and must be a UUID string", field);
@@ -141,10 +139,10 @@ static int get_uuid(json_object *o, const char *field, char out[DC_UUID_LEN + 1]
 static int reading(json_object *o, int index, dc_buf_t *devices, dc_buf_t *temps, dc_buf_t *times,
                    dc_error_t *err)
 {
-    char id[DC_UUID_LEN + 1];
+    char         id[DC_UUID_LEN + 1];
     json_object *v;
-    double t;
-    const char *sep = index > 0 ? "," : "";
+    double       t;
+    const char  *sep = index > 0 ? "," : "";
 
     if (!json_object_is_type(o, json_type_object))
         return fail_at(err, index, "%s", "each reading must be a JSON object");
@@ -174,11 +172,11 @@ oom:
     return DC_ENOMEM;
 }
 
-int dc_body_ingest(const char *body, size_t len, dc_buf_t *devices, dc_buf_t *temps,
-                   dc_buf_t *times, size_t *n, dc_error_t *err)
+int dc_body_ingest(const char *body, size_t len, dc_buf_t *devices, dc_buf_t *temps, dc_buf_t *times,
+                   size_t *n, dc_error_t *err)
 {
     json_object *root = parse(body, len, err);
-    int rc = DC_OK;
+    int          rc = DC_OK;
 
     *n = 0;
     if (root == NULL)
@@ -215,8 +213,8 @@ done:
 static int get_text(json_object *o, const char *field, char *out, size_t cap, int word, dc_error_t *err)
 {
     json_object *v;
-    const char *s;
-    size_t n;
+    const char  *s;
+    size_t       n;
 
     if (!json_object_object_get_ex(o, field, &v) || !json_object_is_type(v, json_type_string))
         return dc_error_set(err, 400, "invalid_body", "%s is required and must be a string", field);
@@ -227,7 +225,8 @@ static int get_text(json_object *o, const char *field, char *out, size_t cap, in
     for (size_t i = 0; word && i < n; i++) {
         char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
-            return dc_error_set(err, 400, "invalid_body", "%s may hold only a-z, 0-9, '_', '.' and '-'", field);
+            return dc_error_set(err, 400, "invalid_body", "%s may hold only a-z, 0-9, '_', '.' and '-'",
+                                field);
     }
     memcpy(out, s, n);
     out[n] = '\0';
@@ -237,7 +236,7 @@ static int get_text(json_object *o, const char *field, char *out, size_t cap, in
 int dc_body_alert(const char *body, size_t len, dc_alert_body_t *out, dc_error_t *err)
 {
     json_object *root = parse(body, len, err);
-    int rc;
+    int          rc;
 
     if (root == NULL)
         return DC_EINVAL;
@@ -253,7 +252,7 @@ int dc_body_alert(const char *body, size_t len, dc_alert_body_t *out, dc_error_t
 int dc_body_device_status(const char *body, size_t len, int *online, dc_error_t *err)
 {
     json_object *root = parse(body, len, err), *v;
-    int rc = DC_OK;
+    int          rc = DC_OK;
 
     if (root == NULL)
         return DC_EINVAL;
@@ -288,7 +287,7 @@ int dc_body_parse(const dc_request_t *req, const char *content_type, const char 
 {
     dc_body_reset(w);
     if (req->wtype == DC_W_ALERT_RESOLVE)
-        return DC_OK;    /* no body needed; whatever came is ignored */
+        return DC_OK; /* no body needed; whatever came is ignored */
     if (!dc_body_is_json(content_type)) {
         dc_error_set(err, 415, "unsupported_media_type", "send the body as Content-Type: application/json");
         return DC_EINVAL;

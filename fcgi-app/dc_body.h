@@ -10,12 +10,12 @@
 #include "dc_buf.h"
 #include "dc_request.h"
 
-#define DC_INGEST_MAX     1000
-#define DC_BODY_MAX       (1024L * 1024)
-#define DC_TEMP_MIN       (-100)
-#define DC_TEMP_MAX       100
-#define DC_KIND_MAX       64
-#define DC_MESSAGE_MAX    500
+#define DC_INGEST_MAX  1000
+#define DC_BODY_MAX    (1024L * 1024)
+#define DC_TEMP_MIN    (-100)
+#define DC_TEMP_MAX    100
+#define DC_KIND_MAX    64
+#define DC_MESSAGE_MAX 500
 
 /* Whether a Content-Type names JSON (application/json, with any parameters). */
 int dc_body_is_json(const char *content_type);
@@ -29,8 +29,8 @@ int dc_body_is_timestamp(const char *s);
  * buffers and sets *n. DC_OK or DC_EINVAL with err (400, index when an
  * element is at fault).
  */
-int dc_body_ingest(const char *body, size_t len, dc_buf_t *devices, dc_buf_t *temps,
-                   dc_buf_t *times, size_t *n, dc_error_t *err) DC_WUR;
+int dc_body_ingest(const char *body, size_t len, dc_buf_t *devices, dc_buf_t *temps, dc_buf_t *times,
+                   size_t *n, dc_error_t *err) DC_WUR;
 
 typedef struct {
     char unit_id[DC_UUID_LEN + 1];
@@ -46,10 +46,10 @@ int dc_body_device_status(const char *body, size_t len, int *online, dc_error_t 
 
 /* A parsed write request, whichever endpoint it is for. */
 typedef struct {
-    dc_buf_t        devices, temps, times;   /* ingest: array literals */
-    size_t          n;                       /* ingest: readings */
-    dc_alert_body_t alert;                   /* alert create */
-    int             online;                  /* device status */
+    dc_buf_t        devices, temps, times; /* ingest: array literals */
+    size_t          n;                     /* ingest: readings */
+    dc_alert_body_t alert;                 /* alert create */
+    int             online;                /* device status */
 } dc_write_t;
 
 /* Empties w for the next request (keeps buffer memory). */

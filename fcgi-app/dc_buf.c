@@ -25,7 +25,7 @@ void dc_buf_free(dc_buf_t *b)
 int dc_buf_reserve(dc_buf_t *b, size_t extra)
 {
     size_t need, cap;
-    char *p;
+    char  *p;
 
     if (extra > SIZE_MAX - b->len - 1)
         return DC_ENOMEM;
@@ -62,7 +62,7 @@ int dc_buf_append_str(dc_buf_t *b, const char *s)
 int dc_buf_printf(dc_buf_t *b, const char *fmt, ...)
 {
     va_list ap;
-    int n;
+    int     n;
 
     va_start(ap, fmt);
     n = vsnprintf(NULL, 0, fmt, ap);

@@ -11,12 +11,15 @@
 #include "dc_core.h"
 
 typedef struct {
-    char   *data;   /* always NUL-terminated when len > 0 or after append */
-    size_t  len;
-    size_t  cap;
+    char  *data; /* always NUL-terminated when len > 0 or after append */
+    size_t len;
+    size_t cap;
 } dc_buf_t;
 
-#define DC_BUF_INIT { NULL, 0, 0 }
+#define DC_BUF_INIT \
+    {               \
+        NULL, 0, 0  \
+    }
 
 /* Empties the buffer and keeps its memory. */
 void dc_buf_reset(dc_buf_t *b);

@@ -18,33 +18,31 @@
  * created from the server clock, which keeps generations unique even after
  * a generation key was evicted.
  */
-static const char store_lua[] =
-    "local g = redis.call('GET', KEYS[1])\n"
-    "if ARGV[1] == '' then\n"
-    "  if g then return 0 end\n"
-    "  local t = redis.call('TIME')\n"
-    "  g = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))\n"
-    "  redis.call('SET', KEYS[1], g)\n"
-    "elseif g ~= ARGV[1] then\n"
-    "  return 0\n"
-    "end\n"
-    "redis.call('SET', KEYS[2], g .. '\\n' .. ARGV[2], 'EX', tonumber(ARGV[3]))\n"
-    "return 1\n";
+static const char store_lua[] = "local g = redis.call('GET', KEYS[1])\n"
+                                "if ARGV[1] == '' then\n"
+                                "  if g then return 0 end\n"
+                                "  local t = redis.call('TIME')\n"
+                                "  g = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))\n"
+                                "  redis.call('SET', KEYS[1], g)\n"
+                                "elseif g ~= ARGV[1] then\n"
+                                "  return 0\n"
+                                "end\n"
+                                "redis.call('SET', KEYS[2], g .. '\\n' .. ARGV[2], 'EX', tonumber(ARGV[3]))\n"
+                                "return 1\n";
 
 /* KEYS[1] generation: max(current + 1, server clock in microseconds). */
-static const char bump_lua[] =
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
-    "local nxt = math.max(cur + 1, now)\n"
-    "redis.call('SET', KEYS[1], string.format('%d', nxt))\n"
-    "return nxt\n";
+static const char bump_lua[] = "local t = redis.call('TIME')\n"
+                               "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+                               "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+                               "local nxt = math.max(cur + 1, now)\n"
+                               "redis.call('SET', KEYS[1], string.format('%d', nxt))\n"
+                               "return nxt\n";
 
 struct dc_cache_s {
     const dc_config_t *cfg;
     redisContext      *ctx;
-    int64_t            retry_at_ms;   /* no connect attempt before this */
-    int                down_logged;   /* log a failure once per outage */
+    int64_t            retry_at_ms; /* no connect attempt before this */
+    int                down_logged; /* log a failure once per outage */
     char               store_sha[41];
     char               bump_sha[41];
 };
@@ -99,7 +97,7 @@ static void fail(dc_cache_t *c, const char *what, const char *why, int backoff)
 /* Runs a command during connect set-up; DC_OK when it did not fail. */
 static int setup_command(dc_cache_t *c, redisReply **out, const char *fmt, ...)
 {
-    va_list ap;
+    va_list     ap;
     redisReply *r;
 
     va_start(ap, fmt);
@@ -117,8 +115,8 @@ static int setup_command(dc_cache_t *c, redisReply **out, const char *fmt, ...)
 static int ensure(dc_cache_t *c)
 {
     const dc_redis_addr_t *a = &c->cfg->redis;
-    struct timeval ctv = ms_to_tv(c->cfg->redis_connect_timeout_ms);
-    redisReply *r = NULL;
+    struct timeval         ctv = ms_to_tv(c->cfg->redis_connect_timeout_ms);
+    redisReply            *r = NULL;
 
     if (c->ctx != NULL)
         return DC_OK;
@@ -144,8 +142,8 @@ static int ensure(dc_cache_t *c)
     }
     if (a->redis_password[0] != '\0') {
         int rc = a->redis_user[0] != '\0'
-            ? setup_command(c, &r, "AUTH %s %s", a->redis_user, a->redis_password)
-            : setup_command(c, &r, "AUTH %s", a->redis_password);
+                     ? setup_command(c, &r, "AUTH %s %s", a->redis_user, a->redis_password)
+                     : setup_command(c, &r, "AUTH %s", a->redis_password);
         if (rc != DC_OK)
             return rc;
         freeReplyObject(r);
@@ -193,11 +191,11 @@ static void copy_gen(char gen[DC_GEN_MAX], const redisReply *r)
 
 int dc_cache_get(dc_cache_t *c, const char *org, const char *key, size_t klen, dc_cache_value_t *v)
 {
-    char genkey[DC_KEY_MAX];
-    int glen = dc_key_gen(org, genkey, sizeof(genkey));
+    char              genkey[DC_KEY_MAX];
+    int               glen = dc_key_gen(org, genkey, sizeof(genkey));
     const redisReply *g, *val;
-    redisReply *r;
-    int64_t t0;
+    redisReply       *r;
+    int64_t           t0;
 
     memset(v, 0, sizeof(*v));
     if (glen < 0 || ensure(c) != DC_OK)
@@ -236,8 +234,8 @@ int dc_cache_get(dc_cache_t *c, const char *org, const char *key, size_t klen, d
 
 int dc_cache_generation(dc_cache_t *c, const char *org, char gen[DC_GEN_MAX])
 {
-    char genkey[DC_KEY_MAX];
-    int glen = dc_key_gen(org, genkey, sizeof(genkey));
+    char        genkey[DC_KEY_MAX];
+    int         glen = dc_key_gen(org, genkey, sizeof(genkey));
     redisReply *r;
 
     gen[0] = '\0';
@@ -262,7 +260,7 @@ void dc_cache_value_release(dc_cache_value_t *v)
 /* Runs a script by sha; DC_OK with *out the reply (free it), or DC_UNAVAILABLE. */
 static int eval(dc_cache_t *c, const char *what, redisReply **out, const char *fmt, ...)
 {
-    va_list ap;
+    va_list     ap;
     redisReply *r;
 
     va_start(ap, fmt);
@@ -285,17 +283,17 @@ static int eval(dc_cache_t *c, const char *what, redisReply **out, const char *f
 int dc_cache_set(dc_cache_t *c, const char *org, const char *key, size_t klen, const char *gen,
                  const char *val, size_t vlen, int ttl_s)
 {
-    char genkey[DC_KEY_MAX];
-    int glen = dc_key_gen(org, genkey, sizeof(genkey));
+    char        genkey[DC_KEY_MAX];
+    int         glen = dc_key_gen(org, genkey, sizeof(genkey));
     redisReply *r;
-    int64_t t0;
-    int rc;
+    int64_t     t0;
+    int         rc;
 
     if (glen < 0 || ensure(c) != DC_OK)
         return DC_UNAVAILABLE;
     t0 = dc_metrics_now_ns();
-    rc = eval(c, "redis store", &r, "EVALSHA %s 2 %b %b %s %b %d", c->store_sha, genkey, (size_t)glen,
-              key, klen, gen, val, vlen, ttl_s);
+    rc = eval(c, "redis store", &r, "EVALSHA %s 2 %b %b %s %b %d", c->store_sha, genkey, (size_t)glen, key,
+              klen, gen, val, vlen, ttl_s);
     dc_metrics_cache_latency(DC_COP_SET, dc_metrics_now_ns() - t0);
     if (rc != DC_OK) {
         dc_metrics_cache_error(DC_COP_SET);
@@ -310,11 +308,11 @@ int dc_cache_set(dc_cache_t *c, const char *org, const char *key, size_t klen, c
 
 int dc_cache_invalidate_org(dc_cache_t *c, const char *org)
 {
-    char genkey[DC_KEY_MAX];
-    int glen = dc_key_gen(org, genkey, sizeof(genkey));
+    char        genkey[DC_KEY_MAX];
+    int         glen = dc_key_gen(org, genkey, sizeof(genkey));
     redisReply *r;
-    int64_t t0;
-    int rc;
+    int64_t     t0;
+    int         rc;
 
     if (glen < 0 || ensure(c) != DC_OK) {
         dc_metrics_cache_error(DC_COP_INVALIDATE);
@@ -349,9 +347,9 @@ int dc_cache_publish(dc_cache_t *c, const char *channel, const char *msg, size_t
 
 int dc_cache_ping(dc_cache_t *c, double *latency_ms)
 {
-    int64_t t0 = dc_now_us();
+    int64_t     t0 = dc_now_us();
     redisReply *r;
-    int rc = DC_OK;
+    int         rc = DC_OK;
 
     if (ensure(c) != DC_OK)
         return DC_UNAVAILABLE;
@@ -391,8 +389,8 @@ int dc_cache_unlink_pattern(dc_cache_t *c, const char *pattern, size_t *deleted)
         keys = r->element[1];
         if (keys->elements > 0) {
             const char **argv = malloc((keys->elements + 1) * sizeof(*argv));
-            size_t *lens = malloc((keys->elements + 1) * sizeof(*lens));
-            redisReply *u = NULL;
+            size_t      *lens = malloc((keys->elements + 1) * sizeof(*lens));
+            redisReply  *u = NULL;
             if (argv != NULL && lens != NULL) {
                 argv[0] = "UNLINK";
                 lens[0] = 6;
@@ -470,8 +468,8 @@ static void sub_backoff(dc_sub_t *s)
 int dc_sub_ensure(dc_sub_t *s)
 {
     const dc_redis_addr_t *a = &s->cfg->redis;
-    struct timeval tv = ms_to_tv(s->cfg->redis_connect_timeout_ms);
-    redisReply *r;
+    struct timeval         tv = ms_to_tv(s->cfg->redis_connect_timeout_ms);
+    redisReply            *r;
 
     if (s->ctx != NULL)
         return DC_OK;

@@ -31,10 +31,10 @@ typedef struct dc_cache_s dc_cache_t;
 
 /* A lookup: the cached body on a hit, the generation seen on a miss. */
 typedef struct {
-    const char *data;              /* body on a hit; valid until release */
+    const char *data; /* body on a hit; valid until release */
     size_t      len;
-    char        gen[DC_GEN_MAX];   /* generation read ("" = none yet) */
-    void       *reply;             /* owned; released by dc_cache_value_release */
+    char        gen[DC_GEN_MAX]; /* generation read ("" = none yet) */
+    void       *reply;           /* owned; released by dc_cache_value_release */
 } dc_cache_value_t;
 
 /* Allocates a cache handle; does not connect. NULL on out of memory. Free with dc_cache_free. */
@@ -49,8 +49,7 @@ void dc_cache_free(dc_cache_t *c);
  * DC_DECLINED: miss or stale, v->gen holds the generation to store under;
  * DC_UNAVAILABLE: Redis down, hung or in back-off (the caller bypasses).
  */
-int dc_cache_get(dc_cache_t *c, const char *org, const char *key, size_t klen,
-                 dc_cache_value_t *v) DC_WUR;
+int dc_cache_get(dc_cache_t *c, const char *org, const char *key, size_t klen, dc_cache_value_t *v) DC_WUR;
 
 /* Reads only the generation of org into gen (for a forced refresh). DC_OK or DC_UNAVAILABLE. */
 int dc_cache_generation(dc_cache_t *c, const char *org, char gen[DC_GEN_MAX]) DC_WUR;
@@ -107,7 +106,7 @@ typedef struct dc_sub_s dc_sub_t;
 typedef void (*dc_sub_fn)(void *arg, const char *msg, size_t len);
 
 dc_sub_t *dc_sub_new(const dc_config_t *cfg, const char *channel);
-void dc_sub_free(dc_sub_t *s);
+void      dc_sub_free(dc_sub_t *s);
 
 /*
  * Connects and subscribes if not subscribed (within the back-off).

@@ -16,6 +16,7 @@ typedef struct {
     int         max;
 } int_var_t;
 
+/* clang-format off */
 #define CFG_INT(name, field, def, min, max) { name, offsetof(dc_config_t, field), def, min, max }
 
 static const int_var_t int_vars[] = {
@@ -29,6 +30,7 @@ static const int_var_t int_vars[] = {
     CFG_INT("RETRY_AFTER_SECONDS",        retry_after_s, 5, 1, 3600),
     CFG_INT("HEALTH_TIMEOUT_MS",          health_timeout_ms, 1000, 10, 60000),
 };
+/* clang-format on */
 
 #define TTL_MIN 1
 #define TTL_MAX 86400
@@ -36,7 +38,7 @@ static const int_var_t int_vars[] = {
 static int parse_int(const char *s, int min, int max, int *out)
 {
     char *end;
-    long v;
+    long  v;
 
     /* strtol would skip leading white space and take a '+' */
     if (!(isdigit((unsigned char)s[0]) || (s[0] == '-' && isdigit((unsigned char)s[1]))))
@@ -79,8 +81,8 @@ static int host_ok(const char *h)
         return 0;
     for (; *h; h++) {
         char c = *h;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '-' || c == ':' || c == '_'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '-' || c == ':' || c == '_'))
             return 0;
     }
     return 1;
@@ -89,14 +91,14 @@ static int host_ok(const char *h)
 int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, size_t errlen)
 {
     const char *p, *at, *slash, *hostend, *colon;
-    char num[16];
+    char        num[16];
 
     memset(out, 0, sizeof(*out));
     out->redis_port = 6379;
 
     if (strncmp(url, "unix://", 7) == 0) {
         const char *path = url + 7, *q = strchr(path, '?');
-        size_t n = q ? (size_t)(q - path) : strlen(path);
+        size_t      n = q ? (size_t)(q - path) : strlen(path);
         if (n == 0 || path[0] != '/') {
             snprintf(err, errlen, "a unix socket URL needs an absolute path (unix:///run/redis.sock)");
             return DC_EINVAL;
@@ -128,7 +130,8 @@ int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, 
             return DC_EINVAL;
         }
         if (copy_str(out->redis_user, sizeof(out->redis_user), p, (size_t)(c - p)) != DC_OK ||
-            copy_str(out->redis_password, sizeof(out->redis_password), c + 1, (size_t)(at - c - 1)) != DC_OK) {
+            copy_str(out->redis_password, sizeof(out->redis_password), c + 1, (size_t)(at - c - 1)) !=
+                DC_OK) {
             snprintf(err, errlen, "user or password too long");
             return DC_EINVAL;
         }
@@ -153,8 +156,8 @@ int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, 
         }
     } else {
         colon = memchr(p, ':', (size_t)(hostend - p));
-        if (copy_str(out->redis_host, sizeof(out->redis_host), p,
-                     (size_t)((colon ? colon : hostend) - p)) != DC_OK) {
+        if (copy_str(out->redis_host, sizeof(out->redis_host), p, (size_t)((colon ? colon : hostend) - p)) !=
+            DC_OK) {
             snprintf(err, errlen, "host too long");
             return DC_EINVAL;
         }
@@ -178,7 +181,8 @@ int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, 
     }
     if (slash != NULL && slash[1] != '\0') {
         if (parse_int(slash + 1, 0, 1000, &out->redis_db) != DC_OK) {
-            snprintf(err, errlen, "database number must be an integer between 0 and 1000 (got \"%.16s\")", slash + 1);
+            snprintf(err, errlen, "database number must be an integer between 0 and 1000 (got \"%.16s\")",
+                     slash + 1);
             return DC_EINVAL;
         }
     }
@@ -186,16 +190,20 @@ int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, 
 }
 
 static const char *const ttl_vars[DC_Q_COUNT] = {
-    "CACHE_TTL_STATS_SECONDS", "CACHE_TTL_UNITS_SECONDS", "CACHE_TTL_ALERTS_SECONDS",
-    "CACHE_TTL_TEMPERATURE_SECONDS", "CACHE_TTL_DEVICES_SECONDS", "CACHE_TTL_COMPLIANCE_SECONDS",
+    "CACHE_TTL_STATS_SECONDS",
+    "CACHE_TTL_UNITS_SECONDS",
+    "CACHE_TTL_ALERTS_SECONDS",
+    "CACHE_TTL_TEMPERATURE_SECONDS",
+    "CACHE_TTL_DEVICES_SECONDS",
+    "CACHE_TTL_COMPLIANCE_SECONDS",
     NULL,
 };
 
 int dc_config_load(dc_config_t *cfg, char *err, size_t errlen)
 {
     const char *s;
-    char why[256];
-    int ttl;
+    char        why[256];
+    int         ttl;
 
     memset(cfg, 0, sizeof(*cfg));
 

@@ -13,9 +13,9 @@
 #define DC_DEFAULT_REDIS_URL    "redis://127.0.0.1:26379/0"
 
 typedef struct {
-    char redis_host[256];      /* empty when redis_unix is used */
+    char redis_host[256]; /* empty when redis_unix is used */
     int  redis_port;
-    char redis_unix[256];      /* unix socket path, or empty */
+    char redis_unix[256]; /* unix socket path, or empty */
     int  redis_db;
     char redis_user[128];
     char redis_password[256];
@@ -24,17 +24,17 @@ typedef struct {
 typedef struct {
     char            database_url[1024];
     dc_redis_addr_t redis;
-    int             ttl[DC_Q_COUNT];          /* seconds; DC_Q_AUDIT unused */
+    int             ttl[DC_Q_COUNT]; /* seconds; DC_Q_AUDIT unused */
     int             redis_connect_timeout_ms;
     int             redis_command_timeout_ms;
-    int             redis_retry_interval_ms;  /* back-off after a Redis failure */
+    int             redis_retry_interval_ms; /* back-off after a Redis failure */
     int             db_connect_timeout_s;
     int             db_statement_timeout_ms;
-    int             db_retry_interval_ms;     /* back-off after a failed connect */
+    int             db_retry_interval_ms; /* back-off after a failed connect */
     int             device_online_s;
-    int             retry_after_s;            /* Retry-After on a 503 */
-    int             health_timeout_ms;        /* bound of each /health check */
-    int             metrics_enabled;          /* METRICS=on|off */
+    int             retry_after_s;     /* Retry-After on a 503 */
+    int             health_timeout_ms; /* bound of each /health check */
+    int             metrics_enabled;   /* METRICS=on|off */
     dc_log_level_t  log_level;
 } dc_config_t;
 

@@ -9,17 +9,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DC_OK            0
-#define DC_ERROR        (-1)  /* failure of a dependency or the system */
-#define DC_DECLINED     (-2)  /* not there: cache miss, no such row */
-#define DC_EINVAL       (-3)  /* input rejected */
-#define DC_ENOMEM       (-4)
-#define DC_UNAVAILABLE  (-5)  /* dependency is down or in back-off */
-#define DC_EQUERY       (-6)  /* the database refused the statement (raised error) */
+#define DC_OK          0
+#define DC_ERROR       (-1) /* failure of a dependency or the system */
+#define DC_DECLINED    (-2) /* not there: cache miss, no such row */
+#define DC_EINVAL      (-3) /* input rejected */
+#define DC_ENOMEM      (-4)
+#define DC_UNAVAILABLE (-5) /* dependency is down or in back-off */
+#define DC_EQUERY      (-6) /* the database refused the statement (raised error) */
 
 #define DC_UUID_LEN 36
 
-#define DC_WUR __attribute__((warn_unused_result))
+#define DC_WUR          __attribute__((warn_unused_result))
 #define DC_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
 #define DC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -35,7 +35,7 @@ typedef enum {
     DC_Q_TEMPERATURE,
     DC_Q_DEVICES,
     DC_Q_COMPLIANCE,
-    DC_Q_AUDIT,        /* never cached */
+    DC_Q_AUDIT, /* never cached */
     DC_Q_COUNT
 } dc_qtype_t;
 

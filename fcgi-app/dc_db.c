@@ -19,13 +19,13 @@ struct dc_db_s {
     PGconn             *conn;
     int64_t             retry_at_ms;
     int                 down_logged;
-    const char         *listen_channel;   /* LISTENed on every connect, or NULL */
-    unsigned            epoch;            /* successful connects so far */
+    const char         *listen_channel; /* LISTENed on every connect, or NULL */
+    unsigned            epoch;          /* successful connects so far */
 };
 
 int dc_db_check_conninfo(const char *url, char *err, size_t errlen)
 {
-    char *msg = NULL;
+    char             *msg = NULL;
     PQconninfoOption *opts = PQconninfoParse(url, &msg);
 
     if (opts == NULL) {
@@ -70,7 +70,7 @@ void dc_db_free(dc_db_t *db)
 static void went_down(dc_db_t *db, const char *what, const char *why)
 {
     if (!db->down_logged) {
-        char msg[256];
+        char   msg[256];
         size_t n;
         snprintf(msg, sizeof(msg), "%s", why ? why : "unknown error");
         n = strlen(msg);
@@ -90,8 +90,8 @@ static int wait_result(PGconn *conn, int64_t deadline_ms, PGresult **out)
     for (;;) {
         while (PQisBusy(conn)) {
             struct pollfd pfd = { PQsocket(conn), POLLIN, 0 };
-            int64_t left = deadline_ms - dc_now_ms();
-            int n;
+            int64_t       left = deadline_ms - dc_now_ms();
+            int           n;
             if (left <= 0)
                 goto timeout;
             n = poll(&pfd, 1, (int)left);
@@ -128,9 +128,9 @@ static int deadline_ms(const dc_db_t *db)
 static int prepare_all(dc_db_t *db)
 {
     for (size_t i = 0; i < db->nstmts; i++) {
-        PGresult *r = NULL;
+        PGresult           *r = NULL;
         const dc_db_stmt_t *s = &db->stmts[i];
-        int rc;
+        int                 rc;
 
         if (!PQsendPrepare(db->conn, s->name, s->sql, s->nparams, NULL)) {
             went_down(db, "prepare", PQerrorMessage(db->conn));
@@ -153,9 +153,9 @@ static int prepare_all(dc_db_t *db)
 static int listen_channel(dc_db_t *db)
 {
     PGresult *r = NULL;
-    char *ident;
-    char sql[160];
-    int rc;
+    char     *ident;
+    char      sql[160];
+    int       rc;
 
     if (db->listen_channel == NULL)
         return DC_OK;
@@ -175,7 +175,7 @@ static int listen_channel(dc_db_t *db)
 
 static int connect_db(dc_db_t *db)
 {
-    char timeout[16], options[64];
+    char        timeout[16], options[64];
     const char *keys[] = { "dbname", "connect_timeout", "options", "application_name", NULL };
     const char *vals[] = { db->cfg->database_url, timeout, options, "dashcache", NULL };
 
@@ -207,11 +207,11 @@ static int connect_db(dc_db_t *db)
 #define BROKEN 1
 
 /* One attempt on the current connection: DC_OK, DC_UNAVAILABLE, DC_ERROR or BROKEN. */
-static int exec_once(dc_db_t *db, const char *name, int nparams, const char *const *params,
-                     const char *sql, int timeout_ms, PGresult **out)
+static int exec_once(dc_db_t *db, const char *name, int nparams, const char *const *params, const char *sql,
+                     int timeout_ms, PGresult **out)
 {
     PGresult *r = NULL;
-    int rc, ok;
+    int       rc, ok;
 
     ok = sql != NULL ? PQsendQueryParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0)
                      : PQsendQueryPrepared(db->conn, name, nparams, params, NULL, NULL, 0);
@@ -227,7 +227,7 @@ static int exec_once(dc_db_t *db, const char *name, int nparams, const char *con
         return BROKEN;
     if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        int busy = state != NULL && (strcmp(state, "57014") == 0 || strncmp(state, "53", 2) == 0);
+        int         busy = state != NULL && (strcmp(state, "57014") == 0 || strncmp(state, "53", 2) == 0);
         /* raised by our functions or a constraint: the caller's answer, not a failure */
         int refused = state != NULL && (strncmp(state, "P0", 2) == 0 || strncmp(state, "22", 2) == 0 ||
                                         strncmp(state, "23", 2) == 0);
@@ -247,8 +247,8 @@ static int exec_once(dc_db_t *db, const char *name, int nparams, const char *con
     return DC_OK;
 }
 
-static int run(dc_db_t *db, const char *name, int nparams, const char *const *params,
-               const char *sql, int timeout_ms, PGresult **out)
+static int run(dc_db_t *db, const char *name, int nparams, const char *const *params, const char *sql,
+               int timeout_ms, PGresult **out)
 {
     int rc;
 
@@ -268,8 +268,8 @@ static int run(dc_db_t *db, const char *name, int nparams, const char *const *pa
 int dc_db_exec(dc_db_t *db, int stmt, const char *const *params, PGresult **out)
 {
     const dc_db_stmt_t *s = &db->stmts[stmt];
-    int64_t t0 = dc_metrics_now_ns();
-    int rc = run(db, s->name, s->nparams, params, NULL, deadline_ms(db), out);
+    int64_t             t0 = dc_metrics_now_ns();
+    int                 rc = run(db, s->name, s->nparams, params, NULL, deadline_ms(db), out);
 
     /* a refused statement (a client's 4xx) ran fine */
     dc_metrics_db_query(stmt, rc == DC_OK || rc == DC_EQUERY, dc_metrics_now_ns() - t0);
@@ -278,9 +278,9 @@ int dc_db_exec(dc_db_t *db, int stmt, const char *const *params, PGresult **out)
 
 int dc_db_ping(dc_db_t *db, int timeout_ms, double *latency_ms)
 {
-    int64_t t0 = dc_now_us();
+    int64_t   t0 = dc_now_us();
     PGresult *r;
-    int rc = run(db, "ping", 0, NULL, "SELECT 1", timeout_ms, &r);
+    int       rc = run(db, "ping", 0, NULL, "SELECT 1", timeout_ms, &r);
 
     PQclear(r);
     *latency_ms = (double)(dc_now_us() - t0) / 1000.0;
@@ -310,7 +310,7 @@ unsigned dc_db_epoch(const dc_db_t *db)
 int dc_db_take_notifications(dc_db_t *db)
 {
     PGnotify *n;
-    int count = 0;
+    int       count = 0;
 
     if (db->conn == NULL)
         return DC_UNAVAILABLE;

@@ -11,7 +11,7 @@
 
 #include "dc_config.h"
 
-struct pg_result;  /* PGresult, for dc_query.c only */
+struct pg_result; /* PGresult, for dc_query.c only */
 
 typedef struct dc_db_s dc_db_t;
 

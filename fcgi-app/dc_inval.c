@@ -33,10 +33,10 @@ static int is_word(const char *s, size_t n)
  */
 static int check_pattern(char *p, char org[DC_UUID_LEN + 1], char *why, size_t cap)
 {
-    char *seg = p + sizeof(PREFIX) - 1;
-    int orgs = 0;
+    char       *seg = p + sizeof(PREFIX) - 1;
+    int         orgs = 0;
     const char *prev = "";
-    size_t prev_len = 0;
+    size_t      prev_len = 0;
 
     if (strncmp(p, PREFIX, sizeof(PREFIX) - 1) != 0)
         return fail(why, cap, "pattern must start with dashboard:");
@@ -46,7 +46,7 @@ static int check_pattern(char *p, char org[DC_UUID_LEN + 1], char *why, size_t c
         *q = (char)tolower((unsigned char)*q);
 
     for (;;) {
-        char *end = strchr(seg, ':');
+        char  *end = strchr(seg, ':');
         size_t n = end ? (size_t)(end - seg) : strlen(seg);
 
         if (prev_len == 3 && memcmp(prev, "org", 3) == 0) {
@@ -81,9 +81,9 @@ static const char *string_field(json_object *o, const char *k, int *present)
 int dc_inval_parse(const char *msg, size_t len, dc_inval_msg_t *out, char *why, size_t cap)
 {
     json_tokener *tok;
-    json_object *o;
-    const char *org, *pattern, *scope;
-    int has_org, has_pattern, has_scope, rc = DC_OK;
+    json_object  *o;
+    const char   *org, *pattern, *scope;
+    int           has_org, has_pattern, has_scope, rc = DC_OK;
 
     memset(out, 0, sizeof(*out));
     if (len > DC_INVAL_MSG_MAX)

@@ -29,7 +29,7 @@ typedef enum {
 typedef struct {
     dc_inval_kind_t kind;
     char            org_id[DC_UUID_LEN + 1];
-    char            pattern[256];      /* DC_INV_PATTERN and DC_INV_ALL */
+    char            pattern[256]; /* DC_INV_PATTERN and DC_INV_ALL */
 } dc_inval_msg_t;
 
 /*

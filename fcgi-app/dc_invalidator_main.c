@@ -29,30 +29,30 @@
 #include "dc_metrics.h"
 #include "dc_query.h"
 
-#define PROGRAM        "dashcache-invalidator"
-#define CHANNEL        "cache:invalidate"
-#define NOTIFY_CHANNEL "dashcache_invalidate"
-#define DRAIN_EVERY_MS 500
-#define BATCH          500
-#define PURGE_EVERY_MS 60000
-#define PURGE_AFTER_S  3600
+#define PROGRAM         "dashcache-invalidator"
+#define CHANNEL         "cache:invalidate"
+#define NOTIFY_CHANNEL  "dashcache_invalidate"
+#define DRAIN_EVERY_MS  500
+#define BATCH           500
+#define PURGE_EVERY_MS  60000
+#define PURGE_AFTER_S   3600
 #define REPORT_EVERY_MS 60000
-#define LAGS           1024
-#define RETRY_MAX_MS   200
+#define LAGS            1024
+#define RETRY_MAX_MS    200
 
 typedef struct {
-    dc_config_t  cfg;
-    dc_cache_t  *cache;
-    dc_db_t     *db;
-    dc_sub_t    *sub;
-    dc_outbox_t  ob;
-    dc_buf_t     orgs;
-    unsigned     db_epoch;
-    int          resync;          /* invalidate everything as soon as we can */
-    int          drain_now;
-    long long    applied, rejected, outbox_rows, resyncs;
-    double       lags[LAGS];      /* ring of the latest outbox lags, ms */
-    size_t       nlags;
+    dc_config_t cfg;
+    dc_cache_t *cache;
+    dc_db_t    *db;
+    dc_sub_t   *sub;
+    dc_outbox_t ob;
+    dc_buf_t    orgs;
+    unsigned    db_epoch;
+    int         resync; /* invalidate everything as soon as we can */
+    int         drain_now;
+    long long   applied, rejected, outbox_rows, resyncs;
+    double      lags[LAGS]; /* ring of the latest outbox lags, ms */
+    size_t      nlags;
 } inv_t;
 
 static volatile sig_atomic_t stop;
@@ -87,10 +87,10 @@ static int invalidate_all(inv_t *v)
 
 static void on_message(void *arg, const char *msg, size_t len)
 {
-    inv_t *v = arg;
+    inv_t         *v = arg;
     dc_inval_msg_t m;
-    char why[128];
-    size_t deleted = 0;
+    char           why[128];
+    size_t         deleted = 0;
 
     if (dc_inval_parse(msg, len, &m, why, sizeof(why)) != DC_OK) {
         v->rejected++;
@@ -183,17 +183,18 @@ static int64_t min64(int64_t a, int64_t b)
 
 static int run(inv_t *v, const sigset_t *wait_mask)
 {
-    int64_t next_drain = 0, next_purge = dc_now_ms() + PURGE_EVERY_MS, next_report = dc_now_ms() + REPORT_EVERY_MS;
+    int64_t next_drain = 0, next_purge = dc_now_ms() + PURGE_EVERY_MS,
+            next_report = dc_now_ms() + REPORT_EVERY_MS;
 
     while (!stop) {
-        struct pollfd fds[2];
+        struct pollfd   fds[2];
         struct timespec ts;
-        int64_t now, wait;
-        int nfds = 0, db_fd, sub_fd, rc;
+        int64_t         now, wait;
+        int             nfds = 0, db_fd, sub_fd, rc;
 
         rc = dc_sub_ensure(v->sub);
         if (rc == DC_DECLINED)
-            v->resync = 1;    /* (re)subscribed: messages may have been missed */
+            v->resync = 1; /* (re)subscribed: messages may have been missed */
         if (dc_db_ensure(v->db) == DC_OK && dc_db_epoch(v->db) != v->db_epoch) {
             v->db_epoch = dc_db_epoch(v->db);
             v->drain_now = 1;
@@ -274,13 +275,13 @@ int main(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    struct sigaction sa;
-    sigset_t block, wait_mask;
+    struct sigaction    sa;
+    sigset_t            block, wait_mask;
     const dc_db_stmt_t *stmts;
-    size_t nstmts;
-    inv_t *v;
-    char err[512];
-    int c, rc;
+    size_t              nstmts;
+    inv_t              *v;
+    char                err[512];
+    int                 c, rc;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h') {

@@ -62,8 +62,8 @@ static void quoted(dc_json_t *j, const char *s)
     put(j, "\"", 1);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        char esc[8];
-        const char *e = NULL;
+        char          esc[8];
+        const char   *e = NULL;
         if (c == '"')
             e = "\\\"";
         else if (c == '\\')
@@ -121,7 +121,7 @@ void dc_json_str(dc_json_t *j, const char *s)
 void dc_json_int(dc_json_t *j, long long v)
 {
     char num[24];
-    int n = snprintf(num, sizeof(num), "%lld", v);
+    int  n = snprintf(num, sizeof(num), "%lld", v);
     value(j, num, (size_t)n);
 }
 
@@ -271,7 +271,7 @@ void dc_json_raw(dc_json_t *j, const char *json)
 void dc_json_raw_compact(dc_json_t *j, const char *json)
 {
     const char *p = json, *run = json;
-    int in_string = 0;
+    int         in_string = 0;
 
     sep(j);
     for (; *p; p++) {

@@ -14,10 +14,10 @@
 
 typedef struct {
     dc_buf_t     *out;
-    size_t        start;                  /* out->len when the writer began */
+    size_t        start; /* out->len when the writer began */
     int           failed;
     unsigned      depth;
-    unsigned char first[DC_JSON_DEPTH];   /* nothing written yet at this level */
+    unsigned char first[DC_JSON_DEPTH]; /* nothing written yet at this level */
 } dc_json_t;
 
 void dc_json_begin(dc_json_t *j, dc_buf_t *out);
@@ -29,7 +29,7 @@ void dc_json_end(dc_json_t *j, char c); /* } or ] */
 /* "key": — the next value belongs to it. */
 void dc_json_key(dc_json_t *j, const char *key);
 
-void dc_json_str(dc_json_t *j, const char *s);   /* NULL → null */
+void dc_json_str(dc_json_t *j, const char *s); /* NULL → null */
 void dc_json_int(dc_json_t *j, long long v);
 void dc_json_bool(dc_json_t *j, int v);
 void dc_json_null(dc_json_t *j);

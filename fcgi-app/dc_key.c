@@ -24,8 +24,8 @@ int dc_key_build(const dc_request_t *req, char *buf, size_t cap)
             n = snprintf(buf, cap, "dashboard:alerts:count:org:%s", req->org_id);
         break;
     case DC_Q_TEMPERATURE:
-        n = snprintf(buf, cap, "dashboard:temperature:trends:org:%s:unit:%s:hours:%d",
-                     req->org_id, req->unit_id, req->hours);
+        n = snprintf(buf, cap, "dashboard:temperature:trends:org:%s:unit:%s:hours:%d", req->org_id,
+                     req->unit_id, req->hours);
         break;
     case DC_Q_DEVICES:
         n = snprintf(buf, cap, "dashboard:devices:online:org:%s", req->org_id);

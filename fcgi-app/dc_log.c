@@ -36,12 +36,12 @@ int dc_log_enabled(dc_log_level_t level)
 
 void dc_log(dc_log_level_t level, const char *event, const char *fmt, ...)
 {
-    char msg[1024], line[2048];
+    char           msg[1024], line[2048];
     struct timeval tv;
-    struct tm tm;
-    va_list ap;
-    size_t n, i;
-    int saved_errno = errno;
+    struct tm      tm;
+    va_list        ap;
+    size_t         n, i;
+    int            saved_errno = errno;
 
     if (level < min_level)
         return;

@@ -31,7 +31,11 @@ int dc_log_enabled(dc_log_level_t level);
  */
 void dc_log(dc_log_level_t level, const char *event, const char *fmt, ...) DC_PRINTF(3, 4);
 
-#define dc_log_debug(ev, ...) do { if (dc_log_enabled(DC_LOG_DEBUG)) dc_log(DC_LOG_DEBUG, ev, __VA_ARGS__); } while (0)
+#define dc_log_debug(ev, ...)                      \
+    do {                                           \
+        if (dc_log_enabled(DC_LOG_DEBUG))          \
+            dc_log(DC_LOG_DEBUG, ev, __VA_ARGS__); \
+    } while (0)
 #define dc_log_info(ev, ...)  dc_log(DC_LOG_INFO, ev, __VA_ARGS__)
 #define dc_log_warn(ev, ...)  dc_log(DC_LOG_WARN, ev, __VA_ARGS__)
 #define dc_log_error(ev, ...) dc_log(DC_LOG_ERROR, ev, __VA_ARGS__)

@@ -22,24 +22,23 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: " PROGRAM " [--listen ADDR] [--workers N] [--socket-mode MODE] [--pid-file FILE]\n"
-            "\n"
-            "  --listen ADDR       unix:/path/to.sock, /path/to.sock, host:port or :port;\n"
-            "                      runs a prefork master on it\n"
-            "  --workers N         worker processes (default: 2 x cores)\n"
-            "  --socket-mode MODE  octal mode of a unix socket (default 0660)\n"
-            "  --pid-file FILE     write the master's pid there\n"
-            "\n"
-            "Without --listen it serves a socket it inherits: systemd socket activation\n"
-            "(LISTEN_FDS) or fd 0 (spawn-fcgi); with --workers it forks that many workers on\n"
-            "it, without it serves as one worker. Configuration comes from the environment:\n"
-            "see .env.example.\n");
+    fprintf(f, "usage: " PROGRAM " [--listen ADDR] [--workers N] [--socket-mode MODE] [--pid-file FILE]\n"
+               "\n"
+               "  --listen ADDR       unix:/path/to.sock, /path/to.sock, host:port or :port;\n"
+               "                      runs a prefork master on it\n"
+               "  --workers N         worker processes (default: 2 x cores)\n"
+               "  --socket-mode MODE  octal mode of a unix socket (default 0660)\n"
+               "  --pid-file FILE     write the master's pid there\n"
+               "\n"
+               "Without --listen it serves a socket it inherits: systemd socket activation\n"
+               "(LISTEN_FDS) or fd 0 (spawn-fcgi); with --workers it forks that many workers on\n"
+               "it, without it serves as one worker. Configuration comes from the environment:\n"
+               "see .env.example.\n");
 }
 
 static int is_listening_socket(int fd)
 {
-    int v = 0;
+    int       v = 0;
     socklen_t len = sizeof(v);
     return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v;
 }
@@ -49,8 +48,7 @@ static int inherited_socket(void)
 {
     const char *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
 
-    if (fds != NULL && pid != NULL && atol(pid) == (long)getpid() && atoi(fds) >= 1 &&
-        is_listening_socket(3))
+    if (fds != NULL && pid != NULL && atol(pid) == (long)getpid() && atoi(fds) >= 1 && is_listening_socket(3))
         return 3;
     if (is_listening_socket(0))
         return 0;
@@ -60,7 +58,7 @@ static int inherited_socket(void)
 static int parse_positive(const char *s, int max, int *out)
 {
     char *end;
-    long v;
+    long  v;
 
     errno = 0;
     v = strtol(s, &end, 10);
@@ -81,10 +79,10 @@ int main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const char *listen_spec = NULL, *pid_file = NULL;
-    int workers = 0, mode = 0660, fd, c, rc;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int         workers = 0, mode = 0660, fd, c, rc;
+    long        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     dc_config_t cfg;
-    char err[512];
+    char        err[512];
 
     while ((c = getopt_long(argc, argv, "l:w:m:p:h", opts, NULL)) != -1) {
         switch (c) {
@@ -93,15 +91,17 @@ int main(int argc, char **argv)
             break;
         case 'w':
             if (parse_positive(optarg, 1024, &workers) != 0) {
-                fprintf(stderr, PROGRAM ": --workers must be an integer between 1 and 1024 (got \"%s\")\n", optarg);
+                fprintf(stderr, PROGRAM ": --workers must be an integer between 1 and 1024 (got \"%s\")\n",
+                        optarg);
                 return 2;
             }
             break;
         case 'm': {
             char *end;
-            long m = strtol(optarg, &end, 8);
+            long  m = strtol(optarg, &end, 8);
             if (*end != '\0' || end == optarg || m < 0 || m > 0777) {
-                fprintf(stderr, PROGRAM ": --socket-mode must be an octal mode such as 0660 (got \"%s\")\n", optarg);
+                fprintf(stderr, PROGRAM ": --socket-mode must be an octal mode such as 0660 (got \"%s\")\n",
+                        optarg);
                 return 2;
             }
             mode = (int)m;
@@ -153,7 +153,7 @@ int main(int argc, char **argv)
         fd = inherited_socket();
         if (fd < 0) {
             fprintf(stderr, PROGRAM ": no socket to serve: give --listen, or start it under "
-                            "spawn-fcgi or systemd socket activation\n");
+                                    "spawn-fcgi or systemd socket activation\n");
             usage(stderr);
             return 2;
         }
@@ -171,7 +171,8 @@ int main(int argc, char **argv)
         const char *path = NULL;
         if (listen_spec != NULL)
             path = strncmp(listen_spec, "unix:", 5) == 0 ? listen_spec + 5
-                 : listen_spec[0] == '/' ? listen_spec : NULL;
+                   : listen_spec[0] == '/'               ? listen_spec
+                                                         : NULL;
         rc = dc_master_run(fd, workers, &cfg, path);
     } else {
         rc = dc_worker_run(fd, &cfg);

@@ -20,16 +20,16 @@
 #include "dc_signal.h"
 #include "dc_worker.h"
 
-#define BACKLOG          1024
-#define FAST_EXIT_MS     2000    /* a worker that dies sooner is crash-looping */
-#define BACKOFF_MAX_MS   10000
+#define BACKLOG        1024
+#define FAST_EXIT_MS   2000 /* a worker that dies sooner is crash-looping */
+#define BACKOFF_MAX_MS 10000
 
 typedef struct {
-    pid_t   pid;            /* 0: slot empty */
+    pid_t   pid; /* 0: slot empty */
     int64_t started_ms;
-    int64_t spawn_at_ms;    /* respawn not before this */
+    int64_t spawn_at_ms; /* respawn not before this */
     int     fast_exits;
-    int     asked_to_stop;  /* we sent it SIGTERM (reload): not a restart */
+    int     asked_to_stop; /* we sent it SIGTERM (reload): not a restart */
 } slot_t;
 
 typedef enum { RUNNING, STOPPING } state_t;
@@ -37,7 +37,7 @@ typedef enum { RUNNING, STOPPING } state_t;
 static int listen_unix(const char *path, int mode, char *err, size_t errlen)
 {
     struct sockaddr_un sa;
-    int fd;
+    int                fd;
 
     if (strlen(path) >= sizeof(sa.sun_path)) {
         snprintf(err, errlen, "socket path %s is longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
@@ -63,11 +63,11 @@ static int listen_unix(const char *path, int mode, char *err, size_t errlen)
 
 static int listen_tcp(const char *spec, char *err, size_t errlen)
 {
-    char host[256];
-    const char *colon = strrchr(spec, ':');
+    char            host[256];
+    const char     *colon = strrchr(spec, ':');
     struct addrinfo hints, *ai = NULL;
-    int fd = -1, one = 1, rc;
-    size_t hn;
+    int             fd = -1, one = 1, rc;
+    size_t          hn;
 
     if (colon == NULL || colon[1] == '\0') {
         snprintf(err, errlen, "listen address %s is neither unix:/path nor host:port", spec);
@@ -141,13 +141,13 @@ static void log_exit(pid_t pid, int status, int64_t lived_ms)
                "worker %d exited with code %d after %lld ms", (int)pid, WEXITSTATUS(status),
                (long long)lived_ms);
     else if (WIFSIGNALED(status))
-        dc_log_warn("master.worker_exit", "worker %d killed by signal %d (%s) after %lld ms",
-                    (int)pid, WTERMSIG(status), strsignal(WTERMSIG(status)), (long long)lived_ms);
+        dc_log_warn("master.worker_exit", "worker %d killed by signal %d (%s) after %lld ms", (int)pid,
+                    WTERMSIG(status), strsignal(WTERMSIG(status)), (long long)lived_ms);
 }
 
 static void reap(slot_t *slots, int n, state_t state)
 {
-    int status;
+    int   status;
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
@@ -169,8 +169,8 @@ static void reap(slot_t *slots, int n, state_t state)
                 int64_t delay = 100LL << (s->fast_exits < 7 ? s->fast_exits : 7);
                 s->fast_exits++;
                 s->spawn_at_ms = now + (delay < BACKOFF_MAX_MS ? delay : BACKOFF_MAX_MS);
-                dc_log_warn("master.backoff", "worker slot %d keeps dying; next start in %lld ms",
-                            i, (long long)(s->spawn_at_ms - now));
+                dc_log_warn("master.backoff", "worker slot %d keeps dying; next start in %lld ms", i,
+                            (long long)(s->spawn_at_ms - now));
             } else {
                 s->fast_exits = 0;
                 s->spawn_at_ms = now;
@@ -201,10 +201,10 @@ static int alive(const slot_t *slots, int n)
 int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg, const char *unix_path)
 {
     sigset_t set, orig;
-    slot_t *slots;
-    state_t state = RUNNING;
-    int64_t stop_deadline = 0;
-    int killed = 0;
+    slot_t  *slots;
+    state_t  state = RUNNING;
+    int64_t  stop_deadline = 0;
+    int      killed = 0;
 
     slots = calloc((size_t)workers, sizeof(*slots));
     if (slots == NULL) {
@@ -222,9 +222,9 @@ int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg, const char
 
     for (;;) {
         struct timespec ts = { 0, 200L * 1000 * 1000 };
-        siginfo_t info;
-        int64_t now;
-        int signo;
+        siginfo_t       info;
+        int64_t         now;
+        int             signo;
 
         reap(slots, workers, state);
         now = dc_now_ms();
@@ -281,7 +281,7 @@ int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg, const char
             }
             break;
         default:
-            break;    /* SIGCHLD: reaped at the top of the loop */
+            break; /* SIGCHLD: reaped at the top of the loop */
         }
     }
 

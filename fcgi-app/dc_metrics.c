@@ -15,13 +15,13 @@
 
 #include "dc_log.h"
 
-#define MAGIC     0x6463616368656d31ULL   /* "dcachem1" */
-#define VERSION   1
-#define SLOTS     128
-#define NBUCKETS  8                       /* finite bounds; +Inf is the count */
+#define MAGIC    0x6463616368656d31ULL /* "dcachem1" */
+#define VERSION  1
+#define SLOTS    128
+#define NBUCKETS 8 /* finite bounds; +Inf is the count */
 
 typedef struct {
-    uint64_t bucket[NBUCKETS];   /* observations in (bound[i-1], bound[i]] */
+    uint64_t bucket[NBUCKETS]; /* observations in (bound[i-1], bound[i]] */
     uint64_t count;
     uint64_t sum_ns;
 } hist_t;
@@ -55,23 +55,24 @@ typedef struct {
     slot_t   slot[SLOTS];
 } shm_t;
 
-static shm_t *shm;
+static shm_t  *shm;
 static slot_t *me;
-static int disabled;
+static int     disabled;
 
 /* Upper bounds of the buckets, in nanoseconds and as printed. */
 static const int64_t bound_ns[NBUCKETS] = {
     1000000, 5000000, 10000000, 50000000, 100000000, 500000000, 1000000000, 5000000000,
 };
 static const char *const bound_txt[NBUCKETS] = { "0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1", "5" };
-#define CACHE_BUCKETS 6   /* the cache latency family stops at 0.5 s */
+#define CACHE_BUCKETS 6 /* the cache latency family stops at 0.5 s */
 
 static const int statuses[] = { 200, 201, 400, 403, 404, 405, 409, 413, 415, 500, 503 };
-#define NSTATUS (sizeof(statuses) / sizeof(statuses[0]))   /* index NSTATUS: anything else */
+#define NSTATUS (sizeof(statuses) / sizeof(statuses[0])) /* index NSTATUS: anything else */
 
 static const char *const route_names[DC_MR_COUNT] = {
-    "stats", "units", "alerts", "temperature", "devices", "compliance", "audit", "ingest",
-    "alert_create", "alert_resolve", "device_status", "health", "metrics", "admin", "other",
+    "stats",         "units",  "alerts",  "temperature",  "devices",
+    "compliance",    "audit",  "ingest",  "alert_create", "alert_resolve",
+    "device_status", "health", "metrics", "admin",        "other",
 };
 static const char *const cop_names[DC_COP_COUNT] = { "get", "set", "invalidate", "publish", "connect" };
 static const char *const source_names[DC_IS_COUNT] = { "write", "pubsub", "outbox", "resync" };
@@ -111,8 +112,8 @@ void dc_metrics_default_path(const dc_config_t *cfg, char *path, size_t cap)
 {
     const char *env = getenv("METRICS_FILE");
     const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    uint64_t h = 1469598103934665603ULL;
-    char redis[1600];
+    uint64_t    h = 1469598103934665603ULL;
+    char        redis[1600];
 
     if (env != NULL && *env != '\0') {
         snprintf(path, cap, "%s", env);
@@ -133,8 +134,8 @@ void dc_metrics_disable(void)
 int dc_metrics_open(const char *path, char *err, size_t errlen)
 {
     struct stat st;
-    int fd;
-    void *p;
+    int         fd;
+    void       *p;
 
     if (disabled || shm != NULL)
         return DC_OK;
@@ -322,8 +323,8 @@ static void take(snapshot_t *s)
     memset(s, 0, sizeof(*s));
     for (int i = 0; i < SLOTS; i++) {
         const slot_t *src = &shm->slot[i];
-        slot_t *t = &s->total;
-        int32_t pid = __atomic_load_n(&src->pid, __ATOMIC_ACQUIRE);
+        slot_t       *t = &s->total;
+        int32_t       pid = __atomic_load_n(&src->pid, __ATOMIC_ACQUIRE);
         if (pid == 0)
             continue;
         if (alive(pid)) {
@@ -398,8 +399,8 @@ static void counters(dc_buf_t *o, int *rc, const char *name, const char *help, c
 /* One histogram series: cumulative buckets up to nb bounds, +Inf, sum, count. */
 static void hist(dc_buf_t *o, int *rc, const char *name, const char *labels, const hist_t *h, int nb)
 {
-    char lab[192], metric[128];
-    uint64_t cum = 0;
+    char        lab[192], metric[128];
+    uint64_t    cum = 0;
     const char *sep = labels[0] ? "," : "";
 
     snprintf(metric, sizeof(metric), "%s_bucket", name);
@@ -419,11 +420,11 @@ static void hist(dc_buf_t *o, int *rc, const char *name, const char *labels, con
 
 int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
 {
-    snapshot_t *snap;
+    snapshot_t   *snap;
     const slot_t *t;
-    const char *qnames[DC_Q_COUNT];
-    char lab[160];
-    int rc = DC_OK;
+    const char   *qnames[DC_Q_COUNT];
+    char          lab[160];
+    int           rc = DC_OK;
 
     if (shm == NULL)
         return DC_ERROR;
@@ -437,8 +438,8 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
 
     for (int q = 0; q < DC_Q_AUDIT; q++)
         qnames[q] = dc_qtype_name((dc_qtype_t)q);
-    counters(o, &rc, "dashboard_cache_hit_total", "Dashboard answers served from Redis.", "query_type", qnames,
-             t->cache_hit, DC_Q_AUDIT);
+    counters(o, &rc, "dashboard_cache_hit_total", "Dashboard answers served from Redis.", "query_type",
+             qnames, t->cache_hit, DC_Q_AUDIT);
     counters(o, &rc, "dashboard_cache_miss_total",
              "Dashboard answers read from PostgreSQL because Redis had none (or a stale one).", "query_type",
              qnames, t->cache_miss, DC_Q_AUDIT);
@@ -455,8 +456,9 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
 
     counters(o, &rc, "dashboard_db_queries_total", "PostgreSQL statements run, by statement.", "statement",
              stmt_names, t->db_queries, nstmts);
-    counters(o, &rc, "dashboard_db_errors_total", "PostgreSQL statements that failed, timed out or found no connection.",
-             "statement", stmt_names, t->db_errors, nstmts);
+    counters(o, &rc, "dashboard_db_errors_total",
+             "PostgreSQL statements that failed, timed out or found no connection.", "statement", stmt_names,
+             t->db_errors, nstmts);
     family(o, &rc, "dashboard_db_query_duration_seconds", "histogram", "Duration of PostgreSQL statements.");
     for (size_t i = 0; i < nstmts; i++) {
         snprintf(lab, sizeof(lab), "statement=\"%s\"", stmt_names[i]);
@@ -491,7 +493,8 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
     family(o, &rc, "dashboard_outbox_rows_processed_total", "counter", "cache_outbox rows applied.");
     line(o, &rc, "dashboard_outbox_rows_processed_total", "", t->outbox_rows);
 
-    family(o, &rc, "dashboard_worker_restarts_total", "counter", "Workers the master started again after one died.");
+    family(o, &rc, "dashboard_worker_restarts_total", "counter",
+           "Workers the master started again after one died.");
     line(o, &rc, "dashboard_worker_restarts_total", "", t->worker_restarts);
     family(o, &rc, "dashboard_workers", "gauge", "Worker processes alive.");
     line(o, &rc, "dashboard_workers", "", (uint64_t)snap->workers);

@@ -37,7 +37,7 @@ typedef enum {
     DC_COP_COUNT
 } dc_cop_t;
 
-#define DC_COP_TIMED 3   /* get, set, invalidate have a latency histogram */
+#define DC_COP_TIMED 3 /* get, set, invalidate have a latency histogram */
 
 /* HTTP routes (the route label). */
 typedef enum {
@@ -61,10 +61,10 @@ typedef enum {
 
 /* Where an invalidation came from. */
 typedef enum {
-    DC_IS_WRITE = 0,    /* a worker's own write endpoint */
-    DC_IS_PUBSUB,       /* cache:invalidate message */
-    DC_IS_OUTBOX,       /* database trigger */
-    DC_IS_RESYNC,       /* everything, after a gap in the subscription */
+    DC_IS_WRITE = 0, /* a worker's own write endpoint */
+    DC_IS_PUBSUB,    /* cache:invalidate message */
+    DC_IS_OUTBOX,    /* database trigger */
+    DC_IS_RESYNC,    /* everything, after a gap in the subscription */
     DC_IS_COUNT
 } dc_isource_t;
 

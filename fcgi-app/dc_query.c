@@ -33,10 +33,12 @@ enum {
 };
 
 #define ISO_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-#define ACTOR "api"
+#define ACTOR        "api"
 
 #define COMPLIANCE_DAYS 30
 
+/* The SQL is laid out by hand. */
+/* clang-format off */
 static const dc_db_stmt_t statements[S_COUNT] = {
     [S_ORG_EXISTS] = { "org_exists", "SELECT 1 FROM organizations WHERE id = $1", 1 },
     [S_UNIT_EXISTS] = { "unit_exists", "SELECT 1 FROM units WHERE id = $1 AND org_id = $2", 2 },
@@ -103,6 +105,7 @@ static const dc_db_stmt_t statements[S_COUNT] = {
         " RETURNING 1) SELECT count(*) FROM d", 1 },
     [S_ORG_IDS] = { "org_ids", "SELECT id::text FROM organizations ORDER BY id", 0 },
 };
+/* clang-format on */
 
 const dc_db_stmt_t *dc_query_statements(size_t *n)
 {
@@ -132,8 +135,8 @@ static int one_row(dc_db_t *db, int stmt, const char *const *params, PGresult **
 static int units_status(dc_db_t *db, const char *org, dc_units_status_t *v)
 {
     const char *params[] = { org };
-    PGresult *r;
-    int rc = one_row(db, S_UNITS_STATUS, params, &r);
+    PGresult   *r;
+    int         rc = one_row(db, S_UNITS_STATUS, params, &r);
 
     if (rc != DC_OK)
         return rc == DC_DECLINED ? DC_ERROR : rc;
@@ -149,8 +152,8 @@ static int units_status(dc_db_t *db, const char *org, dc_units_status_t *v)
 static int alert_count(dc_db_t *db, const char *org, const char *unit, dc_alert_count_t *v)
 {
     const char *params[] = { org, unit };
-    PGresult *r;
-    int rc = one_row(db, unit[0] ? S_ALERTS_UNIT : S_ALERTS_ORG, params, &r);
+    PGresult   *r;
+    int         rc = one_row(db, unit[0] ? S_ALERTS_UNIT : S_ALERTS_ORG, params, &r);
 
     if (rc != DC_OK)
         return rc == DC_DECLINED ? DC_ERROR : rc;
@@ -161,10 +164,10 @@ static int alert_count(dc_db_t *db, const char *org, const char *unit, dc_alert_
 
 static int devices_online(dc_db_t *db, const dc_config_t *cfg, const char *org, dc_devices_online_t *v)
 {
-    char secs[16];
+    char        secs[16];
     const char *params[] = { org, secs };
-    PGresult *r;
-    int rc;
+    PGresult   *r;
+    int         rc;
 
     snprintf(secs, sizeof(secs), "%d", cfg->device_online_s);
     rc = one_row(db, S_DEVICES, params, &r);
@@ -178,10 +181,10 @@ static int devices_online(dc_db_t *db, const dc_config_t *cfg, const char *org, 
 
 static int compliance(dc_db_t *db, const char *org, dc_compliance_t *v)
 {
-    char days[8];
+    char        days[8];
     const char *params[] = { org, days };
-    PGresult *r;
-    int rc;
+    PGresult   *r;
+    int         rc;
 
     snprintf(days, sizeof(days), "%d", COMPLIANCE_DAYS);
     rc = one_row(db, S_COMPLIANCE, params, &r);
@@ -197,11 +200,11 @@ static int compliance(dc_db_t *db, const char *org, dc_compliance_t *v)
 
 static int trends(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m, dc_buf_t *body)
 {
-    char hours[8];
-    const char *params[] = { req->unit_id, req->org_id, hours };
+    char              hours[8];
+    const char       *params[] = { req->unit_id, req->org_id, hours };
     dc_trend_point_t *pts;
-    PGresult *r;
-    int rc, n;
+    PGresult         *r;
+    int               rc, n;
 
     snprintf(hours, sizeof(hours), "%d", req->hours);
     rc = dc_db_exec(db, S_TRENDS, params, &r);
@@ -226,11 +229,11 @@ static int trends(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m,
 
 static int audit(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m, dc_buf_t *body)
 {
-    char limit[8];
-    const char *params[] = { req->org_id, limit };
+    char              limit[8];
+    const char       *params[] = { req->org_id, limit };
     dc_audit_entry_t *e;
-    PGresult *r;
-    int rc, n;
+    PGresult         *r;
+    int               rc, n;
 
     snprintf(limit, sizeof(limit), "%d", req->limit);
     rc = dc_db_exec(db, S_AUDIT, params, &r);
@@ -259,7 +262,7 @@ static int audit(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m, 
 static int exists(dc_db_t *db, int stmt, const char *const *params)
 {
     PGresult *r;
-    int rc = one_row(db, stmt, params, &r);
+    int       rc = one_row(db, stmt, params, &r);
     PQclear(r);
     return rc;
 }
@@ -267,8 +270,8 @@ static int exists(dc_db_t *db, int stmt, const char *const *params)
 static void now_iso(char *buf, size_t cap)
 {
     struct timeval tv;
-    struct tm tm;
-    size_t n;
+    struct tm      tm;
+    size_t         n;
 
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
@@ -279,12 +282,12 @@ static void now_iso(char *buf, size_t cap)
 int dc_query_run(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_buf_t *body,
                  dc_error_t *err)
 {
-    const char *org_params[] = { req->org_id };
-    const char *unit_params[] = { req->unit_id, req->org_id };
-    char generated[40];
+    const char    *org_params[] = { req->org_id };
+    const char    *unit_params[] = { req->unit_id, req->org_id };
+    char           generated[40];
     dc_view_meta_t m = { req->org_id, NULL, generated };
-    dc_stats_t st;
-    int rc;
+    dc_stats_t     st;
+    int            rc;
 
     rc = exists(db, S_ORG_EXISTS, org_params);
     if (rc == DC_DECLINED) {
@@ -395,9 +398,9 @@ static int refused(PGresult *r, dc_error_t *err)
     if (msg == NULL)
         msg = "the database refused the request";
     if (state != NULL && strcmp(state, "P0002") == 0) {
-        const char *code = strncmp(msg, "unit ", 5) == 0 ? "unit_not_found"
-                         : strncmp(msg, "alert ", 6) == 0 ? "alert_not_found"
-                         : "device_not_found";
+        const char *code = strncmp(msg, "unit ", 5) == 0    ? "unit_not_found"
+                           : strncmp(msg, "alert ", 6) == 0 ? "alert_not_found"
+                                                            : "device_not_found";
         dc_error_set(err, 404, code, "%s", msg);
         if (strncmp(msg, "readings[", 9) == 0)
             err->index = atoi(msg + 9);
@@ -412,17 +415,17 @@ static int write_ingest(dc_db_t *db, const dc_write_t *w, dc_buf_t *body, dc_wri
                         dc_error_t *err)
 {
     const char *params[] = { w->devices.data, w->temps.data, w->times.data };
-    int64_t units = 0, alerts = 0;
-    PGresult *r;
-    int rc = dc_db_exec(db, S_INGEST, params, &r);
+    int64_t     units = 0, alerts = 0;
+    PGresult   *r;
+    int         rc = dc_db_exec(db, S_INGEST, params, &r);
 
     if (rc == DC_EQUERY)
         return refused(r, err);
     if (rc != DC_OK)
         return rc;
     for (int i = 0; i < PQntuples(r) && rc == DC_OK; i++) {
-        const char *type = PQgetvalue(r, i, 0), *org = PQgetvalue(r, i, 1);
-        int alert = strcmp(type, "alertCreated") == 0;
+        const char     *type = PQgetvalue(r, i, 0), *org = PQgetvalue(r, i, 1);
+        int             alert = strcmp(type, "alertCreated") == 0;
         dc_view_field_t f[] = {
             { "type", DC_VF_STR, type, 0 },
             { "orgId", DC_VF_STR, org, 0 },
@@ -455,8 +458,8 @@ static int write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_wri
                               dc_write_result_t *res, dc_error_t *err)
 {
     const char *params[] = { req->org_id, w->alert.unit_id, w->alert.kind, w->alert.message, ACTOR };
-    PGresult *r;
-    int rc = dc_db_exec(db, S_ALERT_CREATE, params, &r);
+    PGresult   *r;
+    int         rc = dc_db_exec(db, S_ALERT_CREATE, params, &r);
 
     if (rc == DC_EQUERY)
         return refused(r, err);
@@ -464,19 +467,14 @@ static int write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_wri
         return rc;
     {
         dc_view_field_t f[] = {
-            { "type", DC_VF_STR, "alertCreated", 0 },
-            { "orgId", DC_VF_STR, req->org_id, 0 },
-            { "unitId", DC_VF_STR, w->alert.unit_id, 0 },
-            { "alertId", DC_VF_STR, PQgetvalue(r, 0, 0), 0 },
+            { "type", DC_VF_STR, "alertCreated", 0 },     { "orgId", DC_VF_STR, req->org_id, 0 },
+            { "unitId", DC_VF_STR, w->alert.unit_id, 0 }, { "alertId", DC_VF_STR, PQgetvalue(r, 0, 0), 0 },
             { "at", DC_VF_STR, PQgetvalue(r, 0, 1), 0 },
         };
         dc_view_field_t a[] = {
-            { "id", DC_VF_STR, PQgetvalue(r, 0, 0), 0 },
-            { "orgId", DC_VF_STR, req->org_id, 0 },
-            { "unitId", DC_VF_STR, w->alert.unit_id, 0 },
-            { "kind", DC_VF_STR, w->alert.kind, 0 },
-            { "message", DC_VF_STR, w->alert.message, 0 },
-            { "createdAt", DC_VF_STR, PQgetvalue(r, 0, 1), 0 },
+            { "id", DC_VF_STR, PQgetvalue(r, 0, 0), 0 },   { "orgId", DC_VF_STR, req->org_id, 0 },
+            { "unitId", DC_VF_STR, w->alert.unit_id, 0 },  { "kind", DC_VF_STR, w->alert.kind, 0 },
+            { "message", DC_VF_STR, w->alert.message, 0 }, { "createdAt", DC_VF_STR, PQgetvalue(r, 0, 1), 0 },
         };
         rc = record_write(res, req->org_id, f, DC_ARRAY_LEN(f), a, DC_ARRAY_LEN(a), body);
     }
@@ -485,12 +483,12 @@ static int write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_wri
     return rc;
 }
 
-static int write_alert_resolve(dc_db_t *db, const dc_request_t *req, dc_buf_t *body,
-                               dc_write_result_t *res, dc_error_t *err)
+static int write_alert_resolve(dc_db_t *db, const dc_request_t *req, dc_buf_t *body, dc_write_result_t *res,
+                               dc_error_t *err)
 {
     const char *params[] = { req->org_id, req->item_id, ACTOR };
-    PGresult *r;
-    int rc = dc_db_exec(db, S_ALERT_RESOLVE, params, &r);
+    PGresult   *r;
+    int         rc = dc_db_exec(db, S_ALERT_RESOLVE, params, &r);
 
     if (rc == DC_EQUERY)
         return refused(r, err);
@@ -501,17 +499,16 @@ static int write_alert_resolve(dc_db_t *db, const dc_request_t *req, dc_buf_t *b
         return DC_ERROR;
     }
     if (strcmp(PQgetvalue(r, 0, 0), "already_resolved") == 0) {
-        dc_error_set(err, 409, "alert_already_resolved", "alert %s was already resolved at %s; nothing changed",
-                     req->item_id, PQgetvalue(r, 0, 2));
+        dc_error_set(err, 409, "alert_already_resolved",
+                     "alert %s was already resolved at %s; nothing changed", req->item_id,
+                     PQgetvalue(r, 0, 2));
         PQclear(r);
         return DC_DECLINED;
     }
     {
         dc_view_field_t f[] = {
-            { "type", DC_VF_STR, "alertResolved", 0 },
-            { "orgId", DC_VF_STR, req->org_id, 0 },
-            { "unitId", DC_VF_STR, PQgetvalue(r, 0, 1), 0 },
-            { "alertId", DC_VF_STR, req->item_id, 0 },
+            { "type", DC_VF_STR, "alertResolved", 0 },       { "orgId", DC_VF_STR, req->org_id, 0 },
+            { "unitId", DC_VF_STR, PQgetvalue(r, 0, 1), 0 }, { "alertId", DC_VF_STR, req->item_id, 0 },
             { "at", DC_VF_STR, PQgetvalue(r, 0, 2), 0 },
         };
         dc_view_field_t a[] = {
@@ -530,8 +527,8 @@ static int write_device_status(dc_db_t *db, const dc_request_t *req, const dc_wr
                                dc_write_result_t *res, dc_error_t *err)
 {
     const char *params[] = { req->org_id, req->item_id, w->online ? "true" : "false", ACTOR };
-    PGresult *r;
-    int rc = dc_db_exec(db, S_DEVICE_STATUS, params, &r);
+    PGresult   *r;
+    int         rc = dc_db_exec(db, S_DEVICE_STATUS, params, &r);
 
     if (rc == DC_EQUERY)
         return refused(r, err);
@@ -542,14 +539,11 @@ static int write_device_status(dc_db_t *db, const dc_request_t *req, const dc_wr
         return DC_ERROR;
     }
     {
-        const char *seen = PQgetisnull(r, 0, 1) ? NULL : PQgetvalue(r, 0, 1);
+        const char     *seen = PQgetisnull(r, 0, 1) ? NULL : PQgetvalue(r, 0, 1);
         dc_view_field_t f[] = {
-            { "type", DC_VF_STR, "deviceStatusChange", 0 },
-            { "orgId", DC_VF_STR, req->org_id, 0 },
-            { "unitId", DC_VF_STR, PQgetvalue(r, 0, 0), 0 },
-            { "deviceId", DC_VF_STR, req->item_id, 0 },
-            { "online", DC_VF_BOOL, NULL, w->online },
-            { "at", DC_VF_STR, PQgetvalue(r, 0, 2), 0 },
+            { "type", DC_VF_STR, "deviceStatusChange", 0 },  { "orgId", DC_VF_STR, req->org_id, 0 },
+            { "unitId", DC_VF_STR, PQgetvalue(r, 0, 0), 0 }, { "deviceId", DC_VF_STR, req->item_id, 0 },
+            { "online", DC_VF_BOOL, NULL, w->online },       { "at", DC_VF_STR, PQgetvalue(r, 0, 2), 0 },
         };
         dc_view_field_t a[] = {
             { "deviceId", DC_VF_STR, req->item_id, 0 },
@@ -583,10 +577,10 @@ int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc
 
 int dc_query_outbox_pending(dc_db_t *db, dc_outbox_t *ob, size_t max)
 {
-    char limit[16];
+    char        limit[16];
     const char *params[] = { limit };
-    PGresult *r;
-    int rc;
+    PGresult   *r;
+    int         rc;
 
     dc_buf_reset(&ob->ids);
     dc_buf_reset(&ob->orgs);
@@ -603,7 +597,7 @@ int dc_query_outbox_pending(dc_db_t *db, dc_outbox_t *ob, size_t max)
             ob->all = 1;
         } else {
             const char *org = PQgetvalue(r, i, 1);
-            size_t k;
+            size_t      k;
             for (k = 0; k < ob->norgs; k++)
                 if (memcmp(ob->orgs.data + k * DC_UUID_LEN, org, DC_UUID_LEN) == 0)
                     break;
@@ -623,8 +617,8 @@ int dc_query_outbox_pending(dc_db_t *db, dc_outbox_t *ob, size_t max)
 int dc_query_outbox_done(dc_db_t *db, const dc_outbox_t *ob, dc_lag_fn fn, void *arg)
 {
     const char *params[] = { ob->ids.data };
-    PGresult *r;
-    int rc = dc_db_exec(db, S_OUTBOX_DONE, params, &r);
+    PGresult   *r;
+    int         rc = dc_db_exec(db, S_OUTBOX_DONE, params, &r);
 
     if (rc != DC_OK)
         return rc == DC_EQUERY ? (PQclear(r), DC_ERROR) : rc;
@@ -636,10 +630,10 @@ int dc_query_outbox_done(dc_db_t *db, const dc_outbox_t *ob, dc_lag_fn fn, void 
 
 int dc_query_outbox_purge(dc_db_t *db, int older_than_s, long long *purged)
 {
-    char secs[16];
+    char        secs[16];
     const char *params[] = { secs };
-    PGresult *r;
-    int rc;
+    PGresult   *r;
+    int         rc;
 
     snprintf(secs, sizeof(secs), "%d", older_than_s);
     rc = dc_db_exec(db, S_OUTBOX_PURGE, params, &r);
@@ -653,7 +647,7 @@ int dc_query_outbox_purge(dc_db_t *db, int older_than_s, long long *purged)
 int dc_query_org_ids(dc_db_t *db, dc_buf_t *orgs, size_t *n)
 {
     PGresult *r;
-    int rc = dc_db_exec(db, S_ORG_IDS, NULL, &r);
+    int       rc = dc_db_exec(db, S_ORG_IDS, NULL, &r);
 
     dc_buf_reset(orgs);
     *n = 0;

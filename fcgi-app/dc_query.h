@@ -24,10 +24,10 @@ int dc_query_run(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, d
 
 /* What a committed write must invalidate and announce. */
 typedef struct {
-    int      status;       /* HTTP status of the answer: 200 or 201 */
-    dc_buf_t orgs;         /* distinct organization ids, DC_UUID_LEN bytes each, back to back */
+    int      status; /* HTTP status of the answer: 200 or 201 */
+    dc_buf_t orgs;   /* distinct organization ids, DC_UUID_LEN bytes each, back to back */
     size_t   norgs;
-    dc_buf_t events;       /* event JSON objects for dashboard:events, each NUL-terminated */
+    dc_buf_t events; /* event JSON objects for dashboard:events, each NUL-terminated */
     size_t   nevents;
 } dc_write_result_t;
 
@@ -45,11 +45,11 @@ int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc
 
 /* A batch of pending outbox rows. */
 typedef struct {
-    dc_buf_t ids;      /* PostgreSQL array literal of the row ids */
-    size_t   n;        /* rows */
-    dc_buf_t orgs;     /* distinct organization ids, DC_UUID_LEN bytes each */
+    dc_buf_t ids;  /* PostgreSQL array literal of the row ids */
+    size_t   n;    /* rows */
+    dc_buf_t orgs; /* distinct organization ids, DC_UUID_LEN bytes each */
     size_t   norgs;
-    int      all;      /* a row stands for every organization (TRUNCATE) */
+    int      all; /* a row stands for every organization (TRUNCATE) */
 } dc_outbox_t;
 
 /* Reads up to max pending rows, oldest first. DC_OK (n may be 0) or a failure. */

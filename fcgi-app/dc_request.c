@@ -108,7 +108,7 @@ static const param_t params[P_COUNT] = {
     [P_FORCE] = { "forceRefresh", 12, "invalid_parameter", "forceRefresh must be true or false" },
     [P_HOURS] = { "hours", 5, "invalid_parameter", "hours must be an integer between 1 and 168" },
     [P_LIMIT] = { "limit", 5, "invalid_parameter", "limit must be an integer between 1 and 500" },
-    [P_UNIT]  = { "unitId", 6, "invalid_id", "unitId must be a UUID" },
+    [P_UNIT] = { "unitId", 6, "invalid_id", "unitId must be a UUID" },
 };
 
 static unsigned params_for(const dc_request_t *req)
@@ -116,10 +116,14 @@ static unsigned params_for(const dc_request_t *req)
     if (req->route != DC_ROUTE_QUERY)
         return 0;
     switch (req->qtype) {
-    case DC_Q_TEMPERATURE: return 1u << P_FORCE | 1u << P_HOURS;
-    case DC_Q_ALERTS:      return 1u << P_FORCE | 1u << P_UNIT;
-    case DC_Q_AUDIT:       return 1u << P_LIMIT;
-    default:               return 1u << P_FORCE;
+    case DC_Q_TEMPERATURE:
+        return 1u << P_FORCE | 1u << P_HOURS;
+    case DC_Q_ALERTS:
+        return 1u << P_FORCE | 1u << P_UNIT;
+    case DC_Q_AUDIT:
+        return 1u << P_LIMIT;
+    default:
+        return 1u << P_FORCE;
     }
 }
 
@@ -145,7 +149,7 @@ static int apply(dc_request_t *req, int which, const char *val)
 
 int dc_request_parse_query(dc_request_t *req, const char *query, dc_error_t *err)
 {
-    unsigned allowed = params_for(req), seen = 0;
+    unsigned    allowed = params_for(req), seen = 0;
     const char *p = query;
 
     req->force_refresh = 0;
@@ -157,8 +161,8 @@ int dc_request_parse_query(dc_request_t *req, const char *query, dc_error_t *err
         const char *amp = strchr(p, '&');
         const char *end = amp ? amp : p + strlen(p);
         const char *eq = memchr(p, '=', (size_t)(end - p));
-        size_t klen = (size_t)((eq ? eq : end) - p);
-        char val[64];
+        size_t      klen = (size_t)((eq ? eq : end) - p);
+        char        val[64];
 
         for (int i = 0; i < P_COUNT; i++) {
             const param_t *pm = &params[i];

@@ -10,8 +10,8 @@
 
 typedef enum {
     DC_ROUTE_NONE = 0,
-    DC_ROUTE_QUERY,      /* a dashboard GET, see qtype */
-    DC_ROUTE_WRITE,      /* an event POST, see wtype */
+    DC_ROUTE_QUERY, /* a dashboard GET, see qtype */
+    DC_ROUTE_WRITE, /* an event POST, see wtype */
     DC_ROUTE_HEALTH,
     DC_ROUTE_METRICS,
     DC_ROUTE_ADMIN_STATS,
@@ -19,10 +19,10 @@ typedef enum {
 
 /* The write endpoints. */
 typedef enum {
-    DC_W_INGEST = 0,         /* POST /api/ingest/readings */
-    DC_W_ALERT_CREATE,       /* POST .../orgs/{org}/alerts */
-    DC_W_ALERT_RESOLVE,      /* POST .../orgs/{org}/alerts/{alertId}/resolve */
-    DC_W_DEVICE_STATUS,      /* POST .../orgs/{org}/devices/{deviceId}/status */
+    DC_W_INGEST = 0,    /* POST /api/ingest/readings */
+    DC_W_ALERT_CREATE,  /* POST .../orgs/{org}/alerts */
+    DC_W_ALERT_RESOLVE, /* POST .../orgs/{org}/alerts/{alertId}/resolve */
+    DC_W_DEVICE_STATUS, /* POST .../orgs/{org}/devices/{deviceId}/status */
     DC_W_COUNT
 } dc_wtype_t;
 
@@ -35,21 +35,21 @@ typedef struct {
     dc_route_t route;
     dc_qtype_t qtype;
     dc_wtype_t wtype;
-    int        head;                       /* HEAD: headers only */
+    int        head; /* HEAD: headers only */
     int        force_refresh;
-    int        hours;                      /* temperature trends */
-    int        limit;                      /* audit */
-    char       org_id[DC_UUID_LEN + 1];    /* lower case */
-    char       unit_id[DC_UUID_LEN + 1];   /* lower case, "" when none */
-    char       item_id[DC_UUID_LEN + 1];   /* alert or device of a write, "" when none */
+    int        hours;                    /* temperature trends */
+    int        limit;                    /* audit */
+    char       org_id[DC_UUID_LEN + 1];  /* lower case */
+    char       unit_id[DC_UUID_LEN + 1]; /* lower case, "" when none */
+    char       item_id[DC_UUID_LEN + 1]; /* alert or device of a write, "" when none */
 } dc_request_t;
 
 /* What went wrong with a request, ready to become a JSON error response. */
 typedef struct {
-    int         status;         /* HTTP status */
-    const char *code;           /* machine-readable, static */
-    const char *allow;          /* Allow header for 405, else NULL */
-    int         index;          /* element of a batch at fault, or -1 */
+    int         status; /* HTTP status */
+    const char *code;   /* machine-readable, static */
+    const char *allow;  /* Allow header for 405, else NULL */
+    int         index;  /* element of a batch at fault, or -1 */
     char        message[192];
 } dc_error_t;
 

@@ -3,11 +3,11 @@
 
 #include <string.h>
 
-#define ORGS_PREFIX  "/api/dashboard/orgs/"
-#define INGEST_PATH  "/api/ingest/readings"
+#define ORGS_PREFIX      "/api/dashboard/orgs/"
+#define INGEST_PATH      "/api/ingest/readings"
 #define ADMIN_STATS_PATH "/api/admin/cache/stats"
-#define ALLOW_READ   "GET, HEAD"
-#define ALLOW_WRITE  "POST"
+#define ALLOW_READ       "GET, HEAD"
+#define ALLOW_WRITE      "POST"
 
 /*
  * Shapes below /api/dashboard/orgs/{orgId}/. "*" stands for the unit id of
@@ -16,21 +16,21 @@
 typedef struct {
     const char *suffix;
     dc_route_t  route;
-    int         type;        /* dc_qtype_t or dc_wtype_t */
-    const char *wild_name;   /* what "*" is, for error messages */
+    int         type;      /* dc_qtype_t or dc_wtype_t */
+    const char *wild_name; /* what "*" is, for error messages */
 } shape_t;
 
 static const shape_t shapes[] = {
-    { "stats",                      DC_ROUTE_QUERY, DC_Q_STATS, NULL },
-    { "units/status",               DC_ROUTE_QUERY, DC_Q_UNITS, NULL },
-    { "alerts/count",               DC_ROUTE_QUERY, DC_Q_ALERTS, NULL },
+    { "stats", DC_ROUTE_QUERY, DC_Q_STATS, NULL },
+    { "units/status", DC_ROUTE_QUERY, DC_Q_UNITS, NULL },
+    { "alerts/count", DC_ROUTE_QUERY, DC_Q_ALERTS, NULL },
     { "units/*/temperature/trends", DC_ROUTE_QUERY, DC_Q_TEMPERATURE, "unit id" },
-    { "devices/online",             DC_ROUTE_QUERY, DC_Q_DEVICES, NULL },
-    { "compliance",                 DC_ROUTE_QUERY, DC_Q_COMPLIANCE, NULL },
-    { "audit",                      DC_ROUTE_QUERY, DC_Q_AUDIT, NULL },
-    { "alerts",                     DC_ROUTE_WRITE, DC_W_ALERT_CREATE, NULL },
-    { "alerts/*/resolve",           DC_ROUTE_WRITE, DC_W_ALERT_RESOLVE, "alert id" },
-    { "devices/*/status",           DC_ROUTE_WRITE, DC_W_DEVICE_STATUS, "device id" },
+    { "devices/online", DC_ROUTE_QUERY, DC_Q_DEVICES, NULL },
+    { "compliance", DC_ROUTE_QUERY, DC_Q_COMPLIANCE, NULL },
+    { "audit", DC_ROUTE_QUERY, DC_Q_AUDIT, NULL },
+    { "alerts", DC_ROUTE_WRITE, DC_W_ALERT_CREATE, NULL },
+    { "alerts/*/resolve", DC_ROUTE_WRITE, DC_W_ALERT_RESOLVE, "alert id" },
+    { "devices/*/status", DC_ROUTE_WRITE, DC_W_DEVICE_STATUS, "device id" },
 };
 
 /*
@@ -46,7 +46,7 @@ static int match(const char *shape, const char *rest, const char **wild, size_t 
     while (*s != '\0') {
         if (*s == '*') {
             const char *slash = strchr(r, '/');
-            size_t n = slash ? (size_t)(slash - r) : strlen(r);
+            size_t      n = slash ? (size_t)(slash - r) : strlen(r);
             if (n == 0)
                 return 0;
             *wild = r;
@@ -69,18 +69,20 @@ static int method_ok(const char *method, int *head)
     return *head || strcmp(method, "GET") == 0;
 }
 
-int dc_router_route(const char *method, const char *path, const char *query,
-                    dc_request_t *req, dc_error_t *err)
+int dc_router_route(const char *method, const char *path, const char *query, dc_request_t *req,
+                    dc_error_t *err)
 {
-    const char *rest, *slash, *wild = NULL;
-    size_t wild_len = 0;
+    const char    *rest, *slash, *wild = NULL;
+    size_t         wild_len = 0;
     const shape_t *found = NULL;
 
     memset(req, 0, sizeof(*req));
 
     if (strcmp(path, "/health") == 0 || strcmp(path, "/metrics") == 0 ||
         strcmp(path, ADMIN_STATS_PATH) == 0) {
-        req->route = path[1] == 'h' ? DC_ROUTE_HEALTH : path[1] == 'm' ? DC_ROUTE_METRICS : DC_ROUTE_ADMIN_STATS;
+        req->route = path[1] == 'h'   ? DC_ROUTE_HEALTH
+                     : path[1] == 'm' ? DC_ROUTE_METRICS
+                                      : DC_ROUTE_ADMIN_STATS;
         if (!method_ok(method, &req->head))
             goto not_allowed;
         return DC_OK;

@@ -13,7 +13,7 @@
  * DC_OK with req filled, or DC_EINVAL with err set: 404 unknown route,
  * 405 wrong method (err->allow set), 400 bad id or parameter.
  */
-int dc_router_route(const char *method, const char *path, const char *query,
-                    dc_request_t *req, dc_error_t *err) DC_WUR;
+int dc_router_route(const char *method, const char *path, const char *query, dc_request_t *req,
+                    dc_error_t *err) DC_WUR;
 
 #endif

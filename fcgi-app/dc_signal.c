@@ -25,7 +25,7 @@ static void on_stop(int signo)
 int dc_signal_worker_init(sigset_t *wait_mask)
 {
     struct sigaction sa;
-    sigset_t block;
+    sigset_t         block;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_stop;

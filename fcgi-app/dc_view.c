@@ -127,8 +127,7 @@ int dc_view_stats(const dc_view_meta_t *m, const dc_stats_t *v, dc_buf_t *out)
     return finish(&j, m);
 }
 
-int dc_view_trends(const dc_view_meta_t *m, int hours, const dc_trend_point_t *pts, size_t n,
-                   dc_buf_t *out)
+int dc_view_trends(const dc_view_meta_t *m, int hours, const dc_trend_point_t *pts, size_t n, dc_buf_t *out)
 {
     dc_json_t j;
     dc_json_begin(&j, out);

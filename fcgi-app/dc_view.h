@@ -30,7 +30,7 @@ typedef struct {
 typedef struct {
     int64_t in_range, total;
     int     window_days;
-    char    ratio[24];          /* numeric text, "" when total is 0 (→ null) */
+    char    ratio[24]; /* numeric text, "" when total is 0 (→ null) */
 } dc_compliance_t;
 
 typedef struct {
@@ -41,24 +41,24 @@ typedef struct {
 } dc_stats_t;
 
 typedef struct {
-    const char *timestamp;      /* ISO 8601 */
-    const char *temperature;    /* numeric text */
-    const char *alarm_state;    /* normal | too_hot | too_cold */
+    const char *timestamp;   /* ISO 8601 */
+    const char *temperature; /* numeric text */
+    const char *alarm_state; /* normal | too_hot | too_cold */
 } dc_trend_point_t;
 
 typedef struct {
     const char *id;
     const char *actor;
     const char *action;
-    const char *details;        /* JSON text; invalid JSON becomes a string */
-    const char *created_at;     /* ISO 8601 */
+    const char *details;    /* JSON text; invalid JSON becomes a string */
+    const char *created_at; /* ISO 8601 */
 } dc_audit_entry_t;
 
 /* Common envelope fields: the organization and the time the body was made. */
 typedef struct {
     const char *org_id;
-    const char *unit_id;        /* NULL or "" when the query has none */
-    const char *generated_at;   /* ISO 8601 */
+    const char *unit_id;      /* NULL or "" when the query has none */
+    const char *generated_at; /* ISO 8601 */
 } dc_view_meta_t;
 
 int dc_view_units_status(const dc_view_meta_t *m, const dc_units_status_t *v, dc_buf_t *out) DC_WUR;
@@ -79,8 +79,8 @@ typedef enum { DC_VF_STR, DC_VF_INT, DC_VF_BOOL, DC_VF_NULL } dc_vf_type_t;
 typedef struct {
     const char  *key;
     dc_vf_type_t type;
-    const char  *str;     /* DC_VF_STR; NULL becomes null */
-    long long    num;     /* DC_VF_INT, DC_VF_BOOL */
+    const char  *str; /* DC_VF_STR; NULL becomes null */
+    long long    num; /* DC_VF_INT, DC_VF_BOOL */
 } dc_view_field_t;
 
 int dc_view_object(const dc_view_field_t *f, size_t n, dc_buf_t *out) DC_WUR;

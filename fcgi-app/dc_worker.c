@@ -22,7 +22,7 @@ static const char *request_path(FCGX_ParamArray envp, char *buf, size_t cap)
 {
     const char *p = FCGX_GetParam("DOCUMENT_URI", envp);
     const char *q;
-    size_t n;
+    size_t      n;
 
     if (p != NULL && *p != '\0')
         return p;
@@ -45,8 +45,8 @@ static const char *request_path(FCGX_ParamArray envp, char *buf, size_t cap)
 static int read_body(FCGX_Request *r, dc_buf_t *buf)
 {
     const char *cl = FCGX_GetParam("CONTENT_LENGTH", r->envp);
-    char *end;
-    long n;
+    char       *end;
+    long        n;
 
     dc_buf_reset(buf);
     if (cl == NULL || *cl == '\0')
@@ -67,16 +67,16 @@ static int read_body(FCGX_Request *r, dc_buf_t *buf)
 
 static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body)
 {
-    char pathbuf[2048], head[DC_RESPONSE_HEAD_MAX];
+    char       pathbuf[2048], head[DC_RESPONSE_HEAD_MAX];
     dc_input_t in = {
         .method = FCGX_GetParam("REQUEST_METHOD", r->envp),
         .path = request_path(r->envp, pathbuf, sizeof(pathbuf)),
         .query = FCGX_GetParam("QUERY_STRING", r->envp),
         .content_type = FCGX_GetParam("CONTENT_TYPE", r->envp),
     };
-    int64_t t0 = dc_metrics_now_ns();
+    int64_t       t0 = dc_metrics_now_ns();
     dc_response_t resp;
-    int hn, rc;
+    int           hn, rc;
 
     if (in.method == NULL)
         in.method = "GET";
@@ -107,11 +107,11 @@ static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body)
 int dc_worker_run(int listen_fd, const dc_config_t *cfg)
 {
     struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
-    FCGX_Request req;
-    sigset_t wait_mask;
-    dc_buf_t body = DC_BUF_INIT;
-    dc_app_t *app;
-    int flags, ep;
+    FCGX_Request       req;
+    sigset_t           wait_mask;
+    dc_buf_t           body = DC_BUF_INIT;
+    dc_app_t          *app;
+    int                flags, ep;
 
     if (dc_signal_worker_init(&wait_mask) != DC_OK)
         return 1;

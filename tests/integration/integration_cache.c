@@ -70,11 +70,11 @@ static char *cached_body(const char *key)
 
 static void test_miss_then_hit_byte_identical(void **state)
 {
-    fixture_t *f = *state;
-    char path[PATH_MAX_LEN];
+    fixture_t     *f = *state;
+    char           path[PATH_MAX_LEN];
     dc_test_resp_t a, b;
-    char *stored;
-    long long ttl;
+    char          *stored;
+    long long      ttl;
 
     forget_org(DEMO_ORG);
     org_path(path, DEMO_ORG, "stats");
@@ -117,9 +117,9 @@ static void test_every_query_type_is_cached_under_its_key(void **state)
 
     forget_org(DEMO_ORG);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char path[PATH_MAX_LEN];
+        char           path[PATH_MAX_LEN];
         dc_test_resp_t a, b;
-        char *stored;
+        char          *stored;
 
         org_path(path, DEMO_ORG, cases[i].suffix);
         dc_test_get(f->app, path, cases[i].query, &a);
@@ -139,10 +139,10 @@ static void test_every_query_type_is_cached_under_its_key(void **state)
 
 static void test_ttl_expiry(void **state)
 {
-    fixture_t *f = *state;
-    char path[PATH_MAX_LEN];
+    fixture_t     *f = *state;
+    char           path[PATH_MAX_LEN];
     dc_test_resp_t a, b;
-    int gone = 0;
+    int            gone = 0;
 
     f->cfg.ttl[DC_Q_DEVICES] = 1;
     forget_org(DEMO_ORG);
@@ -151,7 +151,7 @@ static void test_ttl_expiry(void **state)
     assert_string_equal(a.x_cache, "MISS");
     assert_int_equal(dc_test_redis_int("TTL dashboard:devices:online:org:%s", DEMO_ORG), 1);
 
-    for (int i = 0; i < 40 && !gone; i++) {     /* bounded: 4 s */
+    for (int i = 0; i < 40 && !gone; i++) { /* bounded: 4 s */
         usleep(100 * 1000);
         gone = dc_test_redis_int("EXISTS dashboard:devices:online:org:%s", DEMO_ORG) == 0;
     }
@@ -164,10 +164,10 @@ static void test_ttl_expiry(void **state)
 
 static void test_force_refresh_bypasses_and_repopulates(void **state)
 {
-    fixture_t *f = *state;
-    char path[PATH_MAX_LEN];
+    fixture_t     *f = *state;
+    char           path[PATH_MAX_LEN];
     dc_test_resp_t a, b, c;
-    char *stored;
+    char          *stored;
 
     forget_org(DEMO_ORG);
     org_path(path, DEMO_ORG, "compliance");
@@ -191,8 +191,8 @@ static void test_force_refresh_bypasses_and_repopulates(void **state)
 
 static void test_audit_is_never_cached(void **state)
 {
-    fixture_t *f = *state;
-    char path[PATH_MAX_LEN];
+    fixture_t     *f = *state;
+    char           path[PATH_MAX_LEN];
     dc_test_resp_t a, b;
 
     org_path(path, DEMO_ORG, "audit");
@@ -210,9 +210,9 @@ static void test_audit_is_never_cached(void **state)
 
 static void test_unknown_org_and_unit_are_not_cached(void **state)
 {
-    fixture_t *f = *state;
-    const char *ghost = "00000000-0000-4000-8000-0000000000aa";
-    char path[PATH_MAX_LEN], pattern[128], other_org[37], other_unit[37];
+    fixture_t     *f = *state;
+    const char    *ghost = "00000000-0000-4000-8000-0000000000aa";
+    char           path[PATH_MAX_LEN], pattern[128], other_org[37], other_unit[37];
     dc_test_resp_t a, b;
 
     org_path(path, ghost, "stats");
@@ -240,8 +240,8 @@ static void test_unknown_org_and_unit_are_not_cached(void **state)
 
 static void test_tenant_isolation(void **state)
 {
-    fixture_t *f = *state;
-    char a_org[37], b_org[37], upper[37], path[PATH_MAX_LEN], expect[64];
+    fixture_t     *f = *state;
+    char           a_org[37], b_org[37], upper[37], path[PATH_MAX_LEN], expect[64];
     dc_test_resp_t a, b, a_upper;
 
     dc_test_org(1, a_org);
@@ -277,9 +277,9 @@ static void test_tenant_isolation(void **state)
 
 static void test_values_match_the_database(void **state)
 {
-    fixture_t *f = *state;
+    fixture_t  *f = *state;
     const char *p[] = { DEMO_ORG };
-    char path[PATH_MAX_LEN], expect[64];
+    char        path[PATH_MAX_LEN], expect[64];
     char *alerts = dc_test_sql("SELECT count(*) FROM alerts WHERE org_id = $1 AND resolved_at IS NULL", 1, p);
     char *units = dc_test_sql("SELECT count(*) FROM units WHERE org_id = $1", 1, p);
     dc_test_resp_t a, b;
@@ -302,8 +302,8 @@ static void test_values_match_the_database(void **state)
 static void test_redis_refused_bypasses(void **state)
 {
     fixture_t *f = *state;
-    char path[PATH_MAX_LEN];
-    dc_app_t *app;
+    char       path[PATH_MAX_LEN];
+    dc_app_t  *app;
 
     f->cfg.redis.redis_port = dc_test_closed_port();
     app = dc_app_new(&f->cfg);
@@ -325,12 +325,12 @@ static void test_redis_refused_bypasses(void **state)
  */
 static void test_redis_hung_is_bounded_and_recovers(void **state)
 {
-    fixture_t *f = *state;
-    int real_port = f->cfg.redis.redis_port, port;
-    int fd = dc_test_silent_listener(&port);
-    char path[PATH_MAX_LEN];
+    fixture_t     *f = *state;
+    int            real_port = f->cfg.redis.redis_port, port;
+    int            fd = dc_test_silent_listener(&port);
+    char           path[PATH_MAX_LEN];
     dc_test_resp_t r;
-    dc_app_t *app;
+    dc_app_t      *app;
 
     f->cfg.redis.redis_port = port;
     f->cfg.redis_command_timeout_ms = 100;
@@ -346,7 +346,7 @@ static void test_redis_hung_is_bounded_and_recovers(void **state)
 
     dc_test_get(app, path, NULL, &r);
     assert_string_equal(r.x_cache, "BYPASS");
-    assert_true(r.ms < 90);     /* in back-off: no wait on Redis at all */
+    assert_true(r.ms < 90); /* in back-off: no wait on Redis at all */
     dc_test_resp_free(&r);
 
     /* Redis is back: after the back-off the worker reconnects by itself */
@@ -367,11 +367,11 @@ static void test_redis_hung_is_bounded_and_recovers(void **state)
 /* The database is down: cached answers are still served; misses get a 503. */
 static void test_database_down_serves_hits_and_503s_misses(void **state)
 {
-    fixture_t *f = *state;
-    char path[PATH_MAX_LEN], url[128];
+    fixture_t     *f = *state;
+    char           path[PATH_MAX_LEN], url[128];
     dc_test_resp_t r;
-    dc_config_t down = f->cfg;
-    dc_app_t *app;
+    dc_config_t    down = f->cfg;
+    dc_app_t      *app;
 
     forget_org(DEMO_ORG);
     org_path(path, DEMO_ORG, "stats");

@@ -32,9 +32,9 @@ typedef struct {
 
 static int setup(void **state)
 {
-    fixture_t *f = calloc(1, sizeof(*f));
+    fixture_t  *f = calloc(1, sizeof(*f));
     const char *p[1];
-    char *v;
+    char       *v;
 
     dc_test_config(&f->cfg);
     f->app = dc_app_new(&f->cfg);
@@ -63,8 +63,8 @@ static int teardown(void **state)
 static long long count_sql(const char *sql, const char *org)
 {
     const char *p[] = { org };
-    char *v = dc_test_sql(sql, 1, p);
-    long long n = v ? atoll(v) : -1;
+    char       *v = dc_test_sql(sql, 1, p);
+    long long   n = v ? atoll(v) : -1;
     free(v);
     return n;
 }
@@ -102,14 +102,14 @@ static void create_alert(fixture_t *f, const char *org, const char *unit, dc_tes
 
 static void test_alert_create_invalidates_and_answers_201(void **state)
 {
-    fixture_t *f = *state;
-    char path[160];
+    fixture_t     *f = *state;
+    char           path[160];
     dc_test_resp_t a, w, b;
 
     path_of(path, sizeof(path), f->org, "alerts/count");
     dc_test_get(f->app, path, NULL, &a);
     dc_test_resp_free(&a);
-    dc_test_get(f->app, path, NULL, &a);   /* now cached */
+    dc_test_get(f->app, path, NULL, &a); /* now cached */
     assert_string_equal(a.x_cache, "HIT");
 
     create_alert(f, f->org, f->unit, &w);
@@ -127,10 +127,10 @@ static void test_alert_create_invalidates_and_answers_201(void **state)
 
 static void test_resolve_twice_is_a_clear_409_that_changes_nothing(void **state)
 {
-    fixture_t *f = *state;
-    char path[200], id[37];
+    fixture_t     *f = *state;
+    char           path[200], id[37];
     dc_test_resp_t w, r1, r2;
-    long long audits;
+    long long      audits;
 
     create_alert(f, f->org, f->unit, &w);
     assert_int_equal(w.status, 201);
@@ -159,12 +159,12 @@ static void test_resolve_twice_is_a_clear_409_that_changes_nothing(void **state)
 
 static void test_ids_of_another_tenant_are_404_and_never_written(void **state)
 {
-    fixture_t *f = *state;
-    char path[200];
+    fixture_t     *f = *state;
+    char           path[200];
     dc_test_resp_t r;
-    long long before = open_alerts(f->other_org), audits = audit_rows(f->other_org);
+    long long      before = open_alerts(f->other_org), audits = audit_rows(f->other_org);
 
-    create_alert(f, f->org, f->other_unit, &r);    /* other tenant's unit under our org */
+    create_alert(f, f->org, f->other_unit, &r); /* other tenant's unit under our org */
     assert_int_equal(r.status, 404);
     assert_non_null(strstr(r.body, "\"unit_not_found\""));
     dc_test_resp_free(&r);
@@ -180,8 +180,8 @@ static void test_ids_of_another_tenant_are_404_and_never_written(void **state)
 
 static void test_device_status_changes_devices_online(void **state)
 {
-    fixture_t *f = *state;
-    char path[200], dpath[160];
+    fixture_t     *f = *state;
+    char           path[200], dpath[160];
     dc_test_resp_t a, w, b;
 
     path_of(dpath, sizeof(dpath), f->org, "devices/online");
@@ -210,29 +210,32 @@ static void test_device_status_changes_devices_online(void **state)
 
 static void test_ingest_out_of_range_opens_one_alert(void **state)
 {
-    fixture_t *f = *state;
-    char body[512], cpath[160];
-    const char *p[] = { f->unit };
+    fixture_t     *f = *state;
+    char           body[512], cpath[160];
+    const char    *p[] = { f->unit };
     dc_test_resp_t w, c;
-    long long open_before;
+    long long      open_before;
 
     /* back in range first, with every alert of the unit resolved */
-    free(dc_test_sql("WITH r AS (UPDATE alerts SET resolved_at = now() WHERE unit_id = $1 AND resolved_at IS NULL"
-                     " RETURNING 1) SELECT count(*) FROM r", 1, p));
+    free(dc_test_sql(
+        "WITH r AS (UPDATE alerts SET resolved_at = now() WHERE unit_id = $1 AND resolved_at IS NULL"
+        " RETURNING 1) SELECT count(*) FROM r",
+        1, p));
     snprintf(body, sizeof(body), "{\"deviceId\":\"%s\",\"temperature\":5}", f->device);
     dc_test_post(f->app, "/api/ingest/readings", body, &w);
     assert_int_equal(w.status, 200);
     dc_test_resp_free(&w);
     open_before = open_alerts(f->org);
 
-    snprintf(body, sizeof(body), "[{\"deviceId\":\"%s\",\"temperature\":60},{\"deviceId\":\"%s\",\"temperature\":61}]",
-             f->device, f->device);
+    snprintf(body, sizeof(body),
+             "[{\"deviceId\":\"%s\",\"temperature\":60},{\"deviceId\":\"%s\",\"temperature\":61}]", f->device,
+             f->device);
     dc_test_post(f->app, "/api/ingest/readings", body, &w);
     assert_int_equal(w.status, 200);
     assert_non_null(strstr(w.body, "\"accepted\":2"));
     assert_non_null(strstr(w.body, "\"alertsOpened\":1"));
     dc_test_resp_free(&w);
-    dc_test_post(f->app, "/api/ingest/readings", body, &w);     /* already has one open */
+    dc_test_post(f->app, "/api/ingest/readings", body, &w); /* already has one open */
     assert_non_null(strstr(w.body, "\"alertsOpened\":0"));
     assert_int_equal(open_alerts(f->org), open_before + 1);
 
@@ -245,13 +248,14 @@ static void test_ingest_out_of_range_opens_one_alert(void **state)
 
 static void test_ingest_bad_element_stores_nothing(void **state)
 {
-    fixture_t *f = *state;
-    char body[512];
+    fixture_t     *f = *state;
+    char           body[512];
     dc_test_resp_t w;
-    long long before = count_sql("SELECT count(*) FROM readings WHERE org_id = $1", f->org);
+    long long      before = count_sql("SELECT count(*) FROM readings WHERE org_id = $1", f->org);
 
     snprintf(body, sizeof(body),
-             "[{\"deviceId\":\"%s\",\"temperature\":4},{\"deviceId\":\"%s\",\"temperature\":4,\"recordedAt\":\"2026-02-30T00:00:00Z\"}]",
+             "[{\"deviceId\":\"%s\",\"temperature\":4},{\"deviceId\":\"%s\",\"temperature\":4,\"recordedAt\":"
+             "\"2026-02-30T00:00:00Z\"}]",
              f->device, f->device);
     dc_test_post(f->app, "/api/ingest/readings", body, &w);
     assert_int_equal(w.status, 400);
@@ -259,7 +263,8 @@ static void test_ingest_bad_element_stores_nothing(void **state)
     dc_test_resp_free(&w);
 
     snprintf(body, sizeof(body),
-             "[{\"deviceId\":\"%s\",\"temperature\":4},{\"deviceId\":\"00000000-0000-4000-8000-000000000000\",\"temperature\":4}]",
+             "[{\"deviceId\":\"%s\",\"temperature\":4},{\"deviceId\":\"00000000-0000-4000-8000-"
+             "000000000000\",\"temperature\":4}]",
              f->device);
     dc_test_post(f->app, "/api/ingest/readings", body, &w);
     assert_int_equal(w.status, 404);
@@ -276,18 +281,18 @@ static void test_ingest_bad_element_stores_nothing(void **state)
  */
 static void test_stale_set_race_is_refused(void **state)
 {
-    fixture_t *f = *state;
+    fixture_t          *f = *state;
     const dc_db_stmt_t *stmts;
-    size_t n;
-    dc_cache_t *cache = dc_cache_new(&f->cfg);
-    dc_db_t *db;
-    dc_request_t req;
-    dc_error_t err;
-    dc_cache_value_t v;
-    dc_buf_t old = DC_BUF_INIT;
-    char path[160], key[DC_KEY_MAX];
-    dc_test_resp_t w, after;
-    int klen;
+    size_t              n;
+    dc_cache_t         *cache = dc_cache_new(&f->cfg);
+    dc_db_t            *db;
+    dc_request_t        req;
+    dc_error_t          err;
+    dc_cache_value_t    v;
+    dc_buf_t            old = DC_BUF_INIT;
+    char                path[160], key[DC_KEY_MAX];
+    dc_test_resp_t      w, after;
+    int                 klen;
 
     stmts = dc_query_statements(&n);
     db = dc_db_new(&f->cfg, stmts, n);
@@ -311,7 +316,8 @@ static void test_stale_set_race_is_refused(void **state)
     create_alert(f, f->org, f->unit, &w);
     assert_int_equal(w.status, 201);
     /* 3. the slow reader's store comes too late and is refused */
-    assert_int_equal(dc_cache_set(cache, f->org, key, (size_t)klen, v.gen, old.data, old.len, 60), DC_DECLINED);
+    assert_int_equal(dc_cache_set(cache, f->org, key, (size_t)klen, v.gen, old.data, old.len, 60),
+                     DC_DECLINED);
     assert_int_equal(dc_test_redis_int("EXISTS %s", key), 0);
 
     dc_test_get(f->app, path, NULL, &after);
@@ -331,12 +337,12 @@ static void test_stale_set_race_is_refused(void **state)
  */
 static void test_event_arrives_after_invalidation(void **state)
 {
-    fixture_t *f = *state;
-    int ready[2], result[2];
-    char path[160];
+    fixture_t     *f = *state;
+    int            ready[2], result[2];
+    char           path[160];
     dc_test_resp_t w, warm;
-    long long seen = -1, expected;
-    pid_t pid;
+    long long      seen = -1, expected;
+    pid_t          pid;
 
     path_of(path, sizeof(path), f->org, "alerts/count");
     dc_test_get(f->app, path, NULL, &warm);
@@ -352,9 +358,9 @@ static void test_event_arrives_after_invalidation(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         dc_config_t cfg;
-        dc_app_t *app;
-        long long got = -2;
-        char *msg;
+        dc_app_t   *app;
+        long long   got = -2;
+        char       *msg;
         dc_test_config(&cfg);
         app = dc_app_new(&cfg);
         msg = dc_test_wait_message("dashboard:events", ready[1], 5000);
@@ -389,13 +395,13 @@ static void test_event_arrives_after_invalidation(void **state)
 /* A tenant pattern deletes exactly its matching keys and touches no other tenant. */
 static void test_pattern_clears_exactly_its_keys(void **state)
 {
-    fixture_t *f = *state;
-    dc_cache_t *cache = dc_cache_new(&f->cfg);
-    char path[160], msg[200], why[128], pattern[128];
+    fixture_t     *f = *state;
+    dc_cache_t    *cache = dc_cache_new(&f->cfg);
+    char           path[160], msg[200], why[128], pattern[128];
     dc_inval_msg_t m;
     dc_test_resp_t r;
-    size_t deleted;
-    const char *suffixes[] = { "stats", "units/status", "compliance" };
+    size_t         deleted;
+    const char    *suffixes[] = { "stats", "units/status", "compliance" };
 
     for (int t = 0; t < 2; t++) {
         snprintf(pattern, sizeof(pattern), "dashboard:*org:%s*", t ? f->other_org : f->org);
@@ -432,8 +438,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_alert_create_invalidates_and_answers_201, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_resolve_twice_is_a_clear_409_that_changes_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ids_of_another_tenant_are_404_and_never_written, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_twice_is_a_clear_409_that_changes_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ids_of_another_tenant_are_404_and_never_written, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_device_status_changes_devices_online, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_out_of_range_opens_one_alert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bad_element_stores_nothing, setup, teardown),

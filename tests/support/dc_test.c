@@ -16,7 +16,7 @@
 #include <libpq-fe.h>
 
 static redisContext *redis;
-static PGconn *pg;
+static PGconn       *pg;
 
 void dc_test_config(dc_config_t *cfg)
 {
@@ -50,9 +50,9 @@ static redisReply *vcmd(const char *fmt, va_list ap)
 
 long long dc_test_redis_int(const char *fmt, ...)
 {
-    va_list ap;
+    va_list     ap;
     redisReply *r;
-    long long v;
+    long long   v;
 
     va_start(ap, fmt);
     r = vcmd(fmt, ap);
@@ -64,9 +64,9 @@ long long dc_test_redis_int(const char *fmt, ...)
 
 char *dc_test_redis_str(const char *fmt, ...)
 {
-    va_list ap;
+    va_list     ap;
     redisReply *r;
-    char *s = NULL;
+    char       *s = NULL;
 
     va_start(ap, fmt);
     r = vcmd(fmt, ap);
@@ -79,7 +79,7 @@ char *dc_test_redis_str(const char *fmt, ...)
 
 static size_t scan(const char *pattern, int del)
 {
-    char cursor[32] = "0";
+    char   cursor[32] = "0";
     size_t n = 0;
 
     do {
@@ -109,12 +109,12 @@ void dc_test_redis_del_pattern(const char *pattern)
 
 char *dc_test_wait_message(const char *channel, int ready_fd, int timeout_ms)
 {
-    dc_config_t cfg;
-    redisContext *c;
-    redisReply *r;
+    dc_config_t    cfg;
+    redisContext  *c;
+    redisReply    *r;
     struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-    char *msg = NULL;
-    void *reply = NULL;
+    char          *msg = NULL;
+    void          *reply = NULL;
 
     dc_test_config(&cfg);
     c = redisConnect(cfg.redis.redis_host, cfg.redis.redis_port);
@@ -140,7 +140,7 @@ char *dc_test_wait_message(const char *channel, int ready_fd, int timeout_ms)
 char *dc_test_sql(const char *sql, int n, const char *const *params)
 {
     PGresult *r;
-    char *v = NULL;
+    char     *v = NULL;
 
     if (pg == NULL) {
         dc_config_t cfg;
@@ -168,10 +168,11 @@ static void copy_id(char *v, char out[37])
 
 void dc_test_org(int i, char out[37])
 {
-    char off[16];
+    char        off[16];
     const char *p[] = { off };
     snprintf(off, sizeof(off), "%d", i);
-    copy_id(dc_test_sql("SELECT id::text FROM organizations ORDER BY name OFFSET $1::int LIMIT 1", 1, p), out);
+    copy_id(dc_test_sql("SELECT id::text FROM organizations ORDER BY name OFFSET $1::int LIMIT 1", 1, p),
+            out);
 }
 
 void dc_test_unit_of(const char *org, char out[37])
@@ -183,8 +184,8 @@ void dc_test_unit_of(const char *org, char out[37])
 static int bound_socket(int *port)
 {
     struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    socklen_t          len = sizeof(sa);
+    int                fd = socket(AF_INET, SOCK_STREAM, 0);
 
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
@@ -214,7 +215,7 @@ int dc_test_silent_listener(int *port)
 static void call(dc_app_t *app, const dc_input_t *in, dc_test_resp_t *r)
 {
     dc_response_t resp;
-    int64_t t0 = dc_now_us();
+    int64_t       t0 = dc_now_us();
 
     dc_app_handle(app, in, &resp);
     r->ms = (double)(dc_now_us() - t0) / 1000.0;
@@ -234,8 +235,11 @@ void dc_test_get(dc_app_t *app, const char *path, const char *query, dc_test_res
 
 void dc_test_post(dc_app_t *app, const char *path, const char *json, dc_test_resp_t *r)
 {
-    dc_input_t in = { .method = "POST", .path = path, .content_type = "application/json",
-                      .body = json, .body_len = json ? strlen(json) : 0 };
+    dc_input_t in = { .method = "POST",
+                      .path = path,
+                      .content_type = "application/json",
+                      .body = json,
+                      .body_len = json ? strlen(json) : 0 };
     call(app, &in, r);
 }
 

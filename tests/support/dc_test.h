@@ -18,10 +18,10 @@
 void dc_test_config(dc_config_t *cfg);
 
 /* Redis commands on a connection of the test's own (REDIS_URL). */
-long long dc_test_redis_int(const char *fmt, ...);           /* integer reply, -1 on error */
-char *dc_test_redis_str(const char *fmt, ...);               /* string reply (free), NULL if nil */
-size_t dc_test_redis_count(const char *pattern);             /* keys matching, via SCAN */
-void dc_test_redis_del_pattern(const char *pattern);
+long long dc_test_redis_int(const char *fmt, ...);  /* integer reply, -1 on error */
+char     *dc_test_redis_str(const char *fmt, ...);  /* string reply (free), NULL if nil */
+size_t    dc_test_redis_count(const char *pattern); /* keys matching, via SCAN */
+void      dc_test_redis_del_pattern(const char *pattern);
 
 /*
  * Subscribes to channel on a new connection, writes one byte to ready_fd
@@ -49,9 +49,9 @@ typedef struct {
     int    status;
     char   x_cache[8];
     int    retry_after;
-    char  *body;         /* NUL-terminated copy (free) */
+    char  *body; /* NUL-terminated copy (free) */
     size_t body_len;
-    double ms;           /* wall time of the call */
+    double ms; /* wall time of the call */
 } dc_test_resp_t;
 
 /* GET path?query through app; copies the response out. */

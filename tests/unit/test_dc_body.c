@@ -20,8 +20,8 @@
 #define DEV2 "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 
 typedef struct {
-    dc_buf_t d, t, ts;
-    size_t   n;
+    dc_buf_t   d, t, ts;
+    size_t     n;
     dc_error_t err;
 } ingest_t;
 
@@ -54,10 +54,13 @@ static void test_many_readings_with_times(void **state)
 {
     ingest_t in;
     (void)state;
-    assert_int_equal(ingest("[{\"deviceId\":\"" DEV "\",\"temperature\":-20,\"recordedAt\":\"2026-11-21T15:04:05Z\"},"
+    assert_int_equal(ingest("[{\"deviceId\":\"" DEV
+                            "\",\"temperature\":-20,\"recordedAt\":\"2026-11-21T15:04:05Z\"},"
                             " {\"deviceId\":\"6BA7B810-9DAD-11D1-80B4-00C04FD430C8\",\"temperature\":8.25,"
                             "\"recordedAt\":\"2026-11-21T15:04:05.123+02:00\"},"
-                            " {\"deviceId\":\"" DEV2 "\",\"temperature\":0,\"recordedAt\":null}]", &in), DC_OK);
+                            " {\"deviceId\":\"" DEV2 "\",\"temperature\":0,\"recordedAt\":null}]",
+                            &in),
+                     DC_OK);
     assert_int_equal(in.n, 3);
     assert_string_equal(in.d.data, "{" DEV "," DEV "," DEV2 "}");
     assert_string_equal(in.t.data, "{-20.00,8.25,0.00}");
@@ -69,17 +72,19 @@ static void test_bad_reading_reported_by_index(void **state)
 {
     static const struct {
         const char *json;
-        int index;
+        int         index;
         const char *needle;
     } cases[] = {
-        { "[{\"deviceId\":\"" DEV "\",\"temperature\":1},{\"deviceId\":\"x\",\"temperature\":1}]", 1, "deviceId" },
+        { "[{\"deviceId\":\"" DEV "\",\"temperature\":1},{\"deviceId\":\"x\",\"temperature\":1}]", 1,
+          "deviceId" },
         { "[{\"deviceId\":\"" DEV "\",\"temperature\":1},{\"temperature\":1}]", 1, "deviceId" },
         { "[{\"deviceId\":\"" DEV "\",\"temperature\":\"4\"}]", 0, "temperature" },
         { "[{\"deviceId\":\"" DEV "\"}]", 0, "temperature" },
         { "[{\"deviceId\":\"" DEV "\",\"temperature\":101}]", 0, "between" },
         { "[{\"deviceId\":\"" DEV "\",\"temperature\":-100.5}]", 0, "between" },
         { "[{\"deviceId\":\"" DEV "\",\"temperature\":1},{\"deviceId\":\"" DEV "\",\"temperature\":1},"
-          "{\"deviceId\":\"" DEV "\",\"temperature\":1,\"recordedAt\":\"yesterday\"}]", 2, "recordedAt" },
+          "{\"deviceId\":\"" DEV "\",\"temperature\":1,\"recordedAt\":\"yesterday\"}]",
+          2, "recordedAt" },
         { "[{\"deviceId\":\"" DEV "\",\"temperature\":1,\"recordedAt\":12}]", 0, "recordedAt" },
         { "[{\"deviceId\":\"" DEV "\",\"temperature\":1}, 5]", 1, "object" },
         { "[{\"deviceId\":\"" DEV "*\",\"temperature\":1}]", 0, "deviceId" },
@@ -99,9 +104,9 @@ static void test_bad_reading_reported_by_index(void **state)
 
 static void test_batch_size_limits(void **state)
 {
-    size_t cap = (DC_INGEST_MAX + 2) * 80;
-    char *json = malloc(cap);
-    size_t n = 0;
+    size_t   cap = (DC_INGEST_MAX + 2) * 80;
+    char    *json = malloc(cap);
+    size_t   n = 0;
     ingest_t in;
     (void)state;
 
@@ -111,7 +116,8 @@ static void test_batch_size_limits(void **state)
 
     json[n++] = '[';
     for (int i = 0; i <= DC_INGEST_MAX; i++)
-        n += (size_t)snprintf(json + n, cap - n, "%s{\"deviceId\":\"%s\",\"temperature\":1}", i ? "," : "", DEV);
+        n += (size_t)snprintf(json + n, cap - n, "%s{\"deviceId\":\"%s\",\"temperature\":1}", i ? "," : "",
+                              DEV);
     json[n++] = ']';
     json[n] = '\0';
     assert_int_equal(ingest(json, &in), DC_EINVAL);
@@ -131,8 +137,11 @@ static void test_batch_size_limits(void **state)
 static void test_not_json(void **state)
 {
     static const char *const bad[] = {
-        "", "{", "nope", "{\"deviceId\":}", "[1,2", "{} {}", "\"text\"", "42", "null",
-        "[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]",
+        "",         "{",
+        "nope",     "{\"deviceId\":}",
+        "[1,2",     "{} {}",
+        "\"text\"", "42",
+        "null",     "[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]",
     };
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -154,7 +163,7 @@ static void test_not_json(void **state)
 static void test_alert_body(void **state)
 {
     dc_alert_body_t a;
-    dc_error_t err;
+    dc_error_t      err;
     const char *ok = "{\"unitId\":\"" DEV "\",\"kind\":\"door_open\",\"message\":\"Door left open \\u00e9\"}";
     (void)state;
 
@@ -183,7 +192,7 @@ static void test_alert_body(void **state)
 static void test_device_status_body(void **state)
 {
     dc_error_t err;
-    int online = -1;
+    int        online = -1;
     (void)state;
     assert_int_equal(dc_body_device_status("{\"online\":true}", 15, &online, &err), DC_OK);
     assert_int_equal(online, 1);
@@ -210,15 +219,27 @@ static void test_content_types(void **state)
 static void test_timestamps(void **state)
 {
     static const char *const ok[] = {
-        "2026-11-21T15:04:05Z", "2026-11-21t15:04:05z", "2026-11-21 15:04:05Z", "2024-02-29T00:00:00Z",
-        "2026-11-21T15:04:05.1Z", "2026-11-21T15:04:05.123456Z", "2026-11-21T15:04:05+05:30",
-        "2026-11-21T15:04:05.5-08:00",
+        "2026-11-21T15:04:05Z",      "2026-11-21t15:04:05z",        "2026-11-21 15:04:05Z",
+        "2024-02-29T00:00:00Z",      "2026-11-21T15:04:05.1Z",      "2026-11-21T15:04:05.123456Z",
+        "2026-11-21T15:04:05+05:30", "2026-11-21T15:04:05.5-08:00",
     };
     static const char *const bad[] = {
-        "", "2026-11-21", "2026-11-21T15:04Z", "2026-13-01T00:00:00Z", "2026-02-29T00:00:00Z",
-        "2026-04-31T00:00:00Z", "2026-11-21T24:00:00Z", "2026-11-21T15:60:00Z", "2026-11-21T15:04:05",
-        "2026-11-21T15:04:05.Z", "2026-11-21T15:04:05.1234567Z", "2026-11-21T15:04:05+5:30",
-        "2026-11-21T15:04:05Zjunk", "1969-12-31T23:59:59Z", "2026-11-21T15:04:05+24:00", "now",
+        "",
+        "2026-11-21",
+        "2026-11-21T15:04Z",
+        "2026-13-01T00:00:00Z",
+        "2026-02-29T00:00:00Z",
+        "2026-04-31T00:00:00Z",
+        "2026-11-21T24:00:00Z",
+        "2026-11-21T15:60:00Z",
+        "2026-11-21T15:04:05",
+        "2026-11-21T15:04:05.Z",
+        "2026-11-21T15:04:05.1234567Z",
+        "2026-11-21T15:04:05+5:30",
+        "2026-11-21T15:04:05Zjunk",
+        "1969-12-31T23:59:59Z",
+        "2026-11-21T15:04:05+24:00",
+        "now",
     };
     (void)state;
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
@@ -232,9 +253,9 @@ static void test_timestamps(void **state)
 static void test_parse_dispatch(void **state)
 {
     dc_request_t req;
-    dc_write_t w;
-    dc_error_t err;
-    const char *body = "{\"online\":true}";
+    dc_write_t   w;
+    dc_error_t   err;
+    const char  *body = "{\"online\":true}";
     (void)state;
 
     memset(&w, 0, sizeof(w));

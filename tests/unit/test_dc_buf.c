@@ -101,8 +101,8 @@ static void test_growth_over_many_appends(void **state)
 {
     enum { ROUNDS = 20000 };
     dc_buf_t b = DC_BUF_INIT;
-    size_t cap = 0;
-    int grown = 0;
+    size_t   cap = 0;
+    int      grown = 0;
 
     (void)state;
     for (int i = 0; i < ROUNDS; i++) {
@@ -126,8 +126,8 @@ static void test_growth_over_many_appends(void **state)
 
 static void test_one_large_append(void **state)
 {
-    size_t n = (size_t)3 << 20;
-    char *src = malloc(n);
+    size_t   n = (size_t)3 << 20;
+    char    *src = malloc(n);
     dc_buf_t b = DC_BUF_INIT;
 
     (void)state;
@@ -147,8 +147,8 @@ static void test_one_large_append(void **state)
 static void test_reset_keeps_memory(void **state)
 {
     dc_buf_t b = DC_BUF_INIT;
-    char *data;
-    size_t cap;
+    char    *data;
+    size_t   cap;
 
     (void)state;
     assert_int_equal(dc_buf_append_str(&b, "some body that was sent"), DC_OK);
@@ -209,7 +209,7 @@ static void test_printf_empty_result_terminates(void **state)
 static void test_printf_grows(void **state)
 {
     enum { N = 5000 };
-    char *big = malloc(N + 1);
+    char    *big = malloc(N + 1);
     dc_buf_t b = DC_BUF_INIT;
 
     (void)state;
@@ -231,8 +231,8 @@ static void test_printf_grows(void **state)
 static void test_exact_fit(void **state)
 {
     dc_buf_t b = DC_BUF_INIT;
-    char fill[1024];
-    size_t cap;
+    char     fill[1024];
+    size_t   cap;
 
     (void)state;
     assert_int_equal(dc_buf_append(&b, "a", 1), DC_OK);
@@ -258,7 +258,7 @@ static void test_exact_fit(void **state)
 static void test_append_oom_on_empty_buffer(void **state)
 {
     dc_buf_t b = DC_BUF_INIT;
-    int rc;
+    int      rc;
 
     (void)state;
     require_fail_alloc();
@@ -277,11 +277,11 @@ static void test_append_oom_on_empty_buffer(void **state)
 
 static void assert_unchanged_after_oom(int append)
 {
-    char big[4096];
+    char     big[4096];
     dc_buf_t b = DC_BUF_INIT;
-    char *data;
-    size_t cap;
-    int rc;
+    char    *data;
+    size_t   cap;
+    int      rc;
 
     memset(big, 'b', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
@@ -336,7 +336,7 @@ static void test_append_size_overflow(void **state)
 static void test_append_largest_size_asks_for_all(void **state)
 {
     dc_buf_t b = DC_BUF_INIT;
-    int rc;
+    int      rc;
 
     (void)state;
     require_fail_alloc();
@@ -354,9 +354,9 @@ static void test_append_largest_size_asks_for_all(void **state)
 static void test_reserve_makes_room(void **state)
 {
     dc_buf_t b = DC_BUF_INIT;
-    char fill[1000];
-    char *data;
-    size_t cap;
+    char     fill[1000];
+    char    *data;
+    size_t   cap;
 
     (void)state;
     assert_int_equal(dc_buf_append_str(&b, "ab"), DC_OK);
@@ -378,8 +378,8 @@ static void test_reserve_makes_room(void **state)
 static void test_reserve_within_capacity_does_not_allocate(void **state)
 {
     dc_buf_t b = DC_BUF_INIT;
-    char *data;
-    size_t cap;
+    char    *data;
+    size_t   cap;
 
     (void)state;
     assert_int_equal(dc_buf_append_str(&b, "abc"), DC_OK);
@@ -398,9 +398,9 @@ static void test_reserve_within_capacity_does_not_allocate(void **state)
 static void test_reserve_oom_leaves_buffer_unchanged(void **state)
 {
     dc_buf_t b = DC_BUF_INIT;
-    char *data;
-    size_t cap;
-    int rc;
+    char    *data;
+    size_t   cap;
+    int      rc;
 
     (void)state;
     require_fail_alloc();

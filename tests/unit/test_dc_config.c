@@ -25,7 +25,10 @@ typedef struct {
     int         max;
 } int_var_t;
 
-#define VAR(name, field, def, min, max) { name, offsetof(dc_config_t, field), def, min, max }
+#define VAR(name, field, def, min, max)                   \
+    {                                                     \
+        name, offsetof(dc_config_t, field), def, min, max \
+    }
 
 static const int_var_t int_vars[] = {
     VAR("REDIS_CONNECT_TIMEOUT_MS", redis_connect_timeout_ms, 100, 1, 60000),
@@ -46,12 +49,9 @@ static const int_var_t int_vars[] = {
 };
 
 static const char *const ttl_vars[DC_Q_AUDIT] = {
-    [DC_Q_STATS] = "CACHE_TTL_STATS_SECONDS",
-    [DC_Q_UNITS] = "CACHE_TTL_UNITS_SECONDS",
-    [DC_Q_ALERTS] = "CACHE_TTL_ALERTS_SECONDS",
-    [DC_Q_TEMPERATURE] = "CACHE_TTL_TEMPERATURE_SECONDS",
-    [DC_Q_DEVICES] = "CACHE_TTL_DEVICES_SECONDS",
-    [DC_Q_COMPLIANCE] = "CACHE_TTL_COMPLIANCE_SECONDS",
+    [DC_Q_STATS] = "CACHE_TTL_STATS_SECONDS",     [DC_Q_UNITS] = "CACHE_TTL_UNITS_SECONDS",
+    [DC_Q_ALERTS] = "CACHE_TTL_ALERTS_SECONDS",   [DC_Q_TEMPERATURE] = "CACHE_TTL_TEMPERATURE_SECONDS",
+    [DC_Q_DEVICES] = "CACHE_TTL_DEVICES_SECONDS", [DC_Q_COMPLIANCE] = "CACHE_TTL_COMPLIANCE_SECONDS",
 };
 
 static const char *const other_vars[] = { "DATABASE_URL", "REDIS_URL", "LOG_LEVEL" };
@@ -87,7 +87,7 @@ static void load_ok(dc_config_t *cfg)
 static void load_fails(const char *want)
 {
     dc_config_t cfg;
-    char err[ERR_LEN] = "";
+    char        err[ERR_LEN] = "";
 
     assert_int_equal(dc_config_load(&cfg, err, sizeof(err)), DC_EINVAL);
     assert_string_equal(err, want);
@@ -96,7 +96,7 @@ static void load_fails(const char *want)
 static void load_fails_prefix(const char *prefix)
 {
     dc_config_t cfg;
-    char err[ERR_LEN] = "";
+    char        err[ERR_LEN] = "";
 
     assert_int_equal(dc_config_load(&cfg, err, sizeof(err)), DC_EINVAL);
     if (strncmp(err, prefix, strlen(prefix)) != 0)
@@ -106,13 +106,13 @@ static void load_fails_prefix(const char *prefix)
 static void assert_int_rejected(const int_var_t *v, const char *value)
 {
     dc_config_t cfg;
-    char want[ERR_LEN], err[ERR_LEN] = "";
+    char        want[ERR_LEN], err[ERR_LEN] = "";
 
     set(v->name, value);
     if (dc_config_load(&cfg, err, sizeof(err)) != DC_EINVAL)
         fail_msg("%s=\"%s\" was accepted as %d", v->name, value, field(&cfg, v));
-    snprintf(want, sizeof(want), "%s must be an integer between %d and %d (got \"%s\")", v->name, v->min, v->max,
-             value);
+    snprintf(want, sizeof(want), "%s must be an integer between %d and %d (got \"%s\")", v->name, v->min,
+             v->max, value);
     assert_string_equal(err, want);
     unsetenv(v->name);
 }
@@ -189,8 +189,21 @@ static void test_int_bounds(void **state)
 static void test_int_not_a_number(void **state)
 {
     static const char *const bad[] = {
-        "abc", " 5", "5 ", "+5", "5s", "5.0", "1e3", "0x10", "-", "--5", "5,000", "99999999999999999999",
-        "-99999999999999999999", "2147483648", "4294967301",
+        "abc",
+        " 5",
+        "5 ",
+        "+5",
+        "5s",
+        "5.0",
+        "1e3",
+        "0x10",
+        "-",
+        "--5",
+        "5,000",
+        "99999999999999999999",
+        "-99999999999999999999",
+        "2147483648",
+        "4294967301",
     };
 
     (void)state;
@@ -229,14 +242,15 @@ static void test_int_error_quotes_at_most_64_bytes(void **state)
     memset(value, '9', sizeof(value) - 1);
     value[sizeof(value) - 1] = '\0';
     set("RETRY_AFTER_SECONDS", value);
-    snprintf(want, sizeof(want), "RETRY_AFTER_SECONDS must be an integer between 1 and 3600 (got \"%.64s\")", value);
+    snprintf(want, sizeof(want), "RETRY_AFTER_SECONDS must be an integer between 1 and 3600 (got \"%.64s\")",
+             value);
     load_fails(want);
 }
 
 static void test_error_fits_small_buffer(void **state)
 {
     dc_config_t cfg;
-    char *err = malloc(16);
+    char       *err = malloc(16);
 
     (void)state;
     assert_non_null(err);
@@ -283,7 +297,7 @@ static void test_ttl_per_type_override(void **state)
 
 static void test_ttl_all_overrides_at_once(void **state)
 {
-    char value[16];
+    char        value[16];
     dc_config_t cfg;
 
     (void)state;
@@ -321,7 +335,7 @@ typedef struct {
 static void assert_redis(const redis_case_t *c)
 {
     dc_redis_addr_t a;
-    char err[ERR_LEN] = "";
+    char            err[ERR_LEN] = "";
 
     memset(&a, 0x5a, sizeof(a));
     if (dc_config_parse_redis_url(c->url, &a, err, sizeof(err)) != DC_OK)
@@ -414,7 +428,7 @@ static void test_redis_url_rejects(void **state)
         "unix://?db=1",
     };
     dc_redis_addr_t a;
-    char err[ERR_LEN];
+    char            err[ERR_LEN];
 
     (void)state;
     for (size_t i = 0; i < DC_ARRAY_LEN(bad); i++) {
@@ -430,10 +444,13 @@ static void test_redis_url_rejects(void **state)
 static void test_redis_url_whitespace_in_numbers(void **state)
 {
     static const char *const bad[] = {
-        "redis://host:\t6380", "redis://host:\n6380", "redis://host/\t2", "unix:///run/redis.sock?db=\t2",
+        "redis://host:\t6380",
+        "redis://host:\n6380",
+        "redis://host/\t2",
+        "unix:///run/redis.sock?db=\t2",
     };
     dc_redis_addr_t a;
-    char err[ERR_LEN];
+    char            err[ERR_LEN];
 
     (void)state;
     for (size_t i = 0; i < DC_ARRAY_LEN(bad); i++)
@@ -443,7 +460,7 @@ static void test_redis_url_whitespace_in_numbers(void **state)
 
 static void test_redis_url_length_limits(void **state)
 {
-    char url[600], err[ERR_LEN];
+    char            url[600], err[ERR_LEN];
     dc_redis_addr_t a;
 
     (void)state;
@@ -494,7 +511,7 @@ static void test_redis_url_in_environment(void **state)
 
 static void test_database_url(void **state)
 {
-    char url[1100];
+    char        url[1100];
     dc_config_t cfg;
 
     (void)state;
@@ -520,11 +537,14 @@ static void test_log_level(void **state)
         const char    *value;
         dc_log_level_t want;
     } ok[] = {
-        { "debug", DC_LOG_DEBUG }, { "info", DC_LOG_INFO }, { "warn", DC_LOG_WARN }, { "error", DC_LOG_ERROR },
+        { "debug", DC_LOG_DEBUG },
+        { "info", DC_LOG_INFO },
+        { "warn", DC_LOG_WARN },
+        { "error", DC_LOG_ERROR },
     };
     static const char *const bad[] = { "verbose", "DEBUG", "Info", "warning", "err", " info", "info " };
-    char want[ERR_LEN];
-    dc_config_t cfg;
+    char                     want[ERR_LEN];
+    dc_config_t              cfg;
 
     (void)state;
     for (size_t i = 0; i < DC_ARRAY_LEN(ok); i++) {
@@ -534,7 +554,8 @@ static void test_log_level(void **state)
     }
     for (size_t i = 0; i < DC_ARRAY_LEN(bad); i++) {
         set("LOG_LEVEL", bad[i]);
-        snprintf(want, sizeof(want), "LOG_LEVEL must be one of debug, info, warn, error (got \"%s\")", bad[i]);
+        snprintf(want, sizeof(want), "LOG_LEVEL must be one of debug, info, warn, error (got \"%s\")",
+                 bad[i]);
         load_fails(want);
     }
 }

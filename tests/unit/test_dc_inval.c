@@ -114,10 +114,10 @@ static void test_hostile_patterns_are_refused(void **state)
 
 static void test_size_and_nul_limits(void **state)
 {
-    char *big = malloc(DC_INVAL_MSG_MAX + 64);
-    char why[128];
+    char          *big = malloc(DC_INVAL_MSG_MAX + 64);
+    char           why[128];
     dc_inval_msg_t m;
-    int n;
+    int            n;
     (void)state;
 
     n = snprintf(big, DC_INVAL_MSG_MAX + 64, "{\"orgId\":\"%s\",\"pad\":\"", ORG);
@@ -133,10 +133,8 @@ static void test_size_and_nul_limits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_org_message),
-        cmocka_unit_test(test_tenant_patterns),
-        cmocka_unit_test(test_clear_all_needs_scope),
-        cmocka_unit_test(test_hostile_patterns_are_refused),
+        cmocka_unit_test(test_org_message),           cmocka_unit_test(test_tenant_patterns),
+        cmocka_unit_test(test_clear_all_needs_scope), cmocka_unit_test(test_hostile_patterns_are_refused),
         cmocka_unit_test(test_size_and_nul_limits),
     };
     return cmocka_run_group_tests_name("dc_inval", tests, NULL, NULL);

@@ -16,7 +16,7 @@
 
 static void test_writer(void **state)
 {
-    dc_buf_t out = DC_BUF_INIT;
+    dc_buf_t  out = DC_BUF_INIT;
     dc_json_t j;
     (void)state;
 
@@ -49,8 +49,11 @@ static void test_writer(void **state)
 
 static void test_numbers(void **state)
 {
-    static const char *const ok[] = { "0", "-0", "1", "-1.5", "0.25", "1e5", "1E+5", "2.5e-3", "123456789012345678901234567890" };
-    static const char *const bad[] = { "", "-", "01", "1.", ".5", "1e", "+1", "NaN", "Infinity", "1 ", "0x10", "--1" };
+    static const char *const ok[] = { "0",    "-0",     "1",
+                                      "-1.5", "0.25",   "1e5",
+                                      "1E+5", "2.5e-3", "123456789012345678901234567890" };
+    static const char *const bad[] = { "",   "-",   "01",       "1.", ".5",   "1e",
+                                       "+1", "NaN", "Infinity", "1 ", "0x10", "--1" };
     (void)state;
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         if (!dc_json_is_number(ok[i]))
@@ -64,12 +67,36 @@ static void test_numbers(void **state)
 static void test_validator(void **state)
 {
     static const char *const ok[] = {
-        "{}", "[]", " null ", "true", "false", "42", "\"s\"", "{\"a\": {\"b\": [true, false, null]}}",
-        "[1, 2.50, \"x\\u00e9\\n\"]", "{\"n\": 123456789012345678901234567890}", "\n[ ]\n",
+        "{}",
+        "[]",
+        " null ",
+        "true",
+        "false",
+        "42",
+        "\"s\"",
+        "{\"a\": {\"b\": [true, false, null]}}",
+        "[1, 2.50, \"x\\u00e9\\n\"]",
+        "{\"n\": 123456789012345678901234567890}",
+        "\n[ ]\n",
     };
     static const char *const bad[] = {
-        "", " ", "{", "[1,]", "{\"a\":}", "{\"a\" 1}", "{a:1}", "[1 2]", "1 2", "truex", "nul", "\"open",
-        "\"bad \\x escape\"", "\"\\u12g4\"", "{\"a\":1} trailing", "[\"tab\there\"]", "'single'",
+        "",
+        " ",
+        "{",
+        "[1,]",
+        "{\"a\":}",
+        "{\"a\" 1}",
+        "{a:1}",
+        "[1 2]",
+        "1 2",
+        "truex",
+        "nul",
+        "\"open",
+        "\"bad \\x escape\"",
+        "\"\\u12g4\"",
+        "{\"a\":1} trailing",
+        "[\"tab\there\"]",
+        "'single'",
         "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
     };
     (void)state;
@@ -84,7 +111,7 @@ static void test_validator(void **state)
 
 static void test_too_deep_fails_and_restores(void **state)
 {
-    dc_buf_t out = DC_BUF_INIT;
+    dc_buf_t  out = DC_BUF_INIT;
     dc_json_t j;
     (void)state;
 

@@ -53,8 +53,8 @@ static void request(const char *path, const char *query, dc_request_t *req)
 static void assert_key(const char *path, const char *query, const char *want)
 {
     dc_request_t req;
-    char key[DC_KEY_MAX];
-    int n;
+    char         key[DC_KEY_MAX];
+    int          n;
 
     request(path, query, &req);
     memset(key, 'X', sizeof(key));
@@ -76,7 +76,8 @@ static void test_key_ids_are_lower_case(void **state)
 {
     (void)state;
     assert_key(BASE ORG_UP "/stats", NULL, "dashboard:stats:org:" ORG);
-    assert_key(BASE ORG_UP "/alerts/count", "unitId=" UNIT_UP, "dashboard:alerts:count:org:" ORG ":unit:" UNIT);
+    assert_key(BASE ORG_UP "/alerts/count", "unitId=" UNIT_UP,
+               "dashboard:alerts:count:org:" ORG ":unit:" UNIT);
     assert_key(BASE ORG_UP "/units/" UNIT_UP "/temperature/trends", "hours=48",
                "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:48");
 }
@@ -95,7 +96,7 @@ static void test_key_ignores_force_refresh_and_cache_busters(void **state)
 static void test_second_segment_is_qtype_name(void **state)
 {
     dc_request_t req;
-    char key[DC_KEY_MAX], prefix[64];
+    char         key[DC_KEY_MAX], prefix[64];
 
     (void)state;
     for (size_t i = 0; i < DC_ARRAY_LEN(cases); i++) {
@@ -110,8 +111,8 @@ static void test_second_segment_is_qtype_name(void **state)
 static void test_every_key_carries_its_tenant(void **state)
 {
     dc_request_t req;
-    char key[DC_KEY_MAX];
-    const char *seg, *end;
+    char         key[DC_KEY_MAX];
+    const char  *seg, *end;
 
     (void)state;
     for (size_t i = 0; i < DC_ARRAY_LEN(cases); i++) {
@@ -131,8 +132,8 @@ static void test_every_key_carries_its_tenant(void **state)
 static void test_not_cacheable(void **state)
 {
     static const char *const paths[] = { BASE ORG "/audit", "/health", "/metrics" };
-    dc_request_t req;
-    char key[DC_KEY_MAX];
+    dc_request_t             req;
+    char                     key[DC_KEY_MAX];
 
     (void)state;
     for (size_t i = 0; i < DC_ARRAY_LEN(paths); i++) {
@@ -153,8 +154,8 @@ static void test_writes_not_cacheable(void **state)
         BASE ORG "/devices/" UNIT "/status",
     };
     dc_request_t req;
-    dc_error_t err;
-    char key[DC_KEY_MAX];
+    dc_error_t   err;
+    char         key[DC_KEY_MAX];
 
     (void)state;
     for (size_t i = 0; i < DC_ARRAY_LEN(paths); i++) {
@@ -166,8 +167,8 @@ static void test_writes_not_cacheable(void **state)
 static void test_generation_key(void **state)
 {
     const char *want = "dashcache:gen:org:" ORG;
-    size_t len = strlen(want);
-    char key[DC_KEY_MAX];
+    size_t      len = strlen(want);
+    char        key[DC_KEY_MAX];
 
     (void)state;
     assert_int_equal(dc_key_gen(ORG, key, sizeof(key)), (int)len);
@@ -182,7 +183,7 @@ static void test_generation_key(void **state)
 static void test_generation_key_outside_dashboard_namespace(void **state)
 {
     dc_request_t req;
-    char gen[DC_KEY_MAX], key[DC_KEY_MAX];
+    char         gen[DC_KEY_MAX], key[DC_KEY_MAX];
 
     (void)state;
     assert_true(dc_key_gen(ORG, gen, sizeof(gen)) > 0);
@@ -198,8 +199,8 @@ static void test_generation_key_outside_dashboard_namespace(void **state)
 static void test_too_small_buffer(void **state)
 {
     dc_request_t req;
-    char key[DC_KEY_MAX];
-    size_t len;
+    char         key[DC_KEY_MAX];
+    size_t       len;
 
     (void)state;
     for (size_t i = 0; i < DC_ARRAY_LEN(cases); i++) {
@@ -215,7 +216,7 @@ static void test_too_small_buffer(void **state)
 static void test_longest_key_fits(void **state)
 {
     dc_request_t req;
-    char key[DC_KEY_MAX];
+    char         key[DC_KEY_MAX];
 
     (void)state;
     request(BASE ORG "/units/" UNIT "/temperature/trends", "hours=168", &req);
@@ -227,12 +228,12 @@ static void test_longest_key_fits(void **state)
 static void test_tenants_never_share_a_key(void **state)
 {
     dc_request_t a, b;
-    char ka[DC_KEY_MAX], kb[DC_KEY_MAX];
+    char         ka[DC_KEY_MAX], kb[DC_KEY_MAX];
 
     (void)state;
     for (size_t i = 0; i < DC_ARRAY_LEN(cases); i++) {
         const char *rest = cases[i].path + strlen(BASE ORG);
-        char other[256];
+        char        other[256];
 
         if (strncmp(cases[i].path, BASE ORG, strlen(BASE ORG)) != 0)
             continue;

@@ -19,7 +19,7 @@
 #include "dc_metrics.h"
 
 static const char *const stmts[] = { "org_exists", "units_status", "trends" };
-static char path[64];
+static char              path[64];
 
 static int setup(void **state)
 {
@@ -59,9 +59,9 @@ static double value_of(const char *text, const char *series)
 static void test_exposition_is_well_formed(void **state)
 {
     dc_buf_t out = DC_BUF_INIT;
-    char *copy, *save = NULL, *line;
-    char families[64][96], series[2048][200], last_family[96] = "";
-    int nfam = 0, nser = 0;
+    char    *copy, *save = NULL, *line;
+    char     families[64][96], series[2048][200], last_family[96] = "";
+    int      nfam = 0, nser = 0;
     (void)state;
 
     assert_int_equal(dc_metrics_claim(DC_MK_WORKER), DC_OK);
@@ -101,22 +101,31 @@ static void test_exposition_is_well_formed(void **state)
     /* buckets cumulative, +Inf equal to _count */
     {
         static const char *const les[] = { "0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1", "5", "+Inf" };
-        double prev = 0, v;
-        char s[200];
+        double                   prev = 0, v;
+        char                     s[200];
         for (size_t i = 0; i < 9; i++) {
-            snprintf(s, sizeof(s), "dashboard_http_request_duration_seconds_bucket{route=\"stats\",le=\"%s\"}", les[i]);
+            snprintf(s, sizeof(s),
+                     "dashboard_http_request_duration_seconds_bucket{route=\"stats\",le=\"%s\"}", les[i]);
             v = value_of(out.data, s);
             assert_true(v >= prev);
             prev = v;
         }
         assert_true(prev == 3);
-        assert_true(value_of(out.data, "dashboard_http_request_duration_seconds_count{route=\"stats\"}") == 3);
-        assert_true(value_of(out.data, "dashboard_http_request_duration_seconds_bucket{route=\"stats\",le=\"0.001\"}") == 1);
-        assert_true(value_of(out.data, "dashboard_http_request_duration_seconds_bucket{route=\"stats\",le=\"0.005\"}") == 2);
+        assert_true(value_of(out.data, "dashboard_http_request_duration_seconds_count{route=\"stats\"}") ==
+                    3);
+        assert_true(
+            value_of(out.data,
+                     "dashboard_http_request_duration_seconds_bucket{route=\"stats\",le=\"0.001\"}") == 1);
+        assert_true(
+            value_of(out.data,
+                     "dashboard_http_request_duration_seconds_bucket{route=\"stats\",le=\"0.005\"}") == 2);
         /* the cache family stops at 0.5 s; a 2 s read is only in +Inf */
-        assert_true(value_of(out.data, "dashboard_cache_latency_seconds_bucket{operation=\"get\",le=\"0.5\"}") == 0);
-        assert_true(value_of(out.data, "dashboard_cache_latency_seconds_bucket{operation=\"get\",le=\"+Inf\"}") == 1);
-        assert_true(value_of(out.data, "dashboard_cache_latency_seconds_bucket{operation=\"get\",le=\"1\"}") == -1);
+        assert_true(
+            value_of(out.data, "dashboard_cache_latency_seconds_bucket{operation=\"get\",le=\"0.5\"}") == 0);
+        assert_true(
+            value_of(out.data, "dashboard_cache_latency_seconds_bucket{operation=\"get\",le=\"+Inf\"}") == 1);
+        assert_true(
+            value_of(out.data, "dashboard_cache_latency_seconds_bucket{operation=\"get\",le=\"1\"}") == -1);
     }
     assert_true(value_of(out.data, "dashboard_http_requests_total{route=\"stats\",status=\"200\"}") == 2);
     assert_true(value_of(out.data, "dashboard_http_requests_total{route=\"stats\",status=\"404\"}") == 1);
@@ -149,12 +158,12 @@ static void child_hits(int n)
 
 static void test_dead_workers_stay_in_the_sum(void **state)
 {
-    dc_buf_t out = DC_BUF_INIT;
+    dc_buf_t             out = DC_BUF_INIT;
     dc_metrics_summary_t s;
     (void)state;
 
     child_hits(5);
-    child_hits(3);      /* takes over the dead child's slot and keeps adding */
+    child_hits(3); /* takes over the dead child's slot and keeps adding */
     for (int i = 0; i < 20; i++)
         child_hits(1);
     render(&out);

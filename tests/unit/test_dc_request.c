@@ -14,9 +14,9 @@
 
 #include "dc_request.h"
 
-#define ORG      "550e8400-e29b-41d4-a716-446655440000"
-#define UNIT     "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
-#define UNIT_UP  "6BA7B810-9DAD-11D1-80B4-00C04FD430C8"
+#define ORG     "550e8400-e29b-41d4-a716-446655440000"
+#define UNIT    "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+#define UNIT_UP "6BA7B810-9DAD-11D1-80B4-00C04FD430C8"
 
 #define HOURS_MSG "hours must be an integer between 1 and 168"
 #define LIMIT_MSG "limit must be an integer between 1 and 500"
@@ -112,8 +112,8 @@ static void test_uuid_misplaced_hyphens(void **state)
 
 static void test_uuid_non_hex(void **state)
 {
-    static const char bad[] = { 'g', 'G', 'z', ' ', '+', '.', '/', ':', '{', '%', '\'', '"', '\\', '\n',
-                                '-', (char)0xc3, (char)0xff };
+    static const char bad[] = { 'g', 'G',  'z', ' ',  '+',  '.', '/',        ':',       '{',
+                                '%', '\'', '"', '\\', '\n', '-', (char)0xc3, (char)0xff };
 
     (void)state;
     for (size_t i = 0; i < DC_UUID_LEN; i++) {
@@ -126,7 +126,7 @@ static void test_uuid_non_hex(void **state)
 
 static void test_uuid_glob_characters(void **state)
 {
-    static const char glob[] = { '*', '?', '[', ']', '^', '!' };
+    static const char   glob[] = { '*', '?', '[', ']', '^', '!' };
     static const size_t at[] = { 0, 7, 8, 13, 20, 35 };
 
     (void)state;
@@ -172,7 +172,7 @@ static void assert_parses(dc_qtype_t q, const char *query, dc_request_t *req)
 static void assert_rejects(dc_qtype_t q, const char *query, const char *code, const char *message)
 {
     dc_request_t req;
-    dc_error_t err;
+    dc_error_t   err;
 
     if (parse(q, query, &req, &err) != DC_EINVAL)
         fail_msg("%s?%s was accepted", dc_qtype_name(q), query);
@@ -210,7 +210,7 @@ static void test_query_empty_gives_defaults(void **state)
 static void test_query_leaves_route_and_ids(void **state)
 {
     dc_request_t req;
-    dc_error_t err;
+    dc_error_t   err;
 
     (void)state;
     init(&req, DC_ROUTE_QUERY, DC_Q_TEMPERATURE);
@@ -230,8 +230,12 @@ static void test_force_refresh_values(void **state)
         const char *query;
         int         want;
     } ok[] = {
-        { "forceRefresh=true", 1 },  { "forceRefresh=1", 1 },     { "forceRefresh=false", 0 },
-        { "forceRefresh=0", 0 },     { "forceRefresh=%74rue", 1 }, { "forceRefresh=tru%65", 1 },
+        { "forceRefresh=true", 1 },
+        { "forceRefresh=1", 1 },
+        { "forceRefresh=false", 0 },
+        { "forceRefresh=0", 0 },
+        { "forceRefresh=%74rue", 1 },
+        { "forceRefresh=tru%65", 1 },
         { "_=1700000000&forceRefresh=true&v=2", 1 },
     };
     static const dc_qtype_t takes_it[] = {
@@ -244,7 +248,8 @@ static void test_force_refresh_values(void **state)
         for (size_t i = 0; i < DC_ARRAY_LEN(ok); i++) {
             assert_parses(takes_it[q], ok[i].query, &req);
             if (req.force_refresh != ok[i].want)
-                fail_msg("%s?%s: force_refresh %d", dc_qtype_name(takes_it[q]), ok[i].query, req.force_refresh);
+                fail_msg("%s?%s: force_refresh %d", dc_qtype_name(takes_it[q]), ok[i].query,
+                         req.force_refresh);
         }
     }
 }
@@ -252,9 +257,10 @@ static void test_force_refresh_values(void **state)
 static void test_force_refresh_bad(void **state)
 {
     static const char *const bad[] = {
-        "forceRefresh=", "forceRefresh=yes", "forceRefresh=TRUE", "forceRefresh=True", "forceRefresh=2",
-        "forceRefresh=tru", "forceRefresh=truee", "forceRefresh=true+", "forceRefresh=%20true",
-        "forceRefresh=-1", "forceRefresh=01", "forceRefresh=true=1", "forceRefresh=true%00",
+        "forceRefresh=",        "forceRefresh=yes", "forceRefresh=TRUE",  "forceRefresh=True",
+        "forceRefresh=2",       "forceRefresh=tru", "forceRefresh=truee", "forceRefresh=true+",
+        "forceRefresh=%20true", "forceRefresh=-1",  "forceRefresh=01",    "forceRefresh=true=1",
+        "forceRefresh=true%00",
     };
 
     (void)state;
@@ -270,8 +276,8 @@ static void test_hours_bounds(void **state)
         const char *query;
         int         want;
     } ok[] = {
-        { "hours=1", 1 }, { "hours=2", 2 }, { "hours=24", 24 }, { "hours=167", 167 }, { "hours=168", 168 },
-        { "hours=0%31", 1 }, { "hours=%31%36%38", 168 },
+        { "hours=1", 1 },     { "hours=2", 2 },    { "hours=24", 24 },         { "hours=167", 167 },
+        { "hours=168", 168 }, { "hours=0%31", 1 }, { "hours=%31%36%38", 168 },
     };
     dc_request_t req;
 
@@ -285,9 +291,16 @@ static void test_hours_bounds(void **state)
 static void test_hours_bad(void **state)
 {
     static const char *const bad[] = {
-        "hours=0", "hours=169", "hours=-1", "hours=abc", "hours=", "hours=1e2", "hours=+5", "hours=%2B5",
-        "hours=5+", "hours=%205", "hours=1.5", "hours=0x10", "hours=24h", "hours=99999999999999999999",
-        "hours=2147483648", "hours=4294967297", "hours=-0", "hours=1000", "hours=%", "hours=24%00",
+        "hours=0",          "hours=169",
+        "hours=-1",         "hours=abc",
+        "hours=",           "hours=1e2",
+        "hours=+5",         "hours=%2B5",
+        "hours=5+",         "hours=%205",
+        "hours=1.5",        "hours=0x10",
+        "hours=24h",        "hours=99999999999999999999",
+        "hours=2147483648", "hours=4294967297",
+        "hours=-0",         "hours=1000",
+        "hours=%",          "hours=24%00",
     };
 
     (void)state;
@@ -301,11 +314,15 @@ static void test_limit_bounds(void **state)
         const char *query;
         int         want;
     } ok[] = {
-        { "limit=1", 1 }, { "limit=100", 100 }, { "limit=499", 499 }, { "limit=500", 500 },
+        { "limit=1", 1 },
+        { "limit=100", 100 },
+        { "limit=499", 499 },
+        { "limit=500", 500 },
     };
     static const char *const bad[] = {
-        "limit=0", "limit=501", "limit=-1", "limit=abc", "limit=", "limit=5e2", "limit=+5", "limit=1000000",
-        "limit=99999999999999999999",
+        "limit=0",   "limit=501",     "limit=-1",
+        "limit=abc", "limit=",        "limit=5e2",
+        "limit=+5",  "limit=1000000", "limit=99999999999999999999",
     };
     dc_request_t req;
 
@@ -423,8 +440,8 @@ static void test_parameters_of_other_routes_ignored(void **state)
 static void test_non_query_routes_ignore_everything(void **state)
 {
     static const dc_route_t routes[] = { DC_ROUTE_WRITE, DC_ROUTE_HEALTH, DC_ROUTE_METRICS };
-    dc_request_t req;
-    dc_error_t err;
+    dc_request_t            req;
+    dc_error_t              err;
 
     (void)state;
     for (size_t i = 0; i < DC_ARRAY_LEN(routes); i++) {
@@ -448,8 +465,8 @@ static void test_missing_equals(void **state)
 static void test_percent_decoding_errors(void **state)
 {
     static const char *const force[] = {
-        "forceRefresh=%", "forceRefresh=%4", "forceRefresh=%zz", "forceRefresh=%g0", "forceRefresh=tru%6",
-        "forceRefresh=%%74rue", "forceRefresh=%00",
+        "forceRefresh=%",     "forceRefresh=%4",      "forceRefresh=%zz", "forceRefresh=%g0",
+        "forceRefresh=tru%6", "forceRefresh=%%74rue", "forceRefresh=%00",
     };
     static const char *const hours[] = { "hours=%", "hours=%4", "hours=%zz", "hours=1%", "hours=1%3" };
 
@@ -504,7 +521,7 @@ static void test_error_set(void **state)
 
 static void test_error_set_truncates(void **state)
 {
-    char longer[400];
+    char       longer[400];
     dc_error_t err;
 
     (void)state;

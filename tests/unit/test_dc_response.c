@@ -16,8 +16,9 @@
 #include "dc_response.h"
 #include "fail_alloc.h"
 
-#define HEAD_200(len) \
-    "Status: 200 OK\r\nContent-Type: application/json\r\nContent-Length: " len "\r\nCache-Control: no-store\r\n"
+#define HEAD_200(len)                                                          \
+    "Status: 200 OK\r\nContent-Type: application/json\r\nContent-Length: " len \
+    "\r\nCache-Control: no-store\r\n"
 
 #define OOM_BODY "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"out of memory\"}}"
 
@@ -39,7 +40,7 @@ static dc_response_t response(int status, const char *x_cache)
 static int render(const dc_response_t *r, size_t cap, char *copy, size_t copy_cap)
 {
     char *buf = malloc(cap ? cap : 1);
-    int n;
+    int   n;
 
     assert_non_null(buf);
     n = dc_response_head(r, buf, cap);
@@ -56,7 +57,7 @@ static int render(const dc_response_t *r, size_t cap, char *copy, size_t copy_ca
 static void assert_head(const dc_response_t *r, const char *want)
 {
     char got[DC_RESPONSE_HEAD_MAX];
-    int n = render(r, DC_RESPONSE_HEAD_MAX, got, sizeof(got));
+    int  n = render(r, DC_RESPONSE_HEAD_MAX, got, sizeof(got));
 
     if (n < 0)
         fail_msg("dc_response_head: %d", n);
@@ -67,7 +68,7 @@ static void assert_head(const dc_response_t *r, const char *want)
 static void test_head_x_cache(void **state)
 {
     static const char *const values[] = { "HIT", "MISS", "BYPASS" };
-    char want[DC_RESPONSE_HEAD_MAX];
+    char                     want[DC_RESPONSE_HEAD_MAX];
 
     (void)state;
     for (size_t i = 0; i < DC_ARRAY_LEN(values); i++) {
@@ -92,11 +93,13 @@ static void test_head_405_allow(void **state)
 
     (void)state;
     r.allow = "GET, HEAD";
-    assert_head(&r, "Status: 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: 13\r\n"
-                    "Cache-Control: no-store\r\nAllow: GET, HEAD\r\n\r\n");
+    assert_head(&r,
+                "Status: 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: 13\r\n"
+                "Cache-Control: no-store\r\nAllow: GET, HEAD\r\n\r\n");
     r.allow = "POST";
-    assert_head(&r, "Status: 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: 13\r\n"
-                    "Cache-Control: no-store\r\nAllow: POST\r\n\r\n");
+    assert_head(&r,
+                "Status: 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: 13\r\n"
+                "Cache-Control: no-store\r\nAllow: POST\r\n\r\n");
 }
 
 static void test_head_503_retry_after(void **state)
@@ -105,18 +108,20 @@ static void test_head_503_retry_after(void **state)
 
     (void)state;
     r.retry_after = 5;
-    assert_head(&r, "Status: 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 13\r\n"
-                    "Cache-Control: no-store\r\nX-Cache: MISS\r\nRetry-After: 5\r\n\r\n");
+    assert_head(&r,
+                "Status: 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 13\r\n"
+                "Cache-Control: no-store\r\nX-Cache: MISS\r\nRetry-After: 5\r\n\r\n");
     r.x_cache = NULL;
     r.retry_after = 3600;
-    assert_head(&r, "Status: 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 13\r\n"
-                    "Cache-Control: no-store\r\nRetry-After: 3600\r\n\r\n");
+    assert_head(&r,
+                "Status: 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 13\r\n"
+                "Cache-Control: no-store\r\nRetry-After: 3600\r\n\r\n");
 }
 
 static void test_head_no_retry_after_when_zero_or_negative(void **state)
 {
     dc_response_t r = response(503, NULL);
-    char got[DC_RESPONSE_HEAD_MAX];
+    char          got[DC_RESPONSE_HEAD_MAX];
 
     (void)state;
     r.retry_after = 0;
@@ -133,7 +138,11 @@ static void test_head_content_length(void **state)
         size_t      len;
         const char *text;
     } cases[] = {
-        { 0, "0" }, { 1, "1" }, { 13, "13" }, { 1048576, "1048576" }, { (size_t)4294967296ULL, "4294967296" },
+        { 0, "0" },
+        { 1, "1" },
+        { 13, "13" },
+        { 1048576, "1048576" },
+        { (size_t)4294967296ULL, "4294967296" },
         { SIZE_MAX, "18446744073709551615" },
     };
     char want[DC_RESPONSE_HEAD_MAX];
@@ -155,7 +164,7 @@ static void test_head_content_length(void **state)
 static void test_head_content_length_counts_bytes(void **state)
 {
     static const char binary[] = "a\0b\r\n\0";
-    dc_response_t r = response(200, NULL);
+    dc_response_t     r = response(200, NULL);
 
     (void)state;
     r.body = binary;
@@ -167,7 +176,7 @@ static void test_head_content_length_counts_bytes(void **state)
 static void test_head_only_keeps_content_length(void **state)
 {
     dc_response_t get = response(200, "HIT"), head = response(200, "HIT");
-    char a[DC_RESPONSE_HEAD_MAX], b[DC_RESPONSE_HEAD_MAX];
+    char          a[DC_RESPONSE_HEAD_MAX], b[DC_RESPONSE_HEAD_MAX];
 
     (void)state;
     head.head_only = 1;
@@ -180,8 +189,8 @@ static void test_head_only_keeps_content_length(void **state)
 static void test_head_ends_with_one_blank_line(void **state)
 {
     dc_response_t r = response(503, "BYPASS");
-    char got[DC_RESPONSE_HEAD_MAX];
-    int n;
+    char          got[DC_RESPONSE_HEAD_MAX];
+    int           n;
 
     (void)state;
     r.allow = "GET, HEAD";
@@ -196,7 +205,7 @@ static void test_head_ends_with_one_blank_line(void **state)
 static void assert_sizes(const dc_response_t *r)
 {
     char full[DC_RESPONSE_HEAD_MAX], got[DC_RESPONSE_HEAD_MAX];
-    int len = render(r, sizeof(full), full, sizeof(full));
+    int  len = render(r, sizeof(full), full, sizeof(full));
 
     assert_true(len > 0);
     for (size_t cap = 0; cap <= (size_t)len; cap++) {
@@ -255,7 +264,7 @@ static void test_reason_phrases(void **state)
 static void test_head_every_known_status(void **state)
 {
     static const int statuses[] = { 200, 201, 400, 404, 405, 409, 413, 415, 500, 503 };
-    char want[64], got[DC_RESPONSE_HEAD_MAX];
+    char             want[64], got[DC_RESPONSE_HEAD_MAX];
 
     (void)state;
     for (size_t i = 0; i < DC_ARRAY_LEN(statuses); i++) {
@@ -278,9 +287,9 @@ static void error_response(dc_response_t *r, const dc_error_t *err, dc_buf_t *ou
 static void test_error_fills_status_and_body(void **state)
 {
     static const char want[] = "{\"error\":{\"code\":\"not_found\",\"message\":\"no such endpoint\"}}";
-    dc_buf_t out = DC_BUF_INIT;
-    dc_response_t r;
-    dc_error_t err;
+    dc_buf_t          out = DC_BUF_INIT;
+    dc_response_t     r;
+    dc_error_t        err;
 
     (void)state;
     assert_int_equal(dc_buf_append_str(&out, "previous body"), DC_OK);
@@ -297,10 +306,10 @@ static void test_error_fills_status_and_body(void **state)
 
 static void test_error_405_keeps_allow(void **state)
 {
-    dc_buf_t out = DC_BUF_INIT;
+    dc_buf_t      out = DC_BUF_INIT;
     dc_response_t r;
-    dc_error_t err;
-    char head[DC_RESPONSE_HEAD_MAX];
+    dc_error_t    err;
+    char          head[DC_RESPONSE_HEAD_MAX];
 
     (void)state;
     dc_error_set(&err, 405, "method_not_allowed", "POST is not allowed here; use GET or HEAD");
@@ -317,9 +326,9 @@ static void test_error_405_keeps_allow(void **state)
 
 static void test_error_with_index(void **state)
 {
-    dc_buf_t out = DC_BUF_INIT;
+    dc_buf_t      out = DC_BUF_INIT;
     dc_response_t r;
-    dc_error_t err;
+    dc_error_t    err;
 
     (void)state;
     dc_error_set(&err, 400, "invalid_reading", "temperature must be a number");
@@ -333,9 +342,9 @@ static void test_error_with_index(void **state)
 
 static void test_error_escapes_message(void **state)
 {
-    dc_buf_t out = DC_BUF_INIT;
+    dc_buf_t      out = DC_BUF_INIT;
     dc_response_t r;
-    dc_error_t err;
+    dc_error_t    err;
 
     (void)state;
     dc_error_set(&err, 405, "method_not_allowed", "%s is not allowed here; use GET or HEAD", "G\"E\\T\n");
@@ -347,9 +356,9 @@ static void test_error_escapes_message(void **state)
 
 static void test_error_out_of_memory(void **state)
 {
-    dc_buf_t out = DC_BUF_INIT;
+    dc_buf_t      out = DC_BUF_INIT;
     dc_response_t r;
-    dc_error_t err;
+    dc_error_t    err;
 
     (void)state;
     if (!fail_alloc_works())

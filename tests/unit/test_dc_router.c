@@ -69,11 +69,11 @@ static void assert_routes(const char *method, const char *path, const char *quer
         fail_msg("%s %s?%s: %d %s: %s", method, path, query ? query : "", err.status, err.code, err.message);
 }
 
-static void assert_answer(const char *method, const char *path, const char *query, int status, const char *code,
-                          const char *allow, const char *message)
+static void assert_answer(const char *method, const char *path, const char *query, int status,
+                          const char *code, const char *allow, const char *message)
 {
     dc_request_t req;
-    dc_error_t err;
+    dc_error_t   err;
 
     if (route(method, path, query, &req, &err) != DC_EINVAL)
         fail_msg("%s %s?%s was routed", method, path, query ? query : "");
@@ -91,8 +91,8 @@ static void assert_answer(const char *method, const char *path, const char *quer
     }
 }
 
-static void assert_error(const char *method, const char *path, const char *query, int status, const char *code,
-                         const char *message)
+static void assert_error(const char *method, const char *path, const char *query, int status,
+                         const char *code, const char *message)
 {
     assert_answer(method, path, query, status, code, NULL, message);
 }
@@ -366,7 +366,8 @@ static void test_bad_query_is_400(void **state)
     (void)state;
     assert_error("GET", BASE ORG "/stats", "forceRefresh=maybe", 400, "invalid_parameter",
                  "forceRefresh must be true or false");
-    assert_error("GET", TRENDS, "hours=169", 400, "invalid_parameter", "hours must be an integer between 1 and 168");
+    assert_error("GET", TRENDS, "hours=169", 400, "invalid_parameter",
+                 "hours must be an integer between 1 and 168");
     assert_error("GET", BASE ORG "/audit", "limit=0", 400, "invalid_parameter",
                  "limit must be an integer between 1 and 500");
     assert_error("GET", BASE ORG "/alerts/count", "unitId=*", 400, "invalid_id", "unitId must be a UUID");
@@ -423,10 +424,14 @@ static void test_write_bad_ids(void **state)
     (void)state;
     assert_error("POST", BASE "nope/alerts", NULL, 400, "invalid_id", "organization id must be a UUID");
     assert_error("POST", BASE ORG "/alerts/nope/resolve", NULL, 400, "invalid_id", "alert id must be a UUID");
-    assert_error("POST", BASE ORG "/alerts/" ITEM "*/resolve", NULL, 400, "invalid_id", "alert id must be a UUID");
-    assert_error("POST", BASE ORG "/alerts/count/resolve", NULL, 400, "invalid_id", "alert id must be a UUID");
-    assert_error("POST", BASE ORG "/devices/nope/status", NULL, 400, "invalid_id", "device id must be a UUID");
-    assert_error("POST", BASE ORG "/devices/online/status", NULL, 400, "invalid_id", "device id must be a UUID");
+    assert_error("POST", BASE ORG "/alerts/" ITEM "*/resolve", NULL, 400, "invalid_id",
+                 "alert id must be a UUID");
+    assert_error("POST", BASE ORG "/alerts/count/resolve", NULL, 400, "invalid_id",
+                 "alert id must be a UUID");
+    assert_error("POST", BASE ORG "/devices/nope/status", NULL, 400, "invalid_id",
+                 "device id must be a UUID");
+    assert_error("POST", BASE ORG "/devices/online/status", NULL, 400, "invalid_id",
+                 "device id must be a UUID");
 }
 
 static void test_bad_org_reported_before_bad_query(void **state)

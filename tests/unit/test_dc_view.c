@@ -28,10 +28,10 @@ static const dc_view_meta_t meta = { ORG, NULL, AT };
 static const dc_view_meta_t meta_unit = { ORG, UNIT, AT };
 static const dc_view_meta_t meta_empty_unit = { ORG, "", AT };
 
-static const dc_units_status_t units = { 7, 2, 1, 3, 13 };
-static const dc_alert_count_t alerts = { 4 };
+static const dc_units_status_t   units = { 7, 2, 1, 3, 13 };
+static const dc_alert_count_t    alerts = { 4 };
 static const dc_devices_online_t devices = { 11, 2 };
-static const dc_compliance_t compliance = { 950, 1000, 30, "0.9500" };
+static const dc_compliance_t     compliance = { 950, 1000, 30, "0.9500" };
 
 static const dc_trend_point_t points[] = {
     { "2026-11-21T13:00:00Z", "5.30", "normal" },
@@ -40,7 +40,8 @@ static const dc_trend_point_t points[] = {
 };
 
 static const dc_audit_entry_t entries[] = {
-    { "41", "alice", "unit.update", "{\"field\":\"max_temp\",\"from\":8.00,\"to\":8.50}", "2026-11-21T15:00:00.000Z" },
+    { "41", "alice", "unit.update", "{\"field\":\"max_temp\",\"from\":8.00,\"to\":8.50}",
+      "2026-11-21T15:00:00.000Z" },
     { "40", "bob \"the builder\"", "unit.create", "{not json", "2026-11-21T14:00:00.000Z" },
 };
 
@@ -50,31 +51,31 @@ static const dc_health_service_t services[] = {
     { "cache", 1, 0.0004 },
 };
 
-#define UNITS_BODY "{" ORG_F ",\"normal\":7,\"too_hot\":2,\"too_cold\":1,\"no_data\":3,\"total\":13," AT_F "}"
-#define ALERTS_BODY "{" ORG_F ",\"unresolved\":4," AT_F "}"
+#define UNITS_BODY       "{" ORG_F ",\"normal\":7,\"too_hot\":2,\"too_cold\":1,\"no_data\":3,\"total\":13," AT_F "}"
+#define ALERTS_BODY      "{" ORG_F ",\"unresolved\":4," AT_F "}"
 #define ALERTS_UNIT_BODY "{" ORG_F "," UNIT_F ",\"unresolved\":4," AT_F "}"
-#define DEVICES_BODY "{" ORG_F ",\"online\":11,\"offline\":2," AT_F "}"
+#define DEVICES_BODY     "{" ORG_F ",\"online\":11,\"offline\":2," AT_F "}"
 #define COMPLIANCE_BODY \
     "{" ORG_F ",\"windowDays\":30,\"inRange\":950,\"total\":1000,\"ratio\":0.9500," AT_F "}"
-#define STATS_BODY                                                                              \
+#define STATS_BODY                                                                                 \
     "{" ORG_F ",\"units\":{\"normal\":7,\"too_hot\":2,\"too_cold\":1,\"no_data\":3,\"total\":13}," \
-    "\"alerts\":{\"unresolved\":4},\"devices\":{\"online\":11,\"offline\":2},"                    \
+    "\"alerts\":{\"unresolved\":4},\"devices\":{\"online\":11,\"offline\":2},"                     \
     "\"compliance\":{\"windowDays\":30,\"inRange\":950,\"total\":1000,\"ratio\":0.9500}," AT_F "}"
-#define TRENDS_BODY                                                                           \
-    "{" ORG_F "," UNIT_F ",\"hours\":48,\"points\":["                                         \
-    "{\"timestamp\":\"2026-11-21T13:00:00Z\",\"temperature\":5.30,\"alarmState\":\"normal\"}," \
+#define TRENDS_BODY                                                                                \
+    "{" ORG_F "," UNIT_F ",\"hours\":48,\"points\":["                                              \
+    "{\"timestamp\":\"2026-11-21T13:00:00Z\",\"temperature\":5.30,\"alarmState\":\"normal\"},"     \
     "{\"timestamp\":\"2026-11-21T14:00:00Z\",\"temperature\":-18.00,\"alarmState\":\"too_cold\"}," \
     "{\"timestamp\":\"2026-11-21T15:00:00Z\",\"temperature\":null,\"alarmState\":\"normal\"}]," AT_F "}"
-#define AUDIT_BODY                                                                              \
-    "{" ORG_F ",\"entries\":["                                                                  \
-    "{\"id\":\"41\",\"actor\":\"alice\",\"action\":\"unit.update\","                            \
-    "\"details\":{\"field\":\"max_temp\",\"from\":8.00,\"to\":8.50},"                          \
-    "\"createdAt\":\"2026-11-21T15:00:00.000Z\"},"                                              \
-    "{\"id\":\"40\",\"actor\":\"bob \\\"the builder\\\"\",\"action\":\"unit.create\","          \
+#define AUDIT_BODY                                                                     \
+    "{" ORG_F ",\"entries\":["                                                         \
+    "{\"id\":\"41\",\"actor\":\"alice\",\"action\":\"unit.update\","                   \
+    "\"details\":{\"field\":\"max_temp\",\"from\":8.00,\"to\":8.50},"                  \
+    "\"createdAt\":\"2026-11-21T15:00:00.000Z\"},"                                     \
+    "{\"id\":\"40\",\"actor\":\"bob \\\"the builder\\\"\",\"action\":\"unit.create\"," \
     "\"details\":\"{not json\",\"createdAt\":\"2026-11-21T14:00:00.000Z\"}]," AT_F "}"
-#define HEALTH_BODY                                                                   \
-    "{\"status\":\"degraded\",\"services\":{"                                         \
-    "\"database\":{\"ok\":true,\"latencyMs\":1.250},"                                 \
+#define HEALTH_BODY                                   \
+    "{\"status\":\"degraded\",\"services\":{"         \
+    "\"database\":{\"ok\":true,\"latencyMs\":1.250}," \
     "\"redis\":{\"ok\":false,\"latencyMs\":0.000},\"cache\":{\"ok\":true,\"latencyMs\":0.000}}}"
 #define ERROR_BODY "{\"error\":{\"code\":\"not_found\",\"message\":\"no such endpoint\"}}"
 
@@ -83,7 +84,7 @@ typedef int (*render_fn)(dc_buf_t *out);
 /* Frees out before asserting, so that a failure leaks nothing. */
 static void assert_body(int rc, dc_buf_t *out, const char *want)
 {
-    char got[1024] = "";
+    char   got[1024] = "";
     size_t len = out->len;
 
     if (out->data != NULL)
@@ -98,7 +99,7 @@ static void assert_body(int rc, dc_buf_t *out, const char *want)
 static void audit_one(const char *details, dc_buf_t *out)
 {
     dc_audit_entry_t e = { "1", "a", "x", details, "t" };
-    dc_view_meta_t m = { "o", NULL, "g" };
+    dc_view_meta_t   m = { "o", NULL, "g" };
 
     assert_int_equal(dc_view_audit(&m, &e, 1, out), DC_OK);
 }
@@ -106,7 +107,7 @@ static void audit_one(const char *details, dc_buf_t *out)
 static void assert_details(const char *details, const char *want)
 {
     dc_buf_t out = DC_BUF_INIT;
-    char body[512], got[512];
+    char     body[512], got[512];
 
     audit_one(details, &out);
     snprintf(got, sizeof(got), "%s", out.data);
@@ -148,7 +149,7 @@ static void test_devices_online_body(void **state)
 static void test_compliance_body(void **state)
 {
     dc_compliance_t none = { 0, 0, 30, "" };
-    dc_buf_t out = DC_BUF_INIT;
+    dc_buf_t        out = DC_BUF_INIT;
 
     (void)state;
     assert_body(dc_view_compliance(&meta, &compliance, &out), &out, COMPLIANCE_BODY);
@@ -159,7 +160,7 @@ static void test_compliance_body(void **state)
 static void test_large_counts(void **state)
 {
     dc_units_status_t big = { INT64_MAX, 0, 0, 0, INT64_MAX };
-    dc_buf_t out = DC_BUF_INIT;
+    dc_buf_t          out = DC_BUF_INIT;
 
     (void)state;
     assert_body(dc_view_units_status(&meta, &big, &out), &out,
@@ -176,9 +177,9 @@ static void test_numeric_text_preserved(void **state)
 
     (void)state;
     for (size_t i = 0; i < DC_ARRAY_LEN(texts); i++) {
-        dc_compliance_t c = { 1, 1, 30, "" };
+        dc_compliance_t  c = { 1, 1, 30, "" };
         dc_trend_point_t p = { "t", texts[i], "normal" };
-        dc_buf_t out = DC_BUF_INIT;
+        dc_buf_t         out = DC_BUF_INIT;
 
         snprintf(c.ratio, sizeof(c.ratio), "%s", texts[i]);
         assert_int_equal(dc_view_compliance(&meta, &c, &out), DC_OK);
@@ -198,7 +199,7 @@ static void test_numeric_text_preserved(void **state)
 static void test_stats_body(void **state)
 {
     dc_stats_t s = { units, alerts, devices, compliance };
-    dc_buf_t out = DC_BUF_INIT;
+    dc_buf_t   out = DC_BUF_INIT;
 
     (void)state;
     assert_body(dc_view_stats(&meta, &s, &out), &out, STATS_BODY);
@@ -224,7 +225,7 @@ static void test_trends_points(void **state)
 static void test_trends_empty_temperature_is_null(void **state)
 {
     dc_trend_point_t p = { "t", "", "normal" };
-    dc_buf_t out = DC_BUF_INIT;
+    dc_buf_t         out = DC_BUF_INIT;
 
     (void)state;
     assert_body(dc_view_trends(&meta_unit, 1, &p, 1, &out), &out,
@@ -239,8 +240,8 @@ static void test_trends_empty_temperature_is_null(void **state)
 static void test_trends_nan_temperature_is_valid_json(void **state)
 {
     dc_trend_point_t p = { "t", "NaN", "too_hot" };
-    dc_buf_t out = DC_BUF_INIT;
-    char got[256];
+    dc_buf_t         out = DC_BUF_INIT;
+    char             got[256];
 
     (void)state;
     assert_int_equal(dc_view_trends(&meta_unit, 1, &p, 1, &out), DC_OK);
@@ -321,8 +322,9 @@ static void test_error_body(void **state)
 
     (void)state;
     assert_body(dc_view_error("not_found", "no such endpoint", -1, &out), &out, ERROR_BODY);
-    assert_body(dc_view_error("x", "say \"hi\"\n</tag> \\ \x01 caf\xc3\xa9", -1, &out), &out,
-                "{\"error\":{\"code\":\"x\",\"message\":\"say \\\"hi\\\"\\n</tag> \\\\ \\u0001 caf\xc3\xa9\"}}");
+    assert_body(
+        dc_view_error("x", "say \"hi\"\n</tag> \\ \x01 caf\xc3\xa9", -1, &out), &out,
+        "{\"error\":{\"code\":\"x\",\"message\":\"say \\\"hi\\\"\\n</tag> \\\\ \\u0001 caf\xc3\xa9\"}}");
 }
 
 static void test_error_body_with_index(void **state)
@@ -330,8 +332,9 @@ static void test_error_body_with_index(void **state)
     dc_buf_t out = DC_BUF_INIT;
 
     (void)state;
-    assert_body(dc_view_error("bad_reading", "temperature must be a number", 7, &out), &out,
-                "{\"error\":{\"code\":\"bad_reading\",\"message\":\"temperature must be a number\",\"index\":7}}");
+    assert_body(
+        dc_view_error("bad_reading", "temperature must be a number", 7, &out), &out,
+        "{\"error\":{\"code\":\"bad_reading\",\"message\":\"temperature must be a number\",\"index\":7}}");
     assert_body(dc_view_error("bad_reading", "m", 0, &out), &out,
                 "{\"error\":{\"code\":\"bad_reading\",\"message\":\"m\",\"index\":0}}");
     assert_body(dc_view_error("bad_reading", "m", -2, &out), &out,
@@ -349,9 +352,10 @@ static const dc_view_field_t fields[] = {
     { "none", DC_VF_STR, NULL, 0 },
 };
 
-#define OBJECT_BODY                                                                                       \
-    "{\"alertId\":\"9f1c2a44-5b6d-4e7f-8a9b-0c1d2e3f4a5b\",\"count\":-42,\"big\":9007199254740993,"          \
-    "\"created\":true,\"online\":false,\"resolvedAt\":null,\"message\":\"door \\\"open\\\"\\n\",\"none\":null}"
+#define OBJECT_BODY                                                                                 \
+    "{\"alertId\":\"9f1c2a44-5b6d-4e7f-8a9b-0c1d2e3f4a5b\",\"count\":-42,\"big\":9007199254740993," \
+    "\"created\":true,\"online\":false,\"resolvedAt\":null,\"message\":\"door "                     \
+    "\\\"open\\\"\\n\",\"none\":null}"
 
 static void test_object_body(void **state)
 {
@@ -368,7 +372,8 @@ static void test_health_body(void **state)
 
     (void)state;
     assert_body(dc_view_health("degraded", services, DC_ARRAY_LEN(services), &out), &out, HEALTH_BODY);
-    assert_body(dc_view_health("unhealthy", NULL, 0, &out), &out, "{\"status\":\"unhealthy\",\"services\":{}}");
+    assert_body(dc_view_health("unhealthy", NULL, 0, &out), &out,
+                "{\"status\":\"unhealthy\",\"services\":{}}");
 }
 
 static void test_bodies_are_appended(void **state)
@@ -445,8 +450,8 @@ static int render_health(dc_buf_t *out)
 static void oom_sweep(render_fn render)
 {
     dc_buf_t clean = DC_BUF_INIT, out = DC_BUF_INIT;
-    char msg[2048];
-    long n;
+    char     msg[2048];
+    long     n;
 
     if (!fail_alloc_works())
         skip();
@@ -475,7 +480,8 @@ static void oom_sweep(render_fn render)
                 continue;
             if (rc == DC_OK && strcmp(out.data, clean.data) == 0)
                 continue;
-            snprintf(msg, sizeof(msg), "%s allocation %ld of %ld failing: rc %d, body\n  %s\nwant DC_ENOMEM or\n  %s",
+            snprintf(msg, sizeof(msg),
+                     "%s allocation %ld of %ld failing: rc %d, body\n  %s\nwant DC_ENOMEM or\n  %s",
                      mode == FAIL_ONE ? "only" : "from", k, n, rc, out.data, clean.data);
             dc_buf_free(&out);
             dc_buf_free(&clean);
