@@ -1,6 +1,7 @@
 /* Clock helpers shared by all modules. */
 #include "dc_core.h"
 
+#include <string.h>
 #include <time.h>
 
 int64_t dc_now_ms(void)
@@ -24,4 +25,46 @@ static const char *const qtype_names[DC_Q_COUNT] = {
 const char *dc_qtype_name(dc_qtype_t q)
 {
     return (unsigned)q < DC_Q_COUNT ? qtype_names[q] : "unknown";
+}
+
+void dc_fix_init(dc_fix_t *f, char *buf, size_t cap)
+{
+    f->p = buf;
+    f->end = cap > 0 ? buf + cap - 1 : buf;
+    f->overflow = cap == 0;
+}
+
+void dc_fix_put(dc_fix_t *f, const char *s, size_t n)
+{
+    if (f->overflow || (size_t)(f->end - f->p) < n) {
+        f->overflow = 1;
+        return;
+    }
+    memcpy(f->p, s, n);
+    f->p += n;
+}
+
+void dc_fix_str(dc_fix_t *f, const char *s)
+{
+    dc_fix_put(f, s, strlen(s));
+}
+
+void dc_fix_uint(dc_fix_t *f, unsigned long long v)
+{
+    char   digits[24];
+    size_t i = sizeof(digits);
+
+    do {
+        digits[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    dc_fix_put(f, digits + i, sizeof(digits) - i);
+}
+
+int dc_fix_finish(dc_fix_t *f, const char *buf)
+{
+    if (f->overflow)
+        return DC_ERROR;
+    *f->p = '\0';
+    return (int)(f->p - buf);
 }

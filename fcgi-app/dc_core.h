@@ -42,6 +42,25 @@ typedef enum {
 /* "stats", "units", ...; a static string. */
 const char *dc_qtype_name(dc_qtype_t q);
 
+/*
+ * Text assembled into a fixed buffer from pieces, without printf: the cache
+ * keys and the response head of every request are built this way.
+ */
+typedef struct {
+    char *p, *end; /* end: last byte, kept for the NUL */
+    int   overflow;
+} dc_fix_t;
+
+void dc_fix_init(dc_fix_t *f, char *buf, size_t cap);
+void dc_fix_put(dc_fix_t *f, const char *s, size_t n);
+void dc_fix_str(dc_fix_t *f, const char *s);
+void dc_fix_uint(dc_fix_t *f, unsigned long long v);
+
+/* NUL-terminates; returns the length, or DC_ERROR if it did not fit. */
+int dc_fix_finish(dc_fix_t *f, const char *buf);
+
+#define DC_FIX_LIT(f, lit) dc_fix_put((f), (lit), sizeof(lit) - 1)
+
 /* Monotonic clock in milliseconds and microseconds. */
 int64_t dc_now_ms(void);
 int64_t dc_now_us(void);

@@ -1,7 +1,6 @@
 /* Response head rendering and JSON error responses. */
 #include "dc_response.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "dc_view.h"
@@ -36,27 +35,35 @@ const char *dc_response_reason(int status)
 
 int dc_response_head(const dc_response_t *r, char *buf, size_t cap)
 {
-    int n = snprintf(buf, cap,
-                     "Status: %d %s\r\n"
-                     "Content-Type: %s\r\n"
-                     "Content-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\n",
-                     r->status, dc_response_reason(r->status),
-                     r->content_type ? r->content_type : "application/json", r->body_len);
-    if (n < 0 || (size_t)n >= cap)
-        return DC_ERROR;
-    if (r->x_cache != NULL)
-        n += snprintf(buf + n, cap - (size_t)n, "X-Cache: %s\r\n", r->x_cache);
-    if (r->allow != NULL && (size_t)n < cap)
-        n += snprintf(buf + n, cap - (size_t)n, "Allow: %s\r\n", r->allow);
-    if (r->retry_after > 0 && (size_t)n < cap)
-        n += snprintf(buf + n, cap - (size_t)n, "Retry-After: %d\r\n", r->retry_after);
-    if ((size_t)n + 2 >= cap)
-        return DC_ERROR;
-    buf[n++] = '\r';
-    buf[n++] = '\n';
-    buf[n] = '\0';
-    return n;
+    dc_fix_t f;
+
+    dc_fix_init(&f, buf, cap);
+    DC_FIX_LIT(&f, "Status: ");
+    dc_fix_uint(&f, (unsigned)r->status);
+    DC_FIX_LIT(&f, " ");
+    dc_fix_str(&f, dc_response_reason(r->status));
+    DC_FIX_LIT(&f, "\r\nContent-Type: ");
+    dc_fix_str(&f, r->content_type ? r->content_type : "application/json");
+    DC_FIX_LIT(&f, "\r\nContent-Length: ");
+    dc_fix_uint(&f, r->body_len);
+    DC_FIX_LIT(&f, "\r\nCache-Control: no-store\r\n");
+    if (r->x_cache != NULL) {
+        DC_FIX_LIT(&f, "X-Cache: ");
+        dc_fix_str(&f, r->x_cache);
+        DC_FIX_LIT(&f, "\r\n");
+    }
+    if (r->allow != NULL) {
+        DC_FIX_LIT(&f, "Allow: ");
+        dc_fix_str(&f, r->allow);
+        DC_FIX_LIT(&f, "\r\n");
+    }
+    if (r->retry_after > 0) {
+        DC_FIX_LIT(&f, "Retry-After: ");
+        dc_fix_uint(&f, (unsigned)r->retry_after);
+        DC_FIX_LIT(&f, "\r\n");
+    }
+    DC_FIX_LIT(&f, "\r\n");
+    return dc_fix_finish(&f, buf);
 }
 
 void dc_response_error(dc_response_t *r, const dc_error_t *err, dc_buf_t *out)
