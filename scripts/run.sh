@@ -182,6 +182,8 @@ main() {
 	DC_RUNTIME_DIR=$(dc_runtime_dir run)
 	export DC_RUNTIME_DIR
 	dc_stack_defaults
+	# workers, master and invalidator share their counters through this file
+	export METRICS_FILE=${METRICS_FILE:-$DC_RUNTIME_DIR/metrics}
 	ln -sfn "$DC_RUNTIME_DIR" "$DC_STATE_DIR/runtime"
 	dc_stop_leftovers
 	rm -f "$STACK_ENV"

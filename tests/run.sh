@@ -211,6 +211,8 @@ start_stack() {
 	export DC_RUNTIME_DIR=$TMP
 	export PG_PORT=$TEST_PG_PORT REDIS_PORT=$TEST_REDIS_PORT HTTP_PORT=$TEST_HTTP_PORT
 	export WORKERS=${TEST_WORKERS:-4} FCGI_SOCKET=$TMP/fcgi.sock DC_PG_FSYNC=off
+	# the pool's shared counters live and die with the test stack
+	export METRICS_FILE=$TMP/metrics
 	export NGINX_ACCESS_LOG=$DC_STATE_DIR/logs/nginx-access.log
 	dc_stack_defaults
 	export DATABASE_URL REDIS_URL HTTP_URL

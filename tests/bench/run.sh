@@ -355,7 +355,7 @@ fi
 log "starting dashcache-fcgi with $BENCH_WORKERS workers"
 DC_SOCK=$RT/dashcache.sock
 # TTL: the key must outlive the whole run, or (c) would find it gone
-launch dashcache env DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL" CACHE_TTL_SECONDS=86400 \
+launch dashcache env DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL" CACHE_TTL_SECONDS=86400 METRICS_FILE="$RT/metrics" \
 	LOG_LEVEL=warn "$DC_BIN" --listen "unix:$DC_SOCK" --workers "$BENCH_WORKERS" --socket-mode 0666
 register dashcache "$LAUNCHED"
 end=$((SECONDS + 20))
