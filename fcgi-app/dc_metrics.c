@@ -349,17 +349,34 @@ static void take(snapshot_t *s)
     }
 }
 
-int dc_metrics_summary(dc_metrics_summary_t *s)
+/* A summed copy of every slot (free it), or NULL with *rc set. */
+static snapshot_t *snapshot(int *rc)
 {
     snapshot_t *snap;
 
-    memset(s, 0, sizeof(*s));
-    if (shm == NULL)
-        return DC_ERROR;
+    if (shm == NULL) {
+        *rc = DC_ERROR;
+        return NULL;
+    }
     snap = malloc(sizeof(*snap));
-    if (snap == NULL)
-        return DC_ENOMEM;
+    if (snap == NULL) {
+        *rc = DC_ENOMEM;
+        return NULL;
+    }
     take(snap);
+    *rc = DC_OK;
+    return snap;
+}
+
+int dc_metrics_summary(dc_metrics_summary_t *s)
+{
+    int         rc;
+    snapshot_t *snap;
+
+    memset(s, 0, sizeof(*s));
+    snap = snapshot(&rc);
+    if (snap == NULL)
+        return rc;
     memcpy(s->hits, snap->total.cache_hit, sizeof(s->hits));
     memcpy(s->misses, snap->total.cache_miss, sizeof(s->misses));
     memcpy(s->invalidations, snap->total.invalidations, sizeof(s->invalidations));
@@ -426,12 +443,9 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
     char          lab[160];
     int           rc = DC_OK;
 
-    if (shm == NULL)
-        return DC_ERROR;
-    snap = malloc(sizeof(*snap));
+    snap = snapshot(&rc);
     if (snap == NULL)
-        return DC_ENOMEM;
-    take(snap);
+        return rc;
     t = &snap->total;
     if (nstmts > DC_METRICS_MAX_STMTS)
         nstmts = DC_METRICS_MAX_STMTS;

@@ -411,6 +411,22 @@ static int refused(PGresult *r, dc_error_t *err)
     return DC_DECLINED;
 }
 
+/* Runs a write statement that answers exactly one row. refused() maps its errors. */
+static int write_row(dc_db_t *db, int stmt, const char *const *params, PGresult **r, dc_error_t *err)
+{
+    int rc = dc_db_exec(db, stmt, params, r);
+
+    if (rc == DC_EQUERY)
+        return refused(*r, err);
+    if (rc != DC_OK)
+        return rc;
+    if (PQntuples(*r) != 1) {
+        PQclear(*r);
+        return DC_ERROR;
+    }
+    return DC_OK;
+}
+
 static int write_ingest(dc_db_t *db, const dc_write_t *w, dc_buf_t *body, dc_write_result_t *res,
                         dc_error_t *err)
 {
@@ -459,10 +475,8 @@ static int write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_wri
 {
     const char *params[] = { req->org_id, w->alert.unit_id, w->alert.kind, w->alert.message, ACTOR };
     PGresult   *r;
-    int         rc = dc_db_exec(db, S_ALERT_CREATE, params, &r);
+    int         rc = write_row(db, S_ALERT_CREATE, params, &r, err);
 
-    if (rc == DC_EQUERY)
-        return refused(r, err);
     if (rc != DC_OK)
         return rc;
     {
@@ -488,16 +502,10 @@ static int write_alert_resolve(dc_db_t *db, const dc_request_t *req, dc_buf_t *b
 {
     const char *params[] = { req->org_id, req->item_id, ACTOR };
     PGresult   *r;
-    int         rc = dc_db_exec(db, S_ALERT_RESOLVE, params, &r);
+    int         rc = write_row(db, S_ALERT_RESOLVE, params, &r, err);
 
-    if (rc == DC_EQUERY)
-        return refused(r, err);
     if (rc != DC_OK)
         return rc;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        return DC_ERROR;
-    }
     if (strcmp(PQgetvalue(r, 0, 0), "already_resolved") == 0) {
         dc_error_set(err, 409, "alert_already_resolved",
                      "alert %s was already resolved at %s; nothing changed", req->item_id,
@@ -528,16 +536,10 @@ static int write_device_status(dc_db_t *db, const dc_request_t *req, const dc_wr
 {
     const char *params[] = { req->org_id, req->item_id, w->online ? "true" : "false", ACTOR };
     PGresult   *r;
-    int         rc = dc_db_exec(db, S_DEVICE_STATUS, params, &r);
+    int         rc = write_row(db, S_DEVICE_STATUS, params, &r, err);
 
-    if (rc == DC_EQUERY)
-        return refused(r, err);
     if (rc != DC_OK)
         return rc;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        return DC_ERROR;
-    }
     {
         const char     *seen = PQgetisnull(r, 0, 1) ? NULL : PQgetvalue(r, 0, 1);
         dc_view_field_t f[] = {
