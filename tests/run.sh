@@ -113,13 +113,21 @@ run_binary() {
 		extra=1
 		why="no test ran"
 	fi
-	record "$ok" $((nok + extra)) "$skip" "$label"
-	if ((nok + extra == 0)); then
-		printf 'PASS %-44s %3d passed%s\n' "$label" "$ok" "$( ((skip)) && echo ", $skip skipped")"
+	report "$label" "$ok" "$nok" "$skip" "$extra" "$why" "$log" '^not ok [0-9]+' 4
+}
+
+# report LABEL PASSED FAILED SKIPPED EXTRA WHY LOG FAIL_REGEX CONTEXT: records
+# the counts (EXTRA: one more failure, for WHY) and prints the PASS/FAIL line,
+# with the log's failing lines and, for EXTRA, its tail.
+report() {
+	local label=$1 np=$2 nf=$3 ns=$4 extra=$5 why=$6 log=$7 re=$8 ctx=$9
+	record "$np" $((nf + extra)) "$ns" "$label"
+	if ((nf + extra == 0)); then
+		printf 'PASS %-44s %3d passed%s\n' "$label" "$np" "$( ((ns)) && echo ", $ns skipped")"
 	else
-		printf 'FAIL %-44s %3d passed, %d failed%s (log: %s)\n' "$label" "$ok" "$((nok + extra))" \
+		printf 'FAIL %-44s %3d passed, %d failed%s (log: %s)\n' "$label" "$np" "$((nf + extra))" \
 			"${why:+ - $why}" "${log#"$DC_ROOT"/}"
-		grep -E -A4 '^not ok [0-9]+' "$log" | head -n 40 | sed 's/^/     /' || true
+		grep -E -A"$ctx" "$re" "$log" | head -n 40 | sed 's/^ */     /' || true
 		if ((extra)); then tail -n 25 "$log" | sed 's/^/     | /'; fi
 	fi
 }
@@ -145,15 +153,7 @@ run_suite() {
 		extra=1
 		why="no test ran"
 	fi
-	record "$np" $((nf + extra)) "$ns" "$label"
-	if ((nf + extra == 0)); then
-		printf 'PASS %-44s %3d passed%s\n' "$label" "$np" "$( ((ns)) && echo ", $ns skipped")"
-	else
-		printf 'FAIL %-44s %3d passed, %d failed%s (log: %s)\n' "$label" "$np" "$((nf + extra))" \
-			"${why:+ - $why}" "${log#"$DC_ROOT"/}"
-		grep -E '^ *FAIL ' "$log" | head -n 40 | sed 's/^ */     /' || true
-		if ((extra)); then tail -n 25 "$log" | sed 's/^/     | /'; fi
-	fi
+	report "$label" "$np" "$nf" "$ns" "$extra" "$why" "$log" '^ *FAIL ' 0
 }
 
 binaries() { # binaries DIR PREFIX: executables DIR/PREFIX*, sorted

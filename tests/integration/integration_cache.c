@@ -42,11 +42,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static void org_path(char *buf, const char *org, const char *suffix)
-{
-    snprintf(buf, PATH_MAX_LEN, "/api/dashboard/orgs/%s/%s", org, suffix);
-}
-
 static void forget_org(const char *org)
 {
     char pattern[128];
@@ -77,7 +72,7 @@ static void test_miss_then_hit_byte_identical(void **state)
     long long      ttl;
 
     forget_org(DEMO_ORG);
-    org_path(path, DEMO_ORG, "stats");
+    dc_test_org_path(path, sizeof(path), DEMO_ORG, "stats");
     dc_test_get(f->app, path, NULL, &a);
     dc_test_get(f->app, path, NULL, &b);
 
@@ -121,7 +116,7 @@ static void test_every_query_type_is_cached_under_its_key(void **state)
         dc_test_resp_t a, b;
         char          *stored;
 
-        org_path(path, DEMO_ORG, cases[i].suffix);
+        dc_test_org_path(path, sizeof(path), DEMO_ORG, cases[i].suffix);
         dc_test_get(f->app, path, cases[i].query, &a);
         dc_test_get(f->app, path, cases[i].query, &b);
         assert_int_equal(a.status, 200);
@@ -146,7 +141,7 @@ static void test_ttl_expiry(void **state)
 
     f->cfg.ttl[DC_Q_DEVICES] = 1;
     forget_org(DEMO_ORG);
-    org_path(path, DEMO_ORG, "devices/online");
+    dc_test_org_path(path, sizeof(path), DEMO_ORG, "devices/online");
     dc_test_get(f->app, path, NULL, &a);
     assert_string_equal(a.x_cache, "MISS");
     assert_int_equal(dc_test_redis_int("TTL dashboard:devices:online:org:%s", DEMO_ORG), 1);
@@ -170,7 +165,7 @@ static void test_force_refresh_bypasses_and_repopulates(void **state)
     char          *stored;
 
     forget_org(DEMO_ORG);
-    org_path(path, DEMO_ORG, "compliance");
+    dc_test_org_path(path, sizeof(path), DEMO_ORG, "compliance");
     dc_test_get(f->app, path, NULL, &a);
     /* planted value: forceRefresh must not read it, and must replace it */
     free(dc_test_redis_str("SET dashboard:compliance:org:%s %s", DEMO_ORG, "{\"planted\":1}"));
@@ -195,7 +190,7 @@ static void test_audit_is_never_cached(void **state)
     char           path[PATH_MAX_LEN];
     dc_test_resp_t a, b;
 
-    org_path(path, DEMO_ORG, "audit");
+    dc_test_org_path(path, sizeof(path), DEMO_ORG, "audit");
     dc_test_get(f->app, path, "limit=3", &a);
     dc_test_get(f->app, path, "limit=3", &b);
     assert_int_equal(a.status, 200);
@@ -215,7 +210,7 @@ static void test_unknown_org_and_unit_are_not_cached(void **state)
     char           path[PATH_MAX_LEN], pattern[128], other_org[37], other_unit[37];
     dc_test_resp_t a, b;
 
-    org_path(path, ghost, "stats");
+    dc_test_org_path(path, sizeof(path), ghost, "stats");
     dc_test_get(f->app, path, NULL, &a);
     dc_test_get(f->app, path, NULL, &b);
     assert_int_equal(a.status, 404);
@@ -249,11 +244,11 @@ static void test_tenant_isolation(void **state)
     forget_org(a_org);
     forget_org(b_org);
 
-    org_path(path, a_org, "stats");
+    dc_test_org_path(path, sizeof(path), a_org, "stats");
     dc_test_get(f->app, path, NULL, &a);
     assert_string_equal(a.x_cache, "MISS");
 
-    org_path(path, b_org, "stats");
+    dc_test_org_path(path, sizeof(path), b_org, "stats");
     dc_test_get(f->app, path, NULL, &b);
     assert_int_equal(b.status, 200);
     assert_string_equal(b.x_cache, "MISS");
@@ -265,7 +260,7 @@ static void test_tenant_isolation(void **state)
     /* the same tenant spelled in upper case shares its key, and only its key */
     for (int i = 0; i < 37; i++)
         upper[i] = (char)(a_org[i] >= 'a' && a_org[i] <= 'f' ? a_org[i] - 32 : a_org[i]);
-    org_path(path, upper, "stats");
+    dc_test_org_path(path, sizeof(path), upper, "stats");
     dc_test_get(f->app, path, NULL, &a_upper);
     assert_string_equal(a_upper.x_cache, "HIT");
     assert_string_equal(a_upper.body, a.body);
@@ -284,11 +279,11 @@ static void test_values_match_the_database(void **state)
     char *units = dc_test_sql("SELECT count(*) FROM units WHERE org_id = $1", 1, p);
     dc_test_resp_t a, b;
 
-    org_path(path, DEMO_ORG, "alerts/count");
+    dc_test_org_path(path, sizeof(path), DEMO_ORG, "alerts/count");
     dc_test_get(f->app, path, "forceRefresh=true", &a);
     snprintf(expect, sizeof(expect), "\"unresolved\":%s,", alerts);
     assert_non_null(strstr(a.body, expect));
-    org_path(path, DEMO_ORG, "units/status");
+    dc_test_org_path(path, sizeof(path), DEMO_ORG, "units/status");
     dc_test_get(f->app, path, "forceRefresh=true", &b);
     snprintf(expect, sizeof(expect), "\"total\":%s,", units);
     assert_non_null(strstr(b.body, expect));
@@ -307,7 +302,7 @@ static void test_redis_refused_bypasses(void **state)
 
     f->cfg.redis.redis_port = dc_test_closed_port();
     app = dc_app_new(&f->cfg);
-    org_path(path, DEMO_ORG, "units/status");
+    dc_test_org_path(path, sizeof(path), DEMO_ORG, "units/status");
     for (int i = 0; i < 5; i++) {
         dc_test_resp_t r;
         dc_test_get(app, path, NULL, &r);
@@ -336,7 +331,7 @@ static void test_redis_hung_is_bounded_and_recovers(void **state)
     f->cfg.redis_command_timeout_ms = 100;
     f->cfg.redis_retry_interval_ms = 300;
     app = dc_app_new(&f->cfg);
-    org_path(path, DEMO_ORG, "devices/online");
+    dc_test_org_path(path, sizeof(path), DEMO_ORG, "devices/online");
 
     dc_test_get(app, path, NULL, &r);
     assert_int_equal(r.status, 200);
@@ -374,7 +369,7 @@ static void test_database_down_serves_hits_and_503s_misses(void **state)
     dc_app_t      *app;
 
     forget_org(DEMO_ORG);
-    org_path(path, DEMO_ORG, "stats");
+    dc_test_org_path(path, sizeof(path), DEMO_ORG, "stats");
     dc_test_get(f->app, path, NULL, &r);
     assert_string_equal(r.x_cache, "MISS");
     dc_test_resp_free(&r);
@@ -388,7 +383,7 @@ static void test_database_down_serves_hits_and_503s_misses(void **state)
     assert_string_equal(r.x_cache, "HIT");
     dc_test_resp_free(&r);
 
-    org_path(path, DEMO_ORG, "compliance");
+    dc_test_org_path(path, sizeof(path), DEMO_ORG, "compliance");
     dc_test_get(app, path, NULL, &r);
     assert_int_equal(r.status, 503);
     assert_int_equal(r.retry_after, down.retry_after_s);

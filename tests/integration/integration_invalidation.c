@@ -87,15 +87,10 @@ static long long unresolved_in(const char *body)
     return atoll(p + 13);
 }
 
-static void path_of(char *buf, size_t cap, const char *org, const char *suffix)
-{
-    snprintf(buf, cap, "/api/dashboard/orgs/%s/%s", org, suffix);
-}
-
 static void create_alert(fixture_t *f, const char *org, const char *unit, dc_test_resp_t *r)
 {
     char path[160], body[256];
-    path_of(path, sizeof(path), org, "alerts");
+    dc_test_org_path(path, sizeof(path), org, "alerts");
     snprintf(body, sizeof(body), "{\"unitId\":\"%s\",\"kind\":\"door_open\",\"message\":\"test\"}", unit);
     dc_test_post(f->app, path, body, r);
 }
@@ -106,7 +101,7 @@ static void test_alert_create_invalidates_and_answers_201(void **state)
     char           path[160];
     dc_test_resp_t a, w, b;
 
-    path_of(path, sizeof(path), f->org, "alerts/count");
+    dc_test_org_path(path, sizeof(path), f->org, "alerts/count");
     dc_test_get(f->app, path, NULL, &a);
     dc_test_resp_free(&a);
     dc_test_get(f->app, path, NULL, &a); /* now cached */
@@ -184,7 +179,7 @@ static void test_device_status_changes_devices_online(void **state)
     char           path[200], dpath[160];
     dc_test_resp_t a, w, b;
 
-    path_of(dpath, sizeof(dpath), f->org, "devices/online");
+    dc_test_org_path(dpath, sizeof(dpath), f->org, "devices/online");
     snprintf(path, sizeof(path), "/api/dashboard/orgs/%s/devices/%s/status", f->org, f->device);
     dc_test_post(f->app, path, "{\"online\":true}", &w);
     assert_int_equal(w.status, 200);
@@ -239,7 +234,7 @@ static void test_ingest_out_of_range_opens_one_alert(void **state)
     assert_non_null(strstr(w.body, "\"alertsOpened\":0"));
     assert_int_equal(open_alerts(f->org), open_before + 1);
 
-    path_of(cpath, sizeof(cpath), f->org, "units/status");
+    dc_test_org_path(cpath, sizeof(cpath), f->org, "units/status");
     dc_test_get(f->app, cpath, NULL, &c);
     assert_non_null(strstr(c.body, "\"too_hot\":"));
     dc_test_resp_free(&w);
@@ -296,7 +291,7 @@ static void test_stale_set_race_is_refused(void **state)
 
     stmts = dc_query_statements(&n);
     db = dc_db_new(&f->cfg, stmts, n);
-    path_of(path, sizeof(path), f->org, "alerts/count");
+    dc_test_org_path(path, sizeof(path), f->org, "alerts/count");
     assert_int_equal(dc_router_route("GET", path, NULL, &req, &err), DC_OK);
     klen = dc_key_build(&req, key, sizeof(key));
     assert_true(klen > 0);
@@ -344,7 +339,7 @@ static void test_event_arrives_after_invalidation(void **state)
     long long      seen = -1, expected;
     pid_t          pid;
 
-    path_of(path, sizeof(path), f->org, "alerts/count");
+    dc_test_org_path(path, sizeof(path), f->org, "alerts/count");
     dc_test_get(f->app, path, NULL, &warm);
     dc_test_resp_free(&warm);
     dc_test_get(f->app, path, NULL, &warm);
@@ -409,7 +404,7 @@ static void test_pattern_clears_exactly_its_keys(void **state)
     }
     for (int t = 0; t < 2; t++) {
         for (size_t i = 0; i < 3; i++) {
-            path_of(path, sizeof(path), t ? f->other_org : f->org, suffixes[i]);
+            dc_test_org_path(path, sizeof(path), t ? f->other_org : f->org, suffixes[i]);
             dc_test_get(f->app, path, NULL, &r);
             dc_test_resp_free(&r);
         }
@@ -426,7 +421,7 @@ static void test_pattern_clears_exactly_its_keys(void **state)
     snprintf(pattern, sizeof(pattern), "dashboard:*:org:%s", f->other_org);
     assert_int_equal(dc_test_redis_count(pattern), 3);
     for (size_t i = 0; i < 3; i++) {
-        path_of(path, sizeof(path), f->other_org, suffixes[i]);
+        dc_test_org_path(path, sizeof(path), f->other_org, suffixes[i]);
         dc_test_get(f->app, path, NULL, &r);
         assert_string_equal(r.x_cache, "HIT");
         dc_test_resp_free(&r);

@@ -18,6 +18,11 @@
 static redisContext *redis;
 static PGconn       *pg;
 
+void dc_test_org_path(char *buf, size_t cap, const char *org, const char *suffix)
+{
+    snprintf(buf, cap, "/api/dashboard/orgs/%s/%s", org, suffix);
+}
+
 void dc_test_config(dc_config_t *cfg)
 {
     char err[512];

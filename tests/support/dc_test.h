@@ -14,6 +14,9 @@
 #define DEMO_ORG  "550e8400-e29b-41d4-a716-446655440000"
 #define DEMO_UNIT "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
 
+/* Writes "/api/dashboard/orgs/{org}/{suffix}" into buf (cap bytes). */
+void dc_test_org_path(char *buf, size_t cap, const char *org, const char *suffix);
+
 /* Loads the configuration from the environment; fails the test if it is invalid. */
 void dc_test_config(dc_config_t *cfg);
 
