@@ -318,10 +318,8 @@ static void invalidate_and_announce(dc_app_t *app)
     const char              *ev = res->events.data;
     int                      ok = 1;
 
-    for (size_t i = 0; i < res->norgs; i++) {
-        char org[DC_UUID_LEN + 1];
-        memcpy(org, res->orgs.data + i * DC_UUID_LEN, DC_UUID_LEN);
-        org[DC_UUID_LEN] = '\0';
+    for (size_t i = 0; i < dc_orgs_count(&res->orgs); i++) {
+        const char *org = dc_orgs_at(&res->orgs, i);
         if (dc_cache_invalidate_org(app->cache, org) != DC_OK) {
             dc_log_warn("write.invalidate", "could not invalidate organization %s now; the outbox will", org);
             ok = 0;

@@ -7,6 +7,7 @@
 
 #include <json.h>
 
+#include "dc_metrics.h"
 #include "dc_request.h"
 
 #define PREFIX "dashboard:"
@@ -138,4 +139,54 @@ int dc_inval_apply(dc_cache_t *c, const dc_inval_msg_t *m, size_t *deleted)
     if (m->kind == DC_INV_PATTERN)
         return dc_cache_unlink_pattern(c, m->pattern, deleted);
     return DC_OK;
+}
+
+int dc_inval_orgs(dc_cache_t *c, const dc_orgs_t *orgs)
+{
+    for (size_t i = 0; i < dc_orgs_count(orgs); i++)
+        if (dc_cache_invalidate_org(c, dc_orgs_at(orgs, i)) != DC_OK)
+            return DC_UNAVAILABLE;
+    return DC_OK;
+}
+
+int dc_inval_all(dc_cache_t *c, dc_db_t *db, dc_orgs_t *orgs, size_t *norgs, size_t *deleted)
+{
+    *norgs = *deleted = 0;
+    if (dc_query_org_ids(db, orgs) != DC_OK || dc_inval_orgs(c, orgs) != DC_OK)
+        return DC_UNAVAILABLE;
+    if (dc_cache_unlink_pattern(c, "dashboard:*", deleted) != DC_OK)
+        return DC_UNAVAILABLE;
+    *norgs = dc_orgs_count(orgs);
+    dc_metrics_invalidation(DC_IS_RESYNC, (long)*norgs);
+    return DC_OK;
+}
+
+int dc_inval_drain(dc_cache_t *c, dc_db_t *db, dc_outbox_t *ob, dc_orgs_t *orgs, size_t batch, dc_lag_fn fn,
+                   void *arg, dc_drain_stats_t *stats)
+{
+    memset(stats, 0, sizeof(*stats));
+    for (;;) {
+        size_t all_orgs, deleted;
+        int    rc = dc_query_outbox_pending(db, ob, batch);
+
+        if (rc != DC_OK)
+            return rc;
+        if (ob->n == 0)
+            return DC_OK;
+        if (ob->all && dc_inval_all(c, db, orgs, &all_orgs, &deleted) != DC_OK)
+            return DC_UNAVAILABLE;
+        if (dc_inval_orgs(c, &ob->orgs) != DC_OK)
+            return DC_UNAVAILABLE;
+        rc = dc_query_outbox_done(db, ob, fn, arg);
+        if (rc != DC_OK)
+            return rc;
+        stats->rows += ob->n;
+        stats->orgs += dc_orgs_count(&ob->orgs);
+        stats->batches++;
+        stats->alls += ob->all != 0;
+        dc_metrics_outbox_rows((long)ob->n);
+        dc_metrics_invalidation(DC_IS_OUTBOX, (long)dc_orgs_count(&ob->orgs));
+        if (ob->n < batch)
+            return DC_OK;
+    }
 }

@@ -17,6 +17,9 @@
 
 #include "dc_cache.h"
 #include "dc_core.h"
+#include "dc_db.h"
+#include "dc_orgs.h"
+#include "dc_query.h"
 
 #define DC_INVAL_MSG_MAX 4096
 
@@ -43,5 +46,37 @@ int dc_inval_parse(const char *msg, size_t len, dc_inval_msg_t *out, char *why, 
  * generation first, then the pattern's keys. DC_OK or DC_UNAVAILABLE.
  */
 int dc_inval_apply(dc_cache_t *c, const dc_inval_msg_t *m, size_t *deleted) DC_WUR;
+
+/*
+ * Moves the generation of every organization in orgs. DC_OK, or
+ * DC_UNAVAILABLE at the first one Redis did not take (the rest untouched).
+ */
+int dc_inval_orgs(dc_cache_t *c, const dc_orgs_t *orgs) DC_WUR;
+
+/*
+ * Invalidates every organization of the database (orgs is scratch space),
+ * then deletes every dashboard key. DC_OK with their numbers in *norgs and
+ * *deleted, or DC_UNAVAILABLE.
+ */
+int dc_inval_all(dc_cache_t *c, dc_db_t *db, dc_orgs_t *orgs, size_t *norgs, size_t *deleted) DC_WUR;
+
+/* What one drain applied. */
+typedef struct {
+    size_t rows;    /* outbox rows marked processed */
+    size_t orgs;    /* organization invalidations, counted per batch */
+    size_t batches; /* batches applied */
+    size_t alls;    /* batches that held a TRUNCATE row: everything invalidated */
+} dc_drain_stats_t;
+
+/*
+ * Applies pending outbox rows, batch rows at a time (ob is scratch space,
+ * orgs too), until none is left: each batch's organizations are invalidated
+ * first and the rows marked processed after, so a failure in between
+ * re-applies them later and never skips one. fn is called with each row's
+ * lag. *stats counts what was applied, also when it stops early. DC_OK, or
+ * the failure that stopped it (DC_UNAVAILABLE: Redis or PostgreSQL).
+ */
+int dc_inval_drain(dc_cache_t *c, dc_db_t *db, dc_outbox_t *ob, dc_orgs_t *orgs, size_t batch, dc_lag_fn fn,
+                   void *arg, dc_drain_stats_t *stats) DC_WUR;
 
 #endif

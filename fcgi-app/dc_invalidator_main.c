@@ -46,7 +46,7 @@ typedef struct {
     dc_db_t    *db;
     dc_sub_t   *sub;
     dc_outbox_t ob;
-    dc_buf_t    orgs;
+    dc_orgs_t   orgs;
     unsigned    db_epoch;
     int         resync; /* invalidate everything as soon as we can */
     int         drain_now;
@@ -66,21 +66,11 @@ static void on_signal(int signo)
 /* Every organization's generation, then every dashboard key. */
 static int invalidate_all(inv_t *v)
 {
-    size_t n, deleted = 0;
+    size_t n, deleted;
 
-    if (dc_query_org_ids(v->db, &v->orgs, &n) != DC_OK)
-        return DC_UNAVAILABLE;
-    for (size_t i = 0; i < n; i++) {
-        char org[DC_UUID_LEN + 1];
-        memcpy(org, v->orgs.data + i * DC_UUID_LEN, DC_UUID_LEN);
-        org[DC_UUID_LEN] = '\0';
-        if (dc_cache_invalidate_org(v->cache, org) != DC_OK)
-            return DC_UNAVAILABLE;
-    }
-    if (dc_cache_unlink_pattern(v->cache, "dashboard:*", &deleted) != DC_OK)
+    if (dc_inval_all(v->cache, v->db, &v->orgs, &n, &deleted) != DC_OK)
         return DC_UNAVAILABLE;
     v->resyncs++;
-    dc_metrics_invalidation(DC_IS_RESYNC, (long)n);
     dc_log_info("invalidate.all", "invalidated %zu organizations, deleted %zu keys", n, deleted);
     return DC_OK;
 }
@@ -127,30 +117,14 @@ static void on_lag(void *arg, double ms)
 /* Applies pending outbox rows until none is left. DC_OK or the failure that stopped it. */
 static int drain(inv_t *v)
 {
-    for (;;) {
-        int rc = dc_query_outbox_pending(v->db, &v->ob, BATCH);
-        if (rc != DC_OK)
-            return rc;
-        if (v->ob.n == 0)
-            return DC_OK;
-        if (v->ob.all && invalidate_all(v) != DC_OK)
-            return DC_UNAVAILABLE;
-        for (size_t i = 0; i < v->ob.norgs; i++) {
-            char org[DC_UUID_LEN + 1];
-            memcpy(org, v->ob.orgs.data + i * DC_UUID_LEN, DC_UUID_LEN);
-            org[DC_UUID_LEN] = '\0';
-            if (dc_cache_invalidate_org(v->cache, org) != DC_OK)
-                return DC_UNAVAILABLE;
-        }
-        rc = dc_query_outbox_done(v->db, &v->ob, on_lag, v);
-        if (rc != DC_OK)
-            return rc;
-        v->outbox_rows += (long long)v->ob.n;
-        dc_metrics_outbox_rows((long)v->ob.n);
-        dc_metrics_invalidation(DC_IS_OUTBOX, (long)v->ob.norgs);
-        if (v->ob.n < BATCH)
-            return DC_OK;
-    }
+    dc_drain_stats_t st;
+    int              rc = dc_inval_drain(v->cache, v->db, &v->ob, &v->orgs, BATCH, on_lag, v, &st);
+
+    v->outbox_rows += (long long)st.rows;
+    v->resyncs += (long long)st.alls;
+    if (st.alls > 0)
+        dc_log_info("invalidate.all", "outbox: a table was truncated; invalidated every organization");
+    return rc;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -345,9 +319,8 @@ int main(int argc, char **argv)
     dc_sub_free(v->sub);
     dc_db_free(v->db);
     dc_cache_free(v->cache);
-    dc_buf_free(&v->ob.ids);
-    dc_buf_free(&v->ob.orgs);
-    dc_buf_free(&v->orgs);
+    dc_outbox_free(&v->ob);
+    dc_orgs_free(&v->orgs);
     free(v);
     return rc;
 }

@@ -347,26 +347,21 @@ int dc_query_run(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, d
 void dc_write_result_reset(dc_write_result_t *r)
 {
     r->status = 200;
-    dc_buf_reset(&r->orgs);
+    dc_orgs_reset(&r->orgs);
     dc_buf_reset(&r->events);
-    r->norgs = r->nevents = 0;
+    r->nevents = 0;
 }
 
 void dc_write_result_free(dc_write_result_t *r)
 {
-    dc_buf_free(&r->orgs);
+    dc_orgs_free(&r->orgs);
     dc_buf_free(&r->events);
 }
 
 static int add_org(dc_write_result_t *res, const char *org)
 {
-    for (size_t i = 0; i < res->norgs; i++)
-        if (memcmp(res->orgs.data + i * DC_UUID_LEN, org, DC_UUID_LEN) == 0)
-            return DC_OK;
-    if (dc_buf_append(&res->orgs, org, DC_UUID_LEN) != DC_OK)
-        return DC_ENOMEM;
-    res->norgs++;
-    return DC_OK;
+    int rc = dc_orgs_add(&res->orgs, org, strlen(org));
+    return rc == DC_EINVAL ? DC_ERROR : rc;
 }
 
 static int add_event(dc_write_result_t *res, const dc_view_field_t *f, size_t n)
@@ -585,7 +580,7 @@ int dc_query_outbox_pending(dc_db_t *db, dc_outbox_t *ob, size_t max)
     int         rc;
 
     dc_buf_reset(&ob->ids);
-    dc_buf_reset(&ob->orgs);
+    dc_orgs_reset(&ob->orgs);
     ob->n = 0;
     ob->all = 0;
     snprintf(limit, sizeof(limit), "%zu", max);
@@ -595,25 +590,25 @@ int dc_query_outbox_pending(dc_db_t *db, dc_outbox_t *ob, size_t max)
     rc = dc_buf_append_str(&ob->ids, "{");
     for (int i = 0; i < PQntuples(r) && rc == DC_OK; i++) {
         rc = dc_buf_printf(&ob->ids, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
-        if (PQgetisnull(r, i, 1)) {
+        if (rc != DC_OK)
+            break;
+        if (PQgetisnull(r, i, 1))
             ob->all = 1;
-        } else {
-            const char *org = PQgetvalue(r, i, 1);
-            size_t      k;
-            for (k = 0; k < ob->norgs; k++)
-                if (memcmp(ob->orgs.data + k * DC_UUID_LEN, org, DC_UUID_LEN) == 0)
-                    break;
-            if (k == ob->norgs && rc == DC_OK) {
-                rc = dc_buf_append(&ob->orgs, org, DC_UUID_LEN);
-                ob->norgs += rc == DC_OK;
-            }
-        }
+        else if ((rc = dc_orgs_add(&ob->orgs, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1))) ==
+                 DC_EINVAL)
+            rc = DC_ERROR;
         ob->n++;
     }
     if (rc == DC_OK)
         rc = dc_buf_append_str(&ob->ids, "}");
     PQclear(r);
     return rc;
+}
+
+void dc_outbox_free(dc_outbox_t *ob)
+{
+    dc_buf_free(&ob->ids);
+    dc_orgs_free(&ob->orgs);
 }
 
 int dc_query_outbox_done(dc_db_t *db, const dc_outbox_t *ob, dc_lag_fn fn, void *arg)
@@ -646,19 +641,17 @@ int dc_query_outbox_purge(dc_db_t *db, int older_than_s, long long *purged)
     return DC_OK;
 }
 
-int dc_query_org_ids(dc_db_t *db, dc_buf_t *orgs, size_t *n)
+int dc_query_org_ids(dc_db_t *db, dc_orgs_t *orgs)
 {
     PGresult *r;
     int       rc = dc_db_exec(db, S_ORG_IDS, NULL, &r);
 
-    dc_buf_reset(orgs);
-    *n = 0;
+    dc_orgs_reset(orgs);
     if (rc != DC_OK)
         return rc == DC_EQUERY ? (PQclear(r), DC_ERROR) : rc;
-    for (int i = 0; i < PQntuples(r) && rc == DC_OK; i++) {
-        rc = dc_buf_append(orgs, PQgetvalue(r, i, 0), DC_UUID_LEN);
-        *n += rc == DC_OK;
-    }
+    for (int i = 0; i < PQntuples(r) && rc == DC_OK; i++)
+        if ((rc = dc_orgs_add(orgs, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0))) == DC_EINVAL)
+            rc = DC_ERROR;
     PQclear(r);
     return rc;
 }

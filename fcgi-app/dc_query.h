@@ -8,6 +8,7 @@
 #include "dc_body.h"
 #include "dc_buf.h"
 #include "dc_db.h"
+#include "dc_orgs.h"
 #include "dc_request.h"
 
 /* The statement table to hand to dc_db_new. */
@@ -24,11 +25,10 @@ int dc_query_run(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, d
 
 /* What a committed write must invalidate and announce. */
 typedef struct {
-    int      status; /* HTTP status of the answer: 200 or 201 */
-    dc_buf_t orgs;   /* distinct organization ids, DC_UUID_LEN bytes each, back to back */
-    size_t   norgs;
-    dc_buf_t events; /* event JSON objects for dashboard:events, each NUL-terminated */
-    size_t   nevents;
+    int       status; /* HTTP status of the answer: 200 or 201 */
+    dc_orgs_t orgs;   /* the organizations it wrote */
+    dc_buf_t  events; /* event JSON objects for dashboard:events, each NUL-terminated */
+    size_t    nevents;
 } dc_write_result_t;
 
 void dc_write_result_reset(dc_write_result_t *r);
@@ -45,14 +45,17 @@ int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc
 
 /* A batch of pending outbox rows. */
 typedef struct {
-    dc_buf_t ids;  /* PostgreSQL array literal of the row ids */
-    size_t   n;    /* rows */
-    dc_buf_t orgs; /* distinct organization ids, DC_UUID_LEN bytes each */
-    size_t   norgs;
-    int      all; /* a row stands for every organization (TRUNCATE) */
+    dc_buf_t  ids;  /* PostgreSQL array literal of the row ids */
+    size_t    n;    /* rows */
+    dc_orgs_t orgs; /* the organizations the rows name */
+    int       all;  /* a row stands for every organization (TRUNCATE) */
 } dc_outbox_t;
 
-/* Reads up to max pending rows, oldest first. DC_OK (n may be 0) or a failure. */
+/*
+ * Empties ob and reads up to max pending rows into it, oldest first. DC_OK
+ * (n may be 0); DC_ERROR for a row whose organization is not a UUID; or a
+ * failure.
+ */
 int dc_query_outbox_pending(dc_db_t *db, dc_outbox_t *ob, size_t max) DC_WUR;
 
 typedef void (*dc_lag_fn)(void *arg, double lag_ms);
@@ -66,7 +69,10 @@ int dc_query_outbox_done(dc_db_t *db, const dc_outbox_t *ob, dc_lag_fn fn, void 
 /* Deletes rows processed more than older_than_s ago. DC_OK or a failure. */
 int dc_query_outbox_purge(dc_db_t *db, int older_than_s, long long *purged) DC_WUR;
 
-/* Every organization id, DC_UUID_LEN bytes each, into orgs. DC_OK or a failure. */
-int dc_query_org_ids(dc_db_t *db, dc_buf_t *orgs, size_t *n) DC_WUR;
+/* Empties orgs and fills it with every organization id. DC_OK or a failure. */
+int dc_query_org_ids(dc_db_t *db, dc_orgs_t *orgs) DC_WUR;
+
+/* Releases what ob holds; it can be used again. */
+void dc_outbox_free(dc_outbox_t *ob);
 
 #endif
