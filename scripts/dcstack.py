@@ -95,8 +95,11 @@ class StackError(RuntimeError):
     """A service could not be started or stopped; the message says why."""
 
 
+LOG_STREAM = None  # where the harness's own messages go (None: stderr)
+
+
 def log(msg: str) -> None:
-    print(f"dashcache: {msg}", file=sys.stderr, flush=True)
+    print(f"dashcache: {msg}", file=LOG_STREAM or sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------ helpers
