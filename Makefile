@@ -9,6 +9,8 @@ DESTDIR  ?=
 CC       ?= cc
 PKGS      = fcgi hiredis libpq json-c
 SAN      ?= 0
+# the harness (tests/run.py, scripts/dcstack.py) runs on Debian's interpreter, which has python3-pytest
+PY        = /usr/bin/python3
 
 ifeq ($(SAN),1)
 BUILD     = build/san
@@ -102,36 +104,37 @@ seed: deps
 test: deps
 	@$(MAKE) --no-print-directory all unit-bins integration-bins
 	@$(MAKE) --no-print-directory SAN=1 all unit-bins integration-bins
-	@bash tests/run.sh
+	@$(PY) tests/run.py
 
 check: test
 
 unit: deps
 	@$(MAKE) --no-print-directory unit-bins
-	@bash tests/run.sh --only unit
+	@$(PY) tests/run.py --only unit
 
 integration: deps
 	@$(MAKE) --no-print-directory all integration-bins
-	@bash tests/run.sh --only integration
+	@$(PY) tests/run.py --only integration
 
 e2e: deps
 	@$(MAKE) --no-print-directory all
-	@bash tests/run.sh --only e2e
+	@$(MAKE) --no-print-directory SAN=1 all
+	@$(PY) tests/run.py --only e2e
 
 asan ubsan san: deps
 	@$(MAKE) --no-print-directory SAN=1 all unit-bins integration-bins
-	@bash tests/run.sh --only san
+	@$(PY) tests/run.py --only san
 
 valgrind: deps
 	@$(MAKE) --no-print-directory all unit-bins integration-bins
-	@bash tests/run.sh --only valgrind
+	@$(PY) tests/run.py --only valgrind
 
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@bash tests/bench/run.sh
 
 nginx-check: deps
-	@bash scripts/lib.sh nginx-check
+	@$(PY) tests/run.py --only nginx-check
 
 format:
 	clang-format -i fcgi-app/*.c fcgi-app/*.h tests/unit/*.c tests/integration/*.c tests/support/*.[ch]

@@ -25,7 +25,7 @@ required=(
 	libhiredis-dev libjson-c-dev libcmocka-dev libpq-dev
 	"nginx-light|nginx|nginx-core|nginx-full|nginx-extras"
 	redis-server redis-tools
-	curl jq procps util-linux coreutils wrk python3 prometheus
+	curl jq procps util-linux coreutils wrk python3 python3-pytest prometheus
 )
 
 installed() {

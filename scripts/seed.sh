@@ -3,11 +3,13 @@
 #
 #   scripts/seed.sh [SCALE]      SCALE from the argument, else $SCALE, else 1
 #
+# SCALE=small: 300 organizations, one day of hourly readings (quick).
 # SCALE=N gives 20*N organizations: 3 days of readings every 5 minutes when
 # N < 10, else 5 days every 10 minutes (SCALE=1 is the demo data set, ~140k
 # readings; SCALE=50 is ~5.8M readings over 1000 organizations).
 #
-# Which database: the one of a running `make run` (.run/stack.env), else
+# Which database: the stack described by $DC_STACK_ENV if set (tests), else
+# the one of a running `make run` (.run/stack.env), else
 # DATABASE_URL if set, else the private cluster of `make run`, started for
 # the duration if it is not running. All existing rows are replaced, in one
 # transaction; the dashboard keys in that stack's Redis are then deleted.
@@ -34,7 +36,13 @@ stop_started() {
 trap stop_started EXIT
 trap 'exit 130' INT TERM
 
-if dc_running run >/dev/null && [[ -r $stack_env ]]; then
+if [[ -n ${DC_STACK_ENV:-} ]]; then
+	# a stack described by scripts/dcstack.py (tests): its stack.env
+	[[ -r $DC_STACK_ENV ]] || dc_die "DC_STACK_ENV=$DC_STACK_ENV is not readable"
+	url=$(grep -m1 '^DATABASE_URL=' "$DC_STACK_ENV" | cut -d= -f2-)
+	redis_url=$(grep -m1 '^REDIS_URL=' "$DC_STACK_ENV" | cut -d= -f2-)
+	dc_log "reseeding the database of the stack in $DC_STACK_ENV: $url"
+elif dc_running run >/dev/null && [[ -r $stack_env ]]; then
 	url=$(grep -m1 '^DATABASE_URL=' "$stack_env" | cut -d= -f2-)
 	redis_url=$(grep -m1 '^REDIS_URL=' "$stack_env" | cut -d= -f2-)
 	dc_log "reseeding the database of the running stack: $url"

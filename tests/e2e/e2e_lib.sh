@@ -5,10 +5,10 @@
 # that stop and restart Redis, PostgreSQL or the FastCGI master.
 #
 # Each suite sources this file and ends with e2e_finish, which prints
-# `N passed, M failed` (the line tests/run.sh counts) and exits 1 on failure.
+# `N passed, M failed` (the line tests/run.py counts) and exits 1 on failure.
 # A suite that stops a component starts it again before it ends.
 #
-# tests/run.sh exports the stack's variables. To rerun one suite by hand
+# tests/run.py exports the stack's variables (scripts/dcstack.py Stack.describe). To rerun one suite by hand
 # against a test stack, point DC_STACK_ENV at its stack.env.
 set -uo pipefail
 
@@ -24,7 +24,7 @@ if [[ -z ${HTTP_URL:-} && -n ${DC_STACK_ENV:-} ]]; then
 fi
 for _v in HTTP_URL DATABASE_URL REDIS_URL REDIS_PORT PG_PORT DC_STATE_DIR DC_RUNTIME_DIR FCGI_SOCKET WORKERS; do
 	if [[ -z ${!_v:-} ]]; then
-		echo "e2e: $_v is not set; run the suites through tests/run.sh"
+		echo "e2e: $_v is not set; run the suites through tests/run.py"
 		echo "0 passed, 1 failed"
 		exit 1
 	fi

@@ -1,0 +1,1092 @@
+#!/usr/bin/python3
+"""dashcache's stack as process objects: PostgreSQL, Redis, dashcache-fcgi,
+dashcache-invalidator and nginx on 127.0.0.1, for `make test` (tests/run.py,
+the e2e fixtures in tests/e2e/conftest.py) and, as it moves over, `make run`
+and `make bench`. Standard library only.
+
+Each service is a `Service`: started with subprocess.Popen in its own session
+(a Ctrl-C on the terminal reaches only the harness), output appended to
+STATE_DIR/logs/NAME.log, ready when its socket accepts (PostgreSQL: the
+start-up handshake is answered; Redis: PING; nginx: TCP connect;
+dashcache-fcgi: its unix socket accepts and it has workers; the invalidator,
+which listens on nothing, when it logs its first `event=invalidate.all`),
+every wait bounded by a deadline. `stop()` signals the process through its
+handle (SIGTERM, or PostgreSQL's fast then immediate shutdown), waits, then
+SIGKILLs it and its direct children. Nothing is ever signalled by name.
+
+A `Stack` composes them, in start order, as a context manager; it stops only
+what it started, in reverse order, also from an atexit hook and on SIGTERM.
+Test stacks take free loopback ports (bound to port 0) unless told otherwise,
+so several stacks can run at once.
+
+Transitional (stage 1): the e2e suites still written in bash stop and restart
+components with scripts/lib.sh. So every start also records "PID STARTTIME" in
+STATE_DIR/pids/NAME.pid (lib.sh's format), and a service whose own process is
+gone adopts the process lib.sh recorded there for the same stack.
+
+The demo ids live here (DEMO_ORG, DEMO_UNIT, org_id(n)); sql/seed.sql is
+their source of truth and tests/e2e checks that both agree.
+
+Command line (for the shell scripts that remain):
+  dcstack.py shell-constants          DC_DEMO_ORG=... lines for scripts/lib.sh
+  dcstack.py redis-conf DIR PORT      the private Redis configuration
+  dcstack.py pg-init RUNTIME_DIR LOG  initdb of RUNTIME_DIR/pgdata if missing (prints "created")
+  dcstack.py nginx-check              nginx -t on the site config and snippet
+"""
+from __future__ import annotations
+
+import atexit
+import grp
+import hashlib
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+DB_NAME = "dashcache"
+DB_USER = "dashcache"
+
+# Demo data (sql/seed.sql, dc_seed): organization 1 and its first unit.
+DEMO_ORG = "550e8400-e29b-41d4-a716-446655440000"
+DEMO_UNIT = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+DEMO_SEED = (20, 3, 5)  # dc_seed(orgs, days, step minutes) of `make run` and the tests
+
+
+def org_id(n: int) -> str:
+    """Organization n of dc_seed: dc_uuid('org', n) = md5('org:n')::uuid; 1 is DEMO_ORG."""
+    if n == 1:
+        return DEMO_ORG
+    h = hashlib.md5(f"org:{n}".encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+# The application's configuration for tests: fixed, whatever the caller's
+# environment says.
+TEST_APP_ENV = {
+    "CACHE_TTL_SECONDS": "60",
+    "REDIS_CONNECT_TIMEOUT_MS": "100",
+    "REDIS_COMMAND_TIMEOUT_MS": "100",
+    "REDIS_RETRY_INTERVAL_MS": "1000",
+    "DB_CONNECT_TIMEOUT_SECONDS": "2",
+    "DB_STATEMENT_TIMEOUT_MS": "5000",
+}
+_APP_VARS = re.compile(r"^(CACHE_TTL_.*|REDIS_.*_MS|DB_.*_SECONDS|DB_.*_MS|DEVICE_ONLINE_SECONDS|"
+                       r"RETRY_AFTER_SECONDS|DATABASE_URL|REDIS_URL|HTTP_URL|METRICS_FILE|METRICS)$")
+
+
+def test_app_env(base: dict | None = None) -> dict:
+    env = {k: v for k, v in (os.environ if base is None else base).items() if not _APP_VARS.match(k)}
+    env.update(TEST_APP_ENV)
+    env.setdefault("LOG_LEVEL", "info")
+    return env
+
+
+class StackError(RuntimeError):
+    """A service could not be started or stopped; the message says why."""
+
+
+LOG_STREAM = None  # where the harness's own messages go (None: stderr)
+
+
+def log(msg: str) -> None:
+    print(f"dashcache: {msg}", file=LOG_STREAM or sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ helpers
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def repo_hash() -> str:
+    return hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
+
+
+def runtime_dir(purpose: str) -> Path:
+    """/var/tmp/dashcache-<hash>-PURPOSE (as scripts/lib.sh dc_runtime_dir): outside
+    the repo, because the postgres and nginx users may not enter a home directory."""
+    d = Path(os.environ.get("DC_RUNTIME_BASE", "/var/tmp")) / f"dashcache-{repo_hash()}-{purpose}"
+    if d.is_symlink() or (d.exists() and not (d.is_dir() and d.stat().st_uid == os.geteuid())):
+        raise StackError(f"{d} exists but is not a directory owned by uid {os.geteuid()}; remove it")
+    d.mkdir(parents=True, exist_ok=True)
+    d.chmod(0o755)
+    return d
+
+
+def temp_runtime_dir(purpose: str) -> Path:
+    """A fresh runtime directory for a throwaway stack; it records its owner's pid,
+    so that leftovers of killed harnesses can be told from live ones."""
+    base = Path(os.environ.get("DC_RUNTIME_BASE", "/var/tmp"))
+    prefix = f"dashcache-{repo_hash()}-{purpose}."
+    for old in base.glob(prefix + "*"):
+        try:
+            owner = int((old / "owner.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            owner = 0
+        if old.is_dir() and not old.is_symlink() and old.stat().st_uid == os.geteuid() \
+                and not pid_alive(owner):
+            shutil.rmtree(old, ignore_errors=True)
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    d.chmod(0o755)
+    (d / "owner.pid").write_text(f"{os.getpid()}\n")
+    return d
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    return tcp_accepts(HOST, port, 1.0)
+
+
+def tcp_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def unix_accepts(path: Path, timeout: float = 0.5) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(path))
+            return True
+    except OSError:
+        return False
+
+
+def proc_stat(pid: int) -> tuple[str, str, int] | None:
+    """(state, starttime, ppid) of a process, or None."""
+    try:
+        s = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    f = s[s.rindex(")") + 2:].split()
+    return f[0], f[19], int(f[1])
+
+
+def pid_alive(pid: int) -> bool:
+    st = proc_stat(pid) if pid > 0 else None
+    return st is not None and st[0] not in ("Z", "X")
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            st = proc_stat(int(p.name))
+            if st and st[2] == pid and st[0] not in ("Z", "X"):
+                out.append(int(p.name))
+    return sorted(out)
+
+
+def tail(path: Path, n: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def pg_bindir() -> Path:
+    """The server's bin directory: pg_config if it points at a server, else the newest
+    /usr/lib/postgresql/*/bin."""
+    try:
+        d = Path(subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                                timeout=10).stdout.strip())
+        if (d / "initdb").exists() and (d / "postgres").exists():
+            return d
+    except (OSError, subprocess.SubprocessError):
+        pass
+    cands = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+                   key=lambda p: [int(x) for x in re.findall(r"\d+", p.parent.name)] or [0], reverse=True)
+    for d in cands:
+        if (d / "initdb").exists() and (d / "postgres").exists():
+            return d
+    raise StackError("no PostgreSQL server found (scripts/deps.sh installs it)")
+
+
+SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|"
+                              r"SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer)|"
+                              r"ERROR SUMMARY: [1-9]")
+
+
+# ------------------------------------------------------------------ Redis client
+
+class RedisError(Exception):
+    pass
+
+
+class RedisClient:
+    """A minimal RESP2 client over TCP, every call bounded by `timeout`."""
+
+    def __init__(self, host: str, port: int, timeout: float = 5.0):
+        self.addr, self.timeout = (host, port), timeout
+        self.sock: socket.socket | None = None
+        self.buf = b""
+
+    def _connect(self) -> socket.socket:
+        if self.sock is None:
+            self.sock = socket.create_connection(self.addr, timeout=self.timeout)
+            self.buf = b""
+        return self.sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n: int) -> bytes:
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def _reply(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RedisError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n).decode(errors="replace")
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._reply() for _ in range(n)]
+        raise RedisError(f"bad reply {line[:40]!r}")
+
+    def send(self, *args) -> None:
+        parts = [f"*{len(args)}\r\n".encode()]
+        for a in args:
+            b = a if isinstance(a, bytes) else str(a).encode()
+            parts += [f"${len(b)}\r\n".encode(), b, b"\r\n"]
+        self._connect().sendall(b"".join(parts))
+
+    def __call__(self, *args):
+        try:
+            self.send(*args)
+            return self._reply()
+        except (OSError, ConnectionError):
+            self.close()
+            raise
+
+    def scan(self, pattern: str) -> list[str]:
+        cursor, keys = "0", set()
+        for _ in range(100000):
+            cursor, batch = self("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+            keys.update(batch)
+            if cursor == "0":
+                break
+        return sorted(keys)
+
+    def subscribe(self, channel: str) -> None:
+        self.send("SUBSCRIBE", channel)
+        self._reply()
+
+    def message(self, timeout: float):
+        """The next pub/sub message's data, or None after timeout seconds."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                r = self._reply()
+                if isinstance(r, list) and r and r[0] == "message":
+                    return r[2]
+        except (socket.timeout, TimeoutError):
+            return None
+        finally:
+            if self.sock is not None:
+                self.sock.settimeout(self.timeout)
+
+
+# ------------------------------------------------------------------ services
+
+class Service:
+    """One server process of a stack, owned by its Popen handle."""
+
+    name = "service"
+    stop_plan: tuple = ((signal.SIGTERM, 10.0),)
+    start_timeout = 20.0
+
+    def __init__(self, stack: "Stack"):
+        self.stack = stack
+        self.proc: subprocess.Popen | None = None
+        self.log_path = stack.state_dir / "logs" / f"{self.name}.log"
+        self.pid_path = stack.state_dir / "pids" / f"{self.name}.pid"
+
+    # ---- what runs
+    def pid(self) -> int | None:
+        """The running process: ours, or the one a bash suite restarted for this stack."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self.proc.pid
+        try:
+            pid_s, start = self.pid_path.read_text().split()[:2]
+            st = proc_stat(int(pid_s))
+        except (OSError, ValueError):
+            return None
+        if st and st[0] not in ("Z", "X") and st[1] == start:
+            return int(pid_s)
+        return None
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def exit_status(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    # ---- start
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict:
+        return dict(self.stack.app_env)
+
+    def popen_extra(self) -> dict:
+        return {}
+
+    def prepare(self) -> None:
+        pass
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def after_start(self) -> None:
+        pass
+
+    def start(self) -> "Service":
+        if self.running():
+            raise StackError(f"{self.name} is already running (pid {self.pid()})")
+        self.prepare()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as logf:
+            self.log_offset = logf.tell()
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=subprocess.STDOUT, cwd=self.stack.runtime_dir,
+                                         env=self.env(), start_new_session=True, close_fds=True,
+                                         **self.popen_extra())
+        st = proc_stat(self.proc.pid)
+        self.pid_path.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_path.write_text(f"{self.proc.pid} {st[1] if st else 0}\n")
+        self.wait_until(self.ready, self.start_timeout, "become ready")
+        self.after_start()
+        log(f"{self.name} ready (pid {self.proc.pid}){self.describe()}")
+        return self
+
+    def describe(self) -> str:
+        return ""
+
+    def wait_until(self, pred, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.running():
+                rc = self.exit_status()
+                msg = f"{self.name} exited (status {rc}) before it could {what}; last lines of {self.log_path}:\n" \
+                      + tail(self.log_path)
+                self.stop()
+                raise StackError(msg)
+            if pred():
+                return
+            if time.monotonic() > deadline:
+                msg = f"{self.name} did not {what} within {timeout:.0f} s; last lines of {self.log_path}:\n" \
+                      + tail(self.log_path)
+                self.stop()
+                raise StackError(msg)
+            time.sleep(0.05)
+
+    def log_since_start(self) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(getattr(self, "log_offset", 0))
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    # ---- stop
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.pid == pid:
+                try:
+                    self.proc.wait(timeout=0.05)
+                    return True
+                except subprocess.TimeoutExpired:
+                    continue
+            if not pid_alive(pid):
+                return True
+            time.sleep(0.05)
+        return not pid_alive(pid)
+
+    def signal(self, sig: int) -> bool:
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, sig)
+        return True
+
+    def stop(self) -> None:
+        """Stop the process by its handle: the stop plan, then SIGKILL of it and its children."""
+        pid = self.pid()
+        if pid is not None:
+            for sig, timeout in self.stop_plan:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    break
+                if self._wait_gone(pid, timeout):
+                    break
+            else:
+                kids = children(pid)
+                log(f"{self.name} (pid {pid}) did not stop; killing it and its children {kids}")
+                for p in [pid] + kids:
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                self._wait_gone(pid, 5)
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            self.pid_path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL, by handle, and reap: a crash as the tests need it."""
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            self._wait_gone(pid, 5)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class Postgres(Service):
+    """The private cluster in RUNTIME_DIR/pgdata: initdb once per data directory,
+    run as the postgres user when we are root (initdb and postgres refuse root)."""
+
+    name = "postgres"
+    # fast shutdown (the default smart one waits for the workers' connections), then immediate
+    stop_plan = ((signal.SIGINT, 30.0), (signal.SIGQUIT, 10.0))
+    start_timeout = 60.0
+    CONF = """# dashcache private cluster
+max_connections = 200
+shared_buffers = 256MB
+work_mem = 16MB
+maintenance_work_mem = 256MB
+max_wal_size = 4GB
+log_min_messages = warning
+log_line_prefix = '%m [%p] '
+"""
+
+    def __init__(self, stack: "Stack", port: int, fsync: bool = True):
+        super().__init__(stack)
+        self.port, self.fsync = port, fsync
+        self.data = stack.runtime_dir / "pgdata"
+        self.sock = stack.runtime_dir / "pgsock"
+        self.bindir = pg_bindir()
+        self.fresh = False
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{DB_USER}@{HOST}:{self.port}/{DB_NAME}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@{HOST}:{self.port}/postgres"
+
+    @staticmethod
+    def os_user() -> str:
+        return os.environ.get("DC_PG_OS_USER", "postgres")
+
+    @classmethod
+    def as_owner(cls, home: Path) -> tuple[dict, dict]:
+        """Popen arguments and environment additions to run as the cluster's owner."""
+        if not is_root():
+            return {}, {}
+        u = cls.os_user()
+        try:
+            pw = pwd.getpwnam(u)
+        except KeyError:
+            raise StackError(f"user {u} does not exist (install postgresql: scripts/deps.sh)") from None
+        return ({"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": os.getgrouplist(u, pw.pw_gid)},
+                {"HOME": str(home), "USER": u})
+
+    @classmethod
+    def initdb(cls, runtime: Path, log_path: Path) -> bool:
+        """initdb RUNTIME/pgdata unless it holds a cluster; True when created now."""
+        data = runtime / "pgdata"
+        if (data / "PG_VERSION").is_file() and (data / "PG_VERSION").stat().st_size > 0:
+            return False
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
+        data.chmod(0o700)
+        if is_root():
+            pw = pwd.getpwnam(cls.os_user())
+            os.chown(data, pw.pw_uid, pw.pw_gid)
+        extra, env_add = cls.as_owner(runtime)
+        log(f"initdb {data}")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as logf:
+            rc = subprocess.run([str(pg_bindir() / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                                 "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"],
+                                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, cwd=runtime,
+                                env={**os.environ, **env_add}, timeout=300, **extra).returncode
+        if rc != 0:
+            raise StackError(f"initdb failed; last lines of {log_path}:\n{tail(log_path)}")
+        conf = cls.CONF
+        # a small /dev/shm (containers) cannot hold parallel-query segments
+        try:
+            st = os.statvfs("/dev/shm")
+            if st.f_blocks * st.f_frsize < 1 << 30:
+                conf += "dynamic_shared_memory_type = mmap\n"
+        except OSError:
+            conf += "dynamic_shared_memory_type = mmap\n"
+        with open(data / "postgresql.conf", "a") as f:
+            f.write(conf)
+        return True
+
+    def prepare(self) -> None:
+        if port_in_use(self.port):
+            raise StackError(f"port {self.port} on {HOST} is already in use (the PostgreSQL port)")
+        self.fresh = self.initdb(self.stack.runtime_dir, self.log_path)
+        self.sock.mkdir(parents=True, exist_ok=True)
+        if is_root():
+            pw = pwd.getpwnam(self.os_user())
+            os.chown(self.sock, pw.pw_uid, pw.pw_gid)
+
+    def argv(self) -> list[str]:
+        a = [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.sock),
+             "-c", f"listen_addresses={HOST}"]
+        if not self.fsync:  # throwaway test clusters only: a crash may corrupt them
+            a += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        return a
+
+    def env(self) -> dict:
+        return {**os.environ, **self.as_owner(self.stack.runtime_dir)[1]}
+
+    def popen_extra(self) -> dict:
+        return self.as_owner(self.stack.runtime_dir)[0]
+
+    def ready(self) -> bool:
+        """The server answers a start-up message with authentication (not 'starting up')."""
+        try:
+            with socket.create_connection((HOST, self.port), timeout=1.0) as s:
+                body = struct.pack("!I", 196608) + b"user\0postgres\0database\0postgres\0\0"
+                s.sendall(struct.pack("!I", len(body) + 4) + body)
+                ok = s.recv(1) == b"R"
+                if ok:
+                    s.sendall(b"X\0\0\0\4")
+                return ok
+        except OSError:
+            return False
+
+    def after_start(self) -> None:
+        if self.fresh:
+            self.psql(f"CREATE ROLE {DB_USER} LOGIN", url=self.admin_url)
+            self.psql(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}", url=self.admin_url)
+
+    def describe(self) -> str:
+        return f", {HOST}:{self.port}"
+
+    def psql(self, sql: str | None = None, *, url: str | None = None, files=(), args=(),
+             single_tx: bool = False, timeout: float = 120.0, check: bool = True) -> str:
+        """Run psql (-X -q -At, ON_ERROR_STOP) and return its output, stripped."""
+        cmd = [str(self.bindir / "psql") if (self.bindir / "psql").exists() else "psql",
+               url or self.url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"]
+        if single_tx:
+            cmd.append("-1")
+        for f in files:
+            cmd += ["-f", str(f)]
+        if sql is not None:
+            cmd += ["-c", sql]
+        cmd += list(args)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                           env={**os.environ, "PGCONNECT_TIMEOUT": os.environ.get("PGCONNECT_TIMEOUT", "5")})
+        if check and r.returncode != 0:
+            raise StackError(f"psql failed ({r.returncode}): {r.stderr.strip()[:2000]}")
+        return r.stdout.strip()
+
+    def has_schema(self) -> bool:
+        return self.psql("SELECT to_regclass('public.organizations') IS NOT NULL") == "t"
+
+    def load_schema(self) -> None:
+        self.psql(files=[ROOT / "sql/schema.sql", ROOT / "sql/seed.sql"])
+
+    def seed(self, orgs: int, days: int, step: int, truncate: bool = False) -> None:
+        """(Re)fill the database with dc_seed in one transaction, then VACUUM ANALYZE."""
+        pre = ["-c", "TRUNCATE organizations, sites, units, devices, readings, alerts, audit_log "
+                     "RESTART IDENTITY CASCADE"] if truncate else []
+        self.psql(files=[ROOT / "sql/seed.sql"], args=pre + ["-c", f"SELECT * FROM dc_seed({orgs}, {days}, {step})"],
+                  single_tx=True, timeout=1800)
+        self.psql("SET client_min_messages = error", args=["-c", "VACUUM ANALYZE"], timeout=1800)
+
+    def prepare_db(self, seed=DEMO_SEED) -> None:
+        """Schema and demo data into a database that has none yet."""
+        if self.has_schema():
+            return
+        log(f"loading schema and data dc_seed{tuple(seed)} into {self.url}")
+        self.load_schema()
+        self.seed(*seed)
+
+
+REDIS_CONF = """# generated by scripts/dcstack.py for dashcache's private Redis
+bind {host}
+port {port}
+protected-mode yes
+daemonize no
+supervised no
+logfile ""
+loglevel notice
+dir {dir}
+save ""
+appendonly no
+maxmemory {maxmemory}
+maxmemory-policy allkeys-lru
+timeout 0
+tcp-keepalive 60
+"""
+
+
+def redis_conf(directory: Path, port: int) -> str:
+    """A cache, not a store: no persistence, bounded memory, evict least recently used."""
+    return REDIS_CONF.format(host=HOST, port=port, dir=directory,
+                             maxmemory=os.environ.get("REDIS_MAXMEMORY", "256mb"))
+
+
+class Redis(Service):
+    name = "redis"
+
+    def __init__(self, stack: "Stack", port: int):
+        super().__init__(stack)
+        self.port = port
+        self.dir = stack.runtime_dir / "redis"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def prepare(self) -> None:
+        if shutil.which("redis-server") is None:
+            raise StackError("redis-server not found (scripts/deps.sh installs it)")
+        if port_in_use(self.port):
+            raise StackError(f"port {self.port} on {HOST} is already in use (the Redis port)")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "redis.conf").write_text(redis_conf(self.dir, self.port))
+
+    def argv(self) -> list[str]:
+        return ["redis-server", str(self.dir / "redis.conf")]
+
+    def env(self) -> dict:
+        return dict(os.environ)
+
+    def ready(self) -> bool:
+        c = RedisClient(HOST, self.port, timeout=1.0)
+        try:
+            return c("PING") == "PONG"
+        except (OSError, RedisError, ConnectionError):
+            return False
+        finally:
+            c.close()
+
+    def client(self, timeout: float = 5.0) -> RedisClient:
+        return RedisClient(HOST, self.port, timeout)
+
+    def describe(self) -> str:
+        return f", {HOST}:{self.port}"
+
+
+class FcgiMaster(Service):
+    """build/dashcache-fcgi as its own prefork master on a unix socket."""
+
+    name = "fcgi"
+
+    def __init__(self, stack: "Stack", binary: Path, workers: int, socket_path: Path):
+        super().__init__(stack)
+        self.binary, self.workers_wanted, self.socket = Path(binary), workers, Path(socket_path)
+        self.stop_plan = ((signal.SIGTERM, float(os.environ.get("FCGI_STOP_TIMEOUT", 20))),)
+
+    def prepare(self) -> None:
+        if not os.access(self.binary, os.X_OK):
+            raise StackError(f"{self.binary} is not built (run make)")
+        if self.socket.is_socket():  # left by a master that was killed; nobody listens on it
+            self.socket.unlink()
+
+    def argv(self) -> list[str]:
+        return [str(self.binary), "--listen", f"unix:{self.socket}", "--workers", str(self.workers_wanted),
+                "--socket-mode", "0666"]
+
+    def ready(self) -> bool:
+        return self.socket.is_socket() and bool(self.workers()) and unix_accepts(self.socket)
+
+    def workers(self) -> list[int]:
+        pid = self.pid()
+        return children(pid) if pid else []
+
+    def describe(self) -> str:
+        return f", unix:{self.socket}, {self.workers_wanted} workers"
+
+
+class Invalidator(Service):
+    """dashcache-invalidator; it listens on nothing: ready once it has subscribed and
+    logged its first resync (event=invalidate.all)."""
+
+    name = "invalidator"
+
+    def __init__(self, stack: "Stack", binary: Path):
+        super().__init__(stack)
+        self.binary = Path(binary)
+        self.stop_plan = ((signal.SIGTERM, 10.0),)
+
+    def prepare(self) -> None:
+        if not os.access(self.binary, os.X_OK):
+            raise StackError(f"{self.binary} is not built (run make)")
+
+    def argv(self) -> list[str]:
+        return [str(self.binary)]
+
+    def ready(self) -> bool:
+        return "event=invalidate.all" in self.log_since_start()
+
+
+def nginx_user_line() -> str:
+    if not is_root():
+        return "# not root: workers run as the invoking user"
+    try:
+        pwd.getpwnam("www-data")
+        return "user www-data;"
+    except KeyError:
+        return "user nobody;"
+
+
+def render_nginx(out: Path, directory: Path, listen: str, sock: Path, access: str = "off") -> None:
+    """Fill nginx/dashcache.conf.template's @...@ placeholders."""
+    (directory / "tmp").mkdir(parents=True, exist_ok=True)
+    text = (ROOT / "nginx/dashcache.conf.template").read_text()
+    for k, v in {"@NGINX_USER@": nginx_user_line(), "@NGINX_WORKERS@": os.environ.get("NGINX_WORKERS", "auto"),
+                 "@NGINX_DIR@": str(directory), "@LISTEN@": listen, "@FCGI_SOCKET@": str(sock),
+                 "@ACCESS_LOG@": access,
+                 "@LOCATIONS_CONF@": str(ROOT / "nginx/dashcache-locations.conf")}.items():
+        text = text.replace(k, v)
+    out.write_text(text)
+
+
+class Nginx(Service):
+    name = "nginx"
+
+    def __init__(self, stack: "Stack", port: int, fcgi_socket: Path, access_log: str | None = None):
+        super().__init__(stack)
+        self.port, self.fcgi_socket, self.access_log = port, fcgi_socket, access_log
+        self.dir = stack.runtime_dir / "nginx"
+        self.conf = self.dir / "nginx.conf"
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def prepare(self) -> None:
+        if shutil.which("nginx") is None:
+            raise StackError("nginx not found (scripts/deps.sh installs it)")
+        if port_in_use(self.port):
+            raise StackError(f"port {self.port} on {HOST} is already in use (the HTTP port)")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        render_nginx(self.conf, self.dir, f"{HOST}:{self.port}", self.fcgi_socket,
+                     f"{self.access_log} dashcache" if self.access_log else "off")
+        r = subprocess.run(["nginx", "-q", "-t", "-p", f"{self.dir}/", "-c", str(self.conf), "-e", "stderr"],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise StackError(f"nginx rejected {self.conf}:\n{r.stderr.strip()}")
+
+    def argv(self) -> list[str]:
+        return ["nginx", "-p", f"{self.dir}/", "-c", str(self.conf), "-e", "stderr"]
+
+    def env(self) -> dict:
+        return dict(os.environ)
+
+    def ready(self) -> bool:
+        return tcp_accepts(HOST, self.port)
+
+    def describe(self) -> str:
+        return f", {self.url}"
+
+
+def nginx_check() -> list[tuple[str, bool, str]]:
+    """nginx -t on the rendered site config and on a wrapper that includes the operator
+    snippet and the example upstream in a server block: [(what, ok, output)]."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dashcache-nginx-check.") as t:
+        tmp = Path(t)
+        render_nginx(tmp / "site.conf", tmp, f"{HOST}:18099", tmp / "fcgi.sock", f"{tmp}/access.log dashcache")
+        (tmp / "wrapper.conf").write_text(f"""pid {tmp}/wrapper.pid;
+events {{}}
+http {{
+    client_body_temp_path {tmp}/tmp/client_body;
+    fastcgi_temp_path {tmp}/tmp/fastcgi;
+    proxy_temp_path {tmp}/tmp/proxy;
+    uwsgi_temp_path {tmp}/tmp/uwsgi;
+    scgi_temp_path {tmp}/tmp/scgi;
+    access_log off;
+    include {ROOT}/nginx/dashcache-upstream.conf;
+    server {{
+        listen {HOST}:18099;
+        server_name operator.example;
+        location / {{ return 200 "operator's own site\\n"; }}
+        include {ROOT}/nginx/dashcache-locations.conf;
+    }}
+}}
+""")
+        for what, conf in (("site config (nginx/dashcache.conf.template)", "site.conf"),
+                           ("include snippet (nginx/dashcache-locations.conf)", "wrapper.conf")):
+            r = subprocess.run(["nginx", "-q", "-t", "-p", f"{tmp}/", "-c", str(tmp / conf), "-e", "stderr"],
+                               capture_output=True, text=True, timeout=30)
+            results.append((what, r.returncode == 0, (r.stdout + r.stderr).strip()))
+    return results
+
+
+# ------------------------------------------------------------------ the stack
+
+_LIVE: list["Stack"] = []
+
+
+def _stop_live() -> None:
+    for s in list(reversed(_LIVE)):
+        s.stop()
+
+
+atexit.register(_stop_live)
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP unwind like Ctrl-C does, so that stacks are stopped."""
+    def handler(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+class Stack:
+    """PostgreSQL, Redis, dashcache-fcgi, (dashcache-invalidator) and nginx on
+    127.0.0.1, started in that order and stopped in reverse; use it as a context
+    manager (`with Stack(...) as s:`), or call start() / stop().
+
+    name         what the stack is for ("test", "e2e", "san"): runtime directory
+                 /var/tmp/dashcache-<hash>-NAME.XXXX (removed at stop) unless
+                 runtime_dir is given (kept)
+    state_dir    logs/ and pids/ (default .run/NAME)
+    ports        {"pg","redis","http"}: fixed ports; missing ones are free ports
+    seed         dc_seed arguments for an empty database (demo: DEMO_SEED)
+    build        directory of the binaries (build, or build/san)
+    invalidator  start dashcache-invalidator with the rest (start_invalidator() later otherwise)
+    app_env      the application's environment (default: test_app_env())
+    """
+
+    def __init__(self, name: str = "test", *, state_dir: Path | None = None, runtime_dir: Path | None = None,
+                 ports: dict | None = None, workers: int = 4, fsync: bool = False, seed=DEMO_SEED,
+                 build: Path | str = "build", invalidator: bool = True, nginx: bool = True,
+                 app_env: dict | None = None, access_log: bool = True):
+        self.name = name
+        self.state_dir = Path(state_dir or ROOT / ".run" / name)
+        self.keep_runtime = runtime_dir is not None
+        self._runtime_arg = runtime_dir
+        self.ports = dict(ports or {})
+        self.workers, self.fsync, self.seed = workers, fsync, seed
+        self.build = ROOT / build
+        self.with_invalidator, self.with_nginx, self.with_access_log = invalidator, nginx, access_log
+        self._app_env = app_env
+        self.started: list[Service] = []
+        self.runtime_dir: Path | None = None
+
+    # ---- description
+    @property
+    def http_url(self) -> str:
+        return self.nginx.url
+
+    @property
+    def database_url(self) -> str:
+        return self.postgres.url
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url
+
+    def describe(self) -> dict:
+        return {"HTTP_URL": self.http_url, "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
+                "HTTP_PORT": str(self.nginx.port), "PG_PORT": str(self.postgres.port),
+                "REDIS_PORT": str(self.redis.port), "WORKERS": str(self.workers),
+                "FCGI_SOCKET": str(self.fcgi.socket), "DC_STATE_DIR": str(self.state_dir),
+                "DC_RUNTIME_DIR": str(self.runtime_dir), "METRICS_FILE": self.app_env["METRICS_FILE"],
+                "DC_PG_FSYNC": "on" if self.fsync else "off",
+                "DC_FCGI_BIN": str(self.fcgi.binary), "DC_INVAL_BIN": str(self.invalidator.binary)}
+
+    def write_env(self, path: Path | None = None) -> Path:
+        """KEY=value lines (shell-quoted) describing the stack: `set -a; . FILE; set +a`."""
+        import shlex
+        path = Path(path or self.state_dir / "stack.env")
+        lines = [f"# written by scripts/dcstack.py; source it: set -a; . {path}; set +a"]
+        lines += [f"{k}={shlex.quote(v)}" for k, v in self.describe().items()]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(path)
+        return path
+
+    # ---- life cycle
+    def _build_services(self) -> None:
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "pids").mkdir(parents=True, exist_ok=True)
+        if self._runtime_arg is not None:
+            self.runtime_dir = Path(self._runtime_arg)
+            self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            self.runtime_dir = temp_runtime_dir(self.name)
+        for k in ("pg", "redis", "http"):
+            self.ports.setdefault(k, free_port())
+        self.app_env = test_app_env() if self._app_env is None else dict(self._app_env)
+        self.postgres = Postgres(self, self.ports["pg"], fsync=self.fsync)
+        self.redis = Redis(self, self.ports["redis"])
+        self.app_env.update(DATABASE_URL=self.postgres.url, REDIS_URL=self.redis.url)
+        # the pool's shared counters live and die with the stack
+        self.app_env.setdefault("METRICS_FILE", str(self.runtime_dir / "metrics"))
+        self.fcgi = FcgiMaster(self, self.build / "dashcache-fcgi", self.workers, self.runtime_dir / "fcgi.sock")
+        self.invalidator = Invalidator(self, self.build / "dashcache-invalidator")
+        self.nginx = Nginx(self, self.ports["http"], self.fcgi.socket,
+                           str(self.state_dir / "logs" / "nginx-access.log") if self.with_access_log else None)
+
+    def stop_leftovers(self) -> None:
+        """Stop what a killed harness of this state directory left running (lib.sh pidfiles)."""
+        for svc in (self.nginx, self.invalidator, self.fcgi, self.redis, self.postgres):
+            if svc.pid() is not None:
+                log(f"stopping {svc.name} (pid {svc.pid()}) left running by an earlier run")
+                svc.stop()
+
+    def _start(self, svc: Service) -> None:
+        self.started.append(svc)
+        svc.start()
+
+    def start(self) -> "Stack":
+        self._build_services()
+        _LIVE.append(self)
+        try:
+            self.stop_leftovers()
+            self._start(self.postgres)
+            self.postgres.prepare_db(self.seed)
+            self._start(self.redis)
+            if self.with_nginx:
+                self._start(self.fcgi)
+                if self.with_invalidator:
+                    self._start(self.invalidator)
+                self._start(self.nginx)
+            self.write_env()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_invalidator(self) -> None:
+        if self.invalidator not in self.started:
+            self.started.append(self.invalidator)
+        self.invalidator.start()
+
+    def down(self) -> list[str]:
+        """Names of started services that are not running."""
+        return [s.name for s in self.started if not s.running()]
+
+    def stop(self) -> None:
+        """Stop what this stack started, in reverse order; signals are held off meanwhile."""
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old[sig] = signal.signal(sig, signal.SIG_IGN)
+            except ValueError:  # not the main thread
+                pass
+        try:
+            for svc in reversed(self.started):
+                try:
+                    svc.stop()
+                except Exception as e:  # noqa: BLE001 - stop the rest anyway
+                    log(f"stopping {svc.name}: {e}")
+            self.started.clear()
+            if self in _LIVE:
+                _LIVE.remove(self)
+            if self.runtime_dir is not None and not self.keep_runtime:
+                shutil.rmtree(self.runtime_dir, ignore_errors=True)
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+
+    def __enter__(self) -> "Stack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def sanitizer_reports(self) -> dict[str, str]:
+        """{service: first lines of a sanitizer report} found in the services' logs."""
+        out = {}
+        for svc in (self.fcgi, self.invalidator):
+            text = svc.log_path.read_text(errors="replace") if svc.log_path.exists() else ""
+            m = SANITIZER_REPORT.search(text)
+            if m:
+                out[svc.name] = text[max(0, m.start() - 200):m.start() + 1500]
+        return out
+
+
+# ------------------------------------------------------------------ command line
+
+def main(argv: list[str]) -> int:
+    cmd = argv[1] if len(argv) > 1 else ""
+    if cmd == "shell-constants":
+        print(f"DC_DEMO_ORG={DEMO_ORG}\nDC_DEMO_UNIT={DEMO_UNIT}")
+    elif cmd == "redis-conf" and len(argv) == 4:
+        sys.stdout.write(redis_conf(Path(argv[2]), int(argv[3])))
+    elif cmd == "pg-init" and len(argv) == 4:
+        if Postgres.initdb(Path(argv[2]), Path(argv[3])):
+            print("created")
+    elif cmd == "nginx-check":
+        rc = 0
+        for what, ok, out in nginx_check():
+            print(f"nginx-check: {what} {'ok' if ok else 'FAILED'}")
+            if not ok:
+                print("\n".join("     | " + ln for ln in out.splitlines()))
+                rc = 1
+        return rc
+    else:
+        print(__doc__.split("Command line")[1], file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,393 @@
+#!/usr/bin/python3
+"""dashcache test runner (`make test` builds everything, then calls this).
+
+  tests/run.py [--only SUITE]...   SUITE: nginx-check monitoring unit integration e2e san valgrind
+
+Default: nginx-check, monitoring (promtool), unit (build/tests/test_*),
+integration (build/tests/integration_*), e2e (pytest tests/e2e, then the
+tests/e2e/test_*.sh suites not yet ported), then unit and integration again
+from build/san/ (ASan + UBSan). valgrind runs only when asked for.
+
+Integration and the bash e2e suites share one throwaway stack (scripts/dcstack.py:
+PostgreSQL with demo data, Redis, dashcache-fcgi with 4 workers, nginx) on free
+loopback ports (TEST_PG_PORT, TEST_REDIS_PORT, TEST_HTTP_PORT pin them); the
+pytest suites start their own stacks. Timeouts per binary/suite: UNIT_TIMEOUT
+(60 s), INTEGRATION_TIMEOUT (120 s), E2E_TIMEOUT (240 s per bash suite; the
+pytest run gets 4x), each times TIMEOUT_MULTIPLIER (1), and for sanitizer /
+valgrind runs times SAN_TIMEOUT_MULTIPLIER (3) / VALGRIND_TIMEOUT_MULTIPLIER (10).
+
+Counting: each cmocka binary's TAP lines (`ok N`, `not ok N`; `# SKIP` counted
+apart), each pytest test (JUnit XML: failure or error = failed), the closing
+`N passed, M failed` line of each bash suite. A binary or suite that exits
+non-zero, times out, crashes or prints a sanitizer report without a failed test
+counts as one failure more; one that runs no test counts as a failure. The last
+line is `N passed, M failed` (`, K skipped` when some were); exit 1 if M > 0 or
+N == 0. Logs: .run/test/ (kept after the run).
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import dcstack as dc  # noqa: E402
+
+SUITES = ("nginx-check", "monitoring", "unit", "integration", "e2e", "san", "valgrind")
+ALIASES = {"nginx": "nginx-check", "asan": "san", "ubsan": "san"}
+PYTHON = "/usr/bin/python3"  # Debian's interpreter, which has python3-pytest
+STATE = ROOT / ".run" / "test"
+RESULTS = STATE / "results"
+ASAN_OPTIONS = "detect_leaks=1:abort_on_error=1:halt_on_error=1:print_stacktrace=1"
+UBSAN_OPTIONS = "halt_on_error=1:print_stacktrace=1"
+
+
+def rel(p: Path) -> str:
+    try:
+        return str(Path(p).relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+class Tally:
+    def __init__(self):
+        self.passed = self.failed = self.skipped = 0
+        self.failures: list[str] = []
+
+    def record(self, np: int, nf: int, ns: int, label: str) -> None:
+        self.passed += np
+        self.failed += nf
+        self.skipped += ns
+        if nf:
+            self.failures.append(label)
+
+    def report(self, label, np, nf, ns, extra, why, log: Path, fail_lines: list[str]) -> None:
+        """Record the counts (extra: one more failure, for why) and print PASS/FAIL."""
+        self.record(np, nf + extra, ns, label)
+        if nf + extra == 0:
+            print(f"PASS {label:<44} {np:3d} passed" + (f", {ns} skipped" if ns else ""), flush=True)
+            return
+        print(f"FAIL {label:<44} {np:3d} passed, {nf + extra} failed" + (f" - {why}" if why else "")
+              + f" (log: {rel(log)})")
+        for ln in fail_lines[:40]:
+            print("     " + ln.strip())
+        if extra:
+            for ln in dc.tail(log, 25).splitlines():
+                print("     | " + ln)
+        sys.stdout.flush()
+
+    def single(self, ok: bool, label: str, detail: str = "") -> None:
+        self.record(int(ok), int(not ok), 0, label)
+        print(("PASS " if ok else "FAIL ") + label)
+        if not ok and detail:
+            print("\n".join("     | " + ln for ln in detail.splitlines()[-25:]))
+        sys.stdout.flush()
+
+
+def exit_reason(rc: int | None) -> str:
+    if rc is None:
+        return "timed out (killed)"
+    if rc < 0:
+        try:
+            return f"killed by signal {-rc} ({signal.Signals(-rc).name})"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exit {rc}"
+
+
+def run_logged(argv, log: Path, timeout: float, env: dict, cwd: Path = ROOT) -> int | None:
+    """Run argv with output to log; on timeout TERM then KILL its process group
+    (its own session, by handle). Returns the exit status, None on timeout."""
+    with open(log, "wb") as f:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env,
+                             cwd=cwd, start_new_session=True)
+        try:
+            return p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+                try:
+                    os.killpg(p.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    p.wait(timeout=grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            f.write(f"\n*** timed out after {timeout:.0f} s\n".encode())
+            return None
+        except BaseException:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            raise
+
+
+def logname(label: str) -> Path:
+    return RESULTS / (re.sub(r"[/ ]", "_", label) + ".log")
+
+
+TAP = re.compile(r"^(not )?ok \d+")
+SKIP = re.compile(r"#\s*SKIP", re.I)
+
+
+def run_binary(t: Tally, label: str, timeout: float, argv: list[str], env: dict) -> None:
+    """A cmocka binary printing TAP."""
+    log = logname(label)
+    rc = run_logged(argv, log, timeout, {**env, "CMOCKA_MESSAGE_OUTPUT": "TAP"})
+    lines = log.read_text(errors="replace").splitlines()
+    ok = nok = skip = 0
+    fail_lines = []
+    for i, ln in enumerate(lines):
+        m = TAP.match(ln)
+        if not m:
+            continue
+        if SKIP.search(ln):  # cmocka 1.1 reports a skip as "not ok N # SKIP"
+            skip += 1
+        elif m.group(1):
+            nok += 1
+            fail_lines += lines[i:i + 5]
+        else:
+            ok += 1
+    extra, why = 0, ""
+    text = "\n".join(lines)
+    if rc != 0 and nok == 0:
+        extra, why = 1, exit_reason(rc)
+    elif dc.SANITIZER_REPORT.search(text) and nok == 0:
+        extra, why = 1, "sanitizer report"
+    elif ok + nok + skip == 0:
+        extra, why = 1, "no test ran"
+    t.report(label, ok, nok, skip, extra, why, log, fail_lines)
+
+
+def binaries(d: Path, prefix: str) -> list[Path]:
+    return sorted(p for p in d.glob(prefix + "*")
+                  if p.is_file() and os.access(p, os.X_OK) and p.suffix not in (".d", ".o"))
+
+
+def run_binaries(t: Tally, kind: str, d: Path, prefix: str, timeout: float, env: dict, wrapper=()) -> None:
+    found = binaries(ROOT / d, prefix)
+    if not found:
+        target = ("unit-bins" if prefix == "test_" else "integration-bins") + (" SAN=1" if "san" in str(d) else "")
+        print(f"FAIL {kind}: no {d}/{prefix}* binaries (build them first: make {target})")
+        t.record(0, 1, 0, f"{kind} (no binaries)")
+        return
+    for b in found:
+        e = dict(env)
+        if prefix == "test_":  # unit tests need no network: prove it by giving them no servers
+            e.pop("DATABASE_URL", None)
+            e.pop("REDIS_URL", None)
+        run_binary(t, f"{kind} {b.name}", timeout, [*wrapper, str(b)], e)
+
+
+SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed(, (\d+) skipped)?", re.M)
+
+
+def run_bash_suite(t: Tally, label: str, timeout: float, script: Path, env: dict) -> None:
+    """A bash e2e suite ending with `N passed, M failed` (tests/e2e/e2e_lib.sh)."""
+    log = logname(label)
+    rc = run_logged(["bash", str(script)], log, timeout, env)
+    text = log.read_text(errors="replace")
+    found = SUMMARY.findall(text)
+    np = nf = ns = 0
+    if found:
+        np, nf, ns = int(found[-1][0]), int(found[-1][1]), int(found[-1][3] or 0)
+    extra, why = 0, ""
+    if not found:
+        extra, why = 1, f"no summary line ({exit_reason(rc)})"
+    elif rc != 0 and nf == 0:
+        extra, why = 1, exit_reason(rc)
+    elif np + nf == 0:
+        extra, why = 1, "no test ran"
+    t.report(label, np, nf, ns, extra, why, log, [ln for ln in text.splitlines() if re.match(r"^ *FAIL ", ln)])
+
+
+def run_pytest(t: Tally, timeout: float, env: dict) -> None:
+    """pytest tests/e2e; one result line per test module, from the JUnit XML."""
+    log, xml = logname("e2e pytest"), RESULTS / "e2e-pytest.xml"
+    xml.unlink(missing_ok=True)
+    rc = run_logged([PYTHON, "-m", "pytest", "tests/e2e", "-p", "no:cacheprovider", "-rfEs", "-v",
+                     f"--junitxml={xml}", "-o", "junit_family=xunit1"], log, timeout, env)
+    modules: dict[str, list] = {}
+    try:
+        root = ET.parse(xml).getroot()
+    except (OSError, ET.ParseError):
+        root = None
+    for case in (root.iter("testcase") if root is not None else ()):
+        mod = case.get("file") or case.get("classname", "?").split(".")[-1] + ".py"
+        r = modules.setdefault(Path(mod).name, [0, 0, 0, []])
+        bad = case.find("failure") if case.find("failure") is not None else case.find("error")
+        if bad is not None:
+            r[1] += 1
+            msg = (bad.get("message") or "").splitlines()
+            r[3].append(f"FAIL {case.get('name')}: {msg[0][:300] if msg else ''}")
+        elif case.find("skipped") is not None:
+            r[2] += 1
+        else:
+            r[0] += 1
+    nfail = sum(r[1] for r in modules.values())
+    for mod, (np, nf, ns, lines) in sorted(modules.items()):
+        t.report(f"e2e {mod}", np, nf, ns, 0, "", log, lines)
+    if not modules:
+        t.report("e2e pytest", 0, 0, 0, 1, f"no test ran ({exit_reason(rc)})", log, [])
+    elif rc != 0 and nfail == 0:
+        t.report("e2e pytest", 0, 0, 0, 1, exit_reason(rc), log, [])
+
+
+def check_monitoring(t: Tally) -> None:
+    for f in sorted((ROOT / "monitoring").glob("*-alerts.yml")):
+        r = subprocess.run(["promtool", "check", "rules", str(f)], capture_output=True, text=True, timeout=60)
+        t.single(r.returncode == 0, f"monitoring: promtool check rules {rel(f)}", r.stdout + r.stderr)
+    for f in sorted((ROOT / "monitoring").glob("*.test.yml")):
+        r = subprocess.run(["promtool", "test", "rules", f.name], capture_output=True, text=True, timeout=60,
+                           cwd=ROOT / "monitoring")
+        t.single(r.returncode == 0, f"monitoring: promtool test rules {rel(f)}", r.stdout + r.stderr)
+    import json
+    try:
+        ok = len(json.loads((ROOT / "monitoring/dashcache-grafana.json").read_text())["panels"]) > 0
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    t.single(ok, "monitoring: Grafana dashboard is JSON with panels")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", action="append", default=[], metavar="SUITE")
+    args = ap.parse_args()
+    only = [ALIASES.get(s, s) for s in args.only]
+    for s in only:
+        if s not in SUITES:
+            ap.error(f"unknown suite '{s}' (one of {', '.join(SUITES)})")
+
+    def want(s: str) -> bool:
+        return s in only if only else s != "valgrind"
+
+    os.chdir(ROOT)
+    STATE.mkdir(parents=True, exist_ok=True)
+    lockf = open(STATE / "lock", "w")
+    try:
+        fcntl.flock(lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print("dashcache: error: another tests/run.py of this checkout is running", file=sys.stderr)
+        return 1
+    deps = ["bash", str(ROOT / "scripts/deps.sh")] + (["valgrind"] if want("valgrind") else [])
+    if subprocess.run(deps).returncode != 0:
+        print("dashcache: error: scripts/deps.sh failed", file=sys.stderr)
+        return 1
+    dc.stop_on_signals()
+    import shutil
+    shutil.rmtree(RESULTS, ignore_errors=True)
+    shutil.rmtree(STATE / "logs", ignore_errors=True)
+    RESULTS.mkdir(parents=True)
+    dc.LOG_STREAM = open(RESULTS / "stack.log", "a", buffering=1)  # the stack's own messages
+
+    mult = float(os.environ.get("TIMEOUT_MULTIPLIER", 1))
+    unit_t = float(os.environ.get("UNIT_TIMEOUT", 60)) * mult
+    int_t = float(os.environ.get("INTEGRATION_TIMEOUT", 120)) * mult
+    e2e_t = float(os.environ.get("E2E_TIMEOUT", 240)) * mult
+    san_m = float(os.environ.get("SAN_TIMEOUT_MULTIPLIER", 3))
+    vg_m = float(os.environ.get("VALGRIND_TIMEOUT_MULTIPLIER", 10))
+    base_env = dc.test_app_env()
+    t = Tally()
+    started = time.monotonic()
+
+    if want("nginx-check"):
+        for what, ok, out in dc.nginx_check():
+            t.single(ok, f"nginx-check: {what}", out)
+    if want("monitoring"):
+        check_monitoring(t)
+    if want("unit"):
+        run_binaries(t, "unit", Path("build/tests"), "test_", unit_t, base_env)
+
+    stack = None
+    try:
+        if any(want(s) for s in ("integration", "e2e", "san", "valgrind")):
+            ports = {k: int(os.environ[v]) for k, v in
+                     (("pg", "TEST_PG_PORT"), ("redis", "TEST_REDIS_PORT"), ("http", "TEST_HTTP_PORT"))
+                     if os.environ.get(v)}
+            stack = dc.Stack("test", state_dir=STATE, ports=ports, workers=int(os.environ.get("TEST_WORKERS", 4)),
+                             invalidator=False, nginx=(ROOT / "build/dashcache-fcgi").exists())
+            try:
+                stack.start()
+                print(f"---- stack: postgres :{stack.postgres.port}, redis :{stack.redis.port}, "
+                      f"nginx {stack.http_url}, {stack.workers} workers ({stack.runtime_dir})", flush=True)
+            except dc.StackError as e:
+                print(f"FAIL stack: could not start the test stack: {e}")
+                t.record(0, 1, 0, "stack start")
+                stack = None
+        stack_env = {**base_env, **stack.describe(), "DC_STACK_ENV": str(STATE / "stack.env")} if stack else None
+
+        if want("integration") and stack:
+            run_binaries(t, "integration", Path("build/tests"), "integration_", int_t, stack_env)
+
+        if want("e2e"):
+            # pytest suites: their own stacks (tests/e2e/conftest.py)
+            run_pytest(t, e2e_t * 4, {**base_env, "DC_E2E_STATE_DIR": str(STATE / "e2e")})
+            legacy = sorted((ROOT / "tests/e2e").glob("test_*.sh"))
+            if legacy and stack and stack.with_nginx:
+                # the invalidator runs for the end-to-end suites only: its asynchronous
+                # invalidations would make the integration tests' HIT/MISS expectations racy
+                try:
+                    stack.start_invalidator()
+                except dc.StackError as e:
+                    print(f"FAIL e2e: dashcache-invalidator did not start: {e}")
+                    t.record(0, 1, 0, "invalidator start")
+                for f in legacy:
+                    run_bash_suite(t, f"e2e {f.name}", e2e_t, f, stack_env)
+                missing = stack.down()
+                if missing:  # a destructive suite left something stopped: that is a failure
+                    print(f"FAIL stack: {' '.join(missing)} not running after the e2e suites; restarting")
+                    t.record(0, 1, 0, f"stack left stopped: {' '.join(missing)}")
+                    for svc in list(stack.started):
+                        if not svc.running():
+                            try:
+                                svc.start()
+                            except dc.StackError as e:
+                                print(f"     | {e}")
+                stack.invalidator.stop()
+                stack.started.remove(stack.invalidator)
+            elif legacy:
+                print("FAIL e2e: no stack with dashcache-fcgi for the bash suites (make all)")
+                t.record(0, 1, 0, "e2e (no stack)")
+
+        if want("san"):
+            san_env = {**base_env, "ASAN_OPTIONS": ASAN_OPTIONS, "UBSAN_OPTIONS": UBSAN_OPTIONS}
+            run_binaries(t, "san unit", Path("build/san/tests"), "test_", unit_t * san_m, san_env)
+            if stack:
+                run_binaries(t, "san integration", Path("build/san/tests"), "integration_", int_t * san_m,
+                             {**stack_env, "ASAN_OPTIONS": ASAN_OPTIONS, "UBSAN_OPTIONS": UBSAN_OPTIONS})
+
+        if want("valgrind"):
+            vg = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
+                  "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite", "--track-fds=no"]
+            run_binaries(t, "valgrind unit", Path("build/tests"), "test_", unit_t * vg_m, base_env, vg)
+            if stack:
+                run_binaries(t, "valgrind integration", Path("build/tests"), "integration_", int_t * vg_m,
+                             stack_env, vg)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        if stack:
+            stack.stop()
+        return 130
+    finally:
+        if stack:
+            stack.stop()
+
+    print(f"---- {time.monotonic() - started:.0f} s; logs in {rel(STATE)}/")
+    if t.failures:
+        print("failed:")
+        for f in t.failures:
+            print(f"  {f}")
+    print(f"{t.passed} passed, {t.failed} failed" + (f", {t.skipped} skipped" if t.skipped else ""), flush=True)
+    return 0 if t.failed == 0 and t.passed > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
