@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 #include <hiredis.h>
+#include <json-c/json.h>
 #include <libpq-fe.h>
 
 static redisContext *redis;
@@ -21,6 +22,22 @@ static PGconn       *pg;
 void dc_test_org_path(char *buf, size_t cap, const char *org, const char *suffix)
 {
     snprintf(buf, cap, "/api/dashboard/orgs/%s/%s", org, suffix);
+}
+
+long long dc_test_json_int(const char *body, const char *key)
+{
+    json_object *o = body != NULL ? json_tokener_parse(body) : NULL;
+    json_object *v = NULL;
+    long long    n;
+
+    if (o == NULL || !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, key, &v) ||
+        !json_object_is_type(v, json_type_int)) {
+        json_object_put(o);
+        fail_msg("no integer \"%s\" in %s", key, body != NULL ? body : "(null)");
+    }
+    n = json_object_get_int64(v);
+    json_object_put(o);
+    return n;
 }
 
 void dc_test_config(dc_config_t *cfg)

@@ -17,6 +17,12 @@
 /* Writes "/api/dashboard/orgs/{org}/{suffix}" into buf (cap bytes). */
 void dc_test_org_path(char *buf, size_t cap, const char *org, const char *suffix);
 
+/*
+ * The integer member key of the JSON object body (json-c); fails the test
+ * when body is not a JSON object or has no integer key.
+ */
+long long dc_test_json_int(const char *body, const char *key);
+
 /* Loads the configuration from the environment; fails the test if it is invalid. */
 void dc_test_config(dc_config_t *cfg);
 
