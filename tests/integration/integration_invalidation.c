@@ -401,14 +401,14 @@ static void test_pattern_clears_exactly_its_keys(void **state)
 {
     fixture_t     *f = *state;
     dc_cache_t    *cache = dc_cache_new(&f->cfg);
-    char           path[160], msg[200], why[128], pattern[128];
+    char           path[160], msg[200], why[128], pattern[DC_KEY_MAX], key[DC_KEY_MAX];
     dc_inval_msg_t m;
     dc_test_resp_t r;
     size_t         deleted;
     const char    *suffixes[] = { "stats", "units/status", "compliance" };
 
     for (int t = 0; t < 2; t++) {
-        snprintf(pattern, sizeof(pattern), "dashboard:*org:%s*", t ? f->other_org : f->org);
+        dc_test_org_keys(pattern, sizeof(pattern), t ? f->other_org : f->org);
         dc_test_redis_del_pattern(pattern);
     }
     for (int t = 0; t < 2; t++) {
@@ -418,16 +418,21 @@ static void test_pattern_clears_exactly_its_keys(void **state)
             dc_test_resp_free(&r);
         }
     }
-    snprintf(msg, sizeof(msg), "{\"pattern\":\"dashboard:units:*:org:%s\"}", f->org);
+    /* "dashboard:units:*:org:{org}": the units status key and no other */
+    dc_test_key(key, sizeof(key), f->org, "units/status", NULL);
+    dc_test_key_glob(pattern, sizeof(pattern), key, f->org, 2, 0);
+    snprintf(msg, sizeof(msg), "{\"pattern\":\"%s\"}", pattern);
     assert_int_equal(dc_inval_parse(msg, strlen(msg), &m, why, sizeof(why)), DC_OK);
     assert_int_equal(dc_inval_apply(cache, &m, &deleted), DC_OK);
     assert_int_equal(deleted, 1);
 
-    snprintf(pattern, sizeof(pattern), "dashboard:units:*:org:%s", f->org);
     assert_int_equal(dc_test_redis_count(pattern), 0);
-    snprintf(pattern, sizeof(pattern), "dashboard:stats:org:%s", f->org);
-    assert_int_equal(dc_test_redis_count(pattern), 1);
-    snprintf(pattern, sizeof(pattern), "dashboard:*:org:%s", f->other_org);
+    assert_int_equal(dc_test_redis_int("EXISTS %s", key), 0);
+    dc_test_key(key, sizeof(key), f->org, "stats", NULL);
+    assert_int_equal(dc_test_redis_count(key), 1);
+    /* "dashboard:*:org:{other}": all three of the other tenant */
+    dc_test_key(key, sizeof(key), f->other_org, "stats", NULL);
+    dc_test_key_glob(pattern, sizeof(pattern), key, f->other_org, 1, 0);
     assert_int_equal(dc_test_redis_count(pattern), 3);
     for (size_t i = 0; i < 3; i++) {
         dc_test_org_path(path, sizeof(path), f->other_org, suffixes[i]);
