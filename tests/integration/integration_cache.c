@@ -165,30 +165,53 @@ static void test_ttl_expiry(void **state)
     dc_test_resp_free(&b);
 }
 
+/*
+ * A value planted under the organization's current generation is a hit
+ * (so the plant is one the cache would serve); forceRefresh does not read
+ * it, answers from the database and replaces it.
+ */
 static void test_force_refresh_bypasses_and_repopulates(void **state)
 {
-    fixture_t     *f = *state;
-    char           path[PATH_MAX_LEN];
-    dc_test_resp_t a, b, c;
-    char          *stored, key[DC_KEY_MAX];
+    fixture_t        *f = *state;
+    char              path[PATH_MAX_LEN], key[DC_KEY_MAX], genkey[DC_KEY_MAX], want[1024];
+    static const char planted[] = "{\"planted\":1}";
+    dc_test_resp_t    a, p, b, c;
+    char             *gen, *stored;
 
     forget_org(DEMO_ORG);
     dc_test_key(key, sizeof(key), DEMO_ORG, "compliance", NULL);
+    dc_test_gen_key(genkey, sizeof(genkey), DEMO_ORG);
     dc_test_org_path(path, sizeof(path), DEMO_ORG, "compliance");
     dc_test_get(f->app, path, NULL, &a);
-    /* planted value: forceRefresh must not read it, and must replace it */
-    free(dc_test_redis_str("SET %s %s", key, "{\"planted\":1}"));
+    assert_string_equal(a.x_cache, "MISS");
+    gen = dc_test_redis_str("GET %s", genkey);
+    assert_non_null(gen);
+    assert_true(gen[0] != '\0');
+
+    free(dc_test_redis_str("SET %s %s\n%s EX 60", key, gen, planted));
+    dc_test_get(f->app, path, NULL, &p);
+    assert_int_equal(p.status, 200);
+    assert_string_equal(p.x_cache, "HIT");
+    assert_string_equal(p.body, planted);
+
     dc_test_get(f->app, path, "forceRefresh=true", &b);
     assert_int_equal(b.status, 200);
     assert_string_equal(b.x_cache, "BYPASS");
     assert_null(strstr(b.body, "planted"));
-    stored = cached_body(key);
-    assert_string_equal(stored, b.body);
+    assert_non_null(strstr(b.body, "\"orgId\":\"" DEMO_ORG "\""));
+    /* replaced, under the same generation */
+    stored = dc_test_redis_str("GET %s", key);
+    snprintf(want, sizeof(want), "%s\n%s", gen, b.body);
+    assert_non_null(stored);
+    assert_string_equal(stored, want);
+
     dc_test_get(f->app, path, "forceRefresh=false", &c);
     assert_string_equal(c.x_cache, "HIT");
     assert_string_equal(c.body, b.body);
     free(stored);
+    free(gen);
     dc_test_resp_free(&a);
+    dc_test_resp_free(&p);
     dc_test_resp_free(&b);
     dc_test_resp_free(&c);
 }
