@@ -72,9 +72,20 @@ $(INV_BIN): $(APP_OBJS) $(BUILD)/obj/dc_invalidator_main.o
 	$(SAY) LD $@
 	$(Q)$(CC) $(SANLD) $(LDFLAGS) -o $@ $^ $(DC_LIBS)
 
+# Link-time fakes: a unit binary may wrap library calls with a variable of
+# its own, WRAP_<binary> = -Wl,--wrap=<symbol>,... (see the fault tests).
+comma    := ,
+wrap      = -Wl$(subst $(eval) ,,$(patsubst %,$(comma)--wrap=%,$(1)))
+WRAP_test_dc_cache_faults = $(call wrap,redisConnectWithTimeout redisConnectUnixWithTimeout \
+            redisSetTimeout redisCommand redisvCommand redisCommandArgv redisFree)
+WRAP_test_dc_db_faults = $(call wrap,PQconnectdbParams PQstatus PQerrorMessage PQfinish \
+            PQsetnonblocking PQsendPrepare PQsendQueryPrepared PQsendQueryParams PQsendQuery \
+            PQisBusy PQsocket PQconsumeInput PQgetResult PQresultStatus PQresultErrorField \
+            PQresultErrorMessage PQclear)
+
 $(BUILD)/tests/%: tests/unit/%.c $(APP_OBJS) | $(BUILD)/tests
 	$(SAY) CCLD $@
-	$(Q)$(CC) $(DC_CFLAGS) -Itests/support $(CFLAGS) $(SANLD) $(LDFLAGS) -o $@ $< $(APP_OBJS) $(DC_LIBS) $(TEST_LIBS)
+	$(Q)$(CC) $(DC_CFLAGS) -Itests/support $(CFLAGS) $(SANLD) $(LDFLAGS) $(WRAP_$*) -o $@ $< $(APP_OBJS) $(DC_LIBS) $(TEST_LIBS)
 
 $(BUILD)/tests/integration_%: tests/integration/integration_%.c $(APP_OBJS) $(TEST_SUPPORT_OBJS) | $(BUILD)/tests
 	$(SAY) CCLD $@

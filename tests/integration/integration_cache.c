@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "dc_key.h"
 #include "dc_test.h"
 
 #define PATH_MAX_LEN 256
@@ -44,8 +45,8 @@ static int teardown(void **state)
 
 static void forget_org(const char *org)
 {
-    char pattern[128];
-    snprintf(pattern, sizeof(pattern), "dashboard:*org:%s*", org);
+    char pattern[DC_KEY_MAX];
+    dc_test_org_keys(pattern, sizeof(pattern), org);
     dc_test_redis_del_pattern(pattern);
 }
 
@@ -68,7 +69,7 @@ static void test_miss_then_hit_byte_identical(void **state)
     fixture_t     *f = *state;
     char           path[PATH_MAX_LEN];
     dc_test_resp_t a, b;
-    char          *stored;
+    char          *stored, key[DC_KEY_MAX];
     long long      ttl;
 
     forget_org(DEMO_ORG);
@@ -84,10 +85,11 @@ static void test_miss_then_hit_byte_identical(void **state)
     assert_memory_equal(a.body, b.body, a.body_len);
     assert_non_null(strstr(a.body, "\"orgId\":\"" DEMO_ORG "\""));
 
-    stored = cached_body("dashboard:stats:org:" DEMO_ORG);
+    dc_test_key(key, sizeof(key), DEMO_ORG, "stats", NULL);
+    stored = cached_body(key);
     assert_non_null(stored);
     assert_string_equal(stored, a.body);
-    ttl = dc_test_redis_int("TTL dashboard:stats:org:%s", DEMO_ORG);
+    ttl = dc_test_redis_int("TTL %s", key);
     assert_true(ttl > 0 && ttl <= f->cfg.ttl[DC_Q_STATS]);
 
     free(stored);
@@ -99,16 +101,16 @@ static void test_every_query_type_is_cached_under_its_key(void **state)
 {
     fixture_t *f = *state;
     static const struct {
-        const char *suffix, *query, *key;
+        const char *suffix, *query;
     } cases[] = {
-        { "units/status", NULL, "dashboard:units:status:org:" DEMO_ORG },
-        { "alerts/count", NULL, "dashboard:alerts:count:org:" DEMO_ORG },
-        { "alerts/count", "unitId=" DEMO_UNIT, "dashboard:alerts:count:org:" DEMO_ORG ":unit:" DEMO_UNIT },
-        { "units/" DEMO_UNIT "/temperature/trends", "hours=6",
-          "dashboard:temperature:trends:org:" DEMO_ORG ":unit:" DEMO_UNIT ":hours:6" },
-        { "devices/online", NULL, "dashboard:devices:online:org:" DEMO_ORG },
-        { "compliance", NULL, "dashboard:compliance:org:" DEMO_ORG },
+        { "units/status", NULL },
+        { "alerts/count", NULL },
+        { "alerts/count", "unitId=" DEMO_UNIT },
+        { "units/" DEMO_UNIT "/temperature/trends", "hours=6" },
+        { "devices/online", NULL },
+        { "compliance", NULL },
     };
+    char keys[DC_ARRAY_LEN(cases)][DC_KEY_MAX];
 
     forget_org(DEMO_ORG);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -116,6 +118,10 @@ static void test_every_query_type_is_cached_under_its_key(void **state)
         dc_test_resp_t a, b;
         char          *stored;
 
+        /* each case has a key of its own */
+        dc_test_key(keys[i], sizeof(keys[i]), DEMO_ORG, cases[i].suffix, cases[i].query);
+        for (size_t j = 0; j < i; j++)
+            assert_string_not_equal(keys[i], keys[j]);
         dc_test_org_path(path, sizeof(path), DEMO_ORG, cases[i].suffix);
         dc_test_get(f->app, path, cases[i].query, &a);
         dc_test_get(f->app, path, cases[i].query, &b);
@@ -123,7 +129,7 @@ static void test_every_query_type_is_cached_under_its_key(void **state)
         assert_string_equal(a.x_cache, "MISS");
         assert_string_equal(b.x_cache, "HIT");
         assert_string_equal(a.body, b.body);
-        stored = cached_body(cases[i].key);
+        stored = cached_body(keys[i]);
         assert_non_null(stored);
         assert_string_equal(stored, a.body);
         free(stored);
@@ -138,17 +144,19 @@ static void test_ttl_expiry(void **state)
     char           path[PATH_MAX_LEN];
     dc_test_resp_t a, b;
     int            gone = 0;
+    char           key[DC_KEY_MAX];
 
     f->cfg.ttl[DC_Q_DEVICES] = 1;
+    dc_test_key(key, sizeof(key), DEMO_ORG, "devices/online", NULL);
     forget_org(DEMO_ORG);
     dc_test_org_path(path, sizeof(path), DEMO_ORG, "devices/online");
     dc_test_get(f->app, path, NULL, &a);
     assert_string_equal(a.x_cache, "MISS");
-    assert_int_equal(dc_test_redis_int("TTL dashboard:devices:online:org:%s", DEMO_ORG), 1);
+    assert_int_equal(dc_test_redis_int("TTL %s", key), 1);
 
     for (int i = 0; i < 40 && !gone; i++) { /* bounded: 4 s */
         usleep(100 * 1000);
-        gone = dc_test_redis_int("EXISTS dashboard:devices:online:org:%s", DEMO_ORG) == 0;
+        gone = dc_test_redis_int("EXISTS %s", key) == 0;
     }
     assert_true(gone);
     dc_test_get(f->app, path, NULL, &b);
@@ -157,29 +165,53 @@ static void test_ttl_expiry(void **state)
     dc_test_resp_free(&b);
 }
 
+/*
+ * A value planted under the organization's current generation is a hit
+ * (so the plant is one the cache would serve); forceRefresh does not read
+ * it, answers from the database and replaces it.
+ */
 static void test_force_refresh_bypasses_and_repopulates(void **state)
 {
-    fixture_t     *f = *state;
-    char           path[PATH_MAX_LEN];
-    dc_test_resp_t a, b, c;
-    char          *stored;
+    fixture_t        *f = *state;
+    char              path[PATH_MAX_LEN], key[DC_KEY_MAX], genkey[DC_KEY_MAX], want[1024];
+    static const char planted[] = "{\"planted\":1}";
+    dc_test_resp_t    a, p, b, c;
+    char             *gen, *stored;
 
     forget_org(DEMO_ORG);
+    dc_test_key(key, sizeof(key), DEMO_ORG, "compliance", NULL);
+    dc_test_gen_key(genkey, sizeof(genkey), DEMO_ORG);
     dc_test_org_path(path, sizeof(path), DEMO_ORG, "compliance");
     dc_test_get(f->app, path, NULL, &a);
-    /* planted value: forceRefresh must not read it, and must replace it */
-    free(dc_test_redis_str("SET dashboard:compliance:org:%s %s", DEMO_ORG, "{\"planted\":1}"));
+    assert_string_equal(a.x_cache, "MISS");
+    gen = dc_test_redis_str("GET %s", genkey);
+    assert_non_null(gen);
+    assert_true(gen[0] != '\0');
+
+    free(dc_test_redis_str("SET %s %s\n%s EX 60", key, gen, planted));
+    dc_test_get(f->app, path, NULL, &p);
+    assert_int_equal(p.status, 200);
+    assert_string_equal(p.x_cache, "HIT");
+    assert_string_equal(p.body, planted);
+
     dc_test_get(f->app, path, "forceRefresh=true", &b);
     assert_int_equal(b.status, 200);
     assert_string_equal(b.x_cache, "BYPASS");
     assert_null(strstr(b.body, "planted"));
-    stored = cached_body("dashboard:compliance:org:" DEMO_ORG);
-    assert_string_equal(stored, b.body);
+    assert_non_null(strstr(b.body, "\"orgId\":\"" DEMO_ORG "\""));
+    /* replaced, under the same generation */
+    stored = dc_test_redis_str("GET %s", key);
+    snprintf(want, sizeof(want), "%s\n%s", gen, b.body);
+    assert_non_null(stored);
+    assert_string_equal(stored, want);
+
     dc_test_get(f->app, path, "forceRefresh=false", &c);
     assert_string_equal(c.x_cache, "HIT");
     assert_string_equal(c.body, b.body);
     free(stored);
+    free(gen);
     dc_test_resp_free(&a);
+    dc_test_resp_free(&p);
     dc_test_resp_free(&b);
     dc_test_resp_free(&c);
 }
@@ -197,7 +229,6 @@ static void test_audit_is_never_cached(void **state)
     assert_string_equal(a.x_cache, "BYPASS");
     assert_string_equal(b.x_cache, "BYPASS");
     assert_non_null(strstr(a.body, "\"entries\":["));
-    assert_int_equal(dc_test_redis_count("dashboard:audit*"), 0);
     assert_int_equal(dc_test_redis_count("*audit*"), 0);
     dc_test_resp_free(&a);
     dc_test_resp_free(&b);
@@ -363,7 +394,7 @@ static void test_redis_hung_is_bounded_and_recovers(void **state)
 static void test_database_down_serves_hits_and_503s_misses(void **state)
 {
     fixture_t     *f = *state;
-    char           path[PATH_MAX_LEN], url[128];
+    char           path[PATH_MAX_LEN], url[128], key[DC_KEY_MAX];
     dc_test_resp_t r;
     dc_config_t    down = f->cfg;
     dc_app_t      *app;
@@ -392,7 +423,8 @@ static void test_database_down_serves_hits_and_503s_misses(void **state)
     dc_test_resp_free(&r);
 
     /* nothing was cached for the failed miss */
-    assert_int_equal(dc_test_redis_int("EXISTS dashboard:compliance:org:%s", DEMO_ORG), 0);
+    dc_test_key(key, sizeof(key), DEMO_ORG, "compliance", NULL);
+    assert_int_equal(dc_test_redis_int("EXISTS %s", key), 0);
     dc_app_free(app);
 }
 

@@ -209,7 +209,7 @@ static void test_ingest_out_of_range_opens_one_alert(void **state)
     char           body[512], cpath[160];
     const char    *p[] = { f->unit };
     dc_test_resp_t w, c;
-    long long      open_before;
+    long long      open_before, hot_before, normal_before;
 
     /* back in range first, with every alert of the unit resolved */
     free(dc_test_sql(
@@ -221,6 +221,13 @@ static void test_ingest_out_of_range_opens_one_alert(void **state)
     assert_int_equal(w.status, 200);
     dc_test_resp_free(&w);
     open_before = open_alerts(f->org);
+    /* read (and cache) the counts while the unit is in range */
+    dc_test_org_path(cpath, sizeof(cpath), f->org, "units/status");
+    dc_test_get(f->app, cpath, NULL, &c);
+    assert_int_equal(c.status, 200);
+    hot_before = dc_test_json_int(c.body, "too_hot");
+    normal_before = dc_test_json_int(c.body, "normal");
+    dc_test_resp_free(&c);
 
     snprintf(body, sizeof(body),
              "[{\"deviceId\":\"%s\",\"temperature\":60},{\"deviceId\":\"%s\",\"temperature\":61}]", f->device,
@@ -234,9 +241,11 @@ static void test_ingest_out_of_range_opens_one_alert(void **state)
     assert_non_null(strstr(w.body, "\"alertsOpened\":0"));
     assert_int_equal(open_alerts(f->org), open_before + 1);
 
-    dc_test_org_path(cpath, sizeof(cpath), f->org, "units/status");
+    /* the unit moved from normal to too_hot, and the cached counts were not served */
     dc_test_get(f->app, cpath, NULL, &c);
-    assert_non_null(strstr(c.body, "\"too_hot\":"));
+    assert_int_equal(c.status, 200);
+    assert_int_equal(dc_test_json_int(c.body, "too_hot"), hot_before + 1);
+    assert_int_equal(dc_test_json_int(c.body, "normal"), normal_before - 1);
     dc_test_resp_free(&w);
     dc_test_resp_free(&c);
 }
@@ -392,14 +401,14 @@ static void test_pattern_clears_exactly_its_keys(void **state)
 {
     fixture_t     *f = *state;
     dc_cache_t    *cache = dc_cache_new(&f->cfg);
-    char           path[160], msg[200], why[128], pattern[128];
+    char           path[160], msg[200], why[128], pattern[DC_KEY_MAX], key[DC_KEY_MAX];
     dc_inval_msg_t m;
     dc_test_resp_t r;
     size_t         deleted;
     const char    *suffixes[] = { "stats", "units/status", "compliance" };
 
     for (int t = 0; t < 2; t++) {
-        snprintf(pattern, sizeof(pattern), "dashboard:*org:%s*", t ? f->other_org : f->org);
+        dc_test_org_keys(pattern, sizeof(pattern), t ? f->other_org : f->org);
         dc_test_redis_del_pattern(pattern);
     }
     for (int t = 0; t < 2; t++) {
@@ -409,16 +418,21 @@ static void test_pattern_clears_exactly_its_keys(void **state)
             dc_test_resp_free(&r);
         }
     }
-    snprintf(msg, sizeof(msg), "{\"pattern\":\"dashboard:units:*:org:%s\"}", f->org);
+    /* "dashboard:units:*:org:{org}": the units status key and no other */
+    dc_test_key(key, sizeof(key), f->org, "units/status", NULL);
+    dc_test_key_glob(pattern, sizeof(pattern), key, f->org, 2, 0);
+    snprintf(msg, sizeof(msg), "{\"pattern\":\"%s\"}", pattern);
     assert_int_equal(dc_inval_parse(msg, strlen(msg), &m, why, sizeof(why)), DC_OK);
     assert_int_equal(dc_inval_apply(cache, &m, &deleted), DC_OK);
     assert_int_equal(deleted, 1);
 
-    snprintf(pattern, sizeof(pattern), "dashboard:units:*:org:%s", f->org);
     assert_int_equal(dc_test_redis_count(pattern), 0);
-    snprintf(pattern, sizeof(pattern), "dashboard:stats:org:%s", f->org);
-    assert_int_equal(dc_test_redis_count(pattern), 1);
-    snprintf(pattern, sizeof(pattern), "dashboard:*:org:%s", f->other_org);
+    assert_int_equal(dc_test_redis_int("EXISTS %s", key), 0);
+    dc_test_key(key, sizeof(key), f->org, "stats", NULL);
+    assert_int_equal(dc_test_redis_count(key), 1);
+    /* "dashboard:*:org:{other}": all three of the other tenant */
+    dc_test_key(key, sizeof(key), f->other_org, "stats", NULL);
+    dc_test_key_glob(pattern, sizeof(pattern), key, f->other_org, 1, 0);
     assert_int_equal(dc_test_redis_count(pattern), 3);
     for (size_t i = 0; i < 3; i++) {
         dc_test_org_path(path, sizeof(path), f->other_org, suffixes[i]);

@@ -13,7 +13,11 @@
 
 #include <cmocka.h>
 #include <hiredis.h>
+#include <json-c/json.h>
 #include <libpq-fe.h>
+
+#include "dc_key.h"
+#include "dc_router.h"
 
 static redisContext *redis;
 static PGconn       *pg;
@@ -21,6 +25,71 @@ static PGconn       *pg;
 void dc_test_org_path(char *buf, size_t cap, const char *org, const char *suffix)
 {
     snprintf(buf, cap, "/api/dashboard/orgs/%s/%s", org, suffix);
+}
+
+void dc_test_key(char *buf, size_t cap, const char *org, const char *suffix, const char *query)
+{
+    char         path[256];
+    dc_request_t req;
+    dc_error_t   err;
+
+    dc_test_org_path(path, sizeof(path), org, suffix);
+    if (dc_router_route("GET", path, query, &req, &err) != DC_OK)
+        fail_msg("GET %s?%s does not route: %d %s", path, query != NULL ? query : "", err.status,
+                 err.message);
+    if (dc_key_build(&req, buf, cap) <= 0)
+        fail_msg("GET %s?%s has no cache key", path, query != NULL ? query : "");
+}
+
+void dc_test_gen_key(char *buf, size_t cap, const char *org)
+{
+    if (dc_key_gen(org, buf, cap) <= 0)
+        fail_msg("no generation key for %s", org);
+}
+
+void dc_test_key_glob(char *buf, size_t cap, const char *key, const char *org, int keep, int tail)
+{
+    const char *id = strstr(key, org), *seg, *cut = key;
+
+    if (id == NULL || id - key < 2 || id[-1] != ':')
+        fail_msg("key %s does not carry org %s as a segment", key, org);
+    for (seg = id - 1; seg > key && seg[-1] != ':'; seg--)
+        ;
+    for (int i = 0; i < keep; i++) {
+        cut = strchr(cut, ':');
+        if (cut == NULL || cut >= seg)
+            fail_msg("key %s has fewer than %d segments in front of its org", key, keep);
+        cut++;
+    }
+    if (cut >= seg)
+        fail_msg("key %s keeps no segment for the * in front of its org", key);
+    if (snprintf(buf, cap, "%.*s*:%.*s%s", (int)(cut - key), key, (int)(id + strlen(org) - seg), seg,
+                 tail ? "*" : "") >= (int)cap)
+        fail_msg("glob of %s does not fit in %zu bytes", key, cap);
+}
+
+void dc_test_org_keys(char *buf, size_t cap, const char *org)
+{
+    char key[DC_KEY_MAX];
+
+    dc_test_key(key, sizeof(key), org, "stats", NULL);
+    dc_test_key_glob(buf, cap, key, org, 1, 1);
+}
+
+long long dc_test_json_int(const char *body, const char *key)
+{
+    json_object *o = body != NULL ? json_tokener_parse(body) : NULL;
+    json_object *v = NULL;
+    long long    n;
+
+    if (o == NULL || !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, key, &v) ||
+        !json_object_is_type(v, json_type_int)) {
+        json_object_put(o);
+        fail_msg("no integer \"%s\" in %s", key, body != NULL ? body : "(null)");
+    }
+    n = json_object_get_int64(v);
+    json_object_put(o);
+    return n;
 }
 
 void dc_test_config(dc_config_t *cfg)

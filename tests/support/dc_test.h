@@ -17,6 +17,34 @@
 /* Writes "/api/dashboard/orgs/{org}/{suffix}" into buf (cap bytes). */
 void dc_test_org_path(char *buf, size_t cap, const char *org, const char *suffix);
 
+/*
+ * Cache keys as dashcache builds them, so that the key schema lives in
+ * dc_key.c alone. dc_test_key routes GET {org path}/{suffix}?{query} with
+ * dc_router_route and builds its key with dc_key_build into buf (cap >=
+ * DC_KEY_MAX); it fails the test when the request is not routable or not
+ * cacheable. dc_test_gen_key writes org's generation key (dc_key_gen).
+ */
+void dc_test_key(char *buf, size_t cap, const char *org, const char *suffix, const char *query);
+void dc_test_gen_key(char *buf, size_t cap, const char *org);
+
+/*
+ * A glob derived from key (built for org, lower case): its first keep
+ * `:`-segments, then `*`, then everything from the segment in front of
+ * org's id on, and a trailing `*` when tail. With the keys documented in
+ * dc_key.h, keep 1 gives "dashboard:*:org:{org}", and keep 2 on the units
+ * status key "dashboard:units:*:org:{org}".
+ */
+void dc_test_key_glob(char *buf, size_t cap, const char *key, const char *org, int keep, int tail);
+
+/* A glob matching every cached answer of org (not its generation key). */
+void dc_test_org_keys(char *buf, size_t cap, const char *org);
+
+/*
+ * The integer member key of the JSON object body (json-c); fails the test
+ * when body is not a JSON object or has no integer key.
+ */
+long long dc_test_json_int(const char *body, const char *key);
+
 /* Loads the configuration from the environment; fails the test if it is invalid. */
 void dc_test_config(dc_config_t *cfg);
 

@@ -375,6 +375,57 @@ static void test_error_out_of_memory(void **state)
     dc_buf_free(&out);
 }
 
+/*
+ * Every allocation of an error response from an empty buffer failed in turn,
+ * alone and with every later one: the answer is the whole 404 or the static
+ * 500, never a mix.
+ */
+static void test_error_oom_sweep(void **state)
+{
+    static const char want[] = "{\"error\":{\"code\":\"not_found\",\"message\":\"no such endpoint\"}}";
+    dc_response_t     r;
+    dc_error_t        err;
+    long              n;
+
+    (void)state;
+    if (!fail_alloc_works())
+        skip();
+    dc_error_set(&err, 404, "not_found", "no such endpoint");
+    {
+        dc_buf_t out = DC_BUF_INIT;
+        fail_alloc_count();
+        error_response(&r, &err, &out);
+        n = fail_state.calls;
+        fail_alloc_disarm();
+        dc_buf_free(&out);
+    }
+    assert_true(n > 0); /* the sweep below must have something to fail */
+    for (fail_mode_t mode = FAIL_ONE; mode <= FAIL_FROM; mode++) {
+        for (long k = 0; k < n; k++) {
+            dc_buf_t out = DC_BUF_INIT;
+            char     got[256];
+            size_t   len;
+
+            fail_alloc_arm(mode, k);
+            error_response(&r, &err, &out);
+            fail_alloc_disarm();
+            len = r.body_len < sizeof(got) ? r.body_len : sizeof(got) - 1;
+            memcpy(got, r.body, len);
+            got[len] = '\0';
+            dc_buf_free(&out);
+            assert_true(fail_state.failed > 0);
+            assert_null(r.allow);
+            if (r.status == 404)
+                assert_string_equal(got, want);
+            else if (r.status == 500)
+                assert_string_equal(got, OOM_BODY);
+            else
+                fail_msg("allocation %ld failing (%s): status %d", k, mode == FAIL_ONE ? "only" : "from",
+                         r.status);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -395,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_error_with_index),
         cmocka_unit_test(test_error_escapes_message),
         cmocka_unit_test(test_error_out_of_memory),
+        cmocka_unit_test(test_error_oom_sweep),
     };
 
     return cmocka_run_group_tests_name("dc_response", tests, NULL, NULL);

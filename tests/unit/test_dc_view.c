@@ -442,54 +442,82 @@ static int render_health(dc_buf_t *out)
 #define PREFIX "prefix|"
 
 /*
- * Counts the allocations of one clean render, then fails each of them in
- * turn, alone (FAIL_ONE) and with every later one (FAIL_FROM). The result
- * must be DC_ENOMEM with the buffer's content unchanged (or reset), or
- * DC_OK with exactly the clean body.
+ * The buffer a sweep renders into: empty (DC_BUF_INIT), or holding PREFIX
+ * and filled with '.' up to its capacity, so that the render has to grow
+ * it and a failure must leave the earlier content as it was.
  */
-static void oom_sweep(render_fn render)
+static void sweep_start(dc_buf_t *b, int full)
 {
-    dc_buf_t clean = DC_BUF_INIT, out = DC_BUF_INIT;
+    dc_buf_free(b);
+    if (!full)
+        return;
+    assert_int_equal(dc_buf_append_str(b, PREFIX), DC_OK);
+    while (b->len + 1 < b->cap)
+        assert_int_equal(dc_buf_append(b, ".", 1), DC_OK);
+}
+
+/*
+ * Counts the allocations of one clean render (there must be some, or the
+ * sweep would test nothing), then fails each of them in turn, alone
+ * (FAIL_ONE) and with every later one (FAIL_FROM). The result must be
+ * DC_ENOMEM with the buffer's content unchanged (or reset), or DC_OK with
+ * exactly the clean body.
+ */
+static void oom_sweep_from(render_fn render, int full)
+{
+    dc_buf_t clean = DC_BUF_INIT, out = DC_BUF_INIT, before = DC_BUF_INIT;
     char     msg[2048];
     long     n;
 
-    if (!fail_alloc_works())
-        skip();
-    assert_int_equal(dc_buf_append_str(&clean, PREFIX), DC_OK);
+    sweep_start(&clean, full);
+    sweep_start(&before, full);
     fail_alloc_count();
     assert_int_equal(render(&clean), DC_OK);
     n = fail_state.calls;
     fail_alloc_disarm();
     if (n == 0) {
-        /* the body fit in the buffer's memory: no allocation left to fail */
+        dc_buf_free(&before);
         dc_buf_free(&clean);
-        return;
+        fail_msg("a clean render into %s buffer made no allocation: the sweep would test nothing",
+                 full ? "a full" : "an empty");
     }
 
     for (fail_mode_t mode = FAIL_ONE; mode <= FAIL_FROM; mode++) {
         for (long k = 0; k < n; k++) {
             int rc;
 
-            dc_buf_free(&out);
-            assert_int_equal(dc_buf_append_str(&out, PREFIX), DC_OK);
+            sweep_start(&out, full);
             fail_alloc_arm(mode, k);
             rc = render(&out);
             fail_alloc_disarm();
             assert_true(fail_state.failed > 0);
-            if (rc == DC_ENOMEM && (out.len == 0 || strcmp(out.data, PREFIX) == 0))
+            if (rc == DC_ENOMEM &&
+                (out.len == 0 || (out.len == before.len && memcmp(out.data, before.data, out.len) == 0)))
                 continue;
             if (rc == DC_OK && strcmp(out.data, clean.data) == 0)
                 continue;
-            snprintf(msg, sizeof(msg),
-                     "%s allocation %ld of %ld failing: rc %d, body\n  %s\nwant DC_ENOMEM or\n  %s",
-                     mode == FAIL_ONE ? "only" : "from", k, n, rc, out.data, clean.data);
+            snprintf(
+                msg, sizeof(msg),
+                "%s buffer, %s allocation %ld of %ld failing: rc %d, body\n  %s\nwant DC_ENOMEM or\n  %s",
+                full ? "full" : "empty", mode == FAIL_ONE ? "only" : "from", k, n, rc,
+                out.data != NULL ? out.data : "(null)", clean.data);
             dc_buf_free(&out);
+            dc_buf_free(&before);
             dc_buf_free(&clean);
             fail_msg("%s", msg);
         }
     }
     dc_buf_free(&out);
+    dc_buf_free(&before);
     dc_buf_free(&clean);
+}
+
+static void oom_sweep(render_fn render)
+{
+    if (!fail_alloc_works())
+        skip();
+    oom_sweep_from(render, 0);
+    oom_sweep_from(render, 1);
 }
 
 static void test_oom_units_status(void **state)

@@ -1,0 +1,551 @@
+/*
+ * dc_cache against a fake hiredis, for the failures a real Redis cannot be
+ * made to produce at the right moment: a context that could not be
+ * allocated, a refused connect, a NULL reply (I/O error, timeout or EOF), an
+ * error reply, a reply of the wrong type. Each must give the documented
+ * result code, free every reply and context (the SAN build checks leaks),
+ * and leave the handle able to serve the next call.
+ *
+ * The calls dc_cache.c makes are wrapped at link time (WRAP_test_dc_cache_faults
+ * in the Makefile): redisConnectWithTimeout, redisConnectUnixWithTimeout,
+ * redisSetTimeout, redisCommand, redisvCommand, redisCommandArgv, redisFree.
+ * Replies are built with malloc as hiredis builds them, and freed by the
+ * real freeReplyObject.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <hiredis.h>
+
+#include "dc_cache.h"
+
+#define ORG "550e8400-e29b-41d4-a716-446655440000"
+#define KEY "k"
+#define GEN "1700000000000001"
+#define SHA "0123456789abcdef0123456789abcdef01234567"
+
+typedef enum {
+    F_NONE = 0,
+    F_NULL_IO,  /* NULL reply, ctx->err REDIS_ERR_IO (timeout, reset) */
+    F_NULL_EOF, /* NULL reply, ctx->err REDIS_ERR_EOF (server closed) */
+    F_ERROR,    /* REDIS_REPLY_ERROR */
+    F_WRONG,    /* a reply of a type the command never answers */
+} fault_t;
+
+static struct {
+    /* injection */
+    int         connect_null; /* redisConnect* returns NULL (out of memory) */
+    int         connect_err;  /* the context comes back with err set */
+    const char *fault_cmd;    /* first word of the command to fail, e.g. "MGET" */
+    fault_t     fault;
+    int         fault_count; /* how many matching commands fail */
+    const char *value;       /* MGET's second element; NULL: nil */
+    /* observation */
+    int connects;
+    int contexts; /* allocated and not yet freed */
+    int script_loads;
+    int commands;
+} fk;
+
+static void fake_reset(void)
+{
+    memset(&fk, 0, sizeof(fk));
+}
+
+static redisContext *new_context(void)
+{
+    redisContext *c;
+
+    fk.connects++;
+    if (fk.connect_null)
+        return NULL;
+    c = calloc(1, sizeof(*c));
+    assert_non_null(c);
+    c->fd = -1;
+    fk.contexts++;
+    if (fk.connect_err) {
+        c->err = REDIS_ERR_IO;
+        snprintf(c->errstr, sizeof(c->errstr), "Connection refused (fake)");
+    }
+    return c;
+}
+
+redisContext *__wrap_redisConnectWithTimeout(const char *ip, int port, const struct timeval tv);
+redisContext *__wrap_redisConnectWithTimeout(const char *ip, int port, const struct timeval tv)
+{
+    (void)ip;
+    (void)port;
+    (void)tv;
+    return new_context();
+}
+
+redisContext *__wrap_redisConnectUnixWithTimeout(const char *path, const struct timeval tv);
+redisContext *__wrap_redisConnectUnixWithTimeout(const char *path, const struct timeval tv)
+{
+    (void)path;
+    (void)tv;
+    return new_context();
+}
+
+int __wrap_redisSetTimeout(redisContext *c, const struct timeval tv);
+int __wrap_redisSetTimeout(redisContext *c, const struct timeval tv)
+{
+    (void)c;
+    (void)tv;
+    return REDIS_OK;
+}
+
+void __wrap_redisFree(redisContext *c);
+void __wrap_redisFree(redisContext *c)
+{
+    if (c == NULL)
+        return;
+    fk.contexts--;
+    free(c);
+}
+
+static redisReply *reply(int type)
+{
+    redisReply *r = calloc(1, sizeof(*r));
+    assert_non_null(r);
+    r->type = type;
+    return r;
+}
+
+static redisReply *str_reply(int type, const char *s)
+{
+    redisReply *r = reply(type);
+    r->str = strdup(s);
+    assert_non_null(r->str);
+    r->len = strlen(s);
+    return r;
+}
+
+static redisReply *int_reply(long long v)
+{
+    redisReply *r = reply(REDIS_REPLY_INTEGER);
+    r->integer = v;
+    return r;
+}
+
+static redisReply *array_reply(size_t n)
+{
+    redisReply *r = reply(REDIS_REPLY_ARRAY);
+    r->element = calloc(n, sizeof(*r->element));
+    assert_non_null(r->element);
+    r->elements = n;
+    return r;
+}
+
+/* What a healthy Redis answers to each command dc_cache sends. */
+static redisReply *answer(const char *cmd)
+{
+    redisReply *r;
+
+    if (strcmp(cmd, "SCRIPT") == 0) {
+        fk.script_loads++;
+        return str_reply(REDIS_REPLY_STRING, SHA);
+    }
+    if (strcmp(cmd, "MGET") == 0) {
+        r = array_reply(2);
+        r->element[0] = str_reply(REDIS_REPLY_STRING, GEN);
+        r->element[1] = fk.value ? str_reply(REDIS_REPLY_STRING, fk.value) : reply(REDIS_REPLY_NIL);
+        return r;
+    }
+    if (strcmp(cmd, "GET") == 0)
+        return str_reply(REDIS_REPLY_STRING, GEN);
+    if (strcmp(cmd, "EVALSHA") == 0 || strcmp(cmd, "PUBLISH") == 0 || strcmp(cmd, "UNLINK") == 0)
+        return int_reply(1);
+    if (strcmp(cmd, "PING") == 0)
+        return str_reply(REDIS_REPLY_STATUS, "PONG");
+    if (strcmp(cmd, "SCAN") == 0) {
+        r = array_reply(2);
+        r->element[0] = str_reply(REDIS_REPLY_STRING, "0");
+        r->element[1] = array_reply(1);
+        r->element[1]->element[0] = str_reply(REDIS_REPLY_STRING, "dashboard:x");
+        return r;
+    }
+    fail_msg("the fake has no answer to %s", cmd);
+    return NULL;
+}
+
+static void *command(redisContext *c, const char *fmt)
+{
+    char   cmd[16];
+    size_t n = strcspn(fmt, " ");
+
+    assert_non_null(c);
+    assert_int_equal(c->err, 0); /* a context that failed must never be used again */
+    fk.commands++;
+    snprintf(cmd, sizeof(cmd), "%.*s", (int)n, fmt);
+    if (fk.fault != F_NONE && fk.fault_count > 0 && strcmp(cmd, fk.fault_cmd) == 0) {
+        fk.fault_count--;
+        switch (fk.fault) {
+        case F_NULL_IO:
+        case F_NULL_EOF:
+            c->err = fk.fault == F_NULL_IO ? REDIS_ERR_IO : REDIS_ERR_EOF;
+            snprintf(c->errstr, sizeof(c->errstr), "%s (fake)",
+                     fk.fault == F_NULL_IO ? "Resource temporarily unavailable"
+                                           : "Server closed the connection");
+            return NULL;
+        case F_ERROR:
+            return str_reply(REDIS_REPLY_ERROR, "NOSCRIPT No matching script (fake)");
+        case F_WRONG:
+            return strcmp(cmd, "EVALSHA") == 0 ? str_reply(REDIS_REPLY_STRING, "1") : int_reply(7);
+        case F_NONE:
+            break;
+        }
+    }
+    return answer(cmd);
+}
+
+void *__wrap_redisvCommand(redisContext *c, const char *fmt, va_list ap);
+void *__wrap_redisvCommand(redisContext *c, const char *fmt, va_list ap)
+{
+    (void)ap;
+    return command(c, fmt);
+}
+
+void *__wrap_redisCommand(redisContext *c, const char *fmt, ...);
+void *__wrap_redisCommand(redisContext *c, const char *fmt, ...)
+{
+    return command(c, fmt);
+}
+
+void *__wrap_redisCommandArgv(redisContext *c, int argc, const char **argv, const size_t *argvlen);
+void *__wrap_redisCommandArgv(redisContext *c, int argc, const char **argv, const size_t *argvlen)
+{
+    (void)argc;
+    (void)argvlen;
+    return command(c, argv[0]);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+typedef struct {
+    dc_config_t cfg;
+    dc_cache_t *cache;
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+
+    fake_reset();
+    snprintf(f->cfg.redis.redis_host, sizeof(f->cfg.redis.redis_host), "127.0.0.1");
+    f->cfg.redis.redis_port = 6379;
+    f->cfg.redis_connect_timeout_ms = 100;
+    f->cfg.redis_command_timeout_ms = 100;
+    f->cfg.redis_retry_interval_ms = 0; /* no back-off unless a test asks for one */
+    f->cache = dc_cache_new(&f->cfg);
+    assert_non_null(f->cache);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+
+    dc_cache_free(f->cache);
+    assert_int_equal(fk.contexts, 0); /* every context was freed */
+    free(f);
+    return 0;
+}
+
+/* A hit through the fake: the module works again. */
+static void assert_serves(fixture_t *f)
+{
+    dc_cache_value_t v;
+
+    fk.value = GEN "\nbody";
+    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_OK);
+    assert_int_equal(v.len, 4);
+    assert_memory_equal(v.data, "body", 4);
+    dc_cache_value_release(&v);
+    assert_true(dc_cache_connected(f->cache));
+}
+
+static void fail_next(const char *cmd, fault_t fault)
+{
+    fk.fault_cmd = cmd;
+    fk.fault = fault;
+    fk.fault_count = 1;
+}
+
+static void test_healthy_fake_hits_and_misses(void **state)
+{
+    fixture_t       *f = *state;
+    dc_cache_value_t v;
+
+    fk.value = NULL;
+    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_DECLINED);
+    assert_string_equal(v.gen, GEN);
+    assert_null(v.reply);
+    assert_serves(f);
+    assert_int_equal(fk.connects, 1);
+    assert_int_equal(fk.script_loads, 2);
+}
+
+/* redisConnectWithTimeout could not allocate the context. */
+static void test_context_allocation_failure(void **state)
+{
+    fixture_t       *f = *state;
+    dc_cache_value_t v;
+    char             gen[DC_GEN_MAX];
+
+    fk.connect_null = 1;
+    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_null(v.reply);
+    assert_int_equal(dc_cache_generation(f->cache, ORG, gen), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_invalidate_org(f->cache, ORG), DC_UNAVAILABLE);
+    assert_false(dc_cache_connected(f->cache));
+    fk.connect_null = 0;
+    assert_serves(f);
+}
+
+/* After a failed connect the cache stays closed for the retry interval. */
+static void test_failed_connect_backs_off(void **state)
+{
+    fixture_t       *f = *state;
+    dc_cache_value_t v;
+    int              connects;
+
+    f->cfg.redis_retry_interval_ms = 60000;
+    fk.connect_err = 1;
+    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(fk.contexts, 0); /* the failed context was freed */
+    connects = fk.connects;
+    fk.connect_err = 0;
+    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(fk.connects, connects); /* no attempt during the back-off */
+}
+
+static void test_refused_connect_recovers(void **state)
+{
+    fixture_t       *f = *state;
+    dc_cache_value_t v;
+
+    fk.connect_err = 1;
+    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(fk.contexts, 0);
+    fk.connect_err = 0;
+    assert_serves(f);
+}
+
+/* A script that does not load (an error reply while connecting). */
+static void test_script_load_error(void **state)
+{
+    fixture_t       *f = *state;
+    dc_cache_value_t v;
+
+    fail_next("SCRIPT", F_ERROR);
+    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_false(dc_cache_connected(f->cache));
+    assert_int_equal(fk.contexts, 0);
+    assert_serves(f);
+}
+
+static void test_mget_null_reply_io_error(void **state)
+{
+    fixture_t       *f = *state;
+    dc_cache_value_t v;
+
+    assert_serves(f);
+    fail_next("MGET", F_NULL_IO);
+    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_null(v.reply);
+    assert_false(dc_cache_connected(f->cache)); /* a failed context is never reused */
+    assert_int_equal(fk.contexts, 0);
+    assert_serves(f);
+    assert_int_equal(fk.connects, 2);
+}
+
+/* The server closed the connection: reconnect at the next call, without back-off. */
+static void test_mget_null_reply_eof_does_not_back_off(void **state)
+{
+    fixture_t       *f = *state;
+    dc_cache_value_t v;
+
+    f->cfg.redis_retry_interval_ms = 60000;
+    assert_serves(f);
+    fail_next("MGET", F_NULL_EOF);
+    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_false(dc_cache_connected(f->cache));
+    assert_serves(f);
+    assert_int_equal(fk.connects, 2);
+}
+
+/* A timeout backs off: no new connection within the retry interval. */
+static void test_mget_timeout_backs_off(void **state)
+{
+    fixture_t       *f = *state;
+    dc_cache_value_t v;
+
+    f->cfg.redis_retry_interval_ms = 60000;
+    assert_serves(f);
+    fail_next("MGET", F_NULL_IO);
+    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(fk.connects, 1);
+}
+
+static void test_mget_error_reply(void **state)
+{
+    fixture_t       *f = *state;
+    dc_cache_value_t v;
+
+    assert_serves(f);
+    fail_next("MGET", F_ERROR);
+    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_null(v.reply);
+    assert_null(v.data);
+    assert_serves(f);
+}
+
+static void test_mget_wrong_reply_type(void **state)
+{
+    fixture_t       *f = *state;
+    dc_cache_value_t v;
+
+    fail_next("MGET", F_WRONG);
+    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_null(v.reply);
+    assert_serves(f);
+}
+
+/* A value under another generation, or without a tag, is a miss, not a hit. */
+static void test_mget_stale_or_untagged_value_is_a_miss(void **state)
+{
+    fixture_t       *f = *state;
+    dc_cache_value_t v;
+    const char      *values[] = { "1700000000000000\nbody", "body", GEN, GEN "body", "" };
+
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        fk.value = values[i];
+        assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_DECLINED);
+        assert_null(v.reply);
+        assert_string_equal(v.gen, GEN);
+    }
+    assert_serves(f);
+}
+
+static void test_generation_null_reply(void **state)
+{
+    fixture_t *f = *state;
+    char       gen[DC_GEN_MAX];
+
+    assert_int_equal(dc_cache_generation(f->cache, ORG, gen), DC_OK);
+    assert_string_equal(gen, GEN);
+    fail_next("GET", F_NULL_IO);
+    assert_int_equal(dc_cache_generation(f->cache, ORG, gen), DC_UNAVAILABLE);
+    assert_string_equal(gen, "");
+    assert_int_equal(dc_cache_generation(f->cache, ORG, gen), DC_OK);
+    assert_string_equal(gen, GEN);
+}
+
+/* NOSCRIPT (Redis restarted, SCRIPT FLUSH): reconnect and load the scripts again. */
+static void test_store_error_reply_reloads_scripts(void **state)
+{
+    fixture_t *f = *state;
+
+    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_OK);
+    fail_next("EVALSHA", F_ERROR);
+    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_UNAVAILABLE);
+    assert_false(dc_cache_connected(f->cache));
+    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_OK);
+    assert_int_equal(fk.connects, 2);
+    assert_int_equal(fk.script_loads, 4);
+}
+
+static void test_store_null_reply(void **state)
+{
+    fixture_t *f = *state;
+
+    fail_next("EVALSHA", F_NULL_IO);
+    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_UNAVAILABLE);
+    assert_int_equal(fk.contexts, 0);
+    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_OK);
+}
+
+/* Anything but the integer 1 is not a store. */
+static void test_store_wrong_reply_type_is_not_stored(void **state)
+{
+    fixture_t *f = *state;
+
+    fail_next("EVALSHA", F_WRONG);
+    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_DECLINED);
+    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_OK);
+}
+
+static void test_invalidate_faults(void **state)
+{
+    fixture_t *f = *state;
+
+    fail_next("EVALSHA", F_NULL_IO);
+    assert_int_equal(dc_cache_invalidate_org(f->cache, ORG), DC_UNAVAILABLE);
+    fail_next("EVALSHA", F_ERROR);
+    assert_int_equal(dc_cache_invalidate_org(f->cache, ORG), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_invalidate_org(f->cache, ORG), DC_OK);
+}
+
+static void test_publish_null_reply(void **state)
+{
+    fixture_t *f = *state;
+
+    fail_next("PUBLISH", F_NULL_EOF);
+    assert_int_equal(dc_cache_publish(f->cache, "ch", "m", 1), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_publish(f->cache, "ch", "m", 1), DC_OK);
+}
+
+static void test_scan_faults(void **state)
+{
+    fixture_t *f = *state;
+    size_t     deleted;
+
+    fail_next("SCAN", F_WRONG);
+    assert_int_equal(dc_cache_unlink_pattern(f->cache, "dashboard:*", &deleted), DC_UNAVAILABLE);
+    assert_int_equal(deleted, 0);
+    fail_next("SCAN", F_ERROR);
+    assert_int_equal(dc_cache_unlink_pattern(f->cache, "dashboard:*", &deleted), DC_UNAVAILABLE);
+    fail_next("UNLINK", F_NULL_IO);
+    assert_int_equal(dc_cache_unlink_pattern(f->cache, "dashboard:*", &deleted), DC_UNAVAILABLE);
+    assert_int_equal(fk.contexts, 0);
+    assert_int_equal(dc_cache_unlink_pattern(f->cache, "dashboard:*", &deleted), DC_OK);
+    assert_int_equal(deleted, 1);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_healthy_fake_hits_and_misses),
+        T(test_context_allocation_failure),
+        T(test_failed_connect_backs_off),
+        T(test_refused_connect_recovers),
+        T(test_script_load_error),
+        T(test_mget_null_reply_io_error),
+        T(test_mget_null_reply_eof_does_not_back_off),
+        T(test_mget_timeout_backs_off),
+        T(test_mget_error_reply),
+        T(test_mget_wrong_reply_type),
+        T(test_mget_stale_or_untagged_value_is_a_miss),
+        T(test_generation_null_reply),
+        T(test_store_error_reply_reloads_scripts),
+        T(test_store_null_reply),
+        T(test_store_wrong_reply_type_is_not_stored),
+        T(test_invalidate_faults),
+        T(test_publish_null_reply),
+        T(test_scan_faults),
+    };
+
+    return cmocka_run_group_tests_name("dc_cache_faults", tests, NULL, NULL);
+}

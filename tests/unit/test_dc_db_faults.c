@@ -1,0 +1,582 @@
+/*
+ * dc_db against a fake libpq, for the failures a real PostgreSQL cannot be
+ * made to produce at the right moment: a PGconn that could not be
+ * allocated, a connect that fails, a statement that does not prepare, a
+ * PGRES_FATAL_ERROR of each class (bug, busy, refused), a connection found
+ * bad in the middle of a query, a send that fails, a query with no result.
+ * Each must give the documented result code, clear every PGresult and
+ * finish every PGconn (counted here; the SAN build checks leaks too), and
+ * leave the handle able to serve the next call.
+ *
+ * The calls dc_db.c makes on this path are wrapped at link time
+ * (WRAP_test_dc_db_faults in the Makefile). The fake is synchronous:
+ * PQisBusy is always 0, so no socket is ever polled.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#include "dc_db.h"
+
+typedef struct {
+    int            magic;
+    ConnStatusType status;
+    int            pending; /* results PQgetResult still has to give */
+    ExecStatusType next_status;
+    const char    *next_state;
+} fake_conn_t;
+
+typedef struct {
+    int            magic;
+    ExecStatusType status;
+    char           state[6];
+} fake_result_t;
+
+#define CONN_MAGIC   0x636f6e6e
+#define RESULT_MAGIC 0x72657375
+
+static struct {
+    /* injection, each for the next matching call */
+    int            connect_null; /* PQconnectdbParams returns NULL */
+    int            connect_bad;  /* the connection comes back CONNECTION_BAD */
+    int            prepare_fail; /* the next prepare answers PGRES_FATAL_ERROR */
+    int            send_fail;    /* PQsendQueryPrepared returns 0 */
+    int            no_result;    /* the next query gives no PGresult at all */
+    int            exec_faults;  /* how many executions fail as below */
+    ExecStatusType exec_status;
+    const char    *exec_state;  /* SQLSTATE of the failure */
+    int            breaks_conn; /* the failure also leaves the connection CONNECTION_BAD */
+    /* observation */
+    int connects, conns, results, prepares, execs;
+} fk;
+
+static fake_conn_t *conn_of(const PGconn *c)
+{
+    fake_conn_t *f = (fake_conn_t *)(uintptr_t)c;
+    assert_non_null(f);
+    assert_int_equal(f->magic, CONN_MAGIC);
+    return f;
+}
+
+PGconn *__wrap_PQconnectdbParams(const char *const *keys, const char *const *vals, int expand);
+PGconn *__wrap_PQconnectdbParams(const char *const *keys, const char *const *vals, int expand)
+{
+    fake_conn_t *f;
+
+    (void)keys;
+    (void)vals;
+    (void)expand;
+    fk.connects++;
+    if (fk.connect_null) {
+        fk.connect_null--;
+        return NULL;
+    }
+    f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->magic = CONN_MAGIC;
+    f->status = CONNECTION_OK;
+    if (fk.connect_bad) {
+        fk.connect_bad--;
+        f->status = CONNECTION_BAD;
+    }
+    fk.conns++;
+    return (PGconn *)f;
+}
+
+void __wrap_PQfinish(PGconn *c);
+void __wrap_PQfinish(PGconn *c)
+{
+    if (c == NULL)
+        return;
+    conn_of(c)->magic = 0;
+    fk.conns--;
+    free(c);
+}
+
+ConnStatusType __wrap_PQstatus(const PGconn *c);
+ConnStatusType __wrap_PQstatus(const PGconn *c)
+{
+    return c == NULL ? CONNECTION_BAD : conn_of(c)->status;
+}
+
+char *__wrap_PQerrorMessage(const PGconn *c);
+char *__wrap_PQerrorMessage(const PGconn *c)
+{
+    static char msg[] = "fake libpq error\n";
+    (void)c;
+    return msg;
+}
+
+int __wrap_PQsetnonblocking(PGconn *c, int arg);
+int __wrap_PQsetnonblocking(PGconn *c, int arg)
+{
+    (void)conn_of(c);
+    (void)arg;
+    return 0;
+}
+
+/* One query in flight: its result, or a failure as injected. */
+static int send_query(PGconn *c, ExecStatusType ok)
+{
+    fake_conn_t *f = conn_of(c);
+
+    assert_int_equal(f->status, CONNECTION_OK); /* a bad connection is never used again */
+    assert_int_equal(f->pending, 0);
+    f->pending = 1;
+    f->next_status = ok;
+    f->next_state = NULL;
+    if (fk.no_result) {
+        fk.no_result--;
+        f->pending = 0;
+    }
+    return 1;
+}
+
+int __wrap_PQsendPrepare(PGconn *c, const char *name, const char *sql, int n, const Oid *types);
+int __wrap_PQsendPrepare(PGconn *c, const char *name, const char *sql, int n, const Oid *types)
+{
+    (void)name;
+    (void)sql;
+    (void)n;
+    (void)types;
+    fk.prepares++;
+    send_query(c, PGRES_COMMAND_OK);
+    if (fk.prepare_fail) {
+        fk.prepare_fail--;
+        conn_of(c)->next_status = PGRES_FATAL_ERROR;
+        conn_of(c)->next_state = "42601";
+    }
+    return 1;
+}
+
+static int send_exec(PGconn *c)
+{
+    fake_conn_t *f;
+
+    fk.execs++;
+    if (fk.send_fail) {
+        fk.send_fail--;
+        conn_of(c)->status = CONNECTION_BAD;
+        return 0;
+    }
+    send_query(c, PGRES_TUPLES_OK);
+    f = conn_of(c);
+    if (fk.exec_faults > 0) {
+        fk.exec_faults--;
+        f->next_status = fk.exec_status;
+        f->next_state = fk.exec_state;
+        if (fk.breaks_conn)
+            f->status = CONNECTION_BAD;
+    }
+    return 1;
+}
+
+int __wrap_PQsendQueryPrepared(PGconn *c, const char *name, int n, const char *const *values,
+                               const int *lengths, const int *formats, int result_format);
+int __wrap_PQsendQueryPrepared(PGconn *c, const char *name, int n, const char *const *values,
+                               const int *lengths, const int *formats, int result_format)
+{
+    (void)name;
+    (void)n;
+    (void)values;
+    (void)lengths;
+    (void)formats;
+    (void)result_format;
+    return send_exec(c);
+}
+
+int __wrap_PQsendQueryParams(PGconn *c, const char *sql, int n, const Oid *types, const char *const *values,
+                             const int *lengths, const int *formats, int result_format);
+int __wrap_PQsendQueryParams(PGconn *c, const char *sql, int n, const Oid *types, const char *const *values,
+                             const int *lengths, const int *formats, int result_format)
+{
+    (void)sql;
+    (void)n;
+    (void)types;
+    (void)values;
+    (void)lengths;
+    (void)formats;
+    (void)result_format;
+    return send_exec(c);
+}
+
+int __wrap_PQsendQuery(PGconn *c, const char *sql);
+int __wrap_PQsendQuery(PGconn *c, const char *sql)
+{
+    (void)sql;
+    return send_exec(c);
+}
+
+int __wrap_PQisBusy(PGconn *c);
+int __wrap_PQisBusy(PGconn *c)
+{
+    (void)conn_of(c);
+    return 0;
+}
+
+int __wrap_PQsocket(const PGconn *c);
+int __wrap_PQsocket(const PGconn *c)
+{
+    (void)c;
+    return -1;
+}
+
+int __wrap_PQconsumeInput(PGconn *c);
+int __wrap_PQconsumeInput(PGconn *c)
+{
+    return conn_of(c)->status == CONNECTION_OK;
+}
+
+PGresult *__wrap_PQgetResult(PGconn *c);
+PGresult *__wrap_PQgetResult(PGconn *c)
+{
+    fake_conn_t   *f = conn_of(c);
+    fake_result_t *r;
+
+    if (!f->pending)
+        return NULL;
+    f->pending = 0;
+    r = calloc(1, sizeof(*r));
+    assert_non_null(r);
+    r->magic = RESULT_MAGIC;
+    r->status = f->next_status;
+    if (f->next_state != NULL)
+        snprintf(r->state, sizeof(r->state), "%s", f->next_state);
+    fk.results++;
+    return (PGresult *)r;
+}
+
+static fake_result_t *result_of(const PGresult *res)
+{
+    fake_result_t *r = (fake_result_t *)(uintptr_t)res;
+    assert_non_null(r);
+    assert_int_equal(r->magic, RESULT_MAGIC);
+    return r;
+}
+
+ExecStatusType __wrap_PQresultStatus(const PGresult *res);
+ExecStatusType __wrap_PQresultStatus(const PGresult *res)
+{
+    return res == NULL ? PGRES_FATAL_ERROR : result_of(res)->status;
+}
+
+char *__wrap_PQresultErrorField(const PGresult *res, int field);
+char *__wrap_PQresultErrorField(const PGresult *res, int field)
+{
+    fake_result_t *r = result_of(res);
+    return field == PG_DIAG_SQLSTATE && r->state[0] != '\0' ? r->state : NULL;
+}
+
+char *__wrap_PQresultErrorMessage(const PGresult *res);
+char *__wrap_PQresultErrorMessage(const PGresult *res)
+{
+    static char msg[] = "ERROR:  fake failure\n";
+    (void)result_of(res);
+    return msg;
+}
+
+void __wrap_PQclear(PGresult *res);
+void __wrap_PQclear(PGresult *res)
+{
+    if (res == NULL)
+        return;
+    result_of(res)->magic = 0;
+    fk.results--;
+    free(res);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static const dc_db_stmt_t stmts[] = {
+    { "one", "SELECT 1", 0 },
+    { "two", "SELECT $1::int", 1 },
+};
+
+typedef struct {
+    dc_config_t cfg;
+    dc_db_t    *db;
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+
+    memset(&fk, 0, sizeof(fk));
+    snprintf(f->cfg.database_url, sizeof(f->cfg.database_url), "postgresql://fake/fake");
+    f->cfg.db_connect_timeout_s = 1;
+    f->cfg.db_statement_timeout_ms = 1000;
+    f->cfg.db_retry_interval_ms = 0; /* no back-off unless a test asks for one */
+    f->db = dc_db_new(&f->cfg, stmts, sizeof(stmts) / sizeof(stmts[0]));
+    assert_non_null(f->db);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+
+    dc_db_free(f->db);
+    assert_int_equal(fk.conns, 0);   /* every PGconn finished */
+    assert_int_equal(fk.results, 0); /* every PGresult cleared */
+    free(f);
+    return 0;
+}
+
+static int exec(fixture_t *f, PGresult **out)
+{
+    const char *params[] = { "1" };
+    return dc_db_exec(f->db, 1, params, out);
+}
+
+/* A query through the fake succeeds: the module works again. */
+static void assert_serves(fixture_t *f)
+{
+    PGresult *r = NULL;
+
+    assert_int_equal(exec(f, &r), DC_OK);
+    assert_non_null(r);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    assert_int_equal(fk.results, 0);
+}
+
+static void fail_exec(ExecStatusType status, const char *state, int breaks_conn)
+{
+    fk.exec_faults = 1;
+    fk.exec_status = status;
+    fk.exec_state = state;
+    fk.breaks_conn = breaks_conn;
+}
+
+static void test_healthy_fake_serves(void **state)
+{
+    fixture_t *f = *state;
+
+    assert_serves(f);
+    assert_serves(f);
+    assert_int_equal(fk.connects, 1);
+    assert_int_equal(fk.prepares, 2);
+    assert_int_equal(dc_db_epoch(f->db), 1);
+}
+
+/* PQconnectdbParams could not allocate the PGconn. */
+static void test_conn_allocation_failure(void **state)
+{
+    fixture_t *f = *state;
+    PGresult  *r = (PGresult *)f; /* must be reset */
+    double     ms;
+
+    fk.connect_null = 1;
+    assert_int_equal(exec(f, &r), DC_UNAVAILABLE);
+    assert_null(r);
+    fk.connect_null = 1;
+    assert_int_equal(dc_db_ping(f->db, 100, &ms), DC_UNAVAILABLE);
+    fk.connect_null = 1;
+    assert_int_equal(dc_db_ensure(f->db), DC_UNAVAILABLE);
+    assert_int_equal(dc_db_fd(f->db), -1);
+    assert_serves(f);
+}
+
+static void test_connect_bad_status(void **state)
+{
+    fixture_t *f = *state;
+    PGresult  *r;
+
+    fk.connect_bad = 1;
+    assert_int_equal(exec(f, &r), DC_UNAVAILABLE);
+    assert_int_equal(fk.conns, 0); /* the failed PGconn was finished */
+    assert_serves(f);
+}
+
+/* A failed connect closes the database for the retry interval. */
+static void test_failed_connect_backs_off(void **state)
+{
+    fixture_t *f = *state;
+    PGresult  *r;
+
+    f->cfg.db_retry_interval_ms = 60000;
+    fk.connect_bad = 1;
+    assert_int_equal(exec(f, &r), DC_UNAVAILABLE);
+    assert_int_equal(exec(f, &r), DC_UNAVAILABLE);
+    assert_int_equal(fk.connects, 1);
+}
+
+/* A statement that does not prepare: no connection is kept half set up. */
+static void test_prepare_fatal_error(void **state)
+{
+    fixture_t *f = *state;
+    PGresult  *r;
+
+    fk.prepare_fail = 1;
+    assert_int_equal(exec(f, &r), DC_UNAVAILABLE);
+    assert_null(r);
+    assert_int_equal(fk.conns, 0);
+    assert_int_equal(dc_db_fd(f->db), -1);
+    assert_serves(f);
+    assert_int_equal(fk.connects, 2);
+}
+
+/* A failing statement (a bug: undefined table) is DC_ERROR; the connection stays. */
+static void test_fatal_error_is_an_error(void **state)
+{
+    fixture_t *f = *state;
+    PGresult  *r;
+
+    assert_serves(f);
+    fail_exec(PGRES_FATAL_ERROR, "42P01", 0);
+    assert_int_equal(exec(f, &r), DC_ERROR);
+    assert_null(r);
+    assert_int_equal(fk.results, 0);
+    assert_serves(f);
+    assert_int_equal(fk.connects, 1);
+}
+
+/* Cancelled by statement_timeout (57014) or out of resources (53xxx): try later. */
+static void test_fatal_error_busy_is_unavailable(void **state)
+{
+    fixture_t  *f = *state;
+    PGresult   *r;
+    const char *states[] = { "57014", "53300" };
+
+    for (size_t i = 0; i < 2; i++) {
+        fail_exec(PGRES_FATAL_ERROR, states[i], 0);
+        assert_int_equal(exec(f, &r), DC_UNAVAILABLE);
+        assert_null(r);
+        assert_int_equal(fk.results, 0);
+    }
+    assert_serves(f);
+}
+
+/* Raised by our functions (P0), a bad value (22) or a constraint (23): the caller's answer. */
+static void test_fatal_error_refused_is_equery(void **state)
+{
+    fixture_t  *f = *state;
+    PGresult   *r;
+    const char *states[] = { "P0001", "22P02", "23505" };
+
+    for (size_t i = 0; i < 3; i++) {
+        r = NULL;
+        fail_exec(PGRES_FATAL_ERROR, states[i], 0);
+        assert_int_equal(exec(f, &r), DC_EQUERY);
+        assert_non_null(r);
+        assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), states[i]);
+        PQclear(r);
+    }
+    assert_int_equal(fk.results, 0);
+    assert_serves(f);
+}
+
+/* No SQLSTATE at all is a failure, not a refusal. */
+static void test_fatal_error_without_sqlstate(void **state)
+{
+    fixture_t *f = *state;
+    PGresult  *r;
+
+    fail_exec(PGRES_FATAL_ERROR, NULL, 0);
+    assert_int_equal(exec(f, &r), DC_ERROR);
+    assert_null(r);
+    assert_serves(f);
+}
+
+/* The connection went bad mid-request: reconnect and retry the query once. */
+static void test_connection_bad_mid_request_retries_once(void **state)
+{
+    fixture_t *f = *state;
+    PGresult  *r = NULL;
+
+    assert_serves(f);
+    fail_exec(PGRES_FATAL_ERROR, "57P01", 1);
+    assert_int_equal(exec(f, &r), DC_OK);
+    assert_non_null(r);
+    PQclear(r);
+    assert_int_equal(fk.connects, 2);
+    assert_int_equal(dc_db_epoch(f->db), 2);
+    assert_int_equal(fk.conns, 1);
+}
+
+/* Bad again on the retry: DC_UNAVAILABLE, nothing left open, and the next call recovers. */
+static void test_connection_bad_twice_is_unavailable(void **state)
+{
+    fixture_t *f = *state;
+    PGresult  *r;
+
+    assert_serves(f);
+    fail_exec(PGRES_FATAL_ERROR, "57P01", 1);
+    fk.exec_faults = 2;
+    assert_int_equal(exec(f, &r), DC_UNAVAILABLE);
+    assert_null(r);
+    assert_int_equal(fk.conns, 0);
+    assert_int_equal(fk.results, 0);
+    assert_serves(f);
+}
+
+static void test_send_failure_reconnects(void **state)
+{
+    fixture_t *f = *state;
+
+    assert_serves(f);
+    fk.send_fail = 1;
+    assert_serves(f);
+    assert_int_equal(fk.connects, 2);
+    assert_int_equal(fk.conns, 1);
+}
+
+/* A query that ends without any result is a broken connection, not a success. */
+static void test_no_result_reconnects(void **state)
+{
+    fixture_t *f = *state;
+    PGresult  *r;
+
+    assert_serves(f);
+    fk.no_result = 1;
+    assert_int_equal(exec(f, &r), DC_OK);
+    PQclear(r);
+    assert_int_equal(fk.connects, 2);
+}
+
+static void test_ping_faults(void **state)
+{
+    fixture_t *f = *state;
+    double     ms;
+
+    assert_int_equal(dc_db_ping(f->db, 100, &ms), DC_OK);
+    fail_exec(PGRES_FATAL_ERROR, "42P01", 0);
+    assert_int_equal(dc_db_ping(f->db, 100, &ms), DC_UNAVAILABLE);
+    fail_exec(PGRES_FATAL_ERROR, "57P01", 1);
+    fk.exec_faults = 2;
+    assert_int_equal(dc_db_ping(f->db, 100, &ms), DC_UNAVAILABLE);
+    assert_int_equal(fk.results, 0);
+    assert_int_equal(dc_db_ping(f->db, 100, &ms), DC_OK);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_healthy_fake_serves),
+        T(test_conn_allocation_failure),
+        T(test_connect_bad_status),
+        T(test_failed_connect_backs_off),
+        T(test_prepare_fatal_error),
+        T(test_fatal_error_is_an_error),
+        T(test_fatal_error_busy_is_unavailable),
+        T(test_fatal_error_refused_is_equery),
+        T(test_fatal_error_without_sqlstate),
+        T(test_connection_bad_mid_request_retries_once),
+        T(test_connection_bad_twice_is_unavailable),
+        T(test_send_failure_reconnects),
+        T(test_no_result_reconnects),
+        T(test_ping_faults),
+    };
+
+    return cmocka_run_group_tests_name("dc_db_faults", tests, NULL, NULL);
+}
