@@ -8,6 +8,7 @@
 #include "dc_body.h"
 #include "dc_cache.h"
 #include "dc_db.h"
+#include "dc_endpoint.h"
 #include "dc_key.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
@@ -369,19 +370,11 @@ static void handle_write(dc_app_t *app, const dc_request_t *req, const dc_input_
 /* The route label of a request (the router sets route even when it refuses). */
 static int metrics_route(const dc_request_t *req)
 {
-    static const dc_mroute_t writes[DC_W_COUNT] = {
-        DC_MR_INGEST,
-        DC_MR_ALERT_CREATE,
-        DC_MR_ALERT_RESOLVE,
-        DC_MR_DEVICE_STATUS,
-    };
+    const dc_endpoint_t *ep = dc_endpoint_of(req);
 
+    if (ep != NULL)
+        return ep->mroute;
     switch (req->route) {
-    case DC_ROUTE_QUERY:
-        /* dc_qtype_t and the first routes of dc_mroute_t are in the same order */
-        return (unsigned)req->qtype < DC_Q_COUNT ? (int)req->qtype : DC_MR_OTHER;
-    case DC_ROUTE_WRITE:
-        return (unsigned)req->wtype < DC_W_COUNT ? (int)writes[req->wtype] : DC_MR_OTHER;
     case DC_ROUTE_HEALTH:
         return DC_MR_HEALTH;
     case DC_ROUTE_METRICS:

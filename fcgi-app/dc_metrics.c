@@ -69,11 +69,14 @@ static const char *const bound_txt[NBUCKETS] = { "0.001", "0.005", "0.01", "0.05
 static const int statuses[] = { 200, 201, 400, 403, 404, 405, 409, 413, 415, 500, 503 };
 #define NSTATUS (sizeof(statuses) / sizeof(statuses[0])) /* index NSTATUS: anything else */
 
+#define LABEL(NAME, method, label, ...) label,
 static const char *const route_names[DC_MR_COUNT] = {
-    "stats",         "units",  "alerts",  "temperature",  "devices",
-    "compliance",    "audit",  "ingest",  "alert_create", "alert_resolve",
-    "device_status", "health", "metrics", "admin",        "other",
+    DC_API_QUERIES(LABEL) DC_API_WRITES(LABEL) "health",
+    "metrics",
+    "admin",
+    "other",
 };
+#undef LABEL
 static const char *const cop_names[DC_COP_COUNT] = { "get", "set", "invalidate", "publish", "connect" };
 static const char *const source_names[DC_IS_COUNT] = { "write", "pubsub", "outbox", "resync" };
 

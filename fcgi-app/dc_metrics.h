@@ -39,25 +39,16 @@ typedef enum {
 
 #define DC_COP_TIMED 3 /* get, set, invalidate have a latency histogram */
 
-/* HTTP routes (the route label). */
+/* HTTP routes (the route label): every endpoint of dc_api.h, then the service routes. */
+#define DC_API_ENUM_MR(NAME, ...) DC_MR_##NAME,
 typedef enum {
-    DC_MR_STATS = 0,
-    DC_MR_UNITS,
-    DC_MR_ALERTS,
-    DC_MR_TEMPERATURE,
-    DC_MR_DEVICES,
-    DC_MR_COMPLIANCE,
-    DC_MR_AUDIT,
-    DC_MR_INGEST,
-    DC_MR_ALERT_CREATE,
-    DC_MR_ALERT_RESOLVE,
-    DC_MR_DEVICE_STATUS,
-    DC_MR_HEALTH,
+    DC_API_QUERIES(DC_API_ENUM_MR) DC_API_WRITES(DC_API_ENUM_MR) DC_MR_HEALTH,
     DC_MR_METRICS,
     DC_MR_ADMIN,
     DC_MR_OTHER,
     DC_MR_COUNT
 } dc_mroute_t;
+#undef DC_API_ENUM_MR
 
 /* Where an invalidation came from. */
 typedef enum {

@@ -9,6 +9,7 @@
 
 #include <libpq-fe.h>
 
+#include "dc_endpoint.h"
 #include "dc_view.h"
 
 enum {
@@ -198,7 +199,42 @@ static int compliance(dc_db_t *db, const char *org, dc_compliance_t *v)
     return DC_OK;
 }
 
-static int trends(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m, dc_buf_t *body)
+int dc_query_fetch_stats(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+{
+    dc_stats_t *st = &f->data.stats;
+    int         rc;
+
+    if ((rc = units_status(db, req->org_id, &st->units)) != DC_OK ||
+        (rc = alert_count(db, req->org_id, "", &st->alerts)) != DC_OK ||
+        (rc = devices_online(db, cfg, req->org_id, &st->devices)) != DC_OK)
+        return rc;
+    return compliance(db, req->org_id, &st->compliance);
+}
+
+int dc_query_fetch_units(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+{
+    (void)cfg;
+    return units_status(db, req->org_id, &f->data.stats.units);
+}
+
+int dc_query_fetch_alerts(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+{
+    (void)cfg;
+    return alert_count(db, req->org_id, req->unit_id, &f->data.stats.alerts);
+}
+
+int dc_query_fetch_devices(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+{
+    return devices_online(db, cfg, req->org_id, &f->data.stats.devices);
+}
+
+int dc_query_fetch_compliance(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+{
+    (void)cfg;
+    return compliance(db, req->org_id, &f->data.stats.compliance);
+}
+
+int dc_query_fetch_trends(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
 {
     char              hours[8];
     const char       *params[] = { req->unit_id, req->org_id, hours };
@@ -206,6 +242,7 @@ static int trends(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m,
     PGresult         *r;
     int               rc, n;
 
+    (void)cfg;
     snprintf(hours, sizeof(hours), "%d", req->hours);
     rc = dc_db_exec(db, S_TRENDS, params, &r);
     if (rc != DC_OK)
@@ -221,13 +258,15 @@ static int trends(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m,
         pts[i].temperature = PQgetvalue(r, i, 1);
         pts[i].alarm_state = PQgetvalue(r, i, 2);
     }
-    rc = dc_view_trends(m, req->hours, pts, (size_t)n, body);
-    free(pts);
-    PQclear(r);
-    return rc;
+    f->res = r;
+    f->rows = pts;
+    f->data.hours = req->hours;
+    f->data.points = pts;
+    f->data.n = (size_t)n;
+    return DC_OK;
 }
 
-static int audit(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m, dc_buf_t *body)
+int dc_query_fetch_audit(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
 {
     char              limit[8];
     const char       *params[] = { req->org_id, limit };
@@ -235,6 +274,7 @@ static int audit(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m, 
     PGresult         *r;
     int               rc, n;
 
+    (void)cfg;
     snprintf(limit, sizeof(limit), "%d", req->limit);
     rc = dc_db_exec(db, S_AUDIT, params, &r);
     if (rc != DC_OK)
@@ -252,10 +292,18 @@ static int audit(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m, 
         e[i].details = PQgetvalue(r, i, 3);
         e[i].created_at = PQgetvalue(r, i, 4);
     }
-    rc = dc_view_audit(m, e, (size_t)n, body);
-    free(e);
-    PQclear(r);
-    return rc;
+    f->res = r;
+    f->rows = e;
+    f->data.entries = e;
+    f->data.n = (size_t)n;
+    return DC_OK;
+}
+
+void dc_query_fetched_free(dc_fetched_t *f)
+{
+    PQclear(f->res);
+    free(f->rows);
+    memset(f, 0, sizeof(*f));
 }
 
 /* DC_OK when the row exists, DC_DECLINED when not, else the failure. */
@@ -282,13 +330,16 @@ static void now_iso(char *buf, size_t cap)
 int dc_query_run(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_buf_t *body,
                  dc_error_t *err)
 {
-    const char    *org_params[] = { req->org_id };
-    const char    *unit_params[] = { req->unit_id, req->org_id };
-    char           generated[40];
-    dc_view_meta_t m = { req->org_id, NULL, generated };
-    dc_stats_t     st;
-    int            rc;
+    const dc_endpoint_t *ep = dc_endpoint_query(req->qtype);
+    const char          *org_params[] = { req->org_id };
+    const char          *unit_params[] = { req->unit_id, req->org_id };
+    char                 generated[40];
+    dc_view_meta_t       m = { req->org_id, NULL, generated };
+    dc_fetched_t         f;
+    int                  rc;
 
+    if (ep == NULL)
+        return DC_ERROR;
     rc = exists(db, S_ORG_EXISTS, org_params);
     if (rc == DC_DECLINED) {
         dc_error_set(err, 404, "org_not_found", "organization %s does not exist", req->org_id);
@@ -309,39 +360,12 @@ int dc_query_run(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, d
     }
 
     now_iso(generated, sizeof(generated));
-    memset(&st, 0, sizeof(st));
-
-    switch (req->qtype) {
-    case DC_Q_STATS:
-        if ((rc = units_status(db, req->org_id, &st.units)) != DC_OK ||
-            (rc = alert_count(db, req->org_id, "", &st.alerts)) != DC_OK ||
-            (rc = devices_online(db, cfg, req->org_id, &st.devices)) != DC_OK ||
-            (rc = compliance(db, req->org_id, &st.compliance)) != DC_OK)
-            return rc;
-        return dc_view_stats(&m, &st, body);
-    case DC_Q_UNITS:
-        if ((rc = units_status(db, req->org_id, &st.units)) != DC_OK)
-            return rc;
-        return dc_view_units_status(&m, &st.units, body);
-    case DC_Q_ALERTS:
-        if ((rc = alert_count(db, req->org_id, req->unit_id, &st.alerts)) != DC_OK)
-            return rc;
-        return dc_view_alert_count(&m, &st.alerts, body);
-    case DC_Q_TEMPERATURE:
-        return trends(db, req, &m, body);
-    case DC_Q_DEVICES:
-        if ((rc = devices_online(db, cfg, req->org_id, &st.devices)) != DC_OK)
-            return rc;
-        return dc_view_devices_online(&m, &st.devices, body);
-    case DC_Q_COMPLIANCE:
-        if ((rc = compliance(db, req->org_id, &st.compliance)) != DC_OK)
-            return rc;
-        return dc_view_compliance(&m, &st.compliance, body);
-    case DC_Q_AUDIT:
-        return audit(db, req, &m, body);
-    default:
-        return DC_ERROR;
-    }
+    memset(&f, 0, sizeof(f));
+    rc = ep->fetch(db, cfg, req, &f);
+    if (rc == DC_OK)
+        rc = ep->view(&m, &f.data, body);
+    dc_query_fetched_free(&f);
+    return rc;
 }
 
 void dc_write_result_reset(dc_write_result_t *r)
@@ -422,14 +446,15 @@ static int write_row(dc_db_t *db, int stmt, const char *const *params, PGresult 
     return DC_OK;
 }
 
-static int write_ingest(dc_db_t *db, const dc_write_t *w, dc_buf_t *body, dc_write_result_t *res,
-                        dc_error_t *err)
+int dc_query_write_ingest(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
+                          dc_write_result_t *res, dc_error_t *err)
 {
     const char *params[] = { w->devices.data, w->temps.data, w->times.data };
     int64_t     units = 0, alerts = 0;
     PGresult   *r;
     int         rc = dc_db_exec(db, S_INGEST, params, &r);
 
+    (void)req;
     if (rc == DC_EQUERY)
         return refused(r, err);
     if (rc != DC_OK)
@@ -465,8 +490,8 @@ static int write_ingest(dc_db_t *db, const dc_write_t *w, dc_buf_t *body, dc_wri
     return rc;
 }
 
-static int write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                              dc_write_result_t *res, dc_error_t *err)
+int dc_query_write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
+                                dc_write_result_t *res, dc_error_t *err)
 {
     const char *params[] = { req->org_id, w->alert.unit_id, w->alert.kind, w->alert.message, ACTOR };
     PGresult   *r;
@@ -492,13 +517,14 @@ static int write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_wri
     return rc;
 }
 
-static int write_alert_resolve(dc_db_t *db, const dc_request_t *req, dc_buf_t *body, dc_write_result_t *res,
-                               dc_error_t *err)
+int dc_query_write_alert_resolve(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
+                                 dc_write_result_t *res, dc_error_t *err)
 {
     const char *params[] = { req->org_id, req->item_id, ACTOR };
     PGresult   *r;
     int         rc = write_row(db, S_ALERT_RESOLVE, params, &r, err);
 
+    (void)w;
     if (rc != DC_OK)
         return rc;
     if (strcmp(PQgetvalue(r, 0, 0), "already_resolved") == 0) {
@@ -526,8 +552,8 @@ static int write_alert_resolve(dc_db_t *db, const dc_request_t *req, dc_buf_t *b
     return rc;
 }
 
-static int write_device_status(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                               dc_write_result_t *res, dc_error_t *err)
+int dc_query_write_device_status(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
+                                 dc_write_result_t *res, dc_error_t *err)
 {
     const char *params[] = { req->org_id, req->item_id, w->online ? "true" : "false", ACTOR };
     PGresult   *r;
@@ -557,19 +583,10 @@ static int write_device_status(dc_db_t *db, const dc_request_t *req, const dc_wr
 int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
                    dc_write_result_t *res, dc_error_t *err)
 {
+    const dc_endpoint_t *ep = dc_endpoint_write(req->wtype);
+
     dc_write_result_reset(res);
-    switch (req->wtype) {
-    case DC_W_INGEST:
-        return write_ingest(db, w, body, res, err);
-    case DC_W_ALERT_CREATE:
-        return write_alert_create(db, req, w, body, res, err);
-    case DC_W_ALERT_RESOLVE:
-        return write_alert_resolve(db, req, body, res, err);
-    case DC_W_DEVICE_STATUS:
-        return write_device_status(db, req, w, body, res, err);
-    default:
-        return DC_ERROR;
-    }
+    return ep != NULL ? ep->write(db, req, w, body, res, err) : DC_ERROR;
 }
 
 int dc_query_outbox_pending(dc_db_t *db, dc_outbox_t *ob, size_t max)

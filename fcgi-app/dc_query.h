@@ -10,12 +10,47 @@
 #include "dc_db.h"
 #include "dc_orgs.h"
 #include "dc_request.h"
+#include "dc_view.h"
 
 /* The statement table to hand to dc_db_new. */
 const dc_db_stmt_t *dc_query_statements(size_t *n);
 
 /*
- * Runs the query of req and appends its JSON body to body.
+ * What a fetch read: the view's input, and the result and rows it points
+ * into. Zero it before the fetch; dc_query_fetched_free releases it.
+ */
+typedef struct {
+    dc_view_data_t    data;
+    struct pg_result *res;
+    void             *rows;
+} dc_fetched_t;
+
+/*
+ * The fetch of one query type (the fetch column of dc_api.h): reads what
+ * its view needs into f. DC_OK; DC_UNAVAILABLE; DC_ERROR; DC_ENOMEM.
+ */
+typedef int (*dc_fetch_fn)(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f);
+
+int dc_query_fetch_stats(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req,
+                         dc_fetched_t *f) DC_WUR;
+int dc_query_fetch_units(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req,
+                         dc_fetched_t *f) DC_WUR;
+int dc_query_fetch_alerts(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req,
+                          dc_fetched_t *f) DC_WUR;
+int dc_query_fetch_trends(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req,
+                          dc_fetched_t *f) DC_WUR;
+int dc_query_fetch_devices(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req,
+                           dc_fetched_t *f) DC_WUR;
+int dc_query_fetch_compliance(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req,
+                              dc_fetched_t *f) DC_WUR;
+int dc_query_fetch_audit(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req,
+                         dc_fetched_t *f) DC_WUR;
+
+/* Releases what a fetch kept and zeroes f. */
+void dc_query_fetched_free(dc_fetched_t *f);
+
+/*
+ * Runs the query of req (the fetch and view of its row in dc_api.h) and appends its JSON body to body.
  * DC_OK; DC_DECLINED with err = 404 (unknown organization or unit);
  * DC_UNAVAILABLE (database down or busy: 503); DC_ERROR (500);
  * DC_ENOMEM.
@@ -33,6 +68,23 @@ typedef struct {
 
 void dc_write_result_reset(dc_write_result_t *r);
 void dc_write_result_free(dc_write_result_t *r);
+
+/*
+ * One write endpoint (the run column of dc_api.h), one transaction: appends
+ * the answer to body and fills res, which the caller has reset. Results as
+ * for dc_query_write.
+ */
+typedef int (*dc_write_fn)(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
+                           dc_write_result_t *res, dc_error_t *err);
+
+int dc_query_write_ingest(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
+                          dc_write_result_t *res, dc_error_t *err) DC_WUR;
+int dc_query_write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
+                                dc_write_result_t *res, dc_error_t *err) DC_WUR;
+int dc_query_write_alert_resolve(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
+                                 dc_write_result_t *res, dc_error_t *err) DC_WUR;
+int dc_query_write_device_status(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
+                                 dc_write_result_t *res, dc_error_t *err) DC_WUR;
 
 /*
  * Runs the write of req (one transaction) with the parsed body w, appends

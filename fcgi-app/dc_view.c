@@ -245,3 +245,38 @@ int dc_view_object(const dc_view_field_t *f, size_t n, dc_buf_t *out)
     dc_json_end(&j, '}');
     return dc_json_finish(&j);
 }
+
+int dc_view_stats_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out)
+{
+    return dc_view_stats(m, &d->stats, out);
+}
+
+int dc_view_units_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out)
+{
+    return dc_view_units_status(m, &d->stats.units, out);
+}
+
+int dc_view_alerts_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out)
+{
+    return dc_view_alert_count(m, &d->stats.alerts, out);
+}
+
+int dc_view_trends_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out)
+{
+    return dc_view_trends(m, d->hours, d->points, d->n, out);
+}
+
+int dc_view_devices_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out)
+{
+    return dc_view_devices_online(m, &d->stats.devices, out);
+}
+
+int dc_view_compliance_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out)
+{
+    return dc_view_compliance(m, &d->stats.compliance, out);
+}
+
+int dc_view_audit_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out)
+{
+    return dc_view_audit(m, d->entries, d->n, out);
+}
