@@ -316,7 +316,6 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
 static void invalidate_and_announce(dc_app_t *app)
 {
     const dc_write_result_t *res = &app->result;
-    const char              *ev = res->events.data;
     int                      ok = 1;
 
     for (size_t i = 0; i < dc_orgs_count(&res->orgs); i++) {
@@ -330,11 +329,11 @@ static void invalidate_and_announce(dc_app_t *app)
     }
     if (!ok)
         return;
-    for (size_t i = 0; i < res->nevents; i++) {
-        size_t n = strlen(ev);
+    for (size_t i = 0; i < dc_strs_count(&res->events); i++) {
+        size_t      n;
+        const char *ev = dc_strs_at(&res->events, i, &n);
         if (dc_cache_publish(app->cache, EVENTS_CHANNEL, ev, n) != DC_OK)
             break;
-        ev += n + 1;
     }
 }
 

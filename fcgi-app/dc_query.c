@@ -372,14 +372,14 @@ void dc_write_result_reset(dc_write_result_t *r)
 {
     r->status = 200;
     dc_orgs_reset(&r->orgs);
-    dc_buf_reset(&r->events);
-    r->nevents = 0;
+    dc_strs_reset(&r->events);
 }
 
 void dc_write_result_free(dc_write_result_t *r)
 {
     dc_orgs_free(&r->orgs);
-    dc_buf_free(&r->events);
+    dc_strs_free(&r->events);
+    dc_buf_free(&r->scratch);
 }
 
 static int add_org(dc_write_result_t *res, const char *org)
@@ -390,10 +390,10 @@ static int add_org(dc_write_result_t *res, const char *org)
 
 static int add_event(dc_write_result_t *res, const dc_view_field_t *f, size_t n)
 {
-    if (dc_view_object(f, n, &res->events) != DC_OK || dc_buf_append(&res->events, "", 1) != DC_OK)
+    dc_buf_reset(&res->scratch);
+    if (dc_view_object(f, n, &res->scratch) != DC_OK)
         return DC_ENOMEM;
-    res->nevents++;
-    return DC_OK;
+    return dc_strs_add(&res->events, res->scratch.data, res->scratch.len);
 }
 
 /* The org to invalidate, the event to announce and the answer of one write. */

@@ -10,6 +10,7 @@
 #include "dc_db.h"
 #include "dc_orgs.h"
 #include "dc_request.h"
+#include "dc_strs.h"
 #include "dc_view.h"
 
 /* The statement table to hand to dc_db_new. */
@@ -60,10 +61,10 @@ int dc_query_run(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, d
 
 /* What a committed write must invalidate and announce. */
 typedef struct {
-    int       status; /* HTTP status of the answer: 200 or 201 */
-    dc_orgs_t orgs;   /* the organizations it wrote */
-    dc_buf_t  events; /* event JSON objects for dashboard:events, each NUL-terminated */
-    size_t    nevents;
+    int       status;  /* HTTP status of the answer: 200 or 201 */
+    dc_orgs_t orgs;    /* the organizations it wrote */
+    dc_strs_t events;  /* event JSON objects for dashboard:events, in order */
+    dc_buf_t  scratch; /* where an event is rendered before it is added */
 } dc_write_result_t;
 
 void dc_write_result_reset(dc_write_result_t *r);
