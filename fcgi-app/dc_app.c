@@ -12,7 +12,9 @@
 #include "dc_key.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
+#include "dc_outbox.h"
 #include "dc_query.h"
+#include "dc_query_write.h"
 #include "dc_router.h"
 #include "dc_view.h"
 #include "dc_json.h"
@@ -31,16 +33,18 @@ struct dc_app_s {
 
 dc_app_t *dc_app_new(const dc_config_t *cfg)
 {
-    dc_app_t           *app = calloc(1, sizeof(*app));
-    const dc_db_stmt_t *stmts;
-    size_t              n;
+    /* a worker prepares what it reads and writes, not the invalidator's outbox */
+    static const dc_db_set_t *(*const role[])(void) = { dc_query_statements, dc_query_write_statements };
+    const dc_db_set_t *sets[DC_ARRAY_LEN(role)];
+    dc_app_t          *app = calloc(1, sizeof(*app));
 
     if (app == NULL)
         return NULL;
     app->cfg = cfg;
-    stmts = dc_query_statements(&n);
+    for (size_t i = 0; i < DC_ARRAY_LEN(role); i++)
+        sets[i] = role[i]();
     app->cache = dc_cache_new(cfg);
-    app->db = dc_db_new(cfg, stmts, n);
+    app->db = dc_db_new(cfg, sets, DC_ARRAY_LEN(sets));
     if (app->cache == NULL || app->db == NULL) {
         dc_app_free(app);
         return NULL;
@@ -121,15 +125,17 @@ static void handle_health(dc_app_t *app, dc_response_t *resp)
 
 static void handle_metrics(dc_app_t *app, dc_response_t *resp)
 {
-    const char         *names[DC_METRICS_MAX_STMTS];
-    size_t              n;
-    const dc_db_stmt_t *stmts = dc_query_statements(&n);
-    int                 rc;
+    /* every process's statements: the invalidator counts its own in the same file */
+    const dc_db_set_t *sets[] = { dc_query_statements(), dc_query_write_statements(),
+                                  dc_outbox_statements() };
+    const char        *names[DC_DB_SLOTS] = { NULL };
+    int                rc;
 
-    for (size_t i = 0; i < n && i < DC_METRICS_MAX_STMTS; i++)
-        names[i] = stmts[i].name;
+    for (size_t k = 0; k < DC_ARRAY_LEN(sets); k++)
+        for (size_t i = 0; i < sets[k]->n; i++)
+            names[sets[k]->slot0 + (int)i] = sets[k]->stmts[i].name;
     dc_buf_reset(&app->body);
-    rc = dc_metrics_render(&app->body, names, n);
+    rc = dc_metrics_render(&app->body, names, DC_DB_SLOTS);
     if (rc == DC_ERROR) {
         reply_error(app, resp, 404, "metrics_disabled", "metrics are off (METRICS=off) or not mapped");
         return;

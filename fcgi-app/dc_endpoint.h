@@ -9,6 +9,7 @@
 
 #include "dc_metrics.h"
 #include "dc_query.h"
+#include "dc_query_write.h"
 #include "dc_request.h"
 #include "dc_view.h"
 

@@ -27,7 +27,7 @@
 #include "dc_inval.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
-#include "dc_query.h"
+#include "dc_outbox.h"
 
 #define PROGRAM         "dashcache-invalidator"
 #define CHANNEL         "cache:invalidate"
@@ -184,7 +184,7 @@ static int run(inv_t *v, const sigset_t *wait_mask)
         }
         if (now >= next_purge) {
             long long purged;
-            if (dc_query_outbox_purge(v->db, PURGE_AFTER_S, &purged) == DC_OK && purged > 0)
+            if (dc_outbox_purge(v->db, PURGE_AFTER_S, &purged) == DC_OK && purged > 0)
                 dc_log_info("invalidate.purge", "deleted %lld processed outbox rows", purged);
             next_purge = now + PURGE_EVERY_MS;
         }
@@ -249,13 +249,12 @@ int main(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    struct sigaction    sa;
-    sigset_t            block, wait_mask;
-    const dc_db_stmt_t *stmts;
-    size_t              nstmts;
-    inv_t              *v;
-    char                err[512];
-    int                 c, rc;
+    struct sigaction   sa;
+    sigset_t           block, wait_mask;
+    const dc_db_set_t *sets[1];
+    inv_t             *v;
+    char               err[512];
+    int                c, rc;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h') {
@@ -303,9 +302,10 @@ int main(int argc, char **argv)
     sigdelset(&wait_mask, SIGTERM);
     sigdelset(&wait_mask, SIGINT);
 
-    stmts = dc_query_statements(&nstmts);
+    /* the invalidator prepares the outbox and organization statements only */
+    sets[0] = dc_outbox_statements();
     v->cache = dc_cache_new(&v->cfg);
-    v->db = dc_db_new(&v->cfg, stmts, nstmts);
+    v->db = dc_db_new(&v->cfg, sets, 1);
     v->sub = dc_sub_new(&v->cfg, CHANNEL);
     if (v->cache == NULL || v->db == NULL || v->sub == NULL) {
         dc_log_error("invalidate.init", "out of memory");

@@ -16,7 +16,7 @@
 #include "dc_log.h"
 
 #define MAGIC    0x6463616368656d31ULL /* "dcachem1" */
-#define VERSION  1
+#define VERSION  2                     /* 2: statement slots are per module ranges (dc_db_set_t) */
 #define SLOTS    128
 #define NBUCKETS 8 /* finite bounds; +Inf is the count */
 
@@ -411,6 +411,8 @@ static void counters(dc_buf_t *o, int *rc, const char *name, const char *help, c
 
     family(o, rc, name, "counter", help);
     for (size_t i = 0; i < n; i++) {
+        if (names[i] == NULL)
+            continue;
         snprintf(lab, sizeof(lab), "%s=\"%s\"", label, names[i]);
         line(o, rc, name, lab, values[i]);
     }
@@ -478,6 +480,8 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
              t->db_errors, nstmts);
     family(o, &rc, "dashboard_db_query_duration_seconds", "histogram", "Duration of PostgreSQL statements.");
     for (size_t i = 0; i < nstmts; i++) {
+        if (stmt_names[i] == NULL)
+            continue;
         snprintf(lab, sizeof(lab), "statement=\"%s\"", stmt_names[i]);
         hist(o, &rc, "dashboard_db_query_duration_seconds", lab, &t->db_latency[i], NBUCKETS);
     }
