@@ -118,4 +118,32 @@ typedef struct {
 
 int dc_view_health(const char *status, const dc_health_service_t *s, size_t n, dc_buf_t *out) DC_WUR;
 
+/* One query type in the admin stats. */
+typedef struct {
+    const char *name;
+    uint64_t    hits, misses;
+    long        keys; /* -1: unknown (→ null) */
+} dc_admin_qtype_t;
+
+/* GET /api/admin/cache/stats; -1 in a count is unknown (→ null). */
+typedef struct {
+    uint64_t                hits, misses;
+    const dc_admin_qtype_t *qtypes;
+    size_t                  nqtypes;
+    int                     keys_complete;
+    int                     redis_ok;
+    long long               used_memory, keys;
+    const char *const      *sources; /* invalidation sources, nsources of them */
+    const uint64_t         *invalidations;
+    size_t                  nsources;
+    uint64_t                stale_set_refusals, cache_errors;
+} dc_admin_stats_t;
+
+/*
+ * {"hits","misses","hitRate","queryTypes":{name:{"hits","misses","hitRate","keys"}},
+ *  "keysComplete","redis":{"ok","usedMemoryBytes","keys"},"invalidations":{...},
+ *  "staleSetRefusals","cacheErrors"}; a rate is null when there was nothing to divide.
+ */
+int dc_view_admin_stats(const dc_admin_stats_t *s, dc_buf_t *out) DC_WUR;
+
 #endif
