@@ -27,6 +27,7 @@
 #include "dc_inval.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
+#include "dc_sub.h"
 #include "dc_outbox.h"
 
 #define PROGRAM         "dashcache-invalidator"
