@@ -158,9 +158,9 @@ int dc_cache_get(dc_cache_t *c, const char *org, const char *key, size_t klen, d
     memset(v, 0, sizeof(*v));
     if (glen < 0 || ensure(c) != DC_OK)
         return DC_UNAVAILABLE;
-    t0 = dc_metrics_now_ns();
+    t0 = dc_now_ns();
     r = redisCommand(c->ctx, "MGET %b %b", genkey, (size_t)glen, key, klen);
-    dc_metrics_cache_latency(DC_COP_GET, dc_metrics_now_ns() - t0);
+    dc_metrics_cache_latency(DC_COP_GET, dc_now_ns() - t0);
     if (r == NULL) {
         dc_metrics_cache_error(DC_COP_GET);
         command_failed(c, "redis MGET");
@@ -249,10 +249,10 @@ int dc_cache_set(dc_cache_t *c, const char *org, const char *key, size_t klen, c
 
     if (glen < 0 || ensure(c) != DC_OK)
         return DC_UNAVAILABLE;
-    t0 = dc_metrics_now_ns();
+    t0 = dc_now_ns();
     rc = eval(c, "redis store", &r, "EVALSHA %s 2 %b %b %s %b %d", c->store_sha, genkey, (size_t)glen, key,
               klen, gen, val, vlen, ttl_s);
-    dc_metrics_cache_latency(DC_COP_SET, dc_metrics_now_ns() - t0);
+    dc_metrics_cache_latency(DC_COP_SET, dc_now_ns() - t0);
     if (rc != DC_OK) {
         dc_metrics_cache_error(DC_COP_SET);
         return DC_UNAVAILABLE;
@@ -276,9 +276,9 @@ int dc_cache_invalidate_org(dc_cache_t *c, const char *org)
         dc_metrics_cache_error(DC_COP_INVALIDATE);
         return DC_UNAVAILABLE;
     }
-    t0 = dc_metrics_now_ns();
+    t0 = dc_now_ns();
     rc = eval(c, "redis invalidate", &r, "EVALSHA %s 1 %b", c->bump_sha, genkey, (size_t)glen);
-    dc_metrics_cache_latency(DC_COP_INVALIDATE, dc_metrics_now_ns() - t0);
+    dc_metrics_cache_latency(DC_COP_INVALIDATE, dc_now_ns() - t0);
     if (rc != DC_OK) {
         dc_metrics_cache_error(DC_COP_INVALIDATE);
         return DC_UNAVAILABLE;

@@ -6,16 +6,19 @@
 
 int64_t dc_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return dc_now_ns() / 1000000;
 }
 
 int64_t dc_now_us(void)
 {
+    return dc_now_ns() / 1000;
+}
+
+int64_t dc_now_ns(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 #define LABEL(NAME, method, label, ...) label,

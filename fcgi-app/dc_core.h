@@ -57,8 +57,9 @@ int dc_fix_finish(dc_fix_t *f, const char *buf);
 
 #define DC_FIX_LIT(f, lit) dc_fix_put((f), (lit), sizeof(lit) - 1)
 
-/* Monotonic clock in milliseconds and microseconds. */
+/* The one monotonic clock (CLOCK_MONOTONIC), in milli-, micro- and nanoseconds. */
 int64_t dc_now_ms(void);
 int64_t dc_now_us(void);
+int64_t dc_now_ns(void);
 
 #endif

@@ -305,10 +305,10 @@ int dc_db_exec(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params,
         dc_log_error("db.query", "statement %s is not prepared by this process", stmt->name);
         return DC_ERROR;
     }
-    t0 = dc_metrics_now_ns();
+    t0 = dc_now_ns();
     rc = run(db, stmt->name, stmt->nparams, params, NULL, deadline_ms(db), out);
     /* a refused statement (a client's 4xx) ran fine */
-    dc_metrics_db_query(slot, rc == DC_OK || rc == DC_EQUERY, dc_metrics_now_ns() - t0);
+    dc_metrics_db_query(slot, rc == DC_OK || rc == DC_EQUERY, dc_now_ns() - t0);
     return rc;
 }
 

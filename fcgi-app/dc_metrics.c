@@ -80,13 +80,6 @@ static const char *const route_names[DC_MR_COUNT] = {
 static const char *const cop_names[DC_COP_COUNT] = { "get", "set", "invalidate", "publish", "connect" };
 static const char *const source_names[DC_IS_COUNT] = { "write", "pubsub", "outbox", "resync" };
 
-int64_t dc_metrics_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Single writer per slot: a relaxed load and store, never a locked add. */
 static inline void add(uint64_t *c, uint64_t n)
 {

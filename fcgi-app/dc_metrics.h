@@ -80,9 +80,7 @@ int dc_metrics_claim(dc_mkind_t kind) DC_WUR;
 /* Unmaps (for tests). */
 void dc_metrics_close(void);
 
-/* Monotonic nanoseconds, for durations passed to the observe functions. */
-int64_t dc_metrics_now_ns(void);
-
+/* Durations are nanoseconds of dc_now_ns(). */
 void dc_metrics_cache_hit(dc_qtype_t q);
 void dc_metrics_cache_miss(dc_qtype_t q);
 void dc_metrics_cache_error(dc_cop_t op);
