@@ -3,6 +3,8 @@
 
 #include <stddef.h>
 
+/* the arguments are literals and names pasted into initializers; string concatenation forbids parentheses */
+/* NOLINTBEGIN(bugprone-macro-parentheses) */
 #define QUERY_ROW(NAME, method_, label_, path_, key_rest, key_parts_, ttl_var_, params_, fetch_, view_) \
     {                                                                                                   \
         .route = DC_ROUTE_QUERY,                                                                        \
@@ -49,6 +51,7 @@ _Static_assert(DC_ARRAY_LEN(endpoints) == DC_Q_COUNT + DC_W_COUNT, "one row per 
     },
 
 static const dc_param_def_t params[DC_PARAM_COUNT] = { DC_API_PARAMS(PARAM_ROW) };
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 const dc_endpoint_t *dc_endpoint_all(size_t *n)
 {

@@ -14,9 +14,6 @@
 #include "dc_view.h"
 
 typedef struct {
-    dc_route_t  route;  /* DC_ROUTE_QUERY or DC_ROUTE_WRITE */
-    int         type;   /* dc_qtype_t or dc_wtype_t */
-    dc_mroute_t mroute; /* route label of the metrics */
     const char *method; /* "GET" (HEAD too) or "POST" */
     const char *label;
     const char *path; /* pattern: literal segments, {org}, {unit}, {alert}, {device} */
@@ -24,14 +21,18 @@ typedef struct {
     /* reads */
     const char *key_prefix; /* "dashboard:<label><key_rest>:org:" */
     size_t      key_prefix_len;
-    unsigned    key_parts; /* DC_KEY_*; DC_KEY_NONE: never cached */
-    const char *ttl_var;   /* or NULL */
-    unsigned    params;    /* DC_PARAM_BIT(...) accepted */
+    const char *ttl_var; /* or NULL */
     dc_fetch_fn fetch;
     dc_view_fn  view;
 
     /* writes */
     dc_write_fn write;
+
+    dc_route_t  route;     /* DC_ROUTE_QUERY or DC_ROUTE_WRITE */
+    int         type;      /* dc_qtype_t or dc_wtype_t */
+    dc_mroute_t mroute;    /* route label of the metrics */
+    unsigned    key_parts; /* reads: DC_KEY_*; DC_KEY_NONE: never cached */
+    unsigned    params;    /* reads: DC_PARAM_BIT(...) accepted */
 } dc_endpoint_t;
 
 /* Every endpoint, reads first, in the order of dc_api.h; *n set to their number. */
@@ -50,11 +51,11 @@ typedef enum { DC_PK_BOOL, DC_PK_INT, DC_PK_UUID } dc_param_kind_t;
 typedef struct {
     const char     *name;
     size_t          len;
-    dc_param_kind_t kind;
     size_t          offset; /* of its field in dc_request_t */
-    int             min, max, def;
     const char     *code;
     const char     *message; /* NULL for DC_PK_INT: made from the bounds */
+    dc_param_kind_t kind;
+    int             min, max, def;
 } dc_param_def_t;
 
 /* The definition of parameter p (p < DC_PARAM_COUNT). */
