@@ -1,7 +1,10 @@
 /*
- * One request's life, independent of FastCGI: route, cache-aside, database,
- * response. dc_worker feeds it from libfcgi; the integration tests call it
- * directly against real Redis and PostgreSQL.
+ * One request's life, independent of FastCGI: route, then cache-aside
+ * (Redis, else PostgreSQL and store), or a write (dc_write), or a service
+ * route (dc_health). dc_worker feeds it from libfcgi; the integration tests
+ * call it directly against real Redis and PostgreSQL. A dc_app_t owns the
+ * worker's one Redis and one PostgreSQL connection (reads and writes
+ * prepared, not the outbox).
  */
 #ifndef DC_APP_H
 #define DC_APP_H

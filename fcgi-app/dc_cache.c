@@ -4,13 +4,13 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <hiredis.h>
 
 #include "dc_key.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
+#include "dc_redis.h"
 
 /*
  * KEYS[1] generation, KEYS[2] value; ARGV[1] generation read before the
@@ -46,12 +46,6 @@ struct dc_cache_s {
     char               store_sha[41];
     char               bump_sha[41];
 };
-
-static struct timeval ms_to_tv(int ms)
-{
-    struct timeval tv = { ms / 1000, (ms % 1000) * 1000L };
-    return tv;
-}
 
 dc_cache_t *dc_cache_new(const dc_config_t *cfg)
 {
@@ -94,74 +88,38 @@ static void fail(dc_cache_t *c, const char *what, const char *why, int backoff)
     c->retry_at_ms = backoff ? dc_now_ms() + c->cfg->redis_retry_interval_ms : 0;
 }
 
-/* Runs a command during connect set-up; DC_OK when it did not fail. */
-static int setup_command(dc_cache_t *c, redisReply **out, const char *fmt, ...)
+/* Loads a script by its source; DC_OK with its sha in sha. */
+static int load_script(dc_cache_t *c, const char *src, char sha[41])
 {
-    va_list     ap;
-    redisReply *r;
+    redisReply *r = redisCommand(c->ctx, "SCRIPT LOAD %s", src);
 
-    va_start(ap, fmt);
-    r = redisvCommand(c->ctx, fmt, ap);
-    va_end(ap);
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         fail(c, "redis set-up", r ? r->str : c->ctx->errstr, 1);
         freeReplyObject(r);
         return DC_UNAVAILABLE;
     }
-    *out = r;
+    snprintf(sha, 41, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
     return DC_OK;
 }
 
 static int ensure(dc_cache_t *c)
 {
-    const dc_redis_addr_t *a = &c->cfg->redis;
-    struct timeval         ctv = ms_to_tv(c->cfg->redis_connect_timeout_ms);
-    redisReply            *r = NULL;
+    dc_redis_err_t err;
 
     if (c->ctx != NULL)
         return DC_OK;
     if (dc_now_ms() < c->retry_at_ms)
         return DC_UNAVAILABLE;
-
-    if (a->redis_unix[0] != '\0')
-        c->ctx = redisConnectUnixWithTimeout(a->redis_unix, ctv);
-    else
-        c->ctx = redisConnectWithTimeout(a->redis_host, a->redis_port, ctv);
-    if (c->ctx == NULL) {
-        c->retry_at_ms = dc_now_ms() + c->cfg->redis_retry_interval_ms;
+    if (dc_redis_connect(c->cfg, &c->ctx, &err) != DC_OK) {
+        if (strcmp(err.what, "redis connect") == 0)
+            dc_metrics_cache_error(DC_COP_CONNECT);
+        fail(c, err.what, err.errstr, 1);
         return DC_UNAVAILABLE;
-    }
-    if (c->ctx->err) {
-        dc_metrics_cache_error(DC_COP_CONNECT);
-        fail(c, "redis connect", c->ctx->errstr, 1);
-        return DC_UNAVAILABLE;
-    }
-    if (redisSetTimeout(c->ctx, ms_to_tv(c->cfg->redis_command_timeout_ms)) != REDIS_OK) {
-        fail(c, "redis set timeout", c->ctx->errstr, 1);
-        return DC_UNAVAILABLE;
-    }
-    if (a->redis_password[0] != '\0') {
-        int rc = a->redis_user[0] != '\0'
-                     ? setup_command(c, &r, "AUTH %s %s", a->redis_user, a->redis_password)
-                     : setup_command(c, &r, "AUTH %s", a->redis_password);
-        if (rc != DC_OK)
-            return rc;
-        freeReplyObject(r);
-    }
-    if (a->redis_db != 0) {
-        if (setup_command(c, &r, "SELECT %d", a->redis_db) != DC_OK)
-            return DC_UNAVAILABLE;
-        freeReplyObject(r);
     }
     /* scripts are loaded on every connect: a restarted Redis has forgotten them */
-    if (setup_command(c, &r, "SCRIPT LOAD %s", store_lua) != DC_OK)
+    if (load_script(c, store_lua, c->store_sha) != DC_OK || load_script(c, bump_lua, c->bump_sha) != DC_OK)
         return DC_UNAVAILABLE;
-    snprintf(c->store_sha, sizeof(c->store_sha), "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
-    freeReplyObject(r);
-    if (setup_command(c, &r, "SCRIPT LOAD %s", bump_lua) != DC_OK)
-        return DC_UNAVAILABLE;
-    snprintf(c->bump_sha, sizeof(c->bump_sha), "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
-    freeReplyObject(r);
     if (c->down_logged) {
         dc_log_info("redis.recovered", "connected to redis again");
         c->down_logged = 0;
@@ -200,9 +158,9 @@ int dc_cache_get(dc_cache_t *c, const char *org, const char *key, size_t klen, d
     memset(v, 0, sizeof(*v));
     if (glen < 0 || ensure(c) != DC_OK)
         return DC_UNAVAILABLE;
-    t0 = dc_metrics_now_ns();
+    t0 = dc_now_ns();
     r = redisCommand(c->ctx, "MGET %b %b", genkey, (size_t)glen, key, klen);
-    dc_metrics_cache_latency(DC_COP_GET, dc_metrics_now_ns() - t0);
+    dc_metrics_cache_latency(DC_COP_GET, dc_now_ns() - t0);
     if (r == NULL) {
         dc_metrics_cache_error(DC_COP_GET);
         command_failed(c, "redis MGET");
@@ -291,10 +249,10 @@ int dc_cache_set(dc_cache_t *c, const char *org, const char *key, size_t klen, c
 
     if (glen < 0 || ensure(c) != DC_OK)
         return DC_UNAVAILABLE;
-    t0 = dc_metrics_now_ns();
+    t0 = dc_now_ns();
     rc = eval(c, "redis store", &r, "EVALSHA %s 2 %b %b %s %b %d", c->store_sha, genkey, (size_t)glen, key,
               klen, gen, val, vlen, ttl_s);
-    dc_metrics_cache_latency(DC_COP_SET, dc_metrics_now_ns() - t0);
+    dc_metrics_cache_latency(DC_COP_SET, dc_now_ns() - t0);
     if (rc != DC_OK) {
         dc_metrics_cache_error(DC_COP_SET);
         return DC_UNAVAILABLE;
@@ -318,9 +276,9 @@ int dc_cache_invalidate_org(dc_cache_t *c, const char *org)
         dc_metrics_cache_error(DC_COP_INVALIDATE);
         return DC_UNAVAILABLE;
     }
-    t0 = dc_metrics_now_ns();
+    t0 = dc_now_ns();
     rc = eval(c, "redis invalidate", &r, "EVALSHA %s 1 %b", c->bump_sha, genkey, (size_t)glen);
-    dc_metrics_cache_latency(DC_COP_INVALIDATE, dc_metrics_now_ns() - t0);
+    dc_metrics_cache_latency(DC_COP_INVALIDATE, dc_now_ns() - t0);
     if (rc != DC_OK) {
         dc_metrics_cache_error(DC_COP_INVALIDATE);
         return DC_UNAVAILABLE;
@@ -414,136 +372,6 @@ int dc_cache_unlink_pattern(dc_cache_t *c, const char *pattern, size_t *deleted)
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
-    return DC_OK;
-}
-
-struct dc_sub_s {
-    const dc_config_t *cfg;
-    const char        *channel;
-    redisContext      *ctx;
-    int64_t            retry_at_ms;
-    int                backoff_ms;
-};
-
-dc_sub_t *dc_sub_new(const dc_config_t *cfg, const char *channel)
-{
-    dc_sub_t *s = calloc(1, sizeof(*s));
-    if (s != NULL) {
-        s->cfg = cfg;
-        s->channel = channel;
-    }
-    return s;
-}
-
-static void sub_close(dc_sub_t *s, const char *why)
-{
-    if (s->ctx != NULL) {
-        dc_log_warn("redis.subscribe", "subscription to %s lost: %s", s->channel, why);
-        redisFree(s->ctx);
-        s->ctx = NULL;
-    }
-}
-
-void dc_sub_free(dc_sub_t *s)
-{
-    if (s == NULL)
-        return;
-    if (s->ctx != NULL)
-        redisFree(s->ctx);
-    free(s);
-}
-
-int dc_sub_fd(const dc_sub_t *s)
-{
-    return s->ctx != NULL ? s->ctx->fd : -1;
-}
-
-/* Reconnect attempts back off from 100 ms to 2 s. */
-static void sub_backoff(dc_sub_t *s)
-{
-    s->backoff_ms = s->backoff_ms ? (s->backoff_ms * 2 > 2000 ? 2000 : s->backoff_ms * 2) : 100;
-    s->retry_at_ms = dc_now_ms() + s->backoff_ms;
-}
-
-int dc_sub_ensure(dc_sub_t *s)
-{
-    const dc_redis_addr_t *a = &s->cfg->redis;
-    struct timeval         tv = ms_to_tv(s->cfg->redis_connect_timeout_ms);
-    redisReply            *r;
-
-    if (s->ctx != NULL)
-        return DC_OK;
-    if (dc_now_ms() < s->retry_at_ms)
-        return DC_UNAVAILABLE;
-    s->ctx = a->redis_unix[0] ? redisConnectUnixWithTimeout(a->redis_unix, tv)
-                              : redisConnectWithTimeout(a->redis_host, a->redis_port, tv);
-    if (s->ctx == NULL || s->ctx->err) {
-        if (s->ctx != NULL) {
-            redisFree(s->ctx);
-            s->ctx = NULL;
-        }
-        sub_backoff(s);
-        return DC_UNAVAILABLE;
-    }
-    /* commands of the set-up are bounded; the wait for messages is a poll() */
-    redisSetTimeout(s->ctx, ms_to_tv(s->cfg->redis_command_timeout_ms));
-    redisEnableKeepAlive(s->ctx);
-    if (a->redis_password[0] != '\0') {
-        r = a->redis_user[0] ? redisCommand(s->ctx, "AUTH %s %s", a->redis_user, a->redis_password)
-                             : redisCommand(s->ctx, "AUTH %s", a->redis_password);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            freeReplyObject(r);
-            sub_close(s, "AUTH failed");
-            sub_backoff(s);
-            return DC_UNAVAILABLE;
-        }
-        freeReplyObject(r);
-    }
-    r = redisCommand(s->ctx, "SUBSCRIBE %s", s->channel);
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(r);
-        sub_close(s, "SUBSCRIBE failed");
-        sub_backoff(s);
-        return DC_UNAVAILABLE;
-    }
-    freeReplyObject(r);
-    /* no read timeout from here on: an idle subscription is normal */
-    {
-        struct timeval none = { 0, 0 };
-        redisSetTimeout(s->ctx, none);
-    }
-    s->backoff_ms = 0;
-    dc_log_info("redis.subscribe", "subscribed to %s", s->channel);
-    return DC_DECLINED;
-}
-
-int dc_sub_read(dc_sub_t *s, dc_sub_fn fn, void *arg)
-{
-    void *reply;
-
-    if (s->ctx == NULL)
-        return DC_UNAVAILABLE;
-    if (redisBufferRead(s->ctx) != REDIS_OK) {
-        sub_close(s, s->ctx->errstr);
-        sub_backoff(s);
-        return DC_UNAVAILABLE;
-    }
-    for (;;) {
-        redisReply *r;
-        if (redisGetReplyFromReader(s->ctx, &reply) != REDIS_OK) {
-            sub_close(s, s->ctx->errstr);
-            sub_backoff(s);
-            return DC_UNAVAILABLE;
-        }
-        if (reply == NULL)
-            break;
-        r = reply;
-        /* ["message", channel, payload]; anything else (pong, subscribe) is ignored */
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[0]->type == REDIS_REPLY_STRING &&
-            strcmp(r->element[0]->str, "message") == 0 && r->element[2]->type == REDIS_REPLY_STRING)
-            fn(arg, r->element[2]->str, r->element[2]->len);
-        freeReplyObject(r);
-    }
     return DC_OK;
 }
 

@@ -1,5 +1,6 @@
 /*
- * The Redis side of cache-aside. The only module that includes hiredis.
+ * The Redis side of cache-aside. With dc_sub and dc_redis (the connect
+ * they share), the only code that includes hiredis.
  *
  * One connection per worker, opened lazily after fork and replaced on any
  * error: a hiredis context that returned an error cannot be reused (a
@@ -95,33 +96,5 @@ int dc_cache_ping(dc_cache_t *c, double *latency_ms) DC_WUR;
 
 /* Whether a connection is open right now (no I/O). */
 int dc_cache_connected(const dc_cache_t *c);
-
-/*
- * A pub/sub subscription on its own connection. It has no read timeout (a
- * timed-out read poisons a hiredis context): the owner polls dc_sub_fd and
- * calls dc_sub_read when it is readable.
- */
-typedef struct dc_sub_s dc_sub_t;
-
-typedef void (*dc_sub_fn)(void *arg, const char *msg, size_t len);
-
-dc_sub_t *dc_sub_new(const dc_config_t *cfg, const char *channel);
-void      dc_sub_free(dc_sub_t *s);
-
-/*
- * Connects and subscribes if not subscribed (within the back-off).
- * DC_OK: subscribed now and before; DC_DECLINED: newly subscribed (what was
- * published meanwhile is lost); DC_UNAVAILABLE.
- */
-int dc_sub_ensure(dc_sub_t *s) DC_WUR;
-
-/* The socket to poll, or -1. */
-int dc_sub_fd(const dc_sub_t *s);
-
-/*
- * Reads what is available and calls fn for every message. DC_OK or
- * DC_UNAVAILABLE (connection lost; closed).
- */
-int dc_sub_read(dc_sub_t *s, dc_sub_fn fn, void *arg) DC_WUR;
 
 #endif

@@ -1,4 +1,7 @@
-/* Environment configuration: one table of bounded integers plus the URLs. */
+/*
+ * Environment configuration: one table of bounded integers, the TTL
+ * variables of dc_api.h, and the URLs.
+ */
 #include "dc_config.h"
 
 #include <ctype.h>
@@ -7,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "dc_endpoint.h"
 
 typedef struct {
     const char *name;
@@ -189,16 +194,6 @@ int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, 
     return DC_OK;
 }
 
-static const char *const ttl_vars[DC_Q_COUNT] = {
-    "CACHE_TTL_STATS_SECONDS",
-    "CACHE_TTL_UNITS_SECONDS",
-    "CACHE_TTL_ALERTS_SECONDS",
-    "CACHE_TTL_TEMPERATURE_SECONDS",
-    "CACHE_TTL_DEVICES_SECONDS",
-    "CACHE_TTL_COMPLIANCE_SECONDS",
-    NULL,
-};
-
 int dc_config_load(dc_config_t *cfg, char *err, size_t errlen)
 {
     const char *s;
@@ -217,8 +212,8 @@ int dc_config_load(dc_config_t *cfg, char *err, size_t errlen)
         return DC_EINVAL;
     for (int q = 0; q < DC_Q_COUNT; q++) {
         cfg->ttl[q] = ttl;
-        if (ttl_vars[q] != NULL &&
-            env_int(ttl_vars[q], ttl, TTL_MIN, TTL_MAX, &cfg->ttl[q], err, errlen) != DC_OK)
+        const char *var = dc_endpoint_query((dc_qtype_t)q)->ttl_var;
+        if (var != NULL && env_int(var, ttl, TTL_MIN, TTL_MAX, &cfg->ttl[q], err, errlen) != DC_OK)
             return DC_EINVAL;
     }
 

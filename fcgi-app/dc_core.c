@@ -1,4 +1,4 @@
-/* Clock helpers shared by all modules. */
+/* Clock, query type labels and fixed-buffer text shared by all modules. */
 #include "dc_core.h"
 
 #include <string.h>
@@ -6,21 +6,24 @@
 
 int64_t dc_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return dc_now_ns() / 1000000;
 }
 
 int64_t dc_now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return dc_now_ns() / 1000;
 }
 
-static const char *const qtype_names[DC_Q_COUNT] = {
-    "stats", "units", "alerts", "temperature", "devices", "compliance", "audit",
-};
+int64_t dc_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+#define LABEL(NAME, method, label, ...) label,
+static const char *const qtype_names[DC_Q_COUNT] = { DC_API_QUERIES(LABEL) };
+#undef LABEL
 
 const char *dc_qtype_name(dc_qtype_t q)
 {

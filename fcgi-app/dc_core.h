@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dc_api.h"
+
 #define DC_OK          0
 #define DC_ERROR       (-1) /* failure of a dependency or the system */
 #define DC_DECLINED    (-2) /* not there: cache miss, no such row */
@@ -25,21 +27,15 @@
 #define DC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /*
- * The dashboard query types. Their names are the second segment of the cache
- * key (dashboard:<name>:...) and the query_type label of the metrics.
+ * The dashboard query types, one per row of DC_API_QUERIES (dc_api.h) in
+ * its order. Their labels are the second segment of the cache key
+ * (dashboard:<label>:...) and the query_type label of the metrics.
  */
-typedef enum {
-    DC_Q_STATS = 0,
-    DC_Q_UNITS,
-    DC_Q_ALERTS,
-    DC_Q_TEMPERATURE,
-    DC_Q_DEVICES,
-    DC_Q_COMPLIANCE,
-    DC_Q_AUDIT, /* never cached */
-    DC_Q_COUNT
-} dc_qtype_t;
+#define DC_API_ENUM_Q(NAME, ...) DC_Q_##NAME,
+typedef enum { DC_API_QUERIES(DC_API_ENUM_Q) DC_Q_COUNT } dc_qtype_t;
+#undef DC_API_ENUM_Q
 
-/* "stats", "units", ...; a static string. */
+/* The label of q ("stats", "units", ...; a static string), "unknown" out of range. */
 const char *dc_qtype_name(dc_qtype_t q);
 
 /*
@@ -61,8 +57,9 @@ int dc_fix_finish(dc_fix_t *f, const char *buf);
 
 #define DC_FIX_LIT(f, lit) dc_fix_put((f), (lit), sizeof(lit) - 1)
 
-/* Monotonic clock in milliseconds and microseconds. */
+/* The one monotonic clock (CLOCK_MONOTONIC), in milli-, micro- and nanoseconds. */
 int64_t dc_now_ms(void);
 int64_t dc_now_us(void);
+int64_t dc_now_ns(void);
 
 #endif

@@ -12,15 +12,19 @@
 #include "dc_log.h"
 #include "dc_metrics.h"
 
+#define MAX_SETS 4
+
+_Static_assert(DC_DB_SLOTS <= DC_METRICS_MAX_STMTS, "a metric slot for every statement");
+
 struct dc_db_s {
-    const dc_config_t  *cfg;
-    const dc_db_stmt_t *stmts;
-    size_t              nstmts;
-    PGconn             *conn;
-    int64_t             retry_at_ms;
-    int                 down_logged;
-    const char         *listen_channel; /* LISTENed on every connect, or NULL */
-    unsigned            epoch;          /* successful connects so far */
+    const dc_config_t *cfg;
+    const dc_db_set_t *sets[MAX_SETS];
+    size_t             nsets;
+    PGconn            *conn;
+    int64_t            retry_at_ms;
+    int                down_logged;
+    const char        *listen_channel; /* LISTENed on every connect, or NULL */
+    unsigned           epoch;          /* successful connects so far */
 };
 
 int dc_db_check_conninfo(const char *url, char *err, size_t errlen)
@@ -42,13 +46,18 @@ int dc_db_check_conninfo(const char *url, char *err, size_t errlen)
     return DC_OK;
 }
 
-dc_db_t *dc_db_new(const dc_config_t *cfg, const dc_db_stmt_t *stmts, size_t nstmts)
+dc_db_t *dc_db_new(const dc_config_t *cfg, const dc_db_set_t *const *sets, size_t nsets)
 {
-    dc_db_t *db = calloc(1, sizeof(*db));
+    dc_db_t *db;
+
+    if (nsets > MAX_SETS)
+        return NULL;
+    db = calloc(1, sizeof(*db));
     if (db != NULL) {
         db->cfg = cfg;
-        db->stmts = stmts;
-        db->nstmts = nstmts;
+        for (size_t i = 0; i < nsets; i++)
+            db->sets[i] = sets[i];
+        db->nsets = nsets;
     }
     return db;
 }
@@ -125,11 +134,11 @@ static int deadline_ms(const dc_db_t *db)
     return db->cfg->db_statement_timeout_ms + 1000;
 }
 
-static int prepare_all(dc_db_t *db)
+static int prepare_set(dc_db_t *db, const dc_db_set_t *set)
 {
-    for (size_t i = 0; i < db->nstmts; i++) {
+    for (size_t i = 0; i < set->n; i++) {
         PGresult           *r = NULL;
-        const dc_db_stmt_t *s = &db->stmts[i];
+        const dc_db_stmt_t *s = &set->stmts[i];
         int                 rc;
 
         if (!PQsendPrepare(db->conn, s->name, s->sql, s->nparams, NULL)) {
@@ -146,6 +155,15 @@ static int prepare_all(dc_db_t *db)
             return DC_UNAVAILABLE;
         }
         PQclear(r);
+    }
+    return DC_OK;
+}
+
+static int prepare_all(dc_db_t *db)
+{
+    for (size_t k = 0; k < db->nsets; k++) {
+        if (prepare_set(db, db->sets[k]) != DC_OK)
+            return DC_UNAVAILABLE;
     }
     return DC_OK;
 }
@@ -265,14 +283,32 @@ static int run(dc_db_t *db, const char *name, int nparams, const char *const *pa
     return DC_UNAVAILABLE;
 }
 
-int dc_db_exec(dc_db_t *db, int stmt, const char *const *params, PGresult **out)
+/* The metric slot of stmt, or -1 when it belongs to no set of db. */
+static int slot_of(const dc_db_t *db, const dc_db_stmt_t *stmt)
 {
-    const dc_db_stmt_t *s = &db->stmts[stmt];
-    int64_t             t0 = dc_metrics_now_ns();
-    int                 rc = run(db, s->name, s->nparams, params, NULL, deadline_ms(db), out);
+    for (size_t k = 0; k < db->nsets; k++) {
+        const dc_db_set_t *set = db->sets[k];
+        if (stmt >= set->stmts && stmt < set->stmts + set->n)
+            return set->slot0 + (int)(stmt - set->stmts);
+    }
+    return -1;
+}
 
+int dc_db_exec(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params, PGresult **out)
+{
+    int     slot = slot_of(db, stmt);
+    int64_t t0;
+    int     rc;
+
+    *out = NULL;
+    if (slot < 0) {
+        dc_log_error("db.query", "statement %s is not prepared by this process", stmt->name);
+        return DC_ERROR;
+    }
+    t0 = dc_now_ns();
+    rc = run(db, stmt->name, stmt->nparams, params, NULL, deadline_ms(db), out);
     /* a refused statement (a client's 4xx) ran fine */
-    dc_metrics_db_query(stmt, rc == DC_OK || rc == DC_EQUERY, dc_metrics_now_ns() - t0);
+    dc_metrics_db_query(slot, rc == DC_OK || rc == DC_EQUERY, dc_now_ns() - t0);
     return rc;
 }
 

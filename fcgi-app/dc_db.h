@@ -1,7 +1,7 @@
 /*
- * The PostgreSQL connection of a worker. With dc_query, the only code that
- * includes libpq. Statements are prepared on every (re)connect from a table
- * the caller supplies; every query is sent asynchronously and waited for
+ * The PostgreSQL connection of a process. With dc_query, dc_query_write and
+ * dc_outbox, the only code that includes libpq. Statements are prepared on
+ * every (re)connect from the statement sets of the process's role; every query is sent asynchronously and waited for
  * with a deadline, so a hung server costs a bounded wait, never a hung
  * worker. A connection found broken is replaced and the query retried once;
  * a failed connect closes the database for DB_RETRY_INTERVAL_MS.
@@ -11,35 +11,58 @@
 
 #include "dc_config.h"
 
-struct pg_result; /* PGresult, for dc_query.c only */
+struct pg_result; /* PGresult, for the SQL modules only */
 
 typedef struct dc_db_s dc_db_t;
 
 typedef struct {
-    const char *name;
+    const char *name; /* the prepared statement's name and its metric label */
     const char *sql;
     int         nparams;
 } dc_db_stmt_t;
 
+/*
+ * One module's statements and the metric slots they own: statement i counts
+ * in slot slot0 + i. Each module owns a fixed range, so the processes that
+ * share the metrics file (workers prepare reads and writes, the invalidator
+ * the outbox) agree on every slot whatever each of them prepares.
+ */
+typedef struct {
+    const dc_db_stmt_t *stmts;
+    size_t              n;
+    int                 slot0;
+} dc_db_set_t;
+
+#define DC_DB_SLOTS_READ   0  /* dc_query: 16 slots */
+#define DC_DB_SLOTS_WRITE  16 /* dc_query_write: 8 */
+#define DC_DB_SLOTS_OUTBOX 24 /* dc_outbox: 8 */
+#define DC_DB_SLOTS        32
+
 /* Checks DATABASE_URL with libpq's own parser. DC_OK or DC_EINVAL with err. */
 int dc_db_check_conninfo(const char *url, char *err, size_t errlen) DC_WUR;
 
-/* Allocates a handle; does not connect. stmts must outlive it. NULL on ENOMEM. */
-dc_db_t *dc_db_new(const dc_config_t *cfg, const dc_db_stmt_t *stmts, size_t nstmts);
+/*
+ * Allocates a handle that prepares the statements of the nsets sets on
+ * every (re)connect, and only those; does not connect. The sets (static)
+ * and the array must outlive it. NULL on ENOMEM or more than 4 sets.
+ */
+dc_db_t *dc_db_new(const dc_config_t *cfg, const dc_db_set_t *const *sets, size_t nsets);
 
 /* Closes and frees. NULL is fine. */
 void dc_db_free(dc_db_t *db);
 
 /*
- * Executes prepared statement `stmt` (index into the table) with text
- * parameters. DC_OK: *out holds a PGRES_TUPLES_OK result the caller PQclears.
+ * Executes prepared statement stmt (an element of one of the handle's sets)
+ * with text parameters. A statement of no set of the handle is a bug:
+ * logged, DC_ERROR. DC_OK: *out holds a PGRES_TUPLES_OK result the caller PQclears.
  * DC_EQUERY: the statement raised an error of class P0 (raised by a
  * function), 22 (bad value) or 23 (constraint); *out holds the error result
  * (PQclear it). DC_UNAVAILABLE: no connection, a timeout, or the server
  * cancelled the statement (busy; try later). DC_ERROR: the statement failed
  * (a bug).
  */
-int dc_db_exec(dc_db_t *db, int stmt, const char *const *params, struct pg_result **out) DC_WUR;
+int dc_db_exec(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params,
+               struct pg_result **out) DC_WUR;
 
 /*
  * SELECT 1, waiting at most timeout_ms for the answer (a connect, when one

@@ -152,7 +152,7 @@ int dc_inval_orgs(dc_cache_t *c, const dc_orgs_t *orgs)
 int dc_inval_all(dc_cache_t *c, dc_db_t *db, dc_orgs_t *orgs, size_t *norgs, size_t *deleted)
 {
     *norgs = *deleted = 0;
-    if (dc_query_org_ids(db, orgs) != DC_OK || dc_inval_orgs(c, orgs) != DC_OK)
+    if (dc_outbox_org_ids(db, orgs) != DC_OK || dc_inval_orgs(c, orgs) != DC_OK)
         return DC_UNAVAILABLE;
     if (dc_cache_unlink_pattern(c, "dashboard:*", deleted) != DC_OK)
         return DC_UNAVAILABLE;
@@ -167,7 +167,7 @@ int dc_inval_drain(dc_cache_t *c, dc_db_t *db, dc_outbox_t *ob, dc_orgs_t *orgs,
     memset(stats, 0, sizeof(*stats));
     for (;;) {
         size_t all_orgs, deleted;
-        int    rc = dc_query_outbox_pending(db, ob, batch);
+        int    rc = dc_outbox_pending(db, ob, batch);
 
         if (rc != DC_OK)
             return rc;
@@ -177,7 +177,7 @@ int dc_inval_drain(dc_cache_t *c, dc_db_t *db, dc_outbox_t *ob, dc_orgs_t *orgs,
             return DC_UNAVAILABLE;
         if (dc_inval_orgs(c, &ob->orgs) != DC_OK)
             return DC_UNAVAILABLE;
-        rc = dc_query_outbox_done(db, ob, fn, arg);
+        rc = dc_outbox_done(db, ob, fn, arg);
         if (rc != DC_OK)
             return rc;
         stats->rows += ob->n;

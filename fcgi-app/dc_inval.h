@@ -19,7 +19,7 @@
 #include "dc_core.h"
 #include "dc_db.h"
 #include "dc_orgs.h"
-#include "dc_query.h"
+#include "dc_outbox.h"
 
 #define DC_INVAL_MSG_MAX 4096
 

@@ -24,10 +24,13 @@
 #include "dc_cache.h"
 #include "dc_config.h"
 #include "dc_db.h"
+#include "dc_init.h"
 #include "dc_inval.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
-#include "dc_query.h"
+#include "dc_sub.h"
+#include "dc_outbox.h"
+#include "dc_signal.h"
 
 #define PROGRAM         "dashcache-invalidator"
 #define CHANNEL         "cache:invalidate"
@@ -37,7 +40,6 @@
 #define PURGE_EVERY_MS  60000
 #define PURGE_AFTER_S   3600
 #define REPORT_EVERY_MS 60000
-#define LAGS            1024
 #define RETRY_MAX_MS    200
 
 typedef struct {
@@ -51,17 +53,8 @@ typedef struct {
     int         resync; /* invalidate everything as soon as we can */
     int         drain_now;
     long long   applied, rejected, outbox_rows, resyncs;
-    double      lags[LAGS]; /* ring of the latest outbox lags, ms */
-    size_t      nlags;
+    sigset_t    wait_mask; /* the stop signals open only while waiting */
 } inv_t;
-
-static volatile sig_atomic_t stop;
-
-static void on_signal(int signo)
-{
-    (void)signo;
-    stop = 1;
-}
 
 /* Every organization's generation, then every dashboard key. */
 static int invalidate_all(inv_t *v)
@@ -107,10 +100,10 @@ static void on_message(void *arg, const char *msg, size_t len)
                  m.kind == DC_INV_PATTERN ? m.pattern : "-", deleted);
 }
 
+/* The lag of each outbox row goes to the histogram dashboard_invalidation_lag_seconds. */
 static void on_lag(void *arg, double ms)
 {
-    inv_t *v = arg;
-    v->lags[v->nlags++ % LAGS] = ms;
+    (void)arg;
     dc_metrics_invalidation_lag((int64_t)(ms * 1e6));
 }
 
@@ -127,27 +120,11 @@ static int drain(inv_t *v)
     return rc;
 }
 
-static int cmp_double(const void *a, const void *b)
+/* Totals since start; the lag distribution is in /metrics (dashboard_invalidation_lag_seconds). */
+static void report(const inv_t *v)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void report(inv_t *v)
-{
-    size_t n = v->nlags < LAGS ? v->nlags : LAGS;
-    double sorted[LAGS], p50 = 0, p99 = 0;
-
-    if (n > 0) {
-        memcpy(sorted, v->lags, n * sizeof(double));
-        qsort(sorted, n, sizeof(double), cmp_double);
-        p50 = sorted[n / 2];
-        p99 = sorted[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1];
-    }
-    dc_log_info("invalidate.stats",
-                "messages applied %lld rejected %lld; outbox rows %lld; resyncs %lld; "
-                "outbox lag ms p50 %.2f p99 %.2f over the last %zu",
-                v->applied, v->rejected, v->outbox_rows, v->resyncs, p50, p99, n);
+    dc_log_info("invalidate.stats", "messages applied %lld rejected %lld; outbox rows %lld; resyncs %lld",
+                v->applied, v->rejected, v->outbox_rows, v->resyncs);
 }
 
 static int64_t min64(int64_t a, int64_t b)
@@ -155,12 +132,12 @@ static int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-static int run(inv_t *v, const sigset_t *wait_mask)
+static int run(inv_t *v)
 {
     int64_t next_drain = 0, next_purge = dc_now_ms() + PURGE_EVERY_MS,
             next_report = dc_now_ms() + REPORT_EVERY_MS;
 
-    while (!stop) {
+    while (!dc_signal_stop) {
         struct pollfd   fds[2];
         struct timespec ts;
         int64_t         now, wait;
@@ -184,7 +161,7 @@ static int run(inv_t *v, const sigset_t *wait_mask)
         }
         if (now >= next_purge) {
             long long purged;
-            if (dc_query_outbox_purge(v->db, PURGE_AFTER_S, &purged) == DC_OK && purged > 0)
+            if (dc_outbox_purge(v->db, PURGE_AFTER_S, &purged) == DC_OK && purged > 0)
                 dc_log_info("invalidate.purge", "deleted %lld processed outbox rows", purged);
             next_purge = now + PURGE_EVERY_MS;
         }
@@ -215,7 +192,7 @@ static int run(inv_t *v, const sigset_t *wait_mask)
             wait = 0;
         ts.tv_sec = wait / 1000;
         ts.tv_nsec = (long)(wait % 1000) * 1000000L;
-        rc = ppoll(fds, (nfds_t)nfds, &ts, wait_mask);
+        rc = ppoll(fds, (nfds_t)nfds, &ts, &v->wait_mask);
         if (rc < 0) {
             if (errno != EINTR) {
                 dc_log_error("invalidate.poll", "ppoll() failed: %s", strerror(errno));
@@ -243,19 +220,81 @@ static int run(inv_t *v, const sigset_t *wait_mask)
     return 0;
 }
 
+/* Start-up steps; each returns DC_OK or the exit code. */
+
+static int init_config(void *arg)
+{
+    inv_t *v = arg;
+    char   err[512];
+
+    if (dc_config_load(&v->cfg, err, sizeof(err)) != DC_OK ||
+        dc_db_check_conninfo(v->cfg.database_url, err, sizeof(err)) != DC_OK) {
+        fprintf(stderr, PROGRAM ": configuration error: %s\n", err);
+        return 1;
+    }
+    dc_log_set_level(v->cfg.log_level);
+    /* one process, not a pool: it can afford to retry often, and the sooner
+     * it is back the sooner pending invalidations are applied */
+    if (v->cfg.redis_retry_interval_ms > RETRY_MAX_MS)
+        v->cfg.redis_retry_interval_ms = RETRY_MAX_MS;
+    if (v->cfg.db_retry_interval_ms > RETRY_MAX_MS)
+        v->cfg.db_retry_interval_ms = RETRY_MAX_MS;
+    return DC_OK;
+}
+
+/* Metrics are not worth refusing to start for: without them it runs, and says so. */
+static int init_metrics(void *arg)
+{
+    inv_t *v = arg;
+    char   err[512] = "no free slot";
+
+    if (v->cfg.metrics_enabled) {
+        char path[512];
+        dc_metrics_default_path(&v->cfg, path, sizeof(path));
+        if (dc_metrics_open(path, err, sizeof(err)) != DC_OK || dc_metrics_claim(DC_MK_INVALIDATOR) != DC_OK)
+            dc_log_warn("metrics.open", "metrics unavailable (%s); running without them", err);
+    }
+    return DC_OK;
+}
+
+static int init_signals(void *arg)
+{
+    inv_t *v = arg;
+    return dc_signal_stop_init(&v->wait_mask) == DC_OK ? DC_OK : 1;
+}
+
+static int init_connections(void *arg)
+{
+    /* the invalidator prepares the outbox and organization statements only */
+    inv_t             *v = arg;
+    const dc_db_set_t *sets[] = { dc_outbox_statements() };
+
+    v->cache = dc_cache_new(&v->cfg);
+    v->db = dc_db_new(&v->cfg, sets, DC_ARRAY_LEN(sets));
+    v->sub = dc_sub_new(&v->cfg, CHANNEL);
+    if (v->cache == NULL || v->db == NULL || v->sub == NULL) {
+        dc_log_error("invalidate.init", "out of memory");
+        return 1;
+    }
+    dc_db_set_listen(v->db, NOTIFY_CHANNEL);
+    return DC_OK;
+}
+
+static const dc_init_step_t init_chain[] = {
+    { "config", init_config },
+    { "metrics", init_metrics },
+    { "signals", init_signals },
+    { "connections", init_connections },
+};
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    struct sigaction    sa;
-    sigset_t            block, wait_mask;
-    const dc_db_stmt_t *stmts;
-    size_t              nstmts;
-    inv_t              *v;
-    char                err[512];
-    int                 c, rc;
+    inv_t *v;
+    int    c, rc;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h') {
@@ -270,50 +309,10 @@ int main(int argc, char **argv)
     v = calloc(1, sizeof(*v));
     if (v == NULL)
         return 1;
-    if (dc_config_load(&v->cfg, err, sizeof(err)) != DC_OK ||
-        dc_db_check_conninfo(v->cfg.database_url, err, sizeof(err)) != DC_OK) {
-        fprintf(stderr, PROGRAM ": configuration error: %s\n", err);
-        free(v);
-        return 1;
-    }
-    dc_log_set_level(v->cfg.log_level);
-    if (v->cfg.metrics_enabled) {
-        char path[512];
-        dc_metrics_default_path(&v->cfg, path, sizeof(path));
-        if (dc_metrics_open(path, err, sizeof(err)) != DC_OK || dc_metrics_claim(DC_MK_INVALIDATOR) != DC_OK)
-            dc_log_warn("metrics.open", "metrics unavailable (%s); running without them", err);
-    }
-    /* one process, not a pool: it can afford to retry often, and the sooner
-     * it is back the sooner pending invalidations are applied */
-    if (v->cfg.redis_retry_interval_ms > RETRY_MAX_MS)
-        v->cfg.redis_retry_interval_ms = RETRY_MAX_MS;
-    if (v->cfg.db_retry_interval_ms > RETRY_MAX_MS)
-        v->cfg.db_retry_interval_ms = RETRY_MAX_MS;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    sigprocmask(SIG_BLOCK, &block, &wait_mask);
-    sigdelset(&wait_mask, SIGTERM);
-    sigdelset(&wait_mask, SIGINT);
-
-    stmts = dc_query_statements(&nstmts);
-    v->cache = dc_cache_new(&v->cfg);
-    v->db = dc_db_new(&v->cfg, stmts, nstmts);
-    v->sub = dc_sub_new(&v->cfg, CHANNEL);
-    if (v->cache == NULL || v->db == NULL || v->sub == NULL) {
-        dc_log_error("invalidate.init", "out of memory");
-        rc = 1;
-    } else {
-        dc_db_set_listen(v->db, NOTIFY_CHANNEL);
+    rc = dc_init_run(PROGRAM, init_chain, DC_ARRAY_LEN(init_chain), v);
+    if (rc == DC_OK) {
         dc_log_info("invalidate.start", "listening on redis %s and postgres %s", CHANNEL, NOTIFY_CHANNEL);
-        rc = run(v, &wait_mask);
+        rc = run(v);
         dc_log_info("invalidate.stop", "stopped");
     }
     dc_sub_free(v->sub);

@@ -1,41 +1,25 @@
-/* Cache key construction. */
+/* Cache keys from the key columns of dc_api.h. */
+
 #include "dc_key.h"
+
+#include "dc_endpoint.h"
 
 int dc_key_build(const dc_request_t *req, char *buf, size_t cap)
 {
-    dc_fix_t f;
+    const dc_endpoint_t *ep = req->route == DC_ROUTE_QUERY ? dc_endpoint_of(req) : NULL;
+    dc_fix_t             f;
 
-    if (req->route != DC_ROUTE_QUERY)
+    if (ep == NULL || ep->key_parts == DC_KEY_NONE)
         return DC_DECLINED;
     dc_fix_init(&f, buf, cap);
-    switch (req->qtype) {
-    case DC_Q_STATS:
-        DC_FIX_LIT(&f, "dashboard:stats:org:");
-        break;
-    case DC_Q_UNITS:
-        DC_FIX_LIT(&f, "dashboard:units:status:org:");
-        break;
-    case DC_Q_ALERTS:
-        DC_FIX_LIT(&f, "dashboard:alerts:count:org:");
-        break;
-    case DC_Q_TEMPERATURE:
-        DC_FIX_LIT(&f, "dashboard:temperature:trends:org:");
-        break;
-    case DC_Q_DEVICES:
-        DC_FIX_LIT(&f, "dashboard:devices:online:org:");
-        break;
-    case DC_Q_COMPLIANCE:
-        DC_FIX_LIT(&f, "dashboard:compliance:org:");
-        break;
-    default:
-        return DC_DECLINED;
-    }
+    dc_fix_put(&f, ep->key_prefix, ep->key_prefix_len);
     dc_fix_str(&f, req->org_id);
-    if ((req->qtype == DC_Q_ALERTS && req->unit_id[0] != '\0') || req->qtype == DC_Q_TEMPERATURE) {
+    if ((ep->key_parts & DC_KEY_UNIT) ||
+        ((ep->key_parts & DC_KEY_UNIT_IF_GIVEN) && req->unit_id[0] != '\0')) {
         DC_FIX_LIT(&f, ":unit:");
         dc_fix_str(&f, req->unit_id);
     }
-    if (req->qtype == DC_Q_TEMPERATURE) {
+    if (ep->key_parts & DC_KEY_HOURS) {
         DC_FIX_LIT(&f, ":hours:");
         dc_fix_uint(&f, (unsigned)req->hours);
     }

@@ -1,7 +1,8 @@
 /*
  * Cache keys, built only from a validated request (ids already checked and
  * folded to lower case by dc_request), so no key can hold a glob character
- * or another tenant's segment. Every key carries org:{orgId}.
+ * or another tenant's segment. Every key carries org:{orgId}. The parts of
+ * each key are columns of its row in dc_api.h; the keys are:
  *
  *   dashboard:stats:org:{org}
  *   dashboard:units:status:org:{org}

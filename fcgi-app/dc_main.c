@@ -1,5 +1,6 @@
 /*
- * dashcache-fcgi: parse flags and environment, then run as a prefork master
+ * dashcache-fcgi: parse flags, run the start-up chain (configuration,
+ * metrics, socket, pid file), then run as a prefork master
  * (--listen, or --workers with an inherited socket) or as one plain worker on
  * a socket inherited from spawn-fcgi (fd 0) or systemd (LISTEN_FDS, fd 3).
  */
@@ -13,6 +14,7 @@
 
 #include "dc_config.h"
 #include "dc_db.h"
+#include "dc_init.h"
 #include "dc_log.h"
 #include "dc_master.h"
 #include "dc_metrics.h"
@@ -68,6 +70,94 @@ static int parse_positive(const char *s, int max, int *out)
     return 0;
 }
 
+/* What the flags asked for and what start-up made of it. */
+typedef struct {
+    const char *listen_spec, *pid_file;
+    int         workers, mode, fd;
+    dc_config_t cfg;
+} main_t;
+
+/* Start-up steps; each returns DC_OK or the exit code. */
+
+static int init_config(void *arg)
+{
+    main_t *m = arg;
+    char    err[512];
+
+    if (dc_config_load(&m->cfg, err, sizeof(err)) != DC_OK ||
+        dc_db_check_conninfo(m->cfg.database_url, err, sizeof(err)) != DC_OK) {
+        fprintf(stderr, PROGRAM ": configuration error: %s\n", err);
+        return 1;
+    }
+    dc_log_set_level(m->cfg.log_level);
+    return DC_OK;
+}
+
+/* Mapped before any fork, so every worker shares it from the start; without it the pool runs. */
+static int init_metrics(void *arg)
+{
+    main_t *m = arg;
+    char    err[512];
+
+    if (m->cfg.metrics_enabled) {
+        char path[512];
+        dc_metrics_default_path(&m->cfg, path, sizeof(path));
+        if (dc_metrics_open(path, err, sizeof(err)) != DC_OK)
+            dc_log_warn("metrics.open", "%s; running without metrics", err);
+    } else {
+        dc_metrics_disable();
+    }
+    return DC_OK;
+}
+
+static int init_socket(void *arg)
+{
+    main_t *m = arg;
+    char    err[512];
+    long    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (m->listen_spec != NULL) {
+        m->fd = dc_master_listen(m->listen_spec, m->mode, err, sizeof(err));
+        if (m->fd < 0) {
+            dc_log_error("master.listen", "%s", err);
+            return 1;
+        }
+        if (m->workers == 0)
+            m->workers = ncpu > 0 ? (int)ncpu * 2 : 2;
+        return DC_OK;
+    }
+    m->fd = inherited_socket();
+    if (m->fd < 0) {
+        fprintf(stderr, PROGRAM ": no socket to serve: give --listen, or start it under "
+                                "spawn-fcgi or systemd socket activation\n");
+        usage(stderr);
+        return 2;
+    }
+    return DC_OK;
+}
+
+static int init_pid_file(void *arg)
+{
+    main_t *m = arg;
+    FILE   *f;
+
+    if (m->pid_file == NULL)
+        return DC_OK;
+    f = fopen(m->pid_file, "w");
+    if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0) {
+        dc_log_error("master.pidfile", "cannot write %s: %s", m->pid_file, strerror(errno));
+        return 1;
+    }
+    return DC_OK;
+}
+
+static const dc_init_step_t init_chain[] = {
+    { "config", init_config },
+    { "metrics", init_metrics },
+    { "socket", init_socket },
+    { "pid-file", init_pid_file },
+};
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -78,19 +168,16 @@ int main(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *listen_spec = NULL, *pid_file = NULL;
-    int         workers = 0, mode = 0660, fd, c, rc;
-    long        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    dc_config_t cfg;
-    char        err[512];
+    static main_t m = { .mode = 0660, .fd = -1 };
+    int           c, rc;
 
     while ((c = getopt_long(argc, argv, "l:w:m:p:h", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
-            listen_spec = optarg;
+            m.listen_spec = optarg;
             break;
         case 'w':
-            if (parse_positive(optarg, 1024, &workers) != 0) {
+            if (parse_positive(optarg, 1024, &m.workers) != 0) {
                 fprintf(stderr, PROGRAM ": --workers must be an integer between 1 and 1024 (got \"%s\")\n",
                         optarg);
                 return 2;
@@ -98,17 +185,17 @@ int main(int argc, char **argv)
             break;
         case 'm': {
             char *end;
-            long  m = strtol(optarg, &end, 8);
-            if (*end != '\0' || end == optarg || m < 0 || m > 0777) {
+            long  mode = strtol(optarg, &end, 8);
+            if (*end != '\0' || end == optarg || mode < 0 || mode > 0777) {
                 fprintf(stderr, PROGRAM ": --socket-mode must be an octal mode such as 0660 (got \"%s\")\n",
                         optarg);
                 return 2;
             }
-            mode = (int)m;
+            m.mode = (int)mode;
             break;
         }
         case 'p':
-            pid_file = optarg;
+            m.pid_file = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -124,60 +211,20 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    if (dc_config_load(&cfg, err, sizeof(err)) != DC_OK ||
-        dc_db_check_conninfo(cfg.database_url, err, sizeof(err)) != DC_OK) {
-        fprintf(stderr, PROGRAM ": configuration error: %s\n", err);
-        return 1;
-    }
-    dc_log_set_level(cfg.log_level);
-
-    /* mapped before any fork, so every worker shares it from the start */
-    if (cfg.metrics_enabled) {
-        char path[512];
-        dc_metrics_default_path(&cfg, path, sizeof(path));
-        if (dc_metrics_open(path, err, sizeof(err)) != DC_OK)
-            dc_log_warn("metrics.open", "%s; running without metrics", err);
-    } else {
-        dc_metrics_disable();
-    }
-
-    if (listen_spec != NULL) {
-        fd = dc_master_listen(listen_spec, mode, err, sizeof(err));
-        if (fd < 0) {
-            dc_log_error("master.listen", "%s", err);
-            return 1;
-        }
-        if (workers == 0)
-            workers = ncpu > 0 ? (int)ncpu * 2 : 2;
-    } else {
-        fd = inherited_socket();
-        if (fd < 0) {
-            fprintf(stderr, PROGRAM ": no socket to serve: give --listen, or start it under "
-                                    "spawn-fcgi or systemd socket activation\n");
-            usage(stderr);
-            return 2;
-        }
-    }
-
-    if (pid_file != NULL) {
-        FILE *f = fopen(pid_file, "w");
-        if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0) {
-            dc_log_error("master.pidfile", "cannot write %s: %s", pid_file, strerror(errno));
-            return 1;
-        }
-    }
-
-    if (workers > 0) {
+    rc = dc_init_run(PROGRAM, init_chain, DC_ARRAY_LEN(init_chain), &m);
+    if (rc != DC_OK)
+        return rc;
+    if (m.workers > 0) {
         const char *path = NULL;
-        if (listen_spec != NULL)
-            path = strncmp(listen_spec, "unix:", 5) == 0 ? listen_spec + 5
-                   : listen_spec[0] == '/'               ? listen_spec
-                                                         : NULL;
-        rc = dc_master_run(fd, workers, &cfg, path);
+        if (m.listen_spec != NULL)
+            path = strncmp(m.listen_spec, "unix:", 5) == 0 ? m.listen_spec + 5
+                   : m.listen_spec[0] == '/'               ? m.listen_spec
+                                                           : NULL;
+        rc = dc_master_run(m.fd, m.workers, &m.cfg, path);
     } else {
-        rc = dc_worker_run(fd, &cfg);
+        rc = dc_worker_run(m.fd, &m.cfg);
     }
-    if (pid_file != NULL)
-        unlink(pid_file);
+    if (m.pid_file != NULL)
+        unlink(m.pid_file);
     return rc;
 }

@@ -16,7 +16,7 @@
 #include "dc_log.h"
 
 #define MAGIC    0x6463616368656d31ULL /* "dcachem1" */
-#define VERSION  1
+#define VERSION  2                     /* 2: statement slots are per module ranges (dc_db_set_t) */
 #define SLOTS    128
 #define NBUCKETS 8 /* finite bounds; +Inf is the count */
 
@@ -69,20 +69,16 @@ static const char *const bound_txt[NBUCKETS] = { "0.001", "0.005", "0.01", "0.05
 static const int statuses[] = { 200, 201, 400, 403, 404, 405, 409, 413, 415, 500, 503 };
 #define NSTATUS (sizeof(statuses) / sizeof(statuses[0])) /* index NSTATUS: anything else */
 
+#define LABEL(NAME, method, label, ...) label,
 static const char *const route_names[DC_MR_COUNT] = {
-    "stats",         "units",  "alerts",  "temperature",  "devices",
-    "compliance",    "audit",  "ingest",  "alert_create", "alert_resolve",
-    "device_status", "health", "metrics", "admin",        "other",
+    DC_API_QUERIES(LABEL) DC_API_WRITES(LABEL) "health",
+    "metrics",
+    "admin",
+    "other",
 };
+#undef LABEL
 static const char *const cop_names[DC_COP_COUNT] = { "get", "set", "invalidate", "publish", "connect" };
 static const char *const source_names[DC_IS_COUNT] = { "write", "pubsub", "outbox", "resync" };
-
-int64_t dc_metrics_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Single writer per slot: a relaxed load and store, never a locked add. */
 static inline void add(uint64_t *c, uint64_t n)
@@ -408,6 +404,8 @@ static void counters(dc_buf_t *o, int *rc, const char *name, const char *help, c
 
     family(o, rc, name, "counter", help);
     for (size_t i = 0; i < n; i++) {
+        if (names[i] == NULL)
+            continue;
         snprintf(lab, sizeof(lab), "%s=\"%s\"", label, names[i]);
         line(o, rc, name, lab, values[i]);
     }
@@ -475,6 +473,8 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
              t->db_errors, nstmts);
     family(o, &rc, "dashboard_db_query_duration_seconds", "histogram", "Duration of PostgreSQL statements.");
     for (size_t i = 0; i < nstmts; i++) {
+        if (stmt_names[i] == NULL)
+            continue;
         snprintf(lab, sizeof(lab), "statement=\"%s\"", stmt_names[i]);
         hist(o, &rc, "dashboard_db_query_duration_seconds", lab, &t->db_latency[i], NBUCKETS);
     }

@@ -39,25 +39,16 @@ typedef enum {
 
 #define DC_COP_TIMED 3 /* get, set, invalidate have a latency histogram */
 
-/* HTTP routes (the route label). */
+/* HTTP routes (the route label): every endpoint of dc_api.h, then the service routes. */
+#define DC_API_ENUM_MR(NAME, ...) DC_MR_##NAME,
 typedef enum {
-    DC_MR_STATS = 0,
-    DC_MR_UNITS,
-    DC_MR_ALERTS,
-    DC_MR_TEMPERATURE,
-    DC_MR_DEVICES,
-    DC_MR_COMPLIANCE,
-    DC_MR_AUDIT,
-    DC_MR_INGEST,
-    DC_MR_ALERT_CREATE,
-    DC_MR_ALERT_RESOLVE,
-    DC_MR_DEVICE_STATUS,
-    DC_MR_HEALTH,
+    DC_API_QUERIES(DC_API_ENUM_MR) DC_API_WRITES(DC_API_ENUM_MR) DC_MR_HEALTH,
     DC_MR_METRICS,
     DC_MR_ADMIN,
     DC_MR_OTHER,
     DC_MR_COUNT
 } dc_mroute_t;
+#undef DC_API_ENUM_MR
 
 /* Where an invalidation came from. */
 typedef enum {
@@ -89,9 +80,7 @@ int dc_metrics_claim(dc_mkind_t kind) DC_WUR;
 /* Unmaps (for tests). */
 void dc_metrics_close(void);
 
-/* Monotonic nanoseconds, for durations passed to the observe functions. */
-int64_t dc_metrics_now_ns(void);
-
+/* Durations are nanoseconds of dc_now_ns(). */
 void dc_metrics_cache_hit(dc_qtype_t q);
 void dc_metrics_cache_miss(dc_qtype_t q);
 void dc_metrics_cache_error(dc_cop_t op);
@@ -116,7 +105,8 @@ int dc_metrics_summary(dc_metrics_summary_t *s) DC_WUR;
 
 /*
  * Appends the Prometheus text exposition of the sum over all slots to out.
- * stmt_names[i] labels statement i. DC_OK, DC_ENOMEM, or DC_ERROR when
+ * stmt_names[i] labels statement slot i; a NULL name is a slot no
+ * statement owns and is left out. DC_OK, DC_ENOMEM, or DC_ERROR when
  * metrics are not mapped.
  */
 int dc_metrics_render(dc_buf_t *out, const char *const *stmt_names, size_t nstmts) DC_WUR;

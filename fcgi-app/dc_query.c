@@ -1,4 +1,7 @@
-/* Dashboard aggregations: SQL, parameters and the mapping of rows to views. */
+/*
+ * The read side: the SQL of each dashboard query type and its rows → the
+ * input of its view (the fetch column of dc_api.h).
+ */
 #include "dc_query.h"
 
 #include <stdio.h>
@@ -9,6 +12,7 @@
 
 #include <libpq-fe.h>
 
+#include "dc_endpoint.h"
 #include "dc_view.h"
 
 enum {
@@ -21,19 +25,8 @@ enum {
     S_DEVICES,
     S_COMPLIANCE,
     S_AUDIT,
-    S_INGEST,
-    S_ALERT_CREATE,
-    S_ALERT_RESOLVE,
-    S_DEVICE_STATUS,
-    S_OUTBOX_PENDING,
-    S_OUTBOX_DONE,
-    S_OUTBOX_PURGE,
-    S_ORG_IDS,
     S_COUNT
 };
-
-#define ISO_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-#define ACTOR        "api"
 
 #define COMPLIANCE_DAYS 30
 
@@ -83,34 +76,15 @@ static const dc_db_stmt_t statements[S_COUNT] = {
         "SELECT id::text, actor, action, details::text,"
         "       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
         "  FROM audit_log WHERE org_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2", 2 },
-    [S_INGEST] = { "ingest",
-        "SELECT event, org_id::text, unit_id::text, alert_id::text, " ISO_UTC("now()")
-        "  FROM dc_ingest_readings($1::uuid[], $2::numeric[], $3::timestamptz[])", 3 },
-    [S_ALERT_CREATE] = { "alert_create",
-        "SELECT dc_alert_create($1, $2, $3, $4, $5)::text, " ISO_UTC("now()"), 5 },
-    [S_ALERT_RESOLVE] = { "alert_resolve",
-        "SELECT status, unit_id::text, " ISO_UTC("resolved_at") " FROM dc_alert_resolve($1, $2, $3)", 3 },
-    [S_DEVICE_STATUS] = { "device_status",
-        "SELECT unit_id::text, " ISO_UTC("last_seen_at") ", " ISO_UTC("now()")
-        "  FROM dc_device_status($1, $2, $3::boolean, $4)", 4 },
-    [S_OUTBOX_PENDING] = { "outbox_pending",
-        "SELECT id, org_id::text FROM cache_outbox WHERE processed_at IS NULL ORDER BY id LIMIT $1::int", 1 },
-    /* the lag of each row: from the write (trigger time) to applied */
-    [S_OUTBOX_DONE] = { "outbox_done",
-        "UPDATE cache_outbox SET processed_at = clock_timestamp()"
-        " WHERE id = ANY($1::bigint[]) AND processed_at IS NULL"
-        " RETURNING (extract(epoch FROM processed_at - created_at) * 1000)::float8", 1 },
-    [S_OUTBOX_PURGE] = { "outbox_purge",
-        "WITH d AS (DELETE FROM cache_outbox WHERE processed_at < now() - make_interval(secs => $1::int)"
-        " RETURNING 1) SELECT count(*) FROM d", 1 },
-    [S_ORG_IDS] = { "org_ids", "SELECT id::text FROM organizations ORDER BY id", 0 },
 };
 /* clang-format on */
 
-const dc_db_stmt_t *dc_query_statements(size_t *n)
+_Static_assert(S_COUNT <= DC_DB_SLOTS_WRITE - DC_DB_SLOTS_READ, "the read statements fit their slots");
+static const dc_db_set_t set = { statements, S_COUNT, DC_DB_SLOTS_READ };
+
+const dc_db_set_t *dc_query_statements(void)
 {
-    *n = S_COUNT;
-    return statements;
+    return &set;
 }
 
 static int64_t int_at(const PGresult *r, int row, int col)
@@ -119,7 +93,7 @@ static int64_t int_at(const PGresult *r, int row, int col)
 }
 
 /* Runs a statement that returns exactly one row. */
-static int one_row(dc_db_t *db, int stmt, const char *const *params, PGresult **r)
+static int one_row(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params, PGresult **r)
 {
     int rc = dc_db_exec(db, stmt, params, r);
     if (rc != DC_OK)
@@ -136,7 +110,7 @@ static int units_status(dc_db_t *db, const char *org, dc_units_status_t *v)
 {
     const char *params[] = { org };
     PGresult   *r;
-    int         rc = one_row(db, S_UNITS_STATUS, params, &r);
+    int         rc = one_row(db, &statements[S_UNITS_STATUS], params, &r);
 
     if (rc != DC_OK)
         return rc == DC_DECLINED ? DC_ERROR : rc;
@@ -153,7 +127,7 @@ static int alert_count(dc_db_t *db, const char *org, const char *unit, dc_alert_
 {
     const char *params[] = { org, unit };
     PGresult   *r;
-    int         rc = one_row(db, unit[0] ? S_ALERTS_UNIT : S_ALERTS_ORG, params, &r);
+    int         rc = one_row(db, &statements[unit[0] ? S_ALERTS_UNIT : S_ALERTS_ORG], params, &r);
 
     if (rc != DC_OK)
         return rc == DC_DECLINED ? DC_ERROR : rc;
@@ -170,7 +144,7 @@ static int devices_online(dc_db_t *db, const dc_config_t *cfg, const char *org, 
     int         rc;
 
     snprintf(secs, sizeof(secs), "%d", cfg->device_online_s);
-    rc = one_row(db, S_DEVICES, params, &r);
+    rc = one_row(db, &statements[S_DEVICES], params, &r);
     if (rc != DC_OK)
         return rc == DC_DECLINED ? DC_ERROR : rc;
     v->online = int_at(r, 0, 0);
@@ -187,7 +161,7 @@ static int compliance(dc_db_t *db, const char *org, dc_compliance_t *v)
     int         rc;
 
     snprintf(days, sizeof(days), "%d", COMPLIANCE_DAYS);
-    rc = one_row(db, S_COMPLIANCE, params, &r);
+    rc = one_row(db, &statements[S_COMPLIANCE], params, &r);
     if (rc != DC_OK)
         return rc == DC_DECLINED ? DC_ERROR : rc;
     v->window_days = COMPLIANCE_DAYS;
@@ -198,7 +172,42 @@ static int compliance(dc_db_t *db, const char *org, dc_compliance_t *v)
     return DC_OK;
 }
 
-static int trends(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m, dc_buf_t *body)
+int dc_query_fetch_stats(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+{
+    dc_stats_t *st = &f->data.stats;
+    int         rc;
+
+    if ((rc = units_status(db, req->org_id, &st->units)) != DC_OK ||
+        (rc = alert_count(db, req->org_id, "", &st->alerts)) != DC_OK ||
+        (rc = devices_online(db, cfg, req->org_id, &st->devices)) != DC_OK)
+        return rc;
+    return compliance(db, req->org_id, &st->compliance);
+}
+
+int dc_query_fetch_units(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+{
+    (void)cfg;
+    return units_status(db, req->org_id, &f->data.stats.units);
+}
+
+int dc_query_fetch_alerts(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+{
+    (void)cfg;
+    return alert_count(db, req->org_id, req->unit_id, &f->data.stats.alerts);
+}
+
+int dc_query_fetch_devices(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+{
+    return devices_online(db, cfg, req->org_id, &f->data.stats.devices);
+}
+
+int dc_query_fetch_compliance(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+{
+    (void)cfg;
+    return compliance(db, req->org_id, &f->data.stats.compliance);
+}
+
+int dc_query_fetch_trends(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
 {
     char              hours[8];
     const char       *params[] = { req->unit_id, req->org_id, hours };
@@ -206,8 +215,9 @@ static int trends(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m,
     PGresult         *r;
     int               rc, n;
 
+    (void)cfg;
     snprintf(hours, sizeof(hours), "%d", req->hours);
-    rc = dc_db_exec(db, S_TRENDS, params, &r);
+    rc = dc_db_exec(db, &statements[S_TRENDS], params, &r);
     if (rc != DC_OK)
         return rc;
     n = PQntuples(r);
@@ -221,13 +231,15 @@ static int trends(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m,
         pts[i].temperature = PQgetvalue(r, i, 1);
         pts[i].alarm_state = PQgetvalue(r, i, 2);
     }
-    rc = dc_view_trends(m, req->hours, pts, (size_t)n, body);
-    free(pts);
-    PQclear(r);
-    return rc;
+    f->res = r;
+    f->rows = pts;
+    f->data.hours = req->hours;
+    f->data.points = pts;
+    f->data.n = (size_t)n;
+    return DC_OK;
 }
 
-static int audit(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m, dc_buf_t *body)
+int dc_query_fetch_audit(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
 {
     char              limit[8];
     const char       *params[] = { req->org_id, limit };
@@ -235,8 +247,9 @@ static int audit(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m, 
     PGresult         *r;
     int               rc, n;
 
+    (void)cfg;
     snprintf(limit, sizeof(limit), "%d", req->limit);
-    rc = dc_db_exec(db, S_AUDIT, params, &r);
+    rc = dc_db_exec(db, &statements[S_AUDIT], params, &r);
     if (rc != DC_OK)
         return rc;
     n = PQntuples(r);
@@ -252,14 +265,22 @@ static int audit(dc_db_t *db, const dc_request_t *req, const dc_view_meta_t *m, 
         e[i].details = PQgetvalue(r, i, 3);
         e[i].created_at = PQgetvalue(r, i, 4);
     }
-    rc = dc_view_audit(m, e, (size_t)n, body);
-    free(e);
-    PQclear(r);
-    return rc;
+    f->res = r;
+    f->rows = e;
+    f->data.entries = e;
+    f->data.n = (size_t)n;
+    return DC_OK;
+}
+
+void dc_query_fetched_free(dc_fetched_t *f)
+{
+    PQclear(f->res);
+    free(f->rows);
+    memset(f, 0, sizeof(*f));
 }
 
 /* DC_OK when the row exists, DC_DECLINED when not, else the failure. */
-static int exists(dc_db_t *db, int stmt, const char *const *params)
+static int exists(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params)
 {
     PGresult *r;
     int       rc = one_row(db, stmt, params, &r);
@@ -282,14 +303,17 @@ static void now_iso(char *buf, size_t cap)
 int dc_query_run(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_buf_t *body,
                  dc_error_t *err)
 {
-    const char    *org_params[] = { req->org_id };
-    const char    *unit_params[] = { req->unit_id, req->org_id };
-    char           generated[40];
-    dc_view_meta_t m = { req->org_id, NULL, generated };
-    dc_stats_t     st;
-    int            rc;
+    const dc_endpoint_t *ep = dc_endpoint_query(req->qtype);
+    const char          *org_params[] = { req->org_id };
+    const char          *unit_params[] = { req->unit_id, req->org_id };
+    char                 generated[40];
+    dc_view_meta_t       m = { req->org_id, NULL, generated };
+    dc_fetched_t         f;
+    int                  rc;
 
-    rc = exists(db, S_ORG_EXISTS, org_params);
+    if (ep == NULL)
+        return DC_ERROR;
+    rc = exists(db, &statements[S_ORG_EXISTS], org_params);
     if (rc == DC_DECLINED) {
         dc_error_set(err, 404, "org_not_found", "organization %s does not exist", req->org_id);
         return DC_DECLINED;
@@ -297,7 +321,7 @@ int dc_query_run(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, d
     if (rc != DC_OK)
         return rc;
     if (req->unit_id[0] != '\0') {
-        rc = exists(db, S_UNIT_EXISTS, unit_params);
+        rc = exists(db, &statements[S_UNIT_EXISTS], unit_params);
         if (rc == DC_DECLINED) {
             dc_error_set(err, 404, "unit_not_found", "unit %s does not exist in organization %s",
                          req->unit_id, req->org_id);
@@ -309,349 +333,10 @@ int dc_query_run(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, d
     }
 
     now_iso(generated, sizeof(generated));
-    memset(&st, 0, sizeof(st));
-
-    switch (req->qtype) {
-    case DC_Q_STATS:
-        if ((rc = units_status(db, req->org_id, &st.units)) != DC_OK ||
-            (rc = alert_count(db, req->org_id, "", &st.alerts)) != DC_OK ||
-            (rc = devices_online(db, cfg, req->org_id, &st.devices)) != DC_OK ||
-            (rc = compliance(db, req->org_id, &st.compliance)) != DC_OK)
-            return rc;
-        return dc_view_stats(&m, &st, body);
-    case DC_Q_UNITS:
-        if ((rc = units_status(db, req->org_id, &st.units)) != DC_OK)
-            return rc;
-        return dc_view_units_status(&m, &st.units, body);
-    case DC_Q_ALERTS:
-        if ((rc = alert_count(db, req->org_id, req->unit_id, &st.alerts)) != DC_OK)
-            return rc;
-        return dc_view_alert_count(&m, &st.alerts, body);
-    case DC_Q_TEMPERATURE:
-        return trends(db, req, &m, body);
-    case DC_Q_DEVICES:
-        if ((rc = devices_online(db, cfg, req->org_id, &st.devices)) != DC_OK)
-            return rc;
-        return dc_view_devices_online(&m, &st.devices, body);
-    case DC_Q_COMPLIANCE:
-        if ((rc = compliance(db, req->org_id, &st.compliance)) != DC_OK)
-            return rc;
-        return dc_view_compliance(&m, &st.compliance, body);
-    case DC_Q_AUDIT:
-        return audit(db, req, &m, body);
-    default:
-        return DC_ERROR;
-    }
-}
-
-void dc_write_result_reset(dc_write_result_t *r)
-{
-    r->status = 200;
-    dc_orgs_reset(&r->orgs);
-    dc_buf_reset(&r->events);
-    r->nevents = 0;
-}
-
-void dc_write_result_free(dc_write_result_t *r)
-{
-    dc_orgs_free(&r->orgs);
-    dc_buf_free(&r->events);
-}
-
-static int add_org(dc_write_result_t *res, const char *org)
-{
-    int rc = dc_orgs_add(&res->orgs, org, strlen(org));
-    return rc == DC_EINVAL ? DC_ERROR : rc;
-}
-
-static int add_event(dc_write_result_t *res, const dc_view_field_t *f, size_t n)
-{
-    if (dc_view_object(f, n, &res->events) != DC_OK || dc_buf_append(&res->events, "", 1) != DC_OK)
-        return DC_ENOMEM;
-    res->nevents++;
-    return DC_OK;
-}
-
-/* The org to invalidate, the event to announce and the answer of one write. */
-static int record_write(dc_write_result_t *res, const char *org, const dc_view_field_t *ev, size_t nev,
-                        const dc_view_field_t *answer, size_t nanswer, dc_buf_t *body)
-{
-    int rc = add_org(res, org);
+    memset(&f, 0, sizeof(f));
+    rc = ep->fetch(db, cfg, req, &f);
     if (rc == DC_OK)
-        rc = add_event(res, ev, nev);
-    if (rc == DC_OK)
-        rc = dc_view_object(answer, nanswer, body);
-    return rc;
-}
-
-/* A refused statement → the client's error. */
-static int refused(PGresult *r, dc_error_t *err)
-{
-    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-
-    if (msg == NULL)
-        msg = "the database refused the request";
-    if (state != NULL && strcmp(state, "P0002") == 0) {
-        const char *code = strncmp(msg, "unit ", 5) == 0    ? "unit_not_found"
-                           : strncmp(msg, "alert ", 6) == 0 ? "alert_not_found"
-                                                            : "device_not_found";
-        dc_error_set(err, 404, code, "%s", msg);
-        if (strncmp(msg, "readings[", 9) == 0)
-            err->index = atoi(msg + 9);
-    } else {
-        dc_error_set(err, 400, "invalid_value", "%s", msg);
-    }
-    PQclear(r);
-    return DC_DECLINED;
-}
-
-/* Runs a write statement that answers exactly one row. refused() maps its errors. */
-static int write_row(dc_db_t *db, int stmt, const char *const *params, PGresult **r, dc_error_t *err)
-{
-    int rc = dc_db_exec(db, stmt, params, r);
-
-    if (rc == DC_EQUERY)
-        return refused(*r, err);
-    if (rc != DC_OK)
-        return rc;
-    if (PQntuples(*r) != 1) {
-        PQclear(*r);
-        return DC_ERROR;
-    }
-    return DC_OK;
-}
-
-static int write_ingest(dc_db_t *db, const dc_write_t *w, dc_buf_t *body, dc_write_result_t *res,
-                        dc_error_t *err)
-{
-    const char *params[] = { w->devices.data, w->temps.data, w->times.data };
-    int64_t     units = 0, alerts = 0;
-    PGresult   *r;
-    int         rc = dc_db_exec(db, S_INGEST, params, &r);
-
-    if (rc == DC_EQUERY)
-        return refused(r, err);
-    if (rc != DC_OK)
-        return rc;
-    for (int i = 0; i < PQntuples(r) && rc == DC_OK; i++) {
-        const char     *type = PQgetvalue(r, i, 0), *org = PQgetvalue(r, i, 1);
-        int             alert = strcmp(type, "alertCreated") == 0;
-        dc_view_field_t f[] = {
-            { "type", DC_VF_STR, type, 0 },
-            { "orgId", DC_VF_STR, org, 0 },
-            { "unitId", DC_VF_STR, PQgetvalue(r, i, 2), 0 },
-            { "alertId", DC_VF_STR, PQgetvalue(r, i, 3), 0 },
-            { "at", DC_VF_STR, PQgetvalue(r, i, 4), 0 },
-        };
-        if (alert) {
-            alerts++;
-        } else {
-            units++;
-            f[3] = f[4];
-        }
-        if (add_org(res, org) != DC_OK || add_event(res, f, alert ? 5 : 4) != DC_OK)
-            rc = DC_ENOMEM;
-    }
-    PQclear(r);
-    if (rc == DC_OK) {
-        dc_view_field_t a[] = {
-            { "accepted", DC_VF_INT, NULL, (long long)w->n },
-            { "units", DC_VF_INT, NULL, units },
-            { "alertsOpened", DC_VF_INT, NULL, alerts },
-        };
-        rc = dc_view_object(a, DC_ARRAY_LEN(a), body);
-    }
-    return rc;
-}
-
-static int write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                              dc_write_result_t *res, dc_error_t *err)
-{
-    const char *params[] = { req->org_id, w->alert.unit_id, w->alert.kind, w->alert.message, ACTOR };
-    PGresult   *r;
-    int         rc = write_row(db, S_ALERT_CREATE, params, &r, err);
-
-    if (rc != DC_OK)
-        return rc;
-    {
-        dc_view_field_t f[] = {
-            { "type", DC_VF_STR, "alertCreated", 0 },     { "orgId", DC_VF_STR, req->org_id, 0 },
-            { "unitId", DC_VF_STR, w->alert.unit_id, 0 }, { "alertId", DC_VF_STR, PQgetvalue(r, 0, 0), 0 },
-            { "at", DC_VF_STR, PQgetvalue(r, 0, 1), 0 },
-        };
-        dc_view_field_t a[] = {
-            { "id", DC_VF_STR, PQgetvalue(r, 0, 0), 0 },   { "orgId", DC_VF_STR, req->org_id, 0 },
-            { "unitId", DC_VF_STR, w->alert.unit_id, 0 },  { "kind", DC_VF_STR, w->alert.kind, 0 },
-            { "message", DC_VF_STR, w->alert.message, 0 }, { "createdAt", DC_VF_STR, PQgetvalue(r, 0, 1), 0 },
-        };
-        rc = record_write(res, req->org_id, f, DC_ARRAY_LEN(f), a, DC_ARRAY_LEN(a), body);
-    }
-    res->status = 201;
-    PQclear(r);
-    return rc;
-}
-
-static int write_alert_resolve(dc_db_t *db, const dc_request_t *req, dc_buf_t *body, dc_write_result_t *res,
-                               dc_error_t *err)
-{
-    const char *params[] = { req->org_id, req->item_id, ACTOR };
-    PGresult   *r;
-    int         rc = write_row(db, S_ALERT_RESOLVE, params, &r, err);
-
-    if (rc != DC_OK)
-        return rc;
-    if (strcmp(PQgetvalue(r, 0, 0), "already_resolved") == 0) {
-        dc_error_set(err, 409, "alert_already_resolved",
-                     "alert %s was already resolved at %s; nothing changed", req->item_id,
-                     PQgetvalue(r, 0, 2));
-        PQclear(r);
-        return DC_DECLINED;
-    }
-    {
-        dc_view_field_t f[] = {
-            { "type", DC_VF_STR, "alertResolved", 0 },       { "orgId", DC_VF_STR, req->org_id, 0 },
-            { "unitId", DC_VF_STR, PQgetvalue(r, 0, 1), 0 }, { "alertId", DC_VF_STR, req->item_id, 0 },
-            { "at", DC_VF_STR, PQgetvalue(r, 0, 2), 0 },
-        };
-        dc_view_field_t a[] = {
-            { "id", DC_VF_STR, req->item_id, 0 },
-            { "orgId", DC_VF_STR, req->org_id, 0 },
-            { "status", DC_VF_STR, "resolved", 0 },
-            { "resolvedAt", DC_VF_STR, PQgetvalue(r, 0, 2), 0 },
-        };
-        rc = record_write(res, req->org_id, f, DC_ARRAY_LEN(f), a, DC_ARRAY_LEN(a), body);
-    }
-    PQclear(r);
-    return rc;
-}
-
-static int write_device_status(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                               dc_write_result_t *res, dc_error_t *err)
-{
-    const char *params[] = { req->org_id, req->item_id, w->online ? "true" : "false", ACTOR };
-    PGresult   *r;
-    int         rc = write_row(db, S_DEVICE_STATUS, params, &r, err);
-
-    if (rc != DC_OK)
-        return rc;
-    {
-        const char     *seen = PQgetisnull(r, 0, 1) ? NULL : PQgetvalue(r, 0, 1);
-        dc_view_field_t f[] = {
-            { "type", DC_VF_STR, "deviceStatusChange", 0 },  { "orgId", DC_VF_STR, req->org_id, 0 },
-            { "unitId", DC_VF_STR, PQgetvalue(r, 0, 0), 0 }, { "deviceId", DC_VF_STR, req->item_id, 0 },
-            { "online", DC_VF_BOOL, NULL, w->online },       { "at", DC_VF_STR, PQgetvalue(r, 0, 2), 0 },
-        };
-        dc_view_field_t a[] = {
-            { "deviceId", DC_VF_STR, req->item_id, 0 },
-            { "orgId", DC_VF_STR, req->org_id, 0 },
-            { "online", DC_VF_BOOL, NULL, w->online },
-            { "lastSeenAt", DC_VF_STR, seen, 0 },
-        };
-        rc = record_write(res, req->org_id, f, DC_ARRAY_LEN(f), a, DC_ARRAY_LEN(a), body);
-    }
-    PQclear(r);
-    return rc;
-}
-
-int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                   dc_write_result_t *res, dc_error_t *err)
-{
-    dc_write_result_reset(res);
-    switch (req->wtype) {
-    case DC_W_INGEST:
-        return write_ingest(db, w, body, res, err);
-    case DC_W_ALERT_CREATE:
-        return write_alert_create(db, req, w, body, res, err);
-    case DC_W_ALERT_RESOLVE:
-        return write_alert_resolve(db, req, body, res, err);
-    case DC_W_DEVICE_STATUS:
-        return write_device_status(db, req, w, body, res, err);
-    default:
-        return DC_ERROR;
-    }
-}
-
-int dc_query_outbox_pending(dc_db_t *db, dc_outbox_t *ob, size_t max)
-{
-    char        limit[16];
-    const char *params[] = { limit };
-    PGresult   *r;
-    int         rc;
-
-    dc_buf_reset(&ob->ids);
-    dc_orgs_reset(&ob->orgs);
-    ob->n = 0;
-    ob->all = 0;
-    snprintf(limit, sizeof(limit), "%zu", max);
-    rc = dc_db_exec(db, S_OUTBOX_PENDING, params, &r);
-    if (rc != DC_OK)
-        return rc == DC_EQUERY ? (PQclear(r), DC_ERROR) : rc;
-    rc = dc_buf_append_str(&ob->ids, "{");
-    for (int i = 0; i < PQntuples(r) && rc == DC_OK; i++) {
-        rc = dc_buf_printf(&ob->ids, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
-        if (rc != DC_OK)
-            break;
-        if (PQgetisnull(r, i, 1))
-            ob->all = 1;
-        else if ((rc = dc_orgs_add(&ob->orgs, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1))) ==
-                 DC_EINVAL)
-            rc = DC_ERROR;
-        ob->n++;
-    }
-    if (rc == DC_OK)
-        rc = dc_buf_append_str(&ob->ids, "}");
-    PQclear(r);
-    return rc;
-}
-
-void dc_outbox_free(dc_outbox_t *ob)
-{
-    dc_buf_free(&ob->ids);
-    dc_orgs_free(&ob->orgs);
-}
-
-int dc_query_outbox_done(dc_db_t *db, const dc_outbox_t *ob, dc_lag_fn fn, void *arg)
-{
-    const char *params[] = { ob->ids.data };
-    PGresult   *r;
-    int         rc = dc_db_exec(db, S_OUTBOX_DONE, params, &r);
-
-    if (rc != DC_OK)
-        return rc == DC_EQUERY ? (PQclear(r), DC_ERROR) : rc;
-    for (int i = 0; i < PQntuples(r); i++)
-        fn(arg, strtod(PQgetvalue(r, i, 0), NULL));
-    PQclear(r);
-    return DC_OK;
-}
-
-int dc_query_outbox_purge(dc_db_t *db, int older_than_s, long long *purged)
-{
-    char        secs[16];
-    const char *params[] = { secs };
-    PGresult   *r;
-    int         rc;
-
-    snprintf(secs, sizeof(secs), "%d", older_than_s);
-    rc = dc_db_exec(db, S_OUTBOX_PURGE, params, &r);
-    if (rc != DC_OK)
-        return rc == DC_EQUERY ? (PQclear(r), DC_ERROR) : rc;
-    *purged = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return DC_OK;
-}
-
-int dc_query_org_ids(dc_db_t *db, dc_orgs_t *orgs)
-{
-    PGresult *r;
-    int       rc = dc_db_exec(db, S_ORG_IDS, NULL, &r);
-
-    dc_orgs_reset(orgs);
-    if (rc != DC_OK)
-        return rc == DC_EQUERY ? (PQclear(r), DC_ERROR) : rc;
-    for (int i = 0; i < PQntuples(r) && rc == DC_OK; i++)
-        if ((rc = dc_orgs_add(orgs, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0))) == DC_EINVAL)
-            rc = DC_ERROR;
-    PQclear(r);
+        rc = ep->view(&m, &f.data, body);
+    dc_query_fetched_free(&f);
     return rc;
 }

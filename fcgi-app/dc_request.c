@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dc_endpoint.h"
+
 int dc_error_set(dc_error_t *err, int status, const char *code, const char *fmt, ...)
 {
     va_list ap;
@@ -95,67 +97,52 @@ static int parse_bounded(const char *v, int min, int max, int *out)
     return DC_OK;
 }
 
-typedef struct {
-    const char *name;
-    size_t      len;
-    const char *code;
-    const char *message;
-} param_t;
-
-enum { P_FORCE, P_HOURS, P_LIMIT, P_UNIT, P_COUNT };
-
-static const param_t params[P_COUNT] = {
-    [P_FORCE] = { "forceRefresh", 12, "invalid_parameter", "forceRefresh must be true or false" },
-    [P_HOURS] = { "hours", 5, "invalid_parameter", "hours must be an integer between 1 and 168" },
-    [P_LIMIT] = { "limit", 5, "invalid_parameter", "limit must be an integer between 1 and 500" },
-    [P_UNIT] = { "unitId", 6, "invalid_id", "unitId must be a UUID" },
-};
-
-static unsigned params_for(const dc_request_t *req)
+static int apply(dc_request_t *req, const dc_param_def_t *pm, const char *val)
 {
-    if (req->route != DC_ROUTE_QUERY)
-        return 0;
-    switch (req->qtype) {
-    case DC_Q_TEMPERATURE:
-        return 1u << P_FORCE | 1u << P_HOURS;
-    case DC_Q_ALERTS:
-        return 1u << P_FORCE | 1u << P_UNIT;
-    case DC_Q_AUDIT:
-        return 1u << P_LIMIT;
-    default:
-        return 1u << P_FORCE;
-    }
-}
+    void *field = (char *)req + pm->offset;
 
-static int apply(dc_request_t *req, int which, const char *val)
-{
-    switch (which) {
-    case P_FORCE:
+    switch (pm->kind) {
+    case DC_PK_BOOL:
         if (strcmp(val, "true") == 0 || strcmp(val, "1") == 0)
-            req->force_refresh = 1;
+            *(int *)field = 1;
         else if (strcmp(val, "false") == 0 || strcmp(val, "0") == 0)
-            req->force_refresh = 0;
+            *(int *)field = 0;
         else
             return DC_EINVAL;
         return DC_OK;
-    case P_HOURS:
-        return parse_bounded(val, 1, DC_HOURS_MAX, &req->hours);
-    case P_LIMIT:
-        return parse_bounded(val, 1, DC_LIMIT_MAX, &req->limit);
+    case DC_PK_INT:
+        return parse_bounded(val, pm->min, pm->max, (int *)field);
     default:
-        return dc_request_parse_uuid(val, strlen(val), req->unit_id);
+        return dc_request_parse_uuid(val, strlen(val), field);
     }
+}
+
+static void set_default(dc_request_t *req, const dc_param_def_t *pm)
+{
+    void *field = (char *)req + pm->offset;
+
+    if (pm->kind == DC_PK_UUID)
+        *(char *)field = '\0';
+    else
+        *(int *)field = pm->def;
+}
+
+static int refuse(dc_error_t *err, const dc_param_def_t *pm)
+{
+    if (pm->message == NULL)
+        return dc_error_set(err, 400, pm->code, "%s must be an integer between %d and %d", pm->name, pm->min,
+                            pm->max);
+    return dc_error_set(err, 400, pm->code, "%s", pm->message);
 }
 
 int dc_request_parse_query(dc_request_t *req, const char *query, dc_error_t *err)
 {
-    unsigned    allowed = params_for(req), seen = 0;
-    const char *p = query;
+    const dc_endpoint_t *ep = req->route == DC_ROUTE_QUERY ? dc_endpoint_of(req) : NULL;
+    unsigned             allowed = ep != NULL ? ep->params : 0, seen = 0;
+    const char          *p = query;
 
-    req->force_refresh = 0;
-    req->hours = DC_HOURS_DEFAULT;
-    req->limit = DC_LIMIT_DEFAULT;
-    req->unit_id[0] = '\0';
+    for (int i = 0; i < DC_PARAM_COUNT; i++)
+        set_default(req, dc_endpoint_param((dc_param_t)i));
 
     while (p != NULL && *p != '\0') {
         const char *amp = strchr(p, '&');
@@ -164,16 +151,16 @@ int dc_request_parse_query(dc_request_t *req, const char *query, dc_error_t *err
         size_t      klen = (size_t)((eq ? eq : end) - p);
         char        val[64];
 
-        for (int i = 0; i < P_COUNT; i++) {
-            const param_t *pm = &params[i];
+        for (int i = 0; i < DC_PARAM_COUNT; i++) {
+            const dc_param_def_t *pm = dc_endpoint_param((dc_param_t)i);
             if (!(allowed & (1u << i)) || klen != pm->len || memcmp(p, pm->name, klen) != 0)
                 continue;
             if (seen & (1u << i))
                 return dc_error_set(err, 400, "invalid_parameter", "%s is given more than once", pm->name);
             seen |= 1u << i;
             if (eq == NULL || decode(eq + 1, (size_t)(end - eq - 1), val, sizeof(val)) != DC_OK ||
-                apply(req, i, val) != DC_OK)
-                return dc_error_set(err, 400, pm->code, "%s", pm->message);
+                apply(req, pm, val) != DC_OK)
+                return refuse(err, pm);
         }
         p = amp ? amp + 1 : NULL;
     }

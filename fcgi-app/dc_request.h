@@ -17,14 +17,10 @@ typedef enum {
     DC_ROUTE_ADMIN_STATS,
 } dc_route_t;
 
-/* The write endpoints. */
-typedef enum {
-    DC_W_INGEST = 0,    /* POST /api/ingest/readings */
-    DC_W_ALERT_CREATE,  /* POST .../orgs/{org}/alerts */
-    DC_W_ALERT_RESOLVE, /* POST .../orgs/{org}/alerts/{alertId}/resolve */
-    DC_W_DEVICE_STATUS, /* POST .../orgs/{org}/devices/{deviceId}/status */
-    DC_W_COUNT
-} dc_wtype_t;
+/* The write endpoints, one per row of DC_API_WRITES (dc_api.h). */
+#define DC_API_ENUM_W(NAME, ...) DC_W_##NAME,
+typedef enum { DC_API_WRITES(DC_API_ENUM_W) DC_W_COUNT } dc_wtype_t;
+#undef DC_API_ENUM_W
 
 #define DC_HOURS_DEFAULT 24
 #define DC_HOURS_MAX     168
@@ -64,7 +60,8 @@ int dc_request_parse_uuid(const char *s, size_t n, char out[DC_UUID_LEN + 1]) DC
 
 /*
  * Applies a query string (without '?', may be NULL) to req, according to
- * req->route and req->qtype, which must be set. Unknown parameters are
+ * req->route and req->qtype, which must be set: the parameters the
+ * endpoint's row of dc_api.h accepts. Unknown parameters are
  * ignored, so cache-busting parameters of front ends do no harm; a known one
  * with a bad value, or given twice, is a 400 in err. DC_OK or DC_EINVAL.
  */

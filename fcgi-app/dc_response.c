@@ -82,3 +82,32 @@ void dc_response_error(dc_response_t *r, const dc_error_t *err, dc_buf_t *out)
         r->body_len = sizeof(oom) - 1;
     }
 }
+
+void dc_response_fail(dc_response_t *r, int status, const char *code, const char *message, dc_buf_t *out)
+{
+    dc_error_t err;
+
+    dc_error_set(&err, status, code, "%s", message);
+    dc_response_error(r, &err, out);
+}
+
+void dc_response_buf(dc_response_t *r, int status, const char *x_cache, const dc_buf_t *b)
+{
+    r->status = status;
+    r->x_cache = x_cache;
+    r->body = b->data;
+    r->body_len = b->len;
+}
+
+void dc_response_db_failure(dc_response_t *r, int rc, int retry_after_s, dc_buf_t *out)
+{
+    if (rc == DC_ENOMEM) {
+        dc_response_fail(r, 500, "out_of_memory", "out of memory", out);
+    } else if (rc == DC_UNAVAILABLE) {
+        dc_response_fail(r, 503, "database_unavailable",
+                         "the database is unavailable and the answer is not cached; retry later", out);
+        r->retry_after = retry_after_s;
+    } else {
+        dc_response_fail(r, 500, "internal_error", "the query failed", out);
+    }
+}

@@ -40,4 +40,17 @@ int dc_response_head(const dc_response_t *r, char *buf, size_t cap);
  */
 void dc_response_error(dc_response_t *r, const dc_error_t *err, dc_buf_t *out);
 
+/* The same from its parts: {"error":{"code":code,"message":message}}. */
+void dc_response_fail(dc_response_t *r, int status, const char *code, const char *message, dc_buf_t *out);
+
+/* Answers status with the body in b (borrowed until the response is sent); x_cache may be NULL. */
+void dc_response_buf(dc_response_t *r, int status, const char *x_cache, const dc_buf_t *b);
+
+/*
+ * The database could not answer (rc from dc_query_run or a write):
+ * DC_UNAVAILABLE is a 503 with Retry-After retry_after_s, DC_ENOMEM and
+ * anything else a 500.
+ */
+void dc_response_db_failure(dc_response_t *r, int rc, int retry_after_s, dc_buf_t *out);
+
 #endif

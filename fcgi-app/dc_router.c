@@ -1,66 +1,83 @@
-/* The URL table of the dashboard API. */
+/*
+ * Path and method → endpoint, by the path patterns of dc_api.h. Service
+ * routes (/health, /metrics, the admin stats) are not API endpoints and are
+ * matched first.
+ */
 #include "dc_router.h"
 
 #include <string.h>
 
-#define ORGS_PREFIX      "/api/dashboard/orgs/"
-#define INGEST_PATH      "/api/ingest/readings"
+#include "dc_endpoint.h"
+
 #define ADMIN_STATS_PATH "/api/admin/cache/stats"
 #define ALLOW_READ       "GET, HEAD"
 #define ALLOW_WRITE      "POST"
+#define MAX_CAPTURES     4
 
-/*
- * Shapes below /api/dashboard/orgs/{orgId}/. "*" stands for the unit id of
- * a read, the alert or device id of a write.
- */
+/* What a {name} segment of a pattern captures, and where it goes. */
 typedef struct {
-    const char *suffix;
-    dc_route_t  route;
-    int         type;      /* dc_qtype_t or dc_wtype_t */
-    const char *wild_name; /* what "*" is, for error messages */
-} shape_t;
+    const char *name;
+    const char *what; /* for error messages */
+    size_t      read_offset, write_offset;
+} capture_def_t;
 
-static const shape_t shapes[] = {
-    { "stats", DC_ROUTE_QUERY, DC_Q_STATS, NULL },
-    { "units/status", DC_ROUTE_QUERY, DC_Q_UNITS, NULL },
-    { "alerts/count", DC_ROUTE_QUERY, DC_Q_ALERTS, NULL },
-    { "units/*/temperature/trends", DC_ROUTE_QUERY, DC_Q_TEMPERATURE, "unit id" },
-    { "devices/online", DC_ROUTE_QUERY, DC_Q_DEVICES, NULL },
-    { "compliance", DC_ROUTE_QUERY, DC_Q_COMPLIANCE, NULL },
-    { "audit", DC_ROUTE_QUERY, DC_Q_AUDIT, NULL },
-    { "alerts", DC_ROUTE_WRITE, DC_W_ALERT_CREATE, NULL },
-    { "alerts/*/resolve", DC_ROUTE_WRITE, DC_W_ALERT_RESOLVE, "alert id" },
-    { "devices/*/status", DC_ROUTE_WRITE, DC_W_DEVICE_STATUS, "device id" },
+static const capture_def_t capture_defs[] = {
+    { "{org}", "organization id", offsetof(dc_request_t, org_id), offsetof(dc_request_t, org_id) },
+    /* the path's unit id wins over any unitId parameter: it is written after the query */
+    { "{unit}", "unit id", offsetof(dc_request_t, unit_id), offsetof(dc_request_t, item_id) },
+    { "{alert}", "alert id", offsetof(dc_request_t, item_id), offsetof(dc_request_t, item_id) },
+    { "{device}", "device id", offsetof(dc_request_t, item_id), offsetof(dc_request_t, item_id) },
 };
 
-/*
- * Matches rest against a shape; a "*" segment matches any one non-empty
- * segment whose bounds are returned in wild/wild_len.
- */
-static int match(const char *shape, const char *rest, const char **wild, size_t *wild_len)
-{
-    const char *s = shape, *r = rest;
+typedef struct {
+    const capture_def_t *def;
+    const char          *s;
+    size_t               n;
+} capture_t;
 
-    *wild = NULL;
-    *wild_len = 0;
-    while (*s != '\0') {
-        if (*s == '*') {
-            const char *slash = strchr(r, '/');
-            size_t      n = slash ? (size_t)(slash - r) : strlen(r);
-            if (n == 0)
-                return 0;
-            *wild = r;
-            *wild_len = n;
-            r += n;
-            s++;
-            continue;
+static const capture_def_t *capture_def(const char *seg, size_t n)
+{
+    for (size_t i = 0; i < DC_ARRAY_LEN(capture_defs); i++)
+        if (strlen(capture_defs[i].name) == n && memcmp(capture_defs[i].name, seg, n) == 0)
+            return &capture_defs[i];
+    return NULL;
+}
+
+/*
+ * Matches path against a pattern segment by segment: a literal segment
+ * must be equal, a {name} segment matches any one non-empty segment and is
+ * captured. Returns the number of captures, or -1.
+ */
+static int match(const char *pattern, const char *path, capture_t *caps)
+{
+    const char *p = pattern, *s = path;
+    int         ncaps = 0;
+
+    while (*p != '\0') {
+        const char *pend = strchr(p, '/'), *send = strchr(s, '/');
+        size_t      pn = pend ? (size_t)(pend - p) : strlen(p);
+        size_t      sn = send ? (size_t)(send - s) : strlen(s);
+
+        if ((pend == NULL) != (send == NULL))
+            return -1;
+        if (pn > 0 && p[0] == '{') {
+            if (sn == 0 || ncaps == MAX_CAPTURES)
+                return -1;
+            caps[ncaps].def = capture_def(p, pn);
+            caps[ncaps].s = s;
+            caps[ncaps].n = sn;
+            if (caps[ncaps].def == NULL)
+                return -1;
+            ncaps++;
+        } else if (pn != sn || memcmp(p, s, pn) != 0) {
+            return -1;
         }
-        if (*s != *r)
-            return 0;
-        s++;
-        r++;
+        if (pend == NULL)
+            return ncaps;
+        p = pend + 1;
+        s = send + 1;
     }
-    return *r == '\0';
+    return -1;
 }
 
 static int method_ok(const char *method, int *head)
@@ -72,9 +89,10 @@ static int method_ok(const char *method, int *head)
 int dc_router_route(const char *method, const char *path, const char *query, dc_request_t *req,
                     dc_error_t *err)
 {
-    const char    *rest, *slash, *wild = NULL;
-    size_t         wild_len = 0;
-    const shape_t *found = NULL;
+    capture_t            caps[MAX_CAPTURES];
+    int                  ncaps = -1;
+    size_t               n;
+    const dc_endpoint_t *all = dc_endpoint_all(&n), *found = NULL;
 
     memset(req, 0, sizeof(*req));
 
@@ -88,34 +106,16 @@ int dc_router_route(const char *method, const char *path, const char *query, dc_
         return DC_OK;
     }
 
-    if (strcmp(path, INGEST_PATH) == 0) {
-        req->route = DC_ROUTE_WRITE;
-        req->wtype = DC_W_INGEST;
-        if (strcmp(method, "POST") != 0)
-            goto not_allowed;
-        return DC_OK;
-    }
-
-    if (strncmp(path, ORGS_PREFIX, sizeof(ORGS_PREFIX) - 1) != 0)
-        goto not_found;
-    rest = path + sizeof(ORGS_PREFIX) - 1;
-    slash = strchr(rest, '/');
-    if (slash == NULL || slash == rest)
-        goto not_found;
-
-    for (size_t i = 0; i < DC_ARRAY_LEN(shapes); i++) {
-        if (match(shapes[i].suffix, slash + 1, &wild, &wild_len)) {
-            found = &shapes[i];
-            break;
-        }
-    }
+    for (size_t i = 0; i < n && found == NULL; i++)
+        if ((ncaps = match(all[i].path, path, caps)) >= 0)
+            found = &all[i];
     if (found == NULL)
-        goto not_found;
+        return dc_error_set(err, 404, "not_found", "no such endpoint");
 
     req->route = found->route;
     if (found->route == DC_ROUTE_WRITE) {
         req->wtype = (dc_wtype_t)found->type;
-        if (strcmp(method, "POST") != 0)
+        if (strcmp(method, found->method) != 0)
             goto not_allowed;
     } else {
         req->qtype = (dc_qtype_t)found->type;
@@ -123,20 +123,24 @@ int dc_router_route(const char *method, const char *path, const char *query, dc_
             goto not_allowed;
     }
 
-    if (dc_request_parse_uuid(rest, (size_t)(slash - rest), req->org_id) != DC_OK)
-        return dc_error_set(err, 400, "invalid_id", "organization id must be a UUID");
+    /* the organization first, then the query, then the other ids */
+    for (int i = 0; i < ncaps; i++) {
+        if (caps[i].def != &capture_defs[0])
+            continue;
+        if (dc_request_parse_uuid(caps[i].s, caps[i].n, req->org_id) != DC_OK)
+            return dc_error_set(err, 400, "invalid_id", "organization id must be a UUID");
+    }
     if (dc_request_parse_query(req, query, err) != DC_OK)
         return DC_EINVAL;
-    if (wild != NULL) {
-        /* the path's unit id wins over any unitId parameter; only trends has one */
-        char *dst = found->route == DC_ROUTE_QUERY ? req->unit_id : req->item_id;
-        if (dc_request_parse_uuid(wild, wild_len, dst) != DC_OK)
-            return dc_error_set(err, 400, "invalid_id", "%s must be a UUID", found->wild_name);
+    for (int i = 0; i < ncaps; i++) {
+        const capture_def_t *d = caps[i].def;
+        size_t               off = found->route == DC_ROUTE_QUERY ? d->read_offset : d->write_offset;
+        if (d == &capture_defs[0])
+            continue;
+        if (dc_request_parse_uuid(caps[i].s, caps[i].n, (char *)req + off) != DC_OK)
+            return dc_error_set(err, 400, "invalid_id", "%s must be a UUID", d->what);
     }
     return DC_OK;
-
-not_found:
-    return dc_error_set(err, 404, "not_found", "no such endpoint");
 
 not_allowed:
     if (req->route == DC_ROUTE_WRITE) {

@@ -22,7 +22,7 @@ static void on_stop(int signo)
     errno = saved;
 }
 
-int dc_signal_worker_init(sigset_t *wait_mask)
+int dc_signal_stop_init(sigset_t *wait_mask)
 {
     struct sigaction sa;
     sigset_t         block;

@@ -1,5 +1,5 @@
 /*
- * Signals. Workers keep TERM, INT, QUIT and HUP blocked while they work and
+ * Signals. Workers and the invalidator keep TERM, INT, QUIT and HUP blocked while they work and
  * take them only while waiting for a connection (epoll_pwait with wait_mask), so a
  * request in flight is never interrupted; handlers only set flags. The master
  * blocks the signals it cares about and takes them synchronously with
@@ -10,15 +10,17 @@
 
 #include <signal.h>
 
-/* Set by a worker's handlers: leave the accept loop after this request. */
+/* Set by the stop handlers: leave the loop after the work in hand. */
 extern volatile sig_atomic_t dc_signal_stop;
 
 /*
- * Installs the worker's flag handlers and blocks their signals. wait_mask
- * receives the mask to pass to epoll_pwait (the blocked set minus those signals).
+ * Installs the flag handlers of TERM, INT, QUIT and HUP (a worker and the
+ * invalidator stop gracefully on each) and blocks those signals. wait_mask
+ * receives the mask to pass to epoll_pwait or ppoll (the blocked set minus
+ * those signals), so they arrive only while the process waits.
  * DC_OK or DC_ERROR (logged).
  */
-int dc_signal_worker_init(sigset_t *wait_mask);
+int dc_signal_stop_init(sigset_t *wait_mask);
 
 /* Blocks CHLD, TERM, INT, QUIT, HUP; set receives them for sigtimedwait. */
 int dc_signal_master_init(sigset_t *set);

@@ -245,3 +245,102 @@ int dc_view_object(const dc_view_field_t *f, size_t n, dc_buf_t *out)
     dc_json_end(&j, '}');
     return dc_json_finish(&j);
 }
+
+int dc_view_stats_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out)
+{
+    return dc_view_stats(m, &d->stats, out);
+}
+
+int dc_view_units_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out)
+{
+    return dc_view_units_status(m, &d->stats.units, out);
+}
+
+int dc_view_alerts_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out)
+{
+    return dc_view_alert_count(m, &d->stats.alerts, out);
+}
+
+int dc_view_trends_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out)
+{
+    return dc_view_trends(m, d->hours, d->points, d->n, out);
+}
+
+int dc_view_devices_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out)
+{
+    return dc_view_devices_online(m, &d->stats.devices, out);
+}
+
+int dc_view_compliance_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out)
+{
+    return dc_view_compliance(m, &d->stats.compliance, out);
+}
+
+int dc_view_audit_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out)
+{
+    return dc_view_audit(m, d->entries, d->n, out);
+}
+
+static void ratio(dc_json_t *j, const char *key, uint64_t part, uint64_t whole)
+{
+    char text[32];
+
+    dc_json_key(j, key);
+    if (whole == 0) {
+        dc_json_null(j);
+        return;
+    }
+    snprintf(text, sizeof(text), "%.4f", (double)part / (double)whole);
+    dc_json_number(j, text);
+}
+
+static void int_or_null(dc_json_t *j, const char *key, long long v)
+{
+    dc_json_key(j, key);
+    if (v >= 0)
+        dc_json_int(j, v);
+    else
+        dc_json_null(j);
+}
+
+int dc_view_admin_stats(const dc_admin_stats_t *s, dc_buf_t *out)
+{
+    dc_json_t j;
+
+    dc_json_begin(&j, out);
+    dc_json_object(&j);
+    int_field(&j, "hits", (long long)s->hits);
+    int_field(&j, "misses", (long long)s->misses);
+    ratio(&j, "hitRate", s->hits, s->hits + s->misses);
+    dc_json_key(&j, "queryTypes");
+    dc_json_object(&j);
+    for (size_t i = 0; i < s->nqtypes; i++) {
+        const dc_admin_qtype_t *q = &s->qtypes[i];
+        dc_json_key(&j, q->name);
+        dc_json_object(&j);
+        int_field(&j, "hits", (long long)q->hits);
+        int_field(&j, "misses", (long long)q->misses);
+        ratio(&j, "hitRate", q->hits, q->hits + q->misses);
+        int_or_null(&j, "keys", q->keys);
+        dc_json_end(&j, '}');
+    }
+    dc_json_end(&j, '}');
+    dc_json_key(&j, "keysComplete");
+    dc_json_bool(&j, s->keys_complete);
+    dc_json_key(&j, "redis");
+    dc_json_object(&j);
+    dc_json_key(&j, "ok");
+    dc_json_bool(&j, s->redis_ok);
+    int_or_null(&j, "usedMemoryBytes", s->used_memory);
+    int_or_null(&j, "keys", s->keys);
+    dc_json_end(&j, '}');
+    dc_json_key(&j, "invalidations");
+    dc_json_object(&j);
+    for (size_t i = 0; i < s->nsources; i++)
+        int_field(&j, s->sources[i], (long long)s->invalidations[i]);
+    dc_json_end(&j, '}');
+    int_field(&j, "staleSetRefusals", (long long)s->stale_set_refusals);
+    int_field(&j, "cacheErrors", (long long)s->cache_errors);
+    dc_json_end(&j, '}');
+    return dc_json_finish(&j);
+}

@@ -70,6 +70,30 @@ int dc_view_trends(const dc_view_meta_t *m, int hours, const dc_trend_point_t *p
                    dc_buf_t *out) DC_WUR;
 int dc_view_audit(const dc_view_meta_t *m, const dc_audit_entry_t *e, size_t n, dc_buf_t *out) DC_WUR;
 
+/*
+ * What a query fetched, whatever its type: the input of its view (the
+ * fetch and view columns of dc_api.h). Strings point into the database
+ * result the fetch keeps until dc_query_fetched_free.
+ */
+typedef struct {
+    dc_stats_t              stats;   /* aggregates; stats uses all four */
+    int                     hours;   /* trends */
+    const dc_trend_point_t *points;  /* trends: n points */
+    const dc_audit_entry_t *entries; /* audit: n entries */
+    size_t                  n;
+} dc_view_data_t;
+
+typedef int (*dc_view_fn)(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out);
+
+/* The views of dc_api.h: each calls the typed function above. */
+int dc_view_stats_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out) DC_WUR;
+int dc_view_units_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out) DC_WUR;
+int dc_view_alerts_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out) DC_WUR;
+int dc_view_trends_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out) DC_WUR;
+int dc_view_devices_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out) DC_WUR;
+int dc_view_compliance_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out) DC_WUR;
+int dc_view_audit_of(const dc_view_meta_t *m, const dc_view_data_t *d, dc_buf_t *out) DC_WUR;
+
 /* {"error":{"code":...,"message":...[,"index":n]}}; index < 0 leaves it out. */
 int dc_view_error(const char *code, const char *message, int index, dc_buf_t *out) DC_WUR;
 
@@ -93,5 +117,33 @@ typedef struct {
 } dc_health_service_t;
 
 int dc_view_health(const char *status, const dc_health_service_t *s, size_t n, dc_buf_t *out) DC_WUR;
+
+/* One query type in the admin stats. */
+typedef struct {
+    const char *name;
+    uint64_t    hits, misses;
+    long        keys; /* -1: unknown (→ null) */
+} dc_admin_qtype_t;
+
+/* GET /api/admin/cache/stats; -1 in a count is unknown (→ null). */
+typedef struct {
+    uint64_t                hits, misses;
+    const dc_admin_qtype_t *qtypes;
+    size_t                  nqtypes;
+    int                     keys_complete;
+    int                     redis_ok;
+    long long               used_memory, keys;
+    const char *const      *sources; /* invalidation sources, nsources of them */
+    const uint64_t         *invalidations;
+    size_t                  nsources;
+    uint64_t                stale_set_refusals, cache_errors;
+} dc_admin_stats_t;
+
+/*
+ * {"hits","misses","hitRate","queryTypes":{name:{"hits","misses","hitRate","keys"}},
+ *  "keysComplete","redis":{"ok","usedMemoryBytes","keys"},"invalidations":{...},
+ *  "staleSetRefusals","cacheErrors"}; a rate is null when there was nothing to divide.
+ */
+int dc_view_admin_stats(const dc_admin_stats_t *s, dc_buf_t *out) DC_WUR;
 
 #endif

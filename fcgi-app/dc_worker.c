@@ -74,7 +74,7 @@ static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body)
         .query = FCGX_GetParam("QUERY_STRING", r->envp),
         .content_type = FCGX_GetParam("CONTENT_TYPE", r->envp),
     };
-    int64_t       t0 = dc_metrics_now_ns();
+    int64_t       t0 = dc_now_ns();
     dc_response_t resp;
     int           hn, rc;
 
@@ -100,7 +100,7 @@ static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body)
     if (hn > 0 && FCGX_PutStr(head, hn, r->out) == hn && !resp.head_only && resp.body_len > 0)
         FCGX_PutStr(resp.body, (int)resp.body_len, r->out);
     FCGX_Finish_r(r);
-    dc_metrics_http((dc_mroute_t)resp.mroute, resp.status, dc_metrics_now_ns() - t0);
+    dc_metrics_http((dc_mroute_t)resp.mroute, resp.status, dc_now_ns() - t0);
     dc_app_done(app);
 }
 
@@ -113,7 +113,7 @@ int dc_worker_run(int listen_fd, const dc_config_t *cfg)
     dc_app_t          *app;
     int                flags, ep;
 
-    if (dc_signal_worker_init(&wait_mask) != DC_OK)
+    if (dc_signal_stop_init(&wait_mask) != DC_OK)
         return 1;
     if (FCGX_Init() != 0 || FCGX_InitRequest(&req, listen_fd, 0) != 0) {
         dc_log_error("worker.init", "FCGX_Init() failed");

@@ -285,21 +285,19 @@ static void test_ingest_bad_element_stores_nothing(void **state)
  */
 static void test_stale_set_race_is_refused(void **state)
 {
-    fixture_t          *f = *state;
-    const dc_db_stmt_t *stmts;
-    size_t              n;
-    dc_cache_t         *cache = dc_cache_new(&f->cfg);
-    dc_db_t            *db;
-    dc_request_t        req;
-    dc_error_t          err;
-    dc_cache_value_t    v;
-    dc_buf_t            old = DC_BUF_INIT;
-    char                path[160], key[DC_KEY_MAX];
-    dc_test_resp_t      w, after;
-    int                 klen;
+    fixture_t         *f = *state;
+    const dc_db_set_t *sets[] = { dc_query_statements() };
+    dc_cache_t        *cache = dc_cache_new(&f->cfg);
+    dc_db_t           *db;
+    dc_request_t       req;
+    dc_error_t         err;
+    dc_cache_value_t   v;
+    dc_buf_t           old = DC_BUF_INIT;
+    char               path[160], key[DC_KEY_MAX];
+    dc_test_resp_t     w, after;
+    int                klen;
 
-    stmts = dc_query_statements(&n);
-    db = dc_db_new(&f->cfg, stmts, n);
+    db = dc_db_new(&f->cfg, sets, DC_ARRAY_LEN(sets));
     dc_test_org_path(path, sizeof(path), f->org, "alerts/count");
     assert_int_equal(dc_router_route("GET", path, NULL, &req, &err), DC_OK);
     klen = dc_key_build(&req, key, sizeof(key));

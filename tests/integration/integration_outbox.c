@@ -24,7 +24,7 @@
 #include "dc_inval.h"
 #include "dc_key.h"
 #include "dc_orgs.h"
-#include "dc_query.h"
+#include "dc_outbox.h"
 #include "dc_test.h"
 
 #define UNIVERSE 700
@@ -57,16 +57,14 @@ static long long pending_rows(void)
 
 static int setup(void **state)
 {
-    fixture_t          *f = calloc(1, sizeof(*f));
-    const dc_db_stmt_t *stmts;
-    size_t              nstmts;
-    dc_drain_stats_t    st;
+    fixture_t         *f = calloc(1, sizeof(*f));
+    const dc_db_set_t *sets[] = { dc_outbox_statements() };
+    dc_drain_stats_t   st;
 
     assert_non_null(f);
     dc_test_config(&f->cfg);
-    stmts = dc_query_statements(&nstmts);
     f->cache = dc_cache_new(&f->cfg);
-    f->db = dc_db_new(&f->cfg, stmts, nstmts);
+    f->db = dc_db_new(&f->cfg, sets, DC_ARRAY_LEN(sets));
     assert_non_null(f->cache);
     assert_non_null(f->db);
     for (unsigned k = 0; k < UNIVERSE; k++)

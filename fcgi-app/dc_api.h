@@ -1,0 +1,98 @@
+/*
+ * The endpoints of the API, one row each: the only list of them.
+ *
+ * Everything that varies per endpoint is a column here, and every module
+ * that needs it expands these lists instead of keeping a list of its own
+ * (nginx describes a module's directives in one ngx_command_t array the
+ * same way): the query and write type enums (dc_core.h, dc_request.h), the
+ * route label enum of the metrics (dc_metrics.h), the rows the router,
+ * parameter parser, key builder, configuration and dispatch read
+ * (dc_endpoint.c). Adding an endpoint is one row, its SQL (a fetch or write
+ * function), its view, and its tests; see README, "Adding an endpoint".
+ *
+ * Read endpoints (GET, and HEAD):
+ *   X(NAME, method, label, path, key_rest, key_parts, ttl_var, params, fetch, view)
+ *   NAME       DC_Q_<NAME> and DC_MR_<NAME>
+ *   label      query type: the second segment of the cache key, the
+ *              query_type and route labels of the metrics
+ *   path       {org} is the organization id, {unit} a unit id
+ *   key_rest   key segments between the label and ":org:{org}"
+ *   key_parts  what follows the organization (DC_KEY_*); DC_KEY_NONE: never cached
+ *   ttl_var    variable overriding CACHE_TTL_SECONDS, or NULL
+ *   params     accepted query parameters (DC_PARAM_BIT(...) of DC_API_PARAMS)
+ *   fetch      dc_query.c: reads the rows (dc_fetch_fn)
+ *   view       dc_view.c: renders them (dc_view_fn)
+ * Rows of cacheable queries come first and the one never-cached query
+ * (audit) last: DC_Q_AUDIT also counts the cached types.
+ *
+ * Write endpoints (POST, one transaction, invalidate, announce):
+ *   X(NAME, method, label, path, run)
+ *   NAME       DC_W_<NAME> and DC_MR_<NAME>
+ *   path       {org} organization id; {alert}, {device} the item written
+ *   run        dc_query_write.c: the write (dc_write_fn)
+ */
+#ifndef DC_API_H
+#define DC_API_H
+
+/* clang-format off */
+#define DC_API_QUERIES(X)                                                                                     \
+    X(STATS, "GET", "stats", "/api/dashboard/orgs/{org}/stats",                                           \
+      "", DC_KEY_ORG, "CACHE_TTL_STATS_SECONDS",                                                          \
+      DC_PARAM_BIT(FORCE), dc_query_fetch_stats, dc_view_stats_of)                                         \
+    X(UNITS, "GET", "units", "/api/dashboard/orgs/{org}/units/status",                                    \
+      ":status", DC_KEY_ORG, "CACHE_TTL_UNITS_SECONDS",                                                   \
+      DC_PARAM_BIT(FORCE), dc_query_fetch_units, dc_view_units_of)                                         \
+    X(ALERTS, "GET", "alerts", "/api/dashboard/orgs/{org}/alerts/count",                                  \
+      ":count", DC_KEY_ORG | DC_KEY_UNIT_IF_GIVEN, "CACHE_TTL_ALERTS_SECONDS",                            \
+      DC_PARAM_BIT(FORCE) | DC_PARAM_BIT(UNIT), dc_query_fetch_alerts, dc_view_alerts_of)                  \
+    X(TEMPERATURE, "GET", "temperature", "/api/dashboard/orgs/{org}/units/{unit}/temperature/trends",     \
+      ":trends", DC_KEY_ORG | DC_KEY_UNIT | DC_KEY_HOURS, "CACHE_TTL_TEMPERATURE_SECONDS",                 \
+      DC_PARAM_BIT(FORCE) | DC_PARAM_BIT(HOURS), dc_query_fetch_trends, dc_view_trends_of)                 \
+    X(DEVICES, "GET", "devices", "/api/dashboard/orgs/{org}/devices/online",                              \
+      ":online", DC_KEY_ORG, "CACHE_TTL_DEVICES_SECONDS",                                                 \
+      DC_PARAM_BIT(FORCE), dc_query_fetch_devices, dc_view_devices_of)                                     \
+    X(COMPLIANCE, "GET", "compliance", "/api/dashboard/orgs/{org}/compliance",                            \
+      "", DC_KEY_ORG, "CACHE_TTL_COMPLIANCE_SECONDS",                                                     \
+      DC_PARAM_BIT(FORCE), dc_query_fetch_compliance, dc_view_compliance_of)                               \
+    X(AUDIT, "GET", "audit", "/api/dashboard/orgs/{org}/audit",                                           \
+      "", DC_KEY_NONE, NULL,                                                                              \
+      DC_PARAM_BIT(LIMIT), dc_query_fetch_audit, dc_view_audit_of)
+
+#define DC_API_WRITES(X)                                                                                      \
+    X(INGEST, "POST", "ingest", "/api/ingest/readings", dc_query_write_ingest)                            \
+    X(ALERT_CREATE, "POST", "alert_create", "/api/dashboard/orgs/{org}/alerts", dc_query_write_alert_create) \
+    X(ALERT_RESOLVE, "POST", "alert_resolve", "/api/dashboard/orgs/{org}/alerts/{alert}/resolve",         \
+      dc_query_write_alert_resolve)                                                                       \
+    X(DEVICE_STATUS, "POST", "device_status", "/api/dashboard/orgs/{org}/devices/{device}/status",        \
+      dc_query_write_device_status)
+
+/*
+ * Query parameters: X(NAME, name, kind, field, min, max, default, code, message).
+ * kind DC_PK_BOOL (true/false/1/0), DC_PK_INT (min..max, into an int field
+ * of dc_request_t; its message is made from the bounds), DC_PK_UUID (into a
+ * char[37] field). Every field is set to its default on every request,
+ * whether the endpoint takes the parameter or not.
+ */
+#define DC_API_PARAMS(X)                                                                                      \
+    X(FORCE, "forceRefresh", DC_PK_BOOL, force_refresh, 0, 1, 0,                                          \
+      "invalid_parameter", "forceRefresh must be true or false")                                          \
+    X(HOURS, "hours", DC_PK_INT, hours, 1, DC_HOURS_MAX, DC_HOURS_DEFAULT, "invalid_parameter", NULL)     \
+    X(LIMIT, "limit", DC_PK_INT, limit, 1, DC_LIMIT_MAX, DC_LIMIT_DEFAULT, "invalid_parameter", NULL)     \
+    X(UNIT, "unitId", DC_PK_UUID, unit_id, 0, 0, 0,                                                       \
+      "invalid_id", "unitId must be a UUID")
+/* clang-format on */
+
+/* What follows "dashboard:<label><key_rest>:org:{org}" in a key. */
+#define DC_KEY_NONE          0u /* never cached */
+#define DC_KEY_ORG           1u /* every cached key carries the organization */
+#define DC_KEY_UNIT_IF_GIVEN 2u /* ":unit:{unit}" when a unit id was given */
+#define DC_KEY_UNIT          4u /* ":unit:{unit}" always */
+#define DC_KEY_HOURS         8u /* ":hours:{h}" */
+
+#define DC_PARAM_BIT(name) (1u << DC_PARAM_##name)
+
+#define DC_API_ENUM_PARAM(NAME, ...) DC_PARAM_##NAME,
+typedef enum { DC_API_PARAMS(DC_API_ENUM_PARAM) DC_PARAM_COUNT } dc_param_t;
+#undef DC_API_ENUM_PARAM
+
+#endif

@@ -1,0 +1,87 @@
+/* dc_api.h expanded into rows. */
+#include "dc_endpoint.h"
+
+#include <stddef.h>
+
+/* the arguments are literals and names pasted into initializers; string concatenation forbids parentheses */
+/* NOLINTBEGIN(bugprone-macro-parentheses) */
+#define QUERY_ROW(NAME, method_, label_, path_, key_rest, key_parts_, ttl_var_, params_, fetch_, view_) \
+    {                                                                                                   \
+        .route = DC_ROUTE_QUERY,                                                                        \
+        .type = DC_Q_##NAME,                                                                            \
+        .mroute = DC_MR_##NAME,                                                                         \
+        .method = method_,                                                                              \
+        .label = label_,                                                                                \
+        .path = path_,                                                                                  \
+        .key_prefix = "dashboard:" label_ key_rest ":org:",                                             \
+        .key_prefix_len = sizeof("dashboard:" label_ key_rest ":org:") - 1,                             \
+        .key_parts = key_parts_,                                                                        \
+        .ttl_var = ttl_var_,                                                                            \
+        .params = params_,                                                                              \
+        .fetch = fetch_,                                                                                \
+        .view = view_,                                                                                  \
+    },
+
+#define WRITE_ROW(NAME, method_, label_, path_, write_) \
+    {                                                   \
+        .route = DC_ROUTE_WRITE,                        \
+        .type = DC_W_##NAME,                            \
+        .mroute = DC_MR_##NAME,                         \
+        .method = method_,                              \
+        .label = label_,                                \
+        .path = path_,                                  \
+        .write = write_,                                \
+    },
+
+/* expanded from the same lists as dc_qtype_t and dc_wtype_t: row q is query type q, row DC_Q_COUNT + w write w */
+static const dc_endpoint_t endpoints[] = { DC_API_QUERIES(QUERY_ROW) DC_API_WRITES(WRITE_ROW) };
+_Static_assert(DC_ARRAY_LEN(endpoints) == DC_Q_COUNT + DC_W_COUNT, "one row per query and write type");
+
+#define PARAM_ROW(NAME, name_, kind_, field, min_, max_, def_, code_, message_) \
+    [DC_PARAM_##NAME] = {                                                       \
+        .name = name_,                                                          \
+        .len = sizeof(name_) - 1,                                               \
+        .kind = kind_,                                                          \
+        .offset = offsetof(dc_request_t, field),                                \
+        .min = min_,                                                            \
+        .max = max_,                                                            \
+        .def = def_,                                                            \
+        .code = code_,                                                          \
+        .message = message_,                                                    \
+    },
+
+static const dc_param_def_t params[DC_PARAM_COUNT] = { DC_API_PARAMS(PARAM_ROW) };
+/* NOLINTEND(bugprone-macro-parentheses) */
+
+const dc_endpoint_t *dc_endpoint_all(size_t *n)
+{
+    *n = DC_ARRAY_LEN(endpoints);
+    return endpoints;
+}
+
+const dc_endpoint_t *dc_endpoint_query(dc_qtype_t q)
+{
+    return (unsigned)q < DC_Q_COUNT ? &endpoints[q] : NULL;
+}
+
+const dc_endpoint_t *dc_endpoint_write(dc_wtype_t w)
+{
+    return (unsigned)w < DC_W_COUNT ? &endpoints[DC_Q_COUNT + w] : NULL;
+}
+
+const dc_endpoint_t *dc_endpoint_of(const dc_request_t *req)
+{
+    switch (req->route) {
+    case DC_ROUTE_QUERY:
+        return dc_endpoint_query(req->qtype);
+    case DC_ROUTE_WRITE:
+        return dc_endpoint_write(req->wtype);
+    default:
+        return NULL;
+    }
+}
+
+const dc_param_def_t *dc_endpoint_param(dc_param_t p)
+{
+    return &params[p];
+}

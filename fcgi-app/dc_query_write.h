@@ -1,0 +1,57 @@
+/*
+ * The write side: each write endpoint (the run column of dc_api.h) is one
+ * transaction through a database function of sql/; it appends its answer
+ * and records what the caller must invalidate and announce after the
+ * commit. Parameters only (prepared statements); ids arrive validated.
+ */
+#ifndef DC_QUERY_WRITE_H
+#define DC_QUERY_WRITE_H
+
+#include "dc_body.h"
+#include "dc_buf.h"
+#include "dc_db.h"
+#include "dc_orgs.h"
+#include "dc_request.h"
+#include "dc_strs.h"
+
+/* The write statements, for dc_db_new (workers). Static. */
+const dc_db_set_t *dc_query_write_statements(void);
+
+/* What a committed write must invalidate and announce. */
+typedef struct {
+    int       status;  /* HTTP status of the answer: 200 or 201 */
+    dc_orgs_t orgs;    /* the organizations it wrote */
+    dc_strs_t events;  /* event JSON objects for dashboard:events, in order */
+    dc_buf_t  scratch; /* where an event is rendered before it is added */
+} dc_write_result_t;
+
+void dc_write_result_reset(dc_write_result_t *r);
+void dc_write_result_free(dc_write_result_t *r);
+
+/*
+ * One write endpoint (the run column of dc_api.h), one transaction: appends
+ * the answer to body and fills res, which the caller has reset. Results as
+ * for dc_query_write.
+ */
+typedef int (*dc_write_fn)(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
+                           dc_write_result_t *res, dc_error_t *err);
+
+int dc_query_write_ingest(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
+                          dc_write_result_t *res, dc_error_t *err) DC_WUR;
+int dc_query_write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
+                                dc_write_result_t *res, dc_error_t *err) DC_WUR;
+int dc_query_write_alert_resolve(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
+                                 dc_write_result_t *res, dc_error_t *err) DC_WUR;
+int dc_query_write_device_status(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
+                                 dc_write_result_t *res, dc_error_t *err) DC_WUR;
+
+/*
+ * Runs the write of req (one transaction) with the parsed body w, appends
+ * the answer's JSON to body and fills res. DC_OK; DC_DECLINED with err (404
+ * an id of no such or another organization, 409 already resolved, 400 a
+ * value the database refused); DC_UNAVAILABLE (503); DC_ERROR; DC_ENOMEM.
+ */
+int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
+                   dc_write_result_t *res, dc_error_t *err) DC_WUR;
+
+#endif

@@ -1,0 +1,74 @@
+/* Writes: body, transaction, invalidation, events. */
+#include "dc_write.h"
+
+#include "dc_log.h"
+#include "dc_metrics.h"
+
+#define EVENTS_CHANNEL "dashboard:events"
+
+void dc_write_state_free(dc_write_state_t *st)
+{
+    dc_body_free(&st->parsed);
+    dc_write_result_free(&st->result);
+}
+
+/*
+ * After the commit: invalidate every organization the write touched, then
+ * announce the events. Consumers of the events re-read the dashboards, so
+ * nothing is announced unless its invalidation was applied; when Redis
+ * cannot take it, the outbox rows the write left make the invalidator
+ * apply it once Redis is back.
+ */
+static void invalidate_and_announce(dc_cache_t *cache, const dc_write_result_t *res)
+{
+    int ok = 1;
+
+    for (size_t i = 0; i < dc_orgs_count(&res->orgs); i++) {
+        const char *org = dc_orgs_at(&res->orgs, i);
+        if (dc_cache_invalidate_org(cache, org) != DC_OK) {
+            dc_log_warn("write.invalidate", "could not invalidate organization %s now; the outbox will", org);
+            ok = 0;
+        } else {
+            dc_metrics_invalidation(DC_IS_WRITE, 1);
+        }
+    }
+    if (!ok)
+        return;
+    for (size_t i = 0; i < dc_strs_count(&res->events); i++) {
+        size_t      n;
+        const char *ev = dc_strs_at(&res->events, i, &n);
+        if (dc_cache_publish(cache, EVENTS_CHANNEL, ev, n) != DC_OK)
+            break;
+    }
+}
+
+void dc_write_handle(dc_write_state_t *st, const dc_config_t *cfg, dc_cache_t *cache, dc_db_t *db,
+                     const dc_request_t *req, const char *content_type, const char *body, size_t len,
+                     dc_buf_t *out, dc_response_t *resp)
+{
+    dc_error_t err;
+    int        rc;
+
+    dc_buf_reset(out);
+    if (dc_body_parse(req, content_type, body, len, &st->parsed, &err) != DC_OK) {
+        dc_response_error(resp, &err, out);
+        return;
+    }
+    rc = dc_query_write(db, req, &st->parsed, out, &st->result, &err);
+    if (rc == DC_DECLINED) {
+        dc_response_error(resp, &err, out);
+        return;
+    }
+    if (rc != DC_OK) {
+        if (rc == DC_UNAVAILABLE) {
+            dc_response_fail(resp, 503, "database_unavailable",
+                             "the database did not confirm the write; it is not acknowledged, retry it", out);
+            resp->retry_after = cfg->retry_after_s;
+        } else {
+            dc_response_db_failure(resp, rc, cfg->retry_after_s, out);
+        }
+        return;
+    }
+    invalidate_and_announce(cache, &st->result);
+    dc_response_buf(resp, st->result.status, NULL, out);
+}

@@ -1,0 +1,33 @@
+/*
+ * A write request's life in a worker: parse and check its body, run its
+ * transaction (dc_query_write), then, after the commit and before the
+ * answer, invalidate every organization it touched and announce its events
+ * on dashboard:events, in that order.
+ */
+#ifndef DC_WRITE_H
+#define DC_WRITE_H
+
+#include "dc_body.h"
+#include "dc_cache.h"
+#include "dc_db.h"
+#include "dc_query_write.h"
+#include "dc_response.h"
+
+/* What a worker keeps from write to write (reused memory). Zero it to start. */
+typedef struct {
+    dc_write_t        parsed; /* the request body */
+    dc_write_result_t result; /* what the write invalidates and announces */
+} dc_write_state_t;
+
+/* Releases what st holds. */
+void dc_write_state_free(dc_write_state_t *st);
+
+/*
+ * Handles the write req with its body (content_type may be NULL). The
+ * response body lives in out, which is reset first.
+ */
+void dc_write_handle(dc_write_state_t *st, const dc_config_t *cfg, dc_cache_t *cache, dc_db_t *db,
+                     const dc_request_t *req, const char *content_type, const char *body, size_t len,
+                     dc_buf_t *out, dc_response_t *resp);
+
+#endif
