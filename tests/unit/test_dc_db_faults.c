@@ -298,6 +298,8 @@ static const dc_db_stmt_t stmts[] = {
     { "one", "SELECT 1", 0 },
     { "two", "SELECT $1::int", 1 },
 };
+static const dc_db_set_t        stmt_set = { stmts, sizeof(stmts) / sizeof(stmts[0]), DC_DB_SLOTS_READ };
+static const dc_db_set_t *const sets[] = { &stmt_set };
 
 typedef struct {
     dc_config_t cfg;
@@ -313,7 +315,7 @@ static int setup(void **state)
     f->cfg.db_connect_timeout_s = 1;
     f->cfg.db_statement_timeout_ms = 1000;
     f->cfg.db_retry_interval_ms = 0; /* no back-off unless a test asks for one */
-    f->db = dc_db_new(&f->cfg, stmts, sizeof(stmts) / sizeof(stmts[0]));
+    f->db = dc_db_new(&f->cfg, sets, 1);
     assert_non_null(f->db);
     *state = f;
     return 0;
@@ -333,7 +335,7 @@ static int teardown(void **state)
 static int exec(fixture_t *f, PGresult **out)
 {
     const char *params[] = { "1" };
-    return dc_db_exec(f->db, 1, params, out);
+    return dc_db_exec(f->db, &stmts[1], params, out);
 }
 
 /* A query through the fake succeeds: the module works again. */
