@@ -7,7 +7,7 @@
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 CC       ?= cc
-PKGS      = fcgi hiredis libpq json-c
+PKGS      = fcgi hiredis libpq json-c libjwt
 SAN      ?= 0
 # the harness (tests/run.py, scripts/dcstack.py) runs on Debian's interpreter, which has python3-pytest
 PY        = /usr/bin/python3
@@ -28,12 +28,13 @@ DC_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -MMD -MP -Ifcgi-app \
 DC_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 TEST_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 
-MAINS     = fcgi-app/dc_main.c fcgi-app/dc_invalidator_main.c
+MAINS     = fcgi-app/dc_main.c fcgi-app/dc_invalidator_main.c fcgi-app/dc_ctl_main.c
 APP_SRCS  = $(filter-out $(MAINS),$(wildcard fcgi-app/*.c))
 APP_OBJS  = $(patsubst fcgi-app/%.c,$(BUILD)/obj/%.o,$(APP_SRCS))
 MAIN_OBJ  = $(BUILD)/obj/dc_main.o
 BIN       = $(BUILD)/dashcache-fcgi
 INV_BIN   = $(BUILD)/dashcache-invalidator
+CTL_BIN   = $(BUILD)/dashcachectl
 
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
@@ -45,7 +46,7 @@ TEST_SUPPORT_OBJS = $(patsubst tests/support/%.c,$(BUILD)/obj/support_%.o,$(TEST
 .PHONY: all run stop seed test check unit integration e2e unit-bins integration-bins asan ubsan san \
         valgrind bench format format-check lint install uninstall clean distclean deps nginx-check
 
-all: $(BIN) $(INV_BIN)
+all: $(BIN) $(INV_BIN) $(CTL_BIN)
 
 V        ?= 0
 ifeq ($(V),0)
@@ -69,6 +70,10 @@ $(BIN): $(APP_OBJS) $(MAIN_OBJ)
 	$(Q)$(CC) $(SANLD) $(LDFLAGS) -o $@ $^ $(DC_LIBS)
 
 $(INV_BIN): $(APP_OBJS) $(BUILD)/obj/dc_invalidator_main.o
+	$(SAY) LD $@
+	$(Q)$(CC) $(SANLD) $(LDFLAGS) -o $@ $^ $(DC_LIBS)
+
+$(CTL_BIN): $(APP_OBJS) $(BUILD)/obj/dc_ctl_main.o
 	$(SAY) LD $@
 	$(Q)$(CC) $(SANLD) $(LDFLAGS) -o $@ $^ $(DC_LIBS)
 
@@ -163,11 +168,13 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/dashcache/sql $(DESTDIR)$(PREFIX)/share/dashcache/nginx
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/dashcache-fcgi
 	install -m 0755 $(INV_BIN) $(DESTDIR)$(PREFIX)/bin/dashcache-invalidator
+	install -m 0755 $(CTL_BIN) $(DESTDIR)$(PREFIX)/bin/dashcachectl
 	install -m 0644 sql/*.sql $(DESTDIR)$(PREFIX)/share/dashcache/sql/
 	install -m 0644 nginx/*.conf $(DESTDIR)$(PREFIX)/share/dashcache/nginx/
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/dashcache-fcgi $(DESTDIR)$(PREFIX)/bin/dashcache-invalidator
+	rm -f $(DESTDIR)$(PREFIX)/bin/dashcache-fcgi $(DESTDIR)$(PREFIX)/bin/dashcache-invalidator \
+	      $(DESTDIR)$(PREFIX)/bin/dashcachectl
 	rm -rf $(DESTDIR)$(PREFIX)/share/dashcache
 
 clean:

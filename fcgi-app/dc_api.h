@@ -11,11 +11,14 @@
  * function), its view, and its tests; see README, "Adding an endpoint".
  *
  * Read endpoints (GET, and HEAD):
- *   X(NAME, method, label, path, key_rest, key_parts, ttl_var, params, fetch, view)
+ *   X(NAME, method, label, path, scope, key_rest, key_parts, ttl_var, params, fetch, view)
  *   NAME       DC_Q_<NAME> and DC_MR_<NAME>
  *   label      query type: the second segment of the cache key, the
  *              query_type and route labels of the metrics
  *   path       {org} is the organization id, {unit} a unit id
+ *   scope      DC_SCOPE_* bits the caller's token must hold (dc_auth); the
+ *              path's organization must also be one of the token's, and
+ *              forceRefresh=true adds DC_SCOPE_REFRESH
  *   key_rest   key segments between the label and ":org:{org}"
  *   key_parts  what follows the organization (DC_KEY_*); DC_KEY_NONE: never cached
  *   ttl_var    variable overriding CACHE_TTL_SECONDS, or NULL
@@ -26,9 +29,11 @@
  * (audit) last: DC_Q_AUDIT also counts the cached types.
  *
  * Write endpoints (POST, one transaction, invalidate, announce):
- *   X(NAME, method, label, path, run)
+ *   X(NAME, method, label, path, scope, run)
  *   NAME       DC_W_<NAME> and DC_MR_<NAME>
  *   path       {org} organization id; {alert}, {device} the item written
+ *   scope      as for reads; without {org} (ingest) the write function
+ *              checks every item against the token's organizations
  *   run        dc_query_write.c: the write (dc_write_fn)
  */
 #ifndef DC_API_H
@@ -36,35 +41,36 @@
 
 /* clang-format off */
 #define DC_API_QUERIES(X)                                                                                     \
-    X(STATS, "GET", "stats", "/api/dashboard/orgs/{org}/stats",                                           \
-      "", DC_KEY_ORG, "CACHE_TTL_STATS_SECONDS",                                                          \
-      DC_PARAM_BIT(FORCE), dc_query_fetch_stats, dc_view_stats_of)                                         \
-    X(UNITS, "GET", "units", "/api/dashboard/orgs/{org}/units/status",                                    \
-      ":status", DC_KEY_ORG, "CACHE_TTL_UNITS_SECONDS",                                                   \
-      DC_PARAM_BIT(FORCE), dc_query_fetch_units, dc_view_units_of)                                         \
-    X(ALERTS, "GET", "alerts", "/api/dashboard/orgs/{org}/alerts/count",                                  \
-      ":count", DC_KEY_ORG | DC_KEY_UNIT_IF_GIVEN, "CACHE_TTL_ALERTS_SECONDS",                            \
-      DC_PARAM_BIT(FORCE) | DC_PARAM_BIT(UNIT), dc_query_fetch_alerts, dc_view_alerts_of)                  \
-    X(TEMPERATURE, "GET", "temperature", "/api/dashboard/orgs/{org}/units/{unit}/temperature/trends",     \
-      ":trends", DC_KEY_ORG | DC_KEY_UNIT | DC_KEY_HOURS, "CACHE_TTL_TEMPERATURE_SECONDS",                 \
-      DC_PARAM_BIT(FORCE) | DC_PARAM_BIT(HOURS), dc_query_fetch_trends, dc_view_trends_of)                 \
-    X(DEVICES, "GET", "devices", "/api/dashboard/orgs/{org}/devices/online",                              \
-      ":online", DC_KEY_ORG, "CACHE_TTL_DEVICES_SECONDS",                                                 \
-      DC_PARAM_BIT(FORCE), dc_query_fetch_devices, dc_view_devices_of)                                     \
-    X(COMPLIANCE, "GET", "compliance", "/api/dashboard/orgs/{org}/compliance",                            \
-      "", DC_KEY_ORG, "CACHE_TTL_COMPLIANCE_SECONDS",                                                     \
-      DC_PARAM_BIT(FORCE), dc_query_fetch_compliance, dc_view_compliance_of)                               \
-    X(AUDIT, "GET", "audit", "/api/dashboard/orgs/{org}/audit",                                           \
-      "", DC_KEY_NONE, NULL,                                                                              \
+    X(STATS, "GET", "stats", "/api/dashboard/orgs/{org}/stats",                                               \
+      DC_SCOPE_READ, "", DC_KEY_ORG, "CACHE_TTL_STATS_SECONDS",                                               \
+      DC_PARAM_BIT(FORCE), dc_query_fetch_stats, dc_view_stats_of)                                            \
+    X(UNITS, "GET", "units", "/api/dashboard/orgs/{org}/units/status",                                        \
+      DC_SCOPE_READ, ":status", DC_KEY_ORG, "CACHE_TTL_UNITS_SECONDS",                                        \
+      DC_PARAM_BIT(FORCE), dc_query_fetch_units, dc_view_units_of)                                            \
+    X(ALERTS, "GET", "alerts", "/api/dashboard/orgs/{org}/alerts/count",                                      \
+      DC_SCOPE_READ, ":count", DC_KEY_ORG | DC_KEY_UNIT_IF_GIVEN, "CACHE_TTL_ALERTS_SECONDS",                 \
+      DC_PARAM_BIT(FORCE) | DC_PARAM_BIT(UNIT), dc_query_fetch_alerts, dc_view_alerts_of)                     \
+    X(TEMPERATURE, "GET", "temperature", "/api/dashboard/orgs/{org}/units/{unit}/temperature/trends",         \
+      DC_SCOPE_READ, ":trends", DC_KEY_ORG | DC_KEY_UNIT | DC_KEY_HOURS, "CACHE_TTL_TEMPERATURE_SECONDS",     \
+      DC_PARAM_BIT(FORCE) | DC_PARAM_BIT(HOURS), dc_query_fetch_trends, dc_view_trends_of)                    \
+    X(DEVICES, "GET", "devices", "/api/dashboard/orgs/{org}/devices/online",                                  \
+      DC_SCOPE_READ, ":online", DC_KEY_ORG, "CACHE_TTL_DEVICES_SECONDS",                                      \
+      DC_PARAM_BIT(FORCE), dc_query_fetch_devices, dc_view_devices_of)                                        \
+    X(COMPLIANCE, "GET", "compliance", "/api/dashboard/orgs/{org}/compliance",                                \
+      DC_SCOPE_READ, "", DC_KEY_ORG, "CACHE_TTL_COMPLIANCE_SECONDS",                                          \
+      DC_PARAM_BIT(FORCE), dc_query_fetch_compliance, dc_view_compliance_of)                                  \
+    X(AUDIT, "GET", "audit", "/api/dashboard/orgs/{org}/audit",                                               \
+      DC_SCOPE_READ, "", DC_KEY_NONE, NULL,                                                                   \
       DC_PARAM_BIT(LIMIT), dc_query_fetch_audit, dc_view_audit_of)
 
 #define DC_API_WRITES(X)                                                                                      \
-    X(INGEST, "POST", "ingest", "/api/ingest/readings", dc_query_write_ingest)                            \
-    X(ALERT_CREATE, "POST", "alert_create", "/api/dashboard/orgs/{org}/alerts", dc_query_write_alert_create) \
-    X(ALERT_RESOLVE, "POST", "alert_resolve", "/api/dashboard/orgs/{org}/alerts/{alert}/resolve",         \
-      dc_query_write_alert_resolve)                                                                       \
-    X(DEVICE_STATUS, "POST", "device_status", "/api/dashboard/orgs/{org}/devices/{device}/status",        \
-      dc_query_write_device_status)
+    X(INGEST, "POST", "ingest", "/api/ingest/readings", DC_SCOPE_INGEST, dc_query_write_ingest)               \
+    X(ALERT_CREATE, "POST", "alert_create", "/api/dashboard/orgs/{org}/alerts", DC_SCOPE_WRITE,               \
+      dc_query_write_alert_create)                                                                            \
+    X(ALERT_RESOLVE, "POST", "alert_resolve", "/api/dashboard/orgs/{org}/alerts/{alert}/resolve",             \
+      DC_SCOPE_WRITE, dc_query_write_alert_resolve)                                                           \
+    X(DEVICE_STATUS, "POST", "device_status", "/api/dashboard/orgs/{org}/devices/{device}/status",            \
+      DC_SCOPE_WRITE, dc_query_write_device_status)
 
 /*
  * Query parameters: X(NAME, name, kind, field, min, max, default, code, message).
@@ -74,11 +80,11 @@
  * whether the endpoint takes the parameter or not.
  */
 #define DC_API_PARAMS(X)                                                                                      \
-    X(FORCE, "forceRefresh", DC_PK_BOOL, force_refresh, 0, 1, 0,                                          \
-      "invalid_parameter", "forceRefresh must be true or false")                                          \
-    X(HOURS, "hours", DC_PK_INT, hours, 1, DC_HOURS_MAX, DC_HOURS_DEFAULT, "invalid_parameter", NULL)     \
-    X(LIMIT, "limit", DC_PK_INT, limit, 1, DC_LIMIT_MAX, DC_LIMIT_DEFAULT, "invalid_parameter", NULL)     \
-    X(UNIT, "unitId", DC_PK_UUID, unit_id, 0, 0, 0,                                                       \
+    X(FORCE, "forceRefresh", DC_PK_BOOL, force_refresh, 0, 1, 0,                                              \
+      "invalid_parameter", "forceRefresh must be true or false")                                              \
+    X(HOURS, "hours", DC_PK_INT, hours, 1, DC_HOURS_MAX, DC_HOURS_DEFAULT, "invalid_parameter", NULL)         \
+    X(LIMIT, "limit", DC_PK_INT, limit, 1, DC_LIMIT_MAX, DC_LIMIT_DEFAULT, "invalid_parameter", NULL)         \
+    X(UNIT, "unitId", DC_PK_UUID, unit_id, 0, 0, 0,                                                           \
       "invalid_id", "unitId must be a UUID")
 /* clang-format on */
 
@@ -88,6 +94,17 @@
 #define DC_KEY_UNIT_IF_GIVEN 2u /* ":unit:{unit}" when a unit id was given */
 #define DC_KEY_UNIT          4u /* ":unit:{unit}" always */
 #define DC_KEY_HOURS         8u /* ":hours:{h}" */
+
+/*
+ * What a caller may do (the scope claim of a token, dc_auth). A row names
+ * the scopes its endpoint needs; the admin routes need DC_SCOPE_ADMIN and
+ * /health and /metrics need none (dc_app).
+ */
+#define DC_SCOPE_READ    1u
+#define DC_SCOPE_WRITE   2u
+#define DC_SCOPE_INGEST  4u
+#define DC_SCOPE_REFRESH 8u
+#define DC_SCOPE_ADMIN   16u
 
 #define DC_PARAM_BIT(name) (1u << DC_PARAM_##name)
 

@@ -6,12 +6,15 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "dc_auth.h"
 #include "dc_cache.h"
 #include "dc_db.h"
 #include "dc_endpoint.h"
 #include "dc_health.h"
 #include "dc_key.h"
+#include "dc_log.h"
 #include "dc_metrics.h"
 #include "dc_query.h"
 #include "dc_query_write.h"
@@ -22,6 +25,7 @@ struct dc_app_s {
     const dc_config_t *cfg;
     dc_cache_t        *cache;
     dc_db_t           *db;
+    dc_auth_t         *auth;
     dc_buf_t           body;
     dc_cache_value_t   hit; /* the cached body being answered */
     dc_write_state_t   write;
@@ -33,15 +37,25 @@ dc_app_t *dc_app_new(const dc_config_t *cfg)
     static const dc_db_set_t *(*const role[])(void) = { dc_query_statements, dc_query_write_statements };
     const dc_db_set_t *sets[DC_ARRAY_LEN(role)];
     dc_app_t          *app = calloc(1, sizeof(*app));
+    char               err[1024];
 
-    if (app == NULL)
+    if (app == NULL) {
+        dc_log_error("app.init", "out of memory");
         return NULL;
+    }
     app->cfg = cfg;
+    app->auth = dc_auth_new(&cfg->auth, err, sizeof(err));
+    if (app->auth == NULL) {
+        dc_log_error("auth.init", "%s", err);
+        free(app);
+        return NULL;
+    }
     for (size_t i = 0; i < DC_ARRAY_LEN(role); i++)
         sets[i] = role[i]();
     app->cache = dc_cache_new(cfg);
     app->db = dc_db_new(cfg, sets, DC_ARRAY_LEN(sets));
     if (app->cache == NULL || app->db == NULL) {
+        dc_log_error("app.init", "out of memory");
         dc_app_free(app);
         return NULL;
     }
@@ -55,6 +69,7 @@ void dc_app_free(dc_app_t *app)
     dc_app_done(app);
     dc_cache_free(app->cache);
     dc_db_free(app->db);
+    dc_auth_free(app->auth);
     dc_buf_free(&app->body);
     dc_write_state_free(&app->write);
     free(app);
@@ -134,10 +149,46 @@ static int metrics_route(const dc_request_t *req)
     }
 }
 
+/*
+ * The scopes a routed request needs: its endpoint row's, plus refresh for
+ * forceRefresh (a cache bypass loads PostgreSQL: not free for anyone), or
+ * admin for the admin routes; 0 for /health and /metrics, which nginx
+ * restricts and which answer without a caller.
+ */
+static unsigned required_scopes(const dc_request_t *req)
+{
+    const dc_endpoint_t *ep = dc_endpoint_of(req);
+
+    if (ep != NULL)
+        return ep->scope | (req->force_refresh ? DC_SCOPE_REFRESH : 0);
+    return req->route == DC_ROUTE_ADMIN_STATS ? DC_SCOPE_ADMIN : 0;
+}
+
+/*
+ * Who is calling and whether they may do this, decided before any cache
+ * read: DC_OK with *who, or DC_EINVAL with err (401 or 403). An endpoint
+ * without {org} (ingest) is checked item by item by its write function.
+ */
+static int authorize(dc_app_t *app, const dc_input_t *in, const dc_request_t *req, unsigned need,
+                     const dc_principal_t **who, dc_error_t *err)
+{
+    int rc;
+
+    if (dc_auth_mode(app->auth) == DC_AUTH_TRUSTED)
+        rc = dc_auth_trusted(app->auth, in->trusted_sub, in->trusted_orgs, in->trusted_scope, who, err);
+    else
+        rc = dc_auth_bearer(app->auth, in->authorization, (int64_t)time(NULL), who, err);
+    if (rc != DC_OK)
+        return rc;
+    return dc_auth_authorize(*who, need, req->org_id, err);
+}
+
 void dc_app_handle(dc_app_t *app, const dc_input_t *in, dc_response_t *resp)
 {
-    dc_request_t req;
-    dc_error_t   err;
+    dc_request_t          req;
+    dc_error_t            err;
+    const dc_principal_t *who = NULL;
+    unsigned              need;
 
     dc_app_done(app);
     memset(resp, 0, sizeof(*resp));
@@ -151,12 +202,18 @@ void dc_app_handle(dc_app_t *app, const dc_input_t *in, dc_response_t *resp)
     resp->head_only = req.head;
     resp->mroute = metrics_route(&req);
 
+    need = required_scopes(&req);
+    if (need != 0 && authorize(app, in, &req, need, &who, &err) != DC_OK) {
+        dc_response_error(resp, &err, &app->body);
+        return;
+    }
+
     switch (req.route) {
     case DC_ROUTE_QUERY:
         handle_query(app, &req, resp);
         break;
     case DC_ROUTE_WRITE:
-        dc_write_handle(&app->write, app->cfg, app->cache, app->db, &req, in->content_type, in->body,
+        dc_write_handle(&app->write, app->cfg, app->cache, app->db, &req, who, in->content_type, in->body,
                         in->body_len, &app->body, resp);
         break;
     case DC_ROUTE_HEALTH:

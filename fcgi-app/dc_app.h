@@ -14,7 +14,12 @@
 
 typedef struct dc_app_s dc_app_t;
 
-/* Per-process state; connects nothing until the first request. NULL on ENOMEM. */
+/*
+ * Per-process state; connects nothing until the first request, but loads
+ * the token keys (dc_auth_new), so that a worker started after a reload
+ * verifies with the key file as it is then. NULL, logged, when the keys
+ * cannot be loaded or on ENOMEM.
+ */
 dc_app_t *dc_app_new(const dc_config_t *cfg);
 
 /* Closes connections, frees buffers. NULL is fine. */
@@ -28,6 +33,12 @@ typedef struct {
     const char *content_type; /* or NULL */
     const char *body;         /* request body (writes), or NULL */
     size_t      body_len;
+    const char *authorization; /* the Authorization header (HTTP_AUTHORIZATION), or NULL */
+    /*
+     * AUTH_MODE=trusted: the identity nginx established (DASHCACHE_AUTH_SUB,
+     * _ORGS, _SCOPE FastCGI params, never HTTP_* client headers), or NULL.
+     */
+    const char *trusted_sub, *trusted_orgs, *trusted_scope;
 } dc_input_t;
 
 /*

@@ -194,6 +194,45 @@ int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, 
     return DC_OK;
 }
 
+/* A string variable into dst; "" when unset. */
+static int env_str(const char *name, char *dst, size_t cap, char *err, size_t errlen)
+{
+    const char *s = getenv(name);
+
+    dst[0] = '\0';
+    if (s == NULL)
+        return DC_OK;
+    if (copy_str(dst, cap, s, strlen(s)) != DC_OK) {
+        snprintf(err, errlen, "%s is longer than %zu bytes", name, cap - 1);
+        return DC_EINVAL;
+    }
+    return DC_OK;
+}
+
+int dc_config_load_auth(dc_auth_config_t *ac, char *err, size_t errlen)
+{
+    const char *s = getenv("AUTH_MODE");
+
+    memset(ac, 0, sizeof(*ac));
+    ac->mode = DC_AUTH_JWT;
+    if (s != NULL && *s != '\0') {
+        if (strcmp(s, "jwt") == 0) {
+            ac->mode = DC_AUTH_JWT;
+        } else if (strcmp(s, "trusted") == 0) {
+            ac->mode = DC_AUTH_TRUSTED;
+        } else {
+            snprintf(err, errlen, "AUTH_MODE must be jwt or trusted (got \"%.32s\")", s);
+            return DC_EINVAL;
+        }
+    }
+    if (env_int("AUTH_CLOCK_SKEW_SECONDS", 30, 0, 600, &ac->clock_skew_s, err, errlen) != DC_OK ||
+        env_str("AUTH_KEYS_FILE", ac->keys_file, sizeof(ac->keys_file), err, errlen) != DC_OK ||
+        env_str("AUTH_ISSUER", ac->issuer, sizeof(ac->issuer), err, errlen) != DC_OK ||
+        env_str("AUTH_AUDIENCE", ac->audience, sizeof(ac->audience), err, errlen) != DC_OK)
+        return DC_EINVAL;
+    return DC_OK;
+}
+
 int dc_config_load(dc_config_t *cfg, char *err, size_t errlen)
 {
     const char *s;
@@ -234,10 +273,16 @@ int dc_config_load(dc_config_t *cfg, char *err, size_t errlen)
         return DC_EINVAL;
     }
 
+    if (dc_config_load_auth(&cfg->auth, err, errlen) != DC_OK)
+        return DC_EINVAL;
+
     cfg->metrics_enabled = 1;
     s = getenv("METRICS");
     if (s != NULL && *s != '\0') {
         if (strcmp(s, "on") == 0 || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+            if (dc_config_load_auth(&cfg->auth, err, errlen) != DC_OK)
+                return DC_EINVAL;
+
             cfg->metrics_enabled = 1;
         } else if (strcmp(s, "off") == 0 || strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
             cfg->metrics_enabled = 0;

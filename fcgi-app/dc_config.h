@@ -21,21 +21,36 @@ typedef struct {
     char redis_password[256];
 } dc_redis_addr_t;
 
+/* Who may call the API (dc_auth): AUTH_MODE and its variables. */
+typedef enum {
+    DC_AUTH_JWT = 0, /* bearer tokens verified with the keys of AUTH_KEYS_FILE */
+    DC_AUTH_TRUSTED, /* the identity nginx passes as DASHCACHE_AUTH_* FastCGI params */
+} dc_auth_mode_t;
+
 typedef struct {
-    char            database_url[1024];
-    dc_redis_addr_t redis;
-    int             ttl[DC_Q_COUNT]; /* seconds; DC_Q_AUDIT unused */
-    int             redis_connect_timeout_ms;
-    int             redis_command_timeout_ms;
-    int             redis_retry_interval_ms; /* back-off after a Redis failure */
-    int             db_connect_timeout_s;
-    int             db_statement_timeout_ms;
-    int             db_retry_interval_ms; /* back-off after a failed connect */
-    int             device_online_s;
-    int             retry_after_s;     /* Retry-After on a 503 */
-    int             health_timeout_ms; /* bound of each /health check */
-    int             metrics_enabled;   /* METRICS=on|off */
-    dc_log_level_t  log_level;
+    dc_auth_mode_t mode;
+    int            clock_skew_s;   /* AUTH_CLOCK_SKEW_SECONDS, tolerance of exp and nbf */
+    char           keys_file[512]; /* AUTH_KEYS_FILE; "" when unset */
+    char           issuer[256];    /* AUTH_ISSUER; "" = not checked */
+    char           audience[256];  /* AUTH_AUDIENCE; "" = not checked */
+} dc_auth_config_t;
+
+typedef struct {
+    char             database_url[1024];
+    dc_auth_config_t auth;
+    dc_redis_addr_t  redis;
+    int              ttl[DC_Q_COUNT]; /* seconds; DC_Q_AUDIT unused */
+    int              redis_connect_timeout_ms;
+    int              redis_command_timeout_ms;
+    int              redis_retry_interval_ms; /* back-off after a Redis failure */
+    int              db_connect_timeout_s;
+    int              db_statement_timeout_ms;
+    int              db_retry_interval_ms; /* back-off after a failed connect */
+    int              device_online_s;
+    int              retry_after_s;     /* Retry-After on a 503 */
+    int              health_timeout_ms; /* bound of each /health check */
+    int              metrics_enabled;   /* METRICS=on|off */
+    dc_log_level_t   log_level;
 } dc_config_t;
 
 /*
@@ -43,6 +58,14 @@ typedef struct {
  * message in err naming the variable.
  */
 int dc_config_load(dc_config_t *cfg, char *err, size_t errlen) DC_WUR;
+
+/*
+ * Fills ac from AUTH_MODE, AUTH_KEYS_FILE, AUTH_ISSUER, AUTH_AUDIENCE and
+ * AUTH_CLOCK_SKEW_SECONDS (dc_config_load calls it; dashcachectl alone).
+ * Reads no file: dc_auth_new loads and checks the keys. DC_OK, or DC_EINVAL
+ * with a message in err naming the variable.
+ */
+int dc_config_load_auth(dc_auth_config_t *ac, char *err, size_t errlen) DC_WUR;
 
 /*
  * Parses redis://[[user]:password@]host[:port][/db] or

@@ -5,32 +5,35 @@
 
 /* the arguments are literals and names pasted into initializers; string concatenation forbids parentheses */
 /* NOLINTBEGIN(bugprone-macro-parentheses) */
-#define QUERY_ROW(NAME, method_, label_, path_, key_rest, key_parts_, ttl_var_, params_, fetch_, view_) \
-    {                                                                                                   \
-        .route = DC_ROUTE_QUERY,                                                                        \
-        .type = DC_Q_##NAME,                                                                            \
-        .mroute = DC_MR_##NAME,                                                                         \
-        .method = method_,                                                                              \
-        .label = label_,                                                                                \
-        .path = path_,                                                                                  \
-        .key_prefix = "dashboard:" label_ key_rest ":org:",                                             \
-        .key_prefix_len = sizeof("dashboard:" label_ key_rest ":org:") - 1,                             \
-        .key_parts = key_parts_,                                                                        \
-        .ttl_var = ttl_var_,                                                                            \
-        .params = params_,                                                                              \
-        .fetch = fetch_,                                                                                \
-        .view = view_,                                                                                  \
+#define QUERY_ROW(NAME, method_, label_, path_, scope_, key_rest, key_parts_, ttl_var_, params_, fetch_, \
+                  view_)                                                                                 \
+    {                                                                                                    \
+        .route = DC_ROUTE_QUERY,                                                                         \
+        .type = DC_Q_##NAME,                                                                             \
+        .mroute = DC_MR_##NAME,                                                                          \
+        .method = method_,                                                                               \
+        .label = label_,                                                                                 \
+        .path = path_,                                                                                   \
+        .scope = scope_,                                                                                 \
+        .key_prefix = "dashboard:" label_ key_rest ":org:",                                              \
+        .key_prefix_len = sizeof("dashboard:" label_ key_rest ":org:") - 1,                              \
+        .key_parts = key_parts_,                                                                         \
+        .ttl_var = ttl_var_,                                                                             \
+        .params = params_,                                                                               \
+        .fetch = fetch_,                                                                                 \
+        .view = view_,                                                                                   \
     },
 
-#define WRITE_ROW(NAME, method_, label_, path_, write_) \
-    {                                                   \
-        .route = DC_ROUTE_WRITE,                        \
-        .type = DC_W_##NAME,                            \
-        .mroute = DC_MR_##NAME,                         \
-        .method = method_,                              \
-        .label = label_,                                \
-        .path = path_,                                  \
-        .write = write_,                                \
+#define WRITE_ROW(NAME, method_, label_, path_, scope_, write_) \
+    {                                                           \
+        .route = DC_ROUTE_WRITE,                                \
+        .type = DC_W_##NAME,                                    \
+        .mroute = DC_MR_##NAME,                                 \
+        .method = method_,                                      \
+        .label = label_,                                        \
+        .path = path_,                                          \
+        .scope = scope_,                                        \
+        .write = write_,                                        \
     },
 
 /* expanded from the same lists as dc_qtype_t and dc_wtype_t: row q is query type q, row DC_Q_COUNT + w write w */

@@ -33,6 +33,7 @@ typedef struct {
     dc_mroute_t mroute;    /* route label of the metrics */
     unsigned    key_parts; /* reads: DC_KEY_*; DC_KEY_NONE: never cached */
     unsigned    params;    /* reads: DC_PARAM_BIT(...) accepted */
+    unsigned    scope;     /* DC_SCOPE_* the caller's token must hold */
 } dc_endpoint_t;
 
 /* Every endpoint, reads first, in the order of dc_api.h; *n set to their number. */

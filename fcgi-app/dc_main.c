@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "dc_auth.h"
 #include "dc_config.h"
 #include "dc_db.h"
 #include "dc_init.h"
@@ -93,6 +94,25 @@ static int init_config(void *arg)
     return DC_OK;
 }
 
+/*
+ * The token keys, checked once at start-up so that a missing, unsafe or
+ * malformed key file stops the start with its variable named; each worker
+ * loads them again when it starts (a reload picks up rotated keys).
+ */
+static int init_auth(void *arg)
+{
+    main_t    *m = arg;
+    char       err[1024];
+    dc_auth_t *a = dc_auth_new(&m->cfg.auth, err, sizeof(err));
+
+    if (a == NULL) {
+        fprintf(stderr, PROGRAM ": configuration error: %s\n", err);
+        return 1;
+    }
+    dc_auth_free(a);
+    return DC_OK;
+}
+
 /* Mapped before any fork, so every worker shares it from the start; without it the pool runs. */
 static int init_metrics(void *arg)
 {
@@ -152,10 +172,8 @@ static int init_pid_file(void *arg)
 }
 
 static const dc_init_step_t init_chain[] = {
-    { "config", init_config },
-    { "metrics", init_metrics },
-    { "socket", init_socket },
-    { "pid-file", init_pid_file },
+    { "config", init_config }, { "auth", init_auth },         { "metrics", init_metrics },
+    { "socket", init_socket }, { "pid-file", init_pid_file },
 };
 
 int main(int argc, char **argv)

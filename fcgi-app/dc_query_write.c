@@ -16,13 +16,13 @@
 enum { S_INGEST, S_ALERT_CREATE, S_ALERT_RESOLVE, S_DEVICE_STATUS, S_COUNT };
 
 #define ISO_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-#define ACTOR        "api"
 
 /* clang-format off */
 static const dc_db_stmt_t statements[S_COUNT] = {
     [S_INGEST] = { "ingest",
         "SELECT event, org_id::text, unit_id::text, alert_id::text, " ISO_UTC("now()")
-        "  FROM dc_ingest_readings($1::uuid[], $2::numeric[], $3::timestamptz[])", 3 },
+        "  FROM dc_ingest_readings($1::uuid[], $2::numeric[], $3::timestamptz[], $4::uuid[], $5::boolean, $6)",
+        6 },
     [S_ALERT_CREATE] = { "alert_create",
         "SELECT dc_alert_create($1, $2, $3, $4, $5)::text, " ISO_UTC("now()"), 5 },
     [S_ALERT_RESOLVE] = { "alert_resolve",
@@ -89,7 +89,12 @@ static int refused(PGresult *r, dc_error_t *err)
 
     if (msg == NULL)
         msg = "the database refused the request";
-    if (state != NULL && strcmp(state, "P0002") == 0) {
+    if (state != NULL && strcmp(state, "42501") == 0) {
+        dc_error_set(err, 403, "forbidden_organization", "%s", msg);
+        err->challenge = DC_AUTH_CHALLENGE_SCOPE;
+        if (strncmp(msg, "readings[", 9) == 0)
+            err->index = atoi(msg + 9);
+    } else if (state != NULL && strcmp(state, "P0002") == 0) {
         const char *code = strncmp(msg, "unit ", 5) == 0    ? "unit_not_found"
                            : strncmp(msg, "alert ", 6) == 0 ? "alert_not_found"
                                                             : "device_not_found";
@@ -120,15 +125,31 @@ static int write_row(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *p
     return DC_OK;
 }
 
-int dc_query_write_ingest(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                          dc_write_result_t *res, dc_error_t *err)
+int dc_query_write_ingest(dc_db_t *db, const dc_request_t *req, const dc_principal_t *who,
+                          const dc_write_t *w, dc_buf_t *body, dc_write_result_t *res, dc_error_t *err)
 {
-    const char *params[] = { w->devices.data, w->temps.data, w->times.data };
-    int64_t     units = 0, alerts = 0;
-    PGresult   *r;
-    int         rc = dc_db_exec(db, &statements[S_INGEST], params, &r);
+    const char *params[] = {
+        w->devices.data, w->temps.data, w->times.data, NULL, who->all_orgs ? "true" : "false", who->sub
+    };
+    int64_t   units = 0, alerts = 0;
+    PGresult *r;
+    int       rc;
 
     (void)req;
+    /* the caller's organizations: the function refuses the whole batch if a device is of another */
+    dc_buf_reset(&res->scratch);
+    rc = dc_buf_append(&res->scratch, "{", 1);
+    for (size_t i = 0; i < who->norgs && rc == DC_OK; i++) {
+        rc = dc_buf_append(&res->scratch, ",", i > 0);
+        if (rc == DC_OK)
+            rc = dc_buf_append(&res->scratch, who->orgs[i], DC_UUID_LEN);
+    }
+    if (rc == DC_OK)
+        rc = dc_buf_append(&res->scratch, "}", 1);
+    if (rc != DC_OK)
+        return DC_ENOMEM;
+    params[3] = res->scratch.data;
+    rc = dc_db_exec(db, &statements[S_INGEST], params, &r);
     if (rc == DC_EQUERY)
         return refused(r, err);
     if (rc != DC_OK)
@@ -164,10 +185,10 @@ int dc_query_write_ingest(dc_db_t *db, const dc_request_t *req, const dc_write_t
     return rc;
 }
 
-int dc_query_write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                                dc_write_result_t *res, dc_error_t *err)
+int dc_query_write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_principal_t *who,
+                                const dc_write_t *w, dc_buf_t *body, dc_write_result_t *res, dc_error_t *err)
 {
-    const char *params[] = { req->org_id, w->alert.unit_id, w->alert.kind, w->alert.message, ACTOR };
+    const char *params[] = { req->org_id, w->alert.unit_id, w->alert.kind, w->alert.message, who->sub };
     PGresult   *r;
     int         rc = write_row(db, &statements[S_ALERT_CREATE], params, &r, err);
 
@@ -191,10 +212,10 @@ int dc_query_write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_w
     return rc;
 }
 
-int dc_query_write_alert_resolve(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                                 dc_write_result_t *res, dc_error_t *err)
+int dc_query_write_alert_resolve(dc_db_t *db, const dc_request_t *req, const dc_principal_t *who,
+                                 const dc_write_t *w, dc_buf_t *body, dc_write_result_t *res, dc_error_t *err)
 {
-    const char *params[] = { req->org_id, req->item_id, ACTOR };
+    const char *params[] = { req->org_id, req->item_id, who->sub };
     PGresult   *r;
     int         rc = write_row(db, &statements[S_ALERT_RESOLVE], params, &r, err);
 
@@ -226,10 +247,10 @@ int dc_query_write_alert_resolve(dc_db_t *db, const dc_request_t *req, const dc_
     return rc;
 }
 
-int dc_query_write_device_status(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                                 dc_write_result_t *res, dc_error_t *err)
+int dc_query_write_device_status(dc_db_t *db, const dc_request_t *req, const dc_principal_t *who,
+                                 const dc_write_t *w, dc_buf_t *body, dc_write_result_t *res, dc_error_t *err)
 {
-    const char *params[] = { req->org_id, req->item_id, w->online ? "true" : "false", ACTOR };
+    const char *params[] = { req->org_id, req->item_id, w->online ? "true" : "false", who->sub };
     PGresult   *r;
     int         rc = write_row(db, &statements[S_DEVICE_STATUS], params, &r, err);
 
@@ -254,11 +275,11 @@ int dc_query_write_device_status(dc_db_t *db, const dc_request_t *req, const dc_
     return rc;
 }
 
-int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                   dc_write_result_t *res, dc_error_t *err)
+int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_principal_t *who, const dc_write_t *w,
+                   dc_buf_t *body, dc_write_result_t *res, dc_error_t *err)
 {
     const dc_endpoint_t *ep = dc_endpoint_write(req->wtype);
 
     dc_write_result_reset(res);
-    return ep != NULL ? ep->write(db, req, w, body, res, err) : DC_ERROR;
+    return ep != NULL ? ep->write(db, req, who, w, body, res, err) : DC_ERROR;
 }

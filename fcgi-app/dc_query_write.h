@@ -7,6 +7,7 @@
 #ifndef DC_QUERY_WRITE_H
 #define DC_QUERY_WRITE_H
 
+#include "dc_auth.h"
 #include "dc_body.h"
 #include "dc_buf.h"
 #include "dc_db.h"
@@ -29,29 +30,35 @@ void dc_write_result_reset(dc_write_result_t *r);
 void dc_write_result_free(dc_write_result_t *r);
 
 /*
- * One write endpoint (the run column of dc_api.h), one transaction: appends
- * the answer to body and fills res, which the caller has reset. Results as
- * for dc_query_write.
+ * One write endpoint (the run column of dc_api.h), one transaction on
+ * behalf of who (its sub is the audit actor): appends the answer to body
+ * and fills res, which the caller has reset. Results as for dc_query_write.
  */
-typedef int (*dc_write_fn)(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                           dc_write_result_t *res, dc_error_t *err);
+typedef int (*dc_write_fn)(dc_db_t *db, const dc_request_t *req, const dc_principal_t *who,
+                           const dc_write_t *w, dc_buf_t *body, dc_write_result_t *res, dc_error_t *err);
 
-int dc_query_write_ingest(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                          dc_write_result_t *res, dc_error_t *err) DC_WUR;
-int dc_query_write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                                dc_write_result_t *res, dc_error_t *err) DC_WUR;
-int dc_query_write_alert_resolve(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                                 dc_write_result_t *res, dc_error_t *err) DC_WUR;
-int dc_query_write_device_status(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                                 dc_write_result_t *res, dc_error_t *err) DC_WUR;
+int dc_query_write_ingest(dc_db_t *db, const dc_request_t *req, const dc_principal_t *who,
+                          const dc_write_t *w, dc_buf_t *body, dc_write_result_t *res,
+                          dc_error_t *err) DC_WUR;
+int dc_query_write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_principal_t *who,
+                                const dc_write_t *w, dc_buf_t *body, dc_write_result_t *res,
+                                dc_error_t *err) DC_WUR;
+int dc_query_write_alert_resolve(dc_db_t *db, const dc_request_t *req, const dc_principal_t *who,
+                                 const dc_write_t *w, dc_buf_t *body, dc_write_result_t *res,
+                                 dc_error_t *err) DC_WUR;
+int dc_query_write_device_status(dc_db_t *db, const dc_request_t *req, const dc_principal_t *who,
+                                 const dc_write_t *w, dc_buf_t *body, dc_write_result_t *res,
+                                 dc_error_t *err) DC_WUR;
 
 /*
- * Runs the write of req (one transaction) with the parsed body w, appends
- * the answer's JSON to body and fills res. DC_OK; DC_DECLINED with err (404
- * an id of no such or another organization, 409 already resolved, 400 a
- * value the database refused); DC_UNAVAILABLE (503); DC_ERROR; DC_ENOMEM.
+ * Runs the write of req (one transaction) for the authorized caller who
+ * with the parsed body w, appends the answer's JSON to body and fills res.
+ * DC_OK; DC_DECLINED with err (404 an id of no such or another
+ * organization, 403 an ingested device of an organization who does not
+ * cover, 409 already resolved, 400 a value the database refused);
+ * DC_UNAVAILABLE (503); DC_ERROR; DC_ENOMEM.
  */
-int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
-                   dc_write_result_t *res, dc_error_t *err) DC_WUR;
+int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_principal_t *who, const dc_write_t *w,
+                   dc_buf_t *body, dc_write_result_t *res, dc_error_t *err) DC_WUR;
 
 #endif

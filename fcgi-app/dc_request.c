@@ -14,6 +14,7 @@ int dc_error_set(dc_error_t *err, int status, const char *code, const char *fmt,
     err->status = status;
     err->code = code;
     err->allow = NULL;
+    err->challenge = NULL;
     err->index = -1;
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof(err->message), fmt, ap);

@@ -42,10 +42,11 @@ typedef struct {
 
 /* What went wrong with a request, ready to become a JSON error response. */
 typedef struct {
-    int         status; /* HTTP status */
-    const char *code;   /* machine-readable, static */
-    const char *allow;  /* Allow header for 405, else NULL */
-    int         index;  /* element of a batch at fault, or -1 */
+    int         status;    /* HTTP status */
+    const char *code;      /* machine-readable, static */
+    const char *allow;     /* Allow header for 405, else NULL */
+    const char *challenge; /* WWW-Authenticate header for 401/403, else NULL */
+    int         index;     /* element of a batch at fault, or -1 */
     char        message[192];
 } dc_error_t;
 

@@ -14,6 +14,10 @@ const char *dc_response_reason(int status)
         return "Created";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -57,6 +61,11 @@ int dc_response_head(const dc_response_t *r, char *buf, size_t cap)
         dc_fix_str(&f, r->allow);
         DC_FIX_LIT(&f, "\r\n");
     }
+    if (r->challenge != NULL) {
+        DC_FIX_LIT(&f, "WWW-Authenticate: ");
+        dc_fix_str(&f, r->challenge);
+        DC_FIX_LIT(&f, "\r\n");
+    }
     if (r->retry_after > 0) {
         DC_FIX_LIT(&f, "Retry-After: ");
         dc_fix_uint(&f, (unsigned)r->retry_after);
@@ -73,6 +82,7 @@ void dc_response_error(dc_response_t *r, const dc_error_t *err, dc_buf_t *out)
     dc_buf_reset(out);
     r->status = err->status;
     r->allow = err->allow;
+    r->challenge = err->challenge;
     if (dc_view_error(err->code, err->message, err->index, out) == DC_OK) {
         r->body = out->data;
         r->body_len = out->len;

@@ -16,6 +16,7 @@ typedef struct {
     int         status;
     const char *x_cache;      /* "HIT", "MISS", "BYPASS" or NULL */
     const char *allow;        /* Allow header, or NULL */
+    const char *challenge;    /* WWW-Authenticate header, or NULL */
     int         retry_after;  /* seconds; 0 = no header */
     int         head_only;    /* HEAD: no body on the wire */
     int         mroute;       /* dc_mroute_t: the route label of the metrics */

@@ -73,6 +73,11 @@ static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body)
         .path = request_path(r->envp, pathbuf, sizeof(pathbuf)),
         .query = FCGX_GetParam("QUERY_STRING", r->envp),
         .content_type = FCGX_GetParam("CONTENT_TYPE", r->envp),
+        .authorization = FCGX_GetParam("HTTP_AUTHORIZATION", r->envp),
+        /* set by nginx's fastcgi_param only: a client header arrives as HTTP_* */
+        .trusted_sub = FCGX_GetParam("DASHCACHE_AUTH_SUB", r->envp),
+        .trusted_orgs = FCGX_GetParam("DASHCACHE_AUTH_ORGS", r->envp),
+        .trusted_scope = FCGX_GetParam("DASHCACHE_AUTH_SCOPE", r->envp),
     };
     int64_t       t0 = dc_now_ns();
     dc_response_t resp;
@@ -137,9 +142,8 @@ int dc_worker_run(int listen_fd, const dc_config_t *cfg)
     }
     if (dc_metrics_claim(DC_MK_WORKER) != DC_OK)
         dc_log_warn("worker.metrics", "no free metrics slot; this worker's figures are not counted");
-    app = dc_app_new(cfg);
+    app = dc_app_new(cfg); /* logs why it failed */
     if (app == NULL) {
-        dc_log_error("worker.init", "out of memory");
         close(ep);
         return 1;
     }

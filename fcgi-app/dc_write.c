@@ -43,8 +43,8 @@ static void invalidate_and_announce(dc_cache_t *cache, const dc_write_result_t *
 }
 
 void dc_write_handle(dc_write_state_t *st, const dc_config_t *cfg, dc_cache_t *cache, dc_db_t *db,
-                     const dc_request_t *req, const char *content_type, const char *body, size_t len,
-                     dc_buf_t *out, dc_response_t *resp)
+                     const dc_request_t *req, const dc_principal_t *who, const char *content_type,
+                     const char *body, size_t len, dc_buf_t *out, dc_response_t *resp)
 {
     dc_error_t err;
     int        rc;
@@ -54,7 +54,7 @@ void dc_write_handle(dc_write_state_t *st, const dc_config_t *cfg, dc_cache_t *c
         dc_response_error(resp, &err, out);
         return;
     }
-    rc = dc_query_write(db, req, &st->parsed, out, &st->result, &err);
+    rc = dc_query_write(db, req, who, &st->parsed, out, &st->result, &err);
     if (rc == DC_DECLINED) {
         dc_response_error(resp, &err, out);
         return;

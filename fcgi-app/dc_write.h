@@ -7,6 +7,7 @@
 #ifndef DC_WRITE_H
 #define DC_WRITE_H
 
+#include "dc_auth.h"
 #include "dc_body.h"
 #include "dc_cache.h"
 #include "dc_db.h"
@@ -23,11 +24,12 @@ typedef struct {
 void dc_write_state_free(dc_write_state_t *st);
 
 /*
- * Handles the write req with its body (content_type may be NULL). The
- * response body lives in out, which is reset first.
+ * Handles the write req of the authorized caller who with its body
+ * (content_type may be NULL). The response body lives in out, which is
+ * reset first.
  */
 void dc_write_handle(dc_write_state_t *st, const dc_config_t *cfg, dc_cache_t *cache, dc_db_t *db,
-                     const dc_request_t *req, const char *content_type, const char *body, size_t len,
-                     dc_buf_t *out, dc_response_t *resp);
+                     const dc_request_t *req, const dc_principal_t *who, const char *content_type,
+                     const char *body, size_t len, dc_buf_t *out, dc_response_t *resp);
 
 #endif

@@ -22,7 +22,7 @@ fi
 required=(
 	make gcc libc6-dev pkg-config
 	libfcgi-dev libfcgi-bin spawn-fcgi
-	libhiredis-dev libjson-c-dev libcmocka-dev libpq-dev
+	libhiredis-dev libjson-c-dev libcmocka-dev libpq-dev libjwt-dev
 	"nginx-light|nginx|nginx-core|nginx-full|nginx-extras"
 	redis-server redis-tools
 	curl jq procps util-linux coreutils wrk python3 python3-pytest prometheus

@@ -5,11 +5,15 @@
 -- that does not exist here: 404) or 22023 (a bad value: 400).
 BEGIN;
 
--- Readings for any devices: p_devices[i], p_temps[i], p_times[i] (NULL: now).
--- Returns one
--- row per unit that received readings ('unitUpdate') and per alert it opened
--- ('alertCreated').
-CREATE OR REPLACE FUNCTION dc_ingest_readings(p_devices uuid[], p_temps numeric[], p_times timestamptz[])
+-- Readings: p_devices[i], p_temps[i], p_times[i] (NULL: now), sent by
+-- p_actor on behalf of the organizations p_orgs (every organization when
+-- p_any_org, a platform service account). A device of any other
+-- organization refuses the whole batch (SQLSTATE 42501: 403): nothing is
+-- stored. Returns one row per unit that received readings ('unitUpdate')
+-- and per alert it opened ('alertCreated').
+DROP FUNCTION IF EXISTS dc_ingest_readings(uuid[], numeric[], timestamptz[]);
+CREATE OR REPLACE FUNCTION dc_ingest_readings(p_devices uuid[], p_temps numeric[], p_times timestamptz[],
+                                              p_orgs uuid[], p_any_org boolean, p_actor text)
 RETURNS TABLE (event text, org_id uuid, unit_id uuid, alert_id uuid)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -22,6 +26,18 @@ BEGIN
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'P0002',
             MESSAGE = format('readings[%s]: device %s does not exist', bad - 1, p_devices[bad]);
+    END IF;
+
+    IF p_any_org IS NOT TRUE THEN
+        SELECT x.idx INTO bad
+          FROM unnest(p_devices) WITH ORDINALITY AS x(id, idx)
+          JOIN devices d ON d.id = x.id
+         WHERE NOT (d.org_id = ANY (coalesce(p_orgs, '{}'::uuid[]))) ORDER BY x.idx LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = '42501',
+                MESSAGE = format('readings[%s]: device %s is of an organization the caller may not write; nothing was stored',
+                                 bad - 1, p_devices[bad]);
+        END IF;
     END IF;
 
     IF to_regclass('pg_temp.dc_batch') IS NULL THEN
@@ -61,7 +77,7 @@ BEGIN
     ),
     audited AS (
         INSERT INTO audit_log (org_id, actor, action, details)
-        SELECT b.org_id, 'ingest', 'readings.ingest', jsonb_build_object('readings', count(*))
+        SELECT b.org_id, p_actor, 'readings.ingest', jsonb_build_object('readings', count(*))
           FROM dc_batch b GROUP BY b.org_id
         RETURNING 1
     )
