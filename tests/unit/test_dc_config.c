@@ -39,6 +39,7 @@ static const int_var_t int_vars[] = {
     VAR("DB_RETRY_INTERVAL_MS", db_retry_interval_ms, 1000, 0, 600000),
     VAR("DEVICE_ONLINE_SECONDS", device_online_s, 600, 1, 604800),
     VAR("RETRY_AFTER_SECONDS", retry_after_s, 5, 1, 3600),
+    VAR("AUTH_CLOCK_SKEW_SECONDS", auth.clock_skew_s, 30, 0, 600),
     VAR("CACHE_TTL_SECONDS", ttl[DC_Q_STATS], 60, 1, 86400),
     VAR("CACHE_TTL_STATS_SECONDS", ttl[DC_Q_STATS], 60, 1, 86400),
     VAR("CACHE_TTL_UNITS_SECONDS", ttl[DC_Q_UNITS], 60, 1, 86400),
@@ -54,7 +55,8 @@ static const char *const ttl_vars[DC_Q_AUDIT] = {
     [DC_Q_DEVICES] = "CACHE_TTL_DEVICES_SECONDS", [DC_Q_COMPLIANCE] = "CACHE_TTL_COMPLIANCE_SECONDS",
 };
 
-static const char *const other_vars[] = { "DATABASE_URL", "REDIS_URL", "LOG_LEVEL" };
+static const char *const other_vars[] = { "DATABASE_URL",   "REDIS_URL",   "LOG_LEVEL",    "AUTH_MODE",
+                                          "AUTH_KEYS_FILE", "AUTH_ISSUER", "AUTH_AUDIENCE" };
 
 static int clear_env(void **state)
 {
@@ -560,6 +562,30 @@ static void test_log_level(void **state)
     }
 }
 
+static void test_auth_variables(void **state)
+{
+    dc_config_t cfg;
+
+    (void)state;
+    load_ok(&cfg);
+    assert_int_equal(cfg.auth.mode, DC_AUTH_JWT);
+    assert_string_equal(cfg.auth.keys_file, "");
+    set("AUTH_MODE", "trusted");
+    set("AUTH_KEYS_FILE", "/etc/dashcache/keys");
+    set("AUTH_ISSUER", "https://idp.example");
+    set("AUTH_AUDIENCE", "dashcache");
+    load_ok(&cfg);
+    assert_int_equal(cfg.auth.mode, DC_AUTH_TRUSTED);
+    assert_string_equal(cfg.auth.keys_file, "/etc/dashcache/keys");
+    assert_string_equal(cfg.auth.issuer, "https://idp.example");
+    assert_string_equal(cfg.auth.audience, "dashcache");
+    set("AUTH_MODE", "jwt");
+    load_ok(&cfg);
+    assert_int_equal(cfg.auth.mode, DC_AUTH_JWT);
+    set("AUTH_MODE", "none");
+    load_fails("AUTH_MODE must be jwt or trusted (got \"none\")");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, clear_env, clear_env)
 
 int main(void)
@@ -584,6 +610,7 @@ int main(void)
         T(test_redis_url_in_environment),
         T(test_database_url),
         T(test_log_level),
+        T(test_auth_variables),
     };
 
     return cmocka_run_group_tests_name("dc_config", tests, NULL, NULL);
