@@ -89,7 +89,7 @@ static int refused(PGresult *r, dc_error_t *err)
 
     if (msg == NULL)
         msg = "the database refused the request";
-    if (state != NULL && strcmp(state, "42501") == 0) {
+    if (state != NULL && strcmp(state, "P0403") == 0) {
         dc_error_set(err, 403, "forbidden_organization", "%s", msg);
         err->challenge = DC_AUTH_CHALLENGE_SCOPE;
         if (strncmp(msg, "readings[", 9) == 0)

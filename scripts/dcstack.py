@@ -81,7 +81,7 @@ TEST_APP_ENV = {
     "DB_STATEMENT_TIMEOUT_MS": "5000",
 }
 _APP_VARS = re.compile(r"^(CACHE_TTL_.*|REDIS_.*_MS|DB_.*_SECONDS|DB_.*_MS|DEVICE_ONLINE_SECONDS|"
-                       r"RETRY_AFTER_SECONDS|DATABASE_URL|REDIS_URL|HTTP_URL|METRICS_FILE|METRICS)$")
+                       r"RETRY_AFTER_SECONDS|DATABASE_URL|REDIS_URL|HTTP_URL|METRICS_FILE|METRICS|AUTH_.*)$")
 
 
 def test_app_env(base: dict | None = None) -> dict:
@@ -89,6 +89,62 @@ def test_app_env(base: dict | None = None) -> dict:
     env.update(TEST_APP_ENV)
     env.setdefault("LOG_LEVEL", "info")
     return env
+
+
+# ------------------------------------------------------------------ tokens
+# Bearer tokens as dashcache verifies them (fcgi-app/dc_auth.h): compact JWS,
+# HS256 with a key of AUTH_KEYS_FILE named by kid. The stacks write a key file
+# of their own; tests mint with it here (and forge what must be refused).
+
+TEST_KID = "test1"
+ALL_SCOPES = "read write ingest refresh admin"
+
+
+def b64url(data: bytes) -> str:
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def write_key_file(path: Path, kid: str = TEST_KID) -> bytes:
+    """A key file with one fresh HS256 key (mode 0600, as dashcache requires); returns the secret."""
+    secret = os.urandom(32)
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"# written by scripts/dcstack.py: kid alg base64url-secret\n{kid} HS256 {b64url(secret)}\n")
+    os.chmod(path, 0o600)
+    return secret
+
+
+def read_key_file(path: Path) -> dict:
+    """{kid: secret} of the HS256 lines of a key file."""
+    import base64
+    keys = {}
+    for line in Path(path).read_text().splitlines():
+        f = line.split("#", 1)[0].split()
+        if len(f) == 3 and f[1] == "HS256":
+            keys[f[0]] = base64.urlsafe_b64decode(f[2] + "=" * (-len(f[2]) % 4))
+    return keys
+
+
+def mint_token(secret: bytes, *, kid: str | None = TEST_KID, sub: str = "e2e", orgs=("*",),
+               scope: str = ALL_SCOPES, ttl: int = 3600, alg: str = "HS256", header: dict | None = None,
+               claims: dict | None = None, now: int | None = None) -> str:
+    """A compact JWS. alg HS256/HS384/HS512 sign with secret; "none" leaves the signature empty;
+    header and claims override or add members (for forgeries)."""
+    import hmac
+    import json
+    now = int(time.time()) if now is None else now
+    h = {"alg": alg, "typ": "JWT"}
+    if kid is not None:
+        h["kid"] = kid
+    h.update(header or {})
+    c = {"sub": sub, "orgs": list(orgs), "scope": scope, "iat": now, "exp": now + ttl}
+    c.update(claims or {})
+    signing = f"{b64url(json.dumps(h).encode())}.{b64url(json.dumps(c).encode())}"
+    digest = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}.get(alg)
+    sig = b64url(hmac.new(secret, signing.encode(), digest).digest()) if digest else ""
+    return f"{signing}.{sig}"
 
 
 class StackError(RuntimeError):
@@ -949,7 +1005,8 @@ class Stack:
                 "FCGI_SOCKET": str(self.fcgi.socket), "DC_STATE_DIR": str(self.state_dir),
                 "DC_RUNTIME_DIR": str(self.runtime_dir), "METRICS_FILE": self.app_env["METRICS_FILE"],
                 "DC_PG_FSYNC": "on" if self.fsync else "off",
-                "DC_FCGI_BIN": str(self.fcgi.binary), "DC_INVAL_BIN": str(self.invalidator.binary)}
+                "DC_FCGI_BIN": str(self.fcgi.binary), "DC_INVAL_BIN": str(self.invalidator.binary),
+                "AUTH_KEYS_FILE": self.app_env.get("AUTH_KEYS_FILE", ""), "DC_TEST_TOKEN": self.default_token}
 
     def write_env(self, path: Path | None = None) -> Path:
         """KEY=value lines (shell-quoted) describing the stack: `set -a; . FILE; set +a`."""
@@ -979,10 +1036,23 @@ class Stack:
         self.app_env.update(DATABASE_URL=self.postgres.url, REDIS_URL=self.redis.url)
         # the pool's shared counters live and die with the stack
         self.app_env.setdefault("METRICS_FILE", str(self.runtime_dir / "metrics"))
+        # a token key of the stack's own, unless the caller gave a key file
+        if not self.app_env.get("AUTH_KEYS_FILE") and self.app_env.get("AUTH_MODE", "jwt") == "jwt":
+            self.app_env["AUTH_KEYS_FILE"] = str(self.runtime_dir / "auth-keys")
+            write_key_file(Path(self.app_env["AUTH_KEYS_FILE"]))
+        keys = read_key_file(Path(self.app_env["AUTH_KEYS_FILE"])) if self.app_env.get("AUTH_KEYS_FILE") else {}
+        self.auth_kid, self.auth_secret = next(iter(keys.items()), (None, b""))
+        self.default_token = self.token(ttl=86400) if self.auth_secret else ""
         self.fcgi = FcgiMaster(self, self.build / "dashcache-fcgi", self.workers, self.runtime_dir / "fcgi.sock")
         self.invalidator = Invalidator(self, self.build / "dashcache-invalidator")
         self.nginx = Nginx(self, self.ports["http"], self.fcgi.socket,
                            str(self.state_dir / "logs" / "nginx-access.log") if self.with_access_log else None)
+
+    def token(self, **kw) -> str:
+        """A token signed with the stack's key (mint_token's arguments; default: every scope on
+        every organization)."""
+        kw.setdefault("kid", self.auth_kid)
+        return mint_token(self.auth_secret, **kw)
 
     def stop_leftovers(self) -> None:
         """Stop what a killed harness of this state directory left running (lib.sh pidfiles)."""

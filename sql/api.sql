@@ -2,13 +2,15 @@
 -- (one statement from dashcache), checks that every id belongs to the
 -- organization it is written for, writes an audit row, and returns what the
 -- caller must invalidate and announce. Errors carry SQLSTATE P0002 (an id
--- that does not exist here: 404) or 22023 (a bad value: 400).
+-- that does not exist here: 404), P0403 (an item of an organization the
+-- caller may not write: 403) or 22023 (a bad value: 400). Actors are the
+-- callers' token subjects.
 BEGIN;
 
 -- Readings: p_devices[i], p_temps[i], p_times[i] (NULL: now), sent by
 -- p_actor on behalf of the organizations p_orgs (every organization when
 -- p_any_org, a platform service account). A device of any other
--- organization refuses the whole batch (SQLSTATE 42501: 403): nothing is
+-- organization refuses the whole batch (SQLSTATE P0403: 403): nothing is
 -- stored. Returns one row per unit that received readings ('unitUpdate')
 -- and per alert it opened ('alertCreated').
 DROP FUNCTION IF EXISTS dc_ingest_readings(uuid[], numeric[], timestamptz[]);
@@ -34,7 +36,7 @@ BEGIN
           JOIN devices d ON d.id = x.id
          WHERE NOT (d.org_id = ANY (coalesce(p_orgs, '{}'::uuid[]))) ORDER BY x.idx LIMIT 1;
         IF bad IS NOT NULL THEN
-            RAISE EXCEPTION USING ERRCODE = '42501',
+            RAISE EXCEPTION USING ERRCODE = 'P0403',
                 MESSAGE = format('readings[%s]: device %s is of an organization the caller may not write; nothing was stored',
                                  bad - 1, p_devices[bad]);
         END IF;

@@ -79,11 +79,19 @@ class Response:
 
 
 class Http:
-    """Requests through the stack's nginx; every call bounded by HTTP_TIMEOUT."""
+    """Requests through the stack's nginx; every call bounded by HTTP_TIMEOUT. Each carries
+    `Authorization: Bearer <token>` (the stack's default token: every scope, every
+    organization) unless the call passes its own token, or token=None for none."""
 
-    def __init__(self, base: str, org: str = dc.DEMO_ORG):
-        self.base, self.org = base, org
+    DEFAULT = object()
+
+    def __init__(self, base: str, org: str = dc.DEMO_ORG, token: str = ""):
+        self.base, self.org, self.token = base, org, token
         self.api = f"{base}/api/dashboard"
+
+    def auth_header(self, token=DEFAULT) -> dict:
+        token = self.token if token is Http.DEFAULT else token
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def url(self, path: str) -> str:
         """http...: as is; /...: on the base URL; else relative to the demo organization's API."""
@@ -94,8 +102,9 @@ class Http:
         return f"{self.api}/orgs/{self.org}/{path}"
 
     def request(self, method: str, path: str, data: bytes | None = None, headers: dict | None = None,
-                timeout: float = HTTP_TIMEOUT) -> Response:
-        req = urllib.request.Request(self.url(path), data=data, method=method, headers=headers or {})
+                timeout: float = HTTP_TIMEOUT, token=DEFAULT) -> Response:
+        req = urllib.request.Request(self.url(path), data=data, method=method,
+                                     headers={**self.auth_header(token), **(headers or {})})
         t0 = time.monotonic()
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -161,7 +170,7 @@ def stack():
 
 @pytest.fixture(scope="session")
 def http(stack) -> Http:
-    return Http(stack.http_url)
+    return Http(stack.http_url, token=stack.default_token)
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,11 @@ Result); on the command line it prints one summary line and exits 1 when a
 read was stale or too little happened to judge.
 
 usage: consistency.py BASE_URL ORG_ID UNIT_ID [SECONDS] [WRITERS] [READERS]
+(the bearer token of every request: DC_TEST_TOKEN)
 """
 import bisect
 import json
+import os
 import sys
 import threading
 import time
@@ -47,7 +49,9 @@ class Result:
         return "\n".join(lines)
 
 
-def check(base, org, unit, seconds=8.0, n_writers=2, n_readers=4) -> Result:
+def check(base, org, unit, seconds=8.0, n_writers=2, n_readers=4, token=None) -> Result:
+    token = token if token is not None else os.environ.get("DC_TEST_TOKEN", "")
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
     count_url = f"{base}/api/dashboard/orgs/{org}/alerts/count"
     alerts_url = f"{base}/api/dashboard/orgs/{org}/alerts"
     lock = threading.Lock()
@@ -55,14 +59,14 @@ def check(base, org, unit, seconds=8.0, n_writers=2, n_readers=4) -> Result:
     deadline = time.monotonic() + seconds
 
     def get_count(url):
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=10) as r:
             return json.load(r)["unresolved"], r.headers.get("X-Cache")
 
     def writer(i):
         body = json.dumps({"unitId": unit, "kind": "consistency", "message": f"writer {i}"}).encode()
         while time.monotonic() < deadline:
             req = urllib.request.Request(alerts_url, data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json", **auth})
             try:
                 with urllib.request.urlopen(req, timeout=10) as r:
                     r.read()

@@ -78,13 +78,19 @@ e2e_finish() {
 
 # ------------------------------------------------------------------ HTTP
 
+# Every request carries the stack's default bearer token (DC_TEST_TOKEN, from
+# stack.env: every scope on every organization).
+AUTH_HEADER=()
+[[ -n ${DC_TEST_TOKEN:-} ]] && AUTH_HEADER=(-H "Authorization: Bearer $DC_TEST_TOKEN")
+
 # req [CURL_OPTION...] URL: one request. Sets STATUS (000 when there was no
 # answer) and TIME (seconds); headers and body are kept in $HDRS and $BODY.
 req() {
 	local out
 	: >"$HDRS"
 	: >"$BODY"
-	out=$(curl -s -o "$BODY" -D "$HDRS" -w '%{http_code} %{time_total}' --max-time "$CURL_MAX_TIME" "$@" 2>/dev/null) || true
+	out=$(curl -s -o "$BODY" -D "$HDRS" -w '%{http_code} %{time_total}' --max-time "$CURL_MAX_TIME" \
+		"${AUTH_HEADER[@]}" "$@" 2>/dev/null) || true
 	STATUS=${out%% *}
 	TIME=${out#* }
 	[[ $STATUS =~ ^[0-9]{3}$ ]] || STATUS=000
@@ -196,7 +202,7 @@ wait_for() {
 # result line is "HTTP_CODE TIME".
 load() {
 	xargs -d '\n' -P "$2" -n 1 curl -s -o /dev/null -w '%{http_code} %{time_total}\n' \
-		--max-time "$CURL_MAX_TIME" <"$1" >"$3" 2>/dev/null || true
+		--max-time "$CURL_MAX_TIME" "${AUTH_HEADER[@]}" <"$1" >"$3" 2>/dev/null || true
 }
 
 # A response that says the service can serve (used after restarts).

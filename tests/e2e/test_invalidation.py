@@ -129,7 +129,8 @@ def test_invalidation_comes_before_the_event(http, sql, stack, ids):
         while time.monotonic() < deadline:
             m = sub.message(timeout=max(0.1, deadline - time.monotonic()))
             if m and "alertCreated" in m:  # re-read the dashboard at once, as a consumer would
-                with urllib.request.urlopen(http.org_url(o2, "alerts/count"), timeout=5) as resp:
+                req = urllib.request.Request(http.org_url(o2, "alerts/count"), headers=http.auth_header())
+                with urllib.request.urlopen(req, timeout=5) as resp:
                     seen["unresolved"] = json.load(resp)["unresolved"]
                 return
 
@@ -149,7 +150,7 @@ def test_invalidation_comes_before_the_event(http, sql, stack, ids):
 
 def test_no_stale_read_under_concurrent_readers_and_writers(stack, ids):
     res = consistency.check(stack.http_url, ids["org2"], ids["unit2"],
-                            float(os.environ.get("E2E_CONSISTENCY_SECONDS", 6)))
+                            float(os.environ.get("E2E_CONSISTENCY_SECONDS", 6)), token=stack.default_token)
     print(res.summary())
     assert not res.stale, res.summary()
     assert not res.errors, res.summary()

@@ -96,7 +96,7 @@ def insert_alerts_sql(stack, slices, tag) -> None:
 
 
 def test_sanitized_workers_and_invalidator_under_many_org_writes(san_stack):
-    s, http = san_stack, Http(san_stack.http_url)
+    s, http = san_stack, Http(san_stack.http_url, token=san_stack.default_token)
     orgs = org_ids(s)
     assert len(orgs) == SAN_ORGS, f"the sanitized stack holds {SAN_ORGS} organizations"
     warm(http, orgs)
@@ -144,7 +144,7 @@ def seed_stack(request):
 
 
 def test_make_seed_small_into_a_running_stack(seed_stack):
-    s, http = seed_stack, Http(seed_stack.http_url)
+    s, http = seed_stack, Http(seed_stack.http_url, token=seed_stack.default_token)
     warm(http, org_ids(s))
     t0 = time.monotonic()
     r = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "seed", "SCALE=small"],

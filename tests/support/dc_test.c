@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -16,6 +17,7 @@
 #include <json-c/json.h>
 #include <libpq-fe.h>
 
+#include "dc_auth.h"
 #include "dc_key.h"
 #include "dc_router.h"
 
@@ -286,6 +288,53 @@ int dc_test_silent_listener(int *port)
     return fd;
 }
 
+char *dc_test_bearer(const char *sub, const char *orgs, const char *scopes, long ttl_s)
+{
+    dc_config_t      cfg;
+    dc_auth_t       *a;
+    char             err[1024], ids[DC_AUTH_ORGS_MAX][DC_UUID_LEN + 1], *token, *out;
+    const char      *ptrs[DC_AUTH_ORGS_MAX];
+    dc_auth_claims_t c = { .sub = sub };
+
+    dc_test_config(&cfg);
+    cfg.auth.mode = DC_AUTH_JWT;
+    a = dc_auth_new(&cfg.auth, err, sizeof(err));
+    if (a == NULL)
+        fail_msg("test token keys: %s", err);
+    while (*orgs != '\0' && c.norgs < DC_AUTH_ORGS_MAX) {
+        size_t n = strcspn(orgs, ",");
+        snprintf(ids[c.norgs], sizeof(ids[0]), "%.*s", (int)n, orgs);
+        ptrs[c.norgs] = ids[c.norgs];
+        c.norgs++;
+        orgs += n + (orgs[n] == ',');
+    }
+    c.orgs = ptrs;
+    if (dc_auth_parse_scopes(scopes, 1, &c.scopes) != DC_OK)
+        fail_msg("test token: bad scopes %s", scopes);
+    c.iat = (int64_t)time(NULL);
+    c.exp = c.iat + ttl_s;
+    if (ttl_s < 0)
+        c.iat = c.exp - 60;
+    if (dc_auth_mint(a, &c, &token, err, sizeof(err)) != DC_OK)
+        fail_msg("test token: %s", err);
+    dc_auth_free(a);
+    out = malloc(strlen(token) + 8);
+    if (out == NULL)
+        fail_msg("out of memory");
+    sprintf(out, "Bearer %s", token);
+    free(token);
+    return out;
+}
+
+const char *dc_test_default_auth(void)
+{
+    static char *auth;
+
+    if (auth == NULL)
+        auth = dc_test_bearer("integration-test", "*", "read,write,ingest,refresh,admin", 3600);
+    return auth;
+}
+
 static void call(dc_app_t *app, const dc_input_t *in, dc_test_resp_t *r)
 {
     dc_response_t resp;
@@ -295,26 +344,43 @@ static void call(dc_app_t *app, const dc_input_t *in, dc_test_resp_t *r)
     r->ms = (double)(dc_now_us() - t0) / 1000.0;
     r->status = resp.status;
     snprintf(r->x_cache, sizeof(r->x_cache), "%s", resp.x_cache ? resp.x_cache : "");
+    snprintf(r->challenge, sizeof(r->challenge), "%s", resp.challenge ? resp.challenge : "");
     r->retry_after = resp.retry_after;
     r->body = strndup(resp.body ? resp.body : "", resp.body_len);
     r->body_len = resp.body_len;
     dc_app_done(app);
 }
 
-void dc_test_get(dc_app_t *app, const char *path, const char *query, dc_test_resp_t *r)
+void dc_test_call(dc_app_t *app, const dc_input_t *in, dc_test_resp_t *r)
 {
-    dc_input_t in = { .method = "GET", .path = path, .query = query };
+    call(app, in, r);
+}
+
+void dc_test_get_as(dc_app_t *app, const char *auth, const char *path, const char *query, dc_test_resp_t *r)
+{
+    dc_input_t in = { .method = "GET", .path = path, .query = query, .authorization = auth };
     call(app, &in, r);
 }
 
-void dc_test_post(dc_app_t *app, const char *path, const char *json, dc_test_resp_t *r)
+void dc_test_post_as(dc_app_t *app, const char *auth, const char *path, const char *json, dc_test_resp_t *r)
 {
     dc_input_t in = { .method = "POST",
                       .path = path,
                       .content_type = "application/json",
                       .body = json,
-                      .body_len = json ? strlen(json) : 0 };
+                      .body_len = json ? strlen(json) : 0,
+                      .authorization = auth };
     call(app, &in, r);
+}
+
+void dc_test_get(dc_app_t *app, const char *path, const char *query, dc_test_resp_t *r)
+{
+    dc_test_get_as(app, dc_test_default_auth(), path, query, r);
+}
+
+void dc_test_post(dc_app_t *app, const char *path, const char *json, dc_test_resp_t *r)
+{
+    dc_test_post_as(app, dc_test_default_auth(), path, json, r);
 }
 
 void dc_test_resp_free(dc_test_resp_t *r)

@@ -82,13 +82,32 @@ typedef struct {
     int    retry_after;
     char  *body; /* NUL-terminated copy (free) */
     size_t body_len;
-    double ms; /* wall time of the call */
+    double ms;             /* wall time of the call */
+    char   challenge[128]; /* WWW-Authenticate, "" when none */
 } dc_test_resp_t;
 
-/* GET path?query through app; copies the response out. */
+/*
+ * "Bearer <token>" (free) signed with the test stack's key file
+ * (AUTH_KEYS_FILE): orgs a comma list of ids or "*", scopes a comma list,
+ * ttl_s its lifetime from now (negative: already expired).
+ */
+char *dc_test_bearer(const char *sub, const char *orgs, const char *scopes, long ttl_s);
+
+/*
+ * The Authorization header dc_test_get and dc_test_post send: every scope
+ * on every organization (orgs ["*"], sub "integration-test").
+ */
+const char *dc_test_default_auth(void);
+
+/* GET path?query through app as the default caller; copies the response out. */
 void dc_test_get(dc_app_t *app, const char *path, const char *query, dc_test_resp_t *r);
-/* POST path with a JSON body (application/json). */
+/* POST path with a JSON body (application/json) as the default caller. */
 void dc_test_post(dc_app_t *app, const char *path, const char *json, dc_test_resp_t *r);
+/* The same with this Authorization header (NULL: none); r->challenge holds WWW-Authenticate. */
+void dc_test_get_as(dc_app_t *app, const char *auth, const char *path, const char *query, dc_test_resp_t *r);
+void dc_test_post_as(dc_app_t *app, const char *auth, const char *path, const char *json, dc_test_resp_t *r);
+/* Any request as the web server would pass it (in->method and in->path set by the caller). */
+void dc_test_call(dc_app_t *app, const dc_input_t *in, dc_test_resp_t *r);
 void dc_test_resp_free(dc_test_resp_t *r);
 
 #endif
