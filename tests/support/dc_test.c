@@ -94,9 +94,8 @@ long long dc_test_json_int(const char *body, const char *key)
 
 void dc_test_config(dc_config_t *cfg)
 {
-    char err[512];
-    if (dc_config_load(cfg, err, sizeof(err)) != DC_OK)
-        fail_msg("configuration: %s", err);
+    if (dc_config_load(cfg) != DC_OK)
+        fail_msg("configuration: %s", cfg->err.str);
 }
 
 static redisContext *rc(void)
