@@ -37,16 +37,16 @@ dc_app_t *dc_app_new(const dc_config_t *cfg)
     static const dc_db_set_t *(*const role[])(void) = { dc_query_statements, dc_query_write_statements };
     const dc_db_set_t *sets[DC_ARRAY_LEN(role)];
     dc_app_t          *app = calloc(1, sizeof(*app));
-    char               err[1024];
+    dc_err_t           err;
 
     if (app == NULL) {
         dc_log_error("app.init", "out of memory");
         return NULL;
     }
     app->cfg = cfg;
-    app->auth = dc_auth_new(&cfg->auth, err, sizeof(err));
+    app->auth = dc_auth_new(&cfg->auth, &err);
     if (app->auth == NULL) {
-        dc_log_error("auth.init", "%s", err);
+        dc_log_error("auth.init", "%s", err.str);
         free(app);
         return NULL;
     }

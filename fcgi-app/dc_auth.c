@@ -206,9 +206,9 @@ const char *dc_auth_scope_string(unsigned bits, char *buf, size_t cap)
 static int keys_error(char *err, size_t errlen, const char *path, int line, const char *why)
 {
     if (line > 0)
-        snprintf(err, errlen, "AUTH_KEYS_FILE %s, line %d: %s", path, line, why);
+        snprintf(err, errlen, "AUTH_KEYS_FILE %.80s, line %d: %.140s", path, line, why);
     else
-        snprintf(err, errlen, "AUTH_KEYS_FILE %s: %s", path, why);
+        snprintf(err, errlen, "AUTH_KEYS_FILE %.80s: %.150s", path, why);
     return DC_EINVAL;
 }
 
@@ -374,7 +374,7 @@ static int load_keys(dc_auth_t *a, const char *path, char *err, size_t errlen)
     return rc;
 }
 
-dc_auth_t *dc_auth_new(const dc_auth_config_t *ac, char *err, size_t errlen)
+static dc_auth_t *auth_new(const dc_auth_config_t *ac, char *err, size_t errlen)
 {
     dc_auth_t *a = calloc(1, sizeof(*a));
 
@@ -404,6 +404,16 @@ dc_auth_t *dc_auth_new(const dc_auth_config_t *ac, char *err, size_t errlen)
 fail:
     dc_auth_free(a);
     return NULL;
+}
+
+dc_auth_t *dc_auth_new(const dc_auth_config_t *ac, dc_err_t *err)
+{
+    char       why[sizeof(err->str)] = "";
+    dc_auth_t *a = auth_new(ac, why, sizeof(why));
+
+    if (a == NULL)
+        dc_err_set(err, DC_EINVAL, "%s", why);
+    return a;
 }
 
 void dc_auth_free(dc_auth_t *a)
@@ -749,7 +759,7 @@ int dc_auth_authorize(const dc_principal_t *who, unsigned need, const char *org,
 
 /* ------------------------------------------------------------------ minting */
 
-int dc_auth_mint(const dc_auth_t *a, const dc_auth_claims_t *c, char **token, char *err, size_t errlen)
+int dc_auth_mint(const dc_auth_t *a, const dc_auth_claims_t *c, char **token, dc_err_t *err)
 {
     const auth_key_t *key = find_key(a, c->kid);
     json_object      *extra = NULL, *orgs;
@@ -758,17 +768,13 @@ int dc_auth_mint(const dc_auth_t *a, const dc_auth_claims_t *c, char **token, ch
     int               rc = DC_ENOMEM;
 
     *token = NULL;
-    if (key == NULL) {
-        snprintf(err, errlen,
-                 c->kid ? "no key with kid %s in the key file" : "the key file has several keys: name one",
-                 c->kid);
-        return DC_EINVAL;
-    }
-    if (key->alg != JWT_ALG_HS256) {
-        snprintf(err, errlen, "kid %s is a public key (%s): it verifies tokens, it cannot mint them",
-                 key->kid, jwt_alg_str(key->alg));
-        return DC_EINVAL;
-    }
+    if (key == NULL)
+        return c->kid ? dc_err_set(err, DC_EINVAL, "no key with kid %s in the key file", c->kid)
+                      : dc_err_set(err, DC_EINVAL, "the key file has several keys: name one with its kid");
+    if (key->alg != JWT_ALG_HS256)
+        return dc_err_set(err, DC_EINVAL,
+                          "kid %s is a public key (%s): it verifies tokens, it cannot mint them", key->kid,
+                          jwt_alg_str(key->alg));
     extra = json_object_new_object();
     orgs = json_object_new_array();
     if (extra == NULL || orgs == NULL) {
@@ -793,7 +799,7 @@ int dc_auth_mint(const dc_auth_t *a, const dc_auth_claims_t *c, char **token, ch
     rc = *token != NULL ? DC_OK : DC_ENOMEM;
 done:
     if (rc != DC_OK)
-        snprintf(err, errlen, "out of memory");
+        dc_err_set(err, rc, "out of memory");
     jwt_free(jwt);
     json_object_put(extra);
     return rc;

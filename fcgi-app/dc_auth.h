@@ -48,10 +48,10 @@ typedef struct dc_auth_s dc_auth_t;
  * file (AUTH_KEYS_FILE: required, a regular file not readable by others,
  * lines "kid HS256 base64url-secret" with secrets of at least 32 bytes, or
  * "kid ES256 /path/to/public.pem"; # comments), and holds a small cache of
- * verified tokens. NULL with a message in err naming the variable; free with
- * dc_auth_free (NULL is fine).
+ * verified tokens. NULL with err (NULL is fine) naming the variable; free
+ * with dc_auth_free (NULL is fine).
  */
-dc_auth_t *dc_auth_new(const dc_auth_config_t *ac, char *err, size_t errlen);
+dc_auth_t *dc_auth_new(const dc_auth_config_t *ac, dc_err_t *err);
 void       dc_auth_free(dc_auth_t *a);
 
 dc_auth_mode_t dc_auth_mode(const dc_auth_t *a);
@@ -113,10 +113,9 @@ typedef struct {
 
 /*
  * Mints a token with an HS256 key of a (issuer and audience as configured).
- * DC_OK with *token (free()), or DC_EINVAL/DC_ENOMEM with a message in err.
+ * DC_OK with *token (free()), or DC_EINVAL/DC_ENOMEM with err.
  */
-int dc_auth_mint(const dc_auth_t *a, const dc_auth_claims_t *c, char **token, char *err,
-                 size_t errlen) DC_WUR;
+int dc_auth_mint(const dc_auth_t *a, const dc_auth_claims_t *c, char **token, dc_err_t *err) DC_WUR;
 
 /* Tokens answered from the cache so far (tests). */
 uint64_t dc_auth_cache_hits(const dc_auth_t *a);

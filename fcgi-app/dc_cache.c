@@ -77,11 +77,11 @@ int dc_cache_connected(const dc_cache_t *c)
 }
 
 /* Marks Redis as failing: drop the connection, maybe wait before the next try. */
-static void fail(dc_cache_t *c, const char *what, const char *why, int backoff)
+static void fail(dc_cache_t *c, int backoff, const char *what, const char *why)
 {
     if (!c->down_logged) {
-        dc_log_warn("redis.error", "%s failed: %s; answering from the database%s", what, why,
-                    backoff ? " until it is back" : "");
+        dc_log_warn("redis.error", "%s%s%s; answering from the database%s", what, why ? " failed: " : "",
+                    why ? why : "", backoff ? " until it is back" : "");
         c->down_logged = 1;
     }
     disconnect(c);
@@ -94,7 +94,7 @@ static int load_script(dc_cache_t *c, const char *src, char sha[41])
     redisReply *r = redisCommand(c->ctx, "SCRIPT LOAD %s", src);
 
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        fail(c, "redis set-up", r ? r->str : c->ctx->errstr, 1);
+        fail(c, 1, "redis set-up", r ? r->str : c->ctx->errstr);
         freeReplyObject(r);
         return DC_UNAVAILABLE;
     }
@@ -105,16 +105,18 @@ static int load_script(dc_cache_t *c, const char *src, char sha[41])
 
 static int ensure(dc_cache_t *c)
 {
-    dc_redis_err_t err;
+    dc_err_t err;
+    int      rc;
 
     if (c->ctx != NULL)
         return DC_OK;
     if (dc_now_ms() < c->retry_at_ms)
         return DC_UNAVAILABLE;
-    if (dc_redis_connect(c->cfg, &c->ctx, &err) != DC_OK) {
-        if (strcmp(err.what, "redis connect") == 0)
+    rc = dc_redis_connect(c->cfg, &c->ctx, &err);
+    if (rc != DC_OK) {
+        if (rc == DC_UNAVAILABLE)
             dc_metrics_cache_error(DC_COP_CONNECT);
-        fail(c, err.what, err.errstr, 1);
+        fail(c, 1, err.str, NULL);
         return DC_UNAVAILABLE;
     }
     /* scripts are loaded on every connect: a restarted Redis has forgotten them */
@@ -134,7 +136,7 @@ static int ensure(dc_cache_t *c)
  */
 static void command_failed(dc_cache_t *c, const char *what)
 {
-    fail(c, what, c->ctx->errstr, c->ctx->err != REDIS_ERR_EOF);
+    fail(c, c->ctx->err != REDIS_ERR_EOF, what, c->ctx->errstr);
 }
 
 static void copy_gen(char gen[DC_GEN_MAX], const redisReply *r)
@@ -230,7 +232,7 @@ static int eval(dc_cache_t *c, const char *what, redisReply **out, const char *f
     }
     if (r->type == REDIS_REPLY_ERROR) {
         /* NOSCRIPT after SCRIPT FLUSH, OOM under noeviction, ...: reconnect reloads */
-        fail(c, what, r->str, 0);
+        fail(c, 0, what, r->str);
         freeReplyObject(r);
         return DC_UNAVAILABLE;
     }
@@ -339,7 +341,7 @@ int dc_cache_unlink_pattern(dc_cache_t *c, const char *pattern, size_t *deleted)
         }
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
             r->element[1]->type != REDIS_REPLY_ARRAY) {
-            fail(c, "redis SCAN", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply", 0);
+            fail(c, 0, "redis SCAN", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
             freeReplyObject(r);
             return DC_UNAVAILABLE;
         }

@@ -93,7 +93,7 @@ static int host_ok(const char *h)
     return 1;
 }
 
-int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, size_t errlen)
+static int parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, size_t errlen)
 {
     const char *p, *at, *slash, *hostend, *colon;
     char        num[16];
@@ -209,7 +209,7 @@ static int env_str(const char *name, char *dst, size_t cap, char *err, size_t er
     return DC_OK;
 }
 
-int dc_config_load_auth(dc_auth_config_t *ac, char *err, size_t errlen)
+static int load_auth(dc_auth_config_t *ac, char *err, size_t errlen)
 {
     const char *s = getenv("AUTH_MODE");
 
@@ -233,7 +233,7 @@ int dc_config_load_auth(dc_auth_config_t *ac, char *err, size_t errlen)
     return DC_OK;
 }
 
-int dc_config_load(dc_config_t *cfg, char *err, size_t errlen)
+static int load(dc_config_t *cfg, char *err, size_t errlen)
 {
     const char *s;
     char        why[256];
@@ -268,19 +268,19 @@ int dc_config_load(dc_config_t *cfg, char *err, size_t errlen)
     s = getenv("REDIS_URL");
     if (s == NULL || *s == '\0')
         s = DC_DEFAULT_REDIS_URL;
-    if (dc_config_parse_redis_url(s, &cfg->redis, why, sizeof(why)) != DC_OK) {
-        snprintf(err, errlen, "REDIS_URL is invalid: %s", why);
+    if (parse_redis_url(s, &cfg->redis, why, sizeof(why)) != DC_OK) {
+        snprintf(err, errlen, "REDIS_URL is invalid: %.200s", why);
         return DC_EINVAL;
     }
 
-    if (dc_config_load_auth(&cfg->auth, err, errlen) != DC_OK)
+    if (load_auth(&cfg->auth, err, errlen) != DC_OK)
         return DC_EINVAL;
 
     cfg->metrics_enabled = 1;
     s = getenv("METRICS");
     if (s != NULL && *s != '\0') {
         if (strcmp(s, "on") == 0 || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
-            if (dc_config_load_auth(&cfg->auth, err, errlen) != DC_OK)
+            if (load_auth(&cfg->auth, err, errlen) != DC_OK)
                 return DC_EINVAL;
 
             cfg->metrics_enabled = 1;
@@ -299,4 +299,28 @@ int dc_config_load(dc_config_t *cfg, char *err, size_t errlen)
         return DC_EINVAL;
     }
     return DC_OK;
+}
+
+int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, dc_err_t *err)
+{
+    char why[sizeof(err->str)] = "";
+    int  rc = parse_redis_url(url, out, why, sizeof(why));
+
+    return rc == DC_OK ? DC_OK : dc_err_set(err, rc, "%s", why);
+}
+
+int dc_config_load(dc_config_t *cfg)
+{
+    char why[sizeof(cfg->err.str)] = "";
+    int  rc = load(cfg, why, sizeof(why)); /* starts from a zeroed cfg */
+
+    return rc == DC_OK ? DC_OK : dc_err_set(&cfg->err, rc, "%s", why);
+}
+
+int dc_config_load_auth(dc_auth_config_t *ac, dc_err_t *err)
+{
+    char why[sizeof(err->str)] = "";
+    int  rc = load_auth(ac, why, sizeof(why));
+
+    return rc == DC_OK ? DC_OK : dc_err_set(err, rc, "%s", why);
 }

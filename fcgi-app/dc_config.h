@@ -51,27 +51,28 @@ typedef struct {
     int              health_timeout_ms; /* bound of each /health check */
     int              metrics_enabled;   /* METRICS=on|off */
     dc_log_level_t   log_level;
+    dc_err_t         err; /* why dc_config_load refused the environment */
 } dc_config_t;
 
 /*
  * Fills cfg from the environment (getenv). DC_OK, or DC_EINVAL with a
- * message in err naming the variable.
+ * message in cfg->err.str naming the variable.
  */
-int dc_config_load(dc_config_t *cfg, char *err, size_t errlen) DC_WUR;
+int dc_config_load(dc_config_t *cfg) DC_WUR;
 
 /*
  * Fills ac from AUTH_MODE, AUTH_KEYS_FILE, AUTH_ISSUER, AUTH_AUDIENCE and
  * AUTH_CLOCK_SKEW_SECONDS (dc_config_load calls it; dashcachectl alone).
  * Reads no file: dc_auth_new loads and checks the keys. DC_OK, or DC_EINVAL
- * with a message in err naming the variable.
+ * with a message in err (NULL is fine) naming the variable.
  */
-int dc_config_load_auth(dc_auth_config_t *ac, char *err, size_t errlen) DC_WUR;
+int dc_config_load_auth(dc_auth_config_t *ac, dc_err_t *err) DC_WUR;
 
 /*
  * Parses redis://[[user]:password@]host[:port][/db] or
  * unix:///path/to/redis.sock[?db=N] into out. DC_OK or DC_EINVAL with a
- * message in err (without the variable name).
+ * message in err (without the variable name; NULL is fine).
  */
-int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, size_t errlen) DC_WUR;
+int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, dc_err_t *err) DC_WUR;
 
 #endif

@@ -1,8 +1,23 @@
 /* Clock, query type labels and fixed-buffer text shared by all modules. */
 #include "dc_core.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+int dc_err_set(dc_err_t *e, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (e == NULL)
+        return code;
+    e->code = code;
+    va_start(ap, fmt);
+    vsnprintf(e->str, sizeof(e->str), fmt, ap);
+    va_end(ap);
+    return code;
+}
 
 int64_t dc_now_ms(void)
 {

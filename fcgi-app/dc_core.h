@@ -27,6 +27,24 @@
 #define DC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /*
+ * The detail of a failure, for a start-up message or a log line. One
+ * convention: it lives on the object that failed (dc_config_t.err, as
+ * hiredis keeps err + errstr on its context); a function with no object of
+ * its own (a listen socket, the metrics file, a URL check) takes one as its
+ * last argument. Long-lived handles (dc_cache, dc_db, dc_sub) log a failure
+ * once where they detect it and return the code. A request that fails
+ * validation gets a dc_error_t instead (dc_request.h): that one is an HTTP
+ * answer, not a diagnostic.
+ */
+typedef struct {
+    int  code;     /* DC_OK, or the code of the failure */
+    char str[256]; /* what failed and why; "" when code is DC_OK */
+} dc_err_t;
+
+/* Fills e (NULL is fine) and returns code, so that callers can `return dc_err_set(...)`. */
+int dc_err_set(dc_err_t *e, int code, const char *fmt, ...) DC_PRINTF(3, 4);
+
+/*
  * The dashboard query types, one per row of DC_API_QUERIES (dc_api.h) in
  * its order. Their labels are the second segment of the cache key
  * (dashboard:<label>:...) and the query_type label of the metrics.

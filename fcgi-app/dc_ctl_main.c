@@ -120,7 +120,8 @@ static int cmd_token(int argc, char **argv)
     const char      *keys = NULL;
     long             ttl = 3600;
     int              opt, have_scope = 0, rc;
-    char             err[1024], *token;
+    dc_err_t         err;
+    char            *token;
 
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -176,8 +177,8 @@ static int cmd_token(int argc, char **argv)
         return EXIT_USE;
     }
 
-    if (dc_config_load_auth(&ac, err, sizeof(err)) != DC_OK) {
-        fprintf(stderr, PROGRAM ": configuration error: %s\n", err);
+    if (dc_config_load_auth(&ac, &err) != DC_OK) {
+        fprintf(stderr, PROGRAM ": configuration error: %s\n", err.str);
         return EXIT_ERR;
     }
     ac.mode = DC_AUTH_JWT; /* minting needs the keys whatever the workers' mode */
@@ -186,9 +187,9 @@ static int cmd_token(int argc, char **argv)
         fprintf(stderr, PROGRAM " token: --keys: path too long\n");
         return EXIT_USE;
     }
-    a = dc_auth_new(&ac, err, sizeof(err));
+    a = dc_auth_new(&ac, &err);
     if (a == NULL) {
-        fprintf(stderr, PROGRAM " token: %s\n", err);
+        fprintf(stderr, PROGRAM " token: %s\n", err.str);
         return EXIT_ERR;
     }
     for (size_t i = 0; i < norgs; i++)
@@ -197,10 +198,10 @@ static int cmd_token(int argc, char **argv)
     c.norgs = norgs;
     c.iat = (int64_t)time(NULL);
     c.exp = c.iat + ttl;
-    rc = dc_auth_mint(a, &c, &token, err, sizeof(err));
+    rc = dc_auth_mint(a, &c, &token, &err);
     dc_auth_free(a);
     if (rc != DC_OK) {
-        fprintf(stderr, PROGRAM " token: %s\n", err);
+        fprintf(stderr, PROGRAM " token: %s\n", err.str);
         return EXIT_ERR;
     }
     printf("%s\n", token);

@@ -27,18 +27,19 @@ struct dc_db_s {
     unsigned           epoch;          /* successful connects so far */
 };
 
-int dc_db_check_conninfo(const char *url, char *err, size_t errlen)
+int dc_db_check_conninfo(const char *url, dc_err_t *err)
 {
     char             *msg = NULL;
     PQconninfoOption *opts = PQconninfoParse(url, &msg);
 
     if (opts == NULL) {
-        snprintf(err, errlen, "DATABASE_URL is invalid: %s", msg ? msg : "out of memory");
-        if (msg != NULL) {
-            size_t n = strlen(err);
-            while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
-                err[--n] = '\0';
-        }
+        size_t n = msg ? strlen(msg) : 0;
+        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+            n--;
+        if (msg == NULL)
+            dc_err_set(err, DC_EINVAL, "DATABASE_URL is invalid: out of memory");
+        else
+            dc_err_set(err, DC_EINVAL, "DATABASE_URL is invalid: %.*s", (int)n, msg);
         PQfreemem(msg);
         return DC_EINVAL;
     }

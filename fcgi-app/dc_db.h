@@ -38,8 +38,8 @@ typedef struct {
 #define DC_DB_SLOTS_OUTBOX 24 /* dc_outbox: 8 */
 #define DC_DB_SLOTS        32
 
-/* Checks DATABASE_URL with libpq's own parser. DC_OK or DC_EINVAL with err. */
-int dc_db_check_conninfo(const char *url, char *err, size_t errlen) DC_WUR;
+/* Checks DATABASE_URL with libpq's own parser. DC_OK or DC_EINVAL with err (NULL is fine). */
+int dc_db_check_conninfo(const char *url, dc_err_t *err) DC_WUR;
 
 /*
  * Allocates a handle that prepares the statements of the nsets sets on

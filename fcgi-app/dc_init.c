@@ -1,6 +1,9 @@
 /* Start-up steps in order, stopping at the first failure. */
 #include "dc_init.h"
 
+#include <stdio.h>
+
+#include "dc_db.h"
 #include "dc_log.h"
 
 int dc_init_run(const char *program, const dc_init_step_t *steps, size_t n, void *ctx)
@@ -12,5 +15,21 @@ int dc_init_run(const char *program, const dc_init_step_t *steps, size_t n, void
             return rc;
         }
     }
+    return DC_OK;
+}
+
+int dc_init_config(const char *program, dc_config_t *cfg)
+{
+    dc_err_t err;
+
+    if (dc_config_load(cfg) != DC_OK) {
+        fprintf(stderr, "%s: configuration error: %s\n", program, cfg->err.str);
+        return 1;
+    }
+    if (dc_db_check_conninfo(cfg->database_url, &err) != DC_OK) {
+        fprintf(stderr, "%s: configuration error: %s\n", program, err.str);
+        return 1;
+    }
+    dc_log_set_level(cfg->log_level);
     return DC_OK;
 }

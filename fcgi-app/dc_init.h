@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "dc_config.h"
 #include "dc_core.h"
 
 typedef struct {
@@ -20,5 +21,12 @@ typedef struct {
  * of the step that failed (logged as event=init.failed with its name).
  */
 int dc_init_run(const char *program, const dc_init_step_t *steps, size_t n, void *ctx) DC_WUR;
+
+/*
+ * The "config" step of every process: loads cfg from the environment,
+ * checks DATABASE_URL, sets the log level. DC_OK, or 1 after printing
+ * "<program>: configuration error: <what>" on stderr.
+ */
+int dc_init_config(const char *program, dc_config_t *cfg) DC_WUR;
 
 #endif

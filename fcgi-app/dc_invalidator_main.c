@@ -225,14 +225,9 @@ static int run(inv_t *v)
 static int init_config(void *arg)
 {
     inv_t *v = arg;
-    char   err[512];
 
-    if (dc_config_load(&v->cfg, err, sizeof(err)) != DC_OK ||
-        dc_db_check_conninfo(v->cfg.database_url, err, sizeof(err)) != DC_OK) {
-        fprintf(stderr, PROGRAM ": configuration error: %s\n", err);
+    if (dc_init_config(PROGRAM, &v->cfg) != DC_OK)
         return 1;
-    }
-    dc_log_set_level(v->cfg.log_level);
     /* one process, not a pool: it can afford to retry often, and the sooner
      * it is back the sooner pending invalidations are applied */
     if (v->cfg.redis_retry_interval_ms > RETRY_MAX_MS)
@@ -245,14 +240,14 @@ static int init_config(void *arg)
 /* Metrics are not worth refusing to start for: without them it runs, and says so. */
 static int init_metrics(void *arg)
 {
-    inv_t *v = arg;
-    char   err[512] = "no free slot";
+    inv_t   *v = arg;
+    dc_err_t err = { DC_ERROR, "no free slot" };
 
     if (v->cfg.metrics_enabled) {
         char path[512];
         dc_metrics_default_path(&v->cfg, path, sizeof(path));
-        if (dc_metrics_open(path, err, sizeof(err)) != DC_OK || dc_metrics_claim(DC_MK_INVALIDATOR) != DC_OK)
-            dc_log_warn("metrics.open", "metrics unavailable (%s); running without them", err);
+        if (dc_metrics_open(path, &err) != DC_OK || dc_metrics_claim(DC_MK_INVALIDATOR) != DC_OK)
+            dc_log_warn("metrics.open", "metrics unavailable (%s); running without them", err.str);
     }
     return DC_OK;
 }

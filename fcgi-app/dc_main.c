@@ -83,15 +83,8 @@ typedef struct {
 static int init_config(void *arg)
 {
     main_t *m = arg;
-    char    err[512];
 
-    if (dc_config_load(&m->cfg, err, sizeof(err)) != DC_OK ||
-        dc_db_check_conninfo(m->cfg.database_url, err, sizeof(err)) != DC_OK) {
-        fprintf(stderr, PROGRAM ": configuration error: %s\n", err);
-        return 1;
-    }
-    dc_log_set_level(m->cfg.log_level);
-    return DC_OK;
+    return dc_init_config(PROGRAM, &m->cfg);
 }
 
 /*
@@ -102,11 +95,11 @@ static int init_config(void *arg)
 static int init_auth(void *arg)
 {
     main_t    *m = arg;
-    char       err[1024];
-    dc_auth_t *a = dc_auth_new(&m->cfg.auth, err, sizeof(err));
+    dc_err_t   err;
+    dc_auth_t *a = dc_auth_new(&m->cfg.auth, &err);
 
     if (a == NULL) {
-        fprintf(stderr, PROGRAM ": configuration error: %s\n", err);
+        fprintf(stderr, PROGRAM ": configuration error: %s\n", err.str);
         return 1;
     }
     dc_auth_free(a);
@@ -116,14 +109,14 @@ static int init_auth(void *arg)
 /* Mapped before any fork, so every worker shares it from the start; without it the pool runs. */
 static int init_metrics(void *arg)
 {
-    main_t *m = arg;
-    char    err[512];
+    main_t  *m = arg;
+    dc_err_t err;
 
     if (m->cfg.metrics_enabled) {
         char path[512];
         dc_metrics_default_path(&m->cfg, path, sizeof(path));
-        if (dc_metrics_open(path, err, sizeof(err)) != DC_OK)
-            dc_log_warn("metrics.open", "%s; running without metrics", err);
+        if (dc_metrics_open(path, &err) != DC_OK)
+            dc_log_warn("metrics.open", "%s; running without metrics", err.str);
     } else {
         dc_metrics_disable();
     }
@@ -132,14 +125,14 @@ static int init_metrics(void *arg)
 
 static int init_socket(void *arg)
 {
-    main_t *m = arg;
-    char    err[512];
-    long    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    main_t  *m = arg;
+    dc_err_t err;
+    long     ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
     if (m->listen_spec != NULL) {
-        m->fd = dc_master_listen(m->listen_spec, m->mode, err, sizeof(err));
+        m->fd = dc_master_listen(m->listen_spec, m->mode, &err);
         if (m->fd < 0) {
-            dc_log_error("master.listen", "%s", err);
+            dc_log_error("master.listen", "%s", err.str);
             return 1;
         }
         if (m->workers == 0)

@@ -34,13 +34,13 @@ typedef struct {
 
 typedef enum { RUNNING, STOPPING } state_t;
 
-static int listen_unix(const char *path, int mode, char *err, size_t errlen)
+static int listen_unix(const char *path, int mode, dc_err_t *err)
 {
     struct sockaddr_un sa;
     int                fd;
 
     if (strlen(path) >= sizeof(sa.sun_path)) {
-        snprintf(err, errlen, "socket path %s is longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
+        dc_err_set(err, DC_ERROR, "socket path %s is longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
         return -1;
     }
     memset(&sa, 0, sizeof(sa));
@@ -48,20 +48,20 @@ static int listen_unix(const char *path, int mode, char *err, size_t errlen)
     memcpy(sa.sun_path, path, strlen(path) + 1);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        snprintf(err, errlen, "socket() failed: %s", strerror(errno));
+        dc_err_set(err, DC_ERROR, "socket() failed: %s", strerror(errno));
         return -1;
     }
     unlink(path);
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || chmod(path, (mode_t)mode) != 0 ||
         listen(fd, BACKLOG) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+        dc_err_set(err, DC_ERROR, "cannot listen on %s: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
     return fd;
 }
 
-static int listen_tcp(const char *spec, char *err, size_t errlen)
+static int listen_tcp(const char *spec, dc_err_t *err)
 {
     char            host[256];
     const char     *colon = strrchr(spec, ':');
@@ -70,12 +70,12 @@ static int listen_tcp(const char *spec, char *err, size_t errlen)
     size_t          hn;
 
     if (colon == NULL || colon[1] == '\0') {
-        snprintf(err, errlen, "listen address %s is neither unix:/path nor host:port", spec);
+        dc_err_set(err, DC_ERROR, "listen address %s is neither unix:/path nor host:port", spec);
         return -1;
     }
     hn = (size_t)(colon - spec);
     if (hn >= sizeof(host)) {
-        snprintf(err, errlen, "host in %s is too long", spec);
+        dc_err_set(err, DC_ERROR, "host in %s is too long", spec);
         return -1;
     }
     memcpy(host, spec, hn);
@@ -90,13 +90,13 @@ static int listen_tcp(const char *spec, char *err, size_t errlen)
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
     if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve %s: %s", spec, gai_strerror(rc));
+        dc_err_set(err, DC_ERROR, "cannot resolve %s: %s", spec, gai_strerror(rc));
         return -1;
     }
     fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, BACKLOG) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", spec, strerror(errno));
+        dc_err_set(err, DC_ERROR, "cannot listen on %s: %s", spec, strerror(errno));
         if (fd >= 0)
             close(fd);
         fd = -1;
@@ -105,13 +105,13 @@ static int listen_tcp(const char *spec, char *err, size_t errlen)
     return fd;
 }
 
-int dc_master_listen(const char *spec, int mode, char *err, size_t errlen)
+int dc_master_listen(const char *spec, int mode, dc_err_t *err)
 {
     if (strncmp(spec, "unix:", 5) == 0)
-        return listen_unix(spec + 5, mode, err, errlen);
+        return listen_unix(spec + 5, mode, err);
     if (spec[0] == '/')
-        return listen_unix(spec, mode, err, errlen);
-    return listen_tcp(spec, err, errlen);
+        return listen_unix(spec, mode, err);
+    return listen_tcp(spec, err);
 }
 
 static pid_t spawn(int listen_fd, const dc_config_t *cfg, const sigset_t *orig_mask)

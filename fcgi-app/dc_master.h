@@ -17,7 +17,7 @@
  * A unix socket gets mode `mode` (e.g. 0660); a stale socket file is
  * replaced. Returns the fd, or -1 with err set.
  */
-int dc_master_listen(const char *spec, int mode, char *err, size_t errlen);
+int dc_master_listen(const char *spec, int mode, dc_err_t *err);
 
 /*
  * Runs the master until a stop signal; unix_path (or NULL) is unlinked on

@@ -127,7 +127,7 @@ void dc_metrics_disable(void)
     disabled = 1;
 }
 
-int dc_metrics_open(const char *path, char *err, size_t errlen)
+int dc_metrics_open(const char *path, dc_err_t *err)
 {
     struct stat st;
     int         fd;
@@ -137,23 +137,23 @@ int dc_metrics_open(const char *path, char *err, size_t errlen)
         return DC_OK;
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0660);
     if (fd < 0) {
-        snprintf(err, errlen, "open(%s) failed: %s", path, strerror(errno));
+        dc_err_set(err, DC_ERROR, "open(%s) failed: %s", path, strerror(errno));
         return DC_ERROR;
     }
     /* one initializer at a time; a file of another layout is started afresh */
     if (flock(fd, LOCK_EX) != 0 || fstat(fd, &st) != 0) {
-        snprintf(err, errlen, "flock/fstat(%s) failed: %s", path, strerror(errno));
+        dc_err_set(err, DC_ERROR, "flock/fstat(%s) failed: %s", path, strerror(errno));
         close(fd);
         return DC_ERROR;
     }
     if ((size_t)st.st_size != sizeof(shm_t) && (ftruncate(fd, 0) != 0 || ftruncate(fd, sizeof(shm_t)) != 0)) {
-        snprintf(err, errlen, "ftruncate(%s) failed: %s", path, strerror(errno));
+        dc_err_set(err, DC_ERROR, "ftruncate(%s) failed: %s", path, strerror(errno));
         close(fd);
         return DC_ERROR;
     }
     p = mmap(NULL, sizeof(shm_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
-        snprintf(err, errlen, "mmap(%s) failed: %s", path, strerror(errno));
+        dc_err_set(err, DC_ERROR, "mmap(%s) failed: %s", path, strerror(errno));
         close(fd);
         return DC_ERROR;
     }

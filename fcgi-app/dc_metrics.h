@@ -69,7 +69,7 @@ void dc_metrics_default_path(const dc_config_t *cfg, char *path, size_t cap);
  * once in a master before fork. DC_OK, or DC_ERROR with err (the caller may
  * go on without metrics).
  */
-int dc_metrics_open(const char *path, char *err, size_t errlen) DC_WUR;
+int dc_metrics_open(const char *path, dc_err_t *err) DC_WUR;
 
 /* Disables every update (METRICS=off); renders an empty page. */
 void dc_metrics_disable(void);

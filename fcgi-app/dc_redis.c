@@ -12,27 +12,26 @@ static struct timeval ms_to_tv(int ms)
     return tv;
 }
 
-static int failed(redisContext **ctx, dc_redis_err_t *err, const char *what, const char *why)
+static int failed(redisContext **ctx, dc_err_t *err, int code, const char *what, const char *why)
 {
-    err->what = what;
-    snprintf(err->errstr, sizeof(err->errstr), "%s", why ? why : "out of memory");
+    dc_err_set(err, code, "%s failed: %s", what, why ? why : "out of memory");
     redisFree(*ctx);
     *ctx = NULL;
-    return DC_UNAVAILABLE;
+    return code;
 }
 
 /* A set-up command; DC_OK unless it failed or Redis refused it. */
-static int setup(redisContext **ctx, dc_redis_err_t *err, redisReply *r)
+static int setup(redisContext **ctx, dc_err_t *err, redisReply *r)
 {
     int rc = DC_OK;
 
     if (r == NULL || r->type == REDIS_REPLY_ERROR)
-        rc = failed(ctx, err, "redis set-up", r ? r->str : (*ctx)->errstr);
+        rc = failed(ctx, err, r ? DC_ERROR : DC_UNAVAILABLE, "redis set-up", r ? r->str : (*ctx)->errstr);
     freeReplyObject(r);
     return rc;
 }
 
-int dc_redis_connect(const dc_config_t *cfg, redisContext **out, dc_redis_err_t *err)
+int dc_redis_connect(const dc_config_t *cfg, redisContext **out, dc_err_t *err)
 {
     const dc_redis_addr_t *a = &cfg->redis;
     struct timeval         ctv = ms_to_tv(cfg->redis_connect_timeout_ms);
@@ -42,18 +41,22 @@ int dc_redis_connect(const dc_config_t *cfg, redisContext **out, dc_redis_err_t 
                                    : redisConnectWithTimeout(a->redis_host, a->redis_port, ctv);
     *out = NULL;
     if (ctx == NULL || ctx->err)
-        return failed(&ctx, err, "redis connect", ctx ? ctx->errstr : NULL);
+        return failed(&ctx, err, DC_UNAVAILABLE, "redis connect", ctx ? ctx->errstr : NULL);
     if (redisSetTimeout(ctx, ms_to_tv(cfg->redis_command_timeout_ms)) != REDIS_OK)
-        return failed(&ctx, err, "redis set timeout", ctx->errstr);
+        return failed(&ctx, err, DC_ERROR, "redis set timeout", ctx->errstr);
     if (a->redis_password[0] != '\0') {
         redisReply *r = a->redis_user[0] != '\0'
                             ? redisCommand(ctx, "AUTH %s %s", a->redis_user, a->redis_password)
                             : redisCommand(ctx, "AUTH %s", a->redis_password);
-        if (setup(&ctx, err, r) != DC_OK)
-            return DC_UNAVAILABLE;
+        int         rc = setup(&ctx, err, r);
+        if (rc != DC_OK)
+            return rc;
     }
-    if (a->redis_db != 0 && setup(&ctx, err, redisCommand(ctx, "SELECT %d", a->redis_db)) != DC_OK)
-        return DC_UNAVAILABLE;
+    if (a->redis_db != 0) {
+        int rc = setup(&ctx, err, redisCommand(ctx, "SELECT %d", a->redis_db));
+        if (rc != DC_OK)
+            return rc;
+    }
     *out = ctx;
     return DC_OK;
 }

@@ -12,18 +12,14 @@
 
 struct redisContext;
 
-/* Why a connect failed: the step and the server's or the system's words. */
-typedef struct {
-    const char *what; /* "redis connect", "redis set timeout", "redis set-up"; static */
-    char        errstr[128];
-} dc_redis_err_t;
-
 /*
  * Opens a connection to cfg's Redis, ready for commands. DC_OK with *out
- * (the caller redisFrees it), or DC_UNAVAILABLE with *out NULL and err
- * filled (nothing logged: the caller knows whether an outage was already
- * reported).
+ * (the caller redisFrees it); else *out is NULL, err says which step failed
+ * and the server's or the system's words, and nothing is logged (the caller
+ * knows whether an outage was already reported): DC_UNAVAILABLE, no
+ * connection could be made; DC_ERROR, Redis refused the set-up (AUTH,
+ * SELECT, timeouts).
  */
-int dc_redis_connect(const dc_config_t *cfg, struct redisContext **out, dc_redis_err_t *err) DC_WUR;
+int dc_redis_connect(const dc_config_t *cfg, struct redisContext **out, dc_err_t *err) DC_WUR;
 
 #endif

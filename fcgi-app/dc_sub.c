@@ -60,8 +60,8 @@ static void sub_backoff(dc_sub_t *s)
 
 int dc_sub_ensure(dc_sub_t *s)
 {
-    dc_redis_err_t err;
-    redisReply    *r;
+    dc_err_t    err;
+    redisReply *r;
 
     if (s->ctx != NULL)
         return DC_OK;
@@ -70,8 +70,8 @@ int dc_sub_ensure(dc_sub_t *s)
     /* commands of the set-up are bounded; the wait for messages is a poll() */
     if (dc_redis_connect(s->cfg, &s->ctx, &err) != DC_OK) {
         /* a refused connect is the normal outage; a refused AUTH or SELECT is worth a line */
-        if (strcmp(err.what, "redis connect") != 0)
-            dc_log_warn("redis.subscribe", "subscription to %s lost: %s", s->channel, err.errstr);
+        if (err.code != DC_UNAVAILABLE)
+            dc_log_warn("redis.subscribe", "subscription to %s lost: %s", s->channel, err.str);
         sub_backoff(s);
         return DC_UNAVAILABLE;
     }

@@ -96,9 +96,8 @@ long long dc_test_json_int(const char *body, const char *key)
 
 void dc_test_config(dc_config_t *cfg)
 {
-    char err[512];
-    if (dc_config_load(cfg, err, sizeof(err)) != DC_OK)
-        fail_msg("configuration: %s", err);
+    if (dc_config_load(cfg) != DC_OK)
+        fail_msg("configuration: %s", cfg->err.str);
 }
 
 static redisContext *rc(void)
@@ -292,15 +291,16 @@ char *dc_test_bearer(const char *sub, const char *orgs, const char *scopes, long
 {
     dc_config_t      cfg;
     dc_auth_t       *a;
-    char             err[1024], ids[DC_AUTH_ORGS_MAX][DC_UUID_LEN + 1], *token, *out;
+    dc_err_t         err;
+    char             ids[DC_AUTH_ORGS_MAX][DC_UUID_LEN + 1], *token, *out;
     const char      *ptrs[DC_AUTH_ORGS_MAX];
     dc_auth_claims_t c = { .sub = sub };
 
     dc_test_config(&cfg);
     cfg.auth.mode = DC_AUTH_JWT;
-    a = dc_auth_new(&cfg.auth, err, sizeof(err));
+    a = dc_auth_new(&cfg.auth, &err);
     if (a == NULL)
-        fail_msg("test token keys: %s", err);
+        fail_msg("test token keys: %s", err.str);
     while (*orgs != '\0' && c.norgs < DC_AUTH_ORGS_MAX) {
         size_t n = strcspn(orgs, ",");
         snprintf(ids[c.norgs], sizeof(ids[0]), "%.*s", (int)n, orgs);
@@ -315,8 +315,8 @@ char *dc_test_bearer(const char *sub, const char *orgs, const char *scopes, long
     c.exp = c.iat + ttl_s;
     if (ttl_s < 0)
         c.iat = c.exp - 60;
-    if (dc_auth_mint(a, &c, &token, err, sizeof(err)) != DC_OK)
-        fail_msg("test token: %s", err);
+    if (dc_auth_mint(a, &c, &token, &err) != DC_OK)
+        fail_msg("test token: %s", err.str);
     dc_auth_free(a);
     out = malloc(strlen(token) + 8);
     if (out == NULL)

@@ -108,7 +108,7 @@ static dc_auth_t *auth_with(const char *lines, const char *iss, const char *aud)
 {
     dc_auth_config_t ac;
     dc_auth_t       *a;
-    char             err[1024];
+    dc_err_t         err;
 
     memset(&ac, 0, sizeof(ac));
     ac.mode = DC_AUTH_JWT;
@@ -116,9 +116,9 @@ static dc_auth_t *auth_with(const char *lines, const char *iss, const char *aud)
     write_file("keys", lines, 0600, ac.keys_file, sizeof(ac.keys_file));
     snprintf(ac.issuer, sizeof(ac.issuer), "%s", iss ? iss : "");
     snprintf(ac.audience, sizeof(ac.audience), "%s", aud ? aud : "");
-    a = dc_auth_new(&ac, err, sizeof(err));
+    a = dc_auth_new(&ac, &err);
     if (a == NULL)
-        fail_msg("dc_auth_new: %s", err);
+        fail_msg("dc_auth_new: %s", err.str);
     return a;
 }
 
@@ -560,20 +560,21 @@ static void test_cache_of_verified_tokens(void **state)
 static void key_file_fails(const char *lines, mode_t mode, const char *want)
 {
     dc_auth_config_t ac;
-    char             err[1024] = "";
+    dc_err_t         err;
 
     memset(&ac, 0, sizeof(ac));
     write_file("badkeys", lines, mode, ac.keys_file, sizeof(ac.keys_file));
-    assert_null(dc_auth_new(&ac, err, sizeof(err)));
-    if (strncmp(err, "AUTH_KEYS_FILE", 14) != 0 || strstr(err, want) == NULL)
-        fail_msg("error \"%s\", expected AUTH_KEYS_FILE ... \"%s\"", err, want);
+    assert_null(dc_auth_new(&ac, &err));
+    if (strncmp(err.str, "AUTH_KEYS_FILE", 14) != 0 || strstr(err.str, want) == NULL)
+        fail_msg("error \"%s\", expected AUTH_KEYS_FILE ... \"%s\"", err.str, want);
     /* a secret never appears in a message */
-    assert_null(strstr(err, secret_b64[0]));
+    assert_null(strstr(err.str, secret_b64[0]));
 }
 
 static void test_key_file_checks(void **state)
 {
-    char             line[256], err[1024];
+    char             line[256];
+    dc_err_t         err;
     dc_auth_config_t ac;
 
     (void)state;
@@ -592,14 +593,14 @@ static void test_key_file_checks(void **state)
 
     memset(&ac, 0, sizeof(ac));
     snprintf(ac.keys_file, sizeof(ac.keys_file), "%s/none", dir);
-    assert_null(dc_auth_new(&ac, err, sizeof(err)));
-    assert_non_null(strstr(err, "AUTH_KEYS_FILE"));
+    assert_null(dc_auth_new(&ac, &err));
+    assert_non_null(strstr(err.str, "AUTH_KEYS_FILE"));
     ac.keys_file[0] = '\0';
-    assert_null(dc_auth_new(&ac, err, sizeof(err)));
-    assert_non_null(strstr(err, "AUTH_KEYS_FILE must name"));
+    assert_null(dc_auth_new(&ac, &err));
+    assert_non_null(strstr(err.str, "AUTH_KEYS_FILE must name"));
     /* trusted mode needs no key file */
     ac.mode = DC_AUTH_TRUSTED;
-    dc_auth_free(dc_auth_new(&ac, err, sizeof(err)));
+    dc_auth_free(dc_auth_new(&ac, NULL));
 }
 
 static void test_authorize(void **state)
@@ -656,12 +657,11 @@ static void test_trusted_identity(void **state)
     dc_auth_t            *a;
     const dc_principal_t *who;
     dc_error_t            err;
-    char                  e[256];
 
     (void)state;
     memset(&ac, 0, sizeof(ac));
     ac.mode = DC_AUTH_TRUSTED;
-    a = dc_auth_new(&ac, e, sizeof(e));
+    a = dc_auth_new(&ac, NULL);
     assert_non_null(a);
     assert_int_equal(dc_auth_trusted(a, "bob", ORG_A "," ORG_B, "read refresh", &who, &err), DC_OK);
     assert_string_equal(who->sub, "bob");
@@ -691,10 +691,11 @@ static void test_mint_round_trip(void **state)
                                    .iat = NOW,
                                    .exp = NOW + 600 };
     const dc_principal_t    *who;
-    char                    *t, err[256];
+    char                    *t;
+    dc_err_t                 err;
 
     (void)state;
-    assert_int_equal(dc_auth_mint(a, &c, &t, err, sizeof(err)), DC_OK);
+    assert_int_equal(dc_auth_mint(a, &c, &t, &err), DC_OK);
     who = assert_accepted(a, t, NOW);
     assert_string_equal(who->sub, "svc");
     assert_int_equal(who->scopes, DC_SCOPE_INGEST);
@@ -702,12 +703,12 @@ static void test_mint_round_trip(void **state)
     assert_refused(a, t, NOW + 600 + SKEW, "expired");
     free(t);
     c.kid = "es";
-    assert_int_equal(dc_auth_mint(a, &c, &t, err, sizeof(err)), DC_EINVAL);
-    assert_non_null(strstr(err, "cannot mint"));
+    assert_int_equal(dc_auth_mint(a, &c, &t, &err), DC_EINVAL);
+    assert_non_null(strstr(err.str, "cannot mint"));
     c.kid = NULL;
-    assert_int_equal(dc_auth_mint(a, &c, &t, err, sizeof(err)), DC_EINVAL);
+    assert_int_equal(dc_auth_mint(a, &c, &t, &err), DC_EINVAL);
     c.kid = "k7";
-    assert_int_equal(dc_auth_mint(a, &c, &t, err, sizeof(err)), DC_EINVAL);
+    assert_int_equal(dc_auth_mint(a, &c, &t, &err), DC_EINVAL);
     dc_auth_free(a);
 }
 

@@ -80,42 +80,39 @@ static void set(const char *name, const char *value)
 
 static void load_ok(dc_config_t *cfg)
 {
-    char err[ERR_LEN] = "";
-
-    if (dc_config_load(cfg, err, sizeof(err)) != DC_OK)
-        fail_msg("dc_config_load: %s", err);
+    if (dc_config_load(cfg) != DC_OK)
+        fail_msg("dc_config_load: %s", cfg->err.str);
 }
 
 static void load_fails(const char *want)
 {
     dc_config_t cfg;
-    char        err[ERR_LEN] = "";
 
-    assert_int_equal(dc_config_load(&cfg, err, sizeof(err)), DC_EINVAL);
-    assert_string_equal(err, want);
+    assert_int_equal(dc_config_load(&cfg), DC_EINVAL);
+    assert_int_equal(cfg.err.code, DC_EINVAL);
+    assert_string_equal(cfg.err.str, want);
 }
 
 static void load_fails_prefix(const char *prefix)
 {
     dc_config_t cfg;
-    char        err[ERR_LEN] = "";
 
-    assert_int_equal(dc_config_load(&cfg, err, sizeof(err)), DC_EINVAL);
-    if (strncmp(err, prefix, strlen(prefix)) != 0)
-        fail_msg("error \"%s\" does not start with \"%s\"", err, prefix);
+    assert_int_equal(dc_config_load(&cfg), DC_EINVAL);
+    if (strncmp(cfg.err.str, prefix, strlen(prefix)) != 0)
+        fail_msg("error \"%s\" does not start with \"%s\"", cfg.err.str, prefix);
 }
 
 static void assert_int_rejected(const int_var_t *v, const char *value)
 {
     dc_config_t cfg;
-    char        want[ERR_LEN], err[ERR_LEN] = "";
+    char        want[ERR_LEN];
 
     set(v->name, value);
-    if (dc_config_load(&cfg, err, sizeof(err)) != DC_EINVAL)
+    if (dc_config_load(&cfg) != DC_EINVAL)
         fail_msg("%s=\"%s\" was accepted as %d", v->name, value, field(&cfg, v));
     snprintf(want, sizeof(want), "%s must be an integer between %d and %d (got \"%s\")", v->name, v->min,
              v->max, value);
-    assert_string_equal(err, want);
+    assert_string_equal(cfg.err.str, want);
     unsetenv(v->name);
 }
 
@@ -249,21 +246,27 @@ static void test_int_error_quotes_at_most_64_bytes(void **state)
     load_fails(want);
 }
 
-static void test_error_fits_small_buffer(void **state)
+/* A value longer than the message can hold is cut, the message stays terminated; success clears it. */
+static void test_error_is_bounded_and_cleared(void **state)
 {
     dc_config_t cfg;
-    char       *err = malloc(16);
+    char        big[1200];
 
     (void)state;
-    assert_non_null(err);
-    set("CACHE_TTL_SECONDS", "0");
-    assert_int_equal(dc_config_load(&cfg, err, 16), DC_EINVAL);
-    assert_string_equal(err, "CACHE_TTL_SECON");
+    memset(big, '9', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    set("CACHE_TTL_SECONDS", big);
+    assert_int_equal(dc_config_load(&cfg), DC_EINVAL);
+    assert_true(strlen(cfg.err.str) < sizeof(cfg.err.str));
+    assert_true(strncmp(cfg.err.str, "CACHE_TTL_SECONDS must be", 25) == 0);
     set("CACHE_TTL_SECONDS", "1");
     set("REDIS_URL", "http://x");
-    assert_int_equal(dc_config_load(&cfg, err, 16), DC_EINVAL);
-    assert_string_equal(err, "REDIS_URL is in");
-    free(err);
+    assert_int_equal(dc_config_load(&cfg), DC_EINVAL);
+    assert_true(strncmp(cfg.err.str, "REDIS_URL is invalid: ", 22) == 0);
+    unsetenv("REDIS_URL");
+    assert_int_equal(dc_config_load(&cfg), DC_OK);
+    assert_int_equal(cfg.err.code, DC_OK);
+    assert_string_equal(cfg.err.str, "");
 }
 
 static void test_ttl_inherits_cache_ttl(void **state)
@@ -337,11 +340,11 @@ typedef struct {
 static void assert_redis(const redis_case_t *c)
 {
     dc_redis_addr_t a;
-    char            err[ERR_LEN] = "";
+    dc_err_t        err = { 0, "" };
 
     memset(&a, 0x5a, sizeof(a));
-    if (dc_config_parse_redis_url(c->url, &a, err, sizeof(err)) != DC_OK)
-        fail_msg("%s: %s", c->url, err);
+    if (dc_config_parse_redis_url(c->url, &a, &err) != DC_OK)
+        fail_msg("%s: %s", c->url, err.str);
     assert_string_equal(a.redis_host, c->host);
     if (c->unix_path[0] == '\0')
         assert_int_equal(a.redis_port, c->port);
@@ -430,15 +433,15 @@ static void test_redis_url_rejects(void **state)
         "unix://?db=1",
     };
     dc_redis_addr_t a;
-    char            err[ERR_LEN];
+    dc_err_t        err;
 
     (void)state;
     for (size_t i = 0; i < DC_ARRAY_LEN(bad); i++) {
-        err[0] = '\0';
-        if (dc_config_parse_redis_url(bad[i], &a, err, sizeof(err)) != DC_EINVAL)
+        err.str[0] = '\0';
+        if (dc_config_parse_redis_url(bad[i], &a, &err) != DC_EINVAL)
             fail_msg("accepted \"%s\"", bad[i]);
-        if (err[0] == '\0' || strstr(err, "REDIS_URL") != NULL)
-            fail_msg("\"%s\": error \"%s\"", bad[i], err);
+        if (err.str[0] == '\0' || err.code != DC_EINVAL || strstr(err.str, "REDIS_URL") != NULL)
+            fail_msg("\"%s\": error \"%s\"", bad[i], err.str);
     }
 }
 
@@ -452,36 +455,36 @@ static void test_redis_url_whitespace_in_numbers(void **state)
         "unix:///run/redis.sock?db=\t2",
     };
     dc_redis_addr_t a;
-    char            err[ERR_LEN];
 
     (void)state;
     for (size_t i = 0; i < DC_ARRAY_LEN(bad); i++)
-        if (dc_config_parse_redis_url(bad[i], &a, err, sizeof(err)) != DC_EINVAL)
+        if (dc_config_parse_redis_url(bad[i], &a, NULL) != DC_EINVAL)
             fail_msg("accepted \"%s\" (port %d, db %d)", bad[i], a.redis_port, a.redis_db);
 }
 
 static void test_redis_url_length_limits(void **state)
 {
-    char            url[600], err[ERR_LEN];
+    char            url[600];
     dc_redis_addr_t a;
+    dc_err_t        err;
 
     (void)state;
     snprintf(url, sizeof(url), "unix:///%0254d", 0);
-    assert_int_equal(dc_config_parse_redis_url(url, &a, err, sizeof(err)), DC_OK);
+    assert_int_equal(dc_config_parse_redis_url(url, &a, &err), DC_OK);
     assert_int_equal(strlen(a.redis_unix), 255);
     snprintf(url, sizeof(url), "unix:///%0255d", 0);
-    assert_int_equal(dc_config_parse_redis_url(url, &a, err, sizeof(err)), DC_EINVAL);
+    assert_int_equal(dc_config_parse_redis_url(url, &a, &err), DC_EINVAL);
 
     snprintf(url, sizeof(url), "redis://%0255d", 0);
-    assert_int_equal(dc_config_parse_redis_url(url, &a, err, sizeof(err)), DC_OK);
+    assert_int_equal(dc_config_parse_redis_url(url, &a, &err), DC_OK);
     assert_int_equal(strlen(a.redis_host), 255);
     snprintf(url, sizeof(url), "redis://%0256d", 0);
-    assert_int_equal(dc_config_parse_redis_url(url, &a, err, sizeof(err)), DC_EINVAL);
+    assert_int_equal(dc_config_parse_redis_url(url, &a, &err), DC_EINVAL);
 
     snprintf(url, sizeof(url), "redis://:%0256d@host", 0);
-    assert_int_equal(dc_config_parse_redis_url(url, &a, err, sizeof(err)), DC_EINVAL);
+    assert_int_equal(dc_config_parse_redis_url(url, &a, &err), DC_EINVAL);
     snprintf(url, sizeof(url), "redis://%0128d:pw@host", 0);
-    assert_int_equal(dc_config_parse_redis_url(url, &a, err, sizeof(err)), DC_EINVAL);
+    assert_int_equal(dc_config_parse_redis_url(url, &a, &err), DC_EINVAL);
 }
 
 static void test_redis_url_in_environment(void **state)
@@ -598,7 +601,7 @@ int main(void)
         T(test_int_leading_whitespace),
         T(test_int_error_message),
         T(test_int_error_quotes_at_most_64_bytes),
-        T(test_error_fits_small_buffer),
+        T(test_error_is_bounded_and_cleared),
         T(test_ttl_inherits_cache_ttl),
         T(test_ttl_per_type_override),
         T(test_ttl_all_overrides_at_once),

@@ -23,11 +23,11 @@ static char              path[64];
 
 static int setup(void **state)
 {
-    char err[256];
+    dc_err_t err;
     (void)state;
     snprintf(path, sizeof(path), "/tmp/dc-test-metrics-%d", (int)getpid());
     unlink(path);
-    assert_int_equal(dc_metrics_open(path, err, sizeof(err)), DC_OK);
+    assert_int_equal(dc_metrics_open(path, &err), DC_OK);
     return 0;
 }
 
