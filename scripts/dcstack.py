@@ -924,8 +924,14 @@ http {{
     }}
 }}
 """)
+        # the auth_request example replaces the snippet's /api/dashboard/ location
+        (tmp / "auth-request.conf").write_text((tmp / "wrapper.conf").read_text().replace(
+            f"include {ROOT}/nginx/dashcache-locations.conf;",
+            f"include {ROOT}/nginx/dashcache-auth-request.conf.example;"))
         for what, conf in (("site config (nginx/dashcache.conf.template)", "site.conf"),
-                           ("include snippet (nginx/dashcache-locations.conf)", "wrapper.conf")):
+                           ("include snippet (nginx/dashcache-locations.conf)", "wrapper.conf"),
+                           ("auth_request example (nginx/dashcache-auth-request.conf.example)",
+                            "auth-request.conf")):
             r = subprocess.run(["nginx", "-q", "-t", "-p", f"{tmp}/", "-c", str(tmp / conf), "-e", "stderr"],
                                capture_output=True, text=True, timeout=30)
             results.append((what, r.returncode == 0, (r.stdout + r.stderr).strip()))

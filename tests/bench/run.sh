@@ -352,10 +352,21 @@ if ((BENCH_REDIS_UNIX)); then
 	BREDIS_HOST=$RT/redis/redis.sock
 fi
 
+# Every request carries a bearer token, as a dashboard's would: the hit path
+# includes its verification (after the first request, the worker's cache of
+# verified tokens). The same header goes to every target, so that the bytes
+# on the wire are the same.
+AUTH_KEYS=$RT/auth-keys
+(umask 077 && printf 'bench HS256 %s\n' "$(head -c 32 /dev/urandom | basenc --base64url | tr -d =)" >"$AUTH_KEYS")
+BENCH_TOKEN=$(AUTH_KEYS_FILE=$AUTH_KEYS "$(dirname "$DC_BIN")/dashcachectl" token --org "$ORG" --scope read,refresh \
+	--ttl 1d --sub bench) || die "dashcachectl token failed"
+AUTH_H="Authorization: Bearer $BENCH_TOKEN"
+
 log "starting dashcache-fcgi with $BENCH_WORKERS workers"
 DC_SOCK=$RT/dashcache.sock
 # TTL: the key must outlive the whole run, or (c) would find it gone
 launch dashcache env DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL" CACHE_TTL_SECONDS=86400 METRICS_FILE="$RT/metrics" \
+	AUTH_KEYS_FILE="$AUTH_KEYS" \
 	LOG_LEVEL=warn "$DC_BIN" --listen "unix:$DC_SOCK" --workers "$BENCH_WORKERS" --socket-mode 0666
 register dashcache "$LAUNCHED"
 end=$((SECONDS + 20))
@@ -372,7 +383,7 @@ for i in "${!DC_WORKERS[@]}"; do register "dcworker.$i" "${DC_WORKERS[i]}"; done
 # shared-memory counters is measured side by side with (d)
 log "starting a second dashcache-fcgi with METRICS=off"
 DC_SOCK_OFF=$RT/dashcache-nometrics.sock
-launch nometrics env DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL" CACHE_TTL_SECONDS=86400 \
+launch nometrics env DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL" CACHE_TTL_SECONDS=86400 AUTH_KEYS_FILE="$AUTH_KEYS" \
 	LOG_LEVEL=warn METRICS=off "$DC_BIN" --listen "unix:$DC_SOCK_OFF" --workers "$BENCH_WORKERS" --socket-mode 0666
 register nometrics "$LAUNCHED"
 end=$((SECONDS + 20))
@@ -480,7 +491,8 @@ declare -A X_CACHE=([d]=HIT [e]=BYPASS [f]=HIT)
 # fetch URL: HTTP status in CODE, body in $RT/fetch.body, X-Cache in XC.
 fetch() {
 	: >"$RT/fetch.head"
-	CODE=$(curl -s --max-time 10 -o "$RT/fetch.body" -D "$RT/fetch.head" -w '%{http_code}' "$1") || CODE=000
+	CODE=$(curl -s --max-time 10 -H "$AUTH_H" -o "$RT/fetch.body" -D "$RT/fetch.head" -w '%{http_code}' "$1") ||
+		CODE=000
 	XC=$(tr -d '\r' <"$RT/fetch.head" | awk -F': ' 'tolower($1) == "x-cache" { print $2 }') || XC=
 }
 
@@ -625,7 +637,7 @@ rss_record() {
 run_wrk() {
 	local t=$1 secs=$2 raw=$3 line kv
 	timeout -k 5 $((secs + 30)) wrk -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"${secs}s" --timeout 5s \
-		--latency -s "$BENCH_SRC/stats.lua" "${URL[$t]}" >"$raw" 2>&1 &
+		-H "$AUTH_H" --latency -s "$BENCH_SRC/stats.lua" "${URL[$t]}" >"$raw" 2>&1 &
 	WRK_PID=$!
 	wait "$WRK_PID" || true
 	WRK_PID=

@@ -16,10 +16,11 @@ cleanup_modes() {
 }
 trap cleanup_modes EXIT
 
-# fcgi_get SOCKET PATH: one GET straight to a FastCGI socket; STATUS and BODY set.
+# fcgi_get SOCKET PATH: one GET straight to a FastCGI socket, with the stack's token; STATUS and BODY set.
 fcgi_get() {
 	local out
-	out=$(env -i REQUEST_METHOD=GET DOCUMENT_URI="$2" timeout 5 cgi-fcgi -bind -connect "$1" 2>/dev/null) || true
+	out=$(env -i REQUEST_METHOD=GET DOCUMENT_URI="$2" HTTP_AUTHORIZATION="Bearer ${DC_TEST_TOKEN:-}" \
+		timeout 5 cgi-fcgi -bind -connect "$1" 2>/dev/null) || true
 	STATUS=$(printf '%s\n' "$out" | sed -n 's/^Status: \([0-9]*\).*/\1/p' | head -n 1)
 	printf '%s\n' "$out" | sed '1,/^\r*$/d' >"$BODY"
 }
