@@ -1144,7 +1144,7 @@ class Stack:
 def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "shell-constants":
-        print(f"DC_DEMO_ORG={DEMO_ORG}\nDC_DEMO_UNIT={DEMO_UNIT}")
+        print(f"DC_DEMO_ORG={DEMO_ORG}\nDC_DEMO_UNIT={DEMO_UNIT}\nDC_DEMO_ORG2={org_id(2)}")
     elif cmd == "redis-conf" and len(argv) == 4:
         sys.stdout.write(redis_conf(Path(argv[2]), int(argv[3])))
     elif cmd == "pg-init" and len(argv) == 4:

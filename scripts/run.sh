@@ -51,7 +51,14 @@ stack_value() {
 print_banner() {
 	local url org=$DC_DEMO_ORG unit=$DC_DEMO_UNIT
 	url=$(stack_value HTTP_URL)
-	local api="$url/api/dashboard/orgs/$org"
+	local api="$url/api/dashboard/orgs/$org" token="" h=""
+	if [[ ${AUTH_MODE:-jwt} == jwt ]]; then
+		# a day's token for the demo organizations, minted with the stack's key file
+		token=$(AUTH_KEYS_FILE=${AUTH_KEYS_FILE:-${DC_STATE_DIR:-$DC_ROOT/.run}/auth-keys} \
+			"$(dirname "$(dc_fcgi_bin)")/dashcachectl" token --org "$org,$DC_DEMO_ORG2" \
+			--scope read,write,ingest,refresh --ttl 1d --sub demo) || token=""
+		h="-H \"Authorization: Bearer \$TOKEN\" "
+	fi
 	cat <<EOF
 
 dashcache is running at $url
@@ -60,17 +67,20 @@ dashcache is running at $url
   workers    $(stack_value WORKERS) (dashcache-fcgi on unix:$(stack_value FCGI_SOCKET))
   logs       .run/logs/    endpoints: .run/stack.env
 
-Try:
-  curl -i $api/stats
-  curl -s $api/units/status
-  curl -s '$api/alerts/count?unitId=$unit'
-  curl -s '$api/units/$unit/temperature/trends?hours=6'
-  curl -s $api/devices/online
-  curl -s $api/compliance
-  curl -s '$api/audit?limit=5'
-  curl -s -o /dev/null -D - '$api/stats?forceRefresh=true'    # X-Cache: BYPASS
+Try (a demo token: read, write, ingest and refresh on the first two demo
+organizations for a day; mint others with build/dashcachectl token --help):
+  export TOKEN=$token
+  curl -i $h$api/stats
+  curl -s $h$api/units/status
+  curl -s $h'$api/alerts/count?unitId=$unit'
+  curl -s $h'$api/units/$unit/temperature/trends?hours=6'
+  curl -s $h$api/devices/online
+  curl -s $h$api/compliance
+  curl -s $h'$api/audit?limit=5'
+  curl -s -o /dev/null -D - $h'$api/stats?forceRefresh=true'    # X-Cache: BYPASS
+  curl -i $api/stats                                          # no token: 401
   curl -s $url/health
-  curl -s -X POST -H 'Content-Type: application/json' \\
+  curl -s -X POST $h-H 'Content-Type: application/json' \\
        -d '{"unitId":"$unit","kind":"door_open","message":"Door left open"}' $api/alerts
 
 EOF
@@ -215,6 +225,19 @@ main() {
 			dc_log "warning: $REDIS_URL does not answer; serving from PostgreSQL until it does"
 	fi
 	export DATABASE_URL REDIS_URL
+
+	# token keys: AUTH_KEYS_FILE when configured, else a demo key of this
+	# checkout (mode 0600 in the git-ignored state directory, kept across runs
+	# so that printed tokens stay good)
+	if [[ ${AUTH_MODE:-jwt} == jwt && -z ${AUTH_KEYS_FILE:-} ]]; then
+		AUTH_KEYS_FILE=$DC_STATE_DIR/auth-keys
+		if [[ ! -s $AUTH_KEYS_FILE ]]; then
+			(umask 077 && printf 'demo HS256 %s\n' "$(head -c 32 /dev/urandom | basenc --base64url | tr -d =)" \
+				>"$AUTH_KEYS_FILE")
+			dc_log "created the demo token key $AUTH_KEYS_FILE"
+		fi
+		export AUTH_KEYS_FILE
+	fi
 
 	STARTED+=(fcgi)
 	dc_fcgi_start
