@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """dashcache's stack as process objects: PostgreSQL, Redis, dashcache-fcgi,
 dashcache-invalidator and nginx on 127.0.0.1, for `make test` (tests/run.py,
-the e2e fixtures in tests/e2e/conftest.py) and, as it moves over, `make run`
-and `make bench`. Standard library only.
+the e2e fixtures in tests/e2e/conftest.py), `make run` (scripts/run.py, the
+supervisor; run_stack() is its configuration), `make seed` (scripts/seed.py)
+and `make bench` (tests/bench/bench.py). Standard library only.
 
 Each service is a `Service`: started with subprocess.Popen in its own session
 (a Ctrl-C on the terminal reaches only the harness), output appended to
@@ -19,18 +20,20 @@ what it started, in reverse order, also from an atexit hook and on SIGTERM.
 Test stacks take free loopback ports (bound to port 0) unless told otherwise,
 so several stacks can run at once.
 
-Transitional (stage 1): the e2e suites still written in bash stop and restart
-components with scripts/lib.sh. So every start also records "PID STARTTIME" in
-STATE_DIR/pids/NAME.pid (lib.sh's format), and a service whose own process is
-gone adopts the process lib.sh recorded there for the same stack.
+Every start also records "PID STARTTIME" in STATE_DIR/pids/NAME.pid: `make
+stop` finds a killed supervisor's services there, and (transitional) the e2e
+suites still written in bash stop and restart components through
+`dcstack.py ctl` (scripts/lib.sh); a service whose own process is gone adopts
+the process recorded there for the same stack.
 
 The demo ids live here (DEMO_ORG, DEMO_UNIT, org_id(n)); sql/seed.sql is
 their source of truth and tests/e2e checks that both agree.
 
 Command line (for the shell scripts that remain):
   dcstack.py shell-constants          DC_DEMO_ORG=... lines for scripts/lib.sh
-  dcstack.py redis-conf DIR PORT      the private Redis configuration
-  dcstack.py pg-init RUNTIME_DIR LOG  initdb of RUNTIME_DIR/pgdata if missing (prints "created")
+  dcstack.py ctl start|stop NAME      start or stop one service (postgres, redis, fcgi,
+                                      invalidator, nginx) of the stack the environment
+                                      describes (tests/e2e/*.sh through scripts/lib.sh)
   dcstack.py nginx-check              nginx -t on the site config and snippet
 """
 from __future__ import annotations
@@ -113,7 +116,7 @@ def repo_hash() -> str:
 
 
 def runtime_dir(purpose: str) -> Path:
-    """/var/tmp/dashcache-<hash>-PURPOSE (as scripts/lib.sh dc_runtime_dir): outside
+    """/var/tmp/dashcache-<hash>-PURPOSE (make run's: kept between runs): outside
     the repo, because the postgres and nginx users may not enter a home directory."""
     d = Path(os.environ.get("DC_RUNTIME_BASE", "/var/tmp")) / f"dashcache-{repo_hash()}-{purpose}"
     if d.is_symlink() or (d.exists() and not (d.is_dir() and d.stat().st_uid == os.geteuid())):
@@ -1080,7 +1083,7 @@ class Stack:
         return self
 
     def stop_leftovers(self) -> None:
-        """Stop what a killed harness of this state directory left running (lib.sh pidfiles)."""
+        """Stop what a killed harness of this state directory left running (its pidfiles)."""
         for svc in reversed(self.services()):
             if svc.pid() is not None:
                 log(f"stopping {svc.name} (pid {svc.pid()}) left running by an earlier run")
@@ -1226,15 +1229,46 @@ def read_env_file(path: Path) -> dict:
 
 # ------------------------------------------------------------------ command line
 
+def ctl_stack() -> Stack:
+    """The stack described by the environment (Stack.describe's variables, as
+    tests/run.py exports them to the bash e2e suites), to start or stop one of its
+    services; it adopts and records processes through STATE_DIR/pids like Stack does."""
+    e = os.environ
+    try:
+        s = Stack("ctl", state_dir=Path(e["DC_STATE_DIR"]), runtime_dir=Path(e["DC_RUNTIME_DIR"]),
+                  ports={"pg": int(e["PG_PORT"]), "redis": int(e["REDIS_PORT"]), "http": int(e["HTTP_PORT"])},
+                  workers=int(e["WORKERS"]), fsync=e.get("DC_PG_FSYNC") != "off", app_env=dict(e),
+                  access_log=False).prepare()
+    except (KeyError, ValueError) as x:
+        raise SystemExit(f"dcstack.py ctl: the stack's variables are not set ({x}); see Stack.describe")
+    if e.get("DC_FCGI_BIN"):
+        s.fcgi.binary = Path(e["DC_FCGI_BIN"])
+    if e.get("DC_INVAL_BIN"):
+        s.invalidator.binary = Path(e["DC_INVAL_BIN"])
+    if e.get("FCGI_SOCKET"):
+        s.fcgi.socket = Path(e["FCGI_SOCKET"])
+    return s
+
+
 def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "shell-constants":
         print(f"DC_DEMO_ORG={DEMO_ORG}\nDC_DEMO_UNIT={DEMO_UNIT}")
-    elif cmd == "redis-conf" and len(argv) == 4:
-        sys.stdout.write(redis_conf(Path(argv[2]), int(argv[3])))
-    elif cmd == "pg-init" and len(argv) == 4:
-        if Postgres.initdb(Path(argv[2]), Path(argv[3])):
-            print("created")
+    elif cmd == "ctl" and len(argv) == 4 and argv[2] in ("start", "stop"):
+        svc = {s.name: s for s in ctl_stack().services()}.get(argv[3])
+        if svc is None:
+            print(f"dcstack.py ctl: no service {argv[3]!r}", file=sys.stderr)
+            return 2
+        try:
+            if argv[2] == "stop":
+                svc.stop()
+            elif svc.running():
+                log(f"{svc.name} already running (pid {svc.pid()})")
+            else:
+                svc.start()
+        except StackError as e:
+            log(f"error: {e}")
+            return 1
     elif cmd == "nginx-check":
         rc = 0
         for what, ok, out in nginx_check():

@@ -356,6 +356,7 @@ class Bench:
         if self.stack is not None:
             self.stack.stop()
         (OUT / "pids.txt").unlink(missing_ok=True)
+        (OUT / "stack.env").unlink(missing_ok=True)
         left = [p.name for ps in self.spawned.values() for p in ps if p.running()]
         if left:
             out(f"bench: warning: still running: {' '.join(left)}")
