@@ -233,6 +233,8 @@ def cmd_run(args) -> int:
     state = state_dir(args)
     claim(state)
     dc.stop_on_signals()  # SIGTERM and SIGHUP unwind like Ctrl-C
+    # even when started with SIGINT ignored (a background job of a script)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     stack = None
     try:
         stack = dc.run_stack(state, args.runtime_dir).prepare()
