@@ -43,7 +43,7 @@ INT_BINS  = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INT_SRCS))
 TEST_SUPPORT = $(wildcard tests/support/*.c)
 TEST_SUPPORT_OBJS = $(patsubst tests/support/%.c,$(BUILD)/obj/support_%.o,$(TEST_SUPPORT))
 
-.PHONY: all run stop seed test check unit integration e2e unit-bins integration-bins asan ubsan san \
+.PHONY: all run stop status seed test check unit integration e2e unit-bins integration-bins asan ubsan san \
         valgrind bench format format-check lint install uninstall clean distclean deps nginx-check
 
 all: $(BIN) $(INV_BIN) $(CTL_BIN)
@@ -105,15 +105,19 @@ integration-bins: $(INT_BINS)
 deps:
 	@bash scripts/deps.sh
 
+# make run: a supervisor (scripts/run.py); RUN_ARGS=--detach returns once it serves
 run: deps
 	@$(MAKE) --no-print-directory all
-	@bash scripts/run.sh
+	@$(PY) scripts/run.py $(RUN_ARGS)
 
 stop:
-	@bash scripts/run.sh stop
+	@$(PY) scripts/run.py stop
+
+status:
+	@$(PY) scripts/run.py status
 
 seed: deps
-	@bash scripts/seed.sh $(SCALE)
+	@$(PY) scripts/seed.py $(SCALE)
 
 # The whole suite: unit, integration and end-to-end, then unit and
 # integration again under AddressSanitizer + UndefinedBehaviorSanitizer.
@@ -147,7 +151,7 @@ valgrind: deps
 
 bench: deps
 	@$(MAKE) --no-print-directory all
-	@bash tests/bench/run.sh
+	@$(PY) tests/bench/bench.py
 
 nginx-check: deps
 	@$(PY) tests/run.py --only nginx-check

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """dashcache's stack as process objects: PostgreSQL, Redis, dashcache-fcgi,
 dashcache-invalidator and nginx on 127.0.0.1, for `make test` (tests/run.py,
-the e2e fixtures in tests/e2e/conftest.py) and, as it moves over, `make run`
-and `make bench`. Standard library only.
+the e2e fixtures in tests/e2e/conftest.py), `make run` (scripts/run.py, the
+supervisor; run_stack() is its configuration), `make seed` (scripts/seed.py)
+and `make bench` (tests/bench/bench.py). Standard library only.
 
 Each service is a `Service`: started with subprocess.Popen in its own session
 (a Ctrl-C on the terminal reaches only the harness), output appended to
@@ -19,18 +20,20 @@ what it started, in reverse order, also from an atexit hook and on SIGTERM.
 Test stacks take free loopback ports (bound to port 0) unless told otherwise,
 so several stacks can run at once.
 
-Transitional (stage 1): the e2e suites still written in bash stop and restart
-components with scripts/lib.sh. So every start also records "PID STARTTIME" in
-STATE_DIR/pids/NAME.pid (lib.sh's format), and a service whose own process is
-gone adopts the process lib.sh recorded there for the same stack.
+Every start also records "PID STARTTIME" in STATE_DIR/pids/NAME.pid: `make
+stop` finds a killed supervisor's services there, and (transitional) the e2e
+suites still written in bash stop and restart components through
+`dcstack.py ctl` (scripts/lib.sh); a service whose own process is gone adopts
+the process recorded there for the same stack.
 
 The demo ids live here (DEMO_ORG, DEMO_UNIT, org_id(n)); sql/seed.sql is
 their source of truth and tests/e2e checks that both agree.
 
 Command line (for the shell scripts that remain):
   dcstack.py shell-constants          DC_DEMO_ORG=... lines for scripts/lib.sh
-  dcstack.py redis-conf DIR PORT      the private Redis configuration
-  dcstack.py pg-init RUNTIME_DIR LOG  initdb of RUNTIME_DIR/pgdata if missing (prints "created")
+  dcstack.py ctl start|stop NAME      start or stop one service (postgres, redis, fcgi,
+                                      invalidator, nginx) of the stack the environment
+                                      describes (tests/e2e/*.sh through scripts/lib.sh)
   dcstack.py nginx-check              nginx -t on the site config and snippet
 """
 from __future__ import annotations
@@ -169,7 +172,7 @@ def repo_hash() -> str:
 
 
 def runtime_dir(purpose: str) -> Path:
-    """/var/tmp/dashcache-<hash>-PURPOSE (as scripts/lib.sh dc_runtime_dir): outside
+    """/var/tmp/dashcache-<hash>-PURPOSE (make run's: kept between runs): outside
     the repo, because the postgres and nginx users may not enter a home directory."""
     d = Path(os.environ.get("DC_RUNTIME_BASE", "/var/tmp")) / f"dashcache-{repo_hash()}-{purpose}"
     if d.is_symlink() or (d.exists() and not (d.is_dir() and d.stat().st_uid == os.geteuid())):
@@ -294,12 +297,46 @@ class RedisClient:
         self.addr, self.timeout = (host, port), timeout
         self.sock: socket.socket | None = None
         self.buf = b""
+        self.on_connect: list[tuple] = []
 
     def _connect(self) -> socket.socket:
         if self.sock is None:
-            self.sock = socket.create_connection(self.addr, timeout=self.timeout)
+            if str(self.addr[0]).startswith("/"):  # a unix socket path
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(self.timeout)
+                try:
+                    s.connect(self.addr[0])
+                except OSError:
+                    s.close()
+                    raise
+                self.sock = s
+            else:
+                self.sock = socket.create_connection(self.addr, timeout=self.timeout)
             self.buf = b""
+            for cmd in self.on_connect:
+                self.send(*cmd)
+                self._reply()
         return self.sock
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float = 5.0) -> "RedisClient":
+        """redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N]."""
+        from urllib.parse import parse_qs, unquote, urlsplit
+        u = urlsplit(url)
+        if u.scheme == "unix":
+            c = cls(u.path, 0, timeout)
+            db = (parse_qs(u.query).get("db") or ["0"])[0]
+        elif u.scheme in ("redis", ""):
+            c = cls(u.hostname or HOST, u.port or 6379, timeout)
+            db = u.path.strip("/") or "0"
+        else:
+            raise RedisError(f"unsupported Redis URL {url!r}")
+        if u.password is not None:
+            auth = ("AUTH", unquote(u.username), unquote(u.password)) if u.username else ("AUTH", unquote(u.password))
+            c.on_connect.append(auth)
+        if db != "0":
+            c.on_connect.append(("SELECT", db))
+        return c
 
     def close(self) -> None:
         if self.sock is not None:
@@ -438,7 +475,8 @@ class Service:
     def after_start(self) -> None:
         pass
 
-    def start(self) -> "Service":
+    def launch(self) -> None:
+        """Start the process (prepare, Popen, pidfile) without waiting for it to be ready."""
         if self.running():
             raise StackError(f"{self.name} is already running (pid {self.pid()})")
         self.prepare()
@@ -452,6 +490,9 @@ class Service:
         st = proc_stat(self.proc.pid)
         self.pid_path.parent.mkdir(parents=True, exist_ok=True)
         self.pid_path.write_text(f"{self.proc.pid} {st[1] if st else 0}\n")
+
+    def start(self) -> "Service":
+        self.launch()
         self.wait_until(self.ready, self.start_timeout, "become ready")
         self.after_start()
         log(f"{self.name} ready (pid {self.proc.pid}){self.describe()}")
@@ -678,45 +719,85 @@ log_line_prefix = '%m [%p] '
     def describe(self) -> str:
         return f", {HOST}:{self.port}"
 
-    def psql(self, sql: str | None = None, *, url: str | None = None, files=(), args=(),
-             single_tx: bool = False, timeout: float = 120.0, check: bool = True) -> str:
-        """Run psql (-X -q -At, ON_ERROR_STOP) and return its output, stripped."""
-        cmd = [str(self.bindir / "psql") if (self.bindir / "psql").exists() else "psql",
-               url or self.url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"]
-        if single_tx:
-            cmd.append("-1")
-        for f in files:
-            cmd += ["-f", str(f)]
-        if sql is not None:
-            cmd += ["-c", sql]
-        cmd += list(args)
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                           env={**os.environ, "PGCONNECT_TIMEOUT": os.environ.get("PGCONNECT_TIMEOUT", "5")})
-        if check and r.returncode != 0:
-            raise StackError(f"psql failed ({r.returncode}): {r.stderr.strip()[:2000]}")
-        return r.stdout.strip()
+    def psql(self, sql: str | None = None, *, url: str | None = None, **kw) -> str:
+        return psql(url or self.url, sql, **kw)
 
     def has_schema(self) -> bool:
-        return self.psql("SELECT to_regclass('public.organizations') IS NOT NULL") == "t"
+        return db_has_schema(self.url)
 
     def load_schema(self) -> None:
-        self.psql(files=[ROOT / "sql/schema.sql", ROOT / "sql/seed.sql"])
+        db_load_schema(self.url)
 
     def seed(self, orgs: int, days: int, step: int, truncate: bool = False) -> None:
-        """(Re)fill the database with dc_seed in one transaction, then VACUUM ANALYZE."""
-        pre = ["-c", "TRUNCATE organizations, sites, units, devices, readings, alerts, audit_log "
-                     "RESTART IDENTITY CASCADE"] if truncate else []
-        self.psql(files=[ROOT / "sql/seed.sql"], args=pre + ["-c", f"SELECT * FROM dc_seed({orgs}, {days}, {step})"],
-                  single_tx=True, timeout=1800)
-        self.psql("SET client_min_messages = error", args=["-c", "VACUUM ANALYZE"], timeout=1800)
+        db_seed(self.url, orgs, days, step, truncate)
 
     def prepare_db(self, seed=DEMO_SEED) -> None:
-        """Schema and demo data into a database that has none yet."""
-        if self.has_schema():
-            return
-        log(f"loading schema and data dc_seed{tuple(seed)} into {self.url}")
-        self.load_schema()
-        self.seed(*seed)
+        db_prepare(self.url, seed)
+
+
+# ------------------------------------------------------------------ any database, by URL
+
+def psql(url: str, sql: str | None = None, *, files=(), args=(), single_tx: bool = False,
+         timeout: float = 120.0, check: bool = True) -> str:
+    """Run psql (-X -q -At, ON_ERROR_STOP) on url and return its output, stripped."""
+    try:
+        bindir = pg_bindir()
+        exe = str(bindir / "psql") if (bindir / "psql").exists() else "psql"
+    except StackError:
+        exe = "psql"
+    cmd = [exe, url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"]
+    if single_tx:
+        cmd.append("-1")
+    for f in files:
+        cmd += ["-f", str(f)]
+    if sql is not None:
+        cmd += ["-c", sql]
+    cmd += list(args)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                       env={**os.environ, "PGCONNECT_TIMEOUT": os.environ.get("PGCONNECT_TIMEOUT", "5")})
+    if check and r.returncode != 0:
+        raise StackError(f"psql failed ({r.returncode}): {r.stderr.strip()[:2000]}")
+    return r.stdout.strip()
+
+
+def db_has_schema(url: str) -> bool:
+    return psql(url, "SELECT to_regclass('public.organizations') IS NOT NULL") == "t"
+
+
+def db_load_schema(url: str) -> None:
+    psql(url, files=[ROOT / "sql/schema.sql", ROOT / "sql/seed.sql"])
+
+
+def db_seed(url: str, orgs: int, days: int, step: int, truncate: bool = False) -> None:
+    """(Re)fill the database with dc_seed in one transaction (readers see the old data
+    until it commits), then VACUUM ANALYZE (statistics, index-only scans)."""
+    pre = ["-c", "TRUNCATE organizations, sites, units, devices, readings, alerts, audit_log "
+                 "RESTART IDENTITY CASCADE"] if truncate else []
+    psql(url, files=[ROOT / "sql/seed.sql"], args=pre + ["-c", f"SELECT * FROM dc_seed({orgs}, {days}, {step})"],
+         single_tx=True, timeout=3600)
+    psql(url, "SET client_min_messages = error", args=["-c", "VACUUM ANALYZE"], timeout=3600)
+
+
+def db_prepare(url: str, seed=DEMO_SEED) -> None:
+    """Schema and data into a database that has none yet (loaded once)."""
+    if db_has_schema(url):
+        return
+    log(f"loading schema and data dc_seed{tuple(seed)} into {url}")
+    db_load_schema(url)
+    db_seed(url, *seed)
+
+
+def scale_args(scale: str) -> tuple[int, int, int]:
+    """dc_seed(orgs, days, step minutes) of `make seed SCALE=...`: small is 300
+    organizations with a day of hourly readings (quick, and enough outbox rows for
+    several of the invalidator's batches of 500); N is 20*N organizations, 3 days
+    every 5 minutes below 10, else 5 days every 10 minutes (1 is the demo data)."""
+    if scale == "small":
+        return 300, 1, 60
+    if not re.fullmatch(r"[1-9][0-9]*", scale or ""):
+        raise StackError(f"SCALE must be a positive integer or 'small', got '{scale}'")
+    n = int(scale)
+    return (20 * n, 3, 5) if n < 10 else (20 * n, 5, 10)
 
 
 REDIS_CONF = """# generated by scripts/dcstack.py for dashcache's private Redis
@@ -973,12 +1054,16 @@ class Stack:
     build        directory of the binaries (build, or build/san)
     invalidator  start dashcache-invalidator with the rest (start_invalidator() later otherwise)
     app_env      the application's environment (default: test_app_env())
+    database_url, redis_url
+                 use these servers: no PostgreSQL / Redis of the stack's own
+    access_log   True: STATE_DIR/logs/nginx-access.log; a path; False: off
     """
 
     def __init__(self, name: str = "test", *, state_dir: Path | None = None, runtime_dir: Path | None = None,
                  ports: dict | None = None, workers: int = 4, fsync: bool = False, seed=DEMO_SEED,
                  build: Path | str = "build", invalidator: bool = True, nginx: bool = True,
-                 app_env: dict | None = None, access_log: bool = True):
+                 app_env: dict | None = None, access_log: bool | str = True,
+                 database_url: str | None = None, redis_url: str | None = None):
         self.name = name
         self.state_dir = Path(state_dir or ROOT / ".run" / name)
         self.keep_runtime = runtime_dir is not None
@@ -988,6 +1073,7 @@ class Stack:
         self.build = ROOT / build
         self.with_invalidator, self.with_nginx, self.with_access_log = invalidator, nginx, access_log
         self._app_env = app_env
+        self.external_db, self.external_redis = database_url, redis_url
         self.started: list[Service] = []
         self.runtime_dir: Path | None = None
 
@@ -998,21 +1084,27 @@ class Stack:
 
     @property
     def database_url(self) -> str:
-        return self.postgres.url
+        return self.external_db or self.postgres.url
 
     @property
     def redis_url(self) -> str:
-        return self.redis.url
+        return self.external_redis or self.redis.url
+
+    def services(self) -> list[Service]:
+        """Every service the stack may run, in start order."""
+        return [s for s in (self.postgres, self.redis, self.fcgi, self.invalidator, self.nginx) if s is not None]
 
     def describe(self) -> dict:
         return {"HTTP_URL": self.http_url, "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
-                "HTTP_PORT": str(self.nginx.port), "PG_PORT": str(self.postgres.port),
-                "REDIS_PORT": str(self.redis.port), "WORKERS": str(self.workers),
+                "HTTP_PORT": str(self.nginx.port), "PG_PORT": str(self.postgres.port) if self.postgres else "",
+                "REDIS_PORT": str(self.redis.port) if self.redis else "", "WORKERS": str(self.workers),
                 "FCGI_SOCKET": str(self.fcgi.socket), "DC_STATE_DIR": str(self.state_dir),
                 "DC_RUNTIME_DIR": str(self.runtime_dir), "METRICS_FILE": self.app_env["METRICS_FILE"],
                 "DC_PG_FSYNC": "on" if self.fsync else "off",
                 "DC_FCGI_BIN": str(self.fcgi.binary), "DC_INVAL_BIN": str(self.invalidator.binary),
-                "AUTH_KEYS_FILE": self.app_env.get("AUTH_KEYS_FILE", ""), "DC_TEST_TOKEN": self.default_token}
+                "AUTH_KEYS_FILE": self.app_env.get("AUTH_KEYS_FILE", ""),
+                # a token good for everything, for the tests only: only a stack with a key of its own has one
+                "DC_TEST_TOKEN": self.default_token}
 
     def write_env(self, path: Path | None = None) -> Path:
         """KEY=value lines (shell-quoted) describing the stack: `set -a; . FILE; set +a`."""
@@ -1027,6 +1119,8 @@ class Stack:
 
     # ---- life cycle
     def _build_services(self) -> None:
+        if getattr(self, "nginx", None) is not None:  # built already (prepare() before start())
+            return
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         (self.state_dir / "pids").mkdir(parents=True, exist_ok=True)
         if self._runtime_arg is not None:
@@ -1037,22 +1131,29 @@ class Stack:
         for k in ("pg", "redis", "http"):
             self.ports.setdefault(k, free_port())
         self.app_env = test_app_env() if self._app_env is None else dict(self._app_env)
-        self.postgres = Postgres(self, self.ports["pg"], fsync=self.fsync)
-        self.redis = Redis(self, self.ports["redis"])
-        self.app_env.update(DATABASE_URL=self.postgres.url, REDIS_URL=self.redis.url)
+        self.postgres = None if self.external_db else Postgres(self, self.ports["pg"], fsync=self.fsync)
+        self.redis = None if self.external_redis else Redis(self, self.ports["redis"])
+        self.app_env.update(DATABASE_URL=self.database_url, REDIS_URL=self.redis_url)
         # the pool's shared counters live and die with the stack
         self.app_env.setdefault("METRICS_FILE", str(self.runtime_dir / "metrics"))
         # a token key of the stack's own, unless the caller gave a key file
-        if not self.app_env.get("AUTH_KEYS_FILE") and self.app_env.get("AUTH_MODE", "jwt") == "jwt":
+        own_key = not self.app_env.get("AUTH_KEYS_FILE") and self.app_env.get("AUTH_MODE", "jwt") == "jwt"
+        if own_key:
             self.app_env["AUTH_KEYS_FILE"] = str(self.runtime_dir / "auth-keys")
             write_key_file(Path(self.app_env["AUTH_KEYS_FILE"]))
         keys = read_key_file(Path(self.app_env["AUTH_KEYS_FILE"])) if self.app_env.get("AUTH_KEYS_FILE") else {}
         self.auth_kid, self.auth_secret = next(iter(keys.items()), (None, b""))
-        self.default_token = self.token(ttl=86400) if self.auth_secret else ""
+        self.default_token = self.token(ttl=86400) if own_key else ""
         self.fcgi = FcgiMaster(self, self.build / "dashcache-fcgi", self.workers, self.runtime_dir / "fcgi.sock")
         self.invalidator = Invalidator(self, self.build / "dashcache-invalidator")
+        access = self.with_access_log
         self.nginx = Nginx(self, self.ports["http"], self.fcgi.socket,
-                           str(self.state_dir / "logs" / "nginx-access.log") if self.with_access_log else None)
+                           str(self.state_dir / "logs" / "nginx-access.log") if access is True else access or None)
+
+    def prepare(self) -> "Stack":
+        """Describe the services (ports, directories) without starting any."""
+        self._build_services()
+        return self
 
     def token(self, **kw) -> str:
         """A token signed with the stack's key (mint_token's arguments; default: every scope on
@@ -1061,8 +1162,8 @@ class Stack:
         return mint_token(self.auth_secret, **kw)
 
     def stop_leftovers(self) -> None:
-        """Stop what a killed harness of this state directory left running (lib.sh pidfiles)."""
-        for svc in (self.nginx, self.invalidator, self.fcgi, self.redis, self.postgres):
+        """Stop what a killed harness of this state directory left running (its pidfiles)."""
+        for svc in reversed(self.services()):
             if svc.pid() is not None:
                 log(f"stopping {svc.name} (pid {svc.pid()}) left running by an earlier run")
                 svc.stop()
@@ -1076,9 +1177,11 @@ class Stack:
         _LIVE.append(self)
         try:
             self.stop_leftovers()
-            self._start(self.postgres)
-            self.postgres.prepare_db(self.seed)
-            self._start(self.redis)
+            if self.postgres:
+                self._start(self.postgres)
+            db_prepare(self.database_url, self.seed)
+            if self.redis:
+                self._start(self.redis)
             if self.with_nginx:
                 self._start(self.fcgi)
                 if self.with_invalidator:
@@ -1118,6 +1221,7 @@ class Stack:
                 _LIVE.remove(self)
             if self.runtime_dir is not None and not self.keep_runtime:
                 shutil.rmtree(self.runtime_dir, ignore_errors=True)
+                self.nginx = None  # a later start() describes a new runtime directory
         finally:
             for sig, h in old.items():
                 signal.signal(sig, h)
@@ -1139,17 +1243,120 @@ class Stack:
         return out
 
 
+# ------------------------------------------------------------------ make run's stack
+
+def load_dotenv(path: Path = ROOT / ".env") -> None:
+    """KEY=value lines of .env into os.environ; the environment wins over the file."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        m = re.match(r"^\s*(?:export\s+)?([A-Z_][A-Z0-9_]*)=(.*)$", line.rstrip("\r"))
+        if not m:
+            continue
+        key, val = m.group(1), m.group(2)
+        q = re.fullmatch(r'"(.*)"|\'(.*)\'', val)
+        if q:
+            val = q.group(1) if q.group(1) is not None else q.group(2)
+        if val and not os.environ.get(key):
+            os.environ[key] = val
+
+
+def int_env(name: str, default: int, lo: int, hi: int) -> int:
+    v = os.environ.get(name) or str(default)
+    if not re.fullmatch(r"[0-9]+", v) or not lo <= int(v) <= hi:
+        raise StackError(f"{name} must be an integer between {lo} and {hi} (got '{v}')")
+    return int(v)
+
+
+RUN_STATE = ROOT / ".run"
+
+
+def run_stack(state_dir: Path | None = None, runtime: Path | None = None) -> Stack:
+    """The stack of `make run`, configured by the environment (load_dotenv first):
+    PG_PORT (25432), REDIS_PORT (26379), HTTP_PORT (8080), WORKERS (2 x cores),
+    DATABASE_URL / REDIS_URL (then no server of its own), NGINX_ACCESS_LOG. State
+    in state_dir (.run; DC_RUN_STATE_DIR), runtime data kept between runs in
+    /var/tmp/dashcache-<hash>-run (DC_RUN_RUNTIME_DIR), so the demo data are loaded once."""
+    state = Path(state_dir or os.environ.get("DC_RUN_STATE_DIR") or RUN_STATE).resolve()
+    rt = runtime or os.environ.get("DC_RUN_RUNTIME_DIR")
+    if not rt:
+        rt = runtime_dir("run" if state == RUN_STATE.resolve() else
+                         "run-" + hashlib.sha256(str(state).encode()).hexdigest()[:8])
+    ports = {"pg": int_env("PG_PORT", 25432, 1, 65535), "redis": int_env("REDIS_PORT", 26379, 1, 65535),
+             "http": int_env("HTTP_PORT", 8080, 1, 65535)}
+    workers = int_env("WORKERS", 2 * (os.cpu_count() or 1), 1, 1024)
+    env = dict(os.environ)
+    env.setdefault("LOG_LEVEL", "info")
+    if env.get("AUTH_MODE", "jwt") == "jwt" and not env.get("AUTH_KEYS_FILE"):
+        # the demo token key of this checkout: mode 0600 in the git-ignored state
+        # directory, kept between runs so that the tokens it printed stay good
+        keys = state / "auth-keys"
+        if not keys.exists():
+            state.mkdir(parents=True, exist_ok=True)
+            write_key_file(keys, kid="demo")
+            log(f"created the demo token key {keys}")
+        env["AUTH_KEYS_FILE"] = str(keys)
+    return Stack("run", state_dir=state, runtime_dir=Path(rt), ports=ports, workers=workers, fsync=True,
+                 seed=DEMO_SEED, app_env=env, access_log=os.environ.get("NGINX_ACCESS_LOG") or False,
+                 database_url=os.environ.get("DATABASE_URL") or None,
+                 redis_url=os.environ.get("REDIS_URL") or None)
+
+
+def read_env_file(path: Path) -> dict:
+    """KEY=value lines written by Stack.write_env (shell-quoted values)."""
+    import shlex
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            k, v = line.split("=", 1)
+            out[k] = (shlex.split(v) or [""])[0]
+    return out
+
+
 # ------------------------------------------------------------------ command line
+
+def ctl_stack() -> Stack:
+    """The stack described by the environment (Stack.describe's variables, as
+    tests/run.py exports them to the bash e2e suites), to start or stop one of its
+    services; it adopts and records processes through STATE_DIR/pids like Stack does."""
+    e = os.environ
+    try:
+        s = Stack("ctl", state_dir=Path(e["DC_STATE_DIR"]), runtime_dir=Path(e["DC_RUNTIME_DIR"]),
+                  ports={"pg": int(e["PG_PORT"]), "redis": int(e["REDIS_PORT"]), "http": int(e["HTTP_PORT"])},
+                  workers=int(e["WORKERS"]), fsync=e.get("DC_PG_FSYNC") != "off", app_env=dict(e),
+                  access_log=False).prepare()
+    except (KeyError, ValueError) as x:
+        raise SystemExit(f"dcstack.py ctl: the stack's variables are not set ({x}); see Stack.describe")
+    if e.get("DC_FCGI_BIN"):
+        s.fcgi.binary = Path(e["DC_FCGI_BIN"])
+    if e.get("DC_INVAL_BIN"):
+        s.invalidator.binary = Path(e["DC_INVAL_BIN"])
+    if e.get("FCGI_SOCKET"):
+        s.fcgi.socket = Path(e["FCGI_SOCKET"])
+    return s
+
 
 def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "shell-constants":
-        print(f"DC_DEMO_ORG={DEMO_ORG}\nDC_DEMO_UNIT={DEMO_UNIT}\nDC_DEMO_ORG2={org_id(2)}")
-    elif cmd == "redis-conf" and len(argv) == 4:
-        sys.stdout.write(redis_conf(Path(argv[2]), int(argv[3])))
-    elif cmd == "pg-init" and len(argv) == 4:
-        if Postgres.initdb(Path(argv[2]), Path(argv[3])):
-            print("created")
+        print(f"DC_DEMO_ORG={DEMO_ORG}\nDC_DEMO_UNIT={DEMO_UNIT}")
+    elif cmd == "ctl" and len(argv) == 4 and argv[2] in ("start", "stop"):
+        svc = {s.name: s for s in ctl_stack().services()}.get(argv[3])
+        if svc is None:
+            print(f"dcstack.py ctl: no service {argv[3]!r}", file=sys.stderr)
+            return 2
+        try:
+            if argv[2] == "stop":
+                svc.stop()
+            elif svc.running():
+                log(f"{svc.name} already running (pid {svc.pid()})")
+            else:
+                svc.start()
+        except StackError as e:
+            log(f"error: {e}")
+            return 1
     elif cmd == "nginx-check":
         rc = 0
         for what, ok, out in nginx_check():

@@ -1,7 +1,7 @@
--- wrk script for tests/bench/run.sh: one machine-readable summary line.
+-- wrk script for tests/bench/bench.py: one machine-readable summary line.
 -- Latencies are in microseconds. "status" counts responses with a status of
 -- 400 or more (wrk's own count, kept without a per-response Lua hook, which
--- would slow wrk down); run.sh checks that each target answers exactly 200
+-- would slow wrk down); bench.py checks that each target answers exactly 200
 -- with the expected body before and after the measurements.
 done = function(summary, latency, requests)
    local e = summary.errors
