@@ -463,21 +463,30 @@ static int sub_ok(const char *s)
     return 1;
 }
 
-/* A NumericDate member, or DC_DECLINED when absent. */
+/*
+ * A NumericDate member, or DC_DECLINED when absent. Bounded (year 1970 to
+ * about 33658), so that adding the skew cannot overflow.
+ */
+#define TIME_MAX 1000000000000LL
+
 static int get_time(json_object *o, const char *name, int64_t *out)
 {
     json_object *v;
+    double       d;
 
     if (!json_object_object_get_ex(o, name, &v))
         return DC_DECLINED;
-    if (json_object_is_type(v, json_type_int))
+    if (json_object_is_type(v, json_type_int)) {
         *out = json_object_get_int64(v);
-    else if (json_object_is_type(v, json_type_double) && json_object_get_double(v) > -1e15 &&
-             json_object_get_double(v) < 1e15)
-        *out = (int64_t)json_object_get_double(v);
-    else
+    } else if (json_object_is_type(v, json_type_double)) {
+        d = json_object_get_double(v);
+        if (!(d >= 0 && d <= (double)TIME_MAX))
+            return DC_EINVAL;
+        *out = (int64_t)d;
+    } else {
         return DC_EINVAL;
-    return DC_OK;
+    }
+    return *out >= 0 && *out <= TIME_MAX ? DC_OK : DC_EINVAL;
 }
 
 static int aud_ok(json_object *o, const char *want)
