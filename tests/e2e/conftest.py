@@ -274,7 +274,8 @@ class Outage:
         svc.signal(signal.SIGCONT)
         assert wait_for(lambda: proc_state(svc.pid()) != "T", 5), f"{svc.name} did not continue on SIGCONT"
 
-    def signal(self, svc, sig: int) -> None:
+    def send(self, svc, sig: int) -> None:
+        """A signal through the handle that may end the service (the restore starts it again)."""
         self.touched.add(svc.name)
         svc.signal(sig)
 
