@@ -249,8 +249,8 @@ class Outage:
     through their dcstack handles (never by name); the `outage` fixture's
     finalizer puts everything back and checks that the stack serves again."""
 
-    def __init__(self, stack, http: Http):
-        self.stack, self.http = stack, http
+    def __init__(self, stack, http: Http, redis: dc.RedisClient):
+        self.stack, self.http, self.redis = stack, http, redis
         self.touched: set[str] = set()
         self.resyncs_at_redis_back: int | None = None
 
@@ -262,6 +262,7 @@ class Outage:
     def start(self, svc) -> None:
         if svc is self.stack.redis:
             self.resyncs_at_redis_back = resyncs(self.stack)
+            self.redis.close()  # the `redis` fixture's connection went with the old server
         svc.start()
 
     def pause(self, svc) -> None:
@@ -344,11 +345,11 @@ def demo():
 
 
 @pytest.fixture
-def outage(stack, http):
+def outage(stack, http, redis):
     """For a test that stops, pauses or kills parts of the shared stack: afterwards
     every service runs again and the API serves; a service that died without the
     test stopping it is an error of the test."""
-    o = Outage(stack, http)
+    o = Outage(stack, http, redis)
     yield o
     problems = o.restore()
     assert not problems, "\n".join(problems)
