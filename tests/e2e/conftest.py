@@ -56,6 +56,7 @@ _KEYS = {
     "devices": "dashboard:devices:online:org:{org}",
     "compliance": "dashboard:compliance:org:{org}",
     "any": "dashboard:*:org:{org}",  # every per-organization key without a unit part
+    "all": "dashboard:*",  # every answer of every organization
     "gen": "dashcache:gen:org:{org}",
 }
 QUERY_TYPES = ("stats", "units", "alerts", "temperature", "devices", "compliance")
@@ -64,7 +65,7 @@ QUERY_TYPES = ("stats", "units", "alerts", "temperature", "devices", "compliance
 def cache_key(query: str, org: str = "*", unit: str | None = None, hours="*") -> str:
     """The Redis key of a dashboard answer (or a SCAN pattern, with "*" parts):
     query is a query type, "any" (all of an organization's keys without a unit
-    part) or "gen" (the organization's generation). alerts with a unit is the
+    part), "all" (every answer key) or "gen" (the organization's generation). alerts with a unit is the
     per-unit count; temperature needs the unit."""
     if query == "alerts" and unit is not None:
         query = "alerts_unit"

@@ -31,7 +31,7 @@ def test_miss_then_hit_with_the_same_body(http, redis, path, key):
     second = http.get(path)
     assert second.xcache == "HIT", f"second GET .../{path}: HIT; got {second}"
     assert second.body == first.body, f"second GET .../{path}: byte-identical body"
-    # stronger than the bash suite: the stored value is "<generation>\n<body>" with this very body
+    # the stored value is "<generation>\n<body>" with this very body
     stored = redis("GET", key)
     assert stored is not None and stored.split("\n", 1)[1] == first.body.decode(), \
         f"{key} holds the generation and the body that was answered; got {(stored or '')[:120]!r}"
@@ -44,9 +44,8 @@ def test_keys_have_a_ttl(redis, key):
 
 
 def test_only_these_keys(redis):
-    # the bash suite looked for the trends key by prefix; now every key is known
     want = sorted(k for _, k in CACHED)
-    assert sorted(redis.scan("dashboard:*")) == want, "exactly one key per query asked, as dc_key.h spells them"
+    assert sorted(redis.scan(cache_key("all"))) == want, "exactly one key per query asked, as dc_key.h spells them"
 
 
 def test_force_refresh(http, redis):

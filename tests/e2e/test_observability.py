@@ -21,7 +21,7 @@ FAMILIES = ["dashboard_cache_hit_total", "dashboard_cache_miss_total", "dashboar
             "dashboard_invalidations_total", "dashboard_invalidation_lag_seconds",
             "dashboard_cache_stale_set_refusals_total", "dashboard_worker_restarts_total", "dashboard_workers",
             "dashboard_invalidator_up",
-            # in the README's table, not in the bash suite's list
+            # the rest of the README's table
             "dashboard_db_errors_total", "dashboard_invalidation_messages_rejected_total",
             "dashboard_outbox_rows_processed_total"]
 K = 400
@@ -50,14 +50,13 @@ def test_promtool_check_metrics(first):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_has_help_and_type(first, family):
-    # the bash suite looked for TYPE only
     lines = first.text.splitlines()
     assert any(ln.startswith(f"# HELP {family} ") for ln in lines), f"family {family} has HELP"
     assert any(ln.startswith(f"# TYPE {family} ") for ln in lines), f"family {family} has TYPE"
 
 
 def test_every_query_type_is_there_from_the_start(first):
-    # not in the bash suite: the README promises every known label value
+    # the README promises every known label value from the first scrape
     for fam in ("dashboard_cache_hit_total", "dashboard_cache_miss_total"):
         for q in QUERY_TYPES:
             assert f'{fam}{{query_type="{q}"}}' in first.series, f'{fam}{{query_type="{q}"}} is exposed'
@@ -105,11 +104,10 @@ def test_counters_survive_a_killed_worker(http, stack, outage):
         assert m.sum("dashboard_cache_hit_total") >= hits, \
             f"scrape {i} after the kill: hits never went down ({hits} -> {m.sum('dashboard_cache_hit_total')})"
         assert m.sum("dashboard_http_requests_total") >= reqs, f"scrape {i} after the kill: requests never went down"
-        # stronger than the bash suite: no series of any counter family went down
+        # a dead worker's slot stays in the sum: no series of any counter family goes down
         now = m.counters()
         down = {k: (v, now.get(k)) for k, v in counters.items() if now.get(k, -1) < v}
         assert not down, f"scrape {i} after the kill: every counter series kept its value; went down: {down}"
-    # the bash suite asked for >= 1 in total; the kill adds exactly one
     assert m.value("dashboard_worker_restarts_total") == restarts + 1, \
         f"the restart is counted ({restarts} -> {m.value('dashboard_worker_restarts_total')})"
     assert wait_for(lambda: len(stack.fcgi.workers()) == stack.workers, 5) and stack.fcgi.pid() == master, \

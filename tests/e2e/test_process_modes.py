@@ -85,7 +85,6 @@ def test_bad_configuration_stops_start_up(stack, workdir, bad, want):
                        stdin=subprocess.DEVNULL)
     assert r.returncode != 0 and want in r.stderr, \
         f"{bad} exits non-zero ({r.returncode}) saying on stderr: {want}; got {r.stderr.strip()[:300]!r}"
-    # the bash suite looked for a socket once, after all the cases
     assert not sock.exists(), "a refused start opened no socket"
 
 
@@ -120,7 +119,6 @@ def test_spawn_fcgi_plain_workers(http, stack, workdir, started):
     ok = [a for a in answers if a[0] == 200]
     assert len(ok) == 20, f"20 requests to the spawn-fcgi workers: all 200 ({len(ok)}; statuses " \
                           f"{sorted({str(a[0]) for a in answers})})"
-    # the bash suite looked at the last body only
     bodies = [json.loads(b) for _, _, b in answers]
     assert all(b.get("orgId") == ORG for b in bodies), "each answer is the dashboard body of the organization"
     assert all(h.get("x-cache") in ("HIT", "MISS") for _, h, _ in answers), "each answer went through the cache"

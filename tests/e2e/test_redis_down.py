@@ -49,7 +49,6 @@ def hits_resume(http, outage, first: tuple[str, ...], restarted: bool) -> None:
     assert wait_for(through_cache, 10, 0.2), f"the cache is used again within 10 s; got {last.get('r')}"
     assert last["r"].xcache in first, f"first answer through the cache: {' or '.join(first)}; got {last['r']}"
     if restarted:
-        # stronger than the bash suite's sleep: the resync must be seen
         assert outage.wait_resync(10), "the invalidator resynchronized (invalidate.all) after Redis came back"
     time.sleep(2.5)
     http.get("stats")

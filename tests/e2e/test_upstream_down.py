@@ -17,8 +17,8 @@ def test_master_stopped_then_started(http, stack, outage):
     assert r.status == 200, f"serving before the stop; got {r}"
     master, workers = fcgi.pid(), fcgi.workers()
     assert master and workers, "a master with workers"
-    # SIGTERM through the handle and nothing after it: the bash suite's stop
-    # escalated to SIGKILL, so a master that hung on SIGTERM passed too
+    # SIGTERM through the handle and nothing after it (no SIGKILL escalation as
+    # in Service.stop), so that a master that hangs on SIGTERM fails here
     t0 = time.monotonic()
     outage.send(fcgi, signal.SIGTERM)
     assert wait_for(lambda: fcgi.exit_status() is not None, 10), "SIGTERM stopped the master within 10 s"
