@@ -19,11 +19,6 @@ what it started, in reverse order, also from an atexit hook and on SIGTERM.
 Test stacks take free loopback ports (bound to port 0) unless told otherwise,
 so several stacks can run at once.
 
-Transitional (stage 1): the e2e suites still written in bash stop and restart
-components with scripts/lib.sh. So every start also records "PID STARTTIME" in
-STATE_DIR/pids/NAME.pid (lib.sh's format), and a service whose own process is
-gone adopts the process lib.sh recorded there for the same stack.
-
 The demo ids live here (DEMO_ORG, DEMO_UNIT, org_id(n)); sql/seed.sql is
 their source of truth and tests/e2e checks that both agree.
 
@@ -341,20 +336,12 @@ class Service:
         self.stack = stack
         self.proc: subprocess.Popen | None = None
         self.log_path = stack.state_dir / "logs" / f"{self.name}.log"
-        self.pid_path = stack.state_dir / "pids" / f"{self.name}.pid"
 
     # ---- what runs
     def pid(self) -> int | None:
-        """The running process: ours, or the one a bash suite restarted for this stack."""
+        """The running process started through this handle, or None."""
         if self.proc is not None and self.proc.poll() is None:
             return self.proc.pid
-        try:
-            pid_s, start = self.pid_path.read_text().split()[:2]
-            st = proc_stat(int(pid_s))
-        except (OSError, ValueError):
-            return None
-        if st and st[0] not in ("Z", "X") and st[1] == start:
-            return int(pid_s)
         return None
 
     def running(self) -> bool:
@@ -393,9 +380,6 @@ class Service:
                                          stderr=subprocess.STDOUT, cwd=self.stack.runtime_dir,
                                          env=self.env(), start_new_session=True, close_fds=True,
                                          **self.popen_extra())
-        st = proc_stat(self.proc.pid)
-        self.pid_path.parent.mkdir(parents=True, exist_ok=True)
-        self.pid_path.write_text(f"{self.proc.pid} {st[1] if st else 0}\n")
         self.wait_until(self.ready, self.start_timeout, "become ready")
         self.after_start()
         log(f"{self.name} ready (pid {self.proc.pid}){self.describe()}")
@@ -477,10 +461,6 @@ class Service:
                 self.proc.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 pass
-        try:
-            self.pid_path.unlink()
-        except FileNotFoundError:
-            pass
 
     def kill(self) -> None:
         """SIGKILL, by handle, and reap: a crash as the tests need it."""
@@ -905,7 +885,7 @@ class Stack:
     name         what the stack is for ("test", "e2e", "san"): runtime directory
                  /var/tmp/dashcache-<hash>-NAME.XXXX (removed at stop) unless
                  runtime_dir is given (kept)
-    state_dir    logs/ and pids/ (default .run/NAME)
+    state_dir    logs/ (default .run/NAME)
     ports        {"pg","redis","http"}: fixed ports; missing ones are free ports
     seed         dc_seed arguments for an empty database (demo: DEMO_SEED)
     build        directory of the binaries (build, or build/san)
@@ -965,7 +945,6 @@ class Stack:
     # ---- life cycle
     def _build_services(self) -> None:
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
-        (self.state_dir / "pids").mkdir(parents=True, exist_ok=True)
         if self._runtime_arg is not None:
             self.runtime_dir = Path(self._runtime_arg)
             self.runtime_dir.mkdir(parents=True, exist_ok=True)
@@ -984,13 +963,6 @@ class Stack:
         self.nginx = Nginx(self, self.ports["http"], self.fcgi.socket,
                            str(self.state_dir / "logs" / "nginx-access.log") if self.with_access_log else None)
 
-    def stop_leftovers(self) -> None:
-        """Stop what a killed harness of this state directory left running (lib.sh pidfiles)."""
-        for svc in (self.nginx, self.invalidator, self.fcgi, self.redis, self.postgres):
-            if svc.pid() is not None:
-                log(f"stopping {svc.name} (pid {svc.pid()}) left running by an earlier run")
-                svc.stop()
-
     def _start(self, svc: Service) -> None:
         self.started.append(svc)
         svc.start()
@@ -999,7 +971,6 @@ class Stack:
         self._build_services()
         _LIVE.append(self)
         try:
-            self.stop_leftovers()
             self._start(self.postgres)
             self.postgres.prepare_db(self.seed)
             self._start(self.redis)
