@@ -239,6 +239,18 @@ def proc_state(pid: int | None) -> str | None:
     return st[0] if st else None
 
 
+def rchar(pid: int) -> int:
+    """Bytes a process has read through syscalls: it grows only while a worker serves."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for ln in f:
+                if ln.startswith("rchar:"):
+                    return int(ln.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def resyncs(stack) -> int:
     """How many times the invalidator logged invalidate.all (all its runs in this stack)."""
     p = stack.invalidator.log_path
@@ -253,6 +265,7 @@ class Outage:
     def __init__(self, stack, http: Http, redis: dc.RedisClient):
         self.stack, self.http, self.redis = stack, http, redis
         self.touched: set[str] = set()
+        self.restarted: set[str] = set()
         self.resyncs_at_redis_back: int | None = None
 
     def stop(self, svc) -> None:
@@ -265,6 +278,7 @@ class Outage:
             self.resyncs_at_redis_back = resyncs(self.stack)
             self.redis.close()  # the `redis` fixture's connection went with the old server
         svc.start()
+        self.restarted.add(svc.name)
 
     def pause(self, svc) -> None:
         """SIGSTOP: the process hangs with its sockets open."""
@@ -300,6 +314,19 @@ class Outage:
                     problems.append(f"{svc.name} died (status {svc.exit_status()}); last lines of "
                                     f"{svc.log_path}:\n{dc.tail(svc.log_path, 10)}")
                 self.start(svc)
+        fcgi = self.stack.fcgi
+        if {"redis", "postgres"} & self.restarted and fcgi.running() and "fcgi" not in self.restarted:
+            # A worker that served nothing while a dependency was away still holds a
+            # connection to the old server, and answers its next request without the
+            # cache (or with a 503) once before it reconnects. Fresh workers, so that
+            # the next test starts from a clean pool.
+            old = set(fcgi.workers())
+            fcgi.signal(signal.SIGHUP)
+            def fresh():
+                now = set(fcgi.workers())
+                return len(now) == self.stack.workers and not old & now
+            if not wait_for(fresh, 10):
+                problems.append(f"SIGHUP did not replace the workers within 10 s: {old} -> {fcgi.workers()}")
         if not wait_for(lambda: self.http.get("/health").status == 200
                         and self.http.get("stats").status == 200, 30, 0.2):
             problems.append(f"the stack does not serve after the restore: /health {self.http.get('/health')}")

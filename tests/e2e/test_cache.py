@@ -80,7 +80,8 @@ def test_each_query_has_its_own_entry(http, redis, sql):
     assert n1 <= 2 < n24, f"trends?hours=1: not the 24-hour body ({n1} points, 24h had {n24})"
     assert redis("EXISTS", cache_key("temperature", ORG, UNIT, 1)) == 1, "hours=1 has a key of its own"
     again = http.get(f"units/{UNIT}/temperature/trends?hours=24")
-    assert again.xcache == "HIT" and again.body == h24.body, f"trends?hours=24 again: HIT, same body as before; got {again}"
+    assert again.xcache == "HIT" and again.body == h24.body, \
+        f"trends?hours=24 again: HIT, same body as before; got {again}"
     unit2 = sql(f"SELECT id FROM units WHERE org_id = '{ORG}' AND id <> '{UNIT}' ORDER BY name LIMIT 1")
     assert len(unit2) == 36, f"the demo organization has a second unit; got {unit2!r}"
     r = http.get(f"alerts/count?unitId={unit2}")

@@ -26,9 +26,9 @@ def unit_of_org2(sql):
 
 # ------------------------------------------------------------------ 400
 
-@pytest.mark.parametrize("bad", ["not-a-uuid", "550e8400-e29b-41d4-a716-44665544000", "550e8400e29b41d4a716446655440000",
-                                 "550e8400-e29b-41d4-a716-44665544000g", "550e8400-e29b-41d4-a716-446655440000x",
-                                 "%27%20OR%201=1--"])
+@pytest.mark.parametrize("bad", ["not-a-uuid", "550e8400-e29b-41d4-a716-44665544000",
+                                 "550e8400e29b41d4a716446655440000", "550e8400-e29b-41d4-a716-44665544000g",
+                                 "550e8400-e29b-41d4-a716-446655440000x", "%27%20OR%201=1--"])
 def test_malformed_org_id(http, bad):
     r = http.get(http.org_url(bad, "stats"))
     assert r.is_error(400, "invalid_id"), f"org id {bad!r}: 400 invalid_id; got {r}"

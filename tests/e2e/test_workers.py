@@ -11,21 +11,10 @@ from collections import Counter
 
 import pytest
 
-from conftest import wait_for
+from conftest import rchar, wait_for
 import dcstack as dc
 
 ORG = dc.DEMO_ORG
-
-
-def rchar(pid: int) -> int:
-    """Bytes a process has read through syscalls: it grows only while a worker serves."""
-    try:
-        for ln in open(f"/proc/{pid}/io"):
-            if ln.startswith("rchar:"):
-                return int(ln.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def mixed_paths(http, n: int) -> list[str]:
