@@ -372,12 +372,20 @@ class Service:
         self.stack = stack
         self.proc: subprocess.Popen | None = None
         self.log_path = stack.state_dir / "logs" / f"{self.name}.log"
+        self.pid_path = stack.state_dir / "pids" / f"{self.name}.pid"
 
     # ---- what runs
     def pid(self) -> int | None:
-        """The running process started through this handle, or None."""
+        """The running process: ours, or the one recorded in this stack's pidfile."""
         if self.proc is not None and self.proc.poll() is None:
             return self.proc.pid
+        try:
+            pid_s, start = self.pid_path.read_text().split()[:2]
+            st = proc_stat(int(pid_s))
+        except (OSError, ValueError):
+            return None
+        if st and st[0] not in ("Z", "X") and st[1] == start:
+            return int(pid_s)
         return None
 
     def running(self) -> bool:
@@ -504,6 +512,10 @@ class Service:
                 self.proc.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 pass
+        try:
+            self.pid_path.unlink()
+        except FileNotFoundError:
+            pass
 
     def kill(self) -> None:
         """SIGKILL, by handle, and reap: a crash as the tests need it."""
@@ -968,7 +980,7 @@ class Stack:
     name         what the stack is for ("test", "e2e", "san"): runtime directory
                  /var/tmp/dashcache-<hash>-NAME.XXXX (removed at stop) unless
                  runtime_dir is given (kept)
-    state_dir    logs/ (default .run/NAME)
+    state_dir    logs/ and pids/ (default .run/NAME)
     ports        {"pg","redis","http"}: fixed ports; missing ones are free ports
     seed         dc_seed arguments for an empty database (demo: DEMO_SEED)
     build        directory of the binaries (build, or build/san)
@@ -1039,6 +1051,7 @@ class Stack:
         if getattr(self, "nginx", None) is not None:  # built already (prepare() before start())
             return
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "pids").mkdir(parents=True, exist_ok=True)
         if self._runtime_arg is not None:
             self.runtime_dir = Path(self._runtime_arg)
             self.runtime_dir.mkdir(parents=True, exist_ok=True)
