@@ -116,6 +116,7 @@ int dc_master_listen(const char *spec, int mode, dc_err_t *err)
 
 static pid_t spawn(int listen_fd, const dc_config_t *cfg, const sigset_t *orig_mask)
 {
+    pid_t master = getpid(); /* before fork: the child compares its parent with it */
     pid_t pid = fork();
 
     if (pid < 0) {
@@ -123,9 +124,14 @@ static pid_t spawn(int listen_fd, const dc_config_t *cfg, const sigset_t *orig_m
         return -1;
     }
     if (pid == 0) {
-        /* a worker must not outlive its master */
+        /*
+         * A worker must not outlive its master. The master may have died
+         * between fork() and prctl(): then our parent is no longer it. Not
+         * "getppid() == 1": a master that is PID 1 itself (a container's
+         * ENTRYPOINT) would see every worker leave at once, forever.
+         */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() == 1)
+        if (getppid() != master)
             _exit(0);
         if (dc_signal_child_reset(orig_mask) != DC_OK)
             _exit(1);
