@@ -25,6 +25,7 @@ typedef struct {
 #define CFG_INT(name, field, def, min, max) { name, offsetof(dc_config_t, field), def, min, max }
 
 static const int_var_t int_vars[] = {
+    CFG_INT("FCGI_IO_TIMEOUT_MS",         fcgi_io_timeout_ms, 5000, 100, 600000),
     CFG_INT("REDIS_CONNECT_TIMEOUT_MS",   redis_connect_timeout_ms, 100, 1, 60000),
     CFG_INT("REDIS_COMMAND_TIMEOUT_MS",   redis_command_timeout_ms, 100, 1, 60000),
     CFG_INT("REDIS_RETRY_INTERVAL_MS",    redis_retry_interval_ms, 1000, 0, 600000),
@@ -198,6 +199,7 @@ static int load(dc_config_t *cfg, char *err, size_t errlen)
 {
     const char *s;
     char        why[256];
+    dc_err_t    lerr;
     int         ttl;
 
     memset(cfg, 0, sizeof(*cfg));
@@ -234,10 +236,20 @@ static int load(dc_config_t *cfg, char *err, size_t errlen)
         return DC_EINVAL;
     }
 
+    if (dc_listen_allow_parse(getenv("FCGI_WEB_SERVER_ADDRS"), &cfg->fcgi_allow, &lerr) != DC_OK) {
+        snprintf(err, errlen, "FCGI_WEB_SERVER_ADDRS: %.200s", lerr.str);
+        return DC_EINVAL;
+    }
+
     cfg->metrics_enabled = 1;
     s = getenv("METRICS");
     if (s != NULL && *s != '\0') {
         if (strcmp(s, "on") == 0 || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+            if (dc_listen_allow_parse(getenv("FCGI_WEB_SERVER_ADDRS"), &cfg->fcgi_allow, &lerr) != DC_OK) {
+                snprintf(err, errlen, "FCGI_WEB_SERVER_ADDRS: %.200s", lerr.str);
+                return DC_EINVAL;
+            }
+
             cfg->metrics_enabled = 1;
         } else if (strcmp(s, "off") == 0 || strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
             cfg->metrics_enabled = 0;

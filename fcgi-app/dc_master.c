@@ -1,16 +1,11 @@
 /* Prefork master: fork, reap, respawn, reload, stop. */
 #include "dc_master.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,7 +15,6 @@
 #include "dc_signal.h"
 #include "dc_worker.h"
 
-#define BACKLOG        1024
 #define FAST_EXIT_MS   2000 /* a worker that dies sooner is crash-looping */
 #define BACKOFF_MAX_MS 10000
 
@@ -33,86 +27,6 @@ typedef struct {
 } slot_t;
 
 typedef enum { RUNNING, STOPPING } state_t;
-
-static int listen_unix(const char *path, int mode, dc_err_t *err)
-{
-    struct sockaddr_un sa;
-    int                fd;
-
-    if (strlen(path) >= sizeof(sa.sun_path)) {
-        dc_err_set(err, DC_ERROR, "socket path %s is longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
-        return -1;
-    }
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        dc_err_set(err, DC_ERROR, "socket() failed: %s", strerror(errno));
-        return -1;
-    }
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || chmod(path, (mode_t)mode) != 0 ||
-        listen(fd, BACKLOG) != 0) {
-        dc_err_set(err, DC_ERROR, "cannot listen on %s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static int listen_tcp(const char *spec, dc_err_t *err)
-{
-    char            host[256];
-    const char     *colon = strrchr(spec, ':');
-    struct addrinfo hints, *ai = NULL;
-    int             fd = -1, one = 1, rc;
-    size_t          hn;
-
-    if (colon == NULL || colon[1] == '\0') {
-        dc_err_set(err, DC_ERROR, "listen address %s is neither unix:/path nor host:port", spec);
-        return -1;
-    }
-    hn = (size_t)(colon - spec);
-    if (hn >= sizeof(host)) {
-        dc_err_set(err, DC_ERROR, "host in %s is too long", spec);
-        return -1;
-    }
-    memcpy(host, spec, hn);
-    host[hn] = '\0';
-    if (host[0] == '[' && hn > 1 && host[hn - 1] == ']') {
-        memmove(host, host + 1, hn - 2);
-        host[hn - 2] = '\0';
-    }
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
-    if (rc != 0) {
-        dc_err_set(err, DC_ERROR, "cannot resolve %s: %s", spec, gai_strerror(rc));
-        return -1;
-    }
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, BACKLOG) != 0) {
-        dc_err_set(err, DC_ERROR, "cannot listen on %s: %s", spec, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(ai);
-    return fd;
-}
-
-int dc_master_listen(const char *spec, int mode, dc_err_t *err)
-{
-    if (strncmp(spec, "unix:", 5) == 0)
-        return listen_unix(spec + 5, mode, err);
-    if (spec[0] == '/')
-        return listen_unix(spec, mode, err);
-    return listen_tcp(spec, err);
-}
 
 static pid_t spawn(int listen_fd, const dc_config_t *cfg, const sigset_t *orig_mask)
 {
@@ -204,7 +118,7 @@ static int alive(const slot_t *slots, int n)
     return k;
 }
 
-int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg, const char *unix_path)
+int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg)
 {
     sigset_t set, orig;
     slot_t  *slots;
@@ -291,9 +205,6 @@ int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg, const char
         }
     }
 
-    if (unix_path != NULL)
-        unlink(unix_path);
-    close(listen_fd);
     free(slots);
     dc_log_info("master.exit", "all workers stopped");
     return 0;

@@ -13,16 +13,9 @@
 #define DC_STOP_TIMEOUT_MS 30000
 
 /*
- * Opens a listening socket: "unix:/path", "/path", "host:port" or ":port".
- * A unix socket gets mode `mode` (e.g. 0660); a stale socket file is
- * replaced. Returns the fd, or -1 with err set.
+ * Runs the master on listen_fd (which stays open: the caller closes it,
+ * dc_listen_close) until a stop signal. Returns the process exit code.
  */
-int dc_master_listen(const char *spec, int mode, dc_err_t *err);
-
-/*
- * Runs the master until a stop signal; unix_path (or NULL) is unlinked on
- * exit. Returns the process exit code.
- */
-int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg, const char *unix_path);
+int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg);
 
 #endif

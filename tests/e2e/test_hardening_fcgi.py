@@ -132,3 +132,107 @@ def test_master_as_pid1_serves_without_respawning(tmp, procs):
     p.stop(kids[0])
     assert p.proc.returncode == 0 or p.proc.returncode == -signal.SIGTERM
     assert "event=master.exit" in p.log()
+
+
+# ------------------------------------------------------------------ the socket path
+
+def test_second_instance_leaves_the_first_serving(tmp, procs):
+    sock = tmp / "fcgi.sock"
+    a = start(procs, tmp, "first", ["--listen", f"unix:{sock}", "--workers", "2"])
+    assert wait_for(lambda: serves(str(sock)), 10), a.log()
+    inode = sock.stat().st_ino
+    b = start(procs, tmp, "second", ["--listen", f"unix:{sock}", "--workers", "2"])
+    rc = b.wait_exit()
+    assert rc != 0, "a second instance started over a live socket"
+    assert str(sock) in b.log() and "in use" in b.log(), "the refusal does not name the socket:\n" + b.log()
+    assert sock.is_socket() and sock.stat().st_ino == inode, "the second instance replaced the live socket"
+    assert serves(str(sock)), "the first instance stopped serving"
+    a.stop()
+    assert not sock.exists(), "the first instance left its own socket at exit"
+
+
+def test_stale_socket_is_replaced_and_only_our_own_is_unlinked(tmp, procs):
+    sock = tmp / "fcgi.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(sock))  # bound, never listening: what a killed master leaves
+    stale.close()
+    a = start(procs, tmp, "stale", ["--listen", f"unix:{sock}", "--workers", "1"])
+    assert wait_for(lambda: serves(str(sock)), 10), "a stale socket was not replaced:\n" + a.log()
+    # someone else takes the path over while we run (an overlapping restart)
+    sock.unlink()
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.bind(str(sock))
+    other.listen(1)
+    try:
+        a.stop()
+        assert sock.is_socket(), "the master unlinked a socket that was no longer its own"
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.connect(str(sock))
+        c.close()
+    finally:
+        other.close()
+    f = tmp / "not-a-socket"
+    f.write_text("data\n")
+    b = start(procs, tmp, "file", ["--listen", f"unix:{f}", "--workers", "1"])
+    assert b.wait_exit() != 0 and f.read_text() == "data\n", "a regular file was replaced"
+
+
+# ------------------------------------------------------------------ TCP: loopback, allow-list
+
+def test_port_only_binds_loopback_and_allow_list_refuses_other_peers(tmp, procs):
+    port = dc.free_port()
+    p = start(procs, tmp, "tcp", ["--listen", f":{port}", "--workers", "2"],
+              env={"FCGI_WEB_SERVER_ADDRS": "127.0.0.1, 127.0.0.2"})
+    addr = ("127.0.0.1", port)
+    assert wait_for(lambda: serves(addr), 10), p.log()
+    # bound to 127.0.0.1 only: another address of this host does not answer
+    with pytest.raises(ConnectionRefusedError):
+        fc.connect(("127.0.0.2", port), timeout=2)
+    assert serves(addr, source="127.0.0.2"), "an allowed peer (127.0.0.2) was refused"
+    t0 = time.monotonic()
+    with pytest.raises((ConnectionError, OSError)):
+        fc.request(addr, "/metrics", timeout=3, source="127.0.0.3")
+    assert time.monotonic() - t0 < 2.5, "a refused peer's connection was not closed at once"
+    assert wait_for(lambda: "127.0.0.3" in p.log() and "FCGI_WEB_SERVER_ADDRS" in p.log(), 3), p.log()
+    assert serves(addr), "the pool stopped serving after a refused peer"
+
+
+def test_bad_allow_list_is_a_configuration_error(tmp, procs):
+    p = start(procs, tmp, "badallow", ["--listen", f":{dc.free_port()}", "--workers", "1"],
+              env={"FCGI_WEB_SERVER_ADDRS": "127.0.0.1,nginx.example"})
+    assert p.wait_exit() != 0
+    assert "FCGI_WEB_SERVER_ADDRS" in p.log() and "nginx.example" in p.log(), p.log()
+
+
+# ------------------------------------------------------------------ idle connections
+
+@pytest.mark.parametrize("kind", ["tcp-silent", "unix-partial"])
+def test_idle_connections_do_not_pin_the_workers(tmp, procs, kind):
+    workers, idle, timeout_ms = 2, 5, 500
+    if kind.startswith("tcp"):
+        addr = ("127.0.0.1", dc.free_port())
+        listen = f"{addr[0]}:{addr[1]}"
+    else:
+        addr = str(tmp / "fcgi.sock")
+        listen = f"unix:{addr}"
+    p = start(procs, tmp, kind, ["--listen", listen, "--workers", str(workers)],
+              env={"FCGI_IO_TIMEOUT_MS": str(timeout_ms)})
+    assert wait_for(lambda: serves(addr), 10), p.log()
+    held = []
+    try:
+        for _ in range(idle):
+            s = fc.connect(addr, timeout=30)
+            if kind == "unix-partial":
+                s.sendall(b"\x01")  # the first byte of a record header, then nothing
+            held.append(s)
+        time.sleep(0.1)  # the workers have taken the first ones
+        t0 = time.monotonic()
+        status, _, _ = fc.request(addr, "/no/such/route", timeout=20)
+        took = time.monotonic() - t0
+        # each worker drops an idle connection per deadline: ceil(idle / workers) of them
+        bound = -(-idle // workers) * timeout_ms / 1000 + 1.5
+        assert status == 404 and took < bound, f"served after {took:.2f} s (bound {bound:.1f} s)"
+    finally:
+        for s in held:
+            s.close()
+    assert "event=worker.io_timeout" in p.log()
