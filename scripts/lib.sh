@@ -485,6 +485,7 @@ dc_nginx_render() {
 		-e "s|@FCGI_SOCKET@|$sock|g" \
 		-e "s|@ACCESS_LOG@|$access|g" \
 		-e "s|@LOCATIONS_CONF@|$DC_ROOT/nginx/dashcache-locations.conf|g" \
+		-e "s|@LIMITS_CONF@|$DC_ROOT/nginx/dashcache-limits.conf|g" \
 		"$DC_ROOT/nginx/dashcache.conf.template" >"$out"
 }
 
