@@ -14,6 +14,7 @@
 
 #include "dc_config.h"
 #include "dc_db.h"
+#include "dc_envfile.h"
 #include "dc_init.h"
 #include "dc_listen.h"
 #include "dc_log.h"
@@ -26,12 +27,15 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: " PROGRAM " [--listen ADDR] [--workers N] [--socket-mode MODE] [--pid-file FILE]\n"
+               "                      [--env-file FILE]\n"
                "\n"
                "  --listen ADDR       unix:/path/to.sock, /path/to.sock, host:port or :port\n"
                "                      (127.0.0.1); runs a prefork master on it\n"
                "  --workers N         worker processes (default: 2 x cores)\n"
                "  --socket-mode MODE  octal mode of a unix socket (default 0660)\n"
                "  --pid-file FILE     write the master's pid there\n"
+               "  --env-file FILE     KEY=VALUE lines read into the environment at start and,\n"
+               "                      by the master, again on SIGHUP (systemctl reload)\n"
                "\n"
                "Without --listen it serves a socket it inherits: systemd socket activation\n"
                "(LISTEN_FDS) or fd 0 (spawn-fcgi); with --workers it forks that many workers on\n"
@@ -73,7 +77,7 @@ static int parse_positive(const char *s, int max, int *out)
 
 /* What the flags asked for and what start-up made of it. */
 typedef struct {
-    const char   *listen_spec, *pid_file;
+    const char   *listen_spec, *pid_file, *env_file;
     int           workers, mode, fd;
     dc_listener_t listener; /* what --listen opened; closed (and unlinked if ours) at exit */
     dc_config_t   cfg;
@@ -83,8 +87,13 @@ typedef struct {
 
 static int init_config(void *arg)
 {
-    main_t *m = arg;
+    main_t  *m = arg;
+    dc_err_t err;
 
+    if (m->env_file != NULL && dc_envfile_load(m->env_file, 0, &err) != DC_OK) {
+        fprintf(stderr, PROGRAM ": %s\n", err.str);
+        return 1;
+    }
     return dc_init_config(PROGRAM, &m->cfg);
 }
 
@@ -165,13 +174,14 @@ int main(int argc, char **argv)
         { "workers", required_argument, NULL, 'w' },
         { "socket-mode", required_argument, NULL, 'm' },
         { "pid-file", required_argument, NULL, 'p' },
+        { "env-file", required_argument, NULL, 'e' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     static main_t m = { .mode = 0660, .fd = -1, .listener = { .fd = -1 } };
     int           c, rc;
 
-    while ((c = getopt_long(argc, argv, "l:w:m:p:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:w:m:p:e:h", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             m.listen_spec = optarg;
@@ -197,6 +207,9 @@ int main(int argc, char **argv)
         case 'p':
             m.pid_file = optarg;
             break;
+        case 'e':
+            m.env_file = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -215,7 +228,7 @@ int main(int argc, char **argv)
     if (rc != DC_OK)
         return rc;
     if (m.workers > 0)
-        rc = dc_master_run(m.fd, m.workers, &m.cfg);
+        rc = dc_master_run(m.fd, m.workers, &m.cfg, m.env_file);
     else
         rc = dc_worker_run(m.fd, &m.cfg);
     dc_listen_close(&m.listener);

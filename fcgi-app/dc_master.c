@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dc_db.h"
+#include "dc_envfile.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
 #include "dc_signal.h"
@@ -118,7 +120,33 @@ static int alive(const slot_t *slots, int n)
     return k;
 }
 
-int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg)
+/*
+ * SIGHUP with --env-file: the file again, then the whole configuration from
+ * the environment. DC_OK with cfg replaced; otherwise cfg is left as it was
+ * (the error is logged, credentials redacted by dc_log).
+ */
+static int reread(const char *env_file, dc_config_t *cfg)
+{
+    static dc_config_t fresh; /* large; the master has one */
+    dc_err_t           err;
+
+    if (dc_envfile_load(env_file, 0, &err) != DC_OK) {
+        dc_log_error("master.reload", "%s; keeping the running configuration and workers", err.str);
+        return DC_ERROR;
+    }
+    if (dc_config_load(&fresh) != DC_OK || dc_db_check_conninfo(fresh.database_url, &fresh.err) != DC_OK) {
+        dc_log_error("master.reload",
+                     "configuration error in %s: %s; keeping the running configuration and workers", env_file,
+                     fresh.err.str);
+        return DC_ERROR;
+    }
+    *cfg = fresh;
+    dc_log_set_level(cfg->log_level);
+    dc_log_info("master.reload", "configuration re-read from %s", env_file);
+    return DC_OK;
+}
+
+int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_file)
 {
     sigset_t set, orig;
     slot_t  *slots;
@@ -192,8 +220,8 @@ int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg)
             }
             break;
         case SIGHUP:
-            if (state == RUNNING) {
-                /* each worker finishes its request and is replaced at once */
+            if (state == RUNNING && (env_file == NULL || reread(env_file, cfg) == DC_OK)) {
+                /* each worker finishes its request and is replaced at once, on the new configuration */
                 dc_log_info("master.reload", "restarting %d workers", alive(slots, workers));
                 for (int i = 0; i < workers; i++)
                     slots[i].fast_exits = 0;

@@ -14,8 +14,11 @@
 
 /*
  * Runs the master on listen_fd (which stays open: the caller closes it,
- * dc_listen_close) until a stop signal. Returns the process exit code.
+ * dc_listen_close) until a stop signal. On SIGHUP, with env_file (or NULL),
+ * it first reads that file into the environment and cfg from it again; a
+ * file or configuration with an error is logged and changes nothing (the
+ * workers keep running). Returns the process exit code.
  */
-int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg);
+int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_file);
 
 #endif

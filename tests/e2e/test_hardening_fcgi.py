@@ -236,3 +236,39 @@ def test_idle_connections_do_not_pin_the_workers(tmp, procs, kind):
         for s in held:
             s.close()
     assert "event=worker.io_timeout" in p.log()
+
+
+# ------------------------------------------------------------------ reload re-reads --env-file
+
+def test_sighup_rereads_the_env_file(tmp, procs):
+    port = dc.free_port()
+    addr = ("127.0.0.1", port)
+    env_file = tmp / "dashcache.env"
+    env_file.write_text("# as /etc/dashcache/dashcache.env\nFCGI_WEB_SERVER_ADDRS=127.0.0.1\n")
+    p = start(procs, tmp, "reload", ["--listen", f"127.0.0.1:{port}", "--workers", "2", "--env-file", str(env_file)])
+    assert wait_for(lambda: serves(addr), 10), p.log()
+    assert not serves(addr, source="127.0.0.2")
+
+    def reload_and_wait(n_reloads: int) -> None:
+        os.kill(p.proc.pid, signal.SIGHUP)
+        assert wait_for(lambda: p.log().count("event=master.reload") >= n_reloads, 5), p.log()
+
+    # the file changes: a reload applies it (new workers, new allow-list)
+    env_file.write_text("FCGI_WEB_SERVER_ADDRS='127.0.0.2'\n")
+    reload_and_wait(2)
+    assert wait_for(lambda: serves(addr, source="127.0.0.2"), 5), p.log()
+    assert wait_for(lambda: not serves(addr), 5), "the reload kept the old FCGI_WEB_SERVER_ADDRS"
+
+    # a broken file changes nothing and says why
+    env_file.write_text("FCGI_WEB_SERVER_ADDRS=127.0.0.1\nFCGI_IO_TIMEOUT_MS=soon\n")
+    before = p.log().count("event=worker.start")
+    reload_and_wait(3)
+    assert "FCGI_IO_TIMEOUT_MS must be an integer" in p.log(), p.log()
+    time.sleep(0.5)
+    assert p.log().count("event=worker.start") == before, "workers were restarted on a broken file"
+    assert serves(addr, source="127.0.0.2") and not serves(addr)
+
+    # a variable taken out of the file is unset again, as on a fresh start
+    env_file.write_text("# nothing\n")
+    reload_and_wait(5)
+    assert wait_for(lambda: serves(addr), 5), "FCGI_WEB_SERVER_ADDRS removed from the file still applies"
