@@ -930,7 +930,8 @@ def render_nginx(out: Path, directory: Path, listen: str, sock: Path, access: st
     for k, v in {"@NGINX_USER@": nginx_user_line(), "@NGINX_WORKERS@": os.environ.get("NGINX_WORKERS", "auto"),
                  "@NGINX_DIR@": str(directory), "@LISTEN@": listen, "@FCGI_SOCKET@": str(sock),
                  "@ACCESS_LOG@": access,
-                 "@LOCATIONS_CONF@": str(ROOT / "nginx/dashcache-locations.conf")}.items():
+                 "@LOCATIONS_CONF@": str(ROOT / "nginx/dashcache-locations.conf"),
+                 "@LIMITS_CONF@": str(ROOT / "nginx/dashcache-limits.conf")}.items():
         text = text.replace(k, v)
     out.write_text(text)
 
@@ -991,6 +992,7 @@ http {{
     scgi_temp_path {tmp}/tmp/scgi;
     access_log off;
     include {ROOT}/nginx/dashcache-upstream.conf;
+    include {ROOT}/nginx/dashcache-limits.conf;
     server {{
         listen {HOST}:18099;
         server_name operator.example;

@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """dashcache test runner (`make test` builds everything, then calls this).
 
-  tests/run.py [--only SUITE]...   SUITE: nginx-check monitoring unit integration e2e san valgrind
+  tests/run.py [--only SUITE]...   SUITE: nginx-check monitoring systemd unit integration e2e san valgrind
 
-Default: nginx-check, monitoring (promtool), unit (build/tests/test_*),
-integration (build/tests/integration_*), e2e (pytest tests/e2e), then unit and
-integration again from build/san/ (ASan + UBSan). valgrind runs only when
-asked for.
+Default: nginx-check, monitoring (promtool), systemd (systemd-analyze security
+--offline=true on each systemd/*.service: exposure at most SYSTEMD_EXPOSURE_MAX,
+2.0), unit (build/tests/test_*), integration (build/tests/integration_*), e2e
+(pytest tests/e2e), then unit and integration again from build/san/ (ASan +
+UBSan). valgrind runs only when asked for.
 
 The integration binaries share one throwaway stack (scripts/dcstack.py:
 PostgreSQL with demo data and Redis) on free loopback ports (TEST_PG_PORT,
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import dcstack as dc  # noqa: E402
 
-SUITES = ("nginx-check", "monitoring", "unit", "integration", "e2e", "san", "valgrind")
+SUITES = ("nginx-check", "monitoring", "systemd", "unit", "integration", "e2e", "san", "valgrind")
 ALIASES = {"nginx": "nginx-check", "asan": "san", "ubsan": "san"}
 PYTHON = "/usr/bin/python3"  # Debian's interpreter, which has python3-pytest
 STATE = ROOT / ".run" / "test"
@@ -235,6 +236,30 @@ def check_monitoring(t: Tally) -> None:
     t.single(ok, "monitoring: Grafana dashboard is JSON with panels")
 
 
+EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
+
+
+def check_systemd(t: Tally) -> None:
+    """systemd-analyze security --offline=true per service unit: the exposure figure printed, at most the bound."""
+    bound = float(os.environ.get("SYSTEMD_EXPOSURE_MAX", 2.0))
+    units = sorted((ROOT / "systemd").glob("*.service"))
+    if not units:
+        t.single(False, "systemd: no systemd/*.service units")
+    for u in units:
+        try:
+            r = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(u)],
+                               capture_output=True, text=True, timeout=60)
+            out = r.stdout + r.stderr
+        except (OSError, subprocess.TimeoutExpired) as e:
+            t.single(False, f"systemd: systemd-analyze security {rel(u)}", str(e))
+            continue
+        m = EXPOSURE.search(out)
+        level = float(m.group(1)) if m else None
+        ok = level is not None and level <= bound
+        t.single(ok, f"systemd: {rel(u)} exposure {level if level is not None else '?'} (at most {bound})",
+                 "\n".join(ln for ln in out.splitlines() if "\u2717" in ln or "Overall" in ln) or out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", default=[], metavar="SUITE")
@@ -281,6 +306,8 @@ def main() -> int:
             t.single(ok, f"nginx-check: {what}", out)
     if want("monitoring"):
         check_monitoring(t)
+    if want("systemd"):
+        check_systemd(t)
     if want("unit"):
         run_binaries(t, "unit", Path("build/tests"), "test_", unit_t, base_env)
 

@@ -323,19 +323,6 @@ class Outage:
                     problems.append(f"{svc.name} died (status {svc.exit_status()}); last lines of "
                                     f"{svc.log_path}:\n{dc.tail(svc.log_path, 10)}")
                 self.start(svc)
-        fcgi = self.stack.fcgi
-        if {"redis", "postgres"} & self.restarted and fcgi.running() and "fcgi" not in self.restarted:
-            # A worker that served nothing while a dependency was away still holds a
-            # connection to the old server, and answers its next request without the
-            # cache (or with a 503) once before it reconnects. Fresh workers, so that
-            # the next test starts from a clean pool.
-            old = set(fcgi.workers())
-            fcgi.signal(signal.SIGHUP)
-            def fresh():
-                now = set(fcgi.workers())
-                return len(now) == self.stack.workers and not old & now
-            if not wait_for(fresh, 10):
-                problems.append(f"SIGHUP did not replace the workers within 10 s: {old} -> {fcgi.workers()}")
         if not wait_for(lambda: self.http.get("/health").status == 200
                         and self.http.get("stats").status == 200, 30, 0.2):
             problems.append(f"the stack does not serve after the restore: /health {self.http.get('/health')}")
