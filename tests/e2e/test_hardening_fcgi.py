@@ -38,7 +38,9 @@ class Fcgi:
         e = dc.test_app_env()
         # nothing listens there: a request that needed them would fail, none does
         e.update(DATABASE_URL="postgresql://dashcache@127.0.0.1:9/dashcache", REDIS_URL="redis://127.0.0.1:9/0",
-                 METRICS_FILE=str(tmp / f"{name}.metrics"))
+                 METRICS_FILE=str(tmp / f"{name}.metrics"), AUTH_KEYS_FILE=str(tmp / "auth-keys"))
+        if not (tmp / "auth-keys").exists():  # a token key, as every jwt-mode start needs; no request here needs a token
+            dc.write_key_file(tmp / "auth-keys")
         e.update(env or {})
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([*prefix, str(BIN), *args], stdin=subprocess.DEVNULL, stdout=self.logf,

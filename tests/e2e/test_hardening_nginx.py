@@ -19,7 +19,10 @@ def send(stack, method: str, path: str, body: bytes | None = None, source=SOURCE
     port = int(stack.http_url.rsplit(":", 1)[1])
     c = http.client.HTTPConnection(dc.HOST, port, timeout=10, source_address=source)
     try:
-        c.request(method, path, body=body, headers={"Content-Type": "application/json"} if body is not None else {})
+        headers = {"Authorization": f"Bearer {stack.default_token}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        c.request(method, path, body=body, headers=headers)
         r = c.getresponse()
         return r.status, dict(r.getheaders()), r.read()
     finally:

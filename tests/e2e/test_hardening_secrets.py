@@ -75,7 +75,7 @@ def test_redis_password_with_space_works_and_never_reaches_a_log():
             anon.close()
         assert refused, "Redis does not require the password"
 
-        http = Http(s.http_url)
+        http = Http(s.http_url, token=s.default_token)
         first = http.get("stats?forceRefresh=true")
         second = http.get("stats")
         assert first.status == 200 and second.status == 200, (first, second)
