@@ -406,10 +406,35 @@ fail:
     return NULL;
 }
 
+/* What dc_auth_preload loaded for this process, until dc_auth_new takes it. */
+static dc_auth_t *preloaded;
+
+static int same_config(const dc_auth_config_t *x, const dc_auth_config_t *y)
+{
+    return x->mode == y->mode && x->clock_skew_s == y->clock_skew_s &&
+           strcmp(x->keys_file, y->keys_file) == 0 && strcmp(x->issuer, y->issuer) == 0 &&
+           strcmp(x->audience, y->audience) == 0;
+}
+
+int dc_auth_preload(const dc_auth_config_t *ac, dc_err_t *err)
+{
+    dc_auth_free(preloaded);
+    preloaded = NULL;
+    preloaded = dc_auth_new(ac, err);
+    return preloaded != NULL ? DC_OK : DC_EINVAL;
+}
+
 dc_auth_t *dc_auth_new(const dc_auth_config_t *ac, dc_err_t *err)
 {
     char       why[sizeof(err->str)] = "";
-    dc_auth_t *a = auth_new(ac, why, sizeof(why));
+    dc_auth_t *a;
+
+    if (preloaded != NULL && same_config(&preloaded->cfg, ac)) {
+        a = preloaded;
+        preloaded = NULL;
+        return a;
+    }
+    a = auth_new(ac, why, sizeof(why));
 
     if (a == NULL)
         dc_err_set(err, DC_EINVAL, "%s", why);

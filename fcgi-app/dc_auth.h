@@ -54,6 +54,15 @@ typedef struct dc_auth_s dc_auth_t;
 dc_auth_t *dc_auth_new(const dc_auth_config_t *ac, dc_err_t *err);
 void       dc_auth_free(dc_auth_t *a);
 
+/*
+ * Loads the verifier of ac now, while this process may still read the key
+ * file (a worker just forked by a root master, before it switches user:
+ * the keys stay readable by root alone), and keeps it for this process:
+ * the next dc_auth_new with the same configuration returns it. DC_OK, or
+ * DC_EINVAL with err as dc_auth_new.
+ */
+int dc_auth_preload(const dc_auth_config_t *ac, dc_err_t *err) DC_WUR;
+
 dc_auth_mode_t dc_auth_mode(const dc_auth_t *a);
 
 /*

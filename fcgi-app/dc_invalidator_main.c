@@ -30,6 +30,7 @@
 #include "dc_metrics.h"
 #include "dc_sub.h"
 #include "dc_outbox.h"
+#include "dc_priv.h"
 #include "dc_signal.h"
 
 #define PROGRAM         "dashcache-invalidator"
@@ -54,6 +55,7 @@ typedef struct {
     int         drain_now;
     long long   applied, rejected, outbox_rows, resyncs;
     sigset_t    wait_mask; /* the stop signals open only while waiting */
+    const char *user;      /* --user: who to become once started */
 } inv_t;
 
 /* Every organization's generation, then every dashboard key. */
@@ -277,35 +279,64 @@ static int init_connections(void *arg)
     return DC_OK;
 }
 
+/* Last: the metrics file is opened as root; everything after runs as --user. */
+static int init_user(void *arg)
+{
+    inv_t    *v = arg;
+    dc_priv_t priv;
+    dc_err_t  err;
+
+    if (dc_priv_lookup(v->user, &priv, &err) != DC_OK) {
+        fprintf(stderr, PROGRAM ": %s\n", err.str);
+        return 2;
+    }
+    if (dc_priv_drop(&priv, &err) != DC_OK) {
+        dc_log_error("invalidate.user", "%s; not running as root", err.str);
+        return 1;
+    }
+    return DC_OK;
+}
+
 static const dc_init_step_t init_chain[] = {
-    { "config", init_config },
-    { "metrics", init_metrics },
-    { "signals", init_signals },
-    { "connections", init_connections },
+    { "config", init_config },           { "metrics", init_metrics }, { "signals", init_signals },
+    { "connections", init_connections }, { "user", init_user },
 };
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "help", no_argument, NULL, 'h' },
+        { "user", required_argument, NULL, 'u' },
         { NULL, 0, NULL, 0 },
     };
-    inv_t *v;
-    int    c, rc;
+    const char *user = NULL;
+    inv_t      *v;
+    int         c, rc;
 
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hu:", opts, NULL)) != -1) {
         if (c == 'h') {
-            printf("usage: " PROGRAM "\n\nApplies cache invalidations from Redis channel " CHANNEL
+            printf("usage: " PROGRAM
+                   " [--user USER]\n\nApplies cache invalidations from Redis channel " CHANNEL
                    " and from the\ndatabase outbox (NOTIFY " NOTIFY_CHANNEL "). Configuration from the "
-                   "environment:\nDATABASE_URL, REDIS_URL and the timeouts of .env.example.\n");
+                   "environment:\nDATABASE_URL, REDIS_URL and the timeouts of .env.example.\n"
+                   "--user USER: run as USER once started (needs to start as root).\n");
             return 0;
         }
-        fprintf(stderr, "usage: " PROGRAM " [--help]\n");
+        if (c == 'u') {
+            user = optarg;
+            continue;
+        }
+        fprintf(stderr, "usage: " PROGRAM " [--help] [--user USER]\n");
+        return 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, PROGRAM ": unexpected argument \"%s\"\n", argv[optind]);
         return 2;
     }
     v = calloc(1, sizeof(*v));
     if (v == NULL)
         return 1;
+    v->user = user;
     rc = dc_init_run(PROGRAM, init_chain, DC_ARRAY_LEN(init_chain), v);
     if (rc == DC_OK) {
         dc_log_info("invalidate.start", "listening on redis %s and postgres %s", CHANNEL, NOTIFY_CHANNEL);

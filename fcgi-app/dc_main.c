@@ -21,6 +21,7 @@
 #include "dc_log.h"
 #include "dc_master.h"
 #include "dc_metrics.h"
+#include "dc_priv.h"
 #include "dc_worker.h"
 
 #define PROGRAM "dashcache-fcgi"
@@ -28,7 +29,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: " PROGRAM " [--listen ADDR] [--workers N] [--socket-mode MODE] [--pid-file FILE]\n"
-               "                      [--env-file FILE]\n"
+               "                      [--env-file FILE] [--user USER] [--socket-group GROUP]\n"
                "\n"
                "  --listen ADDR       unix:/path/to.sock, /path/to.sock, host:port or :port\n"
                "                      (127.0.0.1); runs a prefork master on it\n"
@@ -37,6 +38,10 @@ static void usage(FILE *f)
                "  --pid-file FILE     write the master's pid there\n"
                "  --env-file FILE     KEY=VALUE lines read into the environment at start and,\n"
                "                      by the master, again on SIGHUP (systemctl reload)\n"
+               "  --user USER         workers run as USER (the master stays root: it binds the\n"
+               "                      socket and reloads); needs to be started as root\n"
+               "  --socket-group GRP  group of the unix socket (nginx's, e.g. www-data), so that\n"
+               "                      a mode of 0660 lets nginx in and nobody else\n"
                "\n"
                "Without --listen it serves a socket it inherits: systemd socket activation\n"
                "(LISTEN_FDS) or fd 0 (spawn-fcgi); with --workers it forks that many workers on\n"
@@ -78,10 +83,11 @@ static int parse_positive(const char *s, int max, int *out)
 
 /* What the flags asked for and what start-up made of it. */
 typedef struct {
-    const char   *listen_spec, *pid_file, *env_file;
+    const char   *listen_spec, *pid_file, *env_file, *user, *socket_group;
     int           workers, mode, fd;
     dc_listener_t listener; /* what --listen opened; closed (and unlinked if ours) at exit */
     dc_config_t   cfg;
+    dc_priv_t     priv; /* who the workers become */
 } main_t;
 
 /* Start-up steps; each returns DC_OK or the exit code. */
@@ -165,6 +171,43 @@ static int init_socket(void *arg)
     return DC_OK;
 }
 
+static int init_user(void *arg)
+{
+    main_t  *m = arg;
+    dc_err_t err;
+
+    if (dc_priv_lookup(m->user, &m->priv, &err) != DC_OK) {
+        fprintf(stderr, PROGRAM ": %s\n", err.str);
+        return 2;
+    }
+    return DC_OK;
+}
+
+/* The socket's group, so that nginx's user can connect through a 0660 socket. */
+static int init_socket_group(void *arg)
+{
+    main_t  *m = arg;
+    dc_err_t err;
+    gid_t    gid;
+
+    if (m->socket_group == NULL)
+        return DC_OK;
+    if (m->listener.path[0] == '\0') {
+        fprintf(stderr, PROGRAM ": --socket-group needs --listen with a unix socket\n");
+        return 2;
+    }
+    if (dc_priv_group(m->socket_group, &gid, &err) != DC_OK) {
+        fprintf(stderr, PROGRAM ": %s\n", err.str);
+        return 2;
+    }
+    if (chown(m->listener.path, (uid_t)-1, gid) != 0) {
+        dc_log_error("master.listen", "chown(%s, group %s) failed: %s", m->listener.path, m->socket_group,
+                     strerror(errno));
+        return 1;
+    }
+    return DC_OK;
+}
+
 static int init_pid_file(void *arg)
 {
     main_t *m = arg;
@@ -181,8 +224,9 @@ static int init_pid_file(void *arg)
 }
 
 static const dc_init_step_t init_chain[] = {
-    { "config", init_config }, { "auth", init_auth },         { "metrics", init_metrics },
-    { "socket", init_socket }, { "pid-file", init_pid_file },
+    { "config", init_config },     { "auth", init_auth },     { "metrics", init_metrics },
+    { "user", init_user },         { "socket", init_socket }, { "socket-group", init_socket_group },
+    { "pid-file", init_pid_file },
 };
 
 int main(int argc, char **argv)
@@ -193,13 +237,15 @@ int main(int argc, char **argv)
         { "socket-mode", required_argument, NULL, 'm' },
         { "pid-file", required_argument, NULL, 'p' },
         { "env-file", required_argument, NULL, 'e' },
+        { "user", required_argument, NULL, 'u' },
+        { "socket-group", required_argument, NULL, 'g' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     static main_t m = { .mode = 0660, .fd = -1, .listener = { .fd = -1 } };
     int           c, rc;
 
-    while ((c = getopt_long(argc, argv, "l:w:m:p:e:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:w:m:p:e:u:g:h", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             m.listen_spec = optarg;
@@ -228,6 +274,12 @@ int main(int argc, char **argv)
         case 'e':
             m.env_file = optarg;
             break;
+        case 'u':
+            m.user = optarg;
+            break;
+        case 'g':
+            m.socket_group = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -243,12 +295,25 @@ int main(int argc, char **argv)
     }
 
     rc = dc_init_run(PROGRAM, init_chain, DC_ARRAY_LEN(init_chain), &m);
-    if (rc != DC_OK)
+    if (rc != DC_OK) {
+        dc_listen_close(&m.listener); /* a step after the socket failed: leave no socket behind */
         return rc;
-    if (m.workers > 0)
-        rc = dc_master_run(m.fd, m.workers, &m.cfg, m.env_file);
-    else
-        rc = dc_worker_run(m.fd, &m.cfg);
+    }
+    if (m.workers > 0) {
+        rc = dc_master_run(m.fd, m.workers, &m.cfg, m.env_file, &m.priv);
+    } else {
+        dc_err_t err;
+        if (dc_auth_preload(&m.cfg.auth, &err) !=
+            DC_OK) { /* before the switch of user, as the master's workers */
+            dc_log_error("auth.init", "%s", err.str);
+            rc = 1;
+        } else if (dc_priv_drop(&m.priv, &err) != DC_OK) {
+            dc_log_error("worker.user", "%s; not serving as root", err.str);
+            rc = 1;
+        } else {
+            rc = dc_worker_run(m.fd, &m.cfg);
+        }
+    }
     dc_listen_close(&m.listener);
     if (m.pid_file != NULL)
         unlink(m.pid_file);

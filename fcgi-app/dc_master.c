@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dc_auth.h"
 #include "dc_db.h"
 #include "dc_envfile.h"
 #include "dc_log.h"
@@ -30,7 +31,7 @@ typedef struct {
 
 typedef enum { RUNNING, STOPPING } state_t;
 
-static pid_t spawn(int listen_fd, const dc_config_t *cfg, const sigset_t *orig_mask)
+static pid_t spawn(int listen_fd, const dc_config_t *cfg, const dc_priv_t *priv, const sigset_t *orig_mask)
 {
     pid_t master = getpid(); /* before fork: the child compares its parent with it */
     pid_t pid = fork();
@@ -40,11 +41,23 @@ static pid_t spawn(int listen_fd, const dc_config_t *cfg, const sigset_t *orig_m
         return -1;
     }
     if (pid == 0) {
+        dc_err_t err;
+
+        /* the token keys are readable by root alone: read before the switch */
+        if (dc_auth_preload(&cfg->auth, &err) != DC_OK) {
+            dc_log_error("auth.init", "%s", err.str);
+            _exit(1);
+        }
+        if (dc_priv_drop(priv, &err) != DC_OK) {
+            dc_log_error("worker.user", "%s; not serving as root", err.str);
+            _exit(1);
+        }
         /*
          * A worker must not outlive its master. The master may have died
          * between fork() and prctl(): then our parent is no longer it. Not
          * "getppid() == 1": a master that is PID 1 itself (a container's
-         * ENTRYPOINT) would see every worker leave at once, forever.
+         * ENTRYPOINT) would see every worker leave at once, forever. Set
+         * after the switch of user, which clears it.
          */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != master)
@@ -146,7 +159,7 @@ static int reread(const char *env_file, dc_config_t *cfg)
     return DC_OK;
 }
 
-int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_file)
+int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_file, const dc_priv_t *priv)
 {
     sigset_t set, orig;
     slot_t  *slots;
@@ -180,7 +193,7 @@ int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_
         if (state == RUNNING) {
             for (int i = 0; i < workers; i++) {
                 if (slots[i].pid == 0 && now >= slots[i].spawn_at_ms) {
-                    pid_t pid = spawn(listen_fd, cfg, &orig);
+                    pid_t pid = spawn(listen_fd, cfg, priv, &orig);
                     if (pid > 0) {
                         slots[i].pid = pid;
                         slots[i].started_ms = now;

@@ -9,6 +9,7 @@
 #define DC_MASTER_H
 
 #include "dc_config.h"
+#include "dc_priv.h"
 
 #define DC_STOP_TIMEOUT_MS 30000
 
@@ -17,8 +18,10 @@
  * dc_listen_close) until a stop signal. On SIGHUP, with env_file (or NULL),
  * it first reads that file into the environment and cfg from it again; a
  * file or configuration with an error is logged and changes nothing (the
- * workers keep running). Returns the process exit code.
+ * workers keep running). Each worker becomes priv's user right after fork
+ * (an inactive priv: it stays who the master is). Returns the process exit
+ * code.
  */
-int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_file);
+int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_file, const dc_priv_t *priv);
 
 #endif

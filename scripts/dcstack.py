@@ -877,8 +877,12 @@ class FcgiMaster(Service):
             self.socket.unlink()
 
     def argv(self) -> list[str]:
-        return [str(self.binary), "--listen", f"unix:{self.socket}", "--workers", str(self.workers_wanted),
-                "--socket-mode", "0666"]
+        a = [str(self.binary), "--listen", f"unix:{self.socket}", "--workers", str(self.workers_wanted),
+             "--socket-mode", "0660"]
+        user = service_user()
+        if user:  # root: workers switch to it; only nginx's group may use the socket
+            a += ["--user", user, "--socket-group", nginx_group()]
+        return a
 
     def ready(self) -> bool:
         return self.socket.is_socket() and bool(self.workers()) and unix_accepts(self.socket)
@@ -907,20 +911,50 @@ class Invalidator(Service):
             raise StackError(f"{self.binary} is not built (run make)")
 
     def argv(self) -> list[str]:
-        return [str(self.binary)]
+        user = service_user()
+        return [str(self.binary)] + (["--user", user] if user else [])
 
     def ready(self) -> bool:
         return "event=invalidate.all" in self.log_since_start()
 
 
+SERVICE_USER = "dashcache"
+
+
+def service_user() -> str | None:
+    """The unprivileged user that the workers and the invalidator switch to when we
+    are root (a system user, created on first use), or None when we are not root
+    (then everything runs as the invoking user)."""
+    if not is_root():
+        return None
+    try:
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        r = subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                            "--shell", "/usr/sbin/nologin", SERVICE_USER],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        if r.returncode != 0 and r.returncode != 9:  # 9: created meanwhile by another stack
+            raise StackError(f"useradd {SERVICE_USER} failed: {r.stderr.strip()}")
+    return SERVICE_USER
+
+
+def nginx_user() -> str:
+    try:
+        pwd.getpwnam("www-data")
+        return "www-data"
+    except KeyError:
+        return "nobody"
+
+
+def nginx_group() -> str:
+    """The group of nginx's worker user: the FastCGI socket's group (mode 0660)."""
+    return grp.getgrgid(pwd.getpwnam(nginx_user()).pw_gid).gr_name
+
+
 def nginx_user_line() -> str:
     if not is_root():
         return "# not root: workers run as the invoking user"
-    try:
-        pwd.getpwnam("www-data")
-        return "user www-data;"
-    except KeyError:
-        return "user nobody;"
+    return f"user {nginx_user()};"
 
 
 def render_nginx(out: Path, directory: Path, listen: str, sock: Path, access: str = "off") -> None:

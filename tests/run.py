@@ -31,6 +31,7 @@ import argparse
 import fcntl
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -192,8 +193,10 @@ def run_pytest(t: Tally, timeout: float, env: dict) -> None:
     """pytest tests/e2e; one result line per test module, from the JUnit XML."""
     log, xml = logname("e2e pytest"), RESULTS / "e2e-pytest.xml"
     xml.unlink(missing_ok=True)
+    # E2E_ARGS: extra pytest arguments while working on one suite, e.g. "-k privileges"
+    extra = shlex.split(os.environ.get("E2E_ARGS", ""))
     rc = run_logged([PYTHON, "-m", "pytest", "tests/e2e", "-p", "no:cacheprovider", "-rfEs", "-v",
-                     f"--junitxml={xml}", "-o", "junit_family=xunit1"], log, timeout, env)
+                     f"--junitxml={xml}", "-o", "junit_family=xunit1", *extra], log, timeout, env)
     modules: dict[str, list] = {}
     try:
         root = ET.parse(xml).getroot()

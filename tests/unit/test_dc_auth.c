@@ -715,6 +715,34 @@ static void test_mint_round_trip(void **state)
     dc_auth_free(a);
 }
 
+/* A worker reads the keys before it switches user: dc_auth_new then takes them without the file. */
+static void test_preload_before_the_switch_of_user(void **state)
+{
+    dc_auth_config_t ac;
+    dc_auth_t       *a;
+    dc_err_t         err;
+    char             line[128];
+    char            *t = mint_k1(NOW + 60, NULL);
+
+    (void)state;
+    memset(&ac, 0, sizeof(ac));
+    ac.mode = DC_AUTH_JWT;
+    ac.clock_skew_s = SKEW;
+    snprintf(line, sizeof(line), "k1 HS256 %s\n", secret_b64[0]);
+    write_file("preload", line, 0600, ac.keys_file, sizeof(ac.keys_file));
+    assert_int_equal(dc_auth_preload(&ac, &err), DC_OK);
+    assert_int_equal(unlink(ac.keys_file), 0); /* as unreadable as a root-only file to the new user */
+    a = dc_auth_new(&ac, &err);
+    assert_non_null(a);
+    assert_accepted(a, t, NOW);
+    dc_auth_free(a);
+    /* taken once: the next one reads the file again, which is gone */
+    assert_null(dc_auth_new(&ac, &err));
+    assert_non_null(strstr(err.str, "cannot open"));
+    assert_int_equal(dc_auth_preload(&ac, &err), DC_EINVAL);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -735,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_bearer_header),
         cmocka_unit_test(test_trusted_identity),
         cmocka_unit_test(test_mint_round_trip),
+        cmocka_unit_test(test_preload_before_the_switch_of_user),
     };
 
     return cmocka_run_group_tests_name("dc_auth", tests, setup_dir, remove_dir);
