@@ -55,7 +55,8 @@ def test_socket_is_only_for_nginx_group(stack):
 ])
 def test_bad_user_or_group_is_a_clear_start_error(tmp_path, args, message):
     sock = tmp_path / "s.sock"
-    env = {**dc.test_app_env(), "METRICS": "off"}
+    dc.write_key_file(tmp_path / "auth-keys")  # a good token key: the start must stop at the user or group
+    env = {**dc.test_app_env(), "METRICS": "off", "AUTH_KEYS_FILE": str(tmp_path / "auth-keys")}
     r = subprocess.run([str(BIN), "--listen", f"unix:{sock}", "--workers", "1", *args], env=env,
                        capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
     assert r.returncode == 2, f"exit {r.returncode}; stderr: {r.stderr}"
