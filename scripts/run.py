@@ -207,8 +207,8 @@ def banner(state: Path) -> str:
     logs = shown(state / "logs") + "/"
     return f"""
 dashcache is running at {url}
-  database   {stack_value(state, 'DATABASE_URL')}
-  redis      {stack_value(state, 'REDIS_URL')}
+  database   {dc.redact_url(stack_value(state, 'DATABASE_URL'))}
+  redis      {dc.redact_url(stack_value(state, 'REDIS_URL'))}
   workers    {stack_value(state, 'WORKERS')} (dashcache-fcgi on unix:{stack_value(state, 'FCGI_SOCKET')})
   logs       {logs}    endpoints: {shown(state / 'stack.env')}
 
