@@ -37,6 +37,7 @@ import grp
 import hashlib
 import os
 import pwd
+import secrets
 import re
 import shutil
 import signal
@@ -610,14 +611,52 @@ log_line_prefix = '%m [%p] '
         self.sock = stack.runtime_dir / "pgsock"
         self.bindir = pg_bindir()
         self.fresh = False
+        self.password = secret(stack.runtime_dir, "pg-dashcache.pass")
+        self.admin_password = secret(stack.runtime_dir, "pg-postgres.pass")
 
     @property
     def url(self) -> str:
-        return f"postgresql://{DB_USER}@{HOST}:{self.port}/{DB_NAME}"
+        return f"postgresql://{DB_USER}:{self.password}@{HOST}:{self.port}/{DB_NAME}"
 
     @property
     def admin_url(self) -> str:
-        return f"postgresql://postgres@{HOST}:{self.port}/postgres"
+        return f"postgresql://postgres:{self.admin_password}@{HOST}:{self.port}/postgres"
+
+    HBA_MARK = "# dashcache: scram on TCP"
+    HBA = HBA_MARK + """ (scripts/dcstack.py); the unix socket for the cluster's owner only
+local   all   {owner}   peer
+host    all   all       127.0.0.1/32   scram-sha-256
+"""
+
+    def secure(self) -> None:
+        """Password (SCRAM) authentication on TCP instead of initdb's trust: set the
+        passwords of postgres and dashcache (RUNTIME/secrets), then switch pg_hba.conf.
+        Runs on a cluster made with trust (a new one, or one of an earlier version),
+        while trust still holds; the reload makes the new rules take effect."""
+        hba = self.data / "pg_hba.conf"
+        if self.HBA_MARK in hba.read_text(errors="replace"):
+            return
+        sql = self.stack.runtime_dir / "secrets" / "roles.sql"
+        fd = os.open(sql, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:  # passwords in a file of root's, never in argv
+            f.write(f"ALTER ROLE postgres PASSWORD '{self.admin_password}';\n"
+                    f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{DB_USER}') THEN "
+                    f"CREATE ROLE {DB_USER} LOGIN; END IF; END $$;\n"
+                    f"ALTER ROLE {DB_USER} LOGIN PASSWORD '{self.password}';\n")
+        trust_url = f"postgresql://postgres@{HOST}:{self.port}/postgres"
+        try:
+            psql(trust_url, files=[sql])
+        finally:
+            sql.unlink(missing_ok=True)
+        tmp = hba.with_suffix(".new")
+        tmp.write_text(self.HBA.format(owner=self.os_user()))
+        if is_root():
+            pw = pwd.getpwnam(self.os_user())
+            os.chown(tmp, pw.pw_uid, pw.pw_gid)
+        tmp.chmod(0o600)
+        tmp.replace(hba)
+        psql(trust_url, "SELECT pg_reload_conf()")
+        log("postgres: password (SCRAM) authentication on TCP")
 
     @staticmethod
     def os_user() -> str:
@@ -706,8 +745,8 @@ log_line_prefix = '%m [%p] '
             return False
 
     def after_start(self) -> None:
+        self.secure()
         if self.fresh:
-            self.psql(f"CREATE ROLE {DB_USER} LOGIN", url=self.admin_url)
             self.psql(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}", url=self.admin_url)
 
     def describe(self) -> str:
@@ -731,6 +770,15 @@ log_line_prefix = '%m [%p] '
 
 # ------------------------------------------------------------------ any database, by URL
 
+def split_password(url: str) -> tuple[str, str | None]:
+    """(url without its password, the password or None): what a child's argv may show."""
+    from urllib.parse import unquote
+    m = re.match(r"^([a-z]+://[^/@:]*):([^@/]*)@(.*)$", url or "")
+    if not m:
+        return url, None
+    return f"{m.group(1)}@{m.group(3)}", unquote(m.group(2))
+
+
 def psql(url: str, sql: str | None = None, *, files=(), args=(), single_tx: bool = False,
          timeout: float = 120.0, check: bool = True) -> str:
     """Run psql (-X -q -At, ON_ERROR_STOP) on url and return its output, stripped."""
@@ -739,6 +787,7 @@ def psql(url: str, sql: str | None = None, *, files=(), args=(), single_tx: bool
         exe = str(bindir / "psql") if (bindir / "psql").exists() else "psql"
     except StackError:
         exe = "psql"
+    url, password = split_password(url)
     cmd = [exe, url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"]
     if single_tx:
         cmd.append("-1")
@@ -747,8 +796,10 @@ def psql(url: str, sql: str | None = None, *, files=(), args=(), single_tx: bool
     if sql is not None:
         cmd += ["-c", sql]
     cmd += list(args)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                       env={**os.environ, "PGCONNECT_TIMEOUT": os.environ.get("PGCONNECT_TIMEOUT", "5")})
+    env = {**os.environ, "PGCONNECT_TIMEOUT": os.environ.get("PGCONNECT_TIMEOUT", "5")}
+    if password is not None:
+        env["PGPASSWORD"] = password
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env)
     if check and r.returncode != 0:
         raise StackError(f"psql failed ({r.returncode}): {r.stderr.strip()[:2000]}")
     return r.stdout.strip()
@@ -812,10 +863,37 @@ tcp-keepalive 60
 """
 
 
-def redis_conf(directory: Path, port: int) -> str:
-    """A cache, not a store: no persistence, bounded memory, evict least recently used."""
-    return REDIS_CONF.format(host=HOST, port=port, dir=directory,
+def redis_conf(directory: Path, port: int, password: str | None = None) -> str:
+    """A cache, not a store: no persistence, bounded memory, evict least recently used;
+    with password, every client must AUTH (requirepass)."""
+    conf = REDIS_CONF.format(host=HOST, port=port, dir=directory,
                              maxmemory=os.environ.get("REDIS_MAXMEMORY", "256mb"))
+    return conf + (f'requirepass "{password}"\n' if password else "")
+
+
+def redact_url(url: str | None) -> str:
+    """url with its password replaced by *** (for anything printed or logged)."""
+    return re.sub(r"^([a-z]+://[^/@:]*):[^@/]*@", r"\1:***@", url or "")
+
+
+def secret(runtime: Path, name: str) -> str:
+    """A password of the private stack, made once per runtime directory and kept in
+    RUNTIME/secrets/NAME (mode 0600, directory 0700: root's only); URL-safe."""
+    d = runtime / "secrets"
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    d.chmod(0o700)
+    f = d / name
+    try:
+        value = f.read_text().strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    value = secrets.token_urlsafe(24)
+    fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")
+    return value
 
 
 class Redis(Service):
@@ -825,10 +903,11 @@ class Redis(Service):
         super().__init__(stack)
         self.port = port
         self.dir = stack.runtime_dir / "redis"
+        self.password = secret(stack.runtime_dir, "redis.pass")
 
     @property
     def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
+        return f"redis://:{self.password}@{HOST}:{self.port}/0" if self.password else f"redis://{HOST}:{self.port}/0"
 
     def prepare(self) -> None:
         if shutil.which("redis-server") is None:
@@ -836,7 +915,9 @@ class Redis(Service):
         if port_in_use(self.port):
             raise StackError(f"port {self.port} on {HOST} is already in use (the Redis port)")
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "redis.conf").write_text(redis_conf(self.dir, self.port))
+        conf = self.dir / "redis.conf"
+        conf.write_text(redis_conf(self.dir, self.port, self.password))
+        conf.chmod(0o600)
 
     def argv(self) -> list[str]:
         return ["redis-server", str(self.dir / "redis.conf")]
@@ -845,7 +926,7 @@ class Redis(Service):
         return dict(os.environ)
 
     def ready(self) -> bool:
-        c = RedisClient(HOST, self.port, timeout=1.0)
+        c = self.client(timeout=1.0)
         try:
             return c("PING") == "PONG"
         except (OSError, RedisError, ConnectionError):
@@ -854,7 +935,7 @@ class Redis(Service):
             c.close()
 
     def client(self, timeout: float = 5.0) -> RedisClient:
-        return RedisClient(HOST, self.port, timeout)
+        return RedisClient.from_url(self.url, timeout)
 
     def describe(self) -> str:
         return f", {HOST}:{self.port}"
@@ -1143,7 +1224,9 @@ class Stack:
         lines = [f"# written by scripts/dcstack.py; source it: set -a; . {path}; set +a"]
         lines += [f"{k}={shlex.quote(v)}" for k, v in self.describe().items()]
         tmp = path.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the URLs carry passwords
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
         tmp.replace(path)
         return path
 

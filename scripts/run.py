@@ -226,8 +226,8 @@ def banner(state: Path) -> str:
              f"  export TOKEN={token}\n") if token else "Try:\n"
     return f"""
 dashcache is running at {url}
-  database   {stack_value(state, 'DATABASE_URL')}
-  redis      {stack_value(state, 'REDIS_URL')}
+  database   {dc.redact_url(stack_value(state, 'DATABASE_URL'))}
+  redis      {dc.redact_url(stack_value(state, 'REDIS_URL'))}
   workers    {stack_value(state, 'WORKERS')} (dashcache-fcgi on unix:{stack_value(state, 'FCGI_SOCKET')})
   logs       {logs}    endpoints: {shown(state / 'stack.env')}
 

@@ -59,14 +59,14 @@ def main(argv: list[str]) -> int:
                 raise dc.StackError(f"DC_STACK_ENV={path} is not readable")
             info = dc.read_env_file(path)
             url, redis_url = info["DATABASE_URL"], info.get("REDIS_URL")
-            say(f"reseeding the database of the stack in {path}: {url}")
+            say(f"reseeding the database of the stack in {path}: {dc.redact_url(url)}")
         elif run_env.is_file() and _alive(run_pid):
             info = dc.read_env_file(run_env)
             url, redis_url = info["DATABASE_URL"], info.get("REDIS_URL")
-            say(f"reseeding the database of the running stack: {url}")
+            say(f"reseeding the database of the running stack: {dc.redact_url(url)}")
         elif os.environ.get("DATABASE_URL"):
             url, redis_url = os.environ["DATABASE_URL"], os.environ.get("REDIS_URL")
-            say(f"reseeding DATABASE_URL: {url}")
+            say(f"reseeding DATABASE_URL: {dc.redact_url(url)}")
         else:
             for k in ("DATABASE_URL", "REDIS_URL"):
                 os.environ.pop(k, None)
@@ -75,7 +75,7 @@ def main(argv: list[str]) -> int:
                 stack.postgres.start()
                 started = stack.postgres
             url = stack.postgres.url
-            say(f"reseeding the private cluster: {url}")
+            say(f"reseeding the private cluster: {dc.redact_url(url)}")
 
         if not dc.db_has_schema(url):
             say("loading sql/schema.sql")
@@ -86,9 +86,9 @@ def main(argv: list[str]) -> int:
         t1 = time.monotonic()
         if redis_url:
             try:
-                say(f"deleted {delete_dashboard_keys(redis_url)} cached dashboard keys from {redis_url}")
+                say(f"deleted {delete_dashboard_keys(redis_url)} cached dashboard keys from {dc.redact_url(redis_url)}")
             except (OSError, ConnectionError, dc.RedisError) as e:
-                say(f"warning: could not delete the cached dashboard keys from {redis_url}: {e}")
+                say(f"warning: could not delete the cached dashboard keys from {dc.redact_url(redis_url)}: {e}")
         print(dc.psql(url, """SELECT (SELECT count(*) FROM organizations) AS organizations,
                (SELECT count(*) FROM sites) AS sites, (SELECT count(*) FROM units) AS units,
                (SELECT count(*) FROM devices) AS devices, (SELECT count(*) FROM readings) AS readings,

@@ -153,7 +153,13 @@ class Pool(dc.FcgiMaster):
 
 
 class BenchRedis(dc.Redis):
+    """The bench's own Redis, without a password: baseline (c), bench_redis, sends
+    a bare GET, and AUTH is a connect-time cost that the hit path does not pay."""
     unix = False
+
+    def __init__(self, stack, port: int):
+        super().__init__(stack, port)
+        self.password = None
 
     def prepare(self) -> None:
         super().prepare()

@@ -1,8 +1,10 @@
-"""Who the serving processes are (issue 9, part 3: "workers not as root"), on the
-shared stack: as root, the master keeps root (it binds the socket and reloads),
-its workers and the invalidator run as the unprivileged `dashcache` user, and the
-FastCGI socket is 0660 with nginx's group, so no other local user can talk to it.
-Bad --user / --socket-group values stop the start with a message that names them.
+"""What a local user could use against the private stack (issue 9, part 3), on
+the shared stack: as root, the master keeps root (it binds the socket and
+reloads), its workers and the invalidator run as the unprivileged `dashcache`
+user, and the FastCGI socket is 0660 with nginx's group, so no other local user
+can talk to it; Redis requires a password, PostgreSQL takes TCP logins only with
+SCRAM passwords; the passwords live in files only root can read. Bad --user /
+--socket-group values stop the start with a message that names them.
 """
 from __future__ import annotations
 
@@ -69,3 +71,35 @@ def test_invalidator_bad_user_is_a_clear_start_error():
                        capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
     assert r.returncode == 2, f"exit {r.returncode}; stderr: {r.stderr}"
     assert '--user: no such user "no-such-user-dc"' in r.stderr
+
+
+def test_redis_requires_the_password(stack):
+    anon = dc.RedisClient(dc.HOST, stack.redis.port, 2.0)
+    try:
+        with pytest.raises(dc.RedisError, match="NOAUTH"):
+            anon("GET", "dashcache:gen:org:" + dc.DEMO_ORG)
+    finally:
+        anon.close()
+    assert stack.redis.client()("PING") == "PONG", "the stack's own clients authenticate"
+
+
+@pytest.mark.parametrize("who", ["dashcache", "postgres"])
+def test_postgres_refuses_tcp_logins_without_the_password(stack, who):
+    url = f"postgresql://{who}@{dc.HOST}:{stack.postgres.port}/postgres"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    for extra in ({}, {"PGPASSWORD": "not-the-password"}):
+        r = subprocess.run(["psql", url, "-X", "-At", "-w", "-c", "SELECT 1"], env={**env, **extra},
+                           capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+        assert r.returncode != 0, f"{who} logged in {'without' if not extra else 'with a wrong'} password"
+        assert "password" in r.stderr, r.stderr
+    assert dc.psql(stack.postgres.url, "SELECT current_user") == "dashcache", "with it, it works"
+
+
+def test_secrets_are_root_only(stack):
+    d = stack.runtime_dir / "secrets"
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    files = list(d.iterdir())
+    assert {"redis.pass", "pg-dashcache.pass", "pg-postgres.pass"} <= {f.name for f in files}
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    assert stat.S_IMODE((stack.redis.dir / "redis.conf").stat().st_mode) == 0o600, "redis.conf holds requirepass"

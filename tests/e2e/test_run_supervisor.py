@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 
@@ -74,7 +75,8 @@ def run_log(s) -> str:
 
 
 def test_serves(sup):
-    assert sup.info["REDIS_URL"] == f"redis://127.0.0.1:{sup.ports['REDIS_PORT']}/0"
+    assert dc.redact_url(sup.info["REDIS_URL"]) == f"redis://:***@127.0.0.1:{sup.ports['REDIS_PORT']}/0"
+    assert stat.S_IMODE((sup.state / "stack.env").stat().st_mode) == 0o600, "stack.env holds passwords"
     r = sup.http.get("stats")
     assert r.status == 200 and r.is_json(), r
     assert wait_for(lambda: sup.http.get("stats").xcache == "HIT", 10), sup.http.get("stats")
@@ -85,7 +87,7 @@ def test_serves(sup):
 def test_redis_shutdown_degrades_then_recovers(sup):
     old = recorded(sup.state, "redis")
     assert old, "no redis recorded"
-    c = dc.RedisClient(dc.HOST, sup.ports["REDIS_PORT"], timeout=5)
+    c = dc.RedisClient.from_url(sup.info["REDIS_URL"], timeout=5)
     with pytest.raises((ConnectionError, OSError)):
         c("SHUTDOWN", "NOSAVE")  # Redis closes the connection as it exits
     c.close()
@@ -98,7 +100,7 @@ def test_redis_shutdown_degrades_then_recovers(sup):
     assert wait_for(lambda: recorded(sup.state, "redis") not in (None, old), 20), run_log(sup)[-2000:]
     assert wait_for(lambda: "redis is back" in run_log(sup), 20), run_log(sup)[-2000:]
     sup.remember()
-    assert dc.RedisClient(dc.HOST, sup.ports["REDIS_PORT"])("PING") == "PONG"
+    assert dc.RedisClient.from_url(sup.info["REDIS_URL"])("PING") == "PONG"
     line = next(ln for ln in run_log(sup).splitlines() if f"redis (pid {old}) exited" in ln)
     assert "X-Cache: BYPASS" in line and "restarting it in" in line, line
     # hits resume once the workers reconnect

@@ -1,4 +1,5 @@
 /* Integration test helpers. */
+#include "dc_redis.h"
 #include "dc_test.h"
 
 #include <arpa/inet.h>
@@ -103,15 +104,14 @@ void dc_test_config(dc_config_t *cfg)
 static redisContext *rc(void)
 {
     dc_config_t cfg;
+    dc_err_t    err;
 
     if (redis != NULL)
         return redis;
     dc_test_config(&cfg);
-    redis = redisConnect(cfg.redis.redis_host, cfg.redis.redis_port);
-    if (redis == NULL || redis->err)
-        fail_msg("test redis connect %s:%d failed", cfg.redis.redis_host, cfg.redis.redis_port);
-    if (cfg.redis.redis_db != 0)
-        freeReplyObject(redisCommand(redis, "SELECT %d", cfg.redis.redis_db));
+    /* the application's own connect path: AUTH and SELECT as REDIS_URL says */
+    if (dc_redis_connect(&cfg, &redis, &err) != DC_OK)
+        fail_msg("test redis connect %s:%d failed: %s", cfg.redis.redis_host, cfg.redis.redis_port, err.str);
     return redis;
 }
 
@@ -185,6 +185,7 @@ void dc_test_redis_del_pattern(const char *pattern)
 char *dc_test_wait_message(const char *channel, int ready_fd, int timeout_ms)
 {
     dc_config_t    cfg;
+    dc_err_t       err;
     redisContext  *c;
     redisReply    *r;
     struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
@@ -192,8 +193,7 @@ char *dc_test_wait_message(const char *channel, int ready_fd, int timeout_ms)
     void          *reply = NULL;
 
     dc_test_config(&cfg);
-    c = redisConnect(cfg.redis.redis_host, cfg.redis.redis_port);
-    if (c == NULL || c->err)
+    if (dc_redis_connect(&cfg, &c, &err) != DC_OK)
         return NULL;
     r = redisCommand(c, "SUBSCRIBE %s", channel);
     freeReplyObject(r);
