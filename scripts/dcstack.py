@@ -907,7 +907,7 @@ class Redis(Service):
 
     @property
     def url(self) -> str:
-        return f"redis://:{self.password}@{HOST}:{self.port}/0" if self.password else f"redis://{HOST}:{self.port}/0"
+        return f"redis://default:{self.password}@{HOST}:{self.port}/0" if self.password else f"redis://{HOST}:{self.port}/0"
 
     def prepare(self) -> None:
         if shutil.which("redis-server") is None:

@@ -75,7 +75,7 @@ def run_log(s) -> str:
 
 
 def test_serves(sup):
-    assert dc.redact_url(sup.info["REDIS_URL"]) == f"redis://:***@127.0.0.1:{sup.ports['REDIS_PORT']}/0"
+    assert dc.redact_url(sup.info["REDIS_URL"]) == f"redis://default:***@127.0.0.1:{sup.ports['REDIS_PORT']}/0"
     assert stat.S_IMODE((sup.state / "stack.env").stat().st_mode) == 0o600, "stack.env holds passwords"
     r = sup.http.get("stats")
     assert r.status == 200 and r.is_json(), r
