@@ -30,6 +30,7 @@
 typedef struct {
     char          kid[DC_AUTH_KID_MAX + 1];
     jwt_alg_t     alg;
+    int           all_orgs; /* "all-orgs" on its line: may sign orgs ["*"] */
     size_t        len;
     unsigned char key[KEY_MAX];
 } auth_key_t;
@@ -261,18 +262,27 @@ static int kid_ok(const char *s, size_t n)
     return 1;
 }
 
-/* "kid alg material" of one line into k. */
+/*
+ * "kid alg material [all-orgs]" of one line into k. Only a key marked
+ * all-orgs may sign a token for every organization (orgs ["*"]): the keys
+ * that mint tenants' tokens cannot, whatever a token says.
+ */
 static int parse_key_line(dc_auth_t *a, auth_key_t *k, char *line, const char *dir, char *why, size_t whylen)
 {
     char       *save = NULL;
     const char *kid = strtok_r(line, " \t", &save);
     const char *alg = strtok_r(NULL, " \t", &save);
     const char *mat = strtok_r(NULL, " \t", &save);
+    const char *flag = strtok_r(NULL, " \t", &save);
 
-    if (kid == NULL || alg == NULL || mat == NULL || strtok_r(NULL, " \t", &save) != NULL) {
-        snprintf(why, whylen, "expected \"kid HS256 base64url-secret\" or \"kid ES256 /path/to/public.pem\"");
+    if (kid == NULL || alg == NULL || mat == NULL || (flag != NULL && strcmp(flag, "all-orgs") != 0) ||
+        strtok_r(NULL, " \t", &save) != NULL) {
+        snprintf(why, whylen,
+                 "expected \"kid HS256 base64url-secret [all-orgs]\" or \"kid ES256 /path/to/public.pem "
+                 "[all-orgs]\"");
         return DC_EINVAL;
     }
+    k->all_orgs = flag != NULL;
     if (!kid_ok(kid, strlen(kid))) {
         snprintf(why, whylen, "a kid is 1 to %d of A-Z a-z 0-9 . - _", DC_AUTH_KID_MAX);
         return DC_EINVAL;
@@ -709,6 +719,8 @@ int dc_auth_verify(dc_auth_t *a, const char *token, size_t len, int64_t now, con
         return invalid(err, "the token payload is not base64url JSON");
     rc = check_claims(a, claims, now, slot ? &slot->who : &a->scratch, err);
     json_object_put(claims);
+    if (rc == DC_OK && (slot ? &slot->who : &a->scratch)->all_orgs && !key->all_orgs)
+        rc = invalid(err, "orgs [\"*\"] is accepted only from a key marked all-orgs");
     if (rc != DC_OK) {
         if (slot != NULL)
             slot->len = 0;

@@ -103,13 +103,15 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def write_key_file(path: Path, kid: str = TEST_KID) -> bytes:
-    """A key file with one fresh HS256 key (mode 0600, as dashcache requires); returns the secret."""
+def write_key_file(path: Path, kid: str = TEST_KID, all_orgs: bool = False) -> bytes:
+    """A key file with one fresh HS256 key (mode 0600, as dashcache requires); returns the
+    secret. all_orgs: the key may sign tokens for every organization (orgs ["*"])."""
     secret = os.urandom(32)
     path = Path(path)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(f"# written by scripts/dcstack.py: kid alg base64url-secret\n{kid} HS256 {b64url(secret)}\n")
+        f.write(f"# written by scripts/dcstack.py: kid alg base64url-secret [all-orgs]\n"
+                f"{kid} HS256 {b64url(secret)}{' all-orgs' if all_orgs else ''}\n")
     os.chmod(path, 0o600)
     return secret
 
@@ -120,7 +122,7 @@ def read_key_file(path: Path) -> dict:
     keys = {}
     for line in Path(path).read_text().splitlines():
         f = line.split("#", 1)[0].split()
-        if len(f) == 3 and f[1] == "HS256":
+        if len(f) in (3, 4) and f[1] == "HS256":
             keys[f[0]] = base64.urlsafe_b64decode(f[2] + "=" * (-len(f[2]) % 4))
     return keys
 
@@ -1253,7 +1255,8 @@ class Stack:
         own_key = not self.app_env.get("AUTH_KEYS_FILE") and self.app_env.get("AUTH_MODE", "jwt") == "jwt"
         if own_key:
             self.app_env["AUTH_KEYS_FILE"] = str(self.runtime_dir / "auth-keys")
-            write_key_file(Path(self.app_env["AUTH_KEYS_FILE"]))
+            # the tests' default token speaks for every organization
+            write_key_file(Path(self.app_env["AUTH_KEYS_FILE"]), all_orgs=True)
         keys = read_key_file(Path(self.app_env["AUTH_KEYS_FILE"])) if self.app_env.get("AUTH_KEYS_FILE") else {}
         self.auth_kid, self.auth_secret = next(iter(keys.items()), (None, b""))
         self.default_token = self.token(ttl=86400) if own_key else ""

@@ -55,7 +55,7 @@ def sup():
     s.log = state / "logs" / "run.log"
     # the supervisor's stack made a demo key in its state directory: mint with it
     kid, secret = next(iter(dc.read_key_file(Path(info["AUTH_KEYS_FILE"])).items()))
-    s.http = Http(info["HTTP_URL"], token=dc.mint_token(secret, kid=kid))
+    s.http = Http(info["HTTP_URL"], token=dc.mint_token(secret, kid=kid, orgs=(dc.DEMO_ORG,)))  # a tenant key
     s.pids = {}  # every pid seen, to check at the end that none is left
     s.remember = lambda: s.pids.update({n: s.pids.get(n, set()) | ({recorded(state, n)} - {None})
                                         for n in SERVICES + ("run",)})

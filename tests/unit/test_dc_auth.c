@@ -126,8 +126,9 @@ static dc_auth_t *auth_with(const char *lines, const char *iss, const char *aud)
 static dc_auth_t *auth_default(void)
 {
     char lines[512];
-    snprintf(lines, sizeof(lines), "# test keys\nk1 HS256 %s\n\nk2 HS256 %s  # next\nes ES256 ec.pem\n",
-             secret_b64[0], secret_b64[1]);
+    snprintf(lines, sizeof(lines),
+             "# test keys\nk1 HS256 %s all-orgs\n\nk2 HS256 %s  # next\nes ES256 ec.pem\n", secret_b64[0],
+             secret_b64[1]);
     return auth_with(lines, NULL, NULL);
 }
 
@@ -507,6 +508,30 @@ static void test_scope_parsing(void **state)
     dc_auth_free(a);
 }
 
+static void key_file_fails(const char *lines, mode_t mode, const char *want);
+
+/* Every organization ("*") only from a key marked all-orgs: k2, a tenant key, cannot sign it. */
+static void test_all_orgs_needs_a_key_marked_for_it(void **state)
+{
+    dc_auth_t *a = auth_default();
+    char *k1 = mint(JWT_ALG_HS256, SECRET1, 32, "k1", "{\"sub\":\"gw\",\"orgs\":[\"*\"],\"exp\":1800000060}");
+    char *k2 = mint(JWT_ALG_HS256, SECRET2, 32, "k2", "{\"sub\":\"gw\",\"orgs\":[\"*\"],\"exp\":1800000060}");
+    char *k2one =
+        mint(JWT_ALG_HS256, SECRET2, 32, "k2", "{\"sub\":\"t\",\"orgs\":[\"" ORG_A "\"],\"exp\":1800000060}");
+
+    (void)state;
+    assert_int_equal(assert_accepted(a, k1, NOW)->all_orgs, 1);
+    assert_refused(a, k2, NOW, "all-orgs");
+    assert_refused(a, k2, NOW, "all-orgs"); /* not cached as accepted */
+    assert_int_equal(assert_accepted(a, k2one, NOW)->all_orgs, 0);
+    key_file_fails("k1 HS256 c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0 every-org\n", 0600,
+                   "[all-orgs]");
+    free(k1);
+    free(k2);
+    free(k2one);
+    dc_auth_free(a);
+}
+
 static void test_issuer_and_audience(void **state)
 {
     char       line[128];
@@ -756,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_malformed_claims),
         cmocka_unit_test(test_size_and_encoding_limits),
         cmocka_unit_test(test_scope_parsing),
+        cmocka_unit_test(test_all_orgs_needs_a_key_marked_for_it),
         cmocka_unit_test(test_issuer_and_audience),
         cmocka_unit_test(test_cache_of_verified_tokens),
         cmocka_unit_test(test_key_file_checks),
