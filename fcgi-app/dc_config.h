@@ -32,9 +32,12 @@ typedef struct {
     int             db_statement_timeout_ms;
     int             db_retry_interval_ms; /* back-off after a failed connect */
     int             device_online_s;
-    int             retry_after_s;     /* Retry-After on a 503 */
-    int             health_timeout_ms; /* bound of each /health check */
-    int             metrics_enabled;   /* METRICS=on|off */
+    int             retry_after_s;           /* Retry-After on a 503 */
+    int             health_timeout_ms;       /* bound of each /health check */
+    int             metrics_enabled;         /* METRICS=on|off */
+    int             ingest_max_future_s;     /* recordedAt at most this far ahead of now */
+    int             readings_retention_days; /* recordedAt at most this far back */
+    int             idempotency_ttl_s;       /* how long an Idempotency-Key's answer is kept */
     dc_log_level_t  log_level;
     dc_err_t        err; /* why dc_config_load refused the environment */
 } dc_config_t;
