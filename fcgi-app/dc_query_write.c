@@ -5,6 +5,7 @@
  */
 #include "dc_query_write.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +23,8 @@ enum { S_INGEST, S_ALERT_CREATE, S_ALERT_RESOLVE, S_DEVICE_STATUS, S_COUNT };
 static const dc_db_stmt_t statements[S_COUNT] = {
     [S_INGEST] = { "ingest",
         "SELECT event, org_id::text, unit_id::text, alert_id::text, " ISO_UTC("now()")
-        "  FROM dc_ingest_readings($1::uuid[], $2::numeric[], $3::timestamptz[])", 3 },
+        "  FROM dc_ingest_readings($1::uuid[], $2::numeric[], $3::timestamptz[],"
+        "                          make_interval(secs => $4::int), make_interval(days => $5::int))", 5 },
     [S_ALERT_CREATE] = { "alert_create",
         "SELECT dc_alert_create($1, $2, $3, $4, $5)::text, " ISO_UTC("now()"), 5 },
     [S_ALERT_RESOLVE] = { "alert_resolve",
@@ -98,6 +100,8 @@ static int refused(PGresult *r, dc_error_t *err)
             err->index = atoi(msg + 9);
     } else {
         dc_error_set(err, 400, "invalid_value", "%s", msg);
+        if (strncmp(msg, "readings[", 9) == 0)
+            err->index = atoi(msg + 9);
     }
     PQclear(r);
     return DC_DECLINED;
@@ -123,12 +127,20 @@ static int write_row(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *p
 int dc_query_write_ingest(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc_buf_t *body,
                           dc_write_result_t *res, dc_error_t *err)
 {
-    const char *params[] = { w->devices.data, w->temps.data, w->times.data };
+    char        future[16], retention[16];
+    const char *params[] = { w->devices.data, w->temps.data, w->times.data, NULL, NULL };
     int64_t     units = 0, alerts = 0;
     PGresult   *r;
-    int         rc = dc_db_exec(db, &statements[S_INGEST], params, &r);
+    int         rc;
 
     (void)req;
+    if (w->limits.now > 0) { /* else the function's defaults */
+        snprintf(future, sizeof(future), "%d", w->limits.max_future_s);
+        snprintf(retention, sizeof(retention), "%d", w->limits.retention_s / 86400);
+        params[3] = future;
+        params[4] = retention;
+    }
+    rc = dc_db_exec(db, &statements[S_INGEST], params, &r);
     if (rc == DC_EQUERY)
         return refused(r, err);
     if (rc != DC_OK)

@@ -1,6 +1,8 @@
 /* Writes: body, transaction, invalidation, events. */
 #include "dc_write.h"
 
+#include <time.h>
+
 #include "dc_log.h"
 #include "dc_metrics.h"
 
@@ -50,6 +52,9 @@ void dc_write_handle(dc_write_state_t *st, const dc_config_t *cfg, dc_cache_t *c
     int        rc;
 
     dc_buf_reset(out);
+    st->parsed.limits = (dc_body_limits_t){ .now = (int64_t)time(NULL),
+                                            .max_future_s = cfg->ingest_max_future_s,
+                                            .retention_s = cfg->readings_retention_days * 86400 };
     if (dc_body_parse(req, content_type, body, len, &st->parsed, &err) != DC_OK) {
         dc_response_error(resp, &err, out);
         return;

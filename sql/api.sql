@@ -5,16 +5,36 @@
 -- that does not exist here: 404) or 22023 (a bad value: 400).
 BEGIN;
 
--- Readings for any devices: p_devices[i], p_temps[i], p_times[i] (NULL: now).
--- Returns one
--- row per unit that received readings ('unitUpdate') and per alert it opened
--- ('alertCreated').
-CREATE OR REPLACE FUNCTION dc_ingest_readings(p_devices uuid[], p_temps numeric[], p_times timestamptz[])
+-- Readings for any devices: p_devices[i], p_temps[i], p_times[i] (NULL: now),
+-- each time within [now - p_retention, now + p_max_future] (the workers pass
+-- READINGS_RETENTION_DAYS and INGEST_MAX_FUTURE_SECONDS; NULL: 30 days, 300 s).
+-- Returns one row per unit that received readings ('unitUpdate') and per
+-- alert it opened ('alertCreated').
+DROP FUNCTION IF EXISTS dc_ingest_readings(uuid[], numeric[], timestamptz[]);
+CREATE OR REPLACE FUNCTION dc_ingest_readings(p_devices uuid[], p_temps numeric[], p_times timestamptz[],
+                                              p_max_future interval DEFAULT NULL,
+                                              p_retention interval DEFAULT NULL)
 RETURNS TABLE (event text, org_id uuid, unit_id uuid, alert_id uuid)
 LANGUAGE plpgsql AS $$
 DECLARE
     bad bigint;
+    horizon timestamptz := now() + coalesce(p_max_future, interval '300 seconds');
+    oldest timestamptz := now() - coalesce(p_retention, interval '30 days');
 BEGIN
+    -- A clock far ahead would make its reading the unit's latest state for
+    -- ever (that state only moves forward), hiding every later real reading
+    -- and alarm; one far behind is outside what the dashboards keep.
+    SELECT x.idx INTO bad
+      FROM unnest(p_times) WITH ORDINALITY AS x(at, idx)
+     WHERE x.at > horizon OR x.at < oldest ORDER BY x.idx LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('readings[%s]: recordedAt %s is outside %s .. %s', bad - 1,
+                             to_char(p_times[bad] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                             to_char(oldest AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                             to_char(horizon AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
+    END IF;
+
     SELECT x.idx INTO bad
       FROM unnest(p_devices) WITH ORDINALITY AS x(id, idx)
       LEFT JOIN devices d ON d.id = x.id
@@ -37,15 +57,19 @@ BEGIN
     INSERT INTO readings (org_id, unit_id, device_id, recorded_at, temperature)
     SELECT b.org_id, b.unit_id, b.device_id, b.recorded_at, b.temperature FROM dc_batch b;
 
-    UPDATE devices d SET last_seen_at = GREATEST(d.last_seen_at, m.seen)
+    -- a last_seen_at beyond the horizon (stored before it was enforced) is replaced
+    UPDATE devices d SET last_seen_at = CASE WHEN d.last_seen_at > horizon THEN m.seen
+                                             ELSE GREATEST(d.last_seen_at, m.seen) END
       FROM (SELECT b.device_id, max(b.recorded_at) AS seen FROM dc_batch b GROUP BY b.device_id) m
      WHERE d.id = m.device_id;
 
-    -- a late reading never moves a unit's latest state backwards
+    -- a late reading never moves a unit's latest state backwards; a latest
+    -- state beyond the horizon (stored before it was enforced) never holds
     UPDATE units u SET last_temperature = l.temperature, last_reading_at = l.recorded_at
       FROM (SELECT DISTINCT ON (b.unit_id) b.unit_id, b.temperature, b.recorded_at
               FROM dc_batch b ORDER BY b.unit_id, b.recorded_at DESC) l
-     WHERE u.id = l.unit_id AND (u.last_reading_at IS NULL OR l.recorded_at >= u.last_reading_at);
+     WHERE u.id = l.unit_id
+       AND (u.last_reading_at IS NULL OR l.recorded_at >= u.last_reading_at OR u.last_reading_at > horizon);
 
     RETURN QUERY
     WITH touched AS (SELECT DISTINCT b.org_id, b.unit_id FROM dc_batch b),
