@@ -73,6 +73,7 @@ static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body)
         .path = request_path(r->envp, pathbuf, sizeof(pathbuf)),
         .query = FCGX_GetParam("QUERY_STRING", r->envp),
         .content_type = FCGX_GetParam("CONTENT_TYPE", r->envp),
+        .idempotency_key = FCGX_GetParam("HTTP_IDEMPOTENCY_KEY", r->envp),
     };
     int64_t       t0 = dc_now_ns();
     dc_response_t resp;

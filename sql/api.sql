@@ -151,4 +151,55 @@ BEGIN
     RETURN QUERY SELECT v_unit, CASE WHEN p_online THEN now() END;
 END $$;
 
+-- The first answer of each write sent with an Idempotency-Key, stored in the
+-- write's own transaction and replayed to retries of the same request.
+-- Scoped per organization of the path (the nil UUID for ingest, which has
+-- none) and per subject (the caller; '' until tokens name one). Rows live
+-- IDEMPOTENCY_KEY_TTL_SECONDS (24 h); the claims purge expired ones in
+-- small batches.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    org_id        uuid NOT NULL,
+    subject       text NOT NULL,
+    key           text NOT NULL,
+    request_hash  text NOT NULL,  -- sha256 of the request (method, endpoint, ids, body)
+    status        int,            -- NULL only inside the transaction that writes
+    body          text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (org_id, subject, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_created_idx ON idempotency_keys (created_at);
+
+-- 'new' (the caller writes, then stores its answer, then commits), 'replay'
+-- with the stored answer, or 'mismatch' (the key was used for another
+-- request). A second request with the same key blocks on the first one's
+-- uncommitted row and, once it commits, replays it (READ COMMITTED: each
+-- statement here sees what committed before it).
+CREATE OR REPLACE FUNCTION dc_idempotency_claim(p_org uuid, p_subject text, p_key text, p_hash text, p_ttl_s int)
+RETURNS TABLE (state text, status int, body text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    cutoff timestamptz := now() - make_interval(secs => p_ttl_s);
+    r idempotency_keys%ROWTYPE;
+BEGIN
+    DELETE FROM idempotency_keys k WHERE k.org_id = p_org AND k.subject = p_subject AND k.key = p_key
+                                     AND k.created_at < cutoff;
+    DELETE FROM idempotency_keys k WHERE k.ctid = ANY (ARRAY(
+        SELECT x.ctid FROM idempotency_keys x WHERE x.created_at < cutoff LIMIT 100 FOR UPDATE SKIP LOCKED));
+    INSERT INTO idempotency_keys (org_id, subject, key, request_hash) VALUES (p_org, p_subject, p_key, p_hash)
+        ON CONFLICT DO NOTHING;
+    IF FOUND THEN
+        RETURN QUERY SELECT 'new'::text, NULL::int, NULL::text;
+        RETURN;
+    END IF;
+    SELECT * INTO r FROM idempotency_keys k WHERE k.org_id = p_org AND k.subject = p_subject AND k.key = p_key;
+    IF NOT FOUND OR r.status IS NULL THEN  -- gone meanwhile: the caller's retry starts afresh
+        RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = 'the Idempotency-Key is being used concurrently';
+    END IF;
+    IF r.request_hash <> p_hash THEN
+        RETURN QUERY SELECT 'mismatch'::text, NULL::int, NULL::text;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT 'replay'::text, r.status, r.body;
+END $$;
+
 COMMIT;
