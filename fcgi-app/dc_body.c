@@ -94,7 +94,8 @@ int dc_body_timestamp_epoch(const char *s, int64_t *out)
         if (*p == '-')
             oh = -oh, om = -om;
     }
-    *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - (oh * 3600 + om * 60);
+    *out = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec -
+           ((int64_t)oh * 3600 + (int64_t)om * 60);
     return DC_OK;
 }
 

@@ -12,6 +12,7 @@
 #include "dc_db.h"
 #include "dc_orgs.h"
 #include "dc_request.h"
+#include "dc_sha256.h"
 #include "dc_strs.h"
 
 /* The write statements, for dc_db_new (workers). Static. */
@@ -60,10 +61,10 @@ int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_write_t *w, dc
  * the path (ingest, which has none, shares one scope) and per subject.
  */
 typedef struct {
-    const char *key;      /* validated (dc_write) */
-    const char *subject;  /* the caller: "" until tokens name one (their sub) */
-    char        hash[65]; /* sha256 hex of the request (dc_write) */
-    int         ttl_s;    /* IDEMPOTENCY_KEY_TTL_SECONDS */
+    const char *key;                         /* validated (dc_write) */
+    const char *subject;                     /* the caller: "" until tokens name one (their sub) */
+    char        hash[DC_SHA256_HEX_LEN + 1]; /* sha256 hex of the request (dc_write) */
+    int         ttl_s;                       /* IDEMPOTENCY_KEY_TTL_SECONDS */
 } dc_idem_t;
 
 /*

@@ -20,7 +20,7 @@ static void compress(dc_sha256_t *c, const uint8_t *p)
 {
     uint32_t w[64], a, b, d, e, f, g, h, cc;
 
-    for (int i = 0; i < 16; i++)
+    for (size_t i = 0; i < 16; i++)
         w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 |
                (uint32_t)p[4 * i + 3];
     for (int i = 16; i < 64; i++) {
@@ -74,10 +74,10 @@ void dc_sha256_final(dc_sha256_t *c, uint8_t out[DC_SHA256_LEN])
         c->used = 0;
     }
     memset(c->block + c->used, 0, 56 - c->used);
-    for (int i = 0; i < 8; i++)
+    for (unsigned i = 0; i < 8; i++)
         c->block[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
     compress(c, c->block);
-    for (int i = 0; i < 8; i++) {
+    for (size_t i = 0; i < 8; i++) {
         out[4 * i] = (uint8_t)(c->h[i] >> 24);
         out[4 * i + 1] = (uint8_t)(c->h[i] >> 16);
         out[4 * i + 2] = (uint8_t)(c->h[i] >> 8);
@@ -85,15 +85,15 @@ void dc_sha256_final(dc_sha256_t *c, uint8_t out[DC_SHA256_LEN])
     }
 }
 
-void dc_sha256_hex(dc_sha256_t *c, char out[2 * DC_SHA256_LEN + 1])
+void dc_sha256_hex(dc_sha256_t *c, char out[DC_SHA256_HEX_LEN + 1])
 {
     static const char hex[] = "0123456789abcdef";
     uint8_t           d[DC_SHA256_LEN];
 
     dc_sha256_final(c, d);
-    for (int i = 0; i < DC_SHA256_LEN; i++) {
+    for (size_t i = 0; i < DC_SHA256_LEN; i++) {
         out[2 * i] = hex[d[i] >> 4];
         out[2 * i + 1] = hex[d[i] & 15];
     }
-    out[2 * DC_SHA256_LEN] = '\0';
+    out[DC_SHA256_HEX_LEN] = '\0';
 }

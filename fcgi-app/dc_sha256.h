@@ -8,7 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DC_SHA256_LEN 32
+#define DC_SHA256_LEN     32
+#define DC_SHA256_HEX_LEN 64
 
 typedef struct {
     uint32_t h[8];
@@ -22,6 +23,6 @@ void dc_sha256_update(dc_sha256_t *c, const void *data, size_t n);
 void dc_sha256_final(dc_sha256_t *c, uint8_t out[DC_SHA256_LEN]);
 
 /* The digest of c's input as 64 lower-case hex digits and a NUL (finalises c). */
-void dc_sha256_hex(dc_sha256_t *c, char out[2 * DC_SHA256_LEN + 1]);
+void dc_sha256_hex(dc_sha256_t *c, char out[DC_SHA256_HEX_LEN + 1]);
 
 #endif

@@ -67,7 +67,8 @@ int dc_write_key_ok(const char *key)
  * What makes two requests the same: the method, the endpoint and its ids
  * (all the path says) and the body, byte for byte.
  */
-static void request_hash(const dc_request_t *req, const char *body, size_t len, char out[65])
+static void request_hash(const dc_request_t *req, const char *body, size_t len,
+                         char out[DC_SHA256_HEX_LEN + 1])
 {
     const dc_endpoint_t *ep = dc_endpoint_of(req);
     dc_sha256_t          c;
