@@ -1,6 +1,7 @@
 /* Redis access with bounded waits, lazy reconnect and a back-off after failures. */
 #include "dc_cache.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,7 +137,43 @@ static int ensure(dc_cache_t *c)
  */
 static void command_failed(dc_cache_t *c, const char *what)
 {
+    if (c->ctx == NULL)
+        return; /* the reconnect of command() failed: ensure() has reported it */
     fail(c, c->ctx->err != REDIS_ERR_EOF, what, c->ctx->errstr);
+}
+
+/* The server closed the connection: Redis restarted, or dropped an idle client. */
+static int closed_by_server(const redisContext *ctx)
+{
+    return ctx->err == REDIS_ERR_EOF || (ctx->err == REDIS_ERR_IO && (errno == ECONNRESET || errno == EPIPE));
+}
+
+/*
+ * Sends one command. When the server had closed the connection since this
+ * worker last used it, reconnects and sends it once more: a worker that sat
+ * idle through a Redis restart must not answer its next request without the
+ * cache (or with a 503 while PostgreSQL is down). Only for commands that may
+ * run twice: reads, the conditional store, the generation bump. NULL when
+ * both failed (or the reconnect did): then c->ctx is the failed context, or
+ * NULL after a failed reconnect, which ensure() has reported.
+ */
+static redisReply *command(dc_cache_t *c, const char *fmt, ...)
+{
+    va_list     ap, again;
+    redisReply *r;
+
+    va_start(ap, fmt);
+    va_copy(again, ap);
+    r = redisvCommand(c->ctx, fmt, ap);
+    if (r == NULL && closed_by_server(c->ctx)) {
+        disconnect(c);
+        c->retry_at_ms = 0;
+        if (ensure(c) == DC_OK)
+            r = redisvCommand(c->ctx, fmt, again);
+    }
+    va_end(again);
+    va_end(ap);
+    return r;
 }
 
 static void copy_gen(char gen[DC_GEN_MAX], const redisReply *r)
@@ -161,7 +198,7 @@ int dc_cache_get(dc_cache_t *c, const char *org, const char *key, size_t klen, d
     if (glen < 0 || ensure(c) != DC_OK)
         return DC_UNAVAILABLE;
     t0 = dc_now_ns();
-    r = redisCommand(c->ctx, "MGET %b %b", genkey, (size_t)glen, key, klen);
+    r = command(c, "MGET %b %b", genkey, (size_t)glen, key, klen);
     dc_metrics_cache_latency(DC_COP_GET, dc_now_ns() - t0);
     if (r == NULL) {
         dc_metrics_cache_error(DC_COP_GET);
@@ -201,7 +238,7 @@ int dc_cache_generation(dc_cache_t *c, const char *org, char gen[DC_GEN_MAX])
     gen[0] = '\0';
     if (glen < 0 || ensure(c) != DC_OK)
         return DC_UNAVAILABLE;
-    r = redisCommand(c->ctx, "GET %b", genkey, (size_t)glen);
+    r = command(c, "GET %b", genkey, (size_t)glen);
     if (r == NULL) {
         command_failed(c, "redis GET");
         return DC_UNAVAILABLE;
@@ -217,15 +254,9 @@ void dc_cache_value_release(dc_cache_value_t *v)
     memset(v, 0, sizeof(*v));
 }
 
-/* Runs a script by sha; DC_OK with *out the reply (free it), or DC_UNAVAILABLE. */
-static int eval(dc_cache_t *c, const char *what, redisReply **out, const char *fmt, ...)
+/* The reply r of a script run through command(): DC_OK with *out = r (free it), or DC_UNAVAILABLE. */
+static int eval(dc_cache_t *c, const char *what, redisReply **out, redisReply *r)
 {
-    va_list     ap;
-    redisReply *r;
-
-    va_start(ap, fmt);
-    r = redisvCommand(c->ctx, fmt, ap);
-    va_end(ap);
     if (r == NULL) {
         command_failed(c, what);
         return DC_UNAVAILABLE;
@@ -252,8 +283,9 @@ int dc_cache_set(dc_cache_t *c, const char *org, const char *key, size_t klen, c
     if (glen < 0 || ensure(c) != DC_OK)
         return DC_UNAVAILABLE;
     t0 = dc_now_ns();
-    rc = eval(c, "redis store", &r, "EVALSHA %s 2 %b %b %s %b %d", c->store_sha, genkey, (size_t)glen, key,
-              klen, gen, val, vlen, ttl_s);
+    rc = eval(c, "redis store", &r,
+              command(c, "EVALSHA %s 2 %b %b %s %b %d", c->store_sha, genkey, (size_t)glen, key, klen, gen,
+                      val, vlen, ttl_s));
     dc_metrics_cache_latency(DC_COP_SET, dc_now_ns() - t0);
     if (rc != DC_OK) {
         dc_metrics_cache_error(DC_COP_SET);
@@ -279,7 +311,7 @@ int dc_cache_invalidate_org(dc_cache_t *c, const char *org)
         return DC_UNAVAILABLE;
     }
     t0 = dc_now_ns();
-    rc = eval(c, "redis invalidate", &r, "EVALSHA %s 1 %b", c->bump_sha, genkey, (size_t)glen);
+    rc = eval(c, "redis invalidate", &r, command(c, "EVALSHA %s 1 %b", c->bump_sha, genkey, (size_t)glen));
     dc_metrics_cache_latency(DC_COP_INVALIDATE, dc_now_ns() - t0);
     if (rc != DC_OK) {
         dc_metrics_cache_error(DC_COP_INVALIDATE);
@@ -313,7 +345,7 @@ int dc_cache_ping(dc_cache_t *c, double *latency_ms)
 
     if (ensure(c) != DC_OK)
         return DC_UNAVAILABLE;
-    r = redisCommand(c->ctx, "PING");
+    r = command(c, "PING");
     if (r == NULL) {
         command_failed(c, "redis PING");
         return DC_UNAVAILABLE;

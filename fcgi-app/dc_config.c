@@ -25,6 +25,7 @@ typedef struct {
 #define CFG_INT(name, field, def, min, max) { name, offsetof(dc_config_t, field), def, min, max }
 
 static const int_var_t int_vars[] = {
+    CFG_INT("FCGI_IO_TIMEOUT_MS",         fcgi_io_timeout_ms, 5000, 100, 600000),
     CFG_INT("REDIS_CONNECT_TIMEOUT_MS",   redis_connect_timeout_ms, 100, 1, 60000),
     CFG_INT("REDIS_COMMAND_TIMEOUT_MS",   redis_command_timeout_ms, 100, 1, 60000),
     CFG_INT("REDIS_RETRY_INTERVAL_MS",    redis_retry_interval_ms, 1000, 0, 600000),
@@ -96,13 +97,40 @@ static int host_ok(const char *h)
     return 1;
 }
 
+/* Decodes %XX in place (user and password of a URL). DC_OK, or DC_EINVAL for a bad escape or %00. */
+static int pct_decode(char *s)
+{
+    char *w = s;
+
+    for (const char *r = s; *r != '\0'; r++) {
+        if (*r == '%') {
+            unsigned v = 0;
+            for (int i = 1; i <= 2; i++) {
+                char c = r[i];
+                if (!isxdigit((unsigned char)c))
+                    return DC_EINVAL;
+                v = v * 16 + (unsigned)(isdigit((unsigned char)c) ? c - '0' : (c | 0x20) - 'a' + 10);
+            }
+            if (v == 0)
+                return DC_EINVAL;
+            *w++ = (char)v;
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return DC_OK;
+}
+
 static int parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, size_t errlen)
 {
     const char *p, *at, *slash, *hostend, *colon;
-    char        num[16];
+    char        num[16], shown[128]; /* the URL as an error may quote it: without its password */
 
     memset(out, 0, sizeof(*out));
     out->redis_port = 6379;
+    dc_log_redact(url, shown, sizeof(shown));
 
     if (strncmp(url, "unix://", 7) == 0) {
         const char *path = url + 7, *q = strchr(path, '?');
@@ -125,7 +153,7 @@ static int parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, siz
     }
 
     if (strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "must start with redis:// or unix:// (got \"%.64s\")", url);
+        snprintf(err, errlen, "must start with redis:// or unix:// (got \"%.64s\")", shown);
         return DC_EINVAL;
     }
     p = url + 8;
@@ -141,6 +169,10 @@ static int parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, siz
             copy_str(out->redis_password, sizeof(out->redis_password), c + 1, (size_t)(at - c - 1)) !=
                 DC_OK) {
             snprintf(err, errlen, "user or password too long");
+            return DC_EINVAL;
+        }
+        if (pct_decode(out->redis_user) != DC_OK || pct_decode(out->redis_password) != DC_OK) {
+            snprintf(err, errlen, "user or password has a bad %%-escape (%%XX, not %%00)");
             return DC_EINVAL;
         }
         p = at + 1;
@@ -171,7 +203,7 @@ static int parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, siz
         }
     }
     if (!host_ok(out->redis_host)) {
-        snprintf(err, errlen, "needs a host name or address (got \"%.64s\")", url);
+        snprintf(err, errlen, "needs a host name or address (got \"%.64s\")", shown);
         return DC_EINVAL;
     }
     if (colon != NULL) {
@@ -201,6 +233,7 @@ static int load(dc_config_t *cfg, char *err, size_t errlen)
 {
     const char *s;
     char        why[256];
+    dc_err_t    lerr;
     int         ttl;
 
     memset(cfg, 0, sizeof(*cfg));
@@ -237,10 +270,20 @@ static int load(dc_config_t *cfg, char *err, size_t errlen)
         return DC_EINVAL;
     }
 
+    if (dc_listen_allow_parse(getenv("FCGI_WEB_SERVER_ADDRS"), &cfg->fcgi_allow, &lerr) != DC_OK) {
+        snprintf(err, errlen, "FCGI_WEB_SERVER_ADDRS: %.200s", lerr.str);
+        return DC_EINVAL;
+    }
+
     cfg->metrics_enabled = 1;
     s = getenv("METRICS");
     if (s != NULL && *s != '\0') {
         if (strcmp(s, "on") == 0 || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+            if (dc_listen_allow_parse(getenv("FCGI_WEB_SERVER_ADDRS"), &cfg->fcgi_allow, &lerr) != DC_OK) {
+                snprintf(err, errlen, "FCGI_WEB_SERVER_ADDRS: %.200s", lerr.str);
+                return DC_EINVAL;
+            }
+
             cfg->metrics_enabled = 1;
         } else if (strcmp(s, "off") == 0 || strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
             cfg->metrics_enabled = 0;

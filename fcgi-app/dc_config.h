@@ -7,6 +7,7 @@
 #define DC_CONFIG_H
 
 #include "dc_core.h"
+#include "dc_listen.h"
 #include "dc_log.h"
 
 #define DC_DEFAULT_DATABASE_URL "postgresql://dashcache@127.0.0.1:25432/dashcache"
@@ -31,6 +32,8 @@ typedef struct {
     int             db_connect_timeout_s;
     int             db_statement_timeout_ms;
     int             db_retry_interval_ms; /* back-off after a failed connect */
+    int             fcgi_io_timeout_ms;   /* reading a request, and writing its answer, each */
+    dc_allow_t      fcgi_allow;           /* FCGI_WEB_SERVER_ADDRS */
     int             device_online_s;
     int             retry_after_s;           /* Retry-After on a 503 */
     int             health_timeout_ms;       /* bound of each /health check */

@@ -22,12 +22,17 @@ int dc_init_config(const char *program, dc_config_t *cfg)
 {
     dc_err_t err;
 
+    char shown[sizeof(err.str)];
+
+    /* the messages quote the variables: never a password */
     if (dc_config_load(cfg) != DC_OK) {
-        fprintf(stderr, "%s: configuration error: %s\n", program, cfg->err.str);
+        dc_log_redact(cfg->err.str, shown, sizeof(shown));
+        fprintf(stderr, "%s: configuration error: %s\n", program, shown);
         return 1;
     }
     if (dc_db_check_conninfo(cfg->database_url, &err) != DC_OK) {
-        fprintf(stderr, "%s: configuration error: %s\n", program, err.str);
+        dc_log_redact(err.str, shown, sizeof(shown));
+        fprintf(stderr, "%s: configuration error: %s\n", program, shown);
         return 1;
     }
     dc_log_set_level(cfg->log_level);

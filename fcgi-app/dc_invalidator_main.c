@@ -246,8 +246,10 @@ static int init_metrics(void *arg)
     if (v->cfg.metrics_enabled) {
         char path[512];
         dc_metrics_default_path(&v->cfg, path, sizeof(path));
-        if (dc_metrics_open(path, &err) != DC_OK || dc_metrics_claim(DC_MK_INVALIDATOR) != DC_OK)
+        if (dc_metrics_open(path, &err) != DC_OK)
             dc_log_warn("metrics.open", "metrics unavailable (%s); running without them", err.str);
+        else if (dc_metrics_claim(DC_MK_INVALIDATOR) != DC_OK)
+            dc_log_warn("metrics.open", "no free metrics slot; this invalidator's figures are not counted");
     }
     return DC_OK;
 }

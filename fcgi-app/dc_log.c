@@ -34,9 +34,86 @@ int dc_log_enabled(dc_log_level_t level)
     return level >= min_level;
 }
 
+/* Where a URL's authority ends: nothing that can end a log field belongs to it. */
+static int url_stop(char c)
+{
+    return c == '\0' || c == ' ' || c == '"' || c == '\'' || c == '\t' || c == '\n' || c == '\r' ||
+           c == '>' || c == ')';
+}
+
+static int keyword_at(const char *p, const char *kw)
+{
+    for (; *kw != '\0'; p++, kw++) {
+        if ((char)(*p | 0x20) != *kw) /* ASCII lower case; '=' has the bit already */
+            return 0;
+    }
+    return 1;
+}
+
+size_t dc_log_redact(const char *in, char *out, size_t cap)
+{
+    static const char stars[] = "***";
+    size_t            n = 0;
+    const char       *p = in;
+
+    if (cap == 0)
+        return 0;
+#define PUT(c)              \
+    do {                    \
+        if (n + 1 < cap)    \
+            out[n++] = (c); \
+    } while (0)
+    while (*p != '\0') {
+        if (p[0] == ':' && p[1] == '/' && p[2] == '/') {
+            /* scheme://user:password@host: the last '@' ends the user information */
+            const char *auth = p + 3, *end = auth, *at = NULL, *colon;
+            while (!url_stop(*end)) {
+                if (*end == '@')
+                    at = end;
+                end++;
+            }
+            for (int i = 0; i < 3; i++)
+                PUT(p[i]);
+            p = auth;
+            colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+            if (colon != NULL) {
+                for (; p <= colon; p++)
+                    PUT(*p);
+                for (size_t i = 0; i < sizeof(stars) - 1; i++)
+                    PUT(stars[i]);
+                p = at; /* the '@' and the host are copied as they are */
+            }
+            continue;
+        }
+        if (keyword_at(p, "password=")) {
+            for (int i = 0; i < 9; i++)
+                PUT(p[i]);
+            p += 9;
+            if (*p == '\'') { /* conninfo quoting: \' and \\ inside */
+                for (p++; *p != '\0' && *p != '\''; p++)
+                    if (*p == '\\' && p[1] != '\0')
+                        p++;
+                if (*p == '\'')
+                    p++;
+            } else {
+                while (!url_stop(*p) && *p != '&')
+                    p++;
+            }
+            for (size_t i = 0; i < sizeof(stars) - 1; i++)
+                PUT(stars[i]);
+            continue;
+        }
+        PUT(*p);
+        p++;
+    }
+#undef PUT
+    out[n] = '\0';
+    return n;
+}
+
 void dc_log(dc_log_level_t level, const char *event, const char *fmt, ...)
 {
-    char           msg[1024], line[2048];
+    char           raw[1024], msg[1024], line[2048];
     struct timeval tv;
     struct tm      tm;
     va_list        ap;
@@ -47,8 +124,9 @@ void dc_log(dc_log_level_t level, const char *event, const char *fmt, ...)
         return;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
+    dc_log_redact(raw, msg, sizeof(msg));
 
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);

@@ -26,7 +26,17 @@ int dc_log_parse_level(const char *s, dc_log_level_t *out) DC_WUR;
 int dc_log_enabled(dc_log_level_t level);
 
 /*
- * Writes one line. `event` is a dotted name without spaces; the message is
+ * Copies in to out (cap bytes, always NUL-terminated) with credentials
+ * replaced by ***: the password of a URL's user:password@ (any scheme:
+ * redis://, postgresql://) and the value of a password= keyword (libpq
+ * conninfo, or a URI query parameter). Returns the length written.
+ * dc_log applies it to every message, so a URL or a conninfo string that
+ * reaches a log line never carries its secret.
+ */
+size_t dc_log_redact(const char *in, char *out, size_t cap);
+
+/*
+ * Writes one line, credentials redacted (dc_log_redact). `event` is a dotted name without spaces; the message is
  * quoted and its quotes and control characters escaped.
  */
 void dc_log(dc_log_level_t level, const char *event, const char *fmt, ...) DC_PRINTF(3, 4);

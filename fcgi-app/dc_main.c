@@ -14,7 +14,9 @@
 
 #include "dc_config.h"
 #include "dc_db.h"
+#include "dc_envfile.h"
 #include "dc_init.h"
+#include "dc_listen.h"
 #include "dc_log.h"
 #include "dc_master.h"
 #include "dc_metrics.h"
@@ -25,12 +27,15 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: " PROGRAM " [--listen ADDR] [--workers N] [--socket-mode MODE] [--pid-file FILE]\n"
+               "                      [--env-file FILE]\n"
                "\n"
-               "  --listen ADDR       unix:/path/to.sock, /path/to.sock, host:port or :port;\n"
-               "                      runs a prefork master on it\n"
+               "  --listen ADDR       unix:/path/to.sock, /path/to.sock, host:port or :port\n"
+               "                      (127.0.0.1); runs a prefork master on it\n"
                "  --workers N         worker processes (default: 2 x cores)\n"
                "  --socket-mode MODE  octal mode of a unix socket (default 0660)\n"
                "  --pid-file FILE     write the master's pid there\n"
+               "  --env-file FILE     KEY=VALUE lines read into the environment at start and,\n"
+               "                      by the master, again on SIGHUP (systemctl reload)\n"
                "\n"
                "Without --listen it serves a socket it inherits: systemd socket activation\n"
                "(LISTEN_FDS) or fd 0 (spawn-fcgi); with --workers it forks that many workers on\n"
@@ -72,17 +77,23 @@ static int parse_positive(const char *s, int max, int *out)
 
 /* What the flags asked for and what start-up made of it. */
 typedef struct {
-    const char *listen_spec, *pid_file;
-    int         workers, mode, fd;
-    dc_config_t cfg;
+    const char   *listen_spec, *pid_file, *env_file;
+    int           workers, mode, fd;
+    dc_listener_t listener; /* what --listen opened; closed (and unlinked if ours) at exit */
+    dc_config_t   cfg;
 } main_t;
 
 /* Start-up steps; each returns DC_OK or the exit code. */
 
 static int init_config(void *arg)
 {
-    main_t *m = arg;
+    main_t  *m = arg;
+    dc_err_t err;
 
+    if (m->env_file != NULL && dc_envfile_load(m->env_file, 0, &err) != DC_OK) {
+        fprintf(stderr, PROGRAM ": %s\n", err.str);
+        return 1;
+    }
     return dc_init_config(PROGRAM, &m->cfg);
 }
 
@@ -110,11 +121,16 @@ static int init_socket(void *arg)
     long     ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
     if (m->listen_spec != NULL) {
-        m->fd = dc_master_listen(m->listen_spec, m->mode, &err);
-        if (m->fd < 0) {
+        if (dc_listen_open(&m->listener, m->listen_spec, m->mode, &err) != DC_OK) {
             dc_log_error("master.listen", "%s", err.str);
             return 1;
         }
+        m->fd = m->listener.fd;
+        if (m->listener.tcp && !m->listener.loopback && m->cfg.fcgi_allow.n == 0)
+            dc_log_warn("master.listen",
+                        "%s is not a loopback address and FCGI_WEB_SERVER_ADDRS is empty: any host that "
+                        "reaches it can send FastCGI requests, bypassing nginx",
+                        m->listen_spec);
         if (m->workers == 0)
             m->workers = ncpu > 0 ? (int)ncpu * 2 : 2;
         return DC_OK;
@@ -158,13 +174,14 @@ int main(int argc, char **argv)
         { "workers", required_argument, NULL, 'w' },
         { "socket-mode", required_argument, NULL, 'm' },
         { "pid-file", required_argument, NULL, 'p' },
+        { "env-file", required_argument, NULL, 'e' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    static main_t m = { .mode = 0660, .fd = -1 };
+    static main_t m = { .mode = 0660, .fd = -1, .listener = { .fd = -1 } };
     int           c, rc;
 
-    while ((c = getopt_long(argc, argv, "l:w:m:p:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:w:m:p:e:h", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             m.listen_spec = optarg;
@@ -190,6 +207,9 @@ int main(int argc, char **argv)
         case 'p':
             m.pid_file = optarg;
             break;
+        case 'e':
+            m.env_file = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -207,16 +227,11 @@ int main(int argc, char **argv)
     rc = dc_init_run(PROGRAM, init_chain, DC_ARRAY_LEN(init_chain), &m);
     if (rc != DC_OK)
         return rc;
-    if (m.workers > 0) {
-        const char *path = NULL;
-        if (m.listen_spec != NULL)
-            path = strncmp(m.listen_spec, "unix:", 5) == 0 ? m.listen_spec + 5
-                   : m.listen_spec[0] == '/'               ? m.listen_spec
-                                                           : NULL;
-        rc = dc_master_run(m.fd, m.workers, &m.cfg, path);
-    } else {
+    if (m.workers > 0)
+        rc = dc_master_run(m.fd, m.workers, &m.cfg, m.env_file);
+    else
         rc = dc_worker_run(m.fd, &m.cfg);
-    }
+    dc_listen_close(&m.listener);
     if (m.pid_file != NULL)
         unlink(m.pid_file);
     return rc;

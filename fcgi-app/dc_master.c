@@ -1,26 +1,22 @@
 /* Prefork master: fork, reap, respawn, reload, stop. */
 #include "dc_master.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "dc_db.h"
+#include "dc_envfile.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
 #include "dc_signal.h"
 #include "dc_worker.h"
 
-#define BACKLOG        1024
 #define FAST_EXIT_MS   2000 /* a worker that dies sooner is crash-looping */
 #define BACKOFF_MAX_MS 10000
 
@@ -34,88 +30,9 @@ typedef struct {
 
 typedef enum { RUNNING, STOPPING } state_t;
 
-static int listen_unix(const char *path, int mode, dc_err_t *err)
-{
-    struct sockaddr_un sa;
-    int                fd;
-
-    if (strlen(path) >= sizeof(sa.sun_path)) {
-        dc_err_set(err, DC_ERROR, "socket path %s is longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
-        return -1;
-    }
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        dc_err_set(err, DC_ERROR, "socket() failed: %s", strerror(errno));
-        return -1;
-    }
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || chmod(path, (mode_t)mode) != 0 ||
-        listen(fd, BACKLOG) != 0) {
-        dc_err_set(err, DC_ERROR, "cannot listen on %s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static int listen_tcp(const char *spec, dc_err_t *err)
-{
-    char            host[256];
-    const char     *colon = strrchr(spec, ':');
-    struct addrinfo hints, *ai = NULL;
-    int             fd = -1, one = 1, rc;
-    size_t          hn;
-
-    if (colon == NULL || colon[1] == '\0') {
-        dc_err_set(err, DC_ERROR, "listen address %s is neither unix:/path nor host:port", spec);
-        return -1;
-    }
-    hn = (size_t)(colon - spec);
-    if (hn >= sizeof(host)) {
-        dc_err_set(err, DC_ERROR, "host in %s is too long", spec);
-        return -1;
-    }
-    memcpy(host, spec, hn);
-    host[hn] = '\0';
-    if (host[0] == '[' && hn > 1 && host[hn - 1] == ']') {
-        memmove(host, host + 1, hn - 2);
-        host[hn - 2] = '\0';
-    }
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
-    if (rc != 0) {
-        dc_err_set(err, DC_ERROR, "cannot resolve %s: %s", spec, gai_strerror(rc));
-        return -1;
-    }
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, BACKLOG) != 0) {
-        dc_err_set(err, DC_ERROR, "cannot listen on %s: %s", spec, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(ai);
-    return fd;
-}
-
-int dc_master_listen(const char *spec, int mode, dc_err_t *err)
-{
-    if (strncmp(spec, "unix:", 5) == 0)
-        return listen_unix(spec + 5, mode, err);
-    if (spec[0] == '/')
-        return listen_unix(spec, mode, err);
-    return listen_tcp(spec, err);
-}
-
 static pid_t spawn(int listen_fd, const dc_config_t *cfg, const sigset_t *orig_mask)
 {
+    pid_t master = getpid(); /* before fork: the child compares its parent with it */
     pid_t pid = fork();
 
     if (pid < 0) {
@@ -123,9 +40,14 @@ static pid_t spawn(int listen_fd, const dc_config_t *cfg, const sigset_t *orig_m
         return -1;
     }
     if (pid == 0) {
-        /* a worker must not outlive its master */
+        /*
+         * A worker must not outlive its master. The master may have died
+         * between fork() and prctl(): then our parent is no longer it. Not
+         * "getppid() == 1": a master that is PID 1 itself (a container's
+         * ENTRYPOINT) would see every worker leave at once, forever.
+         */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() == 1)
+        if (getppid() != master)
             _exit(0);
         if (dc_signal_child_reset(orig_mask) != DC_OK)
             _exit(1);
@@ -198,7 +120,33 @@ static int alive(const slot_t *slots, int n)
     return k;
 }
 
-int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg, const char *unix_path)
+/*
+ * SIGHUP with --env-file: the file again, then the whole configuration from
+ * the environment. DC_OK with cfg replaced; otherwise cfg is left as it was
+ * (the error is logged, credentials redacted by dc_log).
+ */
+static int reread(const char *env_file, dc_config_t *cfg)
+{
+    static dc_config_t fresh; /* large; the master has one */
+    dc_err_t           err;
+
+    if (dc_envfile_load(env_file, 0, &err) != DC_OK) {
+        dc_log_error("master.reload", "%s; keeping the running configuration and workers", err.str);
+        return DC_ERROR;
+    }
+    if (dc_config_load(&fresh) != DC_OK || dc_db_check_conninfo(fresh.database_url, &fresh.err) != DC_OK) {
+        dc_log_error("master.reload",
+                     "configuration error in %s: %s; keeping the running configuration and workers", env_file,
+                     fresh.err.str);
+        return DC_ERROR;
+    }
+    *cfg = fresh;
+    dc_log_set_level(cfg->log_level);
+    dc_log_info("master.reload", "configuration re-read from %s", env_file);
+    return DC_OK;
+}
+
+int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_file)
 {
     sigset_t set, orig;
     slot_t  *slots;
@@ -272,8 +220,8 @@ int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg, const char
             }
             break;
         case SIGHUP:
-            if (state == RUNNING) {
-                /* each worker finishes its request and is replaced at once */
+            if (state == RUNNING && (env_file == NULL || reread(env_file, cfg) == DC_OK)) {
+                /* each worker finishes its request and is replaced at once, on the new configuration */
                 dc_log_info("master.reload", "restarting %d workers", alive(slots, workers));
                 for (int i = 0; i < workers; i++)
                     slots[i].fast_exits = 0;
@@ -285,9 +233,6 @@ int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg, const char
         }
     }
 
-    if (unix_path != NULL)
-        unlink(unix_path);
-    close(listen_fd);
     free(slots);
     dc_log_info("master.exit", "all workers stopped");
     return 0;

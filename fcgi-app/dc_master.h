@@ -13,16 +13,12 @@
 #define DC_STOP_TIMEOUT_MS 30000
 
 /*
- * Opens a listening socket: "unix:/path", "/path", "host:port" or ":port".
- * A unix socket gets mode `mode` (e.g. 0660); a stale socket file is
- * replaced. Returns the fd, or -1 with err set.
+ * Runs the master on listen_fd (which stays open: the caller closes it,
+ * dc_listen_close) until a stop signal. On SIGHUP, with env_file (or NULL),
+ * it first reads that file into the environment and cfg from it again; a
+ * file or configuration with an error is logged and changes nothing (the
+ * workers keep running). Returns the process exit code.
  */
-int dc_master_listen(const char *spec, int mode, dc_err_t *err);
-
-/*
- * Runs the master until a stop signal; unix_path (or NULL) is unlinked on
- * exit. Returns the process exit code.
- */
-int dc_master_run(int listen_fd, int workers, const dc_config_t *cfg, const char *unix_path);
+int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_file);
 
 #endif

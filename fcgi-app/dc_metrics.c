@@ -16,13 +16,20 @@
 #include "dc_log.h"
 
 #define MAGIC    0x6463616368656d31ULL /* "dcachem1" */
-#define VERSION  2                     /* 2: statement slots are per module ranges (dc_db_set_t) */
+#define VERSION  3                     /* 3: no count in a histogram, an overflow bucket instead */
 #define SLOTS    128
-#define NBUCKETS 8 /* finite bounds; +Inf is the count */
+#define NBUCKETS 8 /* finite bounds */
 
+/*
+ * No separate count: a writer bumps exactly one bucket per observation, and
+ * a scrape derives every cumulative bucket, +Inf and _count from the bucket
+ * values it copied. A count kept apart was bumped after the bucket, so a
+ * scrape between the two showed le="0.5" above le="+Inf"; derived from one
+ * read of each bucket, a scrape is consistent whatever the writers do, and
+ * no writer pays for a lock or a sequence counter.
+ */
 typedef struct {
-    uint64_t bucket[NBUCKETS]; /* observations in (bound[i-1], bound[i]] */
-    uint64_t count;
+    uint64_t bucket[NBUCKETS + 1]; /* observations in (bound[i-1], bound[i]]; [NBUCKETS]: above the last */
     uint64_t sum_ns;
 } hist_t;
 
@@ -98,9 +105,7 @@ static void observe(hist_t *h, int64_t ns)
         ns = 0;
     while (i < NBUCKETS && ns > bound_ns[i])
         i++;
-    if (i < NBUCKETS)
-        add(&h->bucket[i], 1);
-    add(&h->count, 1);
+    add(&h->bucket[i], 1);
     add(&h->sum_ns, (uint64_t)ns);
 }
 
@@ -188,6 +193,12 @@ int dc_metrics_claim(dc_mkind_t kind)
 {
     int32_t self = (int32_t)getpid();
 
+    /*
+     * A forked process inherits its parent's slot pointer: without a slot
+     * of its own it must record nothing rather than write into the
+     * parent's (slots have a single writer).
+     */
+    me = NULL;
     if (disabled)
         return DC_OK;
     if (shm == NULL)
@@ -411,13 +422,19 @@ static void counters(dc_buf_t *o, int *rc, const char *name, const char *help, c
     }
 }
 
-/* One histogram series: cumulative buckets up to nb bounds, +Inf, sum, count. */
+/*
+ * One histogram series: cumulative buckets up to nb bounds, +Inf, sum,
+ * count; +Inf and count are the sum of the same bucket values (h is a
+ * snapshot), so they are equal and never below a finite bucket.
+ */
 static void hist(dc_buf_t *o, int *rc, const char *name, const char *labels, const hist_t *h, int nb)
 {
     char        lab[192], metric[128];
-    uint64_t    cum = 0;
+    uint64_t    cum = 0, total = 0;
     const char *sep = labels[0] ? "," : "";
 
+    for (int i = 0; i <= NBUCKETS; i++)
+        total += h->bucket[i];
     snprintf(metric, sizeof(metric), "%s_bucket", name);
     for (int i = 0; i < nb; i++) {
         cum += h->bucket[i];
@@ -425,12 +442,12 @@ static void hist(dc_buf_t *o, int *rc, const char *name, const char *labels, con
         line(o, rc, metric, lab, cum);
     }
     snprintf(lab, sizeof(lab), "%s%sle=\"+Inf\"", labels, sep);
-    line(o, rc, metric, lab, h->count);
+    line(o, rc, metric, lab, total);
     if (*rc == DC_OK && dc_buf_printf(o, "%s_sum%s%s%s %.9f\n", name, labels[0] ? "{" : "", labels,
                                       labels[0] ? "}" : "", (double)h->sum_ns / 1e9) != DC_OK)
         *rc = DC_ENOMEM;
     snprintf(metric, sizeof(metric), "%s_count", name);
-    line(o, rc, metric, labels, h->count);
+    line(o, rc, metric, labels, total);
 }
 
 int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)

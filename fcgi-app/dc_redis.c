@@ -2,6 +2,7 @@
 #include "dc_redis.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <sys/time.h>
 
 #include <hiredis.h>
@@ -45,9 +46,11 @@ int dc_redis_connect(const dc_config_t *cfg, redisContext **out, dc_err_t *err)
     if (redisSetTimeout(ctx, ms_to_tv(cfg->redis_command_timeout_ms)) != REDIS_OK)
         return failed(&ctx, err, DC_ERROR, "redis set timeout", ctx->errstr);
     if (a->redis_password[0] != '\0') {
+        /* %b: a password is one argument whatever it holds (a space split %s in two) */
         redisReply *r = a->redis_user[0] != '\0'
-                            ? redisCommand(ctx, "AUTH %s %s", a->redis_user, a->redis_password)
-                            : redisCommand(ctx, "AUTH %s", a->redis_password);
+                            ? redisCommand(ctx, "AUTH %b %b", a->redis_user, strlen(a->redis_user),
+                                           a->redis_password, strlen(a->redis_password))
+                            : redisCommand(ctx, "AUTH %b", a->redis_password, strlen(a->redis_password));
         int         rc = setup(&ctx, err, r);
         if (rc != DC_OK)
             return rc;

@@ -1,21 +1,86 @@
-/* FastCGI accept loop. */
+/*
+ * FastCGI accept loop.
+ *
+ * We accept connections ourselves and hand each one to libfcgi
+ * (FCGX_Request.ipcFd), because libfcgi's own accept checks peers only for
+ * IPv4 and then reads the request with blocking reads and no deadline: a
+ * client that connects and sends nothing (or one byte a minute) would own
+ * the worker forever. Here every connection is read, and later written,
+ * under a deadline of FCGI_IO_TIMEOUT_MS per phase: an interval timer whose
+ * SIGALRM handler shuts the connection down, so that whatever read() or
+ * write() libfcgi is in (or is about to enter) returns at once and the
+ * request is dropped. SO_RCVTIMEO would bound each read() but not their
+ * sum, and a client trickling bytes would still hold the worker.
+ */
 #include "dc_worker.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/epoll.h>
-#include <unistd.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <fcgiapp.h>
 
 #include "dc_app.h"
 #include "dc_body.h"
+#include "dc_listen.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
 #include "dc_signal.h"
+
+/* The connection under a deadline, for the SIGALRM handler; -1 when none. */
+static volatile sig_atomic_t io_fd = -1;
+static volatile sig_atomic_t io_expired; /* the last deadline passed */
+
+static void on_io_deadline(int signo)
+{
+    int saved = errno;
+    (void)signo;
+    io_expired = 1;
+    if (io_fd >= 0)
+        shutdown(io_fd, SHUT_RDWR); /* async-signal-safe; the fd stays ours until libfcgi closes it */
+    errno = saved;
+}
+
+static void io_arm(int fd, int ms)
+{
+    struct itimerval it = { { 0, 0 }, { ms / 1000, (ms % 1000) * 1000L } };
+
+    io_fd = fd;
+    io_expired = 0;
+    setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static void io_disarm(void)
+{
+    struct itimerval it = { { 0, 0 }, { 0, 0 } };
+
+    setitimer(ITIMER_REAL, &it, NULL);
+    io_fd = -1;
+}
+
+static int io_init(void)
+{
+    struct sigaction sa;
+    sigset_t         alrm;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_io_deadline; /* no SA_RESTART: an interrupted read fails too */
+    sigemptyset(&sa.sa_mask);
+    sigemptyset(&alrm);
+    sigaddset(&alrm, SIGALRM);
+    if (sigaction(SIGALRM, &sa, NULL) != 0 || sigprocmask(SIG_UNBLOCK, &alrm, NULL) != 0) {
+        dc_log_error("worker.init", "sigaction(SIGALRM) failed: %s", strerror(errno));
+        return DC_ERROR;
+    }
+    return DC_OK;
+}
 
 /* The path without the query: nginx's $document_uri, else REQUEST_URI cut at '?'. */
 static const char *request_path(FCGX_ParamArray envp, char *buf, size_t cap)
@@ -65,7 +130,8 @@ static int read_body(FCGX_Request *r, dc_buf_t *buf)
     return DC_OK;
 }
 
-static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body)
+/* One request whose parameters libfcgi has read; the read deadline is still armed. */
+static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body, int io_timeout_ms)
 {
     char       pathbuf[2048], head[DC_RESPONSE_HEAD_MAX];
     dc_input_t in = {
@@ -82,6 +148,7 @@ static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body)
     if (in.method == NULL)
         in.method = "GET";
     rc = strcmp(in.method, "POST") == 0 ? read_body(r, body) : DC_OK;
+    io_disarm(); /* the application has deadlines of its own */
     if (rc == DC_OK) {
         in.body = body->data;
         in.body_len = body->len;
@@ -98,9 +165,16 @@ static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body)
         resp.body_len = rc == DC_EINVAL ? sizeof(too_large) - 1 : sizeof(bad) - 1;
     }
     hn = dc_response_head(&resp, head, sizeof(head));
+    io_arm(r->ipcFd, io_timeout_ms);
     if (hn > 0 && FCGX_PutStr(head, hn, r->out) == hn && !resp.head_only && resp.body_len > 0)
         FCGX_PutStr(resp.body, (int)resp.body_len, r->out);
     FCGX_Finish_r(r);
+    io_disarm();
+    /* nginx is told not to keep connections (a kept one would pin this worker): close it */
+    if (r->ipcFd >= 0) {
+        close(r->ipcFd);
+        r->ipcFd = -1;
+    }
     dc_metrics_http((dc_mroute_t)resp.mroute, resp.status, dc_now_ns() - t0);
     dc_app_done(app);
 }
@@ -112,11 +186,13 @@ int dc_worker_run(int listen_fd, const dc_config_t *cfg)
     sigset_t           wait_mask;
     dc_buf_t           body = DC_BUF_INIT;
     dc_app_t          *app;
+    int64_t            refused_log_ms = 0, slow_log_ms = 0; /* at most a line a second of each */
     int                flags, ep;
 
-    if (dc_signal_stop_init(&wait_mask) != DC_OK)
+    if (io_init() != DC_OK || dc_signal_stop_init(&wait_mask) != DC_OK)
         return 1;
-    if (FCGX_Init() != 0 || FCGX_InitRequest(&req, listen_fd, 0) != 0) {
+    /* -1: libfcgi never accepts by itself (see the top of this file) */
+    if (FCGX_Init() != 0 || FCGX_InitRequest(&req, -1, 0) != 0) {
         dc_log_error("worker.init", "FCGX_Init() failed");
         return 1;
     }
@@ -147,7 +223,8 @@ int dc_worker_run(int listen_fd, const dc_config_t *cfg)
     dc_log_info("worker.start", "serving on fd %d", listen_fd);
 
     while (!dc_signal_stop) {
-        int n = epoll_pwait(ep, &ev, 1, -1, &wait_mask);
+        int  n = epoll_pwait(ep, &ev, 1, -1, &wait_mask), fd, refused;
+        char peer[64];
 
         if (n < 0) {
             if (errno != EINTR) {
@@ -158,16 +235,42 @@ int dc_worker_run(int listen_fd, const dc_config_t *cfg)
         }
         if (dc_signal_stop)
             break;
-        n = FCGX_Accept_r(&req);
-        if (n < 0) {
-            /* EAGAIN: another worker took it; anything else: don't spin on it */
-            if (n != -EAGAIN && n != -EWOULDBLOCK && n != -EINTR && n != -ECONNABORTED) {
-                dc_log_warn("worker.accept", "FCGX_Accept_r() failed: %s", strerror(-n));
+        fd = dc_listen_accept(listen_fd, &cfg->fcgi_allow, &refused, peer, sizeof(peer));
+        if (fd < 0) {
+            /* DC_DECLINED: another worker took it, or a refused peer; anything else: don't spin */
+            if (refused && dc_now_ms() >= refused_log_ms) {
+                dc_log_warn("worker.refused", "connection from %s closed: not in FCGI_WEB_SERVER_ADDRS",
+                            peer);
+                refused_log_ms = dc_now_ms() + 1000;
+            } else if (fd == DC_ERROR) {
+                dc_log_warn("worker.accept", "accept() failed: %s", strerror(errno));
                 poll(NULL, 0, 10);
             }
             continue;
         }
-        serve(app, &req, &body);
+        io_arm(fd, cfg->fcgi_io_timeout_ms);
+        /*
+         * Hand the connection to libfcgi: with keepConnection set, the
+         * FCGX_Finish_r at the top of FCGX_Accept_r leaves it open, and the
+         * request's own BEGIN record sets the flag again. On a protocol
+         * error or the deadline libfcgi closes it and returns < 0.
+         */
+        req.ipcFd = fd;
+        req.keepConnection = 1;
+        if (FCGX_Accept_r(&req) < 0) {
+            io_disarm();
+            if (io_expired && dc_now_ms() >= slow_log_ms) {
+                dc_log_warn("worker.io_timeout", "connection dropped: no complete request within %d ms",
+                            cfg->fcgi_io_timeout_ms);
+                slow_log_ms = dc_now_ms() + 1000;
+            }
+            if (req.ipcFd >= 0) {
+                close(req.ipcFd);
+                req.ipcFd = -1;
+            }
+            continue;
+        }
+        serve(app, &req, &body, cfg->fcgi_io_timeout_ms);
     }
 
     dc_log_info("worker.stop", "stopping");

@@ -20,20 +20,14 @@ what it started, in reverse order, also from an atexit hook and on SIGTERM.
 Test stacks take free loopback ports (bound to port 0) unless told otherwise,
 so several stacks can run at once.
 
-Every start also records "PID STARTTIME" in STATE_DIR/pids/NAME.pid: `make
-stop` finds a killed supervisor's services there, and (transitional) the e2e
-suites still written in bash stop and restart components through
-`dcstack.py ctl` (scripts/lib.sh); a service whose own process is gone adopts
-the process recorded there for the same stack.
+Every start also records "PID STARTTIME" in STATE_DIR/pids/NAME.pid, so that
+`make stop` finds the services of a supervisor that was killed; a service
+whose own process is gone adopts the process recorded there for the same stack.
 
 The demo ids live here (DEMO_ORG, DEMO_UNIT, org_id(n)); sql/seed.sql is
 their source of truth and tests/e2e checks that both agree.
 
-Command line (for the shell scripts that remain):
-  dcstack.py shell-constants          DC_DEMO_ORG=... lines for scripts/lib.sh
-  dcstack.py ctl start|stop NAME      start or stop one service (postgres, redis, fcgi,
-                                      invalidator, nginx) of the stack the environment
-                                      describes (tests/e2e/*.sh through scripts/lib.sh)
+Command line:
   dcstack.py nginx-check              nginx -t on the site config and snippet
 """
 from __future__ import annotations
@@ -382,7 +376,7 @@ class Service:
 
     # ---- what runs
     def pid(self) -> int | None:
-        """The running process: ours, or the one a bash suite restarted for this stack."""
+        """The running process: ours, or the one recorded in this stack's pidfile."""
         if self.proc is not None and self.proc.poll() is None:
             return self.proc.pid
         try:
@@ -880,7 +874,8 @@ def render_nginx(out: Path, directory: Path, listen: str, sock: Path, access: st
     for k, v in {"@NGINX_USER@": nginx_user_line(), "@NGINX_WORKERS@": os.environ.get("NGINX_WORKERS", "auto"),
                  "@NGINX_DIR@": str(directory), "@LISTEN@": listen, "@FCGI_SOCKET@": str(sock),
                  "@ACCESS_LOG@": access,
-                 "@LOCATIONS_CONF@": str(ROOT / "nginx/dashcache-locations.conf")}.items():
+                 "@LOCATIONS_CONF@": str(ROOT / "nginx/dashcache-locations.conf"),
+                 "@LIMITS_CONF@": str(ROOT / "nginx/dashcache-limits.conf")}.items():
         text = text.replace(k, v)
     out.write_text(text)
 
@@ -941,6 +936,7 @@ http {{
     scgi_temp_path {tmp}/tmp/scgi;
     access_log off;
     include {ROOT}/nginx/dashcache-upstream.conf;
+    include {ROOT}/nginx/dashcache-limits.conf;
     server {{
         listen {HOST}:18099;
         server_name operator.example;
@@ -1229,47 +1225,9 @@ def read_env_file(path: Path) -> dict:
 
 # ------------------------------------------------------------------ command line
 
-def ctl_stack() -> Stack:
-    """The stack described by the environment (Stack.describe's variables, as
-    tests/run.py exports them to the bash e2e suites), to start or stop one of its
-    services; it adopts and records processes through STATE_DIR/pids like Stack does."""
-    e = os.environ
-    try:
-        s = Stack("ctl", state_dir=Path(e["DC_STATE_DIR"]), runtime_dir=Path(e["DC_RUNTIME_DIR"]),
-                  ports={"pg": int(e["PG_PORT"]), "redis": int(e["REDIS_PORT"]), "http": int(e["HTTP_PORT"])},
-                  workers=int(e["WORKERS"]), fsync=e.get("DC_PG_FSYNC") != "off", app_env=dict(e),
-                  access_log=False).prepare()
-    except (KeyError, ValueError) as x:
-        raise SystemExit(f"dcstack.py ctl: the stack's variables are not set ({x}); see Stack.describe")
-    if e.get("DC_FCGI_BIN"):
-        s.fcgi.binary = Path(e["DC_FCGI_BIN"])
-    if e.get("DC_INVAL_BIN"):
-        s.invalidator.binary = Path(e["DC_INVAL_BIN"])
-    if e.get("FCGI_SOCKET"):
-        s.fcgi.socket = Path(e["FCGI_SOCKET"])
-    return s
-
-
 def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else ""
-    if cmd == "shell-constants":
-        print(f"DC_DEMO_ORG={DEMO_ORG}\nDC_DEMO_UNIT={DEMO_UNIT}")
-    elif cmd == "ctl" and len(argv) == 4 and argv[2] in ("start", "stop"):
-        svc = {s.name: s for s in ctl_stack().services()}.get(argv[3])
-        if svc is None:
-            print(f"dcstack.py ctl: no service {argv[3]!r}", file=sys.stderr)
-            return 2
-        try:
-            if argv[2] == "stop":
-                svc.stop()
-            elif svc.running():
-                log(f"{svc.name} already running (pid {svc.pid()})")
-            else:
-                svc.start()
-        except StackError as e:
-            log(f"error: {e}")
-            return 1
-    elif cmd == "nginx-check":
+    if cmd == "nginx-check":
         rc = 0
         for what, ok, out in nginx_check():
             print(f"nginx-check: {what} {'ok' if ok else 'FAILED'}")

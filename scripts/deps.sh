@@ -26,6 +26,7 @@ required=(
 	"nginx-light|nginx|nginx-core|nginx-full|nginx-extras"
 	redis-server redis-tools
 	curl jq procps util-linux coreutils wrk python3 python3-pytest prometheus
+	systemd
 )
 
 installed() {

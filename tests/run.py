@@ -1,26 +1,27 @@
 #!/usr/bin/python3
 """dashcache test runner (`make test` builds everything, then calls this).
 
-  tests/run.py [--only SUITE]...   SUITE: nginx-check monitoring unit integration e2e san valgrind
+  tests/run.py [--only SUITE]...   SUITE: nginx-check monitoring systemd unit integration e2e san valgrind
 
-Default: nginx-check, monitoring (promtool), unit (build/tests/test_*),
-integration (build/tests/integration_*), e2e (pytest tests/e2e, then the
-tests/e2e/test_*.sh suites not yet ported), then unit and integration again
-from build/san/ (ASan + UBSan). valgrind runs only when asked for.
+Default: nginx-check, monitoring (promtool), systemd (systemd-analyze security
+--offline=true on each systemd/*.service: exposure at most SYSTEMD_EXPOSURE_MAX,
+2.0), unit (build/tests/test_*), integration (build/tests/integration_*), e2e
+(pytest tests/e2e), then unit and integration again from build/san/ (ASan +
+UBSan). valgrind runs only when asked for.
 
-Integration and the bash e2e suites share one throwaway stack (scripts/dcstack.py:
-PostgreSQL with demo data, Redis, dashcache-fcgi with 4 workers, nginx) on free
-loopback ports (TEST_PG_PORT, TEST_REDIS_PORT, TEST_HTTP_PORT pin them); the
-pytest suites start their own stacks. Timeouts per binary/suite: UNIT_TIMEOUT
-(60 s), INTEGRATION_TIMEOUT (120 s), E2E_TIMEOUT (240 s per bash suite; the
-pytest run gets 4x), each times TIMEOUT_MULTIPLIER (1), and for sanitizer /
-valgrind runs times SAN_TIMEOUT_MULTIPLIER (3) / VALGRIND_TIMEOUT_MULTIPLIER (10).
+The integration binaries share one throwaway stack (scripts/dcstack.py:
+PostgreSQL with demo data and Redis) on free loopback ports (TEST_PG_PORT,
+TEST_REDIS_PORT pin them); the pytest suites start their own stacks
+(tests/e2e/conftest.py). Timeouts: UNIT_TIMEOUT (60 s) and INTEGRATION_TIMEOUT
+(120 s) per binary, E2E_TIMEOUT (960 s) for the pytest run, each times
+TIMEOUT_MULTIPLIER (1), and for sanitizer / valgrind runs times
+SAN_TIMEOUT_MULTIPLIER (3) / VALGRIND_TIMEOUT_MULTIPLIER (10).
 
 Counting: each cmocka binary's TAP lines (`ok N`, `not ok N`; `# SKIP` counted
-apart), each pytest test (JUnit XML: failure or error = failed), the closing
-`N passed, M failed` line of each bash suite. A binary or suite that exits
-non-zero, times out, crashes or prints a sanitizer report without a failed test
-counts as one failure more; one that runs no test counts as a failure. The last
+apart), each pytest test (JUnit XML: failure or error = failed). A binary or
+run that exits non-zero, times out, crashes or prints a sanitizer report
+without a failed test counts as one failure more; one that runs no test counts
+as a failure. The last
 line is `N passed, M failed` (`, K skipped` when some were); exit 1 if M > 0 or
 N == 0. Logs: .run/test/ (kept after the run).
 """
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import dcstack as dc  # noqa: E402
 
-SUITES = ("nginx-check", "monitoring", "unit", "integration", "e2e", "san", "valgrind")
+SUITES = ("nginx-check", "monitoring", "systemd", "unit", "integration", "e2e", "san", "valgrind")
 ALIASES = {"nginx": "nginx-check", "asan": "san", "ubsan": "san"}
 PYTHON = "/usr/bin/python3"  # Debian's interpreter, which has python3-pytest
 STATE = ROOT / ".run" / "test"
@@ -187,28 +188,6 @@ def run_binaries(t: Tally, kind: str, d: Path, prefix: str, timeout: float, env:
         run_binary(t, f"{kind} {b.name}", timeout, [*wrapper, str(b)], e)
 
 
-SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed(, (\d+) skipped)?", re.M)
-
-
-def run_bash_suite(t: Tally, label: str, timeout: float, script: Path, env: dict) -> None:
-    """A bash e2e suite ending with `N passed, M failed` (tests/e2e/e2e_lib.sh)."""
-    log = logname(label)
-    rc = run_logged(["bash", str(script)], log, timeout, env)
-    text = log.read_text(errors="replace")
-    found = SUMMARY.findall(text)
-    np = nf = ns = 0
-    if found:
-        np, nf, ns = int(found[-1][0]), int(found[-1][1]), int(found[-1][3] or 0)
-    extra, why = 0, ""
-    if not found:
-        extra, why = 1, f"no summary line ({exit_reason(rc)})"
-    elif rc != 0 and nf == 0:
-        extra, why = 1, exit_reason(rc)
-    elif np + nf == 0:
-        extra, why = 1, "no test ran"
-    t.report(label, np, nf, ns, extra, why, log, [ln for ln in text.splitlines() if re.match(r"^ *FAIL ", ln)])
-
-
 def run_pytest(t: Tally, timeout: float, env: dict) -> None:
     """pytest tests/e2e; one result line per test module, from the JUnit XML."""
     log, xml = logname("e2e pytest"), RESULTS / "e2e-pytest.xml"
@@ -257,6 +236,30 @@ def check_monitoring(t: Tally) -> None:
     t.single(ok, "monitoring: Grafana dashboard is JSON with panels")
 
 
+EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
+
+
+def check_systemd(t: Tally) -> None:
+    """systemd-analyze security --offline=true per service unit: the exposure figure printed, at most the bound."""
+    bound = float(os.environ.get("SYSTEMD_EXPOSURE_MAX", 2.0))
+    units = sorted((ROOT / "systemd").glob("*.service"))
+    if not units:
+        t.single(False, "systemd: no systemd/*.service units")
+    for u in units:
+        try:
+            r = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(u)],
+                               capture_output=True, text=True, timeout=60)
+            out = r.stdout + r.stderr
+        except (OSError, subprocess.TimeoutExpired) as e:
+            t.single(False, f"systemd: systemd-analyze security {rel(u)}", str(e))
+            continue
+        m = EXPOSURE.search(out)
+        level = float(m.group(1)) if m else None
+        ok = level is not None and level <= bound
+        t.single(ok, f"systemd: {rel(u)} exposure {level if level is not None else '?'} (at most {bound})",
+                 "\n".join(ln for ln in out.splitlines() if "\u2717" in ln or "Overall" in ln) or out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", default=[], metavar="SUITE")
@@ -291,7 +294,7 @@ def main() -> int:
     mult = float(os.environ.get("TIMEOUT_MULTIPLIER", 1))
     unit_t = float(os.environ.get("UNIT_TIMEOUT", 60)) * mult
     int_t = float(os.environ.get("INTEGRATION_TIMEOUT", 120)) * mult
-    e2e_t = float(os.environ.get("E2E_TIMEOUT", 240)) * mult
+    e2e_t = float(os.environ.get("E2E_TIMEOUT", 960)) * mult
     san_m = float(os.environ.get("SAN_TIMEOUT_MULTIPLIER", 3))
     vg_m = float(os.environ.get("VALGRIND_TIMEOUT_MULTIPLIER", 10))
     base_env = dc.test_app_env()
@@ -303,59 +306,34 @@ def main() -> int:
             t.single(ok, f"nginx-check: {what}", out)
     if want("monitoring"):
         check_monitoring(t)
+    if want("systemd"):
+        check_systemd(t)
     if want("unit"):
         run_binaries(t, "unit", Path("build/tests"), "test_", unit_t, base_env)
 
     stack = None
     try:
-        if any(want(s) for s in ("integration", "e2e", "san", "valgrind")):
-            ports = {k: int(os.environ[v]) for k, v in
-                     (("pg", "TEST_PG_PORT"), ("redis", "TEST_REDIS_PORT"), ("http", "TEST_HTTP_PORT"))
+        if any(want(s) for s in ("integration", "san", "valgrind")):
+            ports = {k: int(os.environ[v]) for k, v in (("pg", "TEST_PG_PORT"), ("redis", "TEST_REDIS_PORT"))
                      if os.environ.get(v)}
-            stack = dc.Stack("test", state_dir=STATE, ports=ports, workers=int(os.environ.get("TEST_WORKERS", 4)),
-                             invalidator=False, nginx=(ROOT / "build/dashcache-fcgi").exists())
+            # the integration binaries talk to PostgreSQL and Redis only; the invalidator's
+            # asynchronous invalidations would make their HIT/MISS expectations racy
+            stack = dc.Stack("test", state_dir=STATE, ports=ports, invalidator=False, nginx=False)
             try:
                 stack.start()
-                print(f"---- stack: postgres :{stack.postgres.port}, redis :{stack.redis.port}, "
-                      f"nginx {stack.http_url}, {stack.workers} workers ({stack.runtime_dir})", flush=True)
+                print(f"---- stack: postgres :{stack.postgres.port}, redis :{stack.redis.port} "
+                      f"({stack.runtime_dir})", flush=True)
             except dc.StackError as e:
                 print(f"FAIL stack: could not start the test stack: {e}")
                 t.record(0, 1, 0, "stack start")
                 stack = None
-        stack_env = {**base_env, **stack.describe(), "DC_STACK_ENV": str(STATE / "stack.env")} if stack else None
+        stack_env = {**base_env, **stack.describe()} if stack else None
 
         if want("integration") and stack:
             run_binaries(t, "integration", Path("build/tests"), "integration_", int_t, stack_env)
 
-        if want("e2e"):
-            # pytest suites: their own stacks (tests/e2e/conftest.py)
-            run_pytest(t, e2e_t * 4, {**base_env, "DC_E2E_STATE_DIR": str(STATE / "e2e")})
-            legacy = sorted((ROOT / "tests/e2e").glob("test_*.sh"))
-            if legacy and stack and stack.with_nginx:
-                # the invalidator runs for the end-to-end suites only: its asynchronous
-                # invalidations would make the integration tests' HIT/MISS expectations racy
-                try:
-                    stack.start_invalidator()
-                except dc.StackError as e:
-                    print(f"FAIL e2e: dashcache-invalidator did not start: {e}")
-                    t.record(0, 1, 0, "invalidator start")
-                for f in legacy:
-                    run_bash_suite(t, f"e2e {f.name}", e2e_t, f, stack_env)
-                missing = stack.down()
-                if missing:  # a destructive suite left something stopped: that is a failure
-                    print(f"FAIL stack: {' '.join(missing)} not running after the e2e suites; restarting")
-                    t.record(0, 1, 0, f"stack left stopped: {' '.join(missing)}")
-                    for svc in list(stack.started):
-                        if not svc.running():
-                            try:
-                                svc.start()
-                            except dc.StackError as e:
-                                print(f"     | {e}")
-                stack.invalidator.stop()
-                stack.started.remove(stack.invalidator)
-            elif legacy:
-                print("FAIL e2e: no stack with dashcache-fcgi for the bash suites (make all)")
-                t.record(0, 1, 0, "e2e (no stack)")
+        if want("e2e"):  # the pytest suites start their own stacks (tests/e2e/conftest.py)
+            run_pytest(t, e2e_t, {**base_env, "DC_E2E_STATE_DIR": str(STATE / "e2e")})
 
         if want("san"):
             san_env = {**base_env, "ASAN_OPTIONS": ASAN_OPTIONS, "UBSAN_OPTIONS": UBSAN_OPTIONS}

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 import consistency
-from conftest import wait_for
+from conftest import cache_key, wait_for
 import dcstack as dc
 
 
@@ -198,10 +198,10 @@ def test_pattern_message_deletes_exactly_the_matching_keys(http, redis, ids):
     warm_tenant(http, o2)
     warm_tenant(http, o3)
     redis("PUBLISH", "cache:invalidate", json.dumps({"pattern": f"dashboard:units:*:org:{o2}"}))
-    gone = wait_for(lambda: not redis.scan(f"dashboard:units:status:org:{o2}"), 2.0)
+    gone = wait_for(lambda: not redis.scan(cache_key("units", o2)), 2.0)
     assert gone, "the matching key of org 2 is gone"
-    assert len(redis.scan(f"dashboard:*:org:{o2}")) == 2, "the other keys of org 2 are still there"
-    assert len(redis.scan(f"dashboard:*:org:{o3}")) == 3, "org 3 keeps its 3 keys"
+    assert len(redis.scan(cache_key("any", o2))) == 2, "the other keys of org 2 are still there"
+    assert len(redis.scan(cache_key("any", o3))) == 3, "org 3 keeps its 3 keys"
     r = http.get(http.org_url(o3, "stats"))
     assert r.xcache == "HIT", f"org 3 still answers from the cache; got {r}"
     r = http.get(http.org_url(o2, "units/status"))
@@ -214,17 +214,17 @@ def test_hostile_messages_change_nothing(http, redis, stack, ids):
     warm_tenant(http, o3)
 
     def gens():
-        return {k: redis("GET", k) for k in redis.scan("dashcache:gen:*")}
+        return {k: redis("GET", k) for k in redis.scan(cache_key("gen"))}
 
     def rejected():
         log = stack.invalidator.log_path
         return log.read_text(errors="replace").count("event=invalidate.rejected") if log.exists() else 0
 
-    keys_before, gens_before, rejected_before = redis.scan("dashboard:*"), gens(), rejected()
+    keys_before, gens_before, rejected_before = redis.scan(cache_key("all")), gens(), rejected()
     hostile = ['not json', '{"pattern":"dashboard:*"}', '{"pattern":"dashboard:*:org:*"}',
                '{"pattern":"dashboard:*:org:a*"}', f'{{"pattern":"dashboard:*:org:{o2[:8]}*"}}',
                '{"pattern":"dashboard:*:org:[0-9a-f]*"}', '{"pattern":"dashboard:*:org:a[c]me"}', '{"pattern":"*"}',
-               f'{{"pattern":"dashcache:gen:org:{o2}"}}', '{"orgId":"*"}', '{"orgId":42}',
+               json.dumps({"pattern": cache_key("gen", o2)}), '{"orgId":"*"}', '{"orgId":42}',
                f'{{"orgId":"{o2}","pattern":"dashboard:*:org:{o3}"}}', '{"orgId":', '[]',
                json.dumps({"orgId": o2, "x": "a" * 100000})]
     for m in hostile:
@@ -233,7 +233,7 @@ def test_hostile_messages_change_nothing(http, redis, stack, ids):
     time.sleep(0.2)  # anything beyond the expected count would show now
     n = rejected() - rejected_before
     assert n == len(hostile), f"every hostile message was rejected and logged ({n} of {len(hostile)})"
-    assert redis.scan("dashboard:*") == keys_before, "no key was deleted"
+    assert redis.scan(cache_key("all")) == keys_before, "no key was deleted"
     assert gens() == gens_before, "no generation moved"
     assert stack.invalidator.running(), "the invalidator is still running"
     r = http.get(http.org_url(o3, "compliance"))

@@ -58,6 +58,18 @@ def pending(stack) -> int:
     return int(stack.postgres.psql("SELECT count(*) FROM cache_outbox WHERE processed_at IS NULL"))
 
 
+def assert_outbox_applied(s) -> None:
+    """The invalidator drained the outbox within 30 s, is still running, and no
+    process of the stack printed a sanitizer report."""
+    drained = wait_for(lambda: pending(s) == 0 or not s.invalidator.running(), 30, 0.2) and pending(s) == 0
+    reports = s.sanitizer_reports()
+    assert not reports, "a sanitizer report:\n" + "\n---\n".join(f"{k}:\n{v}" for k, v in reports.items())
+    assert s.invalidator.running(), \
+        f"the invalidator is still running (exit {s.invalidator.exit_status()}); " \
+        f"log:\n{dc.tail(s.invalidator.log_path, 30)}"
+    assert drained, f"the outbox is drained within 30 s (pending {pending(s)})"
+
+
 def warm(http, orgs) -> None:
     served_counts(http, orgs)
     served_counts(http, orgs)
@@ -118,13 +130,7 @@ def test_sanitized_workers_and_invalidator_under_many_org_writes(san_stack):
     bad = [repr(r) for r in api if r.status != 201]
     assert not bad, f"API writes acknowledged: {bad[:3]}"
 
-    drained = wait_for(lambda: pending(s) == 0 or not s.invalidator.running(), 30, 0.2) and pending(s) == 0
-    reports = s.sanitizer_reports()
-    assert not reports, "a sanitizer report:\n" + "\n---\n".join(f"{k}:\n{v}" for k, v in reports.items())
-    assert s.invalidator.running(), \
-        f"the sanitized invalidator is still running (exit {s.invalidator.exit_status()}); " \
-        f"log:\n{dc.tail(s.invalidator.log_path, 30)}"
-    assert drained, f"the outbox is drained within 30 s (pending {pending(s)})"
+    assert_outbox_applied(s)
     stale = stale_orgs(s, http, orgs)
     assert not stale, f"{len(stale)} of {len(orgs)} organizations stale after the writes: {stale[:5]}"
     assert s.fcgi.running() and len(s.fcgi.workers()) == 3, "the sanitized master and its 3 workers are running"
@@ -156,13 +162,7 @@ def test_make_seed_small_into_a_running_stack(seed_stack):
                                f"interval '{time.monotonic() - t0 + 5:.0f} seconds'"))
     assert len(orgs) > 20 and rows > 1000, \
         f"the seed replaced the demo data and wrote several outbox batches ({len(orgs)} orgs, {rows} outbox rows)"
-    drained = wait_for(lambda: pending(s) == 0 or not s.invalidator.running(), 30, 0.2) and pending(s) == 0
-    reports = s.sanitizer_reports()
-    assert not reports, "a sanitizer report:\n" + "\n---\n".join(f"{k}:\n{v}" for k, v in reports.items())
-    assert s.invalidator.running(), \
-        f"the invalidator survived the seed (exit {s.invalidator.exit_status()}); " \
-        f"log:\n{dc.tail(s.invalidator.log_path, 30)}"
-    assert drained, f"the outbox is drained within 30 s (pending {pending(s)})"
+    assert_outbox_applied(s)
     h = http.get("/health")
     assert h.status == 200 and h.json().get("status") == "healthy", f"/health after the seed; got {h}"
     warm(http, orgs)

@@ -97,6 +97,34 @@ static void test_miss_then_hit_byte_identical(void **state)
     dc_test_resp_free(&b);
 }
 
+/*
+ * Redis closed the worker's connection while it was idle (a restart, a
+ * client timeout, CLIENT KILL): the next request reconnects within the same
+ * call and is still a HIT, not a BYPASS (nor a 503 if the database is down).
+ */
+static void test_connection_closed_by_redis_is_still_a_hit(void **state)
+{
+    fixture_t     *f = *state;
+    char           path[PATH_MAX_LEN];
+    dc_test_resp_t a, b;
+    long long      killed;
+
+    forget_org(DEMO_ORG);
+    dc_test_org_path(path, sizeof(path), DEMO_ORG, "units/status");
+    dc_test_get(f->app, path, NULL, &a);
+    assert_string_equal(a.x_cache, "MISS");
+    /* every client but the test's own: the app's cache connection among them */
+    killed = dc_test_redis_int("CLIENT KILL TYPE normal SKIPME yes");
+    assert_true(killed >= 1);
+    dc_test_get(f->app, path, NULL, &b);
+    assert_int_equal(b.status, 200);
+    assert_string_equal(b.x_cache, "HIT");
+    assert_int_equal(a.body_len, b.body_len);
+    assert_memory_equal(a.body, b.body, a.body_len);
+    dc_test_resp_free(&a);
+    dc_test_resp_free(&b);
+}
+
 static void test_every_query_type_is_cached_under_its_key(void **state)
 {
     fixture_t *f = *state;
@@ -439,6 +467,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_org_and_unit_are_not_cached, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_isolation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_values_match_the_database, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_closed_by_redis_is_still_a_hit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_refused_bypasses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_hung_is_bounded_and_recovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_database_down_serves_hits_and_503s_misses, setup, teardown),

@@ -12,6 +12,7 @@
  * Replies are built with malloc as hiredis builds them, and freed by the
  * real freeReplyObject.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -190,6 +191,7 @@ static void *command(redisContext *c, const char *fmt)
         case F_NULL_IO:
         case F_NULL_EOF:
             c->err = fk.fault == F_NULL_IO ? REDIS_ERR_IO : REDIS_ERR_EOF;
+            errno = fk.fault == F_NULL_IO ? EAGAIN : 0; /* a timeout, as hiredis reports one */
             snprintf(c->errstr, sizeof(c->errstr), "%s (fake)",
                      fk.fault == F_NULL_IO ? "Resource temporarily unavailable"
                                            : "Server closed the connection");
@@ -368,8 +370,12 @@ static void test_mget_null_reply_io_error(void **state)
     assert_int_equal(fk.connects, 2);
 }
 
-/* The server closed the connection: reconnect at the next call, without back-off. */
-static void test_mget_null_reply_eof_does_not_back_off(void **state)
+/*
+ * The server closed the connection (Redis restarted, or dropped an idle
+ * client): the same call reconnects and sends the command once more, so
+ * the request is still answered from the cache.
+ */
+static void test_mget_null_reply_eof_retries_in_the_same_call(void **state)
 {
     fixture_t       *f = *state;
     dc_cache_value_t v;
@@ -377,10 +383,49 @@ static void test_mget_null_reply_eof_does_not_back_off(void **state)
     f->cfg.redis_retry_interval_ms = 60000;
     assert_serves(f);
     fail_next("MGET", F_NULL_EOF);
-    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
-    assert_false(dc_cache_connected(f->cache));
-    assert_serves(f);
+    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_OK);
+    assert_non_null(v.reply);
+    dc_cache_value_release(&v);
+    assert_true(dc_cache_connected(f->cache));
     assert_int_equal(fk.connects, 2);
+    assert_int_equal(fk.script_loads, 4); /* a new connection loads the scripts again */
+    assert_int_equal(fk.contexts, 1);
+}
+
+/* Closed again on the retry: DC_UNAVAILABLE, and still no back-off for the next call. */
+static void test_mget_eof_twice_is_unavailable_without_back_off(void **state)
+{
+    fixture_t       *f = *state;
+    dc_cache_value_t v;
+
+    f->cfg.redis_retry_interval_ms = 60000;
+    assert_serves(f);
+    fail_next("MGET", F_NULL_EOF);
+    fk.fault_count = 2;
+    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_null(v.reply);
+    assert_false(dc_cache_connected(f->cache));
+    assert_int_equal(fk.connects, 2);
+    assert_serves(f);
+    assert_int_equal(fk.connects, 3);
+}
+
+/* The store and the bump are retried the same way; a timeout is not. */
+static void test_store_and_bump_retry_after_eof(void **state)
+{
+    fixture_t *f = *state;
+
+    assert_serves(f);
+    fail_next("EVALSHA", F_NULL_EOF);
+    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_OK);
+    assert_int_equal(fk.connects, 2);
+    fail_next("EVALSHA", F_NULL_EOF);
+    assert_int_equal(dc_cache_invalidate_org(f->cache, ORG), DC_OK);
+    assert_int_equal(fk.connects, 3);
+    f->cfg.redis_retry_interval_ms = 60000;
+    fail_next("EVALSHA", F_NULL_IO);
+    assert_int_equal(dc_cache_invalidate_org(f->cache, ORG), DC_UNAVAILABLE);
+    assert_int_equal(fk.connects, 3);
 }
 
 /* A timeout backs off: no new connection within the retry interval. */
@@ -533,7 +578,9 @@ int main(void)
         T(test_refused_connect_recovers),
         T(test_script_load_error),
         T(test_mget_null_reply_io_error),
-        T(test_mget_null_reply_eof_does_not_back_off),
+        T(test_mget_null_reply_eof_retries_in_the_same_call),
+        T(test_mget_eof_twice_is_unavailable_without_back_off),
+        T(test_store_and_bump_retry_after_eof),
         T(test_mget_timeout_backs_off),
         T(test_mget_error_reply),
         T(test_mget_wrong_reply_type),

@@ -42,6 +42,7 @@ static const int_var_t int_vars[] = {
     VAR("INGEST_MAX_FUTURE_SECONDS", ingest_max_future_s, 300, 0, 86400),
     VAR("READINGS_RETENTION_DAYS", readings_retention_days, 30, 1, 3650),
     VAR("IDEMPOTENCY_KEY_TTL_SECONDS", idempotency_ttl_s, 86400, 60, 604800),
+    VAR("FCGI_IO_TIMEOUT_MS", fcgi_io_timeout_ms, 5000, 100, 600000),
     VAR("CACHE_TTL_SECONDS", ttl[DC_Q_STATS], 60, 1, 86400),
     VAR("CACHE_TTL_STATS_SECONDS", ttl[DC_Q_STATS], 60, 1, 86400),
     VAR("CACHE_TTL_UNITS_SECONDS", ttl[DC_Q_UNITS], 60, 1, 86400),
@@ -57,7 +58,7 @@ static const char *const ttl_vars[DC_Q_AUDIT] = {
     [DC_Q_DEVICES] = "CACHE_TTL_DEVICES_SECONDS", [DC_Q_COMPLIANCE] = "CACHE_TTL_COMPLIANCE_SECONDS",
 };
 
-static const char *const other_vars[] = { "DATABASE_URL", "REDIS_URL", "LOG_LEVEL" };
+static const char *const other_vars[] = { "DATABASE_URL", "REDIS_URL", "LOG_LEVEL", "FCGI_WEB_SERVER_ADDRS" };
 
 static int clear_env(void **state)
 {
@@ -566,6 +567,66 @@ static void test_log_level(void **state)
     }
 }
 
+/* User and password are percent-decoded: any byte but NUL can be written. */
+static void test_redis_url_percent_decoding(void **state)
+{
+    static const redis_case_t ok[] = {
+        { "redis://:p%20w@host", "host", 6379, "", 0, "", "p w" },
+        { "redis://us%40er:p%40ss%2Fw%3Ad%25@host:1/2", "host", 1, "", 2, "us@er", "p@ss/w:d%" },
+        { "redis://:%e2%82%ac@host", "host", 6379, "", 0, "", "\xe2\x82\xac" },
+        { "redis://:a%2bb%2B@host", "host", 6379, "", 0, "", "a+b+" },
+    };
+    static const char *const bad[] = { "redis://:p%2@host", "redis://:p%zz@host", "redis://:p%00w@host",
+                                       "redis://u%:p@host", "redis://:%@host" };
+    dc_redis_addr_t          a;
+    dc_err_t                 err;
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(ok); i++)
+        assert_redis(&ok[i]);
+    for (size_t i = 0; i < DC_ARRAY_LEN(bad); i++) {
+        err.str[0] = '\0';
+        if (dc_config_parse_redis_url(bad[i], &a, &err) != DC_EINVAL)
+            fail_msg("accepted \"%s\"", bad[i]);
+        assert_non_null(strstr(err.str, "escape"));
+    }
+}
+
+/* A configuration error quotes REDIS_URL without its password, however long. */
+static void test_redis_url_error_hides_password(void **state)
+{
+    static const char *const bad[] = {
+        "redis://user:hunter2@bad host:6379",
+        "redis://user:hunter2@",
+        "http://user:hunter2@host",
+        "redis://:hunter2hunter2hunter2hunter2hunter2hunter2hunter2hunter2hunter2@ho st",
+    };
+    dc_config_t cfg;
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(bad); i++) {
+        set("REDIS_URL", bad[i]);
+        if (dc_config_load(&cfg) != DC_EINVAL)
+            fail_msg("accepted %s", bad[i]);
+        if (strstr(cfg.err.str, "hunter") != NULL || strstr(cfg.err.str, "REDIS_URL") == NULL)
+            fail_msg("%s: error \"%s\"", bad[i], cfg.err.str);
+    }
+}
+
+static void test_fcgi_web_server_addrs(void **state)
+{
+    dc_config_t cfg;
+
+    (void)state;
+    load_ok(&cfg);
+    assert_int_equal(cfg.fcgi_allow.n, 0);
+    set("FCGI_WEB_SERVER_ADDRS", "127.0.0.1, ::1,10.0.0.7");
+    load_ok(&cfg);
+    assert_int_equal(cfg.fcgi_allow.n, 3);
+    set("FCGI_WEB_SERVER_ADDRS", "127.0.0.1,nginx.example");
+    load_fails_prefix("FCGI_WEB_SERVER_ADDRS: \"nginx.example\" is not an IPv4 or IPv6 address");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, clear_env, clear_env)
 
 int main(void)
@@ -588,6 +649,9 @@ int main(void)
         T(test_redis_url_whitespace_in_numbers),
         T(test_redis_url_length_limits),
         T(test_redis_url_in_environment),
+        T(test_redis_url_percent_decoding),
+        T(test_redis_url_error_hides_password),
+        T(test_fcgi_web_server_addrs),
         T(test_database_url),
         T(test_log_level),
     };

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -188,12 +189,161 @@ static void test_disabled_records_nothing(void **state)
     dc_buf_free(&out);
 }
 
+/*
+ * Scrapes racing writers: forked workers observe durations in every bucket
+ * (and above the last) while this process renders. Every render must show
+ * cumulative buckets that never decrease, +Inf equal to _count, and no
+ * series lower than in the render before.
+ */
+#define RACE_WRITERS 3
+#define RACE_RENDERS 3000
+
+static const int64_t race_ns[] = { 500000,    3000000,   7000000,    20000000,  70000000,
+                                   200000000, 700000000, 2000000000, 9000000000 };
+
+static void race_writer(void)
+{
+    if (dc_metrics_claim(DC_MK_WORKER) != DC_OK)
+        _exit(1);
+    for (unsigned i = 0;; i++)
+        dc_metrics_http(DC_MR_HEALTH, 200, race_ns[i % DC_ARRAY_LEN(race_ns)]);
+}
+
+/* The values of one histogram series in a render: cumulative buckets, then +Inf, then _count. */
+static int read_series(const char *text, const char *name, const char *labels, double *v, int max)
+{
+    static const char *const les[] = { "0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1", "5", "+Inf" };
+    char                     series[256];
+    int                      n = 0;
+
+    for (size_t i = 0; i < DC_ARRAY_LEN(les) && n < max; i++) {
+        snprintf(series, sizeof(series), "%s_bucket{%s,le=\"%s\"}", name, labels, les[i]);
+        v[n] = value_of(text, series);
+        if (v[n] >= 0)
+            n++;
+    }
+    snprintf(series, sizeof(series), "%s_count{%s}", name, labels);
+    v[n++] = value_of(text, series);
+    return n;
+}
+
+static void test_scrapes_are_consistent_under_writers(void **state)
+{
+    pid_t    kids[RACE_WRITERS];
+    dc_buf_t out = DC_BUF_INIT;
+    double   prev[16] = { 0 };
+    int      bad = 0;
+    char     why[256] = "";
+    (void)state;
+
+    for (int k = 0; k < RACE_WRITERS; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0)
+            race_writer();
+    }
+    int renders = getenv("DC_RACE_RENDERS") ? atoi(getenv("DC_RACE_RENDERS")) : RACE_RENDERS;
+    for (int r = 0; r < renders && !bad; r++) {
+        double v[16];
+        int    n;
+        render(&out);
+        n = read_series(out.data, "dashboard_http_request_duration_seconds", "route=\"health\"", v, 16);
+        if (n != 10) {
+            snprintf(why, sizeof(why), "render %d: %d values", r, n);
+            bad = 1;
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            if (i > 0 && i < n - 1 && v[i] < v[i - 1]) {
+                snprintf(why, sizeof(why), "render %d: bucket %d = %.0f below bucket %d = %.0f", r, i, v[i],
+                         i - 1, v[i - 1]);
+                bad = 1;
+            } else if (v[i] < prev[i]) {
+                snprintf(why, sizeof(why), "render %d: value %d went back from %.0f to %.0f", r, i, prev[i],
+                         v[i]);
+                bad = 1;
+            }
+            prev[i] = v[i];
+        }
+        if (!bad && v[n - 1] != v[n - 2]) {
+            snprintf(why, sizeof(why), "render %d: le=\"+Inf\" %.0f but _count %.0f", r, v[n - 2], v[n - 1]);
+            bad = 1;
+        }
+    }
+    for (int k = 0; k < RACE_WRITERS; k++) {
+        kill(kids[k], SIGKILL);
+        waitpid(kids[k], NULL, 0);
+    }
+    dc_buf_free(&out);
+    if (bad)
+        fail_msg("%s", why);
+    assert_true(prev[9] > 0); /* the writers did write */
+}
+
+/*
+ * A process whose claim fails (every slot held by a live process) records
+ * nothing: not into the slot of the process it was forked from.
+ */
+static void test_failed_claim_writes_nowhere(void **state)
+{
+    int      res[2], hold[2], claimed = 0, failed = 0;
+    pid_t    kids[512];
+    int      nkids = 0;
+    dc_buf_t out = DC_BUF_INIT;
+    (void)state;
+
+    assert_int_equal(dc_metrics_claim(DC_MK_MASTER), DC_OK);
+    assert_int_equal(pipe(res), 0);
+    assert_int_equal(pipe(hold), 0);
+    while (!failed && nkids < (int)DC_ARRAY_LEN(kids)) {
+        pid_t pid = fork();
+        char  c;
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(hold[1]);
+            if (dc_metrics_claim(DC_MK_WORKER) == DC_OK) {
+                c = 'k';
+                if (write(res[1], &c, 1) != 1)
+                    _exit(1);
+                while (read(hold[0], &c, 1) > 0) /* hold the slot until released */
+                    ;
+                _exit(0);
+            }
+            for (int i = 0; i < 7; i++)
+                dc_metrics_http(DC_MR_METRICS, 200, 1000);
+            dc_metrics_worker_restart();
+            c = 'f';
+            _exit(write(res[1], &c, 1) == 1 ? 0 : 1);
+        }
+        kids[nkids++] = pid;
+        assert_int_equal(read(res[0], &c, 1), 1);
+        if (c == 'k')
+            claimed++;
+        else
+            failed = 1;
+    }
+    close(hold[1]); /* releases every holder */
+    for (int k = 0; k < nkids; k++)
+        waitpid(kids[k], NULL, 0);
+    close(hold[0]);
+    close(res[0]);
+    close(res[1]);
+    assert_true(failed);
+    assert_true(claimed > 0);
+    render(&out);
+    assert_true(value_of(out.data, "dashboard_http_requests_total{route=\"metrics\",status=\"200\"}") == 0);
+    assert_true(value_of(out.data, "dashboard_worker_restarts_total") == 0);
+    dc_buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_exposition_is_well_formed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_workers_stay_in_the_sum, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disabled_records_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scrapes_are_consistent_under_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_claim_writes_nowhere, setup, teardown),
     };
     return cmocka_run_group_tests_name("dc_metrics", tests, NULL, NULL);
 }

@@ -1,0 +1,103 @@
+"""Cache-aside through nginx: MISS then HIT with byte-identical bodies, keys as
+in fcgi-app/dc_key.h with their TTL, forceRefresh bypasses and repopulates,
+audit is never cached, each query and each tenant has its own entry. Ported
+from test_30_cache.sh; the tests run in file order on one flushed cache."""
+import pytest
+
+from conftest import cache_key, walk
+import dcstack as dc
+
+ORG, UNIT = dc.DEMO_ORG, dc.DEMO_UNIT
+TTL = int(dc.TEST_APP_ENV["CACHE_TTL_SECONDS"])
+# path, and the key its answer is stored under
+CACHED = [("stats", cache_key("stats", ORG)),
+          ("units/status", cache_key("units", ORG)),
+          ("alerts/count", cache_key("alerts", ORG)),
+          (f"alerts/count?unitId={UNIT}", cache_key("alerts", ORG, UNIT)),
+          (f"units/{UNIT}/temperature/trends", cache_key("temperature", ORG, UNIT, 24)),
+          ("devices/online", cache_key("devices", ORG)),
+          ("compliance", cache_key("compliance", ORG))]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def flushed(redis):
+    redis("FLUSHDB")
+
+
+@pytest.mark.parametrize("path,key", CACHED, ids=[p for p, _ in CACHED])
+def test_miss_then_hit_with_the_same_body(http, redis, path, key):
+    first = http.get(path)
+    assert first.status == 200 and first.xcache == "MISS", f"first  GET .../{path}: 200 MISS; got {first}"
+    second = http.get(path)
+    assert second.xcache == "HIT", f"second GET .../{path}: HIT; got {second}"
+    assert second.body == first.body, f"second GET .../{path}: byte-identical body"
+    # the stored value is "<generation>\n<body>" with this very body
+    stored = redis("GET", key)
+    assert stored is not None and stored.split("\n", 1)[1] == first.body.decode(), \
+        f"{key} holds the generation and the body that was answered; got {(stored or '')[:120]!r}"
+
+
+@pytest.mark.parametrize("key", [k for _, k in CACHED])
+def test_keys_have_a_ttl(redis, key):
+    ttl = redis("TTL", key)
+    assert 1 <= ttl <= TTL, f"{key} exists with a TTL in 1..{TTL}; TTL {ttl}"
+
+
+def test_only_these_keys(redis):
+    want = sorted(k for _, k in CACHED)
+    assert sorted(redis.scan(cache_key("all"))) == want, "exactly one key per query asked, as dc_key.h spells them"
+
+
+def test_force_refresh(http, redis):
+    r = http.get("stats?forceRefresh=true")
+    assert r.status == 200 and r.is_json(), f"stats?forceRefresh=true: 200 JSON; got {r}"
+    assert r.xcache == "BYPASS", f"stats?forceRefresh=true: BYPASS; got {r}"
+    again = http.get("stats")
+    assert again.xcache == "HIT", f"stats after forceRefresh: HIT; got {again}"
+    assert again.body == r.body, "stats after forceRefresh: the refreshed body was stored"
+    assert 1 <= redis("TTL", cache_key("stats", ORG)) <= TTL, "the refreshed entry has a TTL"
+    r = http.get(f"units/{UNIT}/temperature/trends?forceRefresh=true")
+    assert r.xcache == "BYPASS", f"trends?forceRefresh=true: BYPASS; got {r}"
+
+
+def test_audit_is_never_cached(http, redis):
+    for i in (1, 2, 3):
+        r = http.get("audit")
+        assert r.status == 200 and r.xcache == "BYPASS", f"audit GET #{i}: 200 BYPASS; got {r}"
+    assert redis.scan("*audit*") == [], "no audit key in Redis"
+
+
+def longest_list(doc) -> int:
+    return max((len(a) for a in walk(doc) if isinstance(a, list)), default=0)
+
+
+def test_each_query_has_its_own_entry(http, redis, sql):
+    h24 = http.get(f"units/{UNIT}/temperature/trends?hours=24")
+    n24 = longest_list(h24.json())
+    h1 = http.get(f"units/{UNIT}/temperature/trends?hours=1")
+    n1 = longest_list(h1.json())
+    assert h1.xcache == "MISS", f"trends?hours=1 after hours=24 was cached: MISS; got {h1}"
+    assert n1 <= 2 < n24, f"trends?hours=1: not the 24-hour body ({n1} points, 24h had {n24})"
+    assert redis("EXISTS", cache_key("temperature", ORG, UNIT, 1)) == 1, "hours=1 has a key of its own"
+    again = http.get(f"units/{UNIT}/temperature/trends?hours=24")
+    assert again.xcache == "HIT" and again.body == h24.body, \
+        f"trends?hours=24 again: HIT, same body as before; got {again}"
+    unit2 = sql(f"SELECT id FROM units WHERE org_id = '{ORG}' AND id <> '{UNIT}' ORDER BY name LIMIT 1")
+    assert len(unit2) == 36, f"the demo organization has a second unit; got {unit2!r}"
+    r = http.get(f"alerts/count?unitId={unit2}")
+    assert r.xcache == "MISS", f"alerts/count for another unit: MISS (not the first unit's entry); got {r}"
+    assert redis("EXISTS", cache_key("alerts", ORG, unit2)) == 1, "the other unit's count has a key of its own"
+
+
+def test_tenants_do_not_share_entries(http, redis):
+    org2 = dc.org_id(2)
+    org1 = http.get("stats")
+    assert org1.xcache == "HIT", f"org 1 stats cached; got {org1}"
+    r = http.get(http.org_url(org2, "stats"))
+    assert r.xcache == "MISS", f"org 2 stats after org 1's was cached: MISS; got {r}"
+    body = r.body.decode()
+    assert org2 in body and ORG not in body, f"org 2 stats names org 2 only; got {r}"
+    again = http.get(http.org_url(org2, "stats"))
+    assert again.xcache == "HIT", f"org 2 stats again: HIT; got {again}"
+    assert again.body != org1.body, "org 2 stats is not org 1's body"
+    assert redis("EXISTS", cache_key("stats", org2)) == 1, "org 2 has its own stats key"
