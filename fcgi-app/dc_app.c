@@ -213,8 +213,8 @@ void dc_app_handle(dc_app_t *app, const dc_input_t *in, dc_response_t *resp)
         handle_query(app, &req, resp);
         break;
     case DC_ROUTE_WRITE:
-        dc_write_handle(&app->write, app->cfg, app->cache, app->db, &req, who, in->content_type, in->body,
-                        in->body_len, &app->body, resp);
+        dc_write_handle(&app->write, app->cfg, app->cache, app->db, &req, who, in->content_type,
+                        in->idempotency_key, in->body, in->body_len, &app->body, resp);
         break;
     case DC_ROUTE_HEALTH:
         dc_health_check(app->cfg, app->cache, app->db, &app->body, resp);

@@ -28,10 +28,11 @@ void dc_app_free(dc_app_t *app);
 /* One request as the web server passed it; only read during dc_app_handle. */
 typedef struct {
     const char *method;
-    const char *path;         /* decoded, without the query */
-    const char *query;        /* raw, or NULL */
-    const char *content_type; /* or NULL */
-    const char *body;         /* request body (writes), or NULL */
+    const char *path;            /* decoded, without the query */
+    const char *query;           /* raw, or NULL */
+    const char *content_type;    /* or NULL */
+    const char *idempotency_key; /* Idempotency-Key header of a write, or NULL */
+    const char *body;            /* request body (writes), or NULL */
     size_t      body_len;
     const char *authorization; /* the Authorization header (HTTP_AUTHORIZATION), or NULL */
     /*

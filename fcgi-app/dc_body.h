@@ -24,6 +24,36 @@ int dc_body_is_json(const char *content_type);
 int dc_body_is_timestamp(const char *s);
 
 /*
+ * The UTC time of an RFC 3339 date-time in seconds since the epoch (its
+ * offset applied, fractions dropped). DC_OK or DC_EINVAL.
+ */
+int dc_body_timestamp_epoch(const char *s, int64_t *out) DC_WUR;
+
+/*
+ * Checks that body is strict JSON (RFC 8259): no comments, single quotes,
+ * trailing commas, raw control characters, invalid UTF-8, \u0000 or lone
+ * surrogates in strings, duplicate keys in an object (compared decoded),
+ * more than 64 members in an object, nesting deeper than 8, numbers of more
+ * than 40 characters or beyond a double. DC_OK, or DC_EINVAL with err (400
+ * invalid_json, the message naming the place, e.g. "readings[2].temperature",
+ * where root names a top-level array; root may be NULL). Allocates nothing.
+ */
+int dc_body_check_json(const char *body, size_t len, const char *root, dc_error_t *err) DC_WUR;
+
+/* An empty body, or {} (the resolve endpoint). DC_OK or DC_EINVAL with err. */
+int dc_body_empty(const char *body, size_t len, dc_error_t *err) DC_WUR;
+
+/*
+ * Bounds of recordedAt that dc_body_parse applies to ingest (dc_body_ingest
+ * does not); now 0: none.
+ */
+typedef struct {
+    int64_t now;          /* wall clock, seconds since the epoch */
+    int     max_future_s; /* INGEST_MAX_FUTURE_SECONDS */
+    int     retention_s;  /* READINGS_RETENTION_DAYS, in seconds */
+} dc_body_limits_t;
+
+/*
  * One reading or an array of 1..1000. Appends PostgreSQL array literals of
  * the device ids, temperatures and times (NULL for "now") to the three
  * buffers and sets *n. DC_OK or DC_EINVAL with err (400, index when an
@@ -46,10 +76,11 @@ int dc_body_device_status(const char *body, size_t len, int *online, dc_error_t 
 
 /* A parsed write request, whichever endpoint it is for. */
 typedef struct {
-    dc_buf_t        devices, temps, times; /* ingest: array literals */
-    size_t          n;                     /* ingest: readings */
-    dc_alert_body_t alert;                 /* alert create */
-    int             online;                /* device status */
+    dc_buf_t         devices, temps, times; /* ingest: array literals */
+    size_t           n;                     /* ingest: readings */
+    dc_alert_body_t  alert;                 /* alert create */
+    int              online;                /* device status */
+    dc_body_limits_t limits;                /* set by the caller; kept by dc_body_reset */
 } dc_write_t;
 
 /* Empties w for the next request (keeps buffer memory). */
@@ -59,8 +90,10 @@ void dc_body_reset(dc_write_t *w);
 void dc_body_free(dc_write_t *w);
 
 /*
- * Checks the Content-Type (415 unless JSON, for endpoints that take a body)
- * and parses body for req->wtype into w. DC_OK or DC_EINVAL with err.
+ * Checks the Content-Type (415 unless JSON, for every write: a cross-site
+ * form cannot send one) and parses body for req->wtype into w strictly
+ * (dc_body_check_json), ingest's recordedAt within w->limits. DC_OK or
+ * DC_EINVAL with err.
  */
 int dc_body_parse(const dc_request_t *req, const char *content_type, const char *body, size_t len,
                   dc_write_t *w, dc_error_t *err) DC_WUR;

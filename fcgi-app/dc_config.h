@@ -50,9 +50,12 @@ typedef struct {
     int              fcgi_io_timeout_ms;   /* reading a request, and writing its answer, each */
     dc_allow_t       fcgi_allow;           /* FCGI_WEB_SERVER_ADDRS */
     int              device_online_s;
-    int              retry_after_s;     /* Retry-After on a 503 */
-    int              health_timeout_ms; /* bound of each /health check */
-    int              metrics_enabled;   /* METRICS=on|off */
+    int              retry_after_s;           /* Retry-After on a 503 */
+    int              health_timeout_ms;       /* bound of each /health check */
+    int              metrics_enabled;         /* METRICS=on|off */
+    int              ingest_max_future_s;     /* recordedAt at most this far ahead of now */
+    int              readings_retention_days; /* recordedAt at most this far back */
+    int              idempotency_ttl_s;       /* how long an Idempotency-Key's answer is kept */
     dc_log_level_t   log_level;
     dc_err_t         err; /* why dc_config_load refused the environment */
 } dc_config_t;

@@ -25,6 +25,7 @@ struct dc_db_s {
     int                down_logged;
     const char        *listen_channel; /* LISTENed on every connect, or NULL */
     unsigned           epoch;          /* successful connects so far */
+    int                in_tx;          /* between dc_db_begin and its commit or rollback */
 };
 
 int dc_db_check_conninfo(const char *url, dc_err_t *err)
@@ -67,6 +68,7 @@ static void disconnect(dc_db_t *db)
 {
     PQfinish(db->conn);
     db->conn = NULL;
+    db->in_tx = 0; /* the server rolls back what was not committed */
 }
 
 void dc_db_free(dc_db_t *db)
@@ -222,8 +224,9 @@ static int connect_db(dc_db_t *db)
     return DC_OK;
 }
 
-/* exec_once: the connection broke under the query; reconnect and retry. */
-#define BROKEN 1
+/* exec_once: the connection broke before the query was sent (BROKEN) or after (SENT_BROKEN). */
+#define BROKEN      1
+#define SENT_BROKEN 2
 
 /* One attempt on the current connection: DC_OK, DC_UNAVAILABLE, DC_ERROR or BROKEN. */
 static int exec_once(dc_db_t *db, const char *name, int nparams, const char *const *params, const char *sql,
@@ -243,7 +246,7 @@ static int exec_once(dc_db_t *db, const char *name, int nparams, const char *con
         return DC_UNAVAILABLE;
     }
     if (rc != DC_OK)
-        return BROKEN;
+        return SENT_BROKEN;
     if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         int         busy = state != NULL && (strcmp(state, "57014") == 0 || strncmp(state, "53", 2) == 0);
@@ -252,7 +255,7 @@ static int exec_once(dc_db_t *db, const char *name, int nparams, const char *con
                                         strncmp(state, "23", 2) == 0);
         if (PQstatus(db->conn) != CONNECTION_OK) {
             PQclear(r);
-            return BROKEN;
+            return SENT_BROKEN;
         }
         if (refused) {
             *out = r;
@@ -266,20 +269,30 @@ static int exec_once(dc_db_t *db, const char *name, int nparams, const char *con
     return DC_OK;
 }
 
+/*
+ * resend: whether the query may be sent again on a new connection when the
+ * old one broke after it was sent. Never for a write (the server may have
+ * committed it: the client is told it is not acknowledged and retries, with
+ * an Idempotency-Key if it wants that to be safe), and never inside a
+ * transaction (a new connection is outside it).
+ */
 static int run(dc_db_t *db, const char *name, int nparams, const char *const *params, const char *sql,
-               int timeout_ms, PGresult **out)
+               int timeout_ms, int resend, PGresult **out)
 {
     int rc;
 
     *out = NULL;
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (db->conn == NULL && connect_db(db) != DC_OK)
+        if (db->conn == NULL && (db->in_tx || connect_db(db) != DC_OK))
             return DC_UNAVAILABLE;
         rc = exec_once(db, name, nparams, params, sql, timeout_ms, out);
-        if (rc != BROKEN)
+        if (rc != BROKEN && rc != SENT_BROKEN)
             return rc;
-        /* the connection broke (server restarted, network): reconnect once */
+        /* the connection broke (server restarted, network): reconnect once if that is safe */
+        int once = db->in_tx || (rc == SENT_BROKEN && !resend);
         went_down(db, "query", PQerrorMessage(db->conn));
+        if (once)
+            return DC_UNAVAILABLE;
     }
     return DC_UNAVAILABLE;
 }
@@ -307,7 +320,8 @@ int dc_db_exec(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params,
         return DC_ERROR;
     }
     t0 = dc_now_ns();
-    rc = run(db, stmt->name, stmt->nparams, params, NULL, deadline_ms(db), out);
+    rc = run(db, stmt->name, stmt->nparams, params, NULL, deadline_ms(db),
+             slot < DC_DB_SLOTS_WRITE || slot >= DC_DB_SLOTS_OUTBOX, out);
     /* a refused statement (a client's 4xx) ran fine */
     dc_metrics_db_query(slot, rc == DC_OK || rc == DC_EQUERY, dc_now_ns() - t0);
     return rc;
@@ -317,11 +331,55 @@ int dc_db_ping(dc_db_t *db, int timeout_ms, double *latency_ms)
 {
     int64_t   t0 = dc_now_us();
     PGresult *r;
-    int       rc = run(db, "ping", 0, NULL, "SELECT 1", timeout_ms, &r);
+    int       rc = run(db, "ping", 0, NULL, "SELECT 1", timeout_ms, 1, &r);
 
     PQclear(r);
     *latency_ms = (double)(dc_now_us() - t0) / 1000.0;
     return rc == DC_OK ? DC_OK : DC_UNAVAILABLE;
+}
+
+/* BEGIN, COMMIT or ROLLBACK. */
+static int tx_command(dc_db_t *db, const char *sql)
+{
+    PGresult *r;
+    int       rc = run(db, sql, 0, NULL, sql, deadline_ms(db), 0, &r);
+
+    PQclear(r);
+    return rc == DC_OK ? DC_OK : rc == DC_EQUERY ? DC_ERROR : rc;
+}
+
+int dc_db_begin(dc_db_t *db)
+{
+    int rc;
+
+    if (db->in_tx)
+        return DC_ERROR;
+    rc = tx_command(db, "BEGIN");
+    db->in_tx = rc == DC_OK;
+    return rc;
+}
+
+int dc_db_commit(dc_db_t *db)
+{
+    int rc;
+
+    if (!db->in_tx)
+        return DC_ERROR;
+    rc = tx_command(db, "COMMIT");
+    db->in_tx = 0;
+    return rc;
+}
+
+void dc_db_rollback(dc_db_t *db)
+{
+    if (!db->in_tx)
+        return;
+    if (tx_command(db, "ROLLBACK") != DC_OK && db->conn != NULL) {
+        /* a connection whose state is unknown is not reused */
+        dc_log_warn("db.error", "ROLLBACK failed; closing the connection");
+        disconnect(db);
+    }
+    db->in_tx = 0;
 }
 
 void dc_db_set_listen(dc_db_t *db, const char *channel)

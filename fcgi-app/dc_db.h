@@ -65,6 +65,24 @@ int dc_db_exec(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params,
                struct pg_result **out) DC_WUR;
 
 /*
+ * A statement of the write slots (DC_DB_SLOTS_WRITE ..) is never sent twice:
+ * when the connection breaks after it was sent, the server may have
+ * committed it, so dc_db_exec answers DC_UNAVAILABLE instead of replaying it
+ * on a new connection (reads and the outbox are replayed once).
+ *
+ * An explicit transaction: dc_db_begin (DC_OK, DC_UNAVAILABLE, DC_ERROR),
+ * statements through dc_db_exec, then dc_db_commit or dc_db_rollback.
+ * Inside it nothing reconnects: a broken connection or a timeout is
+ * DC_UNAVAILABLE and the server rolls back. dc_db_commit: DC_OK (committed)
+ * or DC_UNAVAILABLE / DC_ERROR (the outcome is unknown or failed; the
+ * transaction is over either way). dc_db_rollback does nothing outside a
+ * transaction and closes the connection when ROLLBACK fails.
+ */
+int  dc_db_begin(dc_db_t *db) DC_WUR;
+int  dc_db_commit(dc_db_t *db) DC_WUR;
+void dc_db_rollback(dc_db_t *db);
+
+/*
  * SELECT 1, waiting at most timeout_ms for the answer (a connect, when one
  * is needed, is bounded by DB_CONNECT_TIMEOUT_SECONDS). DC_OK (latency_ms
  * set) or DC_UNAVAILABLE.

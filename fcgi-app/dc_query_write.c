@@ -5,6 +5,7 @@
  */
 #include "dc_query_write.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +14,7 @@
 #include "dc_endpoint.h"
 #include "dc_view.h"
 
-enum { S_INGEST, S_ALERT_CREATE, S_ALERT_RESOLVE, S_DEVICE_STATUS, S_COUNT };
+enum { S_INGEST, S_ALERT_CREATE, S_ALERT_RESOLVE, S_DEVICE_STATUS, S_IDEM_CLAIM, S_IDEM_STORE, S_COUNT };
 
 #define ISO_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
@@ -21,8 +22,8 @@ enum { S_INGEST, S_ALERT_CREATE, S_ALERT_RESOLVE, S_DEVICE_STATUS, S_COUNT };
 static const dc_db_stmt_t statements[S_COUNT] = {
     [S_INGEST] = { "ingest",
         "SELECT event, org_id::text, unit_id::text, alert_id::text, " ISO_UTC("now()")
-        "  FROM dc_ingest_readings($1::uuid[], $2::numeric[], $3::timestamptz[], $4::uuid[], $5::boolean, $6)",
-        6 },
+        "  FROM dc_ingest_readings($1::uuid[], $2::numeric[], $3::timestamptz[], $4::uuid[], $5::boolean, $6,"
+        "                          make_interval(secs => $7::int), make_interval(days => $8::int))", 8 },
     [S_ALERT_CREATE] = { "alert_create",
         "SELECT dc_alert_create($1, $2, $3, $4, $5)::text, " ISO_UTC("now()"), 5 },
     [S_ALERT_RESOLVE] = { "alert_resolve",
@@ -30,6 +31,11 @@ static const dc_db_stmt_t statements[S_COUNT] = {
     [S_DEVICE_STATUS] = { "device_status",
         "SELECT unit_id::text, " ISO_UTC("last_seen_at") ", " ISO_UTC("now()")
         "  FROM dc_device_status($1, $2, $3::boolean, $4)", 4 },
+    [S_IDEM_CLAIM] = { "idempotency_claim",
+        "SELECT state, status, body FROM dc_idempotency_claim($1, $2, $3, $4, $5::int)", 5 },
+    [S_IDEM_STORE] = { "idempotency_store",
+        "UPDATE idempotency_keys SET status = $4::int, body = $5"
+        " WHERE org_id = $1 AND subject = $2 AND key = $3", 5 },
 };
 /* clang-format on */
 
@@ -44,6 +50,7 @@ const dc_db_set_t *dc_query_write_statements(void)
 void dc_write_result_reset(dc_write_result_t *r)
 {
     r->status = 200;
+    r->replayed = 0;
     dc_orgs_reset(&r->orgs);
     dc_strs_reset(&r->events);
 }
@@ -103,6 +110,8 @@ static int refused(PGresult *r, dc_error_t *err)
             err->index = atoi(msg + 9);
     } else {
         dc_error_set(err, 400, "invalid_value", "%s", msg);
+        if (strncmp(msg, "readings[", 9) == 0)
+            err->index = atoi(msg + 9);
     }
     PQclear(r);
     return DC_DECLINED;
@@ -128,8 +137,10 @@ static int write_row(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *p
 int dc_query_write_ingest(dc_db_t *db, const dc_request_t *req, const dc_principal_t *who,
                           const dc_write_t *w, dc_buf_t *body, dc_write_result_t *res, dc_error_t *err)
 {
+    char        future[16], retention[16];
     const char *params[] = {
-        w->devices.data, w->temps.data, w->times.data, NULL, who->all_orgs ? "true" : "false", who->sub
+        w->devices.data, w->temps.data, w->times.data, NULL, who->all_orgs ? "true" : "false",
+        who->sub,        NULL,          NULL
     };
     int64_t   units = 0, alerts = 0;
     PGresult *r;
@@ -149,6 +160,12 @@ int dc_query_write_ingest(dc_db_t *db, const dc_request_t *req, const dc_princip
     if (rc != DC_OK)
         return DC_ENOMEM;
     params[3] = res->scratch.data;
+    if (w->limits.now > 0) { /* else the function's defaults */
+        snprintf(future, sizeof(future), "%d", w->limits.max_future_s);
+        snprintf(retention, sizeof(retention), "%d", w->limits.retention_s / 86400);
+        params[6] = future;
+        params[7] = retention;
+    }
     rc = dc_db_exec(db, &statements[S_INGEST], params, &r);
     if (rc == DC_EQUERY)
         return refused(r, err);
@@ -282,4 +299,78 @@ int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_principal_t *w
 
     dc_write_result_reset(res);
     return ep != NULL ? ep->write(db, req, who, w, body, res, err) : DC_ERROR;
+}
+
+/* The scope of keys sent to ingest, which has no organization in its path. */
+#define INGEST_SCOPE "00000000-0000-0000-0000-000000000000"
+
+int dc_query_write_once(dc_db_t *db, const dc_request_t *req, const dc_principal_t *who,
+                        const dc_idem_t *idem, const dc_write_t *w, dc_buf_t *body, dc_write_result_t *res,
+                        dc_error_t *err)
+{
+    const char *scope = req->org_id[0] != '\0' ? req->org_id : INGEST_SCOPE;
+    char        ttl[16], status[8];
+    const char *claim[] = { scope, idem->subject, idem->key, idem->hash, ttl };
+    const char *store[] = { scope, idem->subject, idem->key, status, NULL };
+    PGresult   *r = NULL;
+    const char *state;
+    int         rc;
+
+    dc_write_result_reset(res);
+    snprintf(ttl, sizeof(ttl), "%d", idem->ttl_s);
+    if ((rc = dc_db_begin(db)) != DC_OK)
+        return rc;
+    rc = dc_db_exec(db, &statements[S_IDEM_CLAIM], claim, &r);
+    if (rc == DC_EQUERY) {
+        rc = refused(r, err);
+        goto rollback;
+    }
+    if (rc != DC_OK)
+        goto rollback;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        rc = DC_ERROR;
+        goto rollback;
+    }
+    state = PQgetvalue(r, 0, 0);
+    if (strcmp(state, "mismatch") == 0) {
+        dc_error_set(err, 422, "idempotency_key_reused",
+                     "Idempotency-Key %.64s was used for another request (another body, endpoint or id); "
+                     "send a new key",
+                     idem->key);
+        PQclear(r);
+        rc = DC_DECLINED;
+        goto rollback;
+    }
+    if (strcmp(state, "replay") == 0) {
+        res->replayed = 1;
+        res->status = atoi(PQgetvalue(r, 0, 1));
+        rc = dc_buf_append(body, PQgetvalue(r, 0, 2), (size_t)PQgetlength(r, 0, 2));
+        PQclear(r);
+        if (rc != DC_OK)
+            goto rollback;
+        return dc_db_commit(db); /* the claim may have purged expired keys */
+    }
+    PQclear(r);
+
+    rc = dc_query_write(db, req, who, w, body, res, err);
+    if (rc != DC_OK)
+        goto rollback;
+    snprintf(status, sizeof(status), "%d", res->status);
+    if (dc_buf_append(body, "", 0) != DC_OK) { /* NUL-terminated for libpq */
+        rc = DC_ENOMEM;
+        goto rollback;
+    }
+    store[4] = body->data;
+    rc = dc_db_exec(db, &statements[S_IDEM_STORE], store, &r);
+    PQclear(r);
+    if (rc != DC_OK) {
+        rc = rc == DC_EQUERY ? DC_ERROR : rc;
+        goto rollback;
+    }
+    /* the outcome of a failed COMMIT is unknown: the client retries with the same key */
+    return dc_db_commit(db);
+rollback:
+    dc_db_rollback(db);
+    return rc;
 }

@@ -13,6 +13,7 @@
 #include "dc_db.h"
 #include "dc_orgs.h"
 #include "dc_request.h"
+#include "dc_sha256.h"
 #include "dc_strs.h"
 
 /* The write statements, for dc_db_new (workers). Static. */
@@ -20,10 +21,11 @@ const dc_db_set_t *dc_query_write_statements(void);
 
 /* What a committed write must invalidate and announce. */
 typedef struct {
-    int       status;  /* HTTP status of the answer: 200 or 201 */
-    dc_orgs_t orgs;    /* the organizations it wrote */
-    dc_strs_t events;  /* event JSON objects for dashboard:events, in order */
-    dc_buf_t  scratch; /* where an event is rendered before it is added */
+    int       status;   /* HTTP status of the answer: 200 or 201 */
+    int       replayed; /* the stored answer of an earlier request: nothing to invalidate or announce */
+    dc_orgs_t orgs;     /* the organizations it wrote */
+    dc_strs_t events;   /* event JSON objects for dashboard:events, in order */
+    dc_buf_t  scratch;  /* where an event is rendered before it is added */
 } dc_write_result_t;
 
 void dc_write_result_reset(dc_write_result_t *r);
@@ -60,5 +62,30 @@ int dc_query_write_device_status(dc_db_t *db, const dc_request_t *req, const dc_
  */
 int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_principal_t *who, const dc_write_t *w,
                    dc_buf_t *body, dc_write_result_t *res, dc_error_t *err) DC_WUR;
+
+/*
+ * A write sent with an Idempotency-Key. Keys are scoped per organization of
+ * the path (ingest, which has none, shares one scope) and per subject.
+ */
+typedef struct {
+    const char *key;                         /* validated (dc_write) */
+    const char *subject;                     /* the caller: its token's sub (or nginx's trusted one) */
+    char        hash[DC_SHA256_HEX_LEN + 1]; /* sha256 hex of the request (dc_write) */
+    int         ttl_s;                       /* IDEMPOTENCY_KEY_TTL_SECONDS */
+} dc_idem_t;
+
+/*
+ * Runs the write of req like dc_query_write, in one transaction with the
+ * record of its answer under idem's key, or replays that answer: res->replayed
+ * set, res->status and body the first answer's. Only answers of applied
+ * writes are kept (an error changed nothing; a retry runs again). Another
+ * request with the same key waits for the first one's transaction (its
+ * statement timeout at most) and then replays it. Results as for
+ * dc_query_write, and DC_DECLINED with err 422 when the key was used for
+ * another request (another body, endpoint or id).
+ */
+int dc_query_write_once(dc_db_t *db, const dc_request_t *req, const dc_principal_t *who,
+                        const dc_idem_t *idem, const dc_write_t *w, dc_buf_t *body, dc_write_result_t *res,
+                        dc_error_t *err) DC_WUR;
 
 #endif

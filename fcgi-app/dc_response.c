@@ -66,6 +66,8 @@ int dc_response_head(const dc_response_t *r, char *buf, size_t cap)
         dc_fix_str(&f, r->challenge);
         DC_FIX_LIT(&f, "\r\n");
     }
+    if (r->replayed)
+        DC_FIX_LIT(&f, "Idempotency-Replayed: true\r\n");
     if (r->retry_after > 0) {
         DC_FIX_LIT(&f, "Retry-After: ");
         dc_fix_uint(&f, (unsigned)r->retry_after);

@@ -18,6 +18,7 @@ typedef struct {
     const char *allow;        /* Allow header, or NULL */
     const char *challenge;    /* WWW-Authenticate header, or NULL */
     int         retry_after;  /* seconds; 0 = no header */
+    int         replayed;     /* Idempotency-Replayed: true (a stored answer) */
     int         head_only;    /* HEAD: no body on the wire */
     int         mroute;       /* dc_mroute_t: the route label of the metrics */
     const char *content_type; /* NULL: application/json */

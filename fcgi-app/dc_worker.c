@@ -144,6 +144,7 @@ static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body, int io_timeout
         .trusted_sub = FCGX_GetParam("DASHCACHE_AUTH_SUB", r->envp),
         .trusted_orgs = FCGX_GetParam("DASHCACHE_AUTH_ORGS", r->envp),
         .trusted_scope = FCGX_GetParam("DASHCACHE_AUTH_SCOPE", r->envp),
+        .idempotency_key = FCGX_GetParam("HTTP_IDEMPOTENCY_KEY", r->envp),
     };
     int64_t       t0 = dc_now_ns();
     dc_response_t resp;

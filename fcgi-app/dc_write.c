@@ -1,8 +1,14 @@
 /* Writes: body, transaction, invalidation, events. */
 #include "dc_write.h"
 
+#include <time.h>
+
+#include <string.h>
+
+#include "dc_endpoint.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
+#include "dc_sha256.h"
 
 #define EVENTS_CHANNEL "dashboard:events"
 
@@ -42,19 +48,73 @@ static void invalidate_and_announce(dc_cache_t *cache, const dc_write_result_t *
     }
 }
 
+int dc_write_key_ok(const char *key)
+{
+    size_t n = strlen(key);
+
+    if (n == 0 || n > DC_IDEMPOTENCY_KEY_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = key[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              strchr("-_.:~+/=", c)))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * What makes two requests the same: the method, the endpoint and its ids
+ * (all the path says) and the body, byte for byte.
+ */
+static void request_hash(const dc_request_t *req, const char *body, size_t len,
+                         char out[DC_SHA256_HEX_LEN + 1])
+{
+    const dc_endpoint_t *ep = dc_endpoint_of(req);
+    dc_sha256_t          c;
+
+    dc_sha256_init(&c);
+    dc_sha256_update(&c, "POST\n", 5);
+    if (ep != NULL)
+        dc_sha256_update(&c, ep->path, strlen(ep->path));
+    dc_sha256_update(&c, "\n", 1);
+    dc_sha256_update(&c, req->org_id, strlen(req->org_id));
+    dc_sha256_update(&c, "\n", 1);
+    dc_sha256_update(&c, req->item_id, strlen(req->item_id));
+    dc_sha256_update(&c, "\n", 1);
+    if (len > 0)
+        dc_sha256_update(&c, body, len);
+    dc_sha256_hex(&c, out);
+}
+
 void dc_write_handle(dc_write_state_t *st, const dc_config_t *cfg, dc_cache_t *cache, dc_db_t *db,
                      const dc_request_t *req, const dc_principal_t *who, const char *content_type,
-                     const char *body, size_t len, dc_buf_t *out, dc_response_t *resp)
+                     const char *idempotency_key, const char *body, size_t len, dc_buf_t *out,
+                     dc_response_t *resp)
 {
     dc_error_t err;
     int        rc;
 
     dc_buf_reset(out);
+    st->parsed.limits = (dc_body_limits_t){ .now = (int64_t)time(NULL),
+                                            .max_future_s = cfg->ingest_max_future_s,
+                                            .retention_s = cfg->readings_retention_days * 86400 };
     if (dc_body_parse(req, content_type, body, len, &st->parsed, &err) != DC_OK) {
         dc_response_error(resp, &err, out);
         return;
     }
-    rc = dc_query_write(db, req, who, &st->parsed, out, &st->result, &err);
+    if (idempotency_key == NULL) {
+        rc = dc_query_write(db, req, who, &st->parsed, out, &st->result, &err);
+    } else if (!dc_write_key_ok(idempotency_key)) {
+        dc_response_fail(resp, 400, "invalid_idempotency_key",
+                         "Idempotency-Key must have 1 to 128 characters of A-Z a-z 0-9 - _ . : ~ + / =", out);
+        return;
+    } else {
+        /* keys are the caller's own: another subject's key is another key */
+        dc_idem_t idem = { .key = idempotency_key, .subject = who->sub, .ttl_s = cfg->idempotency_ttl_s };
+        request_hash(req, body, len, idem.hash);
+        rc = dc_query_write_once(db, req, who, &idem, &st->parsed, out, &st->result, &err);
+    }
     if (rc == DC_DECLINED) {
         dc_response_error(resp, &err, out);
         return;
@@ -69,6 +129,9 @@ void dc_write_handle(dc_write_state_t *st, const dc_config_t *cfg, dc_cache_t *c
         }
         return;
     }
-    invalidate_and_announce(cache, &st->result);
+    /* a replay changed nothing now: its write was invalidated and announced the first time */
+    if (!st->result.replayed)
+        invalidate_and_announce(cache, &st->result);
     dc_response_buf(resp, st->result.status, NULL, out);
+    resp->replayed = st->result.replayed;
 }

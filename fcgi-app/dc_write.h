@@ -23,13 +23,24 @@ typedef struct {
 /* Releases what st holds. */
 void dc_write_state_free(dc_write_state_t *st);
 
+/* The longest Idempotency-Key; its characters: A-Z a-z 0-9 - _ . : ~ + / = */
+#define DC_IDEMPOTENCY_KEY_MAX 128
+
+/* Whether key is a valid Idempotency-Key. */
+int dc_write_key_ok(const char *key);
+
 /*
  * Handles the write req of the authorized caller who with its body
- * (content_type may be NULL). The response body lives in out, which is
- * reset first.
+ * (content_type and idempotency_key may be NULL). With a key, the write and
+ * its answer are one transaction and a retry of the same request by the same
+ * subject gets that answer again (Idempotency-Replayed: true) without
+ * writing, invalidating or announcing anything; the same key with another
+ * request is a 422, an invalid key a 400. The response body lives in out,
+ * which is reset first.
  */
 void dc_write_handle(dc_write_state_t *st, const dc_config_t *cfg, dc_cache_t *cache, dc_db_t *db,
                      const dc_request_t *req, const dc_principal_t *who, const char *content_type,
-                     const char *body, size_t len, dc_buf_t *out, dc_response_t *resp);
+                     const char *idempotency_key, const char *body, size_t len, dc_buf_t *out,
+                     dc_response_t *resp);
 
 #endif

@@ -826,8 +826,12 @@ def db_seed(url: str, orgs: int, days: int, step: int, truncate: bool = False) -
 
 
 def db_prepare(url: str, seed=DEMO_SEED) -> None:
-    """Schema and data into a database that has none yet (loaded once)."""
+    """Schema and data into a database that has none yet (loaded once). A database
+    that has them gets the schema again (its files are idempotent: CREATE ... IF NOT
+    EXISTS, CREATE OR REPLACE), so that a kept cluster has the tables and functions
+    the workers of this checkout prepare (idempotency_keys, dc_idempotency_claim)."""
     if db_has_schema(url):
+        psql(url, files=[ROOT / "sql/schema.sql"])
         return
     log(f"loading schema and data dc_seed{tuple(seed)} into {url}")
     db_load_schema(url)

@@ -11,16 +11,38 @@ BEGIN;
 -- p_actor on behalf of the organizations p_orgs (every organization when
 -- p_any_org, a platform service account). A device of any other
 -- organization refuses the whole batch (SQLSTATE P0403: 403): nothing is
--- stored. Returns one row per unit that received readings ('unitUpdate')
--- and per alert it opened ('alertCreated').
+-- stored. Each time must be within [now - p_retention, now + p_max_future]
+-- (the workers pass READINGS_RETENTION_DAYS and INGEST_MAX_FUTURE_SECONDS;
+-- NULL: 30 days, 300 s). Returns one row per unit that received readings
+-- ('unitUpdate') and per alert it opened ('alertCreated').
 DROP FUNCTION IF EXISTS dc_ingest_readings(uuid[], numeric[], timestamptz[]);
+DROP FUNCTION IF EXISTS dc_ingest_readings(uuid[], numeric[], timestamptz[], uuid[], boolean, text);
+DROP FUNCTION IF EXISTS dc_ingest_readings(uuid[], numeric[], timestamptz[], interval, interval);
 CREATE OR REPLACE FUNCTION dc_ingest_readings(p_devices uuid[], p_temps numeric[], p_times timestamptz[],
-                                              p_orgs uuid[], p_any_org boolean, p_actor text)
+                                              p_orgs uuid[], p_any_org boolean, p_actor text,
+                                              p_max_future interval DEFAULT NULL,
+                                              p_retention interval DEFAULT NULL)
 RETURNS TABLE (event text, org_id uuid, unit_id uuid, alert_id uuid)
 LANGUAGE plpgsql AS $$
 DECLARE
     bad bigint;
+    horizon timestamptz := now() + coalesce(p_max_future, interval '300 seconds');
+    oldest timestamptz := now() - coalesce(p_retention, interval '30 days');
 BEGIN
+    -- A clock far ahead would make its reading the unit's latest state for
+    -- ever (that state only moves forward), hiding every later real reading
+    -- and alarm; one far behind is outside what the dashboards keep.
+    SELECT x.idx INTO bad
+      FROM unnest(p_times) WITH ORDINALITY AS x(at, idx)
+     WHERE x.at > horizon OR x.at < oldest ORDER BY x.idx LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('readings[%s]: recordedAt %s is outside %s .. %s', bad - 1,
+                             to_char(p_times[bad] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                             to_char(oldest AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                             to_char(horizon AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
+    END IF;
+
     SELECT x.idx INTO bad
       FROM unnest(p_devices) WITH ORDINALITY AS x(id, idx)
       LEFT JOIN devices d ON d.id = x.id
@@ -55,15 +77,19 @@ BEGIN
     INSERT INTO readings (org_id, unit_id, device_id, recorded_at, temperature)
     SELECT b.org_id, b.unit_id, b.device_id, b.recorded_at, b.temperature FROM dc_batch b;
 
-    UPDATE devices d SET last_seen_at = GREATEST(d.last_seen_at, m.seen)
+    -- a last_seen_at beyond the horizon (stored before it was enforced) is replaced
+    UPDATE devices d SET last_seen_at = CASE WHEN d.last_seen_at > horizon THEN m.seen
+                                             ELSE GREATEST(d.last_seen_at, m.seen) END
       FROM (SELECT b.device_id, max(b.recorded_at) AS seen FROM dc_batch b GROUP BY b.device_id) m
      WHERE d.id = m.device_id;
 
-    -- a late reading never moves a unit's latest state backwards
+    -- a late reading never moves a unit's latest state backwards; a latest
+    -- state beyond the horizon (stored before it was enforced) never holds
     UPDATE units u SET last_temperature = l.temperature, last_reading_at = l.recorded_at
       FROM (SELECT DISTINCT ON (b.unit_id) b.unit_id, b.temperature, b.recorded_at
               FROM dc_batch b ORDER BY b.unit_id, b.recorded_at DESC) l
-     WHERE u.id = l.unit_id AND (u.last_reading_at IS NULL OR l.recorded_at >= u.last_reading_at);
+     WHERE u.id = l.unit_id
+       AND (u.last_reading_at IS NULL OR l.recorded_at >= u.last_reading_at OR u.last_reading_at > horizon);
 
     RETURN QUERY
     WITH touched AS (SELECT DISTINCT b.org_id, b.unit_id FROM dc_batch b),
@@ -143,6 +169,57 @@ BEGIN
     INSERT INTO audit_log (org_id, actor, action, details)
     VALUES (p_org, p_actor, 'device.status', jsonb_build_object('deviceId', p_device, 'online', p_online));
     RETURN QUERY SELECT v_unit, CASE WHEN p_online THEN now() END;
+END $$;
+
+-- The first answer of each write sent with an Idempotency-Key, stored in the
+-- write's own transaction and replayed to retries of the same request.
+-- Scoped per organization of the path (the nil UUID for ingest, which has
+-- none) and per subject (the caller; '' until tokens name one). Rows live
+-- IDEMPOTENCY_KEY_TTL_SECONDS (24 h); the claims purge expired ones in
+-- small batches.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    org_id        uuid NOT NULL,
+    subject       text NOT NULL,
+    key           text NOT NULL,
+    request_hash  text NOT NULL,  -- sha256 of the request (method, endpoint, ids, body)
+    status        int,            -- NULL only inside the transaction that writes
+    body          text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (org_id, subject, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_created_idx ON idempotency_keys (created_at);
+
+-- 'new' (the caller writes, then stores its answer, then commits), 'replay'
+-- with the stored answer, or 'mismatch' (the key was used for another
+-- request). A second request with the same key blocks on the first one's
+-- uncommitted row and, once it commits, replays it (READ COMMITTED: each
+-- statement here sees what committed before it).
+CREATE OR REPLACE FUNCTION dc_idempotency_claim(p_org uuid, p_subject text, p_key text, p_hash text, p_ttl_s int)
+RETURNS TABLE (state text, status int, body text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    cutoff timestamptz := now() - make_interval(secs => p_ttl_s);
+    r idempotency_keys%ROWTYPE;
+BEGIN
+    DELETE FROM idempotency_keys k WHERE k.org_id = p_org AND k.subject = p_subject AND k.key = p_key
+                                     AND k.created_at < cutoff;
+    DELETE FROM idempotency_keys k WHERE k.ctid = ANY (ARRAY(
+        SELECT x.ctid FROM idempotency_keys x WHERE x.created_at < cutoff LIMIT 100 FOR UPDATE SKIP LOCKED));
+    INSERT INTO idempotency_keys (org_id, subject, key, request_hash) VALUES (p_org, p_subject, p_key, p_hash)
+        ON CONFLICT DO NOTHING;
+    IF FOUND THEN
+        RETURN QUERY SELECT 'new'::text, NULL::int, NULL::text;
+        RETURN;
+    END IF;
+    SELECT * INTO r FROM idempotency_keys k WHERE k.org_id = p_org AND k.subject = p_subject AND k.key = p_key;
+    IF NOT FOUND OR r.status IS NULL THEN  -- gone meanwhile: the caller's retry starts afresh
+        RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = 'the Idempotency-Key is being used concurrently';
+    END IF;
+    IF r.request_hash <> p_hash THEN
+        RETURN QUERY SELECT 'mismatch'::text, NULL::int, NULL::text;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT 'replay'::text, r.status, r.body;
 END $$;
 
 COMMIT;

@@ -82,8 +82,10 @@ def test_device_status(http, ids):
 
 def test_ingest(http, ids):
     d = ids["device"]
+    # a late reading, within READINGS_RETENTION_DAYS
+    an_hour_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
     r = http.post("/api/ingest/readings", [{"deviceId": d, "temperature": 4.2},
-                                           {"deviceId": d, "temperature": 4.4, "recordedAt": "2026-01-01T00:00:00Z"}])
+                                           {"deviceId": d, "temperature": 4.4, "recordedAt": an_hour_ago}])
     assert r.status == 200 and r.is_json(), f"POST ingest: 200 JSON; got {r}"
     assert r.json().get("accepted") == 2, f"POST ingest: accepted 2; got {r}"
 

@@ -266,9 +266,207 @@ static void test_parse_dispatch(void **state)
     assert_int_equal(err.status, 415);
     assert_int_equal(dc_body_parse(&req, "application/json", body, strlen(body), &w, &err), DC_OK);
     assert_int_equal(w.online, 1);
-    /* resolving needs no body at all */
+    /* resolving needs no body, but a JSON Content-Type all the same: no cross-site form gets through */
     req.wtype = DC_W_ALERT_RESOLVE;
-    assert_int_equal(dc_body_parse(&req, NULL, NULL, 0, &w, &err), DC_OK);
+    assert_int_equal(dc_body_parse(&req, "application/json", NULL, 0, &w, &err), DC_OK);
+    assert_int_equal(dc_body_parse(&req, "application/json", "{}", 2, &w, &err), DC_OK);
+    assert_int_equal(dc_body_parse(&req, "application/json", " { } ", 5, &w, &err), DC_OK);
+    assert_int_equal(dc_body_parse(&req, "application/json", "{\"a\":1}", 7, &w, &err), DC_EINVAL);
+    assert_int_equal(err.status, 400);
+    assert_int_equal(dc_body_parse(&req, "application/json", "[]", 2, &w, &err), DC_EINVAL);
+    static const char *const forms[] = { NULL,
+                                         "",
+                                         "application/x-www-form-urlencoded",
+                                         "multipart/form-data",
+                                         "text/plain",
+                                         "application/jsonp",
+                                         "text/json" };
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        for (int t = DC_W_INGEST; t < DC_W_COUNT; t++) {
+            req.wtype = (dc_wtype_t)t;
+            if (dc_body_parse(&req, forms[i], "{}", 2, &w, &err) != DC_EINVAL)
+                fail_msg("write %d accepted Content-Type %s", t, forms[i] ? forms[i] : "(none)");
+            assert_int_equal(err.status, 415);
+            assert_string_equal(err.code, "unsupported_media_type");
+        }
+    }
+    dc_body_free(&w);
+}
+
+/* Bodies json-c alone would take (or read differently) that the strict check refuses, naming the place. */
+static void test_strict_json(void **state)
+{
+    static const struct {
+        const char *json;
+        const char *needle; /* in the message */
+    } bad[] = {
+        { "{\"online\":true,\"online\":false}", "duplicate key \"online\"" },
+        { "{\"online\":true,\"\\u006fnline\":false}", "duplicate key \"online\"" },
+        { "[{\"deviceId\":\"" DEV "\",\"temperature\":1},{\"deviceId\":\"" DEV
+          "\",\"temperature\":1,\"temperature\":99}]",
+          "readings[1]: duplicate key \"temperature\"" },
+        { "{\"a\":{\"b\":1,\"b\":2}}", "at a: duplicate key \"b\"" },
+        { "{\"message\":\"a\\u0000b\"}", "\\u0000" },
+        { "{\"message\":\"ab\"/* hi */}", "a ',' or '}' was expected" },
+        { "/* hi */{\"online\":true}", "comments" },
+        { "{\"online\":true // hi\n}", "a ',' or '}' was expected" },
+        { "{'online':true}", "double quotes" },
+        { "{\"message\":'x'}", "double quotes" },
+        { "{\"online\":true,}", "trailing comma" },
+        { "[{\"deviceId\":\"x\"},]", "trailing comma" },
+        { "{\"message\":\"a\tb\"}", "raw control character" },
+        { "{\"message\":\"a\nb\"}", "raw control character" },
+        { "{\"message\":\"\\ud800\"}", "lone high surrogate" },
+        { "{\"message\":\"\\udc00\"}", "lone low surrogate" },
+        { "{\"message\":\"\\x41\"}", "unknown escape" },
+        { "{\"message\":\"\xc3\x28\"}", "UTF-8" },
+        { "{\"message\":\"\xc0\xaf\"}", "UTF-8" },
+        { "{\"message\":\"\xed\xa0\x80\"}", "UTF-8" },
+        { "[[[[[[[[[1]]]]]]]]]", "deeper than 8" },
+        { "{\"t\":1e999}", "out of range" },
+        { "{\"t\":-1e400}", "out of range" },
+        { "{\"t\":123456789012345678901234567890123456789012345}", "more than 40" },
+        { "{\"t\":01}", "a ',' or '}' was expected" },
+        { "{\"t\":1.}", "no digits after" },
+        { "{\"t\":.5}", "a value was expected" },
+        { "{\"t\":+1}", "a value was expected" },
+        { "{\"t\":NaN}", "a value was expected" },
+        { "{\"t\":Infinity}", "a value was expected" },
+        { "{\"t\":tru}", "a value was expected" },
+        { "{\"t\":1}x", "data after" },
+        { "{\"t\" 1}", "':'" },
+        { "{t:1}", "a string was expected" },
+        { "\"unterminated", "not closed" },
+        { "\v{}", "a value was expected" },
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        dc_error_t err;
+        if (dc_body_check_json(bad[i].json, strlen(bad[i].json), "readings", &err) != DC_EINVAL)
+            fail_msg("accepted: %s", bad[i].json);
+        assert_int_equal(err.status, 400);
+        assert_string_equal(err.code, "invalid_json");
+        if (strstr(err.message, bad[i].needle) == NULL)
+            fail_msg("%s: message \"%s\" lacks \"%s\"", bad[i].json, err.message, bad[i].needle);
+    }
+}
+
+static void test_strict_json_accepts_json(void **state)
+{
+    static const char *const good[] = {
+        "{}",
+        "[]",
+        " {\"a\" : [1, -0.5e+3, 2E-2, true, false, null, \"x\"]} ",
+        "{\"a\":{\"a\":{\"a\":1}}}",                                   /* one key per object at each level */
+        "[{\"a\":1},{\"a\":2}]",                                       /* the same key in sibling objects */
+        "{\"m\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\"}", /* every escape, a pair */
+        "{\"m\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}",            /* UTF-8 of 2, 3 and 4 bytes */
+        "{\"a\":1,\"A\":2,\"a \":3}",                                  /* keys differ */
+        "[[[[[[[[1]]]]]]]]",                                           /* 8 levels */
+        "{\"t\":-100,\"u\":1234567890123456789}",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        dc_error_t err;
+        if (dc_body_check_json(good[i], strlen(good[i]), NULL, &err) != DC_OK)
+            fail_msg("refused: %s: %s", good[i], err.message);
+    }
+}
+
+/* Through the endpoints' parsers too: the body never reaches json-c's lenient reading. */
+static void test_strict_json_through_parsers(void **state)
+{
+    dc_alert_body_t a;
+    dc_error_t      err;
+    int             online;
+    ingest_t        in;
+    (void)state;
+
+    assert_int_equal(dc_body_device_status("{\"online\":false,\"online\":true}", 30, &online, &err),
+                     DC_EINVAL);
+    assert_non_null(strstr(err.message, "duplicate key \"online\""));
+    assert_int_equal(
+        dc_body_alert("{\"unitId\":\"" DEV "\",\"kind\":\"x\",\"message\":\"a\\u0000b\"}",
+                      strlen("{\"unitId\":\"" DEV "\",\"kind\":\"x\",\"message\":\"a\\u0000b\"}"), &a, &err),
+        DC_EINVAL);
+    assert_int_equal(err.status, 400);
+    assert_int_equal(ingest("{\"deviceId\":\"" DEV "\",\"temperature\":1,\"temperature\":200}", &in),
+                     DC_EINVAL);
+    assert_non_null(strstr(in.err.message, "duplicate key \"temperature\""));
+    ingest_free(&in);
+}
+
+static void test_timestamp_epoch(void **state)
+{
+    int64_t t;
+    (void)state;
+    assert_int_equal(dc_body_timestamp_epoch("1970-01-01T00:00:00Z", &t), DC_OK);
+    assert_int_equal(t, 0);
+    assert_int_equal(dc_body_timestamp_epoch("2026-11-21T15:04:05Z", &t), DC_OK);
+    assert_int_equal(t, 1795273445LL);
+    assert_int_equal(dc_body_timestamp_epoch("2026-11-21T17:04:05.999+02:00", &t), DC_OK);
+    assert_int_equal(t, 1795273445LL);
+    assert_int_equal(dc_body_timestamp_epoch("2026-11-21T14:34:05-00:30", &t), DC_OK);
+    assert_int_equal(t, 1795273445LL);
+    assert_int_equal(dc_body_timestamp_epoch("2024-02-29T00:00:00Z", &t), DC_OK);
+    assert_int_equal(t, 1709164800LL);
+    assert_int_equal(dc_body_timestamp_epoch("9999-12-31T23:59:59Z", &t), DC_OK);
+    assert_int_equal(t, 253402300799LL);
+    assert_int_equal(dc_body_timestamp_epoch("2026-13-01T00:00:00Z", &t), DC_EINVAL);
+}
+
+/* recordedAt within [now - READINGS_RETENTION_DAYS, now + INGEST_MAX_FUTURE_SECONDS], errors naming them. */
+static void test_recorded_at_bounds(void **state)
+{
+    static const struct {
+        const char *at;
+        int         ok;
+        const char *needle;
+    } cases[] = {
+        { "2026-11-21T15:04:05Z", 1, NULL }, /* now */
+        { "2026-11-21T15:09:05Z", 1, NULL }, /* now + 300 s: the bound itself */
+        { "2026-11-21T15:09:06Z", 0, "INGEST_MAX_FUTURE_SECONDS" },
+        { "2026-11-21T17:09:06+02:00", 0, "INGEST_MAX_FUTURE_SECONDS" },
+        { "9999-01-01T00:00:00Z", 0, "INGEST_MAX_FUTURE_SECONDS" },
+        { "2026-10-22T15:04:05Z", 1, NULL }, /* now - 30 days */
+        { "2026-10-22T15:04:04Z", 0, "READINGS_RETENTION_DAYS" },
+        { "1970-01-01T00:00:00Z", 0, "READINGS_RETENTION_DAYS" },
+    };
+    dc_request_t req;
+    dc_write_t   w;
+    dc_error_t   err;
+    char         body[256];
+    (void)state;
+
+    memset(&w, 0, sizeof(w));
+    memset(&req, 0, sizeof(req));
+    req.route = DC_ROUTE_WRITE;
+    req.wtype = DC_W_INGEST;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        w.limits = (dc_body_limits_t){ .now = 1795273445LL, .max_future_s = 300, .retention_s = 30 * 86400 };
+        snprintf(body, sizeof(body),
+                 "[{\"deviceId\":\"" DEV "\",\"temperature\":1},{\"deviceId\":\"" DEV
+                 "\",\"temperature\":1,\"recordedAt\":\"%s\"}]",
+                 cases[i].at);
+        int rc = dc_body_parse(&req, "application/json", body, strlen(body), &w, &err);
+        if (cases[i].ok) {
+            if (rc != DC_OK)
+                fail_msg("%s refused: %s", cases[i].at, err.message);
+            continue;
+        }
+        if (rc != DC_EINVAL)
+            fail_msg("%s accepted", cases[i].at);
+        assert_int_equal(err.status, 400);
+        assert_int_equal(err.index, 1);
+        assert_non_null(strstr(err.message, "recordedAt"));
+        assert_non_null(strstr(err.message, cases[i].needle));
+    }
+    /* the limits survive the reset of the next request; without them (now 0) nothing is bounded */
+    assert_int_equal(w.limits.max_future_s, 300);
+    w.limits.now = 0;
+    snprintf(body, sizeof(body),
+             "{\"deviceId\":\"" DEV "\",\"temperature\":1,\"recordedAt\":\"9999-01-01T00:00:00Z\"}");
+    assert_int_equal(dc_body_parse(&req, "application/json", body, strlen(body), &w, &err), DC_OK);
     dc_body_free(&w);
 }
 
@@ -285,6 +483,11 @@ int main(void)
         cmocka_unit_test(test_content_types),
         cmocka_unit_test(test_timestamps),
         cmocka_unit_test(test_parse_dispatch),
+        cmocka_unit_test(test_strict_json),
+        cmocka_unit_test(test_strict_json_accepts_json),
+        cmocka_unit_test(test_strict_json_through_parsers),
+        cmocka_unit_test(test_timestamp_epoch),
+        cmocka_unit_test(test_recorded_at_bounds),
     };
     return cmocka_run_group_tests_name("dc_body", tests, NULL, NULL);
 }

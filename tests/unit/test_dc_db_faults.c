@@ -531,6 +531,46 @@ static void test_send_failure_reconnects(void **state)
     assert_int_equal(fk.conns, 1);
 }
 
+/*
+ * A write whose connection breaks after it was sent is not sent again on a
+ * new connection (the server may have committed it): DC_UNAVAILABLE, the
+ * client is told it is not acknowledged. Not sent at all: sent once more.
+ * Inside a transaction nothing reconnects.
+ */
+static void test_write_is_never_resent(void **state)
+{
+    static const dc_db_stmt_t       wstmts[] = { { "w", "SELECT $1::int", 1 } };
+    static const dc_db_set_t        wset = { wstmts, 1, DC_DB_SLOTS_WRITE };
+    static const dc_db_set_t *const wsets[] = { &stmt_set, &wset };
+    fixture_t                      *f = *state;
+    dc_db_t                        *db = dc_db_new(&f->cfg, wsets, 2);
+    const char                     *params[] = { "1" };
+    PGresult                       *r = NULL;
+
+    assert_non_null(db);
+    assert_int_equal(dc_db_exec(db, &wstmts[0], params, &r), DC_OK);
+    PQclear(r);
+    fail_exec(PGRES_FATAL_ERROR, "57P01", 1);
+    assert_int_equal(dc_db_exec(db, &wstmts[0], params, &r), DC_UNAVAILABLE);
+    assert_null(r);
+    assert_int_equal(fk.connects, 1); /* no second connection to send it again */
+    fk.exec_faults = 0;
+    fk.send_fail = 1; /* never left: sent on a new connection */
+    assert_int_equal(dc_db_exec(db, &wstmts[0], params, &r), DC_OK);
+    PQclear(r);
+
+    assert_int_equal(dc_db_begin(db), DC_OK);
+    fail_exec(PGRES_FATAL_ERROR, "57P01", 1);
+    assert_int_equal(dc_db_exec(db, &stmts[1], params, &r), DC_UNAVAILABLE); /* even a read */
+    fk.exec_faults = 0;
+    assert_int_equal(dc_db_commit(db), DC_ERROR); /* the transaction is over */
+    assert_int_equal(dc_db_exec(db, &stmts[1], params, &r), DC_OK);
+    PQclear(r);
+    dc_db_free(db);
+    assert_int_equal(fk.conns, 0);
+    assert_int_equal(fk.results, 0);
+}
+
 /* A query that ends without any result is a broken connection, not a success. */
 static void test_no_result_reconnects(void **state)
 {
@@ -574,6 +614,7 @@ int main(void)
         T(test_fatal_error_refused_is_equery),
         T(test_fatal_error_without_sqlstate),
         T(test_connection_bad_mid_request_retries_once),
+        T(test_write_is_never_resent),
         T(test_connection_bad_twice_is_unavailable),
         T(test_send_failure_reconnects),
         T(test_no_result_reconnects),
