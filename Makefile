@@ -43,7 +43,7 @@ TEST_SUPPORT = $(wildcard tests/support/*.c)
 TEST_SUPPORT_OBJS = $(patsubst tests/support/%.c,$(BUILD)/obj/support_%.o,$(TEST_SUPPORT))
 
 .PHONY: all run stop status seed test check unit integration e2e unit-bins integration-bins asan ubsan san \
-        valgrind bench format format-check lint install uninstall clean distclean deps nginx-check
+        valgrind bench format format-check lint install uninstall clean distclean deps nginx-check fuzz fuzz-bins
 
 all: $(BIN) $(INV_BIN)
 
@@ -94,6 +94,40 @@ $(BUILD)/tests/integration_%: tests/integration/integration_%.c $(APP_OBJS) $(TE
 $(BUILD)/obj $(BUILD)/tests:
 	$(Q)mkdir -p $@
 
+# libFuzzer targets (tests/fuzz/fuzz_<name>.c), built by clang in their own
+# directory: the application objects again, instrumented for the fuzzer
+# with ASan + UBSan, minus the mains. The token target comes with the auth
+# module (issue 9 part 1): FUZZ_TARGETS += token once fcgi-app/dc_auth.c exists.
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 30
+FUZZ_DIR      = build/fuzz
+FUZZ_TARGETS  = router ids body inval config_url metrics json
+FUZZ_SAN      = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) $(WARN) -MMD -MP -Ifcgi-app \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_OBJS     = $(patsubst fcgi-app/%.c,$(FUZZ_DIR)/obj/%.o,$(APP_SRCS))
+FUZZ_BINS     = $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
+
+$(FUZZ_DIR)/obj/%.o: fcgi-app/%.c | $(FUZZ_DIR)/obj
+	$(SAY) FUZZCC $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_OBJS) | $(FUZZ_DIR)/obj
+	$(SAY) FUZZLD $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_OBJS) $(DC_LIBS)
+
+$(FUZZ_DIR)/obj:
+	$(Q)mkdir -p $@
+
+.SECONDARY: $(FUZZ_OBJS)
+
+fuzz-bins: $(FUZZ_BINS)
+
+# Each target for FUZZ_SECONDS, one after the other; executions and findings per target.
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-bins
+	@$(PY) tests/run.py --only fuzz --fuzz-seconds $(FUZZ_SECONDS)
+
 unit-bins: $(UNIT_BINS)
 integration-bins: $(INT_BINS)
 
@@ -115,10 +149,12 @@ seed: deps
 	@$(PY) scripts/seed.py $(SCALE)
 
 # The whole suite: unit, integration and end-to-end, then unit and
-# integration again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# integration again under AddressSanitizer + UndefinedBehaviorSanitizer,
+# then each fuzz target for a few seconds from its committed corpus.
 test: deps
 	@$(MAKE) --no-print-directory all unit-bins integration-bins
 	@$(MAKE) --no-print-directory SAN=1 all unit-bins integration-bins
+	@$(MAKE) --no-print-directory fuzz-bins
 	@$(PY) tests/run.py
 
 check: test
@@ -180,4 +216,4 @@ clean:
 distclean: clean
 	rm -rf .run
 
--include $(wildcard build/obj/*.d build/san/obj/*.d build/tests/*.d build/san/tests/*.d)
+-include $(wildcard build/obj/*.d build/san/obj/*.d build/tests/*.d build/san/tests/*.d build/fuzz/obj/*.d build/fuzz/*.d)
