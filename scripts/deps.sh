@@ -26,6 +26,7 @@ required=(
 	"nginx-light|nginx|nginx-core|nginx-full|nginx-extras"
 	redis-server redis-tools
 	curl jq procps util-linux coreutils wrk python3 python3-pytest prometheus
+	clang-14 libclang-rt-14-dev # the libFuzzer targets (make fuzz, and make test)
 )
 
 installed() {
