@@ -67,6 +67,9 @@ static int check_pattern(char *p, char org[DC_UUID_LEN + 1], char *why, size_t c
             break;
         seg = end + 1;
     }
+    /* a last "org" has no id after it, yet it is a second tenant segment (found by fuzz_inval) */
+    if (prev_len == 3 && memcmp(prev, "org", 3) == 0)
+        return fail(why, cap, "the segment after org: must be an organization id");
     if (orgs != 1)
         return fail(why, cap, "pattern must name exactly one tenant as org:<uuid>");
     return DC_OK;

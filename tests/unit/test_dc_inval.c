@@ -87,6 +87,7 @@ static void test_hostile_patterns_are_refused(void **state)
         "{\"pattern\":\"dashcache:gen:org:" ORG "\"}",
         "{\"pattern\":\"dashboard:stats*:org:" ORG "\"}",
         "{\"pattern\":\"dashboard:*:org:" ORG ":org:" ORG2 "\"}",
+        "{\"pattern\":\"dashboard:*:org:" ORG ":org\"}",
         "{\"pattern\":\"dashboard:stats\"}",
         "{\"pattern\":\"dashboard:*:org:" ORG " \"}",
         "{\"pattern\":\"dashboard:*:org:" ORG ":unit:a*\"}",
