@@ -2,6 +2,7 @@
 #   make            build build/dashcache-fcgi
 #   make run        install what is missing, start a private stack, serve the API
 #   make test       install what is missing, build, run every test suite
+#   make fuzz       run each libFuzzer target FUZZ_SECONDS (30) seconds
 # Our flags live in DC_CFLAGS; CFLAGS/LDFLAGS from the command line are added, never replaced.
 
 PREFIX   ?= /usr/local
