@@ -9,10 +9,12 @@
  * followed by the message's lower-case organization id), and as a Redis
  * glob it matches no key of another organization nor any generation key;
  * everything: the pattern is exactly dashboard:* and the message said
- * "scope":"all". Messages over 4 KiB are refused. DC_EINVAL ⇒ the reason
+ * "scope":"all". What was checked is the whole field: no \u0000 cut it. Messages over 4 KiB are refused. DC_EINVAL ⇒ the reason
  * is a terminated, non-empty string.
  */
 #include <fnmatch.h>
+#include <json.h>
+#include <strings.h>
 
 #include "dc_inval.h"
 #include "fuzz.h"
@@ -73,6 +75,27 @@ static void check_pattern(const dc_inval_msg_t *m)
     FUZZ_CHECK(fnmatch(p, keys[nkeys - 1], 0) != 0, "pattern \"%s\" matches %s", p, keys[nkeys - 1]);
 }
 
+/*
+ * Whether the message's field k is the string want, every byte of it (json-c
+ * reads the escapes, so "\u0061ll" is "all" and "all\u0000" is not); nocase:
+ * ASCII letters in either case.
+ */
+static int field_is(const char *msg, size_t len, const char *k, const char *want, int nocase)
+{
+    json_tokener *tok = json_tokener_new();
+    json_object  *o, *v;
+    int           yes;
+    if (tok == NULL)
+        abort();
+    o = json_tokener_parse_ex(tok, msg, (int)len);
+    yes = o != NULL && json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string) &&
+          (size_t)json_object_get_string_len(v) == strlen(want) &&
+          (nocase ? strcasecmp(json_object_get_string(v), want) : strcmp(json_object_get_string(v), want)) == 0;
+    json_object_put(o);
+    json_tokener_free(tok);
+    return yes;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     dc_inval_msg_t m;
@@ -90,14 +113,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         switch (m.kind) {
         case DC_INV_ORG:
             FUZZ_CHECK(fuzz_is_id(m.org_id), "org message with id \"%s\"", m.org_id);
+            FUZZ_CHECK(field_is(msg, size, "orgId", m.org_id, 1), "orgId is not all of %s", m.org_id);
             break;
         case DC_INV_PATTERN:
             check_pattern(&m);
+            FUZZ_CHECK(field_is(msg, size, "pattern", m.pattern, 1), "pattern is not all of %s", m.pattern);
             break;
         case DC_INV_ALL:
             FUZZ_CHECK(strcmp(m.pattern, "dashboard:*") == 0, "all with pattern \"%s\"", m.pattern);
-            FUZZ_CHECK(memmem(msg, size, "\"scope\"", 7) != NULL && memmem(msg, size, "\"all\"", 5) != NULL,
-                       "everything invalidated without \"scope\":\"all\"");
+            FUZZ_CHECK(field_is(msg, size, "scope", "all", 0), "everything invalidated without \"scope\":\"all\"");
             break;
         default:
             FUZZ_CHECK(0, "kind %d", m.kind);
