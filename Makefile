@@ -189,10 +189,10 @@ nginx-check: deps
 	@$(PY) tests/run.py --only nginx-check
 
 format:
-	clang-format -i fcgi-app/*.c fcgi-app/*.h tests/unit/*.c tests/integration/*.c tests/support/*.[ch]
+	clang-format -i fcgi-app/*.c fcgi-app/*.h tests/unit/*.c tests/integration/*.c tests/support/*.[ch] tests/fuzz/*.[ch]
 
 format-check:
-	clang-format --dry-run --Werror fcgi-app/*.c fcgi-app/*.h tests/unit/*.c tests/integration/*.c tests/support/*.[ch]
+	clang-format --dry-run --Werror fcgi-app/*.c fcgi-app/*.h tests/unit/*.c tests/integration/*.c tests/support/*.[ch] tests/fuzz/*.[ch]
 
 lint: all
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \

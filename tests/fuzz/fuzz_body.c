@@ -26,8 +26,8 @@
 #include "fuzz.h"
 
 static const char *const content_types[] = {
-    "application/json", "application/json; charset=utf-8", "APPLICATION/JSON", NULL, "text/plain",
-    "application/x-www-form-urlencoded", "application/jsonx", "",
+    "application/json", "application/json; charset=utf-8",   "APPLICATION/JSON",  NULL,
+    "text/plain",       "application/x-www-form-urlencoded", "application/jsonx", "",
 };
 
 static dc_write_t w;
@@ -88,7 +88,8 @@ static int ok_time(const char *s, size_t n)
 
 static void check_ok(dc_wtype_t t, const char *ct, const char *body, size_t len)
 {
-    FUZZ_CHECK(t == DC_W_ALERT_RESOLVE || dc_body_is_json(ct), "accepted Content-Type %s", ct ? ct : "(none)");
+    FUZZ_CHECK(t == DC_W_ALERT_RESOLVE || dc_body_is_json(ct), "accepted Content-Type %s",
+               ct ? ct : "(none)");
     if (strict && t != DC_W_ALERT_RESOLVE) {
         char *copy = fuzz_cstr((const uint8_t *)body, len);
         FUZZ_CHECK(dc_json_is_valid(copy), "accepted a body that is not RFC 8259 JSON");
@@ -104,7 +105,8 @@ static void check_ok(dc_wtype_t t, const char *ct, const char *body, size_t len)
     case DC_W_ALERT_CREATE: {
         size_t k = strnlen(w.alert.kind, sizeof(w.alert.kind));
         FUZZ_CHECK(fuzz_is_id(w.alert.unit_id), "unitId \"%.37s\"", w.alert.unit_id);
-        FUZZ_CHECK(k >= 1 && k <= DC_KIND_MAX && strspn(w.alert.kind, "abcdefghijklmnopqrstuvwxyz0123456789_.-") == k,
+        FUZZ_CHECK(k >= 1 && k <= DC_KIND_MAX &&
+                       strspn(w.alert.kind, "abcdefghijklmnopqrstuvwxyz0123456789_.-") == k,
                    "kind \"%.65s\"", w.alert.kind);
         FUZZ_CHECK(fuzz_terminated(w.alert.message, sizeof(w.alert.message)), "message unterminated");
         if (strict) {

@@ -33,16 +33,17 @@ static void check_redis(const char *url)
                    fuzz_terminated(a.redis_user, sizeof(a.redis_user)) &&
                    fuzz_terminated(a.redis_password, sizeof(a.redis_password)),
                "unterminated field");
-    FUZZ_CHECK((a.redis_host[0] != '\0') != (a.redis_unix[0] != '\0'), "host \"%s\" and socket \"%s\"", a.redis_host,
-               a.redis_unix);
+    FUZZ_CHECK((a.redis_host[0] != '\0') != (a.redis_unix[0] != '\0'), "host \"%s\" and socket \"%s\"",
+               a.redis_host, a.redis_unix);
     FUZZ_CHECK(a.redis_db >= 0 && a.redis_db <= 1000, "db %d", a.redis_db);
     if (a.redis_unix[0] != '\0') {
         FUZZ_CHECK(a.redis_unix[0] == '/', "socket path \"%s\"", a.redis_unix);
         FUZZ_CHECK(strncmp(url, "unix://", 7) == 0, "socket from \"%s\"", url);
     } else {
         size_t n = strlen(a.redis_host);
-        FUZZ_CHECK(strspn(a.redis_host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.:_-") == n,
-                   "host \"%s\"", a.redis_host);
+        FUZZ_CHECK(
+            strspn(a.redis_host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.:_-") == n,
+            "host \"%s\"", a.redis_host);
         FUZZ_CHECK(a.redis_port >= 1 && a.redis_port <= 65535, "port %d", a.redis_port);
         FUZZ_CHECK(strncmp(url, "redis://", 8) == 0, "TCP from \"%s\"", url);
     }
@@ -57,8 +58,8 @@ static void check_database(const char *url)
         FUZZ_CHECK(err.code == DC_OK && err.str[0] == '\0', "err set on success");
     } else {
         FUZZ_CHECK(rc == DC_EINVAL && err.code == DC_EINVAL, "rc %d code %d", rc, err.code);
-        FUZZ_CHECK(strncmp(err.str, "DATABASE_URL is invalid: ", 25) == 0 && err.str[25] != '\0', "message \"%s\"",
-                   err.str);
+        FUZZ_CHECK(strncmp(err.str, "DATABASE_URL is invalid: ", 25) == 0 && err.str[25] != '\0',
+                   "message \"%s\"", err.str);
     }
 }
 

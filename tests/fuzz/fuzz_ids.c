@@ -33,7 +33,8 @@ static void check_set(const dc_orgs_t *s)
 {
     FUZZ_CHECK(dc_orgs_count(s) == nref, "count %zu, expected %zu", dc_orgs_count(s), nref);
     for (size_t i = 0; i < nref; i++)
-        FUZZ_CHECK(strcmp(dc_orgs_at(s, i), ref[i]) == 0, "at(%zu) = %s, expected %s", i, dc_orgs_at(s, i), ref[i]);
+        FUZZ_CHECK(strcmp(dc_orgs_at(s, i), ref[i]) == 0, "at(%zu) = %s, expected %s", i, dc_orgs_at(s, i),
+                   ref[i]);
 }
 
 static void one(dc_orgs_t *s, const char *line, size_t n)
@@ -45,7 +46,8 @@ static void one(dc_orgs_t *s, const char *line, size_t n)
 
     memset(out, 'x', sizeof(out));
     rc = dc_request_parse_uuid(line, n, out);
-    FUZZ_CHECK(rc == (valid ? DC_OK : DC_EINVAL), "parse_uuid rc %d for a %s", rc, valid ? "UUID" : "non-UUID");
+    FUZZ_CHECK(rc == (valid ? DC_OK : DC_EINVAL), "parse_uuid rc %d for a %s", rc,
+               valid ? "UUID" : "non-UUID");
     if (!valid) {
         FUZZ_CHECK(dc_orgs_add(s, line, n) == DC_EINVAL, "dc_orgs_add took a non-UUID");
         FUZZ_CHECK(dc_orgs_count(s) == before, "a rejected add changed the set");

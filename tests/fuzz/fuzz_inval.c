@@ -50,15 +50,16 @@ static void check_pattern(const dc_inval_msg_t *m)
     FUZZ_CHECK(fuzz_is_id(m->org_id), "pattern message without an org id");
     FUZZ_CHECK(strncmp(p, "dashboard:", 10) == 0, "pattern \"%s\"", p);
     for (const char *c = p; *c; c++)
-        FUZZ_CHECK(*c > ' ' && *c < 0x7f && !strchr("?[]\\", *c), "byte 0x%02x in \"%s\"", (unsigned char)*c, p);
+        FUZZ_CHECK(*c > ' ' && *c < 0x7f && !strchr("?[]\\", *c), "byte 0x%02x in \"%s\"", (unsigned char)*c,
+                   p);
     for (const char *seg = p; seg != NULL;) {
         const char *end = strchr(seg, ':');
         size_t      n = end ? (size_t)(end - seg) : strlen(seg);
         FUZZ_CHECK(n > 0, "empty segment in \"%s\"", p);
         FUZZ_CHECK((n == 1 && seg[0] == '*') || memchr(seg, '*', n) == NULL, "partial glob in \"%s\"", p);
         if (after_org)
-            FUZZ_CHECK(n == DC_UUID_LEN && memcmp(seg, m->org_id, n) == 0, "org segment of \"%s\" is not %s", p,
-                       m->org_id);
+            FUZZ_CHECK(n == DC_UUID_LEN && memcmp(seg, m->org_id, n) == 0, "org segment of \"%s\" is not %s",
+                       p, m->org_id);
         after_org = n == 3 && memcmp(seg, "org", 3) == 0;
         orgs += (size_t)after_org;
         seg = end ? end + 1 : NULL;
@@ -88,9 +89,10 @@ static int field_is(const char *msg, size_t len, const char *k, const char *want
     if (tok == NULL)
         abort();
     o = json_tokener_parse_ex(tok, msg, (int)len);
-    yes = o != NULL && json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string) &&
-          (size_t)json_object_get_string_len(v) == strlen(want) &&
-          (nocase ? strcasecmp(json_object_get_string(v), want) : strcmp(json_object_get_string(v), want)) == 0;
+    yes =
+        o != NULL && json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string) &&
+        (size_t)json_object_get_string_len(v) == strlen(want) &&
+        (nocase ? strcasecmp(json_object_get_string(v), want) : strcmp(json_object_get_string(v), want)) == 0;
     json_object_put(o);
     json_tokener_free(tok);
     return yes;
@@ -108,7 +110,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc = dc_inval_parse(msg, size, &m, why, sizeof(why));
     if (rc == DC_OK) {
         FUZZ_CHECK(size <= DC_INVAL_MSG_MAX, "accepted %zu bytes", size);
-        FUZZ_CHECK(fuzz_terminated(m.org_id, sizeof(m.org_id)) && fuzz_terminated(m.pattern, sizeof(m.pattern)),
+        FUZZ_CHECK(fuzz_terminated(m.org_id, sizeof(m.org_id)) &&
+                       fuzz_terminated(m.pattern, sizeof(m.pattern)),
                    "unterminated field");
         switch (m.kind) {
         case DC_INV_ORG:
@@ -121,7 +124,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case DC_INV_ALL:
             FUZZ_CHECK(strcmp(m.pattern, "dashboard:*") == 0, "all with pattern \"%s\"", m.pattern);
-            FUZZ_CHECK(field_is(msg, size, "scope", "all", 0), "everything invalidated without \"scope\":\"all\"");
+            FUZZ_CHECK(field_is(msg, size, "scope", "all", 0),
+                       "everything invalidated without \"scope\":\"all\"");
             break;
         default:
             FUZZ_CHECK(0, "kind %d", m.kind);

@@ -44,7 +44,8 @@ static int parse_strict(const char *s, json_object **out)
         abort();
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     *out = json_tokener_parse_ex(tok, s, -1); /* -1: up to the NUL, which ends a number at the end */
-    ok = json_tokener_get_error(tok) == json_tokener_success && (size_t)json_tokener_get_parse_end(tok) == strlen(s);
+    ok = json_tokener_get_error(tok) == json_tokener_success &&
+         (size_t)json_tokener_get_parse_end(tok) == strlen(s);
     if (!ok) {
         json_object_put(*out);
         *out = NULL;
@@ -70,7 +71,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *s = fuzz_cstr(data, size);
         if (dc_json_is_valid(s)) {
             json_object *o;
-            FUZZ_CHECK(parse_strict(s, &o) || strlen(s) != size, "dc_json_is_valid accepts what json-c refuses: %s", s);
+            FUZZ_CHECK(parse_strict(s, &o) || strlen(s) != size,
+                       "dc_json_is_valid accepts what json-c refuses: %s", s);
             json_object_put(o);
         }
         free(s);
@@ -167,9 +169,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     FUZZ_CHECK(dc_json_finish(&j) == DC_OK, "finish failed");
     FUZZ_CHECK(out.data != NULL && dc_json_is_valid(out.data), "writer produced invalid JSON: %s", out.data);
-    FUZZ_CHECK(parse_strict(out.data, &doc) && doc != NULL && json_object_is_type(doc, json_type_array), "json-c refuses: %s", out.data);
-    FUZZ_CHECK(json_object_array_length(doc) == ntop, "%zu elements, %zu written: %s", json_object_array_length(doc),
-               ntop, out.data);
+    FUZZ_CHECK(parse_strict(out.data, &doc) && doc != NULL && json_object_is_type(doc, json_type_array),
+               "json-c refuses: %s", out.data);
+    FUZZ_CHECK(json_object_array_length(doc) == ntop, "%zu elements, %zu written: %s",
+               json_object_array_length(doc), ntop, out.data);
     for (size_t i = 0; i < ntop && i < TOP_MAX; i++) {
         json_object *e = json_object_array_get_idx(doc, i);
         if (top_kind[i] == json_type_string) {
@@ -181,8 +184,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(json_object_is_type(e, json_type_int) || json_object_is_type(e, json_type_double),
                        "number %zu is not a number: %s", i, out.data);
         } else if (top_kind[i] >= 0) {
-            FUZZ_CHECK(json_object_is_type(e, (enum json_type)top_kind[i]), "element %zu has type %d, wrote %d: %s", i,
-                       json_object_get_type(e), top_kind[i], out.data);
+            FUZZ_CHECK(json_object_is_type(e, (enum json_type)top_kind[i]),
+                       "element %zu has type %d, wrote %d: %s", i, json_object_get_type(e), top_kind[i],
+                       out.data);
         }
         free(top_str[i]);
     }

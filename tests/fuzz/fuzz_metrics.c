@@ -49,7 +49,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static int name_char(char c, int first)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' || (!first && c >= '0' && c <= '9');
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
+           (!first && c >= '0' && c <= '9');
 }
 
 /* Parses one label value after its opening quote; unescaped into out. Returns the byte after the closing quote. */
@@ -113,7 +114,8 @@ static void sample(scrape_t *s, const char *line)
                         (strcmp(s->names[i], val) != 0 &&
                          !(strlen(val) >= 55 && strncmp(s->names[i], val, strlen(val)) == 0))))
                     i++;
-                FUZZ_CHECK(i < s->nnames, "statement label \"%s\" is none of the names given, in: %s", val, line);
+                FUZZ_CHECK(i < s->nnames, "statement label \"%s\" is none of the names given, in: %s", val,
+                           line);
             }
             FUZZ_CHECK(*p == ',' || *p == '}', "label separator in: %s", line);
             if (*p == ',')
@@ -129,7 +131,8 @@ static void sample(scrape_t *s, const char *line)
         size_t k = (size_t)(le - line);
         FUZZ_CHECK(k < sizeof(s->bucket_of), "series too long");
         /* a series starts at its first bound (two slots may share a name) */
-        if (strncmp(le, "le=\"0.001\"", 10) == 0 || strncmp(s->bucket_of, line, k) != 0 || s->bucket_of[k] != '\0') {
+        if (strncmp(le, "le=\"0.001\"", 10) == 0 || strncmp(s->bucket_of, line, k) != 0 ||
+            s->bucket_of[k] != '\0') {
             memcpy(s->bucket_of, line, k);
             s->bucket_of[k] = '\0';
             s->last_bucket = 0;
@@ -206,14 +209,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int32_t        a = i32(u + 1);
         int64_t        ns = (int64_t)i32(u + 5) * 1000;
         switch (u[0] % 8) {
-        case 0: dc_metrics_db_query(a, u[5] & 1, ns); break;
-        case 1: dc_metrics_http((dc_mroute_t)a, i32(u + 5) % 1000, ns); break;
-        case 2: dc_metrics_cache_latency((dc_cop_t)a, ns); break;
-        case 3: dc_metrics_cache_hit((dc_qtype_t)a); break;
-        case 4: dc_metrics_cache_miss((dc_qtype_t)a); break;
-        case 5: dc_metrics_cache_error((dc_cop_t)a); break;
-        case 6: dc_metrics_invalidation((dc_isource_t)a, i32(u + 5)); break;
-        default: dc_metrics_invalidation_lag(ns); break;
+        case 0:
+            dc_metrics_db_query(a, u[5] & 1, ns);
+            break;
+        case 1:
+            dc_metrics_http((dc_mroute_t)a, i32(u + 5) % 1000, ns);
+            break;
+        case 2:
+            dc_metrics_cache_latency((dc_cop_t)a, ns);
+            break;
+        case 3:
+            dc_metrics_cache_hit((dc_qtype_t)a);
+            break;
+        case 4:
+            dc_metrics_cache_miss((dc_qtype_t)a);
+            break;
+        case 5:
+            dc_metrics_cache_error((dc_cop_t)a);
+            break;
+        case 6:
+            dc_metrics_invalidation((dc_isource_t)a, i32(u + 5));
+            break;
+        default:
+            dc_metrics_invalidation_lag(ns);
+            break;
         }
     }
     FUZZ_CHECK(dc_metrics_render(&out, names, n) == DC_OK, "render failed");

@@ -25,7 +25,8 @@ static void check_key(const dc_request_t *req)
     int  n = dc_key_build(req, key, sizeof(key));
 
     if (n == DC_DECLINED) {
-        FUZZ_CHECK(req->route != DC_ROUTE_QUERY || req->qtype == DC_Q_AUDIT, "query %d not cached", req->qtype);
+        FUZZ_CHECK(req->route != DC_ROUTE_QUERY || req->qtype == DC_Q_AUDIT, "query %d not cached",
+                   req->qtype);
         return;
     }
     FUZZ_CHECK(n > 0 && (size_t)n == strlen(key), "key length %d for \"%s\"", n, key);
@@ -34,7 +35,8 @@ static void check_key(const dc_request_t *req)
     FUZZ_CHECK(strpbrk(key, "*?[]\\") == NULL, "glob character in key \"%s\"", key);
     for (const char *p = key; *p; p++)
         FUZZ_CHECK(*p > ' ' && *p < 0x7f, "byte 0x%02x in key \"%s\"", (unsigned char)*p, key);
-    FUZZ_CHECK(fuzz_count(key, ":org:") == 1, "key \"%s\" has %zu org segments", key, fuzz_count(key, ":org:"));
+    FUZZ_CHECK(fuzz_count(key, ":org:") == 1, "key \"%s\" has %zu org segments", key,
+               fuzz_count(key, ":org:"));
     snprintf(org_seg, sizeof(org_seg), ":org:%s", req->org_id);
     FUZZ_CHECK(strstr(key, org_seg) != NULL, "key \"%s\" does not name org %s", key, req->org_id);
     if (req->unit_id[0] != '\0')
@@ -73,7 +75,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK((unsigned)req.qtype < DC_Q_COUNT, "qtype %d", req.qtype);
             FUZZ_CHECK(strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0, "query by %s", method);
             FUZZ_CHECK(fuzz_is_id(req.org_id), "query without an org id");
-            FUZZ_CHECK(req.force_refresh == 0 || req.force_refresh == 1, "forceRefresh %d", req.force_refresh);
+            FUZZ_CHECK(req.force_refresh == 0 || req.force_refresh == 1, "forceRefresh %d",
+                       req.force_refresh);
             FUZZ_CHECK(req.hours >= 1 && req.hours <= DC_HOURS_MAX, "hours %d", req.hours);
             FUZZ_CHECK(req.limit >= 1 && req.limit <= DC_LIMIT_MAX, "limit %d", req.limit);
             if (req.qtype == DC_Q_TEMPERATURE)
@@ -88,7 +91,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                        "item id \"%s\" for write %d", req.item_id, req.wtype);
         } else {
             char key[DC_KEY_MAX];
-            FUZZ_CHECK(dc_key_build(&req, key, sizeof(key)) == DC_DECLINED, "service route %d has a key", req.route);
+            FUZZ_CHECK(dc_key_build(&req, key, sizeof(key)) == DC_DECLINED, "service route %d has a key",
+                       req.route);
         }
     } else {
         FUZZ_CHECK(rc == DC_EINVAL, "rc %d", rc);
