@@ -2,6 +2,7 @@
 #   make            build build/dashcache-fcgi
 #   make run        install what is missing, start a private stack, serve the API
 #   make test       install what is missing, build, run every test suite
+#   make fuzz       run each libFuzzer target FUZZ_SECONDS (30) seconds
 # Our flags live in DC_CFLAGS; CFLAGS/LDFLAGS from the command line are added, never replaced.
 
 PREFIX   ?= /usr/local
@@ -44,7 +45,7 @@ TEST_SUPPORT = $(wildcard tests/support/*.c)
 TEST_SUPPORT_OBJS = $(patsubst tests/support/%.c,$(BUILD)/obj/support_%.o,$(TEST_SUPPORT))
 
 .PHONY: all run stop status seed test check unit integration e2e unit-bins integration-bins asan ubsan san \
-        valgrind bench format format-check lint install uninstall clean distclean deps nginx-check
+        valgrind bench format format-check lint install uninstall clean distclean deps nginx-check fuzz fuzz-bins
 
 all: $(BIN) $(INV_BIN) $(CTL_BIN)
 
@@ -99,6 +100,39 @@ $(BUILD)/tests/integration_%: tests/integration/integration_%.c $(APP_OBJS) $(TE
 $(BUILD)/obj $(BUILD)/tests:
 	$(Q)mkdir -p $@
 
+# libFuzzer targets (tests/fuzz/fuzz_<name>.c), built by clang in their own
+# directory: the application objects again, instrumented for the fuzzer
+# with ASan + UBSan, minus the mains.
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 30
+FUZZ_DIR      = build/fuzz
+FUZZ_TARGETS  = router ids body inval config_url metrics json token
+FUZZ_SAN      = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) $(WARN) -MMD -MP -Ifcgi-app \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_OBJS     = $(patsubst fcgi-app/%.c,$(FUZZ_DIR)/obj/%.o,$(APP_SRCS))
+FUZZ_BINS     = $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
+
+$(FUZZ_DIR)/obj/%.o: fcgi-app/%.c | $(FUZZ_DIR)/obj
+	$(SAY) FUZZCC $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_OBJS) | $(FUZZ_DIR)/obj
+	$(SAY) FUZZLD $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_OBJS) $(DC_LIBS)
+
+$(FUZZ_DIR)/obj:
+	$(Q)mkdir -p $@
+
+.SECONDARY: $(FUZZ_OBJS)
+
+fuzz-bins: $(FUZZ_BINS)
+
+# Each target for FUZZ_SECONDS, one after the other; executions and findings per target.
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-bins
+	@$(PY) tests/run.py --only fuzz --fuzz-seconds $(FUZZ_SECONDS)
+
 unit-bins: $(UNIT_BINS)
 integration-bins: $(INT_BINS)
 
@@ -120,10 +154,12 @@ seed: deps
 	@$(PY) scripts/seed.py $(SCALE)
 
 # The whole suite: unit, integration and end-to-end, then unit and
-# integration again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# integration again under AddressSanitizer + UndefinedBehaviorSanitizer,
+# then each fuzz target for a few seconds from its committed corpus.
 test: deps
 	@$(MAKE) --no-print-directory all unit-bins integration-bins
 	@$(MAKE) --no-print-directory SAN=1 all unit-bins integration-bins
+	@$(MAKE) --no-print-directory fuzz-bins
 	@$(PY) tests/run.py
 
 check: test
@@ -157,10 +193,10 @@ nginx-check: deps
 	@$(PY) tests/run.py --only nginx-check
 
 format:
-	clang-format -i fcgi-app/*.c fcgi-app/*.h tests/unit/*.c tests/integration/*.c tests/support/*.[ch]
+	clang-format -i fcgi-app/*.c fcgi-app/*.h tests/unit/*.c tests/integration/*.c tests/support/*.[ch] tests/fuzz/*.[ch]
 
 format-check:
-	clang-format --dry-run --Werror fcgi-app/*.c fcgi-app/*.h tests/unit/*.c tests/integration/*.c tests/support/*.[ch]
+	clang-format --dry-run --Werror fcgi-app/*.c fcgi-app/*.h tests/unit/*.c tests/integration/*.c tests/support/*.[ch] tests/fuzz/*.[ch]
 
 lint: all
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
@@ -187,4 +223,4 @@ clean:
 distclean: clean
 	rm -rf .run
 
--include $(wildcard build/obj/*.d build/san/obj/*.d build/tests/*.d build/san/tests/*.d)
+-include $(wildcard build/obj/*.d build/san/obj/*.d build/tests/*.d build/san/tests/*.d build/fuzz/obj/*.d build/fuzz/*.d)

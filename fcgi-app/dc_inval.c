@@ -67,16 +67,25 @@ static int check_pattern(char *p, char org[DC_UUID_LEN + 1], char *why, size_t c
             break;
         seg = end + 1;
     }
+    /* a last "org" has no id after it, yet it is a second tenant segment (found by fuzz_inval) */
+    if (prev_len == 3 && memcmp(prev, "org", 3) == 0)
+        return fail(why, cap, "the segment after org: must be an organization id");
     if (orgs != 1)
         return fail(why, cap, "pattern must name exactly one tenant as org:<uuid>");
     return DC_OK;
 }
 
+/* The string value of k, or NULL when it is absent, not a string, or holds a NUL (\u0000). */
 static const char *string_field(json_object *o, const char *k, int *present)
 {
     json_object *v;
+    const char  *s;
     *present = json_object_object_get_ex(o, k, &v);
-    return *present && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+    if (!*present || !json_object_is_type(v, json_type_string))
+        return NULL;
+    s = json_object_get_string(v);
+    /* "all\u0000" is not "all" (found by fuzz_inval) */
+    return strlen(s) == (size_t)json_object_get_string_len(v) ? s : NULL;
 }
 
 int dc_inval_parse(const char *msg, size_t len, dc_inval_msg_t *out, char *why, size_t cap)

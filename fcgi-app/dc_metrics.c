@@ -407,17 +407,41 @@ static void line(dc_buf_t *o, int *rc, const char *name, const char *labels, uin
         *rc = DC_ENOMEM;
 }
 
+/*
+ * A label value escaped as the text format requires (\\, \", \n), cut
+ * before an escape would be split so that the quoting always closes: the
+ * statement names are the caller's, and no name may break a scrape
+ * (found by tests/fuzz/fuzz_metrics.c).
+ */
+static const char *label_value(const char *s, char *buf, size_t cap)
+{
+    size_t n = 0;
+
+    for (; *s != '\0' && n + 2 < cap; s++) {
+        if (*s == '\\' || *s == '"' || *s == '\n') {
+            buf[n++] = '\\';
+            buf[n++] = *s == '\n' ? 'n' : *s;
+        } else {
+            buf[n++] = *s;
+        }
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+#define LABEL_VALUE_MAX 112 /* escaped; fits lab[160] with the label name, and le= after it in hist() */
+
 /* A counter family with one label: name{label="names[i]"} values[i]. */
 static void counters(dc_buf_t *o, int *rc, const char *name, const char *help, const char *label,
                      const char *const *names, const uint64_t *values, size_t n)
 {
-    char lab[160];
+    char lab[160], val[LABEL_VALUE_MAX];
 
     family(o, rc, name, "counter", help);
     for (size_t i = 0; i < n; i++) {
         if (names[i] == NULL)
             continue;
-        snprintf(lab, sizeof(lab), "%s=\"%s\"", label, names[i]);
+        snprintf(lab, sizeof(lab), "%s=\"%s\"", label, label_value(names[i], val, sizeof(val)));
         line(o, rc, name, lab, values[i]);
     }
 }
@@ -455,7 +479,7 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
     snapshot_t   *snap;
     const slot_t *t;
     const char   *qnames[DC_Q_COUNT];
-    char          lab[160];
+    char          lab[160], val[LABEL_VALUE_MAX];
     int           rc = DC_OK;
 
     snap = snapshot(&rc);
@@ -492,7 +516,7 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
     for (size_t i = 0; i < nstmts; i++) {
         if (stmt_names[i] == NULL)
             continue;
-        snprintf(lab, sizeof(lab), "statement=\"%s\"", stmt_names[i]);
+        snprintf(lab, sizeof(lab), "statement=\"%s\"", label_value(stmt_names[i], val, sizeof(val)));
         hist(o, &rc, "dashboard_db_query_duration_seconds", lab, &t->db_latency[i], NBUCKETS);
     }
 

@@ -106,7 +106,8 @@ int dc_metrics_summary(dc_metrics_summary_t *s) DC_WUR;
 /*
  * Appends the Prometheus text exposition of the sum over all slots to out.
  * stmt_names[i] labels statement slot i; a NULL name is a slot no
- * statement owns and is left out. DC_OK, DC_ENOMEM, or DC_ERROR when
+ * statement owns and is left out; names are escaped as label values, and
+ * one longer than 55 bytes may be cut. DC_OK, DC_ENOMEM, or DC_ERROR when
  * metrics are not mapped.
  */
 int dc_metrics_render(dc_buf_t *out, const char *const *stmt_names, size_t nstmts) DC_WUR;

@@ -1,13 +1,17 @@
 #!/usr/bin/python3
 """dashcache test runner (`make test` builds everything, then calls this).
 
-  tests/run.py [--only SUITE]...   SUITE: nginx-check monitoring systemd unit integration e2e san valgrind
+  tests/run.py [--only SUITE]...   SUITE: nginx-check monitoring systemd unit integration e2e san fuzz valgrind
 
 Default: nginx-check, monitoring (promtool), systemd (systemd-analyze security
 --offline=true on each systemd/*.service: exposure at most SYSTEMD_EXPOSURE_MAX,
 2.0), unit (build/tests/test_*), integration (build/tests/integration_*), e2e
 (pytest tests/e2e), then unit and integration again from build/san/ (ASan +
-UBSan). valgrind runs only when asked for.
+UBSan), then each libFuzzer target (build/fuzz/fuzz_*) for --fuzz-seconds
+(FUZZ_TEST_SECONDS, 3) from its committed corpus (tests/fuzz/corpus/<target>).
+valgrind runs only when asked for; `make fuzz` is `--only fuzz --fuzz-seconds
+FUZZ_SECONDS` (30), which keeps what it finds in build/fuzz/corpus/ and its
+findings in build/fuzz/findings/.
 
 The integration binaries share one throwaway stack (scripts/dcstack.py:
 PostgreSQL with demo data and Redis) on free loopback ports (TEST_PG_PORT,
@@ -18,10 +22,11 @@ TIMEOUT_MULTIPLIER (1), and for sanitizer / valgrind runs times
 SAN_TIMEOUT_MULTIPLIER (3) / VALGRIND_TIMEOUT_MULTIPLIER (10).
 
 Counting: each cmocka binary's TAP lines (`ok N`, `not ok N`; `# SKIP` counted
-apart), each pytest test (JUnit XML: failure or error = failed). A binary or
-run that exits non-zero, times out, crashes or prints a sanitizer report
-without a failed test counts as one failure more; one that runs no test counts
-as a failure. The last
+apart), each pytest test (JUnit XML: failure or error = failed), one per fuzz
+target (a crash, an invariant that failed, a leak or a timeout is a failure).
+A binary or run that exits non-zero, times out, crashes or prints a sanitizer
+report without a failed test counts as one failure more; one that runs no test
+counts as a failure. The last
 line is `N passed, M failed` (`, K skipped` when some were); exit 1 if M > 0 or
 N == 0. Logs: .run/test/ (kept after the run).
 """
@@ -43,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import dcstack as dc  # noqa: E402
 
-SUITES = ("nginx-check", "monitoring", "systemd", "unit", "integration", "e2e", "san", "valgrind")
+SUITES = ("nginx-check", "monitoring", "systemd", "unit", "integration", "e2e", "san", "fuzz", "valgrind")
 ALIASES = {"nginx": "nginx-check", "asan": "san", "ubsan": "san"}
 PYTHON = "/usr/bin/python3"  # Debian's interpreter, which has python3-pytest
 STATE = ROOT / ".run" / "test"
@@ -223,6 +228,61 @@ def run_pytest(t: Tally, timeout: float, env: dict) -> None:
         t.report("e2e pytest", 0, 0, 0, 1, exit_reason(rc), log, [])
 
 
+FUZZ_DIR = ROOT / "build" / "fuzz"
+FUZZ_EXECS = re.compile(r"^stat::number_of_executed_units:\s*(\d+)", re.M)
+FUZZ_FINDING = re.compile(r"^(invariant failed .*|==\d+==\s*ERROR: .*|SUMMARY: .*|.*runtime error: .*)$", re.M)
+
+
+def run_fuzz(t: Tally, seconds: float, keep: bool, env: dict) -> None:
+    """Each libFuzzer target in turn (one at a time: the machine may be shared)
+    for `seconds`, from the committed seeds (tests/fuzz/corpus/<name>) and, with
+    keep, from what earlier runs found (build/fuzz/corpus/<name>); else from a
+    scratch directory. One result per target; prints its executions."""
+    import shutil
+    targets = sorted(p for p in FUZZ_DIR.glob("fuzz_*") if p.is_file() and os.access(p, os.X_OK) and not p.suffix)
+    if not targets:
+        print("FAIL fuzz: no build/fuzz/fuzz_* binaries (build them first: make fuzz-bins)")
+        t.record(0, 1, 0, "fuzz (no binaries)")
+        return
+    findings = FUZZ_DIR / "findings"
+    findings.mkdir(parents=True, exist_ok=True)
+    fenv = {**env, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:print_stacktrace=1",
+            "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
+    total = 0
+    for b in targets:
+        name = b.name[len("fuzz_"):]
+        seeds = ROOT / "tests" / "fuzz" / "corpus" / name
+        work = (FUZZ_DIR / "corpus" / name) if keep else (RESULTS / "fuzz-corpus" / name)
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True, exist_ok=True)
+        argv = [str(b), f"-max_total_time={seconds:g}", "-print_final_stats=1", "-timeout=10", "-rss_limit_mb=2048",
+                f"-artifact_prefix={findings}/{name}-", str(work)]
+        if seeds.is_dir():
+            argv.append(str(seeds))
+        d = ROOT / "tests" / "fuzz" / f"{name}.dict"
+        if d.exists():
+            argv.insert(1, f"-dict={d}")
+        log = logname(f"fuzz {name}")
+        rc = run_logged(argv, log, seconds * 3 + 60, fenv)
+        text = log.read_text(errors="replace")
+        m = FUZZ_EXECS.findall(text)
+        execs = int(m[-1]) if m else 0
+        total += execs
+        found = FUZZ_FINDING.findall(text)
+        ok = rc == 0 and not found and execs > 0
+        label = f"fuzz {name}: {execs:,} executions in {seconds:g} s"
+        if ok:
+            t.single(True, label)
+        else:
+            arts = sorted(findings.glob(f"{name}-*"), key=lambda p: p.stat().st_mtime)[-1:]
+            why = exit_reason(rc) if rc != 0 else ("no execution" if not execs else "finding")
+            t.single(False, f"{label} - {why}" + (f" (input: {rel(arts[0])}, log: {rel(log)})" if arts else
+                                                  f" (log: {rel(log)})"),
+                     "\n".join(found[:12]))
+    print(f"---- fuzz: {total:,} executions over {len(targets)} targets", flush=True)
+
+
 def check_monitoring(t: Tally) -> None:
     for f in sorted((ROOT / "monitoring").glob("*-alerts.yml")):
         r = subprocess.run(["promtool", "check", "rules", str(f)], capture_output=True, text=True, timeout=60)
@@ -266,6 +326,9 @@ def check_systemd(t: Tally) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", default=[], metavar="SUITE")
+    ap.add_argument("--fuzz-seconds", type=float, metavar="S",
+                    help="run each fuzz target S seconds and keep its corpus in build/fuzz/corpus "
+                         "(default: FUZZ_TEST_SECONDS, 3, from the committed seeds only)")
     args = ap.parse_args()
     only = [ALIASES.get(s, s) for s in args.only]
     for s in only:
@@ -313,6 +376,11 @@ def main() -> int:
         check_systemd(t)
     if want("unit"):
         run_binaries(t, "unit", Path("build/tests"), "test_", unit_t, base_env)
+    if want("fuzz"):
+        if args.fuzz_seconds:
+            run_fuzz(t, args.fuzz_seconds, True, base_env)
+        else:
+            run_fuzz(t, float(os.environ.get("FUZZ_TEST_SECONDS", 3)), False, base_env)
 
     stack = None
     try:
