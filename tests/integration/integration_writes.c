@@ -41,20 +41,14 @@ typedef struct {
 
 static int setup(void **state)
 {
-    fixture_t  *f = calloc(1, sizeof(*f));
-    const char *p[1];
-    char       *v;
+    fixture_t *f = calloc(1, sizeof(*f));
 
     dc_test_config(&f->cfg);
     f->app = dc_app_new(&f->cfg);
     assert_non_null(f->app);
     dc_test_org(6, f->org);
     dc_test_unit_of(f->org, f->unit);
-    p[0] = f->unit;
-    v = dc_test_sql("SELECT id::text FROM devices WHERE unit_id = $1 ORDER BY serial LIMIT 1", 1, p);
-    assert_non_null(v);
-    memcpy(f->device, v, 37);
-    free(v);
+    dc_test_device_of(f->unit, f->device);
     *state = f;
     return 0;
 }

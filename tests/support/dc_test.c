@@ -256,6 +256,17 @@ void dc_test_unit_of(const char *org, char out[37])
     copy_id(dc_test_sql("SELECT id::text FROM units WHERE org_id = $1 ORDER BY name LIMIT 1", 1, p), out);
 }
 
+void dc_test_device_of(const char *unit, char out[37])
+{
+    const char *p[] = { unit };
+    char *v = dc_test_sql("SELECT id::text FROM devices WHERE unit_id = $1 ORDER BY serial LIMIT 1", 1, p);
+
+    if (v == NULL)
+        fail_msg("unit %s has no device", unit);
+    memcpy(out, v, 37);
+    free(v);
+}
+
 static int bound_socket(int *port)
 {
     struct sockaddr_in sa;

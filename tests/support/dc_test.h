@@ -70,6 +70,9 @@ void dc_test_org(int i, char out[37]);
 /* A unit id of org (any). */
 void dc_test_unit_of(const char *org, char out[37]);
 
+/* The first device of unit (by serial); fails the test if it has none. */
+void dc_test_device_of(const char *unit, char out[37]);
+
 /* A TCP port on 127.0.0.1 with nothing listening (bound then closed). */
 int dc_test_closed_port(void);
 
