@@ -29,9 +29,11 @@
  * (audit) last: DC_Q_AUDIT also counts the cached types.
  *
  * Write endpoints (POST, one transaction, invalidate, announce):
- *   X(NAME, method, label, path, scope, run)
+ *   X(NAME, method, label, path, scope, body_max, run)
  *   NAME       DC_W_<NAME> and DC_MR_<NAME>
  *   path       {org} organization id; {alert}, {device} the item written
+ *   body_max   the largest body it takes (dc_body.h), 413 beyond; nginx's
+ *              client_max_body_size of its location says the same
  *   scope      as for reads; without {org} (ingest) the write function
  *              checks every item against the token's organizations
  *   run        dc_query_write.c: the write (dc_write_fn)
@@ -64,13 +66,13 @@
       DC_PARAM_BIT(LIMIT), dc_query_fetch_audit, dc_view_audit_of)
 
 #define DC_API_WRITES(X)                                                                                      \
-    X(INGEST, "POST", "ingest", "/api/ingest/readings", DC_SCOPE_INGEST, dc_query_write_ingest)               \
+    X(INGEST, "POST", "ingest", "/api/ingest/readings", DC_SCOPE_INGEST, DC_BODY_MAX, dc_query_write_ingest)  \
     X(ALERT_CREATE, "POST", "alert_create", "/api/dashboard/orgs/{org}/alerts", DC_SCOPE_WRITE,               \
-      dc_query_write_alert_create)                                                                            \
+      DC_BODY_MAX_SMALL, dc_query_write_alert_create)                                                         \
     X(ALERT_RESOLVE, "POST", "alert_resolve", "/api/dashboard/orgs/{org}/alerts/{alert}/resolve",             \
-      DC_SCOPE_WRITE, dc_query_write_alert_resolve)                                                           \
+      DC_SCOPE_WRITE, DC_BODY_MAX_SMALL, dc_query_write_alert_resolve)                                        \
     X(DEVICE_STATUS, "POST", "device_status", "/api/dashboard/orgs/{org}/devices/{device}/status",            \
-      DC_SCOPE_WRITE, dc_query_write_device_status)
+      DC_SCOPE_WRITE, DC_BODY_MAX_SMALL, dc_query_write_device_status)
 
 /*
  * Query parameters: X(NAME, name, kind, field, min, max, default, code, message).

@@ -10,6 +10,8 @@
 
 #include <json.h>
 
+#include "dc_endpoint.h"
+
 #define MAX_DEPTH 8
 
 int dc_body_is_json(const char *ct)
@@ -760,6 +762,8 @@ void dc_body_free(dc_write_t *w)
 int dc_body_parse(const dc_request_t *req, const char *content_type, const char *body, size_t len,
                   dc_write_t *w, dc_error_t *err)
 {
+    const dc_endpoint_t *ep = dc_endpoint_write(req->wtype);
+
     dc_body_reset(w);
     /*
      * Every POST, the resolve too: a browser sends a cross-site form
@@ -770,6 +774,10 @@ int dc_body_parse(const dc_request_t *req, const char *content_type, const char 
         dc_error_set(err, 415, "unsupported_media_type", "send the body as Content-Type: application/json");
         return DC_EINVAL;
     }
+    /* nginx bounds each location the same way; this holds without it (spawn-fcgi, another proxy) */
+    if (ep != NULL && (long)len > ep->body_max)
+        return dc_error_set(err, 413, "payload_too_large",
+                            "the body is over %ld bytes, the most this endpoint takes", ep->body_max);
     switch (req->wtype) {
     case DC_W_ALERT_RESOLVE:
         return dc_body_empty(body, len, err);

@@ -10,12 +10,13 @@
 #include "dc_buf.h"
 #include "dc_request.h"
 
-#define DC_INGEST_MAX  1000
-#define DC_BODY_MAX    (1024L * 1024)
-#define DC_TEMP_MIN    (-100)
-#define DC_TEMP_MAX    100
-#define DC_KIND_MAX    64
-#define DC_MESSAGE_MAX 500
+#define DC_INGEST_MAX     1000
+#define DC_BODY_MAX       (1024L * 1024) /* ingest; what a worker reads at most */
+#define DC_BODY_MAX_SMALL (16L * 1024)   /* every other write */
+#define DC_TEMP_MIN       (-100)
+#define DC_TEMP_MAX       100
+#define DC_KIND_MAX       64
+#define DC_MESSAGE_MAX    500
 
 /* Whether a Content-Type names JSON (application/json, with any parameters). */
 int dc_body_is_json(const char *content_type);

@@ -1,6 +1,8 @@
 /* dc_api.h expanded into rows. */
 #include "dc_endpoint.h"
 
+#include "dc_body.h"
+
 #include <stddef.h>
 
 /* the arguments are literals and names pasted into initializers; string concatenation forbids parentheses */
@@ -24,16 +26,17 @@
         .view = view_,                                                                                   \
     },
 
-#define WRITE_ROW(NAME, method_, label_, path_, scope_, write_) \
-    {                                                           \
-        .route = DC_ROUTE_WRITE,                                \
-        .type = DC_W_##NAME,                                    \
-        .mroute = DC_MR_##NAME,                                 \
-        .method = method_,                                      \
-        .label = label_,                                        \
-        .path = path_,                                          \
-        .scope = scope_,                                        \
-        .write = write_,                                        \
+#define WRITE_ROW(NAME, method_, label_, path_, scope_, body_max_, write_) \
+    {                                                                      \
+        .route = DC_ROUTE_WRITE,                                           \
+        .type = DC_W_##NAME,                                               \
+        .mroute = DC_MR_##NAME,                                            \
+        .method = method_,                                                 \
+        .label = label_,                                                   \
+        .path = path_,                                                     \
+        .scope = scope_,                                                   \
+        .body_max = body_max_,                                             \
+        .write = write_,                                                   \
     },
 
 /* expanded from the same lists as dc_qtype_t and dc_wtype_t: row q is query type q, row DC_Q_COUNT + w write w */

@@ -27,6 +27,7 @@ typedef struct {
 
     /* writes */
     dc_write_fn write;
+    long        body_max; /* bytes of body it takes: 413 beyond */
 
     dc_route_t  route;     /* DC_ROUTE_QUERY or DC_ROUTE_WRITE */
     int         type;      /* dc_qtype_t or dc_wtype_t */

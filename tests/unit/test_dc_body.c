@@ -416,6 +416,37 @@ static void test_timestamp_epoch(void **state)
 }
 
 /* recordedAt within [now - READINGS_RETENTION_DAYS, now + INGEST_MAX_FUTURE_SECONDS], errors naming them. */
+/* Each write takes at most its row's body_max (dc_api.h): 16 KiB, 1 MiB for ingest; 413 beyond. */
+static void test_body_limit_per_endpoint(void **state)
+{
+    enum { BIG = DC_BODY_MAX_SMALL + 1 };
+    dc_request_t req;
+    dc_write_t   w;
+    dc_error_t   err;
+    char        *body = malloc(BIG + 128);
+
+    (void)state;
+    assert_non_null(body);
+    memset(&w, 0, sizeof(w));
+    memset(&req, 0, sizeof(req));
+    /* an alert whose message pads the body past 16 KiB: refused before it is read */
+    snprintf(body, BIG + 128, "{\"unitId\":\"%s\",\"kind\":\"x\",\"message\":\"%0*d\"}",
+             "6ba7b810-9dad-11d1-80b4-00c04fd430c8", BIG, 0);
+    req.route = DC_ROUTE_WRITE;
+    for (int t = DC_W_ALERT_CREATE; t < DC_W_COUNT; t++) {
+        req.wtype = (dc_wtype_t)t;
+        assert_int_equal(dc_body_parse(&req, "application/json", body, strlen(body), &w, &err), DC_EINVAL);
+        assert_int_equal(err.status, 413);
+        assert_string_equal(err.code, "payload_too_large");
+    }
+    /* ingest takes it (and refuses it for what it is, not for its size) */
+    req.wtype = DC_W_INGEST;
+    assert_int_equal(dc_body_parse(&req, "application/json", body, strlen(body), &w, &err), DC_EINVAL);
+    assert_int_not_equal(err.status, 413);
+    dc_body_free(&w);
+    free(body);
+}
+
 static void test_recorded_at_bounds(void **state)
 {
     static const struct {
@@ -488,6 +519,7 @@ int main(void)
         cmocka_unit_test(test_strict_json_through_parsers),
         cmocka_unit_test(test_timestamp_epoch),
         cmocka_unit_test(test_recorded_at_bounds),
+        cmocka_unit_test(test_body_limit_per_endpoint),
     };
     return cmocka_run_group_tests_name("dc_body", tests, NULL, NULL);
 }
