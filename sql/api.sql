@@ -43,6 +43,21 @@ BEGIN
                              to_char(horizon AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
     END IF;
 
+    -- A caller bound to some organizations learns nothing of other tenants:
+    -- a device of another organization and one that does not exist get the
+    -- same answer (403), so device ids cannot be probed through ingest.
+    IF p_any_org IS NOT TRUE THEN
+        SELECT x.idx INTO bad
+          FROM unnest(p_devices) WITH ORDINALITY AS x(id, idx)
+          LEFT JOIN devices d ON d.id = x.id
+         WHERE d.id IS NULL OR NOT (d.org_id = ANY (coalesce(p_orgs, '{}'::uuid[]))) ORDER BY x.idx LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'P0403',
+                MESSAGE = format('readings[%s]: device %s is not a device of the caller''s organizations; nothing was stored',
+                                 bad - 1, p_devices[bad]);
+        END IF;
+    END IF;
+
     SELECT x.idx INTO bad
       FROM unnest(p_devices) WITH ORDINALITY AS x(id, idx)
       LEFT JOIN devices d ON d.id = x.id
@@ -50,18 +65,6 @@ BEGIN
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'P0002',
             MESSAGE = format('readings[%s]: device %s does not exist', bad - 1, p_devices[bad]);
-    END IF;
-
-    IF p_any_org IS NOT TRUE THEN
-        SELECT x.idx INTO bad
-          FROM unnest(p_devices) WITH ORDINALITY AS x(id, idx)
-          JOIN devices d ON d.id = x.id
-         WHERE NOT (d.org_id = ANY (coalesce(p_orgs, '{}'::uuid[]))) ORDER BY x.idx LIMIT 1;
-        IF bad IS NOT NULL THEN
-            RAISE EXCEPTION USING ERRCODE = 'P0403',
-                MESSAGE = format('readings[%s]: device %s is of an organization the caller may not write; nothing was stored',
-                                 bad - 1, p_devices[bad]);
-        END IF;
     END IF;
 
     IF to_regclass('pg_temp.dc_batch') IS NULL THEN

@@ -259,6 +259,16 @@ static void test_ingest_with_one_foreign_device_stores_nothing(void **state)
     dc_test_resp_free(&r);
     assert_int_equal(readings_of(mine), mine0 + 2);
     assert_int_equal(readings_of(theirs), theirs0 + 1);
+
+    /* a device that does not exist gets the same answer as another tenant's: ids cannot be probed */
+    snprintf(body, sizeof(body), "{\"deviceId\":\"%s\",\"temperature\":4.5}",
+             "00000000-0000-4000-8000-00000000dead");
+    dc_test_post_as(f->app, token, "/api/ingest/readings", body, &r);
+    assert_status(&r, 403, "forbidden_organization", "ingest with a device that does not exist");
+    dc_test_resp_free(&r);
+    dc_test_post_as(f->app, star, "/api/ingest/readings", body, &r); /* every organization: it can say so */
+    assert_int_equal(r.status, 404);
+    dc_test_resp_free(&r);
     free(mine);
     free(theirs);
     free(token);
