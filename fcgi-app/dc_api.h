@@ -75,6 +75,18 @@
       DC_SCOPE_WRITE, DC_BODY_MAX_SMALL, dc_query_write_device_status)
 
 /*
+ * Service routes, outside the API and its cache: X(NAME, label, path, scope).
+ * NAME gives DC_ROUTE_<NAME> and DC_MR_<NAME>; label is the route label of
+ * the metrics; GET and HEAD only; scope: what a caller's token must hold
+ * (0: none; nginx restricts /metrics and /api/admin/ by address). The
+ * answer of each is written by its case in dc_app_handle (dc_health).
+ */
+#define DC_API_SERVICES(X)                                                                                    \
+    X(HEALTH, "health", "/health", 0u)                                                                        \
+    X(METRICS, "metrics", "/metrics", 0u)                                                                     \
+    X(ADMIN_STATS, "admin", "/api/admin/cache/stats", DC_SCOPE_ADMIN)
+
+/*
  * Query parameters: X(NAME, name, kind, field, min, max, default, code, message).
  * kind DC_PK_BOOL (true/false/1/0), DC_PK_INT (min..max, into an int field
  * of dc_request_t; its message is made from the bounds), DC_PK_UUID (into a

@@ -135,18 +135,11 @@ static int metrics_route(const dc_request_t *req)
 {
     const dc_endpoint_t *ep = dc_endpoint_of(req);
 
+    const dc_service_t *svc = dc_endpoint_service_of(req->route);
+
     if (ep != NULL)
         return ep->mroute;
-    switch (req->route) {
-    case DC_ROUTE_HEALTH:
-        return DC_MR_HEALTH;
-    case DC_ROUTE_METRICS:
-        return DC_MR_METRICS;
-    case DC_ROUTE_ADMIN_STATS:
-        return DC_MR_ADMIN;
-    default:
-        return DC_MR_OTHER;
-    }
+    return svc != NULL ? (int)svc->mroute : DC_MR_OTHER;
 }
 
 /*
@@ -159,9 +152,11 @@ static unsigned required_scopes(const dc_request_t *req)
 {
     const dc_endpoint_t *ep = dc_endpoint_of(req);
 
+    const dc_service_t *svc = dc_endpoint_service_of(req->route);
+
     if (ep != NULL)
         return ep->scope | (req->force_refresh ? DC_SCOPE_REFRESH : 0);
-    return req->route == DC_ROUTE_ADMIN_STATS ? DC_SCOPE_ADMIN : 0;
+    return svc != NULL ? svc->scope : 0;
 }
 
 /*

@@ -4,6 +4,7 @@
 #include "dc_body.h"
 
 #include <stddef.h>
+#include <string.h>
 
 /* the arguments are literals and names pasted into initializers; string concatenation forbids parentheses */
 /* NOLINTBEGIN(bugprone-macro-parentheses) */
@@ -85,6 +86,27 @@ const dc_endpoint_t *dc_endpoint_of(const dc_request_t *req)
     default:
         return NULL;
     }
+}
+
+#define SERVICE_ROW(NAME, label_, path_, scope_) \
+    { .path = path_, .route = DC_ROUTE_##NAME, .mroute = DC_MR_##NAME, .scope = scope_ },
+static const dc_service_t services[] = { DC_API_SERVICES(SERVICE_ROW) };
+#undef SERVICE_ROW
+
+const dc_service_t *dc_endpoint_service(const char *path)
+{
+    for (size_t i = 0; i < DC_ARRAY_LEN(services); i++)
+        if (strcmp(services[i].path, path) == 0)
+            return &services[i];
+    return NULL;
+}
+
+const dc_service_t *dc_endpoint_service_of(dc_route_t r)
+{
+    for (size_t i = 0; i < DC_ARRAY_LEN(services); i++)
+        if (services[i].route == r)
+            return &services[i];
+    return NULL;
 }
 
 const dc_param_def_t *dc_endpoint_param(dc_param_t p)

@@ -47,6 +47,20 @@ const dc_endpoint_t *dc_endpoint_write(dc_wtype_t w);
 /* The row a routed request belongs to (route QUERY or WRITE), else NULL. */
 const dc_endpoint_t *dc_endpoint_of(const dc_request_t *req);
 
+/* A service route of DC_API_SERVICES. */
+typedef struct {
+    const char *path;
+    dc_route_t  route;
+    dc_mroute_t mroute;
+    unsigned    scope; /* DC_SCOPE_* a caller's token must hold; 0: none */
+} dc_service_t;
+
+/* The service route at exactly path, or NULL. */
+const dc_service_t *dc_endpoint_service(const char *path);
+
+/* The service row of route r, or NULL (an API route or none). */
+const dc_service_t *dc_endpoint_service_of(dc_route_t r);
+
 /* One query parameter, from DC_API_PARAMS. */
 typedef enum { DC_PK_BOOL, DC_PK_INT, DC_PK_UUID } dc_param_kind_t;
 

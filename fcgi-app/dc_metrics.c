@@ -77,13 +77,12 @@ static const int statuses[] = { 200, 201, 400, 403, 404, 405, 409, 413, 415, 500
 #define NSTATUS (sizeof(statuses) / sizeof(statuses[0])) /* index NSTATUS: anything else */
 
 #define LABEL(NAME, method, label, ...) label,
+#define SERVICE_LABEL(NAME, label, ...) label,
 static const char *const route_names[DC_MR_COUNT] = {
-    DC_API_QUERIES(LABEL) DC_API_WRITES(LABEL) "health",
-    "metrics",
-    "admin",
-    "other",
+    DC_API_QUERIES(LABEL) DC_API_WRITES(LABEL) DC_API_SERVICES(SERVICE_LABEL) "other",
 };
 #undef LABEL
+#undef SERVICE_LABEL
 static const char *const cop_names[DC_COP_COUNT] = { "get", "set", "invalidate", "publish", "connect" };
 static const char *const source_names[DC_IS_COUNT] = { "write", "pubsub", "outbox", "resync" };
 

@@ -42,10 +42,7 @@ typedef enum {
 /* HTTP routes (the route label): every endpoint of dc_api.h, then the service routes. */
 #define DC_API_ENUM_MR(NAME, ...) DC_MR_##NAME,
 typedef enum {
-    DC_API_QUERIES(DC_API_ENUM_MR) DC_API_WRITES(DC_API_ENUM_MR) DC_MR_HEALTH,
-    DC_MR_METRICS,
-    DC_MR_ADMIN,
-    DC_MR_OTHER,
+    DC_API_QUERIES(DC_API_ENUM_MR) DC_API_WRITES(DC_API_ENUM_MR) DC_API_SERVICES(DC_API_ENUM_MR) DC_MR_OTHER,
     DC_MR_COUNT
 } dc_mroute_t;
 #undef DC_API_ENUM_MR

@@ -12,9 +12,9 @@ typedef enum {
     DC_ROUTE_NONE = 0,
     DC_ROUTE_QUERY, /* a dashboard GET, see qtype */
     DC_ROUTE_WRITE, /* an event POST, see wtype */
-    DC_ROUTE_HEALTH,
-    DC_ROUTE_METRICS,
-    DC_ROUTE_ADMIN_STATS,
+#define DC_API_ENUM_ROUTE(NAME, ...) DC_ROUTE_##NAME,
+    DC_API_SERVICES(DC_API_ENUM_ROUTE) /* the service routes of dc_api.h */
+#undef DC_API_ENUM_ROUTE
 } dc_route_t;
 
 /* The write endpoints, one per row of DC_API_WRITES (dc_api.h). */

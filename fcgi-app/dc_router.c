@@ -1,7 +1,7 @@
 /*
  * Path and method → endpoint, by the path patterns of dc_api.h. Service
- * routes (/health, /metrics, the admin stats) are not API endpoints and are
- * matched first.
+ * routes (/health, /metrics, the admin stats: DC_API_SERVICES) are not API
+ * endpoints and are matched first, by their exact path.
  */
 #include "dc_router.h"
 
@@ -9,10 +9,9 @@
 
 #include "dc_endpoint.h"
 
-#define ADMIN_STATS_PATH "/api/admin/cache/stats"
-#define ALLOW_READ       "GET, HEAD"
-#define ALLOW_WRITE      "POST"
-#define MAX_CAPTURES     4
+#define ALLOW_READ   "GET, HEAD"
+#define ALLOW_WRITE  "POST"
+#define MAX_CAPTURES 4
 
 /* What a {name} segment of a pattern captures, and where it goes. */
 typedef struct {
@@ -93,14 +92,11 @@ int dc_router_route(const char *method, const char *path, const char *query, dc_
     int                  ncaps = -1;
     size_t               n;
     const dc_endpoint_t *all = dc_endpoint_all(&n), *found = NULL;
+    const dc_service_t  *svc = dc_endpoint_service(path);
 
     memset(req, 0, sizeof(*req));
-
-    if (strcmp(path, "/health") == 0 || strcmp(path, "/metrics") == 0 ||
-        strcmp(path, ADMIN_STATS_PATH) == 0) {
-        req->route = path[1] == 'h'   ? DC_ROUTE_HEALTH
-                     : path[1] == 'm' ? DC_ROUTE_METRICS
-                                      : DC_ROUTE_ADMIN_STATS;
+    if (svc != NULL) {
+        req->route = svc->route;
         if (!method_ok(method, &req->head))
             goto not_allowed;
         return DC_OK;
