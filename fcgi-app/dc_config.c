@@ -321,11 +321,6 @@ static int load(dc_config_t *cfg, char *err, size_t errlen)
     s = getenv("METRICS");
     if (s != NULL && *s != '\0') {
         if (strcmp(s, "on") == 0 || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
-            if (dc_listen_allow_parse(getenv("FCGI_WEB_SERVER_ADDRS"), &cfg->fcgi_allow, &lerr) != DC_OK) {
-                snprintf(err, errlen, "FCGI_WEB_SERVER_ADDRS: %.200s", lerr.str);
-                return DC_EINVAL;
-            }
-
             cfg->metrics_enabled = 1;
         } else if (strcmp(s, "off") == 0 || strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
             cfg->metrics_enabled = 0;

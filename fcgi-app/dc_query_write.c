@@ -32,7 +32,8 @@ static const dc_db_stmt_t statements[S_COUNT] = {
         "SELECT unit_id::text, " ISO_UTC("last_seen_at") ", " ISO_UTC("now()")
         "  FROM dc_device_status($1, $2, $3::boolean, $4)", 4 },
     [S_IDEM_CLAIM] = { "idempotency_claim",
-        "SELECT state, status, body FROM dc_idempotency_claim($1, $2, $3, $4, $5::int)", 5 },
+        "SELECT state, status, body FROM dc_idempotency_claim($1, $2, $3,"
+        " encode(sha256(convert_to($4, 'UTF8')), 'hex'), $5::int)", 5 },
     [S_IDEM_STORE] = { "idempotency_store",
         "UPDATE idempotency_keys SET status = $4::int, body = $5"
         " WHERE org_id = $1 AND subject = $2 AND key = $3", 5 },
@@ -310,7 +311,7 @@ int dc_query_write_once(dc_db_t *db, const dc_request_t *req, const dc_principal
 {
     const char *scope = req->org_id[0] != '\0' ? req->org_id : INGEST_SCOPE;
     char        ttl[16], status[8];
-    const char *claim[] = { scope, idem->subject, idem->key, idem->hash, ttl };
+    const char *claim[] = { scope, idem->subject, idem->key, idem->request, ttl };
     const char *store[] = { scope, idem->subject, idem->key, status, NULL };
     PGresult   *r = NULL;
     const char *state;

@@ -13,7 +13,6 @@
 #include "dc_db.h"
 #include "dc_orgs.h"
 #include "dc_request.h"
-#include "dc_sha256.h"
 #include "dc_strs.h"
 
 /* The write statements, for dc_db_new (workers). Static. */
@@ -68,10 +67,10 @@ int dc_query_write(dc_db_t *db, const dc_request_t *req, const dc_principal_t *w
  * the path (ingest, which has none, shares one scope) and per subject.
  */
 typedef struct {
-    const char *key;                         /* validated (dc_write) */
-    const char *subject;                     /* the caller: its token's sub (or nginx's trusted one) */
-    char        hash[DC_SHA256_HEX_LEN + 1]; /* sha256 hex of the request (dc_write) */
-    int         ttl_s;                       /* IDEMPOTENCY_KEY_TTL_SECONDS */
+    const char *key;     /* validated (dc_write) */
+    const char *subject; /* the caller: its token's sub (or nginx's trusted one) */
+    const char *request; /* method, endpoint, ids and body (dc_write): PostgreSQL keeps its sha256 */
+    int         ttl_s;   /* IDEMPOTENCY_KEY_TTL_SECONDS */
 } dc_idem_t;
 
 /*

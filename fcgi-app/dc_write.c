@@ -8,7 +8,6 @@
 #include "dc_endpoint.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
-#include "dc_sha256.h"
 
 #define EVENTS_CHANNEL "dashboard:events"
 
@@ -16,6 +15,7 @@ void dc_write_state_free(dc_write_state_t *st)
 {
     dc_body_free(&st->parsed);
     dc_write_result_free(&st->result);
+    dc_buf_free(&st->request);
 }
 
 /*
@@ -65,26 +65,19 @@ int dc_write_key_ok(const char *key)
 
 /*
  * What makes two requests the same: the method, the endpoint and its ids
- * (all the path says) and the body, byte for byte.
+ * (all the path says) and the body, byte for byte (a parsed body: valid
+ * UTF-8 without NUL). PostgreSQL keeps its SHA-256. DC_OK or DC_ENOMEM.
  */
-static void request_hash(const dc_request_t *req, const char *body, size_t len,
-                         char out[DC_SHA256_HEX_LEN + 1])
+static int request_text(const dc_request_t *req, const char *body, size_t len, dc_buf_t *out)
 {
     const dc_endpoint_t *ep = dc_endpoint_of(req);
-    dc_sha256_t          c;
 
-    dc_sha256_init(&c);
-    dc_sha256_update(&c, "POST\n", 5);
-    if (ep != NULL)
-        dc_sha256_update(&c, ep->path, strlen(ep->path));
-    dc_sha256_update(&c, "\n", 1);
-    dc_sha256_update(&c, req->org_id, strlen(req->org_id));
-    dc_sha256_update(&c, "\n", 1);
-    dc_sha256_update(&c, req->item_id, strlen(req->item_id));
-    dc_sha256_update(&c, "\n", 1);
-    if (len > 0)
-        dc_sha256_update(&c, body, len);
-    dc_sha256_hex(&c, out);
+    dc_buf_reset(out);
+    if (dc_buf_printf(out, "POST\n%s\n%s\n%s\n", ep != NULL ? ep->path : "", req->org_id, req->item_id) !=
+            DC_OK ||
+        dc_buf_append(out, body != NULL ? body : "", len) != DC_OK)
+        return DC_ENOMEM;
+    return DC_OK;
 }
 
 void dc_write_handle(dc_write_state_t *st, const dc_config_t *cfg, dc_cache_t *cache, dc_db_t *db,
@@ -112,8 +105,10 @@ void dc_write_handle(dc_write_state_t *st, const dc_config_t *cfg, dc_cache_t *c
     } else {
         /* keys are the caller's own: another subject's key is another key */
         dc_idem_t idem = { .key = idempotency_key, .subject = who->sub, .ttl_s = cfg->idempotency_ttl_s };
-        request_hash(req, body, len, idem.hash);
-        rc = dc_query_write_once(db, req, who, &idem, &st->parsed, out, &st->result, &err);
+        rc = request_text(req, body, len, &st->request);
+        idem.request = st->request.data;
+        if (rc == DC_OK)
+            rc = dc_query_write_once(db, req, who, &idem, &st->parsed, out, &st->result, &err);
     }
     if (rc == DC_DECLINED) {
         dc_response_error(resp, &err, out);

@@ -16,8 +16,9 @@
 
 /* What a worker keeps from write to write (reused memory). Zero it to start. */
 typedef struct {
-    dc_write_t        parsed; /* the request body */
-    dc_write_result_t result; /* what the write invalidates and announces */
+    dc_write_t        parsed;  /* the request body */
+    dc_write_result_t result;  /* what the write invalidates and announces */
+    dc_buf_t          request; /* what identifies it under an Idempotency-Key */
 } dc_write_state_t;
 
 /* Releases what st holds. */

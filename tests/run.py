@@ -175,8 +175,12 @@ def run_binary(t: Tally, label: str, timeout: float, argv: list[str], env: dict)
 
 
 def binaries(d: Path, prefix: str) -> list[Path]:
+    """The built test binaries of d whose source still exists (a deleted test's
+    binary left in build/ is not run)."""
+    src = ROOT / "tests" / ("unit" if prefix == "test_" else "integration")
     return sorted(p for p in d.glob(prefix + "*")
-                  if p.is_file() and os.access(p, os.X_OK) and p.suffix not in (".d", ".o"))
+                  if p.is_file() and os.access(p, os.X_OK) and p.suffix not in (".d", ".o")
+                  and (src / (p.name + ".c")).is_file())
 
 
 def run_binaries(t: Tally, kind: str, d: Path, prefix: str, timeout: float, env: dict, wrapper=()) -> None:
