@@ -612,3 +612,8 @@ int dc_fcgi_put_unknown_type(dc_buf_t *out, uint8_t type)
         return DC_ENOMEM;
     return DC_OK;
 }
+
+int dc_fcgi_idle(const dc_fcgi_conn_t *c)
+{
+    return c->hdr_have == 0 && c->content_left == 0 && c->padding_left == 0;
+}

@@ -63,10 +63,10 @@ typedef struct {
 } dc_fcgi_req_t;
 
 typedef enum {
-    DC_FCGI_EV_NONE = 0,   /* all input consumed, nothing to do yet */
-    DC_FCGI_EV_REQUEST,    /* ev.req is complete: answer it, then dc_fcgi_release */
-    DC_FCGI_EV_ABORT,      /* ev.id aborted before it was complete (slot released): answer END_REQUEST */
-    DC_FCGI_EV_END,        /* answer ev.id with END_REQUEST and ev.protocol_status (unknown role, overloaded) */
+    DC_FCGI_EV_NONE = 0, /* all input consumed, nothing to do yet */
+    DC_FCGI_EV_REQUEST,  /* ev.req is complete: answer it, then dc_fcgi_release */
+    DC_FCGI_EV_ABORT,    /* ev.id aborted before it was complete (slot released): answer END_REQUEST */
+    DC_FCGI_EV_END,      /* answer ev.id with END_REQUEST and ev.protocol_status (unknown role, overloaded) */
     DC_FCGI_EV_GET_VALUES, /* answer with dc_fcgi_put_get_values_result(ev) */
     DC_FCGI_EV_UNKNOWN,    /* answer with dc_fcgi_put_unknown_type(ev.type) */
     DC_FCGI_EV_ERROR,      /* protocol violation or a bound exceeded: close the connection; ev.why */
@@ -124,6 +124,9 @@ void dc_fcgi_release(dc_fcgi_conn_t *c, dc_fcgi_req_t *r);
 
 /* Whether any request of the connection has begun and not been released. */
 int dc_fcgi_busy(const dc_fcgi_conn_t *c);
+
+/* Whether the parser stands between records (no record partly read). */
+int dc_fcgi_idle(const dc_fcgi_conn_t *c);
 
 /*
  * Writers: each appends whole records to out. DC_OK or DC_ENOMEM (out may

@@ -31,6 +31,16 @@ typedef struct {
 
 typedef enum { RUNNING, STOPPING } state_t;
 
+/*
+ * The workers: n slots, each respawned when its worker exits, then the
+ * workers of the last reloads, which finish what their connections owe
+ * while their replacements already serve (slots[n..n+retiring)).
+ */
+typedef struct {
+    slot_t *slots;
+    int     n, retiring, cap;
+} pool_t;
+
 static pid_t spawn(int listen_fd, const dc_config_t *cfg, const dc_priv_t *priv, const sigset_t *orig_mask)
 {
     pid_t master = getpid(); /* before fork: the child compares its parent with it */
@@ -80,21 +90,26 @@ static void log_exit(pid_t pid, int status, int64_t lived_ms)
                     WTERMSIG(status), strsignal(WTERMSIG(status)), (long long)lived_ms);
 }
 
-static void reap(slot_t *slots, int n, state_t state)
+static void reap(pool_t *p, state_t state)
 {
     int   status;
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         int64_t now = dc_now_ms();
-        for (int i = 0; i < n; i++) {
-            slot_t *s = &slots[i];
+        for (int i = 0; i < p->n + p->retiring; i++) {
+            slot_t *s = &p->slots[i];
             int64_t lived;
             if (s->pid != pid)
                 continue;
             lived = now - s->started_ms;
             log_exit(pid, status, lived);
             s->pid = 0;
+            if (i >= p->n) { /* a retired worker: gone for good */
+                p->slots[i] = p->slots[p->n + p->retiring - 1];
+                p->retiring--;
+                break;
+            }
             if (state != RUNNING)
                 break;
             if (!s->asked_to_stop)
@@ -115,21 +130,46 @@ static void reap(slot_t *slots, int n, state_t state)
     }
 }
 
-static void signal_all(slot_t *slots, int n, int signo)
+static void signal_all(pool_t *p, int signo)
 {
-    for (int i = 0; i < n; i++) {
-        if (slots[i].pid > 0) {
-            slots[i].asked_to_stop = 1;
-            kill(slots[i].pid, signo);
+    for (int i = 0; i < p->n + p->retiring; i++) {
+        if (p->slots[i].pid > 0) {
+            p->slots[i].asked_to_stop = 1;
+            kill(p->slots[i].pid, signo);
         }
     }
 }
 
-static int alive(const slot_t *slots, int n)
+/*
+ * Reload: every worker is asked to stop and its slot is free at once, so
+ * that a new worker (on the new configuration) serves while the old one
+ * drains its kept connections. When too many reloads are still draining,
+ * a slot waits for its worker as before.
+ */
+static void retire_all(pool_t *p)
+{
+    int64_t now = dc_now_ms();
+
+    for (int i = 0; i < p->n; i++) {
+        slot_t *s = &p->slots[i];
+        if (s->pid <= 0)
+            continue;
+        s->asked_to_stop = 1;
+        kill(s->pid, SIGTERM);
+        if (p->n + p->retiring < p->cap) {
+            p->slots[p->n + p->retiring++] = *s;
+            s->pid = 0;
+            s->asked_to_stop = 0;
+            s->spawn_at_ms = now;
+        }
+    }
+}
+
+static int alive(const pool_t *p)
 {
     int k = 0;
-    for (int i = 0; i < n; i++)
-        k += slots[i].pid > 0;
+    for (int i = 0; i < p->n + p->retiring; i++)
+        k += p->slots[i].pid > 0;
     return k;
 }
 
@@ -162,12 +202,13 @@ static int reread(const char *env_file, dc_config_t *cfg)
 int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_file, const dc_priv_t *priv)
 {
     sigset_t set, orig;
+    pool_t   pool = { .n = workers, .cap = workers * 4 };
     slot_t  *slots;
     state_t  state = RUNNING;
     int64_t  stop_deadline = 0;
     int      killed = 0;
 
-    slots = calloc((size_t)workers, sizeof(*slots));
+    slots = pool.slots = calloc((size_t)pool.cap, sizeof(*slots));
     if (slots == NULL) {
         dc_log_error("master.init", "out of memory");
         return 1;
@@ -187,7 +228,7 @@ int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_
         int64_t         now;
         int             signo;
 
-        reap(slots, workers, state);
+        reap(&pool, state);
         now = dc_now_ms();
 
         if (state == RUNNING) {
@@ -203,12 +244,12 @@ int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_
                 }
             }
         } else {
-            if (alive(slots, workers) == 0)
+            if (alive(&pool) == 0)
                 break;
             if (!killed && now >= stop_deadline) {
-                dc_log_warn("master.stop", "%d workers still busy after %d ms; killing them",
-                            alive(slots, workers), DC_STOP_TIMEOUT_MS);
-                signal_all(slots, workers, SIGKILL);
+                dc_log_warn("master.stop", "%d workers still busy after %d ms; killing them", alive(&pool),
+                            DC_STOP_TIMEOUT_MS);
+                signal_all(&pool, SIGKILL);
                 killed = 1;
             }
         }
@@ -222,23 +263,23 @@ int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_
         case SIGQUIT:
             if (state == RUNNING) {
                 dc_log_info("master.stop", "%s: stopping %d workers gracefully", strsignal(signo),
-                            alive(slots, workers));
+                            alive(&pool));
                 state = STOPPING;
                 stop_deadline = dc_now_ms() + DC_STOP_TIMEOUT_MS;
-                signal_all(slots, workers, SIGTERM);
+                signal_all(&pool, SIGTERM);
             } else if (!killed) {
                 /* a second stop signal means: now */
-                signal_all(slots, workers, SIGKILL);
+                signal_all(&pool, SIGKILL);
                 killed = 1;
             }
             break;
         case SIGHUP:
             if (state == RUNNING && (env_file == NULL || reread(env_file, cfg) == DC_OK)) {
-                /* each worker finishes its request and is replaced at once, on the new configuration */
-                dc_log_info("master.reload", "restarting %d workers", alive(slots, workers));
+                /* each worker is replaced at once, on the new configuration, and drains its connections */
+                dc_log_info("master.reload", "restarting %d workers", alive(&pool));
                 for (int i = 0; i < workers; i++)
                     slots[i].fast_exits = 0;
-                signal_all(slots, workers, SIGTERM);
+                retire_all(&pool);
             }
             break;
         default:

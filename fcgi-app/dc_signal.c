@@ -4,8 +4,6 @@
 #include <errno.h>
 #include <string.h>
 
-#include <fcgiapp.h>
-
 #include "dc_core.h"
 #include "dc_log.h"
 
@@ -18,7 +16,6 @@ static void on_stop(int signo)
     int saved = errno;
     (void)signo;
     dc_signal_stop = 1;
-    FCGX_ShutdownPending();
     errno = saved;
 }
 

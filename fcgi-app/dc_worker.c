@@ -1,97 +1,308 @@
 /*
- * FastCGI accept loop.
+ * The event loop of one worker process: many FastCGI connections at once.
  *
- * We accept connections ourselves and hand each one to libfcgi
- * (FCGX_Request.ipcFd), because libfcgi's own accept checks peers only for
- * IPv4 and then reads the request with blocking reads and no deadline: a
- * client that connects and sends nothing (or one byte a minute) would own
- * the worker forever. Here every connection is read, and later written,
- * under a deadline of FCGI_IO_TIMEOUT_MS per phase: an interval timer whose
- * SIGALRM handler shuts the connection down, so that whatever read() or
- * write() libfcgi is in (or is about to enter) returns at once and the
- * request is dropped. SO_RCVTIMEO would bound each read() but not their
- * sum, and a client trickling bytes would still hold the worker.
+ * nginx keeps its connections to us open (fastcgi_keep_conn on, upstream
+ * keepalive), so a connection is no longer a request: each worker accepts
+ * connections, watches all of them in one epoll set and answers every
+ * request that is complete. The bytes go through our record layer
+ * (dc_fcgi), never libfcgi's blocking API. The application itself
+ * (dc_app_handle) still runs one request at a time: a hit costs one Redis
+ * round trip, and answers written in one loop pass leave in one write().
+ *
+ * Deadlines (FCGI_IO_TIMEOUT_MS) are per phase, not per read: a request must
+ * arrive whole, and an answer must leave whole, within the timeout from the
+ * start of that phase, so a peer trickling a byte a second still loses its
+ * connection. A kept connection with nothing in flight may stay idle for
+ * DC_WORKER_IDLE_MS, longer than nginx's own keepalive_timeout (60 s by
+ * default), so that nginx, not we, closes idle connections: a close racing
+ * a new request would cost that request a retry.
+ *
+ * Every deadline of one kind is "now + the same interval", so each kind is
+ * a list kept in expiry order by appending at its tail: O(1) per change,
+ * and the loop sleeps until the head of the lists.
+ *
+ * Back-pressure: a connection whose unsent output passes
+ * DC_WORKER_OUT_HIGH stops being read until the peer has taken it.
  */
 #include "dc_worker.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
-#include <fcgiapp.h>
+#include <fastcgi.h>
 
 #include "dc_app.h"
 #include "dc_body.h"
+#include "dc_fcgi.h"
 #include "dc_listen.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
 #include "dc_signal.h"
 
-/* The connection under a deadline, for the SIGALRM handler; -1 when none. */
-static volatile sig_atomic_t io_fd = -1;
-static volatile sig_atomic_t io_expired; /* the last deadline passed */
+#define DC_WORKER_MAX_CONNS 1024         /* connections of one worker; accepts pause beyond */
+#define DC_WORKER_IDLE_MS   300000       /* a kept connection with nothing in flight */
+#define DC_WORKER_OUT_HIGH  (256 * 1024) /* unsent bytes that stop reading a connection */
+#define DC_WORKER_READ_MAX  (64 * 1024)  /* one read() */
+#define DC_WORKER_EVENTS    64           /* epoll events per wait */
+#define DC_WORKER_ACCEPTS   16           /* connections accepted per wake-up */
+#define DC_WORKER_DRAIN_MS  2000         /* at stop: time for the kept connections to go */
 
-static void on_io_deadline(int signo)
+typedef enum {
+    DC_PHASE_IDLE = 0, /* nothing in flight */
+    DC_PHASE_READ,     /* a request has begun arriving */
+    DC_PHASE_WRITE,    /* an answer is waiting for the peer */
+    DC_PHASE_COUNT,
+} dc_phase_t;
+
+typedef struct dc_conn_s dc_conn_t;
+
+struct dc_conn_s {
+    int            fd;
+    dc_phase_t     phase;
+    int64_t        deadline_ms;
+    dc_conn_t     *prev, *next; /* in the list of its phase, or the free list (next) */
+    uint32_t       events;      /* what epoll watches now */
+    int            close_after; /* a request without FCGI_KEEP_CONN: close once its answer is out */
+    dc_buf_t       out;
+    size_t         out_off; /* sent bytes of out */
+    dc_fcgi_conn_t fcgi;
+};
+
+typedef struct {
+    dc_conn_t *head, *tail;
+} dc_conn_list_t;
+
+typedef struct {
+    const dc_config_t *cfg;
+    dc_app_t          *app;
+    int                ep, listen_fd;
+    int                accepting; /* the listening socket is in the epoll set */
+    int                stopping;  /* draining: every connection closes after its next answer */
+    int                nconns;
+    dc_conn_t         *free_conns;
+    dc_conn_list_t     lists[DC_PHASE_COUNT];
+    int64_t            ttl_ms[DC_PHASE_COUNT];
+    int64_t            refused_log_ms, timeout_log_ms, error_log_ms; /* at most a line a second of each */
+    char               rbuf[DC_WORKER_READ_MAX];
+} dc_loop_t;
+
+/* Tags of epoll data: the listening socket, else a connection. */
+static char listen_tag;
+
+/* ---- deadline lists ---- */
+
+static void list_unlink(dc_loop_t *l, dc_conn_t *c)
 {
-    int saved = errno;
-    (void)signo;
-    io_expired = 1;
-    if (io_fd >= 0)
-        shutdown(io_fd, SHUT_RDWR); /* async-signal-safe; the fd stays ours until libfcgi closes it */
-    errno = saved;
+    dc_conn_list_t *q = &l->lists[c->phase];
+
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        q->head = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    else
+        q->tail = c->prev;
+    c->prev = c->next = NULL;
 }
 
-static void io_arm(int fd, int ms)
+static void list_append(dc_loop_t *l, dc_conn_t *c, dc_phase_t phase)
 {
-    struct itimerval it = { { 0, 0 }, { ms / 1000, (ms % 1000) * 1000L } };
+    dc_conn_list_t *q = &l->lists[phase];
 
-    io_fd = fd;
-    io_expired = 0;
-    setitimer(ITIMER_REAL, &it, NULL);
+    c->phase = phase;
+    c->deadline_ms = dc_now_ms() + l->ttl_ms[phase];
+    c->prev = q->tail;
+    c->next = NULL;
+    if (q->tail != NULL)
+        q->tail->next = c;
+    else
+        q->head = c;
+    q->tail = c;
 }
 
-static void io_disarm(void)
+/* Moves c to phase; its deadline restarts only when the phase changes. */
+static void set_phase(dc_loop_t *l, dc_conn_t *c, dc_phase_t phase)
 {
-    struct itimerval it = { { 0, 0 }, { 0, 0 } };
-
-    setitimer(ITIMER_REAL, &it, NULL);
-    io_fd = -1;
+    if (c->phase == phase)
+        return;
+    list_unlink(l, c);
+    list_append(l, c, phase);
 }
 
-static int io_init(void)
+/* Milliseconds until the earliest deadline, -1 when there is none. */
+static int next_timeout(const dc_loop_t *l)
 {
-    struct sigaction sa;
-    sigset_t         alrm;
+    int64_t first = -1, now = dc_now_ms();
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_io_deadline; /* no SA_RESTART: an interrupted read fails too */
-    sigemptyset(&sa.sa_mask);
-    sigemptyset(&alrm);
-    sigaddset(&alrm, SIGALRM);
-    if (sigaction(SIGALRM, &sa, NULL) != 0 || sigprocmask(SIG_UNBLOCK, &alrm, NULL) != 0) {
-        dc_log_error("worker.init", "sigaction(SIGALRM) failed: %s", strerror(errno));
+    for (int p = 0; p < DC_PHASE_COUNT; p++) {
+        const dc_conn_t *h = l->lists[p].head;
+        if (h != NULL && (first < 0 || h->deadline_ms < first))
+            first = h->deadline_ms;
+    }
+    if (first < 0)
+        return -1;
+    return first <= now ? 0 : (int)(first - now < 60000 ? first - now : 60000);
+}
+
+/* ---- connections ---- */
+
+static int watch(dc_loop_t *l, dc_conn_t *c, uint32_t events)
+{
+    struct epoll_event ev = { .events = events, .data.ptr = c };
+
+    if (events == c->events)
+        return DC_OK;
+    if (epoll_ctl(l->ep, EPOLL_CTL_MOD, c->fd, &ev) != 0)
         return DC_ERROR;
+    c->events = events;
+    return DC_OK;
+}
+
+static void pause_accepting(dc_loop_t *l, int pause)
+{
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &listen_tag };
+
+    if (pause == !l->accepting)
+        return;
+    if (pause)
+        epoll_ctl(l->ep, EPOLL_CTL_DEL, l->listen_fd, NULL);
+    else if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->listen_fd, &ev) != 0)
+        return;
+    l->accepting = !pause;
+}
+
+static void conn_close(dc_loop_t *l, dc_conn_t *c)
+{
+    list_unlink(l, c);
+    epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    /* keep the buffers' memory for the next connection: a warm worker does not allocate */
+    for (int i = 0; i < DC_FCGI_MAX_REQS; i++)
+        if (c->fcgi.reqs[i].state != DC_FCGI_SLOT_FREE)
+            dc_fcgi_release(&c->fcgi, &c->fcgi.reqs[i]);
+    c->next = l->free_conns;
+    l->free_conns = c;
+    l->nconns--;
+    if (!l->stopping)
+        pause_accepting(l, 0);
+}
+
+static void conn_open(dc_loop_t *l, int fd)
+{
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
+    dc_conn_t         *c = l->free_conns;
+    int                flags = fcntl(fd, F_GETFL);
+
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+        close(fd);
+        return;
+    }
+    if (c != NULL) {
+        l->free_conns = c->next;
+        dc_fcgi_free(&c->fcgi); /* a clean parser state; its memory goes (rare: once per connection) */
+    } else {
+        c = calloc(1, sizeof(*c));
+        if (c == NULL) {
+            dc_log_error("worker.accept", "out of memory: connection closed");
+            close(fd);
+            return;
+        }
+    }
+    dc_fcgi_init(&c->fcgi, DC_BODY_MAX);
+    dc_buf_reset(&c->out);
+    c->out_off = 0;
+    c->fd = fd;
+    c->close_after = 0;
+    c->prev = c->next = NULL;
+    c->events = ev.events;
+    ev.data.ptr = c;
+    if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        close(fd);
+        c->next = l->free_conns;
+        l->free_conns = c;
+        return;
+    }
+    l->nconns++;
+    /* a new connection must bring its first request within the I/O timeout */
+    c->phase = DC_PHASE_READ;
+    list_append(l, c, DC_PHASE_READ);
+    if (l->nconns >= DC_WORKER_MAX_CONNS)
+        pause_accepting(l, 1);
+}
+
+/* Whether any byte of a request has arrived and its answer has not been queued. */
+static int reading_something(const dc_conn_t *c)
+{
+    return dc_fcgi_busy(&c->fcgi) || !dc_fcgi_idle(&c->fcgi);
+}
+
+/*
+ * Writes what c owes. DC_OK: all sent, or the rest waits for EPOLLOUT;
+ * DC_ERROR: the peer is gone (c is closed).
+ */
+static int conn_flush(dc_loop_t *l, dc_conn_t *c)
+{
+    while (c->out_off < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        conn_close(l, c);
+        return DC_ERROR;
+    }
+    if (c->out_off == c->out.len) {
+        dc_buf_reset(&c->out);
+        c->out_off = 0;
+        if (c->close_after) {
+            conn_close(l, c);
+            return DC_ERROR;
+        }
     }
     return DC_OK;
 }
 
-/* The path without the query: nginx's $document_uri, else REQUEST_URI cut at '?'. */
-static const char *request_path(FCGX_ParamArray envp, char *buf, size_t cap)
+/* After reading or writing: the phase, its deadline and what epoll watches. */
+static void conn_settle(dc_loop_t *l, dc_conn_t *c)
 {
-    const char *p = FCGX_GetParam("DOCUMENT_URI", envp);
+    size_t   owed = c->out.len - c->out_off;
+    uint32_t events = EPOLLRDHUP;
+
+    if (owed > 0)
+        events |= EPOLLOUT;
+    if (owed < DC_WORKER_OUT_HIGH && !c->close_after)
+        events |= EPOLLIN;
+    if (watch(l, c, events) != DC_OK) {
+        conn_close(l, c);
+        return;
+    }
+    set_phase(l, c, owed > 0 ? DC_PHASE_WRITE : reading_something(c) ? DC_PHASE_READ : DC_PHASE_IDLE);
+}
+
+/* ---- requests ---- */
+
+/* The path without the query: nginx's $document_uri, else REQUEST_URI cut at '?'. */
+static const char *request_path(const dc_fcgi_req_t *r, char *buf, size_t cap)
+{
+    const char *p = dc_fcgi_param(r, "DOCUMENT_URI");
     const char *q;
     size_t      n;
 
     if (p != NULL && *p != '\0')
         return p;
-    p = FCGX_GetParam("REQUEST_URI", envp);
+    p = dc_fcgi_param(r, "REQUEST_URI");
     if (p == NULL)
         return "";
     q = strchr(p, '?');
@@ -103,184 +314,313 @@ static const char *request_path(FCGX_ParamArray envp, char *buf, size_t cap)
     return buf;
 }
 
-/*
- * Reads the request body into buf. DC_OK; DC_EINVAL when CONTENT_LENGTH is
- * not a number or over the limit (nothing read); DC_ERROR on a short read.
- */
-static int read_body(FCGX_Request *r, dc_buf_t *buf)
+/* The body as CONTENT_LENGTH announced it: DC_OK, DC_EINVAL (over the limit) or DC_ERROR (short). */
+static int check_body(const dc_fcgi_req_t *r)
 {
-    const char *cl = FCGX_GetParam("CONTENT_LENGTH", r->envp);
+    const char *cl = dc_fcgi_param(r, "CONTENT_LENGTH");
     char       *end;
     long        n;
 
-    dc_buf_reset(buf);
-    if (cl == NULL || *cl == '\0')
-        return DC_OK;
-    n = strtol(cl, &end, 10);
-    if (*end != '\0' || n < 0 || n > DC_BODY_MAX)
+    if (r->too_large)
         return DC_EINVAL;
-    if (n == 0)
-        return DC_OK;
-    if (dc_buf_reserve(buf, (size_t)n) != DC_OK)
+    if (cl == NULL || *cl == '\0')
+        return r->stdin_len == 0 ? DC_OK : DC_ERROR;
+    n = strtol(cl, &end, 10);
+    if (*end != '\0' || n < 0)
         return DC_ERROR;
-    if (FCGX_GetStr(buf->data, (int)n, r->in) != (int)n)
-        return DC_ERROR;
-    buf->len = (size_t)n;
-    buf->data[n] = '\0';
-    return DC_OK;
+    if (n > DC_BODY_MAX)
+        return DC_EINVAL;
+    return (size_t)n == r->stdin_len ? DC_OK : DC_ERROR;
 }
 
-/* One request whose parameters libfcgi has read; the read deadline is still armed. */
-static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body, int io_timeout_ms)
+static void body_failure(dc_response_t *resp, int rc)
 {
-    char       pathbuf[2048], head[DC_RESPONSE_HEAD_MAX];
-    dc_input_t in = {
-        .method = FCGX_GetParam("REQUEST_METHOD", r->envp),
-        .path = request_path(r->envp, pathbuf, sizeof(pathbuf)),
-        .query = FCGX_GetParam("QUERY_STRING", r->envp),
-        .content_type = FCGX_GetParam("CONTENT_TYPE", r->envp),
-        .authorization = FCGX_GetParam("HTTP_AUTHORIZATION", r->envp),
-        /* set by nginx's fastcgi_param only: a client header arrives as HTTP_* */
-        .trusted_sub = FCGX_GetParam("DASHCACHE_AUTH_SUB", r->envp),
-        .trusted_orgs = FCGX_GetParam("DASHCACHE_AUTH_ORGS", r->envp),
-        .trusted_scope = FCGX_GetParam("DASHCACHE_AUTH_SCOPE", r->envp),
-        .idempotency_key = FCGX_GetParam("HTTP_IDEMPOTENCY_KEY", r->envp),
-    };
+    static const char too_large[] =
+        "{\"error\":{\"code\":\"payload_too_large\",\"message\":\"the body is over 1 MiB\"}}";
+    static const char bad[] =
+        "{\"error\":{\"code\":\"invalid_body\",\"message\":\"the body could not be read\"}}";
+
+    memset(resp, 0, sizeof(*resp));
+    resp->mroute = DC_MR_OTHER;
+    resp->status = rc == DC_EINVAL ? 413 : 400;
+    resp->body = rc == DC_EINVAL ? too_large : bad;
+    resp->body_len = rc == DC_EINVAL ? sizeof(too_large) - 1 : sizeof(bad) - 1;
+}
+
+/* Answers one complete request into c's output. DC_OK or DC_ENOMEM. */
+static int serve(dc_loop_t *l, dc_conn_t *c, dc_fcgi_req_t *r)
+{
+    char          pathbuf[2048], head[DC_RESPONSE_HEAD_MAX];
     int64_t       t0 = dc_now_ns();
     dc_response_t resp;
-    int           hn, rc;
+    int           hn, rc, body_rc = DC_OK;
+    dc_input_t    in = {
+           .method = dc_fcgi_param(r, "REQUEST_METHOD"),
+           .path = request_path(r, pathbuf, sizeof(pathbuf)),
+           .query = dc_fcgi_param(r, "QUERY_STRING"),
+           .content_type = dc_fcgi_param(r, "CONTENT_TYPE"),
+           .authorization = dc_fcgi_param(r, "HTTP_AUTHORIZATION"),
+           /* set by nginx's fastcgi_param only: a client header arrives as HTTP_* */
+           .trusted_sub = dc_fcgi_param(r, "DASHCACHE_AUTH_SUB"),
+           .trusted_orgs = dc_fcgi_param(r, "DASHCACHE_AUTH_ORGS"),
+           .trusted_scope = dc_fcgi_param(r, "DASHCACHE_AUTH_SCOPE"),
+           .idempotency_key = dc_fcgi_param(r, "HTTP_IDEMPOTENCY_KEY"),
+    };
 
     if (in.method == NULL)
         in.method = "GET";
-    rc = strcmp(in.method, "POST") == 0 ? read_body(r, body) : DC_OK;
-    io_disarm(); /* the application has deadlines of its own */
-    if (rc == DC_OK) {
-        in.body = body->data;
-        in.body_len = body->len;
-        dc_app_handle(app, &in, &resp);
+    if (strcmp(in.method, "POST") == 0)
+        body_rc = check_body(r);
+    if (body_rc == DC_OK) {
+        in.body = r->stdin_buf.len > 0 ? r->stdin_buf.data : NULL;
+        in.body_len = r->stdin_buf.len;
+        dc_app_handle(l->app, &in, &resp);
     } else {
-        static const char too_large[] =
-            "{\"error\":{\"code\":\"payload_too_large\",\"message\":\"the body is over 1 MiB\"}}";
-        static const char bad[] =
-            "{\"error\":{\"code\":\"invalid_body\",\"message\":\"the body could not be read\"}}";
-        memset(&resp, 0, sizeof(resp));
-        resp.mroute = DC_MR_OTHER;
-        resp.status = rc == DC_EINVAL ? 413 : 400;
-        resp.body = rc == DC_EINVAL ? too_large : bad;
-        resp.body_len = rc == DC_EINVAL ? sizeof(too_large) - 1 : sizeof(bad) - 1;
+        body_failure(&resp, body_rc);
     }
     hn = dc_response_head(&resp, head, sizeof(head));
-    io_arm(r->ipcFd, io_timeout_ms);
-    if (hn > 0 && FCGX_PutStr(head, hn, r->out) == hn && !resp.head_only && resp.body_len > 0)
-        FCGX_PutStr(resp.body, (int)resp.body_len, r->out);
-    FCGX_Finish_r(r);
-    io_disarm();
-    /* nginx is told not to keep connections (a kept one would pin this worker): close it */
-    if (r->ipcFd >= 0) {
-        close(r->ipcFd);
-        r->ipcFd = -1;
+    if (hn <= 0) {
+        dc_app_done(l->app);
+        return DC_ERROR;
     }
+    {
+        struct iovec iov[2] = { { head, (size_t)hn }, { (void *)resp.body, resp.body_len } };
+        int          n = !resp.head_only && resp.body_len > 0 ? 2 : 1;
+
+        rc = dc_fcgi_put_stdout(&c->out, r->id, iov, n);
+        if (rc == DC_OK)
+            rc = dc_fcgi_put_end(&c->out, r->id, 0);
+    }
+    if (!r->keep_conn || l->stopping)
+        c->close_after = 1;
     dc_metrics_http((dc_mroute_t)resp.mroute, resp.status, dc_now_ns() - t0);
-    dc_app_done(app);
+    dc_app_done(l->app);
+    dc_fcgi_release(&c->fcgi, r);
+    return rc;
+}
+
+/* One record-layer event. DC_OK, or DC_ERROR: close the connection. */
+static int on_event(dc_loop_t *l, dc_conn_t *c, const dc_fcgi_event_t *ev)
+{
+    switch (ev->type) {
+    case DC_FCGI_EV_REQUEST:
+        return serve(l, c, ev->req);
+    case DC_FCGI_EV_ABORT:
+        return dc_fcgi_put_end_request(&c->out, ev->id, 0, FCGI_REQUEST_COMPLETE);
+    case DC_FCGI_EV_END:
+        return dc_fcgi_put_end_request(&c->out, ev->id, 0, ev->protocol_status);
+    case DC_FCGI_EV_GET_VALUES:
+        return dc_fcgi_put_get_values_result(&c->out, ev, DC_WORKER_MAX_CONNS);
+    case DC_FCGI_EV_UNKNOWN:
+        return dc_fcgi_put_unknown_type(&c->out, ev->record_type);
+    case DC_FCGI_EV_ERROR:
+        if (dc_now_ms() >= l->error_log_ms) {
+            dc_log_warn("worker.protocol", "connection closed: %s",
+                        ev->why ? ev->why : "FastCGI protocol error");
+            l->error_log_ms = dc_now_ms() + 1000;
+        }
+        return DC_ERROR;
+    case DC_FCGI_EV_NONE:
+        break;
+    }
+    return DC_OK;
+}
+
+/* Readable: read once, answer every request that became complete, send. */
+static void conn_read(dc_loop_t *l, dc_conn_t *c)
+{
+    ssize_t n = recv(c->fd, l->rbuf, sizeof(l->rbuf), 0);
+    size_t  off = 0;
+
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        conn_close(l, c); /* the peer closed: anything half-read goes with it */
+        return;
+    }
+    while (n > 0 && off < (size_t)n) {
+        dc_fcgi_event_t ev;
+        size_t          used = 0;
+
+        dc_fcgi_feed(&c->fcgi, l->rbuf + off, (size_t)n - off, &used, &ev);
+        off += used;
+        if (on_event(l, c, &ev) != DC_OK) {
+            conn_close(l, c);
+            return;
+        }
+        if (ev.type == DC_FCGI_EV_NONE)
+            break;
+    }
+    if (conn_flush(l, c) == DC_OK)
+        conn_settle(l, c);
+}
+
+static void conn_write(dc_loop_t *l, dc_conn_t *c)
+{
+    if (conn_flush(l, c) == DC_OK)
+        conn_settle(l, c);
+}
+
+static void accept_some(dc_loop_t *l)
+{
+    for (int i = 0; i < DC_WORKER_ACCEPTS && l->nconns < DC_WORKER_MAX_CONNS; i++) {
+        char peer[64];
+        int  refused, fd = dc_listen_accept(l->listen_fd, &l->cfg->fcgi_allow, &refused, peer, sizeof(peer));
+
+        if (fd >= 0) {
+            conn_open(l, fd);
+            continue;
+        }
+        /* DC_DECLINED: another worker took it, or a refused peer; anything else: don't spin */
+        if (refused && dc_now_ms() >= l->refused_log_ms) {
+            dc_log_warn("worker.refused", "connection from %s closed: not in FCGI_WEB_SERVER_ADDRS", peer);
+            l->refused_log_ms = dc_now_ms() + 1000;
+        } else if (fd == DC_ERROR && dc_now_ms() >= l->error_log_ms) {
+            dc_log_warn("worker.accept", "accept() failed: %s", strerror(errno));
+            l->error_log_ms = dc_now_ms() + 1000;
+        }
+        if (!refused)
+            break;
+    }
+}
+
+/* Closes every connection whose deadline passed. */
+static void expire(dc_loop_t *l)
+{
+    int64_t now = dc_now_ms();
+
+    for (int p = 0; p < DC_PHASE_COUNT; p++) {
+        dc_conn_t *c;
+        while ((c = l->lists[p].head) != NULL && c->deadline_ms <= now) {
+            if (p != DC_PHASE_IDLE && now >= l->timeout_log_ms) {
+                dc_log_warn("worker.io_timeout", "connection dropped: %s not %s within %d ms",
+                            p == DC_PHASE_READ ? "a request" : "an answer",
+                            p == DC_PHASE_READ ? "complete" : "taken", l->cfg->fcgi_io_timeout_ms);
+                l->timeout_log_ms = now + 1000;
+            }
+            conn_close(l, c);
+        }
+    }
+}
+
+/* One wait of the loop and what it brought; timeout_ms -1: until the next deadline. */
+static void loop_once(dc_loop_t *l, const sigset_t *wait_mask, int timeout_ms)
+{
+    struct epoll_event evs[DC_WORKER_EVENTS];
+    int                t = next_timeout(l);
+    int                n;
+
+    if (timeout_ms >= 0 && (t < 0 || timeout_ms < t))
+        t = timeout_ms;
+    n = epoll_pwait(l->ep, evs, DC_WORKER_EVENTS, t, wait_mask);
+    if (n < 0 && errno != EINTR)
+        dc_log_error("worker.poll", "epoll_pwait() failed: %s", strerror(errno));
+    for (int i = 0; i < n; i++) {
+        dc_conn_t *c = evs[i].data.ptr;
+
+        if (evs[i].data.ptr == &listen_tag) {
+            if (!l->stopping)
+                accept_some(l);
+            continue;
+        }
+        if (c->fd < 0)
+            continue; /* closed earlier in this pass */
+        if (evs[i].events & EPOLLOUT)
+            conn_write(l, c);
+        if (c->fd >= 0 && (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+            conn_read(l, c);
+    }
+    expire(l);
+}
+
+/*
+ * At stop: no new connections (the master has started our replacement),
+ * but nginx may be sending a request on any connection it keeps to us
+ * right now. Each connection is closed right after its next answer, so
+ * nginx learns with that answer not to use it again; one still idle at the
+ * end of DC_WORKER_DRAIN_MS is closed then (nginx reuses its most recently
+ * used connections first, so such a one is the least likely to be in use).
+ */
+static void drain(dc_loop_t *l)
+{
+    int64_t until = dc_now_ms() + DC_WORKER_DRAIN_MS;
+
+    l->stopping = 1;
+    pause_accepting(l, 1);
+    for (int p = 0; p < DC_PHASE_COUNT; p++)
+        for (dc_conn_t *c = l->lists[p].head; c != NULL; c = c->next)
+            if (c->out.len > c->out_off)
+                c->close_after = 1;
+    while (l->nconns > 0 && dc_now_ms() < until)
+        loop_once(l, NULL, (int)(until - dc_now_ms()));
+    for (int p = 0; p < DC_PHASE_COUNT; p++)
+        while (l->lists[p].head != NULL)
+            conn_close(l, l->lists[p].head);
+}
+
+static void loop_free(dc_loop_t *l)
+{
+    dc_conn_t *c;
+
+    while ((c = l->free_conns) != NULL) {
+        l->free_conns = c->next;
+        dc_fcgi_free(&c->fcgi);
+        dc_buf_free(&c->out);
+        free(c);
+    }
+    if (l->ep >= 0)
+        close(l->ep);
+    dc_app_free(l->app);
+    free(l);
 }
 
 int dc_worker_run(int listen_fd, const dc_config_t *cfg)
 {
-    struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
-    FCGX_Request       req;
-    sigset_t           wait_mask;
-    dc_buf_t           body = DC_BUF_INIT;
-    dc_app_t          *app;
-    int64_t            refused_log_ms = 0, slow_log_ms = 0; /* at most a line a second of each */
-    int                flags, ep;
+    sigset_t   wait_mask;
+    dc_loop_t *l;
+    int        flags;
 
-    if (io_init() != DC_OK || dc_signal_stop_init(&wait_mask) != DC_OK)
+    if (dc_signal_stop_init(&wait_mask) != DC_OK)
         return 1;
-    /* -1: libfcgi never accepts by itself (see the top of this file) */
-    if (FCGX_Init() != 0 || FCGX_InitRequest(&req, -1, 0) != 0) {
-        dc_log_error("worker.init", "FCGX_Init() failed");
-        return 1;
-    }
     /*
      * All workers wait on one socket; the ones that lose the race for a
-     * connection must get EAGAIN from accept() instead of sleeping in it,
-     * where a stop signal could not reach them.
+     * connection must get EAGAIN from accept() instead of sleeping in it.
      */
     flags = fcntl(listen_fd, F_GETFL);
     if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) != 0) {
         dc_log_error("worker.init", "fcntl(O_NONBLOCK) on fd %d failed: %s", listen_fd, strerror(errno));
         return 1;
     }
+    l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        dc_log_error("worker.init", "out of memory");
+        return 1;
+    }
+    l->cfg = cfg;
+    l->listen_fd = listen_fd;
+    l->ttl_ms[DC_PHASE_IDLE] = DC_WORKER_IDLE_MS;
+    l->ttl_ms[DC_PHASE_READ] = cfg->fcgi_io_timeout_ms;
+    l->ttl_ms[DC_PHASE_WRITE] = cfg->fcgi_io_timeout_ms;
     /* EPOLLEXCLUSIVE: a new connection wakes one idle worker, not all of them */
-    ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, listen_fd, &ev) != 0) {
+    l->ep = epoll_create1(EPOLL_CLOEXEC);
+    pause_accepting(l, 0);
+    if (l->ep < 0 || !l->accepting) {
         dc_log_error("worker.init", "epoll on fd %d failed: %s", listen_fd, strerror(errno));
+        loop_free(l);
         return 1;
     }
     if (dc_metrics_claim(DC_MK_WORKER) != DC_OK)
         dc_log_warn("worker.metrics", "no free metrics slot; this worker's figures are not counted");
-    app = dc_app_new(cfg); /* logs why it failed */
-    if (app == NULL) {
-        close(ep);
+    l->app = dc_app_new(cfg); /* logs why it failed */
+    if (l->app == NULL) {
+        loop_free(l);
         return 1;
     }
     dc_log_info("worker.start", "serving on fd %d", listen_fd);
 
-    while (!dc_signal_stop) {
-        int  n = epoll_pwait(ep, &ev, 1, -1, &wait_mask), fd, refused;
-        char peer[64];
-
-        if (n < 0) {
-            if (errno != EINTR) {
-                dc_log_error("worker.poll", "epoll_pwait() failed: %s", strerror(errno));
-                break;
-            }
-            continue;
-        }
-        if (dc_signal_stop)
-            break;
-        fd = dc_listen_accept(listen_fd, &cfg->fcgi_allow, &refused, peer, sizeof(peer));
-        if (fd < 0) {
-            /* DC_DECLINED: another worker took it, or a refused peer; anything else: don't spin */
-            if (refused && dc_now_ms() >= refused_log_ms) {
-                dc_log_warn("worker.refused", "connection from %s closed: not in FCGI_WEB_SERVER_ADDRS",
-                            peer);
-                refused_log_ms = dc_now_ms() + 1000;
-            } else if (fd == DC_ERROR) {
-                dc_log_warn("worker.accept", "accept() failed: %s", strerror(errno));
-                poll(NULL, 0, 10);
-            }
-            continue;
-        }
-        io_arm(fd, cfg->fcgi_io_timeout_ms);
-        /*
-         * Hand the connection to libfcgi: with keepConnection set, the
-         * FCGX_Finish_r at the top of FCGX_Accept_r leaves it open, and the
-         * request's own BEGIN record sets the flag again. On a protocol
-         * error or the deadline libfcgi closes it and returns < 0.
-         */
-        req.ipcFd = fd;
-        req.keepConnection = 1;
-        if (FCGX_Accept_r(&req) < 0) {
-            io_disarm();
-            if (io_expired && dc_now_ms() >= slow_log_ms) {
-                dc_log_warn("worker.io_timeout", "connection dropped: no complete request within %d ms",
-                            cfg->fcgi_io_timeout_ms);
-                slow_log_ms = dc_now_ms() + 1000;
-            }
-            if (req.ipcFd >= 0) {
-                close(req.ipcFd);
-                req.ipcFd = -1;
-            }
-            continue;
-        }
-        serve(app, &req, &body, cfg->fcgi_io_timeout_ms);
-    }
+    while (!dc_signal_stop)
+        loop_once(l, &wait_mask, -1);
 
     dc_log_info("worker.stop", "stopping");
-    FCGX_Free(&req, 1);
-    dc_app_free(app);
-    dc_buf_free(&body);
-    close(ep);
+    drain(l);
+    loop_free(l);
     return 0;
 }
