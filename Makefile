@@ -185,7 +185,13 @@ valgrind: deps
 	@$(MAKE) --no-print-directory all unit-bins integration-bins
 	@$(PY) tests/run.py --only valgrind
 
+# target (g) of the bench runs on Node: nodejs and npm, when missing and (g) is wanted, from
+# Debian through scripts/deps.sh (as root); otherwise bench.py skips (g) and says why
 bench: deps
+	@case " $${BENCH_TARGETS:-g} " in *" g "*) \
+	    command -v node >/dev/null && command -v npm >/dev/null || bash scripts/deps.sh nodejs npm || \
+	    echo "bench: nodejs and npm could not be installed: target (g) will be skipped" >&2;; \
+	esac
 	@$(MAKE) --no-print-directory all
 	@$(PY) tests/bench/bench.py
 
