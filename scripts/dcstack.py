@@ -48,6 +48,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -825,6 +826,16 @@ def db_seed(url: str, orgs: int, days: int, step: int, truncate: bool = False) -
     psql(url, "SET client_min_messages = error", args=["-c", "VACUUM ANALYZE"], timeout=3600)
 
 
+def redact_url(url: str) -> str:
+    """url with its password replaced by ***, for a log line (secrets never reach logs)."""
+    u = urlsplit(url)
+    if u.password is None:
+        return url
+    host = u.netloc.rpartition("@")[2]
+    user = u.username or ""
+    return urlunsplit((u.scheme, f"{user}:***@{host}", u.path, u.query, u.fragment))
+
+
 def db_prepare(url: str, seed=DEMO_SEED) -> None:
     """Schema and data into a database that has none yet (loaded once). A database
     that has them gets the schema again (its files are idempotent: CREATE ... IF NOT
@@ -833,7 +844,7 @@ def db_prepare(url: str, seed=DEMO_SEED) -> None:
     if db_has_schema(url):
         psql(url, files=[ROOT / "sql/schema.sql"])
         return
-    log(f"loading schema and data dc_seed{tuple(seed)} into {url}")
+    log(f"loading schema and data dc_seed{tuple(seed)} into {redact_url(url)}")
     db_load_schema(url)
     db_seed(url, *seed)
 
