@@ -27,7 +27,7 @@ struct dc_app_s {
     dc_db_t           *db;
     dc_auth_t         *auth;
     dc_buf_t           body;
-    dc_cache_value_t   hit; /* the cached body being answered */
+    dc_app_task_t      task; /* dc_app_handle's; its cached value is released by dc_app_done */
     dc_write_state_t   write;
 };
 
@@ -77,29 +77,36 @@ void dc_app_free(dc_app_t *app)
 
 void dc_app_done(dc_app_t *app)
 {
-    dc_cache_value_release(&app->hit);
+    dc_app_task_done(&app->task);
 }
 
-static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *resp)
+/* A dashboard read's key; DC_DECLINED when it should look in Redis first (a task). */
+static int query_start(dc_app_task_t *t)
 {
-    char        key[DC_KEY_MAX];
-    int         klen = dc_key_build(req, key, sizeof(key));
-    int         cacheable = klen > 0;
-    const char *x_cache = "BYPASS";
-    dc_error_t  err;
-    int         rc;
+    t->klen = dc_key_build(&t->req, t->key, sizeof(t->key));
+    t->rc = DC_UNAVAILABLE;
+    return t->klen > 0 && !t->req.force_refresh ? DC_DECLINED : DC_OK;
+}
 
-    if (cacheable && !req->force_refresh) {
-        rc = dc_cache_get(app->cache, req->org_id, key, (size_t)klen, &app->hit);
-        if (rc == DC_OK) {
+/* A dashboard read, its lookup (if any) done: the hit, or PostgreSQL and the store. */
+static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_response_t *resp)
+{
+    const dc_request_t *req = &t->req;
+    int                 cacheable = t->klen > 0;
+    const char         *x_cache = "BYPASS";
+    dc_error_t          err;
+    int                 rc;
+
+    if (looked_up) {
+        if (t->rc == DC_OK) {
             dc_metrics_cache_hit(req->qtype);
             resp->status = 200;
             resp->x_cache = "HIT";
-            resp->body = app->hit.data;
-            resp->body_len = app->hit.len;
+            resp->body = t->hit.data;
+            resp->body_len = t->hit.len;
             return;
         }
-        if (rc == DC_DECLINED) {
+        if (t->rc == DC_DECLINED) {
             dc_metrics_cache_miss(req->qtype);
             x_cache = "MISS";
         } else {
@@ -107,7 +114,7 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
         }
     } else if (cacheable) {
         /* the generation must be read before the database, as on a miss */
-        cacheable = dc_cache_generation(app->cache, req->org_id, app->hit.gen) == DC_OK;
+        cacheable = dc_cache_generation(app->cache, req->org_id, t->hit.gen) == DC_OK;
     }
 
     dc_buf_reset(&app->body);
@@ -125,8 +132,8 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
     }
 
     if (cacheable)
-        dc_cache_set(app->cache, req->org_id, key, (size_t)klen, app->hit.gen, app->body.data, app->body.len,
-                     app->cfg->ttl[req->qtype]);
+        dc_cache_set(app->cache, req->org_id, t->key, (size_t)t->klen, t->hit.gen, app->body.data,
+                     app->body.len, app->cfg->ttl[req->qtype]);
     dc_response_buf(resp, 200, x_cache, &app->body);
 }
 
@@ -178,37 +185,39 @@ static int authorize(dc_app_t *app, const dc_input_t *in, const dc_request_t *re
     return dc_auth_authorize(*who, need, req->org_id, err);
 }
 
-void dc_app_handle(dc_app_t *app, const dc_input_t *in, dc_response_t *resp)
+int dc_app_start(dc_app_t *app, const dc_input_t *in, dc_app_task_t *t, dc_response_t *resp)
 {
-    dc_request_t          req;
+    dc_request_t         *req = &t->req;
     dc_error_t            err;
     const dc_principal_t *who = NULL;
     unsigned              need;
 
-    dc_app_done(app);
     memset(resp, 0, sizeof(*resp));
-
+    memset(&t->hit, 0, sizeof(t->hit));
+    t->klen = 0;
     resp->mroute = DC_MR_OTHER;
-    if (dc_router_route(in->method, in->path, in->query, &req, &err) != DC_OK) {
-        resp->mroute = metrics_route(&req);
+    if (dc_router_route(in->method, in->path, in->query, req, &err) != DC_OK) {
+        resp->mroute = metrics_route(req);
         dc_response_error(resp, &err, &app->body);
-        return;
+        return DC_OK;
     }
-    resp->head_only = req.head;
-    resp->mroute = metrics_route(&req);
+    resp->head_only = req->head;
+    resp->mroute = metrics_route(req);
 
-    need = required_scopes(&req);
-    if (need != 0 && authorize(app, in, &req, need, &who, &err) != DC_OK) {
+    need = required_scopes(req);
+    if (need != 0 && authorize(app, in, req, need, &who, &err) != DC_OK) {
         dc_response_error(resp, &err, &app->body);
-        return;
+        return DC_OK;
     }
 
-    switch (req.route) {
+    switch (req->route) {
     case DC_ROUTE_QUERY:
-        handle_query(app, &req, resp);
+        if (query_start(t) == DC_DECLINED)
+            return DC_DECLINED;
+        query_finish(app, t, 0, resp);
         break;
     case DC_ROUTE_WRITE:
-        dc_write_handle(&app->write, app->cfg, app->cache, app->db, &req, who, in->content_type,
+        dc_write_handle(&app->write, app->cfg, app->cache, app->db, req, who, in->content_type,
                         in->idempotency_key, in->body, in->body_len, &app->body, resp);
         break;
     case DC_ROUTE_HEALTH:
@@ -223,5 +232,40 @@ void dc_app_handle(dc_app_t *app, const dc_input_t *in, dc_response_t *resp)
     default:
         dc_response_fail(resp, 404, "not_found", "no such endpoint", &app->body);
         break;
+    }
+    return DC_OK;
+}
+
+void dc_app_lookup(dc_app_t *app, dc_app_task_t *const *ts, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        dc_app_task_t *t = ts[i];
+        t->rc = dc_cache_get(app->cache, t->req.org_id, t->key, (size_t)t->klen, &t->hit);
+    }
+}
+
+void dc_app_finish(dc_app_t *app, dc_app_task_t *t, dc_response_t *resp)
+{
+    int head_only = resp->head_only, mroute = resp->mroute;
+
+    memset(resp, 0, sizeof(*resp));
+    resp->head_only = head_only;
+    resp->mroute = mroute;
+    query_finish(app, t, 1, resp);
+}
+
+void dc_app_task_done(dc_app_task_t *t)
+{
+    dc_cache_value_release(&t->hit);
+}
+
+void dc_app_handle(dc_app_t *app, const dc_input_t *in, dc_response_t *resp)
+{
+    dc_app_task_t *t = &app->task;
+
+    dc_app_done(app);
+    if (dc_app_start(app, in, t, resp) == DC_DECLINED) {
+        dc_app_lookup(app, &t, 1);
+        dc_app_finish(app, t, resp);
     }
 }

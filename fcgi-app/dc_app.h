@@ -9,7 +9,10 @@
 #ifndef DC_APP_H
 #define DC_APP_H
 
+#include "dc_cache.h"
 #include "dc_config.h"
+#include "dc_key.h"
+#include "dc_request.h"
 #include "dc_response.h"
 
 typedef struct dc_app_s dc_app_t;
@@ -44,11 +47,47 @@ typedef struct {
 
 /*
  * Handles one request. resp is valid until dc_app_done or the next
- * dc_app_handle.
+ * dc_app_handle. The same as dc_app_start, dc_app_lookup of that one task
+ * and dc_app_finish.
  */
 void dc_app_handle(dc_app_t *app, const dc_input_t *in, dc_response_t *resp);
 
-/* Releases what the last response held (a cached value). */
+/* Releases what the last response of dc_app_handle held (a cached value). */
 void dc_app_done(dc_app_t *app);
+
+/*
+ * A request in halves, so that a worker can look up the cached answers of
+ * several requests in one Redis round trip: dc_app_start routes,
+ * authorizes and keys a request; a dashboard read that may be a hit
+ * becomes a task waiting for its lookup, anything else is answered at
+ * once. Fields are private to dc_app.c.
+ */
+typedef struct {
+    dc_request_t     req;
+    char             key[DC_KEY_MAX];
+    int              klen;
+    int              rc;  /* the lookup's result (dc_cache_get) */
+    dc_cache_value_t hit; /* the cached answer or the generation seen */
+} dc_app_task_t;
+
+/*
+ * DC_OK: resp is the answer, valid until the next call for this app (it
+ * may borrow the app's body buffer). DC_DECLINED: t waits for
+ * dc_app_lookup, then dc_app_finish.
+ */
+int dc_app_start(dc_app_t *app, const dc_input_t *in, dc_app_task_t *t, dc_response_t *resp) DC_WUR;
+
+/* The cache lookups of n waiting tasks, in one round trip. */
+void dc_app_lookup(dc_app_t *app, dc_app_task_t *const *ts, size_t n);
+
+/*
+ * The answer of a looked-up task: a hit, or the miss path (PostgreSQL, then
+ * the store). resp is valid until dc_app_task_done(t) and the next call for
+ * this app, whichever comes first.
+ */
+void dc_app_finish(dc_app_t *app, dc_app_task_t *t, dc_response_t *resp);
+
+/* Releases what a finished task's answer borrowed. Safe on a zeroed task. */
+void dc_app_task_done(dc_app_task_t *t);
 
 #endif

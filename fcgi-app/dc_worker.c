@@ -51,6 +51,7 @@
 #define DC_WORKER_READ_MAX  (64 * 1024)  /* one read() */
 #define DC_WORKER_EVENTS    64           /* epoll events per wait */
 #define DC_WORKER_ACCEPTS   16           /* connections accepted per wake-up */
+#define DC_WORKER_BATCH     64           /* dashboard reads whose lookups share one Redis round trip */
 #define DC_WORKER_DRAIN_MS  2000         /* at stop: time for the kept connections to go */
 
 typedef enum {
@@ -69,6 +70,8 @@ struct dc_conn_s {
     dc_conn_t     *prev, *next; /* in the list of its phase, or the free list (next) */
     uint32_t       events;      /* what epoll watches now */
     int            close_after; /* a request without FCGI_KEEP_CONN: close once its answer is out */
+    int            waiting;     /* a request of it is in the batch; bytes after it wait in in */
+    dc_buf_t       in;
     dc_buf_t       out;
     size_t         out_off; /* sent bytes of out */
     dc_fcgi_conn_t fcgi;
@@ -77,6 +80,15 @@ struct dc_conn_s {
 typedef struct {
     dc_conn_t *head, *tail;
 } dc_conn_list_t;
+
+/* A dashboard read waiting in the batch for its cache lookup. */
+typedef struct {
+    dc_conn_t     *conn;
+    dc_fcgi_req_t *req;
+    int64_t        t0;
+    dc_response_t  resp;
+    dc_app_task_t  task;
+} dc_pending_t;
 
 typedef struct {
     const dc_config_t *cfg;
@@ -89,6 +101,9 @@ typedef struct {
     dc_conn_list_t     lists[DC_PHASE_COUNT];
     int64_t            ttl_ms[DC_PHASE_COUNT];
     int64_t            refused_log_ms, timeout_log_ms, error_log_ms; /* at most a line a second of each */
+    dc_pending_t       batch[DC_WORKER_BATCH];
+    size_t             nbatch;
+    dc_buf_t           spare; /* swapped with a connection's in while that is fed */
     char               rbuf[DC_WORKER_READ_MAX];
 } dc_loop_t;
 
@@ -218,9 +233,11 @@ static void conn_open(dc_loop_t *l, int fd)
     }
     dc_fcgi_init(&c->fcgi, DC_BODY_MAX);
     dc_buf_reset(&c->out);
+    dc_buf_reset(&c->in);
     c->out_off = 0;
     c->fd = fd;
     c->close_after = 0;
+    c->waiting = 0;
     c->prev = c->next = NULL;
     c->events = ev.events;
     ev.data.ptr = c;
@@ -347,13 +364,35 @@ static void body_failure(dc_response_t *resp, int rc)
     resp->body_len = rc == DC_EINVAL ? sizeof(too_large) - 1 : sizeof(bad) - 1;
 }
 
-/* Answers one complete request into c's output. DC_OK or DC_ENOMEM. */
-static int serve(dc_loop_t *l, dc_conn_t *c, dc_fcgi_req_t *r)
+/* Puts the answer to r in c's output and frees r's slot. DC_OK or DC_ENOMEM. */
+static int answer(dc_loop_t *l, dc_conn_t *c, dc_fcgi_req_t *r, const dc_response_t *resp, int64_t t0)
 {
-    char          pathbuf[2048], head[DC_RESPONSE_HEAD_MAX];
+    char         head[DC_RESPONSE_HEAD_MAX];
+    int          hn = dc_response_head(resp, head, sizeof(head)), rc = DC_ERROR;
+    struct iovec iov[2] = { { head, hn > 0 ? (size_t)hn : 0 }, { (void *)resp->body, resp->body_len } };
+
+    if (hn > 0) {
+        rc = dc_fcgi_put_stdout(&c->out, r->id, iov, !resp->head_only && resp->body_len > 0 ? 2 : 1);
+        if (rc == DC_OK)
+            rc = dc_fcgi_put_end(&c->out, r->id, 0);
+    }
+    if (!r->keep_conn || l->stopping)
+        c->close_after = 1;
+    dc_metrics_http((dc_mroute_t)resp->mroute, resp->status, dc_now_ns() - t0);
+    dc_fcgi_release(&c->fcgi, r);
+    return rc;
+}
+
+/*
+ * A complete request: answered at once (DC_OK, or DC_ERROR: close), or,
+ * a dashboard read that may be a hit, put in the pass's batch (DC_DECLINED).
+ */
+static int start(dc_loop_t *l, dc_conn_t *c, dc_fcgi_req_t *r)
+{
+    char          pathbuf[2048];
     int64_t       t0 = dc_now_ns();
-    dc_response_t resp;
-    int           hn, rc, body_rc = DC_OK;
+    dc_pending_t *p = &l->batch[l->nbatch];
+    int           rc, body_rc = DC_OK;
     dc_input_t    in = {
            .method = dc_fcgi_param(r, "REQUEST_METHOD"),
            .path = request_path(r, pathbuf, sizeof(pathbuf)),
@@ -371,40 +410,28 @@ static int serve(dc_loop_t *l, dc_conn_t *c, dc_fcgi_req_t *r)
         in.method = "GET";
     if (strcmp(in.method, "POST") == 0)
         body_rc = check_body(r);
-    if (body_rc == DC_OK) {
-        in.body = r->stdin_buf.len > 0 ? r->stdin_buf.data : NULL;
-        in.body_len = r->stdin_buf.len;
-        dc_app_handle(l->app, &in, &resp);
-    } else {
-        body_failure(&resp, body_rc);
+    if (body_rc != DC_OK) {
+        body_failure(&p->resp, body_rc);
+        return answer(l, c, r, &p->resp, t0);
     }
-    hn = dc_response_head(&resp, head, sizeof(head));
-    if (hn <= 0) {
-        dc_app_done(l->app);
-        return DC_ERROR;
+    in.body = r->stdin_buf.len > 0 ? r->stdin_buf.data : NULL;
+    in.body_len = r->stdin_buf.len;
+    if (dc_app_start(l->app, &in, &p->task, &p->resp) == DC_DECLINED) {
+        p->conn = c;
+        p->req = r;
+        p->t0 = t0;
+        l->nbatch++;
+        return DC_DECLINED;
     }
-    {
-        struct iovec iov[2] = { { head, (size_t)hn }, { (void *)resp.body, resp.body_len } };
-        int          n = !resp.head_only && resp.body_len > 0 ? 2 : 1;
-
-        rc = dc_fcgi_put_stdout(&c->out, r->id, iov, n);
-        if (rc == DC_OK)
-            rc = dc_fcgi_put_end(&c->out, r->id, 0);
-    }
-    if (!r->keep_conn || l->stopping)
-        c->close_after = 1;
-    dc_metrics_http((dc_mroute_t)resp.mroute, resp.status, dc_now_ns() - t0);
-    dc_app_done(l->app);
-    dc_fcgi_release(&c->fcgi, r);
+    rc = answer(l, c, r, &p->resp, t0);
+    dc_app_task_done(&p->task);
     return rc;
 }
 
-/* One record-layer event. DC_OK, or DC_ERROR: close the connection. */
+/* One record-layer event other than a request. DC_OK, or DC_ERROR: close the connection. */
 static int on_event(dc_loop_t *l, dc_conn_t *c, const dc_fcgi_event_t *ev)
 {
     switch (ev->type) {
-    case DC_FCGI_EV_REQUEST:
-        return serve(l, c, ev->req);
     case DC_FCGI_EV_ABORT:
         return dc_fcgi_put_end_request(&c->out, ev->id, 0, FCGI_REQUEST_COMPLETE);
     case DC_FCGI_EV_END:
@@ -420,36 +447,103 @@ static int on_event(dc_loop_t *l, dc_conn_t *c, const dc_fcgi_event_t *ev)
             l->error_log_ms = dc_now_ms() + 1000;
         }
         return DC_ERROR;
+    case DC_FCGI_EV_REQUEST:
     case DC_FCGI_EV_NONE:
         break;
     }
     return DC_OK;
 }
 
+/*
+ * Feeds bytes to c's parser and handles its events. A request put in the
+ * batch stops the feeding: the rest waits in c->in until the batch is
+ * answered (so a connection never holds more than one waiting request, and
+ * its request slots never run out). DC_OK, or DC_ERROR: c was closed.
+ */
+static int conn_feed(dc_loop_t *l, dc_conn_t *c, const char *data, size_t len)
+{
+    size_t off = 0;
+
+    while (off < len) {
+        dc_fcgi_event_t ev;
+        size_t          used = 0;
+        int             rc;
+
+        dc_fcgi_feed(&c->fcgi, data + off, len - off, &used, &ev);
+        off += used;
+        rc = ev.type == DC_FCGI_EV_REQUEST ? start(l, c, ev.req) : on_event(l, c, &ev);
+        if (rc == DC_DECLINED) {
+            /*
+             * Never closed while it waits: the batch holds it. Out of
+             * memory for the rest: answer the waiting request, then close.
+             */
+            c->waiting = 1;
+            if (off < len && dc_buf_append(&c->in, data + off, len - off) != DC_OK)
+                c->close_after = 1;
+            return DC_OK;
+        }
+        if (rc != DC_OK) {
+            conn_close(l, c);
+            return DC_ERROR;
+        }
+        if (ev.type == DC_FCGI_EV_NONE)
+            break;
+    }
+    return DC_OK;
+}
+
+/*
+ * Answers the batch: the cache lookups of all its requests in one round
+ * trip, then each answer in turn. Then the connections that were waiting
+ * go on with the bytes they had left, which may fill the batch again.
+ */
+static void run_batch(dc_loop_t *l)
+{
+    while (l->nbatch > 0) {
+        dc_app_task_t *tasks[DC_WORKER_BATCH];
+        dc_conn_t     *conns[DC_WORKER_BATCH];
+        size_t         n = l->nbatch;
+
+        for (size_t i = 0; i < n; i++)
+            tasks[i] = &l->batch[i].task;
+        dc_app_lookup(l->app, tasks, n);
+        for (size_t i = 0; i < n; i++) {
+            dc_pending_t *p = &l->batch[i];
+            dc_app_finish(l->app, &p->task, &p->resp);
+            if (answer(l, p->conn, p->req, &p->resp, p->t0) != DC_OK)
+                p->conn->close_after = 1; /* out of memory: the answer is cut, the connection goes */
+            dc_app_task_done(&p->task);
+            conns[i] = p->conn;
+        }
+        /* each connection puts at most one request in the batch: n more at most */
+        l->nbatch = 0;
+        for (size_t i = 0; i < n; i++) {
+            dc_conn_t *c = conns[i];
+            dc_buf_t   rest = c->in; /* fed from a buffer of its own: feeding may park bytes in c->in */
+
+            c->waiting = 0;
+            c->in = l->spare;
+            dc_buf_reset(&c->in);
+            if (conn_feed(l, c, rest.data, rest.len) == DC_OK && !c->waiting && conn_flush(l, c) == DC_OK)
+                conn_settle(l, c);
+            dc_buf_reset(&rest);
+            l->spare = rest;
+        }
+    }
+}
+
 /* Readable: read once, answer every request that became complete, send. */
 static void conn_read(dc_loop_t *l, dc_conn_t *c)
 {
     ssize_t n = recv(c->fd, l->rbuf, sizeof(l->rbuf), 0);
-    size_t  off = 0;
 
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         conn_close(l, c); /* the peer closed: anything half-read goes with it */
         return;
     }
-    while (n > 0 && off < (size_t)n) {
-        dc_fcgi_event_t ev;
-        size_t          used = 0;
-
-        dc_fcgi_feed(&c->fcgi, l->rbuf + off, (size_t)n - off, &used, &ev);
-        off += used;
-        if (on_event(l, c, &ev) != DC_OK) {
-            conn_close(l, c);
-            return;
-        }
-        if (ev.type == DC_FCGI_EV_NONE)
-            break;
-    }
-    if (conn_flush(l, c) == DC_OK)
+    if (n > 0 && conn_feed(l, c, l->rbuf, (size_t)n) != DC_OK)
+        return;
+    if (!c->waiting && conn_flush(l, c) == DC_OK)
         conn_settle(l, c);
 }
 
@@ -521,13 +615,16 @@ static void loop_once(dc_loop_t *l, const sigset_t *wait_mask, int timeout_ms)
                 accept_some(l);
             continue;
         }
-        if (c->fd < 0)
-            continue; /* closed earlier in this pass */
+        if (c->fd < 0 || c->waiting)
+            continue; /* closed earlier in this pass; its request in the batch: read it afterwards */
+        if (l->nbatch == DC_WORKER_BATCH)
+            run_batch(l); /* a read adds one request to the batch at most */
         if (evs[i].events & EPOLLOUT)
             conn_write(l, c);
         if (c->fd >= 0 && (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
             conn_read(l, c);
     }
+    run_batch(l);
     expire(l);
 }
 
@@ -564,10 +661,12 @@ static void loop_free(dc_loop_t *l)
         l->free_conns = c->next;
         dc_fcgi_free(&c->fcgi);
         dc_buf_free(&c->out);
+        dc_buf_free(&c->in);
         free(c);
     }
     if (l->ep >= 0)
         close(l->ep);
+    dc_buf_free(&l->spare);
     dc_app_free(l->app);
     free(l);
 }
