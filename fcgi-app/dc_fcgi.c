@@ -224,7 +224,7 @@ static const char *start_record(dc_fcgi_conn_t *c)
         r = find(c, c->id);
         if (r == NULL || r->state != DC_FCGI_SLOT_PARAMS)
             return "PARAMS for a request that is not reading parameters";
-        if (c->content_left > DC_FCGI_PARAMS_MAX - r->raw.len)
+        if (c->content_left > (size_t)DC_FCGI_PARAMS_MAX - r->raw.len)
             return "parameters over DC_FCGI_PARAMS_MAX bytes";
         return NULL;
     case FCGI_STDIN:
@@ -554,7 +554,7 @@ int dc_fcgi_put_end_request(dc_buf_t *out, uint16_t id, uint32_t app_status, uin
 int dc_fcgi_put_end(dc_buf_t *out, uint16_t id, uint32_t app_status)
 {
     /* both records at once, so that a failure appends neither */
-    if (dc_buf_reserve(out, 2 * DC_FCGI_HEADER_LEN + sizeof(FCGI_EndRequestBody)) != DC_OK ||
+    if (dc_buf_reserve(out, 2 * (size_t)DC_FCGI_HEADER_LEN + sizeof(FCGI_EndRequestBody)) != DC_OK ||
         put_header(out, FCGI_STDOUT, id, 0) != DC_OK)
         return DC_ENOMEM;
     return dc_fcgi_put_end_request(out, id, app_status, FCGI_REQUEST_COMPLETE);
