@@ -90,7 +90,7 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
     int         rc;
 
     if (cacheable && !req->force_refresh) {
-        rc = dc_cache_get(app->cache, req->org_id, key, (size_t)klen, &app->hit);
+        rc = dc_cache_get(app->cache, req->org_id, req->qtype, key, (size_t)klen, &app->hit);
         if (rc == DC_OK) {
             dc_metrics_cache_hit(req->qtype);
             resp->status = 200;
@@ -107,7 +107,7 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
         }
     } else if (cacheable) {
         /* the generation must be read before the database, as on a miss */
-        cacheable = dc_cache_generation(app->cache, req->org_id, app->hit.gen) == DC_OK;
+        cacheable = dc_cache_generation(app->cache, req->org_id, req->qtype, app->hit.gen) == DC_OK;
     }
 
     dc_buf_reset(&app->body);
@@ -125,8 +125,8 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
     }
 
     if (cacheable)
-        dc_cache_set(app->cache, req->org_id, key, (size_t)klen, app->hit.gen, app->body.data, app->body.len,
-                     app->cfg->ttl[req->qtype]);
+        dc_cache_set(app->cache, req->org_id, req->qtype, key, (size_t)klen, app->hit.gen, app->body.data,
+                     app->body.len, app->cfg->ttl[req->qtype]);
     dc_response_buf(resp, 200, x_cache, &app->body);
 }
 

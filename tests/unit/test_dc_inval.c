@@ -1,8 +1,9 @@
 /*
- * dc_inval: which invalidation messages are accepted and what they mean,
- * that hostile ones (glob characters in tenant ids, other namespaces, two
- * tenants, huge or malformed payloads) are all refused, and the mapping of
- * what a write changed to the query types it invalidates (DC_API_CHANGES).
+ * dc_inval: which invalidation messages are accepted and what they mean
+ * (down to the query types whose generations they move), that hostile ones
+ * (glob characters in tenant ids, other namespaces, two tenants, huge or
+ * malformed payloads) are all refused, and the mapping of what a write
+ * changed to the query types it invalidates (DC_API_CHANGES).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,6 +35,7 @@ static void test_org_message(void **state)
     assert_int_equal(parse("{\"orgId\":\"" ORG "\"}", &m), DC_OK);
     assert_int_equal(m.kind, DC_INV_ORG);
     assert_string_equal(m.org_id, ORG);
+    assert_int_equal(m.queries, DC_QBITS_CACHED);
     assert_int_equal(parse("{\"orgId\":\"550E8400-E29B-41D4-A716-446655440000\"}", &m), DC_OK);
     assert_string_equal(m.org_id, ORG);
 }
@@ -42,14 +44,25 @@ static void test_tenant_patterns(void **state)
 {
     static const struct {
         const char *msg, *pattern;
+        unsigned    queries; /* whose generations move: the type its first segment names, else all */
     } ok[] = {
-        { "{\"pattern\":\"dashboard:*:org:" ORG "\"}", "dashboard:*:org:" ORG },
-        { "{\"pattern\":\"dashboard:*:org:" ORG ":*\"}", "dashboard:*:org:" ORG ":*" },
-        { "{\"pattern\":\"dashboard:stats:org:" ORG "\"}", "dashboard:stats:org:" ORG },
-        { "{\"pattern\":\"dashboard:units:*:org:" ORG "\"}", "dashboard:units:*:org:" ORG },
+        { "{\"pattern\":\"dashboard:*:org:" ORG "\"}", "dashboard:*:org:" ORG, DC_QBITS_CACHED },
+        { "{\"pattern\":\"dashboard:*:org:" ORG ":*\"}", "dashboard:*:org:" ORG ":*", DC_QBITS_CACHED },
+        { "{\"pattern\":\"dashboard:stats:org:" ORG "\"}", "dashboard:stats:org:" ORG, DC_QBIT(STATS) },
+        { "{\"pattern\":\"dashboard:units:*:org:" ORG "\"}", "dashboard:units:*:org:" ORG, DC_QBIT(UNITS) },
+        { "{\"pattern\":\"dashboard:alerts:count:org:" ORG ":*\"}", "dashboard:alerts:count:org:" ORG ":*",
+          DC_QBIT(ALERTS) },
         { "{\"pattern\":\"dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":*\"}",
-          "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":*" },
-        { "{\"pattern\":\"dashboard:*:org:550E8400-E29B-41D4-A716-446655440000\"}", "dashboard:*:org:" ORG },
+          "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":*", DC_QBIT(TEMPERATURE) },
+        { "{\"pattern\":\"dashboard:DEVICES:*:org:" ORG "\"}", "dashboard:devices:*:org:" ORG,
+          DC_QBIT(DEVICES) },
+        { "{\"pattern\":\"dashboard:compliance:org:" ORG "\"}", "dashboard:compliance:org:" ORG,
+          DC_QBIT(COMPLIANCE) },
+        /* audit is never cached, and a word no query type is named: every type, to be safe */
+        { "{\"pattern\":\"dashboard:audit:org:" ORG "\"}", "dashboard:audit:org:" ORG, DC_QBITS_CACHED },
+        { "{\"pattern\":\"dashboard:sites:*:org:" ORG "\"}", "dashboard:sites:*:org:" ORG, DC_QBITS_CACHED },
+        { "{\"pattern\":\"dashboard:*:org:550E8400-E29B-41D4-A716-446655440000\"}", "dashboard:*:org:" ORG,
+          DC_QBITS_CACHED },
     };
     dc_inval_msg_t m;
     (void)state;
@@ -58,6 +71,8 @@ static void test_tenant_patterns(void **state)
         assert_int_equal(m.kind, DC_INV_PATTERN);
         assert_string_equal(m.org_id, ORG);
         assert_string_equal(m.pattern, ok[i].pattern);
+        if (m.queries != ok[i].queries)
+            fail_msg("%s: queries %#x, want %#x", ok[i].msg, m.queries, ok[i].queries);
     }
 }
 
@@ -67,6 +82,7 @@ static void test_clear_all_needs_scope(void **state)
     (void)state;
     assert_int_equal(parse("{\"pattern\":\"dashboard:*\",\"scope\":\"all\"}", &m), DC_OK);
     assert_int_equal(m.kind, DC_INV_ALL);
+    assert_int_equal(m.queries, DC_QBITS_CACHED);
     assert_int_equal(parse("{\"pattern\":\"dashboard:*\"}", &m), DC_EINVAL);
     assert_int_equal(parse("{\"pattern\":\"dashboard:*\",\"scope\":\"everything\"}", &m), DC_EINVAL);
     assert_int_equal(parse("{\"pattern\":\"dashboard:*:org:" ORG "\",\"scope\":\"all\"}", &m), DC_EINVAL);
@@ -87,6 +103,7 @@ static void test_hostile_patterns_are_refused(void **state)
         "{\"pattern\":\"*:org:" ORG "\"}",
         "{\"pattern\":\"session:*:org:" ORG "\"}",
         "{\"pattern\":\"dashcache:gen:org:" ORG "\"}",
+        "{\"pattern\":\"dashcache:gen:units:org:" ORG "\"}",
         "{\"pattern\":\"dashboard:stats*:org:" ORG "\"}",
         "{\"pattern\":\"dashboard:*:org:" ORG ":org:" ORG2 "\"}",
         "{\"pattern\":\"dashboard:*:org:" ORG ":org\"}",
