@@ -83,7 +83,8 @@ $(CTL_BIN): $(APP_OBJS) $(BUILD)/obj/dc_ctl_main.o
 comma    := ,
 wrap      = -Wl$(subst $(eval) ,,$(patsubst %,$(comma)--wrap=%,$(1)))
 WRAP_test_dc_cache_faults = $(call wrap,redisConnectWithTimeout redisConnectUnixWithTimeout \
-            redisSetTimeout redisCommand redisvCommand redisCommandArgv redisFree)
+            redisSetTimeout redisCommand redisvCommand redisCommandArgv redisFree \
+            redisAppendCommand redisGetReply)
 WRAP_test_dc_db_faults = $(call wrap,PQconnectdbParams PQstatus PQerrorMessage PQfinish \
             PQsetnonblocking PQsendPrepare PQsendQueryPrepared PQsendQueryParams PQsendQuery \
             PQisBusy PQsocket PQconsumeInput PQgetResult PQresultStatus PQresultErrorField \

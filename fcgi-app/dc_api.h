@@ -36,7 +36,18 @@
  *              client_max_body_size of its location says the same
  *   scope      as for reads; without {org} (ingest) the write function
  *              checks every item against the token's organizations
- *   run        dc_query_write.c: the write (dc_write_fn)
+ *   run        dc_query_write.c: the write (dc_write_fn); it reports, per
+ *              organization, which rows of DC_API_CHANGES it changed
+ *
+ * What data a write changes, and which cached answers read it (dc_inval):
+ *   X(NAME, kind, queries)
+ *   NAME       DC_CHANGE_<NAME>, DC_CHANGE_BIT(NAME)
+ *   kind       the kind of its cache_outbox rows (sql/invalidation.sql)
+ *   queries    DC_QBIT(...) of every query type whose SQL (dc_query.c)
+ *              reads that data: their generations move, the others' stay
+ * OTHER is everything else (a table or kind no row names, a row of an
+ * unknown kind, a change of organizations, sites, units or devices beyond
+ * the columns named here): every cached query type.
  */
 #ifndef DC_API_H
 #define DC_API_H
@@ -73,6 +84,25 @@
       DC_SCOPE_WRITE, DC_BODY_MAX_SMALL, dc_query_write_alert_resolve)                                        \
     X(DEVICE_STATUS, "POST", "device_status", "/api/dashboard/orgs/{org}/devices/{device}/status",            \
       DC_SCOPE_WRITE, DC_BODY_MAX_SMALL, dc_query_write_device_status)
+
+/*
+ * readings: units status (latest reading per unit), trends and compliance
+ * read them, and stats holds all three. units.latest: the latest state
+ * ingest keeps on units (last_temperature, last_reading_at), read by no
+ * query today, always written with readings: it moves what they move.
+ * devices.seen: an update of devices that changes only last_seen_at
+ * (ingest, device status), read by devices online. alerts: the open
+ * alerts, read by alerts count. stats is the composite of units, alerts,
+ * devices and compliance and moves with each of them.
+ */
+#define DC_API_CHANGES(X)                                                                                     \
+    X(READINGS, "readings",                                                                                   \
+      DC_QBIT(STATS) | DC_QBIT(UNITS) | DC_QBIT(TEMPERATURE) | DC_QBIT(COMPLIANCE))                           \
+    X(UNIT_LATEST, "units.latest",                                                                            \
+      DC_QBIT(STATS) | DC_QBIT(UNITS) | DC_QBIT(TEMPERATURE) | DC_QBIT(COMPLIANCE))                           \
+    X(DEVICE_SEEN, "devices.seen", DC_QBIT(STATS) | DC_QBIT(DEVICES))                                         \
+    X(ALERTS, "alerts", DC_QBIT(STATS) | DC_QBIT(ALERTS))                                                     \
+    X(OTHER, "*", DC_QBITS_CACHED)
 
 /*
  * Service routes, outside the API and its cache: X(NAME, label, path, scope).
@@ -121,6 +151,17 @@
 #define DC_SCOPE_ADMIN   16u
 
 #define DC_PARAM_BIT(name) (1u << DC_PARAM_##name)
+
+/* A query type's bit in a mask of query types (DC_Q_<NAME> of dc_core.h). */
+#define DC_QBIT(name)       (1u << DC_Q_##name)
+#define DC_QBIT_OF(q)       (1u << (unsigned)(q))
+/* Every cached query type: all but the last row (audit, never cached). */
+#define DC_QBITS_CACHED     ((1u << DC_Q_AUDIT) - 1u)
+#define DC_CHANGE_BIT(name) (1u << DC_CHANGE_##name)
+
+#define DC_API_ENUM_CHANGE(NAME, ...) DC_CHANGE_##NAME,
+typedef enum { DC_API_CHANGES(DC_API_ENUM_CHANGE) DC_CHANGE_COUNT } dc_change_t;
+#undef DC_API_ENUM_CHANGE
 
 #define DC_API_ENUM_PARAM(NAME, ...) DC_PARAM_##NAME,
 typedef enum { DC_API_PARAMS(DC_API_ENUM_PARAM) DC_PARAM_COUNT } dc_param_t;

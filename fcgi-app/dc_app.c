@@ -21,6 +21,8 @@
 #include "dc_router.h"
 #include "dc_write.h"
 
+#define DC_APP_LOOKUPS_MAX 64 /* lookups of one Redis round trip */
+
 struct dc_app_s {
     const dc_config_t *cfg;
     dc_cache_t        *cache;
@@ -84,7 +86,9 @@ void dc_app_done(dc_app_t *app)
 static int query_start(dc_app_task_t *t)
 {
     t->klen = dc_key_build(&t->req, t->key, sizeof(t->key));
-    t->rc = DC_UNAVAILABLE;
+    t->look = (dc_cache_lookup_t){ .org = t->req.org_id, .q = t->req.qtype, .key = t->key };
+    t->look.klen = t->klen > 0 ? (size_t)t->klen : 0;
+    t->look.rc = DC_UNAVAILABLE;
     return t->klen > 0 && !t->req.force_refresh ? DC_DECLINED : DC_OK;
 }
 
@@ -98,15 +102,15 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
     int                 rc;
 
     if (looked_up) {
-        if (t->rc == DC_OK) {
+        if (t->look.rc == DC_OK) {
             dc_metrics_cache_hit(req->qtype);
             resp->status = 200;
             resp->x_cache = "HIT";
-            resp->body = t->hit.data;
-            resp->body_len = t->hit.len;
+            resp->body = t->look.v.data;
+            resp->body_len = t->look.v.len;
             return;
         }
-        if (t->rc == DC_DECLINED) {
+        if (t->look.rc == DC_DECLINED) {
             dc_metrics_cache_miss(req->qtype);
             x_cache = "MISS";
         } else {
@@ -114,7 +118,7 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
         }
     } else if (cacheable) {
         /* the generation must be read before the database, as on a miss */
-        cacheable = dc_cache_generation(app->cache, req->org_id, t->hit.gen) == DC_OK;
+        cacheable = dc_cache_generation(app->cache, req->org_id, req->qtype, t->look.v.gen) == DC_OK;
     }
 
     dc_buf_reset(&app->body);
@@ -132,8 +136,8 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
     }
 
     if (cacheable)
-        dc_cache_set(app->cache, req->org_id, t->key, (size_t)t->klen, t->hit.gen, app->body.data,
-                     app->body.len, app->cfg->ttl[req->qtype]);
+        dc_cache_set(app->cache, req->org_id, req->qtype, t->key, (size_t)t->klen, t->look.v.gen,
+                     app->body.data, app->body.len, app->cfg->ttl[req->qtype]);
     dc_response_buf(resp, 200, x_cache, &app->body);
 }
 
@@ -193,7 +197,7 @@ int dc_app_start(dc_app_t *app, const dc_input_t *in, dc_app_task_t *t, dc_respo
     unsigned              need;
 
     memset(resp, 0, sizeof(*resp));
-    memset(&t->hit, 0, sizeof(t->hit));
+    memset(&t->look, 0, sizeof(t->look));
     t->klen = 0;
     resp->mroute = DC_MR_OTHER;
     if (dc_router_route(in->method, in->path, in->query, req, &err) != DC_OK) {
@@ -238,9 +242,15 @@ int dc_app_start(dc_app_t *app, const dc_input_t *in, dc_app_task_t *t, dc_respo
 
 void dc_app_lookup(dc_app_t *app, dc_app_task_t *const *ts, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        dc_app_task_t *t = ts[i];
-        t->rc = dc_cache_get(app->cache, t->req.org_id, t->key, (size_t)t->klen, &t->hit);
+    dc_cache_lookup_t *ls[DC_APP_LOOKUPS_MAX];
+
+    while (n > 0) {
+        size_t k = n < DC_APP_LOOKUPS_MAX ? n : DC_APP_LOOKUPS_MAX;
+        for (size_t i = 0; i < k; i++)
+            ls[i] = &ts[i]->look;
+        dc_cache_get_many(app->cache, ls, k);
+        ts += k;
+        n -= k;
     }
 }
 
@@ -256,7 +266,7 @@ void dc_app_finish(dc_app_t *app, dc_app_task_t *t, dc_response_t *resp)
 
 void dc_app_task_done(dc_app_task_t *t)
 {
-    dc_cache_value_release(&t->hit);
+    dc_cache_value_release(&t->look.v);
 }
 
 void dc_app_handle(dc_app_t *app, const dc_input_t *in, dc_response_t *resp)

@@ -63,11 +63,10 @@ void dc_app_done(dc_app_t *app);
  * once. Fields are private to dc_app.c.
  */
 typedef struct {
-    dc_request_t     req;
-    char             key[DC_KEY_MAX];
-    int              klen;
-    int              rc;  /* the lookup's result (dc_cache_get) */
-    dc_cache_value_t hit; /* the cached answer or the generation seen */
+    dc_request_t      req;
+    char              key[DC_KEY_MAX];
+    int               klen;
+    dc_cache_lookup_t look; /* its result: the cached answer, or the generation seen */
 } dc_app_task_t;
 
 /*

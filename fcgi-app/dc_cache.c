@@ -14,7 +14,7 @@
 #include "dc_redis.h"
 
 /*
- * KEYS[1] generation, KEYS[2] value; ARGV[1] generation read before the
+ * KEYS[1] generation of the value's query type, KEYS[2] value; ARGV[1] generation read before the
  * query ("" = none), ARGV[2] body, ARGV[3] ttl. A missing generation is
  * created from the server clock, which keeps generations unique even after
  * a generation key was evicted.
@@ -31,13 +31,14 @@ static const char store_lua[] = "local g = redis.call('GET', KEYS[1])\n"
                                 "redis.call('SET', KEYS[2], g .. '\\n' .. ARGV[2], 'EX', tonumber(ARGV[3]))\n"
                                 "return 1\n";
 
-/* KEYS[1] generation: max(current + 1, server clock in microseconds). */
+/* Each of KEYS, generations: max(current + 1, server clock in microseconds). */
 static const char bump_lua[] = "local t = redis.call('TIME')\n"
                                "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-                               "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
-                               "local nxt = math.max(cur + 1, now)\n"
-                               "redis.call('SET', KEYS[1], string.format('%d', nxt))\n"
-                               "return nxt\n";
+                               "for i = 1, #KEYS do\n"
+                               "  local cur = tonumber(redis.call('GET', KEYS[i]) or '0') or 0\n"
+                               "  redis.call('SET', KEYS[i], string.format('%d', math.max(cur + 1, now)))\n"
+                               "end\n"
+                               "return #KEYS\n";
 
 struct dc_cache_s {
     const dc_config_t *cfg;
@@ -176,6 +177,20 @@ static redisReply *command(dc_cache_t *c, const char *fmt, ...)
     return r;
 }
 
+/* command() for an argument vector. */
+static redisReply *command_argv(dc_cache_t *c, int argc, const char **argv, const size_t *lens)
+{
+    redisReply *r = redisCommandArgv(c->ctx, argc, argv, lens);
+
+    if (r == NULL && closed_by_server(c->ctx)) {
+        disconnect(c);
+        c->retry_at_ms = 0;
+        if (ensure(c) == DC_OK)
+            r = redisCommandArgv(c->ctx, argc, argv, lens);
+    }
+    return r;
+}
+
 static void copy_gen(char gen[DC_GEN_MAX], const redisReply *r)
 {
     if (r->type == REDIS_REPLY_STRING && r->len < DC_GEN_MAX) {
@@ -186,53 +201,115 @@ static void copy_gen(char gen[DC_GEN_MAX], const redisReply *r)
     }
 }
 
-int dc_cache_get(dc_cache_t *c, const char *org, const char *key, size_t klen, dc_cache_value_t *v)
+/* One MGET reply of a lookup: l->rc and l->v as dc_cache_get; takes r. */
+static void take_lookup(dc_cache_lookup_t *l, redisReply *r)
 {
-    char              genkey[DC_KEY_MAX];
-    int               glen = dc_key_gen(org, genkey, sizeof(genkey));
     const redisReply *g, *val;
-    redisReply       *r;
-    int64_t           t0;
 
-    memset(v, 0, sizeof(*v));
-    if (glen < 0 || ensure(c) != DC_OK)
-        return DC_UNAVAILABLE;
-    t0 = dc_now_ns();
-    r = command(c, "MGET %b %b", genkey, (size_t)glen, key, klen);
-    dc_metrics_cache_latency(DC_COP_GET, dc_now_ns() - t0);
-    if (r == NULL) {
-        dc_metrics_cache_error(DC_COP_GET);
-        command_failed(c, "redis MGET");
-        return DC_UNAVAILABLE;
-    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
         dc_metrics_cache_error(DC_COP_GET);
-        dc_log_warn("redis.error", "MGET %.*s: %s", (int)klen, key,
+        dc_log_warn("redis.error", "MGET %.*s: %s", (int)l->klen, l->key,
                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         freeReplyObject(r);
-        return DC_UNAVAILABLE;
+        l->rc = DC_UNAVAILABLE;
+        return;
     }
     g = r->element[0];
     val = r->element[1];
-    copy_gen(v->gen, g);
-    if (v->gen[0] != '\0' && val->type == REDIS_REPLY_STRING) {
-        size_t gl = strlen(v->gen);
+    copy_gen(l->v.gen, g);
+    l->rc = DC_DECLINED;
+    if (l->v.gen[0] != '\0' && val->type == REDIS_REPLY_STRING) {
+        size_t gl = strlen(l->v.gen);
         /* a hit only under the current generation: "<gen>\n<body>" */
-        if (val->len > gl && memcmp(val->str, v->gen, gl) == 0 && val->str[gl] == '\n') {
-            v->data = val->str + gl + 1;
-            v->len = val->len - gl - 1;
-            v->reply = r;
-            return DC_OK;
+        if (val->len > gl && memcmp(val->str, l->v.gen, gl) == 0 && val->str[gl] == '\n') {
+            l->v.data = val->str + gl + 1;
+            l->v.len = val->len - gl - 1;
+            l->v.reply = r;
+            l->rc = DC_OK;
+            return;
         }
     }
     freeReplyObject(r);
-    return DC_DECLINED;
 }
 
-int dc_cache_generation(dc_cache_t *c, const char *org, char gen[DC_GEN_MAX])
+/* Appends the MGET of every lookup to the connection's output buffer. DC_OK or DC_ERROR. */
+static int append_lookups(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char genkey[DC_KEY_MAX];
+        int  glen = dc_key_gen(ls[i]->org, ls[i]->q, genkey, sizeof(genkey));
+
+        if (glen < 0) /* not a cached type: an MGET of nothing that can hit keeps the replies in step */
+            glen = 0;
+        if (redisAppendCommand(c->ctx, "MGET %b %b", genkey, (size_t)glen, ls[i]->key, ls[i]->klen) !=
+            REDIS_OK)
+            return DC_ERROR;
+    }
+    return DC_OK;
+}
+
+void dc_cache_get_many(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
+{
+    size_t  got = 0;
+    int64_t t0;
+
+    for (size_t i = 0; i < n; i++) {
+        memset(&ls[i]->v, 0, sizeof(ls[i]->v));
+        ls[i]->rc = DC_UNAVAILABLE;
+    }
+    if (n == 0 || ensure(c) != DC_OK)
+        return;
+    t0 = dc_now_ns();
+    /*
+     * Pipelined: every MGET goes out in one write, the replies come back
+     * in order. A connection the server had closed (Redis restarted, idle
+     * timeout) fails at the first reply: reconnect and send them all once
+     * more, as command() does for one.
+     */
+    for (int attempt = 0; attempt < 2 && got == 0; attempt++) {
+        if (append_lookups(c, ls, n) != DC_OK)
+            break;
+        for (; got < n; got++) {
+            void *r = NULL;
+            if (redisGetReply(c->ctx, &r) != REDIS_OK || r == NULL)
+                break;
+            take_lookup(ls[got], r);
+            if (!(DC_QBITS_CACHED & DC_QBIT_OF(ls[got]->q))) {
+                dc_cache_value_release(&ls[got]->v); /* not a cached type: never a hit */
+                ls[got]->rc = DC_UNAVAILABLE;
+            }
+        }
+        if (got > 0 || attempt > 0 || !closed_by_server(c->ctx))
+            break;
+        disconnect(c);
+        c->retry_at_ms = 0;
+        if (ensure(c) != DC_OK)
+            return;
+    }
+    for (size_t i = 0; i < n; i++)
+        dc_metrics_cache_latency(DC_COP_GET, dc_now_ns() - t0);
+    if (got < n) {
+        /* the rest failed with the connection: Redis is hung or gone */
+        for (size_t i = got; i < n; i++)
+            dc_metrics_cache_error(DC_COP_GET);
+        command_failed(c, "redis MGET");
+    }
+}
+
+int dc_cache_get(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, size_t klen,
+                 dc_cache_value_t *v)
+{
+    dc_cache_lookup_t l = { .org = org, .q = q, .key = key, .klen = klen }, *ls = &l;
+
+    dc_cache_get_many(c, &ls, 1);
+    *v = l.v;
+    return l.rc;
+}
+
+int dc_cache_generation(dc_cache_t *c, const char *org, dc_qtype_t q, char gen[DC_GEN_MAX])
 {
     char        genkey[DC_KEY_MAX];
-    int         glen = dc_key_gen(org, genkey, sizeof(genkey));
+    int         glen = dc_key_gen(org, q, genkey, sizeof(genkey));
     redisReply *r;
 
     gen[0] = '\0';
@@ -271,11 +348,11 @@ static int eval(dc_cache_t *c, const char *what, redisReply **out, redisReply *r
     return DC_OK;
 }
 
-int dc_cache_set(dc_cache_t *c, const char *org, const char *key, size_t klen, const char *gen,
+int dc_cache_set(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, size_t klen, const char *gen,
                  const char *val, size_t vlen, int ttl_s)
 {
     char        genkey[DC_KEY_MAX];
-    int         glen = dc_key_gen(org, genkey, sizeof(genkey));
+    int         glen = dc_key_gen(org, q, genkey, sizeof(genkey));
     redisReply *r;
     int64_t     t0;
     int         rc;
@@ -298,20 +375,44 @@ int dc_cache_set(dc_cache_t *c, const char *org, const char *key, size_t klen, c
     return rc;
 }
 
-int dc_cache_invalidate_org(dc_cache_t *c, const char *org)
+int dc_cache_invalidate(dc_cache_t *c, const char *org, unsigned queries)
 {
-    char        genkey[DC_KEY_MAX];
-    int         glen = dc_key_gen(org, genkey, sizeof(genkey));
+    char        keys[DC_Q_COUNT][DC_KEY_MAX];
+    const char *argv[3 + DC_Q_COUNT];
+    size_t      lens[3 + DC_Q_COUNT];
+    char        nkeys[16];
+    int         argc = 3;
     redisReply *r;
     int64_t     t0;
     int         rc;
 
-    if (glen < 0 || ensure(c) != DC_OK) {
+    for (unsigned q = 0; q < DC_Q_COUNT; q++) {
+        int n;
+        if (!(queries & DC_QBITS_CACHED & DC_QBIT_OF(q)))
+            continue;
+        n = dc_key_gen(org, (dc_qtype_t)q, keys[q], sizeof(keys[q]));
+        if (n < 0) {
+            dc_metrics_cache_error(DC_COP_INVALIDATE);
+            return DC_UNAVAILABLE;
+        }
+        argv[argc] = keys[q];
+        lens[argc++] = (size_t)n;
+    }
+    if (argc == 3)
+        return DC_OK;
+    if (ensure(c) != DC_OK) {
         dc_metrics_cache_error(DC_COP_INVALIDATE);
         return DC_UNAVAILABLE;
     }
+    snprintf(nkeys, sizeof(nkeys), "%d", argc - 3);
+    argv[0] = "EVALSHA";
+    lens[0] = 7;
+    argv[1] = c->bump_sha;
+    lens[1] = strlen(c->bump_sha);
+    argv[2] = nkeys;
+    lens[2] = strlen(nkeys);
     t0 = dc_now_ns();
-    rc = eval(c, "redis invalidate", &r, command(c, "EVALSHA %s 1 %b", c->bump_sha, genkey, (size_t)glen));
+    rc = eval(c, "redis invalidate", &r, command_argv(c, argc, argv, lens));
     dc_metrics_cache_latency(DC_COP_INVALIDATE, dc_now_ns() - t0);
     if (rc != DC_OK) {
         dc_metrics_cache_error(DC_COP_INVALIDATE);

@@ -10,16 +10,17 @@
  * not one per request. Every call is bounded by the connect and command
  * timeouts of the configuration.
  *
- * Invalidation is by generation. Every organization has a generation key
- * (dc_key_gen); a cached value is stored as "<generation>\n<body>" and is a
- * hit only while the organization's generation still equals the one it was
- * stored under. Invalidating an organization is one write, whatever the
- * number of its keys. A miss reads the generation before it queries the
- * database, and the store is a script that refuses to write when the
- * generation moved in between: a slow reader can never put data from before
- * a write into the cache after that write's invalidation (the stale-set
- * race). Generations only grow and are never reused, even when a generation
- * key is evicted or deleted.
+ * Invalidation is by generation. Every organization has one generation key
+ * per cached query type (dc_key_gen); a cached value is stored as
+ * "<generation>\n<body>" and is a hit only while the generation of its
+ * organization and query type still equals the one it was stored under.
+ * Invalidating what a write changed is one script moving the generations
+ * of the query types that read it, whatever the number of their keys. A
+ * miss reads the generation before it queries the database, and the store
+ * is a script that refuses to write when that generation moved in between:
+ * a slow reader can never put data from before a write into the cache after
+ * that write's invalidation (the stale-set race). Generations only grow and
+ * are never reused, even when a generation key is evicted or deleted.
  */
 #ifndef DC_CACHE_H
 #define DC_CACHE_H
@@ -45,32 +46,54 @@ dc_cache_t *dc_cache_new(const dc_config_t *cfg);
 void dc_cache_free(dc_cache_t *c);
 
 /*
- * Reads key of organization org together with the organization's
- * generation, in one round trip. DC_OK: hit, v->data/len set (release v);
- * DC_DECLINED: miss or stale, v->gen holds the generation to store under;
- * DC_UNAVAILABLE: Redis down, hung or in back-off (the caller bypasses).
+ * Reads key, an answer of query type q of organization org, together with
+ * the generation of q for org, in one round trip. DC_OK: hit, v->data/len
+ * set (release v); DC_DECLINED: miss or stale, v->gen holds the generation
+ * to store under; DC_UNAVAILABLE: Redis down, hung or in back-off (the
+ * caller bypasses), or q is not cached.
  */
-int dc_cache_get(dc_cache_t *c, const char *org, const char *key, size_t klen, dc_cache_value_t *v) DC_WUR;
+int dc_cache_get(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, size_t klen,
+                 dc_cache_value_t *v) DC_WUR;
 
-/* Reads only the generation of org into gen (for a forced refresh). DC_OK or DC_UNAVAILABLE. */
-int dc_cache_generation(dc_cache_t *c, const char *org, char gen[DC_GEN_MAX]) DC_WUR;
+/* A lookup of dc_cache_get_many: the arguments of dc_cache_get, and its result. */
+typedef struct {
+    const char      *org;
+    dc_qtype_t       q;
+    const char      *key;
+    size_t           klen;
+    dc_cache_value_t v;  /* out: as dc_cache_get's (release it) */
+    int              rc; /* out: as dc_cache_get returns */
+} dc_cache_lookup_t;
+
+/*
+ * n lookups as dc_cache_get, pipelined: their MGETs leave in one write and
+ * the replies arrive together, one round trip for all. When the connection
+ * fails part-way, the rest are DC_UNAVAILABLE.
+ */
+void dc_cache_get_many(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n);
+
+/* Reads only the generation of q for org into gen (for a forced refresh). DC_OK or DC_UNAVAILABLE. */
+int dc_cache_generation(dc_cache_t *c, const char *org, dc_qtype_t q, char gen[DC_GEN_MAX]) DC_WUR;
 
 /* Frees what dc_cache_get returned. Safe on a zeroed or released value. */
 void dc_cache_value_release(dc_cache_value_t *v);
 
 /*
- * Stores val under key with ttl_s, only if org's generation is still gen.
- * DC_OK: stored; DC_DECLINED: refused, an invalidation came in between;
- * DC_UNAVAILABLE: Redis failed (the answer is still right, just not cached).
+ * Stores val under key (an answer of query type q of org) with ttl_s, only
+ * if the generation of q for org is still gen. DC_OK: stored; DC_DECLINED:
+ * refused, an invalidation came in between; DC_UNAVAILABLE: Redis failed
+ * (the answer is still right, just not cached).
  */
-int dc_cache_set(dc_cache_t *c, const char *org, const char *key, size_t klen, const char *gen,
+int dc_cache_set(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, size_t klen, const char *gen,
                  const char *val, size_t vlen, int ttl_s);
 
 /*
- * Moves org's generation forward: every value cached for it stops being a
- * hit at once. DC_OK or DC_UNAVAILABLE.
+ * Moves the generations of org's query types in queries (a DC_QBIT mask;
+ * types that are not cached are ignored) forward in one script: every value
+ * cached for them stops being a hit at once, the other types' stay. DC_OK
+ * (nothing to do for an empty mask) or DC_UNAVAILABLE.
  */
-int dc_cache_invalidate_org(dc_cache_t *c, const char *org) DC_WUR;
+int dc_cache_invalidate(dc_cache_t *c, const char *org, unsigned queries) DC_WUR;
 
 /* PUBLISH channel message. DC_OK or DC_UNAVAILABLE. */
 int dc_cache_publish(dc_cache_t *c, const char *channel, const char *msg, size_t len) DC_WUR;

@@ -88,10 +88,49 @@ const dc_endpoint_t *dc_endpoint_of(const dc_request_t *req)
     }
 }
 
+#define CHANGE_ROW(NAME, kind_, queries_) [DC_CHANGE_##NAME] = { kind_, sizeof(kind_) - 1, queries_ },
+static const struct {
+    const char *kind;
+    size_t      len;
+    unsigned    queries;
+} changes[DC_CHANGE_COUNT] = { DC_API_CHANGES(CHANGE_ROW) };
+#undef CHANGE_ROW
+_Static_assert(DC_Q_COUNT <= 32 && DC_CHANGE_COUNT <= 32,
+               "masks of query types and of changes fit an unsigned");
+
+dc_change_t dc_endpoint_change(const char *kind, size_t n)
+{
+    for (size_t i = 0; kind != NULL && i < DC_CHANGE_OTHER; i++)
+        if (changes[i].len == n && memcmp(changes[i].kind, kind, n) == 0)
+            return (dc_change_t)i;
+    return DC_CHANGE_OTHER;
+}
+
+unsigned dc_endpoint_change_queries(unsigned bits)
+{
+    unsigned q = 0;
+
+    for (size_t i = 0; i < DC_CHANGE_COUNT; i++)
+        if (bits & (1u << i))
+            q |= changes[i].queries;
+    return q;
+}
+
+dc_qtype_t dc_endpoint_cached_query(const char *label, size_t n)
+{
+    for (size_t q = 0; q < DC_Q_COUNT; q++)
+        if ((DC_QBITS_CACHED & (1u << q)) && strlen(endpoints[q].label) == n &&
+            memcmp(endpoints[q].label, label, n) == 0)
+            return (dc_qtype_t)q;
+    return DC_Q_COUNT;
+}
+
+/* NOLINTBEGIN(bugprone-macro-parentheses): as above */
 #define SERVICE_ROW(NAME, label_, path_, scope_) \
     { .path = path_, .route = DC_ROUTE_##NAME, .mroute = DC_MR_##NAME, .scope = scope_ },
 static const dc_service_t services[] = { DC_API_SERVICES(SERVICE_ROW) };
 #undef SERVICE_ROW
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 const dc_service_t *dc_endpoint_service(const char *path)
 {

@@ -47,6 +47,21 @@ const dc_endpoint_t *dc_endpoint_write(dc_wtype_t w);
 /* The row a routed request belongs to (route QUERY or WRITE), else NULL. */
 const dc_endpoint_t *dc_endpoint_of(const dc_request_t *req);
 
+/*
+ * The change of DC_API_CHANGES whose kind is kind[0..n) (a cache_outbox
+ * row's); DC_CHANGE_OTHER for NULL or a kind no row names.
+ */
+dc_change_t dc_endpoint_change(const char *kind, size_t n);
+
+/*
+ * The cached query types (a DC_QBIT mask) whose answers read what changes
+ * (a DC_CHANGE_BIT mask) names; 0 for 0.
+ */
+unsigned dc_endpoint_change_queries(unsigned changes);
+
+/* The cached query type whose label is label[0..n), or DC_Q_COUNT when none is. */
+dc_qtype_t dc_endpoint_cached_query(const char *label, size_t n);
+
 /* A service route of DC_API_SERVICES. */
 typedef struct {
     const char *path;

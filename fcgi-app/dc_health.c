@@ -37,8 +37,8 @@ void dc_health_check(const dc_config_t *cfg, dc_cache_t *cache, dc_db_t *db, dc_
     /* the cache path itself: the MGET a dashboard read does */
     memset(&probe, 0, sizeof(probe));
     t0 = dc_now_us();
-    s[2].ok =
-        s[1].ok && dc_cache_get(cache, probe_org, probe_key, sizeof(probe_key) - 1, &probe) != DC_UNAVAILABLE;
+    s[2].ok = s[1].ok && dc_cache_get(cache, probe_org, DC_Q_STATS, probe_key, sizeof(probe_key) - 1,
+                                      &probe) != DC_UNAVAILABLE;
     s[2].latency_ms = (double)(dc_now_us() - t0) / 1000.0;
     dc_cache_value_release(&probe);
     status = !s[0].ok ? "unhealthy" : !s[1].ok || !s[2].ok ? "degraded" : "healthy";

@@ -7,6 +7,7 @@
 
 #include <json.h>
 
+#include "dc_endpoint.h"
 #include "dc_metrics.h"
 #include "dc_request.h"
 
@@ -30,9 +31,10 @@ static int is_word(const char *s, size_t n)
 
 /*
  * Validates a tenant pattern in place (hex digits folded to lower case) and
- * extracts its organization.
+ * extracts its organization, and the query types it can match: the one
+ * whose label is its first segment, or all.
  */
-static int check_pattern(char *p, char org[DC_UUID_LEN + 1], char *why, size_t cap)
+static int check_pattern(char *p, char org[DC_UUID_LEN + 1], unsigned *queries, char *why, size_t cap)
 {
     char       *seg = p + sizeof(PREFIX) - 1;
     int         orgs = 0;
@@ -60,6 +62,10 @@ static int check_pattern(char *p, char org[DC_UUID_LEN + 1], char *why, size_t c
                 return fail(why, cap, "the segment after unit: must be a unit id or *");
         } else if (!(n == 1 && seg[0] == '*') && !is_word(seg, n)) {
             return fail(why, cap, "pattern segments must be *, ids or lower-case words");
+        } else if (seg == p + sizeof(PREFIX) - 1) {
+            /* keys are dashboard:<label>:...: a literal first segment matches only that type's */
+            dc_qtype_t q = dc_endpoint_cached_query(seg, n);
+            *queries = q < DC_Q_COUNT ? DC_QBIT_OF(q) : DC_QBITS_CACHED;
         }
         prev = seg;
         prev_len = n;
@@ -96,6 +102,7 @@ int dc_inval_parse(const char *msg, size_t len, dc_inval_msg_t *out, char *why, 
     int           has_org, has_pattern, has_scope, rc = DC_OK;
 
     memset(out, 0, sizeof(*out));
+    out->queries = DC_QBITS_CACHED;
     if (len > DC_INVAL_MSG_MAX)
         return fail(why, cap, "message larger than 4 KiB");
     if (len == 0 || memchr(msg, '\0', len) != NULL)
@@ -134,7 +141,7 @@ int dc_inval_parse(const char *msg, size_t len, dc_inval_msg_t *out, char *why, 
     } else {
         memcpy(out->pattern, pattern, strlen(pattern) + 1);
         out->kind = DC_INV_PATTERN;
-        rc = check_pattern(out->pattern, out->org_id, why, cap);
+        rc = check_pattern(out->pattern, out->org_id, &out->queries, why, cap);
     }
     json_object_put(o);
     return rc;
@@ -143,7 +150,7 @@ int dc_inval_parse(const char *msg, size_t len, dc_inval_msg_t *out, char *why, 
 int dc_inval_apply(dc_cache_t *c, const dc_inval_msg_t *m, size_t *deleted)
 {
     *deleted = 0;
-    if (dc_cache_invalidate_org(c, m->org_id) != DC_OK)
+    if (dc_cache_invalidate(c, m->org_id, m->queries) != DC_OK)
         return DC_UNAVAILABLE;
     if (m->kind == DC_INV_PATTERN)
         return dc_cache_unlink_pattern(c, m->pattern, deleted);
@@ -153,7 +160,8 @@ int dc_inval_apply(dc_cache_t *c, const dc_inval_msg_t *m, size_t *deleted)
 int dc_inval_orgs(dc_cache_t *c, const dc_orgs_t *orgs)
 {
     for (size_t i = 0; i < dc_orgs_count(orgs); i++)
-        if (dc_cache_invalidate_org(c, dc_orgs_at(orgs, i)) != DC_OK)
+        if (dc_cache_invalidate(c, dc_orgs_at(orgs, i),
+                                dc_endpoint_change_queries(dc_orgs_bits_at(orgs, i))) != DC_OK)
             return DC_UNAVAILABLE;
     return DC_OK;
 }

@@ -9,8 +9,15 @@
  * segments that are either "*" or literal words, ids and numbers, and must
  * name exactly one tenant (org:<uuid>), so no message can reach another
  * tenant's keys through glob characters. Applying a tenant pattern moves
- * that organization's generation (race-free) and deletes exactly the keys
- * that match (SCAN + UNLINK, to give the memory back).
+ * the generations of that organization (race-free) and deletes exactly the
+ * keys that match (SCAN + UNLINK, to give the memory back): the generation
+ * of one query type when the pattern's first segment is its label
+ * (dashboard:units:*:org:<uuid>), every type's otherwise; an orgId moves
+ * every type's.
+ *
+ * Writes of the database reach the invalidator as outbox rows, each with
+ * the kind of what changed; the generations they move are those of the
+ * query types that read it (DC_API_CHANGES of dc_api.h).
  */
 #ifndef DC_INVAL_H
 #define DC_INVAL_H
@@ -33,6 +40,7 @@ typedef struct {
     dc_inval_kind_t kind;
     char            org_id[DC_UUID_LEN + 1];
     char            pattern[256]; /* DC_INV_PATTERN and DC_INV_ALL */
+    unsigned        queries;      /* DC_QBIT mask: the query types whose generations move */
 } dc_inval_msg_t;
 
 /*
@@ -43,19 +51,22 @@ int dc_inval_parse(const char *msg, size_t len, dc_inval_msg_t *out, char *why, 
 
 /*
  * Applies a parsed tenant message (DC_INV_ORG or DC_INV_PATTERN) to Redis:
- * generation first, then the pattern's keys. DC_OK or DC_UNAVAILABLE.
+ * the generations of m->queries first, then the pattern's keys. DC_OK or
+ * DC_UNAVAILABLE.
  */
 int dc_inval_apply(dc_cache_t *c, const dc_inval_msg_t *m, size_t *deleted) DC_WUR;
 
 /*
- * Moves the generation of every organization in orgs. DC_OK, or
- * DC_UNAVAILABLE at the first one Redis did not take (the rest untouched).
+ * Moves, in every organization of orgs, the generations of the query types
+ * that read what changed there (its bits, DC_CHANGE_BIT), one script per
+ * organization. DC_OK, or DC_UNAVAILABLE at the first one Redis did not take
+ * (the rest untouched).
  */
 int dc_inval_orgs(dc_cache_t *c, const dc_orgs_t *orgs) DC_WUR;
 
 /*
- * Invalidates every organization of the database (orgs is scratch space),
- * then deletes every dashboard key. DC_OK with their numbers in *norgs and
+ * Invalidates every query type of every organization of the database (orgs
+ * is scratch space), then deletes every dashboard key. DC_OK with their numbers in *norgs and
  * *deleted, or DC_UNAVAILABLE.
  */
 int dc_inval_all(dc_cache_t *c, dc_db_t *db, dc_orgs_t *orgs, size_t *norgs, size_t *deleted) DC_WUR;

@@ -26,12 +26,16 @@ int dc_key_build(const dc_request_t *req, char *buf, size_t cap)
     return dc_fix_finish(&f, buf);
 }
 
-int dc_key_gen(const char *org_id, char *buf, size_t cap)
+int dc_key_gen(const char *org_id, dc_qtype_t q, char *buf, size_t cap)
 {
     dc_fix_t f;
 
+    if ((unsigned)q >= DC_Q_COUNT || !(DC_QBITS_CACHED & DC_QBIT_OF(q)))
+        return DC_ERROR;
     dc_fix_init(&f, buf, cap);
-    DC_FIX_LIT(&f, "dashcache:gen:org:");
+    DC_FIX_LIT(&f, "dashcache:gen:");
+    dc_fix_str(&f, dc_qtype_name(q));
+    DC_FIX_LIT(&f, ":org:");
     dc_fix_str(&f, org_id);
     return dc_fix_finish(&f, buf);
 }

@@ -11,10 +11,10 @@
  *   dashboard:devices:online:org:{org}
  *   dashboard:compliance:org:{org}
  *
- * Each organization also has a generation, outside the dashboard: namespace
- * so that no invalidation pattern can match it:
+ * Each organization has a generation per cached query type, outside the
+ * dashboard: namespace so that no invalidation pattern can match it:
  *
- *   dashcache:gen:org:{org}
+ *   dashcache:gen:{label}:org:{org}      label: stats, units, alerts, ...
  */
 #ifndef DC_KEY_H
 #define DC_KEY_H
@@ -29,7 +29,11 @@
  */
 int dc_key_build(const dc_request_t *req, char *buf, size_t cap);
 
-/* Writes the generation key of org (a validated id) into buf. Returns its length or DC_ERROR. */
-int dc_key_gen(const char *org_id, char *buf, size_t cap);
+/*
+ * Writes the generation key of query type q of org (a validated id) into
+ * buf. Returns its length, or DC_ERROR when it does not fit or q is not a
+ * cached query type.
+ */
+int dc_key_gen(const char *org_id, dc_qtype_t q, char *buf, size_t cap);
 
 #endif

@@ -32,7 +32,7 @@ static int grow(dc_orgs_t *s)
 {
     size_t    cap, nslots;
     uint32_t *slots;
-    void     *ids;
+    void     *ids, *bits;
 
     if (s->n < s->cap)
         return DC_OK;
@@ -43,12 +43,18 @@ static int grow(dc_orgs_t *s)
     slots = calloc(nslots, sizeof(*slots));
     if (slots == NULL)
         return DC_ENOMEM;
-    ids = realloc(s->ids, cap * sizeof(*s->ids));
+    bits = malloc(cap * sizeof(*s->bits));
+    ids = bits != NULL ? realloc(s->ids, cap * sizeof(*s->ids)) : NULL;
     if (ids == NULL) {
+        free(bits);
         free(slots);
         return DC_ENOMEM;
     }
+    if (s->n > 0)
+        memcpy(bits, s->bits, s->n * sizeof(*s->bits));
+    free(s->bits);
     free(s->slots);
+    s->bits = bits;
     s->ids = ids;
     s->cap = cap;
     s->slots = slots;
@@ -70,23 +76,30 @@ void dc_orgs_free(dc_orgs_t *s)
     if (s == NULL)
         return;
     free(s->ids);
+    free(s->bits);
     free(s->slots);
     *s = (dc_orgs_t)DC_ORGS_INIT;
 }
 
-int dc_orgs_add(dc_orgs_t *s, const char *id, size_t n)
+int dc_orgs_add(dc_orgs_t *s, const char *id, size_t n, unsigned bits)
 {
     char   norm[DC_UUID_LEN + 1];
     size_t slot;
 
     if (dc_request_parse_uuid(id, n, norm) != DC_OK)
         return DC_EINVAL;
-    if (s->n > 0 && s->slots[find(s, norm)] != 0)
-        return DC_OK;
+    if (s->n > 0) {
+        slot = find(s, norm);
+        if (s->slots[slot] != 0) {
+            s->bits[s->slots[slot] - 1] |= bits;
+            return DC_OK;
+        }
+    }
     if (grow(s) != DC_OK)
         return DC_ENOMEM;
     slot = find(s, norm);
     memcpy(s->ids[s->n], norm, sizeof(norm));
+    s->bits[s->n] = bits;
     s->n++;
     s->slots[slot] = (uint32_t)s->n;
     return DC_OK;
@@ -100,6 +113,11 @@ size_t dc_orgs_count(const dc_orgs_t *s)
 const char *dc_orgs_at(const dc_orgs_t *s, size_t i)
 {
     return i < s->n ? s->ids[i] : NULL;
+}
+
+unsigned dc_orgs_bits_at(const dc_orgs_t *s, size_t i)
+{
+    return i < s->n ? s->bits[i] : 0;
 }
 
 int dc_orgs_contains(const dc_orgs_t *s, const char *id)

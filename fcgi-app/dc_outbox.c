@@ -11,12 +11,14 @@
 
 #include <libpq-fe.h>
 
+#include "dc_endpoint.h"
+
 enum { S_OUTBOX_PENDING, S_OUTBOX_DONE, S_OUTBOX_PURGE, S_ORG_IDS, S_COUNT };
 
 /* clang-format off */
 static const dc_db_stmt_t statements[S_COUNT] = {
     [S_OUTBOX_PENDING] = { "outbox_pending",
-        "SELECT id, org_id::text FROM cache_outbox WHERE processed_at IS NULL ORDER BY id LIMIT $1::int", 1 },
+        "SELECT id, org_id::text, kind FROM cache_outbox WHERE processed_at IS NULL ORDER BY id LIMIT $1::int", 1 },
     /* the lag of each row: from the write (trigger time) to applied */
     [S_OUTBOX_DONE] = { "outbox_done",
         "UPDATE cache_outbox SET processed_at = clock_timestamp()"
@@ -57,11 +59,16 @@ int dc_outbox_pending(dc_db_t *db, dc_outbox_t *ob, size_t max)
         rc = dc_buf_printf(&ob->ids, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
         if (rc != DC_OK)
             break;
-        if (PQgetisnull(r, i, 1))
+        if (PQgetisnull(r, i, 1)) {
             ob->all = 1;
-        else if ((rc = dc_orgs_add(&ob->orgs, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1))) ==
-                 DC_EINVAL)
-            rc = DC_ERROR;
+        } else {
+            /* a row of no kind (written before kinds were) or of an unknown one: DC_CHANGE_OTHER */
+            dc_change_t ch = dc_endpoint_change(PQgetisnull(r, i, 2) ? NULL : PQgetvalue(r, i, 2),
+                                                (size_t)PQgetlength(r, i, 2));
+            rc = dc_orgs_add(&ob->orgs, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1), 1u << ch);
+            if (rc == DC_EINVAL)
+                rc = DC_ERROR;
+        }
         ob->n++;
     }
     if (rc == DC_OK)
@@ -115,7 +122,8 @@ int dc_outbox_org_ids(dc_db_t *db, dc_orgs_t *orgs)
     if (rc != DC_OK)
         return rc == DC_EQUERY ? (PQclear(r), DC_ERROR) : rc;
     for (int i = 0; i < PQntuples(r) && rc == DC_OK; i++)
-        if ((rc = dc_orgs_add(orgs, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0))) == DC_EINVAL)
+        if ((rc = dc_orgs_add(orgs, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0),
+                              DC_CHANGE_BIT(OTHER))) == DC_EINVAL)
             rc = DC_ERROR;
     PQclear(r);
     return rc;

@@ -17,7 +17,7 @@ const dc_db_set_t *dc_outbox_statements(void);
 typedef struct {
     dc_buf_t  ids;  /* PostgreSQL array literal of the row ids */
     size_t    n;    /* rows */
-    dc_orgs_t orgs; /* the organizations the rows name */
+    dc_orgs_t orgs; /* the organizations the rows name, each with the changes (kinds) of its rows */
     int       all;  /* a row stands for every organization (TRUNCATE) */
 } dc_outbox_t;
 
@@ -39,7 +39,7 @@ int dc_outbox_done(dc_db_t *db, const dc_outbox_t *ob, dc_lag_fn fn, void *arg) 
 /* Deletes rows processed more than older_than_s ago. DC_OK or a failure. */
 int dc_outbox_purge(dc_db_t *db, int older_than_s, long long *purged) DC_WUR;
 
-/* Empties orgs and fills it with every organization id. DC_OK or a failure. */
+/* Empties orgs and fills it with every organization id, each changed in every way (DC_CHANGE_OTHER). DC_OK or a failure. */
 int dc_outbox_org_ids(dc_db_t *db, dc_orgs_t *orgs) DC_WUR;
 
 /* Releases what ob holds; it can be used again. */

@@ -63,9 +63,10 @@ void dc_write_result_free(dc_write_result_t *r)
     dc_buf_free(&r->scratch);
 }
 
-static int add_org(dc_write_result_t *res, const char *org)
+/* org and what the write changed there (DC_CHANGE_BIT of dc_api.h), for dc_write to invalidate. */
+static int add_org(dc_write_result_t *res, const char *org, unsigned changes)
 {
-    int rc = dc_orgs_add(&res->orgs, org, strlen(org));
+    int rc = dc_orgs_add(&res->orgs, org, strlen(org), changes);
     return rc == DC_EINVAL ? DC_ERROR : rc;
 }
 
@@ -77,11 +78,11 @@ static int add_event(dc_write_result_t *res, const dc_view_field_t *f, size_t n)
     return dc_strs_add(&res->events, res->scratch.data, res->scratch.len);
 }
 
-/* The org to invalidate, the event to announce and the answer of one write. */
-static int record_write(dc_write_result_t *res, const char *org, const dc_view_field_t *ev, size_t nev,
-                        const dc_view_field_t *answer, size_t nanswer, dc_buf_t *body)
+/* The org to invalidate with what changed there, the event to announce and the answer of one write. */
+static int record_write(dc_write_result_t *res, const char *org, unsigned changes, const dc_view_field_t *ev,
+                        size_t nev, const dc_view_field_t *answer, size_t nanswer, dc_buf_t *body)
 {
-    int rc = add_org(res, org);
+    int rc = add_org(res, org, changes);
     if (rc == DC_OK)
         rc = add_event(res, ev, nev);
     if (rc == DC_OK)
@@ -188,7 +189,12 @@ int dc_query_write_ingest(dc_db_t *db, const dc_request_t *req, const dc_princip
             units++;
             f[3] = f[4];
         }
-        if (add_org(res, org) != DC_OK || add_event(res, f, alert ? 5 : 4) != DC_OK)
+        /* readings, each device's last_seen_at and its unit's latest state; alerts only where one opened */
+        if (add_org(res, org,
+                    alert ? DC_CHANGE_BIT(ALERTS)
+                          : DC_CHANGE_BIT(READINGS) | DC_CHANGE_BIT(UNIT_LATEST) |
+                                DC_CHANGE_BIT(DEVICE_SEEN)) != DC_OK ||
+            add_event(res, f, alert ? 5 : 4) != DC_OK)
             rc = DC_ENOMEM;
     }
     PQclear(r);
@@ -223,7 +229,8 @@ int dc_query_write_alert_create(dc_db_t *db, const dc_request_t *req, const dc_p
             { "unitId", DC_VF_STR, w->alert.unit_id, 0 },  { "kind", DC_VF_STR, w->alert.kind, 0 },
             { "message", DC_VF_STR, w->alert.message, 0 }, { "createdAt", DC_VF_STR, PQgetvalue(r, 0, 1), 0 },
         };
-        rc = record_write(res, req->org_id, f, DC_ARRAY_LEN(f), a, DC_ARRAY_LEN(a), body);
+        rc = record_write(res, req->org_id, DC_CHANGE_BIT(ALERTS), f, DC_ARRAY_LEN(f), a, DC_ARRAY_LEN(a),
+                          body);
     }
     res->status = 201;
     PQclear(r);
@@ -259,7 +266,8 @@ int dc_query_write_alert_resolve(dc_db_t *db, const dc_request_t *req, const dc_
             { "status", DC_VF_STR, "resolved", 0 },
             { "resolvedAt", DC_VF_STR, PQgetvalue(r, 0, 2), 0 },
         };
-        rc = record_write(res, req->org_id, f, DC_ARRAY_LEN(f), a, DC_ARRAY_LEN(a), body);
+        rc = record_write(res, req->org_id, DC_CHANGE_BIT(ALERTS), f, DC_ARRAY_LEN(f), a, DC_ARRAY_LEN(a),
+                          body);
     }
     PQclear(r);
     return rc;
@@ -287,7 +295,8 @@ int dc_query_write_device_status(dc_db_t *db, const dc_request_t *req, const dc_
             { "online", DC_VF_BOOL, NULL, w->online },
             { "lastSeenAt", DC_VF_STR, seen, 0 },
         };
-        rc = record_write(res, req->org_id, f, DC_ARRAY_LEN(f), a, DC_ARRAY_LEN(a), body);
+        rc = record_write(res, req->org_id, DC_CHANGE_BIT(DEVICE_SEEN), f, DC_ARRAY_LEN(f), a,
+                          DC_ARRAY_LEN(a), body);
     }
     PQclear(r);
     return rc;

@@ -22,7 +22,7 @@ const dc_db_set_t *dc_query_write_statements(void);
 typedef struct {
     int       status;   /* HTTP status of the answer: 200 or 201 */
     int       replayed; /* the stored answer of an earlier request: nothing to invalidate or announce */
-    dc_orgs_t orgs;     /* the organizations it wrote */
+    dc_orgs_t orgs;     /* the organizations it wrote, each with what changed there (DC_CHANGE_BIT) */
     dc_strs_t events;   /* event JSON objects for dashboard:events, in order */
     dc_buf_t  scratch;  /* where an event is rendered before it is added */
 } dc_write_result_t;

@@ -19,7 +19,8 @@ void dc_write_state_free(dc_write_state_t *st)
 }
 
 /*
- * After the commit: invalidate every organization the write touched, then
+ * After the commit: in every organization the write touched, invalidate the
+ * query types that read what it changed there (DC_API_CHANGES), then
  * announce the events. Consumers of the events re-read the dashboards, so
  * nothing is announced unless its invalidation was applied; when Redis
  * cannot take it, the outbox rows the write left make the invalidator
@@ -31,7 +32,8 @@ static void invalidate_and_announce(dc_cache_t *cache, const dc_write_result_t *
 
     for (size_t i = 0; i < dc_orgs_count(&res->orgs); i++) {
         const char *org = dc_orgs_at(&res->orgs, i);
-        if (dc_cache_invalidate_org(cache, org) != DC_OK) {
+        if (dc_cache_invalidate(cache, org, dc_endpoint_change_queries(dc_orgs_bits_at(&res->orgs, i))) !=
+            DC_OK) {
             dc_log_warn("write.invalidate", "could not invalidate organization %s now; the outbox will", org);
             ok = 0;
         } else {

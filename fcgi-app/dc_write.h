@@ -1,8 +1,9 @@
 /*
  * A write request's life in a worker: parse and check its body, run its
  * transaction (dc_query_write), then, after the commit and before the
- * answer, invalidate every organization it touched and announce its events
- * on dashboard:events, in that order.
+ * answer, invalidate in every organization it touched the query types that
+ * read what it changed there, and announce its events on dashboard:events,
+ * in that order.
  */
 #ifndef DC_WRITE_H
 #define DC_WRITE_H

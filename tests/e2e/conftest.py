@@ -45,8 +45,8 @@ def own_stack(name: str, **kw):
 # ------------------------------------------------------------------ cache keys
 
 # The key schema of fcgi-app/dc_key.h, by query type (the query_type label of
-# the metrics), and the organization's generation key. The only place the
-# tests know how keys are spelled.
+# the metrics), and the generation key of a query type of an organization. The
+# only place the tests know how keys are spelled.
 _KEYS = {
     "stats": "dashboard:stats:org:{org}",
     "units": "dashboard:units:status:org:{org}",
@@ -57,21 +57,22 @@ _KEYS = {
     "compliance": "dashboard:compliance:org:{org}",
     "any": "dashboard:*:org:{org}",  # every per-organization key without a unit part
     "all": "dashboard:*",  # every answer of every organization
-    "gen": "dashcache:gen:org:{org}",
+    "gen": "dashcache:gen:{qtype}:org:{org}",
 }
 QUERY_TYPES = ("stats", "units", "alerts", "temperature", "devices", "compliance")
 
 
-def cache_key(query: str, org: str = "*", unit: str | None = None, hours="*") -> str:
+def cache_key(query: str, org: str = "*", unit: str | None = None, hours="*", qtype: str = "*") -> str:
     """The Redis key of a dashboard answer (or a SCAN pattern, with "*" parts):
     query is a query type, "any" (all of an organization's keys without a unit
-    part), "all" (every answer key) or "gen" (the organization's generation). alerts with a unit is the
+    part), "all" (every answer key) or "gen" (the generation of query type qtype
+    of the organization, every type's with "*"). alerts with a unit is the
     per-unit count; temperature needs the unit."""
     if query == "alerts" and unit is not None:
         query = "alerts_unit"
     if query == "temperature" and unit is None:
         raise ValueError("the temperature key needs a unit")
-    return _KEYS[query].format(org=org, unit=unit, hours=hours)
+    return _KEYS[query].format(org=org, unit=unit, hours=hours, qtype=qtype)
 
 
 # ------------------------------------------------------------------ HTTP

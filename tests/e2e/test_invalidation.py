@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 import consistency
-from conftest import cache_key, wait_for
+from conftest import QUERY_TYPES, cache_key, wait_for
 import dcstack as dc
 
 
@@ -188,6 +188,88 @@ def test_sql_writes_are_invalidated_through_the_outbox(http, sql, ids):
     print(f"outbox lag (trigger to applied) p99 of these writes: {lag} ms; the wait includes psql's start-up")
 
 
+# ------------------------------------------------------------------ scoped invalidation
+
+def scoped_reads(ids):
+    """Every cached answer of org 2, by name, with its query type."""
+    u = ids["unit2"]
+    return {"stats": ("stats", "stats"), "units": ("units/status", "units"),
+            "alerts": ("alerts/count", "alerts"), "alerts_unit": (f"alerts/count?unitId={u}", "alerts"),
+            "temperature": (f"units/{u}/temperature/trends?hours=6", "temperature"),
+            "devices": ("devices/online", "devices"), "compliance": ("compliance", "compliance")}
+
+
+def warm_all(http, ids):
+    org = ids["org2"]
+    for name, (path, _) in scoped_reads(ids).items():
+        assert wait_for(lambda p=path: http.get(http.org_url(org, p)).xcache == "HIT", 2.0), \
+            f"{name} of org 2 is cached"
+
+
+def after_outbox(sql):
+    """Wait until the invalidator applied every outbox row: both invalidations of a write are done."""
+    assert wait_for(lambda: pending(sql) == 0, 2.0), f"outbox drained (pending: {pending(sql)})"
+
+
+def expect_moved(http, ids, moved: set, what: str):
+    """One read of each answer of org 2: MISS for the query types in moved, HIT for the others."""
+    got = {name: http.get(http.org_url(ids["org2"], path)).xcache for name, (path, _) in scoped_reads(ids).items()}
+    want = {name: "MISS" if qtype in moved else "HIT" for name, (_, qtype) in scoped_reads(ids).items()}
+    assert got == want, f"after {what}: X-Cache {got}, want {want}"
+
+
+READINGS_READERS = {"stats", "units", "temperature", "compliance"}
+
+
+def test_ingest_leaves_alert_counts_cached(http, sql, ids):
+    mid = sql(f"SELECT round((min_temp + max_temp) / 2, 1) FROM units WHERE id = '{ids['unit2']}'")
+    after_outbox(sql)
+    warm_all(http, ids)
+    r = http.post("/api/ingest/readings", {"deviceId": ids["device"], "temperature": float(mid)})
+    assert r.status == 200 and r.json().get("alertsOpened") == 0, f"POST ingest in range: 200, no alert; got {r}"
+    after_outbox(sql)
+    expect_moved(http, ids, READINGS_READERS | {"devices"}, "an ingest in range")
+
+
+def test_alert_create_leaves_trends_cached(http, sql, ids):
+    after_outbox(sql)
+    warm_all(http, ids)
+    r = http.post(http.org_url(ids["org2"], "alerts"), {"unitId": ids["unit2"], "kind": "door_open", "message": "x"})
+    assert r.status == 201, f"POST alerts: 201; got {r}"
+    after_outbox(sql)
+    expect_moved(http, ids, {"alerts", "stats"}, "an alert created")
+
+
+def test_device_status_moves_devices_online_only(http, sql, ids):
+    after_outbox(sql)
+    warm_all(http, ids)
+    r = http.post(http.org_url(ids["org2"], f"devices/{ids['device']}/status"), {"online": True})
+    assert r.status == 200, f"POST device status: 200; got {r}"
+    after_outbox(sql)
+    expect_moved(http, ids, {"devices", "stats"}, "a device status")
+
+
+def test_sql_outside_the_mapping_invalidates_every_type(http, sql, ids):
+    after_outbox(sql)
+    warm_all(http, ids)
+    sql(f"UPDATE sites SET name = name WHERE org_id = '{ids['org2']}'")
+    after_outbox(sql)
+    expect_moved(http, ids, {"stats", "units", "alerts", "temperature", "devices", "compliance"},
+                 "a site updated by SQL")
+
+
+def test_pattern_of_one_query_type_moves_only_its_generation(http, redis, sql, ids):
+    after_outbox(sql)
+    warm_all(http, ids)
+    gens = {q: redis("GET", cache_key("gen", ids["org2"], qtype=q)) for q in QUERY_TYPES}
+    redis("PUBLISH", "cache:invalidate", json.dumps({"pattern": f"dashboard:temperature:*:org:{ids['org2']}"}))
+    assert wait_for(lambda: redis("GET", cache_key("gen", ids["org2"], qtype="temperature")) != gens["temperature"],
+                    2.0), "the temperature generation of org 2 moved"
+    moved = {q for q in QUERY_TYPES if redis("GET", cache_key("gen", ids["org2"], qtype=q)) != gens[q]}
+    assert moved == {"temperature"}, f"only the temperature generation moved; moved: {moved}"
+    expect_moved(http, ids, {"temperature"}, "a pattern of temperature keys")
+
+
 # ------------------------------------------------------------------ pub/sub
 
 def warm_tenant(http, org):
@@ -209,6 +291,8 @@ def test_pattern_message_deletes_exactly_the_matching_keys(http, redis, ids):
     assert r.xcache == "HIT", f"org 3 still answers from the cache; got {r}"
     r = http.get(http.org_url(o2, "units/status"))
     assert r.xcache == "MISS", f"org 2 units/status is read again; got {r}"
+    r = http.get(http.org_url(o2, "compliance"))
+    assert r.xcache == "HIT", f"org 2 compliance, another query type, is still a hit; got {r}"
 
 
 def test_hostile_messages_change_nothing(http, redis, stack, ids):

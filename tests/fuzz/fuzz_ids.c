@@ -7,8 +7,9 @@
  * Invariants: dc_request_parse_uuid accepts exactly the 8-4-4-4-12 hex
  * strings of a reference check and writes their lower-case form; the set
  * agrees with a reference list: add of a UUID ⇒ contains it (in either case)
- * and holds it once, in the order first added; add of anything else ⇒
- * DC_EINVAL and the set unchanged; every id it holds is lower case.
+ * and holds it once, in the order first added, with the union of the bits
+ * of its adds; add of anything else ⇒ DC_EINVAL and the set unchanged;
+ * every id it holds is lower case.
  */
 #include <ctype.h>
 
@@ -18,8 +19,9 @@
 
 #define REF_MAX 4096
 
-static char   ref[REF_MAX][DC_UUID_LEN + 1];
-static size_t nref;
+static char     ref[REF_MAX][DC_UUID_LEN + 1];
+static unsigned ref_bits[REF_MAX];
+static size_t   nref;
 
 static int ref_find(const char *id)
 {
@@ -32,24 +34,28 @@ static int ref_find(const char *id)
 static void check_set(const dc_orgs_t *s)
 {
     FUZZ_CHECK(dc_orgs_count(s) == nref, "count %zu, expected %zu", dc_orgs_count(s), nref);
-    for (size_t i = 0; i < nref; i++)
+    for (size_t i = 0; i < nref; i++) {
         FUZZ_CHECK(strcmp(dc_orgs_at(s, i), ref[i]) == 0, "at(%zu) = %s, expected %s", i, dc_orgs_at(s, i),
                    ref[i]);
+        FUZZ_CHECK(dc_orgs_bits_at(s, i) == ref_bits[i], "bits_at(%zu) = %#x, expected %#x", i,
+                   dc_orgs_bits_at(s, i), ref_bits[i]);
+    }
 }
 
 static void one(dc_orgs_t *s, const char *line, size_t n)
 {
-    char   out[DC_UUID_LEN + 1], lower[DC_UUID_LEN + 1], upper[DC_UUID_LEN + 1];
-    int    valid = fuzz_is_uuid(line, n, 0);
-    int    rc;
-    size_t before = dc_orgs_count(s);
+    char     out[DC_UUID_LEN + 1], lower[DC_UUID_LEN + 1], upper[DC_UUID_LEN + 1];
+    int      valid = fuzz_is_uuid(line, n, 0);
+    int      rc, at;
+    size_t   before = dc_orgs_count(s);
+    unsigned bits = 1u << (unsigned)(line[n > 0 ? n - 1 : 0] & 7); /* the case of its last digit picks them */
 
     memset(out, 'x', sizeof(out));
     rc = dc_request_parse_uuid(line, n, out);
     FUZZ_CHECK(rc == (valid ? DC_OK : DC_EINVAL), "parse_uuid rc %d for a %s", rc,
                valid ? "UUID" : "non-UUID");
     if (!valid) {
-        FUZZ_CHECK(dc_orgs_add(s, line, n) == DC_EINVAL, "dc_orgs_add took a non-UUID");
+        FUZZ_CHECK(dc_orgs_add(s, line, n, bits) == DC_EINVAL, "dc_orgs_add took a non-UUID");
         FUZZ_CHECK(dc_orgs_count(s) == before, "a rejected add changed the set");
         return;
     }
@@ -60,10 +66,15 @@ static void one(dc_orgs_t *s, const char *line, size_t n)
     lower[DC_UUID_LEN] = upper[DC_UUID_LEN] = '\0';
     FUZZ_CHECK(strcmp(out, lower) == 0 && fuzz_is_id(out), "parse_uuid wrote \"%.37s\" for %s", out, lower);
 
-    rc = dc_orgs_add(s, line, n);
+    rc = dc_orgs_add(s, line, n, bits);
     FUZZ_CHECK(rc == DC_OK, "dc_orgs_add rc %d", rc);
-    if (ref_find(lower) < 0 && nref < REF_MAX)
-        memcpy(ref[nref++], lower, sizeof(lower));
+    at = ref_find(lower);
+    if (at >= 0) {
+        ref_bits[at] |= bits;
+    } else if (nref < REF_MAX) {
+        memcpy(ref[nref], lower, sizeof(lower));
+        ref_bits[nref++] = bits;
+    }
     FUZZ_CHECK(dc_orgs_contains(s, lower) && dc_orgs_contains(s, upper), "added %s but not contained", lower);
     check_set(s);
 }

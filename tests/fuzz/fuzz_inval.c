@@ -7,7 +7,9 @@
  * starts with dashboard:, has no ? [ ] \ or white space, each ':' segment
  * is * or holds no *, it names exactly one tenant (one org segment,
  * followed by the message's lower-case organization id), and as a Redis
- * glob it matches no key of another organization nor any generation key;
+ * glob it matches no key of another organization nor any generation key,
+ * and the query type of every key of its organization it matches is one
+ * whose generation it moves (an orgId and everything: every type's);
  * everything: the pattern is exactly dashboard:* and the message said
  * "scope":"all". What was checked is the whole field: no \u0000 cut it. Messages over 4 KiB are refused. DC_EINVAL ⇒ the reason
  * is a terminated, non-empty string.
@@ -22,28 +24,41 @@
 #define OTHER_ORG "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 #define UNIT      "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
 
-/* Keys of every shape for org, as dc_key builds them. */
-static void keys_of(const char *org, char keys[][160], size_t *n)
+/* Keys of every shape for org, as dc_key builds them, each with its query type; then its generations. */
+#define NKEYS 7
+#define NGENS 6
+static void keys_of(const char *org, char keys[][160], dc_qtype_t qtypes[], size_t *n)
 {
-    static const char *const shape[][2] = {
-        { "dashboard:stats:org:", "" },
-        { "dashboard:units:status:org:", "" },
-        { "dashboard:alerts:count:org:", "" },
-        { "dashboard:alerts:count:org:", ":unit:" UNIT },
-        { "dashboard:temperature:trends:org:", ":unit:" UNIT ":hours:24" },
-        { "dashboard:devices:online:org:", "" },
-        { "dashboard:compliance:org:", "" },
-        { "dashcache:gen:org:", "" },
+    static const struct {
+        const char *head, *tail;
+        dc_qtype_t  q;
+    } shape[NKEYS + NGENS] = {
+        { "dashboard:stats:org:", "", DC_Q_STATS },
+        { "dashboard:units:status:org:", "", DC_Q_UNITS },
+        { "dashboard:alerts:count:org:", "", DC_Q_ALERTS },
+        { "dashboard:alerts:count:org:", ":unit:" UNIT, DC_Q_ALERTS },
+        { "dashboard:temperature:trends:org:", ":unit:" UNIT ":hours:24", DC_Q_TEMPERATURE },
+        { "dashboard:devices:online:org:", "", DC_Q_DEVICES },
+        { "dashboard:compliance:org:", "", DC_Q_COMPLIANCE },
+        { "dashcache:gen:stats:org:", "", DC_Q_STATS },
+        { "dashcache:gen:units:org:", "", DC_Q_UNITS },
+        { "dashcache:gen:alerts:org:", "", DC_Q_ALERTS },
+        { "dashcache:gen:temperature:org:", "", DC_Q_TEMPERATURE },
+        { "dashcache:gen:devices:org:", "", DC_Q_DEVICES },
+        { "dashcache:gen:compliance:org:", "", DC_Q_COMPLIANCE },
     };
-    for (size_t i = 0; i < DC_ARRAY_LEN(shape); i++)
-        snprintf(keys[i], 160, "%s%s%s", shape[i][0], org, shape[i][1]);
+    for (size_t i = 0; i < DC_ARRAY_LEN(shape); i++) {
+        snprintf(keys[i], 160, "%s%s%s", shape[i].head, org, shape[i].tail);
+        qtypes[i] = shape[i].q;
+    }
     *n = DC_ARRAY_LEN(shape);
 }
 
 static void check_pattern(const dc_inval_msg_t *m)
 {
     const char *p = m->pattern;
-    char        keys[8][160], other[DC_UUID_LEN + 1];
+    char        keys[NKEYS + NGENS][160], other[DC_UUID_LEN + 1];
+    dc_qtype_t  qtypes[NKEYS + NGENS];
     size_t      nkeys, orgs = 0;
     int         after_org = 0;
 
@@ -69,11 +84,16 @@ static void check_pattern(const dc_inval_msg_t *m)
     /* as a glob: nothing of another tenant, no generation key */
     memcpy(other, strcmp(m->org_id, OTHER_ORG) == 0 ? "550e8400-e29b-41d4-a716-446655440000" : OTHER_ORG,
            sizeof(other));
-    keys_of(other, keys, &nkeys);
+    keys_of(other, keys, qtypes, &nkeys);
     for (size_t i = 0; i < nkeys; i++)
         FUZZ_CHECK(fnmatch(p, keys[i], 0) != 0, "pattern \"%s\" matches %s", p, keys[i]);
-    keys_of(m->org_id, keys, &nkeys);
-    FUZZ_CHECK(fnmatch(p, keys[nkeys - 1], 0) != 0, "pattern \"%s\" matches %s", p, keys[nkeys - 1]);
+    keys_of(m->org_id, keys, qtypes, &nkeys);
+    for (size_t i = NKEYS; i < nkeys; i++)
+        FUZZ_CHECK(fnmatch(p, keys[i], 0) != 0, "pattern \"%s\" matches %s", p, keys[i]);
+    /* every answer it matches stops being a hit: its query type's generation moves */
+    for (size_t i = 0; i < NKEYS; i++)
+        FUZZ_CHECK(fnmatch(p, keys[i], 0) != 0 || (m->queries & DC_QBIT_OF(qtypes[i])),
+                   "pattern \"%s\" matches %s but moves the generations %#x only", p, keys[i], m->queries);
 }
 
 /*
@@ -110,6 +130,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc = dc_inval_parse(msg, size, &m, why, sizeof(why));
     if (rc == DC_OK) {
         FUZZ_CHECK(size <= DC_INVAL_MSG_MAX, "accepted %zu bytes", size);
+        FUZZ_CHECK(m.queries != 0 && (m.queries & ~DC_QBITS_CACHED) == 0, "queries %#x", m.queries);
+        FUZZ_CHECK(m.kind == DC_INV_PATTERN || m.queries == DC_QBITS_CACHED,
+                   "an orgId or everything moves the generations %#x only", m.queries);
         FUZZ_CHECK(fuzz_terminated(m.org_id, sizeof(m.org_id)) &&
                        fuzz_terminated(m.pattern, sizeof(m.pattern)),
                    "unterminated field");

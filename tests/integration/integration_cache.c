@@ -208,7 +208,7 @@ static void test_force_refresh_bypasses_and_repopulates(void **state)
 
     forget_org(DEMO_ORG);
     dc_test_key(key, sizeof(key), DEMO_ORG, "compliance", NULL);
-    dc_test_gen_key(genkey, sizeof(genkey), DEMO_ORG);
+    dc_test_gen_key(genkey, sizeof(genkey), DEMO_ORG, DC_Q_COMPLIANCE);
     dc_test_org_path(path, sizeof(path), DEMO_ORG, "compliance");
     dc_test_get(f->app, path, NULL, &a);
     assert_string_equal(a.x_cache, "MISS");

@@ -1,7 +1,10 @@
 /*
  * Writes and invalidation against the real Redis and PostgreSQL: the write
  * endpoints and their errors, the stale-set race forced step by step,
- * invalidation before the event is announced, and pattern messages.
+ * invalidation before the event is announced, pattern messages, and the
+ * scope of each invalidation: a write moves the generations of the query
+ * types that read what it changed, through the worker's own invalidation
+ * and through the outbox the database triggers fill, and no other.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,20 +22,48 @@
 #include "dc_db.h"
 #include "dc_inval.h"
 #include "dc_key.h"
+#include "dc_outbox.h"
 #include "dc_query.h"
 #include "dc_router.h"
 #include "dc_test.h"
+
+/* Every cached answer of one organization, and the query type of each. */
+enum { R_STATS, R_UNITS, R_ALERTS, R_ALERTS_UNIT, R_TRENDS, R_DEVICES, R_COMPLIANCE, R_COUNT };
 
 typedef struct {
     dc_config_t cfg;
     dc_app_t   *app;
     char        org[37], unit[37], device[37];
     char        other_org[37], other_unit[37];
+    struct {
+        char        path[200];
+        const char *query;
+        char        query_buf[128];
+        dc_qtype_t  q;
+    } reads[R_COUNT];
+    /* the invalidator's part: the outbox, applied on demand (no invalidator runs here) */
+    dc_cache_t *cache;
+    dc_db_t    *outbox_db;
+    dc_outbox_t ob;
+    dc_orgs_t   scratch;
 } fixture_t;
+
+static void set_read(fixture_t *f, int i, dc_qtype_t q, const char *suffix, const char *query)
+{
+    dc_test_org_path(f->reads[i].path, sizeof(f->reads[i].path), f->org, suffix);
+    f->reads[i].q = q;
+    f->reads[i].query = NULL;
+    if (query != NULL) {
+        snprintf(f->reads[i].query_buf, sizeof(f->reads[i].query_buf), "%s", query);
+        f->reads[i].query = f->reads[i].query_buf;
+    }
+}
 
 static int setup(void **state)
 {
-    fixture_t *f = calloc(1, sizeof(*f));
+    fixture_t         *f = calloc(1, sizeof(*f));
+    const dc_db_set_t *sets[] = { dc_outbox_statements() };
+    char               buf[128];
 
     dc_test_config(&f->cfg);
     f->app = dc_app_new(&f->cfg);
@@ -42,6 +73,19 @@ static int setup(void **state)
     dc_test_device_of(f->unit, f->device);
     dc_test_org(4, f->other_org);
     dc_test_unit_of(f->other_org, f->other_unit);
+    set_read(f, R_STATS, DC_Q_STATS, "stats", NULL);
+    set_read(f, R_UNITS, DC_Q_UNITS, "units/status", NULL);
+    set_read(f, R_ALERTS, DC_Q_ALERTS, "alerts/count", NULL);
+    snprintf(buf, sizeof(buf), "unitId=%s", f->unit);
+    set_read(f, R_ALERTS_UNIT, DC_Q_ALERTS, "alerts/count", buf);
+    snprintf(buf, sizeof(buf), "units/%s/temperature/trends", f->unit);
+    set_read(f, R_TRENDS, DC_Q_TEMPERATURE, buf, "hours=6");
+    set_read(f, R_DEVICES, DC_Q_DEVICES, "devices/online", NULL);
+    set_read(f, R_COMPLIANCE, DC_Q_COMPLIANCE, "compliance", NULL);
+    f->cache = dc_cache_new(&f->cfg);
+    f->outbox_db = dc_db_new(&f->cfg, sets, DC_ARRAY_LEN(sets));
+    assert_non_null(f->cache);
+    assert_non_null(f->outbox_db);
     *state = f;
     return 0;
 }
@@ -50,8 +94,63 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
     dc_app_free(f->app);
+    dc_outbox_free(&f->ob);
+    dc_orgs_free(&f->scratch);
+    dc_db_free(f->outbox_db);
+    dc_cache_free(f->cache);
     free(f);
     return 0;
+}
+
+static void no_lag(void *arg, double ms)
+{
+    (void)arg;
+    (void)ms;
+}
+
+/* Applies every pending outbox row, as dashcache-invalidator does. */
+static void drain_outbox(fixture_t *f)
+{
+    dc_drain_stats_t st;
+    assert_int_equal(dc_inval_drain(f->cache, f->outbox_db, &f->ob, &f->scratch, 500, no_lag, NULL, &st),
+                     DC_OK);
+}
+
+/* Reads every cached answer of f->org until it is a HIT. */
+static void warm_all(fixture_t *f)
+{
+    for (int i = 0; i < R_COUNT; i++) {
+        dc_test_resp_t r;
+        for (int k = 0; k < 2; k++) {
+            dc_test_get(f->app, f->reads[i].path, f->reads[i].query, &r);
+            assert_int_equal(r.status, 200);
+            dc_test_resp_free(&r);
+        }
+        dc_test_get(f->app, f->reads[i].path, f->reads[i].query, &r);
+        if (strcmp(r.x_cache, "HIT") != 0)
+            fail_msg("warming %s?%s: X-Cache %s", f->reads[i].path,
+                     f->reads[i].query ? f->reads[i].query : "", r.x_cache);
+        dc_test_resp_free(&r);
+    }
+}
+
+/*
+ * Reads every cached answer of f->org once, after what: a MISS for those of
+ * the query types in moved (a DC_QBIT mask), a HIT for every other.
+ */
+static void expect_moved(fixture_t *f, unsigned moved, const char *what)
+{
+    for (int i = 0; i < R_COUNT; i++) {
+        const char    *want = moved & DC_QBIT_OF(f->reads[i].q) ? "MISS" : "HIT";
+        dc_test_resp_t r;
+        dc_test_get(f->app, f->reads[i].path, f->reads[i].query, &r);
+        assert_int_equal(r.status, 200);
+        if (strcmp(r.x_cache, want) != 0)
+            fail_msg("after %s, %s?%s (%s): X-Cache %s, want %s", what, f->reads[i].path,
+                     f->reads[i].query ? f->reads[i].query : "", dc_qtype_name(f->reads[i].q), r.x_cache,
+                     want);
+        dc_test_resp_free(&r);
+    }
 }
 
 static long long count_sql(const char *sql, const char *org)
@@ -299,20 +398,21 @@ static void test_stale_set_race_is_refused(void **state)
     free(dc_test_redis_str("DEL %s", key));
 
     /* control: without a write in between the same store is accepted */
-    assert_int_equal(dc_cache_get(cache, f->org, key, (size_t)klen, &v), DC_DECLINED);
+    assert_int_equal(dc_cache_get(cache, f->org, req.qtype, key, (size_t)klen, &v), DC_DECLINED);
     assert_int_equal(dc_query_run(db, &f->cfg, &req, &old, &err), DC_OK);
-    assert_int_equal(dc_cache_set(cache, f->org, key, (size_t)klen, v.gen, old.data, old.len, 60), DC_OK);
+    assert_int_equal(dc_cache_set(cache, f->org, req.qtype, key, (size_t)klen, v.gen, old.data, old.len, 60),
+                     DC_OK);
     free(dc_test_redis_str("DEL %s", key));
     dc_buf_reset(&old);
 
     /* 1. slow reader: miss, generation read, database read (pre-write) */
-    assert_int_equal(dc_cache_get(cache, f->org, key, (size_t)klen, &v), DC_DECLINED);
+    assert_int_equal(dc_cache_get(cache, f->org, req.qtype, key, (size_t)klen, &v), DC_DECLINED);
     assert_int_equal(dc_query_run(db, &f->cfg, &req, &old, &err), DC_OK);
     /* 2. writer: commit and invalidate */
     create_alert(f, f->org, f->unit, &w);
     assert_int_equal(w.status, 201);
     /* 3. the slow reader's store comes too late and is refused */
-    assert_int_equal(dc_cache_set(cache, f->org, key, (size_t)klen, v.gen, old.data, old.len, 60),
+    assert_int_equal(dc_cache_set(cache, f->org, req.qtype, key, (size_t)klen, v.gen, old.data, old.len, 60),
                      DC_DECLINED);
     assert_int_equal(dc_test_redis_int("EXISTS %s", key), 0);
 
@@ -388,6 +488,156 @@ static void test_event_arrives_after_invalidation(void **state)
     dc_test_resp_free(&w);
 }
 
+#define READINGS_READERS (DC_QBIT(STATS) | DC_QBIT(UNITS) | DC_QBIT(TEMPERATURE) | DC_QBIT(COMPLIANCE))
+
+/*
+ * An ingest in range (no alert opened) moves what reads readings and
+ * last_seen_at, and leaves both alert counts cached: through the worker
+ * right after the commit, and again when its outbox rows are applied.
+ */
+static void test_ingest_leaves_alert_counts_cached(void **state)
+{
+    fixture_t  *f = *state;
+    const char *p[] = { f->unit };
+    char *mid = dc_test_sql("SELECT round((min_temp + max_temp) / 2, 1) FROM units WHERE id = $1", 1, p);
+    char  body[256];
+    dc_test_resp_t w;
+
+    assert_non_null(mid);
+    drain_outbox(f);
+    warm_all(f);
+    snprintf(body, sizeof(body), "{\"deviceId\":\"%s\",\"temperature\":%s}", f->device, mid);
+    dc_test_post(f->app, "/api/ingest/readings", body, &w);
+    assert_int_equal(w.status, 200);
+    assert_non_null(strstr(w.body, "\"alertsOpened\":0"));
+    dc_test_resp_free(&w);
+    expect_moved(f, READINGS_READERS | DC_QBIT(DEVICES), "an ingest (the worker)");
+    warm_all(f);
+    drain_outbox(f);
+    expect_moved(f, READINGS_READERS | DC_QBIT(DEVICES), "an ingest (its outbox rows)");
+    free(mid);
+}
+
+/* An alert created moves alerts count and stats; trends, units, devices and compliance stay cached. */
+static void test_alert_create_leaves_trends_cached(void **state)
+{
+    fixture_t     *f = *state;
+    dc_test_resp_t w;
+
+    drain_outbox(f);
+    warm_all(f);
+    create_alert(f, f->org, f->unit, &w);
+    assert_int_equal(w.status, 201);
+    dc_test_resp_free(&w);
+    expect_moved(f, DC_QBIT(ALERTS) | DC_QBIT(STATS), "an alert created (the worker)");
+    warm_all(f);
+    drain_outbox(f);
+    expect_moved(f, DC_QBIT(ALERTS) | DC_QBIT(STATS), "an alert created (its outbox row)");
+}
+
+/* A device's status moves devices online and stats only. */
+static void test_device_status_moves_devices_online_only(void **state)
+{
+    fixture_t     *f = *state;
+    char           path[200];
+    dc_test_resp_t w;
+
+    drain_outbox(f);
+    warm_all(f);
+    snprintf(path, sizeof(path), "/api/dashboard/orgs/%s/devices/%s/status", f->org, f->device);
+    dc_test_post(f->app, path, "{\"online\":true}", &w);
+    assert_int_equal(w.status, 200);
+    dc_test_resp_free(&w);
+    expect_moved(f, DC_QBIT(DEVICES) | DC_QBIT(STATS), "a device status (the worker)");
+    warm_all(f);
+    drain_outbox(f);
+    expect_moved(f, DC_QBIT(DEVICES) | DC_QBIT(STATS), "a device status (its outbox row)");
+}
+
+/*
+ * SQL of another service on what the mapping does not narrow (a site, a
+ * unit's thresholds) moves every query type of the organization, once its
+ * outbox rows are applied; a reading inserted by SQL only what reads them.
+ */
+static void test_sql_outside_the_mapping_moves_every_type(void **state)
+{
+    fixture_t  *f = *state;
+    const char *org[] = { f->org }, *unit[] = { f->unit };
+
+    drain_outbox(f);
+    warm_all(f);
+    free(dc_test_sql(
+        "WITH s AS (UPDATE sites SET name = name WHERE org_id = $1 RETURNING 1) SELECT count(*) FROM s", 1,
+        org));
+    expect_moved(f, 0, "a site updated, before its outbox row is applied");
+    drain_outbox(f);
+    expect_moved(f, DC_QBITS_CACHED, "a site updated");
+
+    warm_all(f);
+    free(dc_test_sql("UPDATE units SET max_temp = max_temp + 0.01 WHERE id = $1 RETURNING 1", 1, unit));
+    drain_outbox(f);
+    expect_moved(f, DC_QBITS_CACHED, "a unit's threshold changed");
+    free(dc_test_sql("UPDATE units SET max_temp = max_temp - 0.01 WHERE id = $1 RETURNING 1", 1, unit));
+
+    drain_outbox(f);
+    warm_all(f);
+    free(dc_test_sql(
+        "INSERT INTO readings (org_id, unit_id, device_id, recorded_at, temperature)"
+        " SELECT org_id, unit_id, id, now() - interval '1 minute', 4 FROM devices WHERE unit_id = $1"
+        " ORDER BY serial LIMIT 1 RETURNING 1",
+        1, unit));
+    drain_outbox(f);
+    expect_moved(f, READINGS_READERS, "a reading inserted by SQL");
+}
+
+/*
+ * Race-freedom is per query type: a store is refused when its own type's
+ * generation moved since the read, and not because another type's did.
+ */
+static void test_store_refused_only_when_its_type_moved(void **state)
+{
+    fixture_t         *f = *state;
+    const dc_db_set_t *sets[] = { dc_query_statements() };
+    dc_cache_t        *cache = dc_cache_new(&f->cfg);
+    dc_db_t           *db = dc_db_new(&f->cfg, sets, DC_ARRAY_LEN(sets));
+    dc_request_t       trends, alerts;
+    dc_error_t         err;
+    dc_cache_value_t   tv, av;
+    dc_buf_t           tb = DC_BUF_INIT, ab = DC_BUF_INIT;
+    char               tkey[DC_KEY_MAX], akey[DC_KEY_MAX];
+    int                tlen, alen;
+    dc_test_resp_t     w;
+
+    assert_int_equal(dc_router_route("GET", f->reads[R_TRENDS].path, f->reads[R_TRENDS].query, &trends, &err),
+                     DC_OK);
+    assert_int_equal(dc_router_route("GET", f->reads[R_ALERTS].path, NULL, &alerts, &err), DC_OK);
+    tlen = dc_key_build(&trends, tkey, sizeof(tkey));
+    alen = dc_key_build(&alerts, akey, sizeof(akey));
+    free(dc_test_redis_str("DEL %s %s", tkey, akey));
+
+    /* two slow readers: miss, generation read, database read */
+    assert_int_equal(dc_cache_get(cache, f->org, trends.qtype, tkey, (size_t)tlen, &tv), DC_DECLINED);
+    assert_int_equal(dc_query_run(db, &f->cfg, &trends, &tb, &err), DC_OK);
+    assert_int_equal(dc_cache_get(cache, f->org, alerts.qtype, akey, (size_t)alen, &av), DC_DECLINED);
+    assert_int_equal(dc_query_run(db, &f->cfg, &alerts, &ab, &err), DC_OK);
+    /* a write of alerts in between */
+    create_alert(f, f->org, f->unit, &w);
+    assert_int_equal(w.status, 201);
+    dc_test_resp_free(&w);
+    /* the trends it did not change are stored; the alert count it changed is refused */
+    assert_int_equal(
+        dc_cache_set(cache, f->org, trends.qtype, tkey, (size_t)tlen, tv.gen, tb.data, tb.len, 60), DC_OK);
+    assert_int_equal(
+        dc_cache_set(cache, f->org, alerts.qtype, akey, (size_t)alen, av.gen, ab.data, ab.len, 60),
+        DC_DECLINED);
+    assert_int_equal(dc_test_redis_int("EXISTS %s", akey), 0);
+
+    dc_buf_free(&tb);
+    dc_buf_free(&ab);
+    dc_db_free(db);
+    dc_cache_free(cache);
+}
+
 /* A tenant pattern deletes exactly its matching keys and touches no other tenant. */
 static void test_pattern_clears_exactly_its_keys(void **state)
 {
@@ -449,6 +699,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stale_set_race_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_arrives_after_invalidation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pattern_clears_exactly_its_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_leaves_alert_counts_cached, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alert_create_leaves_trends_cached, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_status_moves_devices_online_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sql_outside_the_mapping_moves_every_type, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_refused_only_when_its_type_moved, setup, teardown),
     };
     return cmocka_run_group_tests_name("integration_invalidation", tests, NULL, NULL);
 }

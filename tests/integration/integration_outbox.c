@@ -90,16 +90,50 @@ static int teardown(void **state)
     return 0;
 }
 
-static char *generation(const char *org)
+static char *generation_of(const char *org, dc_qtype_t q)
 {
     char key[DC_KEY_MAX];
-    assert_true(dc_key_gen(org, key, sizeof(key)) > 0);
+    dc_test_gen_key(key, sizeof(key), org, q);
     return dc_test_redis_str("GET %s", key);
+}
+
+/* The generations of every cached query type of org, "-" for none, in one string (free). */
+static char *generation(const char *org)
+{
+    dc_buf_t all = DC_BUF_INIT;
+
+    for (unsigned q = 0; q < DC_Q_COUNT; q++) {
+        char *g;
+        if (!(DC_QBITS_CACHED & DC_QBIT_OF(q)))
+            continue;
+        g = generation_of(org, (dc_qtype_t)q);
+        assert_int_equal(dc_buf_printf(&all, "%s%s", all.len ? " " : "", g ? g : "-"), DC_OK);
+        free(g);
+    }
+    return all.data;
 }
 
 static int same(const char *a, const char *b)
 {
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Whether every space-separated generation of after differs from its place in before. */
+static int all_moved(const char *before, const char *after)
+{
+    size_t n;
+
+    for (;;) {
+        n = strcspn(before, " ");
+        if (n == strcspn(after, " ") && memcmp(before, after, n) == 0)
+            return 0;
+        before += n;
+        after += strcspn(after, " ");
+        if (*before == '\0' || *after == '\0')
+            return *before == *after;
+        before++;
+        after++;
+    }
 }
 
 /* One outbox row per element of ids (repeats allowed), in one statement. */
@@ -155,9 +189,10 @@ static void test_many_batches_move_exactly_their_organizations(void **state)
         assert_int_equal(pending_rows(), 0);
         for (unsigned k = 0; k < UNIVERSE; k++) {
             char *now = generation(f->ids[k]);
-            if (in_round[k] && same(now, f->gens[k]))
-                fail_msg("round %d: organization %s was in the outbox and kept generation %s", round,
-                         f->ids[k], now ? now : "(none)");
+            /* rows of an unknown kind ('integration_outbox' as the table, no kind): every type moves */
+            if (in_round[k] && !all_moved(f->gens[k], now))
+                fail_msg("round %d: organization %s was in the outbox and kept a generation: %s -> %s", round,
+                         f->ids[k], f->gens[k], now);
             if (!in_round[k] && !same(now, f->gens[k]))
                 fail_msg("round %d: organization %s was not in the outbox and its generation moved", round,
                          f->ids[k]);
@@ -192,11 +227,61 @@ static void test_truncate_row_invalidates_every_organization(void **state)
     free(after);
 }
 
+/*
+ * The kind of a row moves the generations of the query types that read it
+ * (DC_API_CHANGES) and no other; a kind the mapping does not know, or none,
+ * moves them all. One organization per kind, all in one batch.
+ */
+static void test_kinds_move_only_their_query_types(void **state)
+{
+    static const struct {
+        const char *kind; /* NULL: a row of before kinds */
+        unsigned    moved;
+    } cases[] = {
+        { "readings", DC_QBIT(STATS) | DC_QBIT(UNITS) | DC_QBIT(TEMPERATURE) | DC_QBIT(COMPLIANCE) },
+        { "units.latest", DC_QBIT(STATS) | DC_QBIT(UNITS) | DC_QBIT(TEMPERATURE) | DC_QBIT(COMPLIANCE) },
+        { "alerts", DC_QBIT(STATS) | DC_QBIT(ALERTS) },
+        { "devices.seen", DC_QBIT(STATS) | DC_QBIT(DEVICES) },
+        { "devices", DC_QBITS_CACHED },
+        { "sites", DC_QBITS_CACHED },
+        { "units", DC_QBITS_CACHED },
+        { "no such kind", DC_QBITS_CACHED },
+        { NULL, DC_QBITS_CACHED },
+    };
+    fixture_t       *f = *state;
+    char            *before[DC_ARRAY_LEN(cases)][DC_Q_COUNT];
+    dc_drain_stats_t st;
+
+    for (size_t i = 0; i < DC_ARRAY_LEN(cases); i++) {
+        const char *p[] = { f->ids[i], cases[i].kind };
+        for (unsigned q = 0; q < DC_Q_AUDIT; q++)
+            before[i][q] = generation_of(f->ids[i], (dc_qtype_t)q);
+        free(dc_test_sql(
+            "INSERT INTO cache_outbox (org_id, source, kind) VALUES ($1, 'integration_outbox', $2)"
+            " RETURNING id",
+            2, p));
+    }
+    assert_int_equal(dc_inval_drain(f->cache, f->db, &f->ob, &f->scratch, BATCH, no_lag, NULL, &st), DC_OK);
+    assert_int_equal(st.rows, DC_ARRAY_LEN(cases));
+    for (size_t i = 0; i < DC_ARRAY_LEN(cases); i++) {
+        for (unsigned q = 0; q < DC_Q_AUDIT; q++) {
+            char *now = generation_of(f->ids[i], (dc_qtype_t)q);
+            int   moved = !same(before[i][q], now);
+            if (moved != !!(cases[i].moved & DC_QBIT_OF(q)))
+                fail_msg("kind %s: the generation of %s %s", cases[i].kind ? cases[i].kind : "(none)",
+                         dc_qtype_name((dc_qtype_t)q), moved ? "moved" : "stayed");
+            free(now);
+            free(before[i][q]);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_many_batches_move_exactly_their_organizations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncate_row_invalidates_every_organization, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kinds_move_only_their_query_types, setup, teardown),
     };
     return cmocka_run_group_tests_name("integration_outbox", tests, NULL, NULL);
 }

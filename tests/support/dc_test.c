@@ -44,10 +44,10 @@ void dc_test_key(char *buf, size_t cap, const char *org, const char *suffix, con
         fail_msg("GET %s?%s has no cache key", path, query != NULL ? query : "");
 }
 
-void dc_test_gen_key(char *buf, size_t cap, const char *org)
+void dc_test_gen_key(char *buf, size_t cap, const char *org, dc_qtype_t q)
 {
-    if (dc_key_gen(org, buf, cap) <= 0)
-        fail_msg("no generation key for %s", org);
+    if (dc_key_gen(org, q, buf, cap) <= 0)
+        fail_msg("no generation key of %s for %s", dc_qtype_name(q), org);
 }
 
 void dc_test_key_glob(char *buf, size_t cap, const char *key, const char *org, int keep, int tail)

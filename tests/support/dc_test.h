@@ -22,10 +22,11 @@ void dc_test_org_path(char *buf, size_t cap, const char *org, const char *suffix
  * dc_key.c alone. dc_test_key routes GET {org path}/{suffix}?{query} with
  * dc_router_route and builds its key with dc_key_build into buf (cap >=
  * DC_KEY_MAX); it fails the test when the request is not routable or not
- * cacheable. dc_test_gen_key writes org's generation key (dc_key_gen).
+ * cacheable. dc_test_gen_key writes the generation key of query type q of
+ * org (dc_key_gen).
  */
 void dc_test_key(char *buf, size_t cap, const char *org, const char *suffix, const char *query);
-void dc_test_gen_key(char *buf, size_t cap, const char *org);
+void dc_test_gen_key(char *buf, size_t cap, const char *org, dc_qtype_t q);
 
 /*
  * A glob derived from key (built for org, lower case): its first keep

@@ -8,7 +8,8 @@
  *
  * The calls dc_cache.c makes are wrapped at link time (WRAP_test_dc_cache_faults
  * in the Makefile): redisConnectWithTimeout, redisConnectUnixWithTimeout,
- * redisSetTimeout, redisCommand, redisvCommand, redisCommandArgv, redisFree.
+ * redisSetTimeout, redisCommand, redisvCommand, redisCommandArgv, redisFree,
+ * and redisAppendCommand + redisGetReply for pipelined lookups.
  * Replies are built with malloc as hiredis builds them, and freed by the
  * real freeReplyObject.
  */
@@ -48,10 +49,14 @@ static struct {
     int         fault_count; /* how many matching commands fail */
     const char *value;       /* MGET's second element; NULL: nil */
     /* observation */
-    int connects;
-    int contexts; /* allocated and not yet freed */
-    int script_loads;
-    int commands;
+    int         connects;
+    int         contexts; /* allocated and not yet freed */
+    int         script_loads;
+    int         commands;
+    char        argv[512];  /* the last command sent as an argument vector, words joined by spaces */
+    const char *queue[128]; /* appended commands waiting for redisGetReply */
+    int         queued, max_queued;
+    int         skip; /* matching commands to let through before the fault */
 } fk;
 
 static void fake_reset(void)
@@ -185,7 +190,7 @@ static void *command(redisContext *c, const char *fmt)
     assert_int_equal(c->err, 0); /* a context that failed must never be used again */
     fk.commands++;
     snprintf(cmd, sizeof(cmd), "%.*s", (int)n, fmt);
-    if (fk.fault != F_NONE && fk.fault_count > 0 && strcmp(cmd, fk.fault_cmd) == 0) {
+    if (fk.fault != F_NONE && fk.fault_count > 0 && strcmp(cmd, fk.fault_cmd) == 0 && fk.skip-- <= 0) {
         fk.fault_count--;
         switch (fk.fault) {
         case F_NULL_IO:
@@ -220,11 +225,45 @@ void *__wrap_redisCommand(redisContext *c, const char *fmt, ...)
     return command(c, fmt);
 }
 
+/*
+ * Pipelined commands (dc_cache_get_many): appended ones wait in a queue,
+ * and each redisGetReply answers the oldest as command() would; a NULL
+ * answer is a failed read (REDIS_ERR), as hiredis reports one.
+ */
+int __wrap_redisAppendCommand(redisContext *c, const char *fmt, ...);
+int __wrap_redisAppendCommand(redisContext *c, const char *fmt, ...)
+{
+    assert_non_null(c);
+    assert_true(fk.queued < (int)(sizeof(fk.queue) / sizeof(fk.queue[0])));
+    fk.queue[fk.queued++] = fmt;
+    if (fk.queued > fk.max_queued)
+        fk.max_queued = fk.queued;
+    return REDIS_OK;
+}
+
+int __wrap_redisGetReply(redisContext *c, void **out);
+int __wrap_redisGetReply(redisContext *c, void **out)
+{
+    const char *fmt;
+
+    assert_true(fk.queued > 0); /* never a reply to a command that was not sent */
+    fmt = fk.queue[0];
+    memmove(fk.queue, fk.queue + 1, (size_t)--fk.queued * sizeof(fk.queue[0]));
+    *out = command(c, fmt);
+    if (*out == NULL)
+        fk.queued = 0; /* the connection failed: the rest of the pipeline is gone with it */
+    return *out ? REDIS_OK : REDIS_ERR;
+}
+
 void *__wrap_redisCommandArgv(redisContext *c, int argc, const char **argv, const size_t *argvlen);
 void *__wrap_redisCommandArgv(redisContext *c, int argc, const char **argv, const size_t *argvlen)
 {
-    (void)argc;
-    (void)argvlen;
+    size_t n = 0;
+
+    fk.argv[0] = '\0';
+    for (int i = 0; i < argc && n < sizeof(fk.argv); i++)
+        n += (size_t)snprintf(fk.argv + n, sizeof(fk.argv) - n, "%s%.*s", i ? " " : "", (int)argvlen[i],
+                              argv[i]);
     return command(c, argv[0]);
 }
 
@@ -267,7 +306,7 @@ static void assert_serves(fixture_t *f)
     dc_cache_value_t v;
 
     fk.value = GEN "\nbody";
-    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_OK);
+    assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_OK);
     assert_int_equal(v.len, 4);
     assert_memory_equal(v.data, "body", 4);
     dc_cache_value_release(&v);
@@ -287,7 +326,7 @@ static void test_healthy_fake_hits_and_misses(void **state)
     dc_cache_value_t v;
 
     fk.value = NULL;
-    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_DECLINED);
+    assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_DECLINED);
     assert_string_equal(v.gen, GEN);
     assert_null(v.reply);
     assert_serves(f);
@@ -303,11 +342,11 @@ static void test_context_allocation_failure(void **state)
     char             gen[DC_GEN_MAX];
 
     fk.connect_null = 1;
-    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_UNAVAILABLE);
     assert_null(v.reply);
-    assert_int_equal(dc_cache_generation(f->cache, ORG, gen), DC_UNAVAILABLE);
-    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_UNAVAILABLE);
-    assert_int_equal(dc_cache_invalidate_org(f->cache, ORG), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_generation(f->cache, ORG, DC_Q_STATS, gen), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBITS_CACHED), DC_UNAVAILABLE);
     assert_false(dc_cache_connected(f->cache));
     fk.connect_null = 0;
     assert_serves(f);
@@ -322,11 +361,11 @@ static void test_failed_connect_backs_off(void **state)
 
     f->cfg.redis_retry_interval_ms = 60000;
     fk.connect_err = 1;
-    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_UNAVAILABLE);
     assert_int_equal(fk.contexts, 0); /* the failed context was freed */
     connects = fk.connects;
     fk.connect_err = 0;
-    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_UNAVAILABLE);
     assert_int_equal(fk.connects, connects); /* no attempt during the back-off */
 }
 
@@ -336,7 +375,7 @@ static void test_refused_connect_recovers(void **state)
     dc_cache_value_t v;
 
     fk.connect_err = 1;
-    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_UNAVAILABLE);
     assert_int_equal(fk.contexts, 0);
     fk.connect_err = 0;
     assert_serves(f);
@@ -349,7 +388,7 @@ static void test_script_load_error(void **state)
     dc_cache_value_t v;
 
     fail_next("SCRIPT", F_ERROR);
-    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_UNAVAILABLE);
     assert_false(dc_cache_connected(f->cache));
     assert_int_equal(fk.contexts, 0);
     assert_serves(f);
@@ -362,7 +401,7 @@ static void test_mget_null_reply_io_error(void **state)
 
     assert_serves(f);
     fail_next("MGET", F_NULL_IO);
-    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_UNAVAILABLE);
     assert_null(v.reply);
     assert_false(dc_cache_connected(f->cache)); /* a failed context is never reused */
     assert_int_equal(fk.contexts, 0);
@@ -383,7 +422,7 @@ static void test_mget_null_reply_eof_retries_in_the_same_call(void **state)
     f->cfg.redis_retry_interval_ms = 60000;
     assert_serves(f);
     fail_next("MGET", F_NULL_EOF);
-    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_OK);
+    assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_OK);
     assert_non_null(v.reply);
     dc_cache_value_release(&v);
     assert_true(dc_cache_connected(f->cache));
@@ -402,7 +441,7 @@ static void test_mget_eof_twice_is_unavailable_without_back_off(void **state)
     assert_serves(f);
     fail_next("MGET", F_NULL_EOF);
     fk.fault_count = 2;
-    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_UNAVAILABLE);
     assert_null(v.reply);
     assert_false(dc_cache_connected(f->cache));
     assert_int_equal(fk.connects, 2);
@@ -417,14 +456,14 @@ static void test_store_and_bump_retry_after_eof(void **state)
 
     assert_serves(f);
     fail_next("EVALSHA", F_NULL_EOF);
-    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_OK);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_OK);
     assert_int_equal(fk.connects, 2);
     fail_next("EVALSHA", F_NULL_EOF);
-    assert_int_equal(dc_cache_invalidate_org(f->cache, ORG), DC_OK);
+    assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBITS_CACHED), DC_OK);
     assert_int_equal(fk.connects, 3);
     f->cfg.redis_retry_interval_ms = 60000;
     fail_next("EVALSHA", F_NULL_IO);
-    assert_int_equal(dc_cache_invalidate_org(f->cache, ORG), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBITS_CACHED), DC_UNAVAILABLE);
     assert_int_equal(fk.connects, 3);
 }
 
@@ -437,8 +476,8 @@ static void test_mget_timeout_backs_off(void **state)
     f->cfg.redis_retry_interval_ms = 60000;
     assert_serves(f);
     fail_next("MGET", F_NULL_IO);
-    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
-    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_UNAVAILABLE);
     assert_int_equal(fk.connects, 1);
 }
 
@@ -449,7 +488,7 @@ static void test_mget_error_reply(void **state)
 
     assert_serves(f);
     fail_next("MGET", F_ERROR);
-    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_UNAVAILABLE);
     assert_null(v.reply);
     assert_null(v.data);
     assert_serves(f);
@@ -461,8 +500,57 @@ static void test_mget_wrong_reply_type(void **state)
     dc_cache_value_t v;
 
     fail_next("MGET", F_WRONG);
-    assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_UNAVAILABLE);
     assert_null(v.reply);
+    assert_serves(f);
+}
+
+/* Three lookups, one round trip: all sent before the first reply is read. */
+static void test_many_lookups_share_one_round_trip(void **state)
+{
+    fixture_t        *f = *state;
+    dc_cache_lookup_t l[3], *ls[3];
+
+    fk.value = GEN "\nbody";
+    assert_serves(f); /* connected, scripts loaded */
+    fk.max_queued = 0;
+    for (int i = 0; i < 3; i++) {
+        l[i] = (dc_cache_lookup_t){ .org = ORG, .q = DC_Q_STATS, .key = KEY, .klen = 1 };
+        ls[i] = &l[i];
+    }
+    dc_cache_get_many(f->cache, ls, 3);
+    assert_int_equal(fk.max_queued, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(l[i].rc, DC_OK);
+        assert_memory_equal(l[i].v.data, "body", 4);
+        dc_cache_value_release(&l[i].v);
+    }
+}
+
+/* The connection fails at the second reply: the first stands, the rest are unavailable, no leak. */
+static void test_many_lookups_failing_part_way(void **state)
+{
+    fixture_t        *f = *state;
+    dc_cache_lookup_t l[3], *ls[3];
+
+    fk.value = GEN "\nbody";
+    assert_serves(f);
+    for (int i = 0; i < 3; i++) {
+        l[i] = (dc_cache_lookup_t){ .org = ORG, .q = DC_Q_STATS, .key = KEY, .klen = 1 };
+        ls[i] = &l[i];
+    }
+    fk.fault_cmd = "MGET";
+    fk.fault = F_NULL_IO;
+    fk.fault_count = 1;
+    fk.skip = 1; /* the second MGET fails */
+    dc_cache_get_many(f->cache, ls, 3);
+    assert_int_equal(l[0].rc, DC_OK);
+    assert_int_equal(l[1].rc, DC_UNAVAILABLE);
+    assert_int_equal(l[2].rc, DC_UNAVAILABLE);
+    assert_null(l[1].v.reply);
+    assert_null(l[2].v.reply);
+    dc_cache_value_release(&l[0].v);
+    assert_false(dc_cache_connected(f->cache)); /* the failed context is gone */
     assert_serves(f);
 }
 
@@ -475,7 +563,7 @@ static void test_mget_stale_or_untagged_value_is_a_miss(void **state)
 
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
         fk.value = values[i];
-        assert_int_equal(dc_cache_get(f->cache, ORG, KEY, 1, &v), DC_DECLINED);
+        assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_DECLINED);
         assert_null(v.reply);
         assert_string_equal(v.gen, GEN);
     }
@@ -487,12 +575,12 @@ static void test_generation_null_reply(void **state)
     fixture_t *f = *state;
     char       gen[DC_GEN_MAX];
 
-    assert_int_equal(dc_cache_generation(f->cache, ORG, gen), DC_OK);
+    assert_int_equal(dc_cache_generation(f->cache, ORG, DC_Q_STATS, gen), DC_OK);
     assert_string_equal(gen, GEN);
     fail_next("GET", F_NULL_IO);
-    assert_int_equal(dc_cache_generation(f->cache, ORG, gen), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_generation(f->cache, ORG, DC_Q_STATS, gen), DC_UNAVAILABLE);
     assert_string_equal(gen, "");
-    assert_int_equal(dc_cache_generation(f->cache, ORG, gen), DC_OK);
+    assert_int_equal(dc_cache_generation(f->cache, ORG, DC_Q_STATS, gen), DC_OK);
     assert_string_equal(gen, GEN);
 }
 
@@ -501,11 +589,11 @@ static void test_store_error_reply_reloads_scripts(void **state)
 {
     fixture_t *f = *state;
 
-    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_OK);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_OK);
     fail_next("EVALSHA", F_ERROR);
-    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_UNAVAILABLE);
     assert_false(dc_cache_connected(f->cache));
-    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_OK);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_OK);
     assert_int_equal(fk.connects, 2);
     assert_int_equal(fk.script_loads, 4);
 }
@@ -515,9 +603,9 @@ static void test_store_null_reply(void **state)
     fixture_t *f = *state;
 
     fail_next("EVALSHA", F_NULL_IO);
-    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_UNAVAILABLE);
     assert_int_equal(fk.contexts, 0);
-    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_OK);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_OK);
 }
 
 /* Anything but the integer 1 is not a store. */
@@ -526,8 +614,8 @@ static void test_store_wrong_reply_type_is_not_stored(void **state)
     fixture_t *f = *state;
 
     fail_next("EVALSHA", F_WRONG);
-    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_DECLINED);
-    assert_int_equal(dc_cache_set(f->cache, ORG, KEY, 1, GEN, "b", 1, 60), DC_OK);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_DECLINED);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_OK);
 }
 
 static void test_invalidate_faults(void **state)
@@ -535,10 +623,36 @@ static void test_invalidate_faults(void **state)
     fixture_t *f = *state;
 
     fail_next("EVALSHA", F_NULL_IO);
-    assert_int_equal(dc_cache_invalidate_org(f->cache, ORG), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBITS_CACHED), DC_UNAVAILABLE);
     fail_next("EVALSHA", F_ERROR);
-    assert_int_equal(dc_cache_invalidate_org(f->cache, ORG), DC_UNAVAILABLE);
-    assert_int_equal(dc_cache_invalidate_org(f->cache, ORG), DC_OK);
+    assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBITS_CACHED), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBITS_CACHED), DC_OK);
+}
+
+/*
+ * One EVALSHA of the bump script names exactly the generation keys of the
+ * query types asked for (the cached ones), in their order; an empty mask,
+ * or one of uncached types only, sends nothing.
+ */
+static void test_invalidate_bumps_the_types_asked_in_one_script(void **state)
+{
+    fixture_t *f = *state;
+    int        before;
+
+    assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBIT(UNITS) | DC_QBIT(STATS)), DC_OK);
+    assert_string_equal(fk.argv,
+                        "EVALSHA " SHA " 2 dashcache:gen:stats:org:" ORG " dashcache:gen:units:org:" ORG);
+    assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBIT(ALERTS) | DC_QBIT(AUDIT)), DC_OK);
+    assert_string_equal(fk.argv, "EVALSHA " SHA " 1 dashcache:gen:alerts:org:" ORG);
+    assert_int_equal(dc_cache_invalidate(f->cache, ORG, ~0u), DC_OK);
+    assert_string_equal(fk.argv,
+                        "EVALSHA " SHA " 6 dashcache:gen:stats:org:" ORG " dashcache:gen:units:org:" ORG
+                        " dashcache:gen:alerts:org:" ORG " dashcache:gen:temperature:org:" ORG
+                        " dashcache:gen:devices:org:" ORG " dashcache:gen:compliance:org:" ORG);
+    before = fk.commands;
+    assert_int_equal(dc_cache_invalidate(f->cache, ORG, 0), DC_OK);
+    assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBIT(AUDIT)), DC_OK);
+    assert_int_equal(fk.commands, before);
 }
 
 static void test_publish_null_reply(void **state)
@@ -584,12 +698,15 @@ int main(void)
         T(test_mget_timeout_backs_off),
         T(test_mget_error_reply),
         T(test_mget_wrong_reply_type),
+        T(test_many_lookups_share_one_round_trip),
+        T(test_many_lookups_failing_part_way),
         T(test_mget_stale_or_untagged_value_is_a_miss),
         T(test_generation_null_reply),
         T(test_store_error_reply_reloads_scripts),
         T(test_store_null_reply),
         T(test_store_wrong_reply_type_is_not_stored),
         T(test_invalidate_faults),
+        T(test_invalidate_bumps_the_types_asked_in_one_script),
         T(test_publish_null_reply),
         T(test_scan_faults),
     };

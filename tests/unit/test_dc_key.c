@@ -164,19 +164,34 @@ static void test_writes_not_cacheable(void **state)
     }
 }
 
+/* One generation per cached query type: dashcache:gen:<label>:org:<org>, none for audit. */
 static void test_generation_key(void **state)
 {
-    const char *want = "dashcache:gen:org:" ORG;
-    size_t      len = strlen(want);
-    char        key[DC_KEY_MAX];
+    static const char *const want[] = {
+        [DC_Q_STATS] = "dashcache:gen:stats:org:" ORG,
+        [DC_Q_UNITS] = "dashcache:gen:units:org:" ORG,
+        [DC_Q_ALERTS] = "dashcache:gen:alerts:org:" ORG,
+        [DC_Q_TEMPERATURE] = "dashcache:gen:temperature:org:" ORG,
+        [DC_Q_DEVICES] = "dashcache:gen:devices:org:" ORG,
+        [DC_Q_COMPLIANCE] = "dashcache:gen:compliance:org:" ORG,
+    };
+    char key[DC_KEY_MAX];
 
     (void)state;
-    assert_int_equal(dc_key_gen(ORG, key, sizeof(key)), (int)len);
-    assert_string_equal(key, want);
-    assert_int_equal(dc_key_gen(ORG, key, len + 1), (int)len);
-    assert_string_equal(key, want);
-    assert_int_equal(dc_key_gen(ORG, key, len), DC_ERROR);
-    assert_int_equal(dc_key_gen(ORG, key, 0), DC_ERROR);
+    assert_int_equal(DC_ARRAY_LEN(want), DC_Q_AUDIT);
+    for (unsigned q = 0; q < DC_Q_AUDIT; q++) {
+        size_t len = strlen(want[q]);
+        assert_int_equal(dc_key_gen(ORG, (dc_qtype_t)q, key, sizeof(key)), (int)len);
+        assert_string_equal(key, want[q]);
+        assert_int_equal(dc_key_gen(ORG, (dc_qtype_t)q, key, len + 1), (int)len);
+        assert_string_equal(key, want[q]);
+        assert_int_equal(dc_key_gen(ORG, (dc_qtype_t)q, key, len), DC_ERROR);
+        assert_int_equal(dc_key_gen(ORG, (dc_qtype_t)q, key, 0), DC_ERROR);
+    }
+    /* never cached, or no query type at all: no generation */
+    assert_int_equal(dc_key_gen(ORG, DC_Q_AUDIT, key, sizeof(key)), DC_ERROR);
+    assert_int_equal(dc_key_gen(ORG, DC_Q_COUNT, key, sizeof(key)), DC_ERROR);
+    assert_int_equal(dc_key_gen(ORG, (dc_qtype_t)-1, key, sizeof(key)), DC_ERROR);
 }
 
 /* Invalidation patterns all start with dashboard:, so none can match a generation. */
@@ -186,10 +201,10 @@ static void test_generation_key_outside_dashboard_namespace(void **state)
     char         gen[DC_KEY_MAX], key[DC_KEY_MAX];
 
     (void)state;
-    assert_true(dc_key_gen(ORG, gen, sizeof(gen)) > 0);
-    assert_int_not_equal(strncmp(gen, "dashboard:", 10), 0);
     for (size_t i = 0; i < DC_ARRAY_LEN(cases); i++) {
         request(cases[i].path, cases[i].query, &req);
+        assert_true(dc_key_gen(ORG, req.qtype, gen, sizeof(gen)) > 0);
+        assert_int_not_equal(strncmp(gen, "dashboard:", 10), 0);
         assert_true(dc_key_build(&req, key, sizeof(key)) > 0);
         assert_int_equal(strncmp(key, "dashboard:", 10), 0);
         assert_string_not_equal(key, gen);

@@ -2,7 +2,8 @@
  * dc_orgs: validation and normalization on the way in, de-duplication,
  * insertion order, reset and reuse over many batches (checked against a
  * plain reference model: the bug of issue 7 was a reset that forgot a
- * count), growth, and what a failed allocation leaves behind.
+ * count), the bits of each id (the union of its adds'), growth, and what a
+ * failed allocation leaves behind.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,9 +27,14 @@ static void uuid_of(unsigned k, char out[DC_UUID_LEN + 1])
     snprintf(out, DC_UUID_LEN + 1, "%08x-0000-4000-8000-%012x", k * 2654435761u, k);
 }
 
+static int add_bits(dc_orgs_t *s, const char *id, unsigned bits)
+{
+    return dc_orgs_add(s, id, strlen(id), bits);
+}
+
 static int add(dc_orgs_t *s, const char *id)
 {
-    return dc_orgs_add(s, id, strlen(id));
+    return add_bits(s, id, 1u);
 }
 
 static void test_init_is_empty(void **state)
@@ -38,6 +44,7 @@ static void test_init_is_empty(void **state)
     (void)state;
     assert_int_equal(dc_orgs_count(&s), 0);
     assert_null(dc_orgs_at(&s, 0));
+    assert_int_equal(dc_orgs_bits_at(&s, 0), 0);
     assert_false(dc_orgs_contains(&s, A));
     dc_orgs_reset(&s);
     assert_int_equal(dc_orgs_count(&s), 0);
@@ -96,7 +103,7 @@ static void test_rejects_what_is_not_a_uuid(void **state)
         assert_false(dc_orgs_contains(&s, bad[i]));
     }
     /* a valid id followed by more bytes than the length given is cut there */
-    assert_int_equal(dc_orgs_add(&s, B "tail", DC_UUID_LEN), DC_OK);
+    assert_int_equal(dc_orgs_add(&s, B "tail", DC_UUID_LEN, 1u), DC_OK);
     assert_int_equal(dc_orgs_count(&s), 2);
     dc_orgs_free(&s);
 }
@@ -115,7 +122,7 @@ static void test_reset_and_reuse_over_many_batches(void **state)
     (void)state;
     for (int b = 0; b < BATCHES; b++) {
         static unsigned char in_batch[UNIVERSE];
-        static unsigned      order[UNIVERSE * 2];
+        static unsigned      order[UNIVERSE * 2], bits[UNIVERSE];
         size_t               want = 0;
         /* sizes go up and down: 1..800 ids, some batches much smaller than the last */
         unsigned size = 1 + (b % 3 == 2 ? (unsigned)b : (unsigned)(b * 97 + 13) % 800);
@@ -130,17 +137,20 @@ static void test_reset_and_reuse_over_many_batches(void **state)
             seed = seed * 1103515245u + 12345u;
             k = (base + (seed >> 8) % (size + size / 2 + 1)) % UNIVERSE; /* repeats within a batch */
             uuid_of(k, id);
-            assert_int_equal(add(&s, id), DC_OK);
+            assert_int_equal(add_bits(&s, id, 1u << (seed >> 24) % 5), DC_OK);
             if (!in_batch[k]) {
                 in_batch[k] = 1;
                 order[want++] = k;
+                bits[k] = 0;
             }
+            bits[k] |= 1u << (seed >> 24) % 5; /* the union of every add's */
         }
         assert_int_equal(dc_orgs_count(&s), want);
         for (size_t i = 0; i < want; i++) {
             char id[DC_UUID_LEN + 1];
             uuid_of(order[i], id);
             assert_string_equal(dc_orgs_at(&s, i), id);
+            assert_int_equal(dc_orgs_bits_at(&s, i), bits[order[i]]);
         }
         for (unsigned k = 0; k < UNIVERSE; k++) {
             char id[DC_UUID_LEN + 1];
@@ -187,7 +197,7 @@ static void test_failed_allocation_leaves_set_unchanged(void **state)
         for (unsigned k = 0; k < N; k++) {
             char id[DC_UUID_LEN + 1];
             uuid_of(k, id);
-            assert_int_equal(add(&s, id), DC_OK);
+            assert_int_equal(add_bits(&s, id, 1u << k % 7), DC_OK);
         }
         calls = fail_state.calls;
         fail_alloc_disarm();
@@ -204,7 +214,7 @@ static void test_failed_allocation_leaves_set_unchanged(void **state)
             char id[DC_UUID_LEN + 1];
             uuid_of(k, id);
             before = dc_orgs_count(&s);
-            if (add(&s, id) == DC_ENOMEM) {
+            if (add_bits(&s, id, 1u << k % 7) == DC_ENOMEM) {
                 failed = 1;
                 assert_int_equal(dc_orgs_count(&s), before);
                 assert_false(dc_orgs_contains(&s, id));
@@ -217,6 +227,7 @@ static void test_failed_allocation_leaves_set_unchanged(void **state)
             char id[DC_UUID_LEN + 1];
             uuid_of((unsigned)i, id);
             assert_string_equal(dc_orgs_at(&s, i), id);
+            assert_int_equal(dc_orgs_bits_at(&s, i), 1u << i % 7);
             assert_true(dc_orgs_contains(&s, id));
         }
         dc_orgs_free(&s);
