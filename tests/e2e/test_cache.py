@@ -101,3 +101,40 @@ def test_tenants_do_not_share_entries(http, redis):
     assert again.xcache == "HIT", f"org 2 stats again: HIT; got {again}"
     assert again.body != org1.body, "org 2 stats is not org 1's body"
     assert redis("EXISTS", cache_key("stats", org2)) == 1, "org 2 has its own stats key"
+
+
+def test_reads_answered_as_one_batch_each_get_their_own(stack, http, sql):
+    """A worker answers the reads that arrive together as one batch, their Redis
+    lookups in one round trip (issue 10). Made certain here: the workers are
+    stopped (SIGSTOP) while 36 reads of 12 organizations arrive on 36 kept FastCGI
+    connections, then continued, so each finds many requests ready at once. Every
+    answer must be its own request's: the hit of its organization and query."""
+    import os
+    import signal
+    import fcgi_client as fc
+    orgs = sql("SELECT id FROM organizations ORDER BY id LIMIT 12").split()
+    paths = [f"/api/dashboard/orgs/{o}/{q}" for o in orgs for q in ("stats", "devices/online", "alerts/count")]
+    expected = {}
+    for p in paths:  # warm: every one a hit from now on
+        r = http.get(http.url(p))
+        assert r.status == 200, r
+        expected[p] = r.body
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {stack.default_token}"}
+    conns = [fc.connect(str(stack.fcgi.socket), timeout=10) for _ in paths]
+    workers = stack.fcgi.workers()
+    try:
+        for w in workers:
+            os.kill(w, signal.SIGSTOP)
+        try:
+            for s, p in zip(conns, paths):
+                s.sendall(fc.encode_request(p, keep_conn=True, headers=auth))
+        finally:
+            for w in workers:
+                os.kill(w, signal.SIGCONT)
+        got = [fc.Reader(s).response() for s in conns]
+    finally:
+        for s in conns:
+            s.close()
+    wrong = [(p, st, h.get("x-cache"), b[:80]) for p, (st, h, b) in zip(paths, got)
+             if st != 200 or h.get("x-cache") != "HIT" or b != expected[p]]
+    assert not wrong, f"{len(wrong)} of {len(paths)} answers not the HIT of their own request: {wrong[:3]}"
