@@ -199,13 +199,14 @@ def run_binaries(t: Tally, kind: str, d: Path, prefix: str, timeout: float, env:
 
 
 def run_pytest(t: Tally, timeout: float, env: dict) -> None:
-    """pytest tests/e2e; one result line per test module, from the JUnit XML."""
+    """pytest tests/e2e and the bench's own parts (tests/bench/test_bench.py); one result
+    line per test module, from the JUnit XML."""
     log, xml = logname("e2e pytest"), RESULTS / "e2e-pytest.xml"
     xml.unlink(missing_ok=True)
     # E2E_ARGS: extra pytest arguments while working on one suite, e.g. "-k privileges"
     extra = shlex.split(os.environ.get("E2E_ARGS", ""))
-    rc = run_logged([PYTHON, "-m", "pytest", "tests/e2e", "-p", "no:cacheprovider", "-rfEs", "-v",
-                     f"--junitxml={xml}", "-o", "junit_family=xunit1", *extra], log, timeout, env)
+    rc = run_logged([PYTHON, "-m", "pytest", "tests/e2e", "tests/bench/test_bench.py", "-p", "no:cacheprovider",
+                     "-rfEs", "-v", f"--junitxml={xml}", "-o", "junit_family=xunit1", *extra], log, timeout, env)
     modules: dict[str, list] = {}
     try:
         root = ET.parse(xml).getroot()
