@@ -12,6 +12,7 @@
 #include "dc_cache.h"
 #include "dc_db.h"
 #include "dc_endpoint.h"
+#include "dc_etag.h"
 #include "dc_health.h"
 #include "dc_key.h"
 #include "dc_log.h"
@@ -27,7 +28,8 @@ struct dc_app_s {
     dc_db_t           *db;
     dc_auth_t         *auth;
     dc_buf_t           body;
-    dc_cache_value_t   hit; /* the cached body being answered */
+    dc_cache_value_t   hit;                   /* the cached body being answered */
+    char               etag[DC_ETAG_LEN + 1]; /* the validator of a body read from the database */
     dc_write_state_t   write;
 };
 
@@ -80,7 +82,12 @@ void dc_app_done(dc_app_t *app)
     dc_cache_value_release(&app->hit);
 }
 
-static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *resp)
+/*
+ * A dashboard read: cache-aside, and every 200 with its validator (the
+ * stored one on a hit, computed once from the body otherwise), which an
+ * If-None-Match naming it turns into a 304 without a body.
+ */
+static void handle_query(dc_app_t *app, const dc_input_t *in, const dc_request_t *req, dc_response_t *resp)
 {
     char        key[DC_KEY_MAX];
     int         klen = dc_key_build(req, key, sizeof(key));
@@ -97,6 +104,8 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
             resp->x_cache = "HIT";
             resp->body = app->hit.data;
             resp->body_len = app->hit.len;
+            resp->etag = app->hit.etag;
+            dc_response_not_modified(resp, in->if_none_match);
             return;
         }
         if (rc == DC_DECLINED) {
@@ -124,10 +133,13 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
         return;
     }
 
+    dc_etag_of(app->body.data, app->body.len, app->etag);
     if (cacheable)
-        dc_cache_set(app->cache, req->org_id, req->qtype, key, (size_t)klen, app->hit.gen, app->body.data,
-                     app->body.len, app->cfg->ttl[req->qtype]);
+        dc_cache_set(app->cache, req->org_id, req->qtype, key, (size_t)klen, app->hit.gen, app->etag,
+                     app->body.data, app->body.len, app->cfg->ttl[req->qtype]);
     dc_response_buf(resp, 200, x_cache, &app->body);
+    resp->etag = app->etag;
+    dc_response_not_modified(resp, in->if_none_match);
 }
 
 /* The route label of a request (the router sets route even when it refuses). */
@@ -205,7 +217,7 @@ void dc_app_handle(dc_app_t *app, const dc_input_t *in, dc_response_t *resp)
 
     switch (req.route) {
     case DC_ROUTE_QUERY:
-        handle_query(app, &req, resp);
+        handle_query(app, in, &req, resp);
         break;
     case DC_ROUTE_WRITE:
         dc_write_handle(&app->write, app->cfg, app->cache, app->db, &req, who, in->content_type,

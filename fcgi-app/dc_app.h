@@ -35,6 +35,7 @@ typedef struct {
     const char *body;            /* request body (writes), or NULL */
     size_t      body_len;
     const char *authorization; /* the Authorization header (HTTP_AUTHORIZATION), or NULL */
+    const char *if_none_match; /* the If-None-Match header (HTTP_IF_NONE_MATCH), or NULL */
     /*
      * AUTH_MODE=trusted: the identity nginx established (DASHCACHE_AUTH_SUB,
      * _ORGS, _SCOPE FastCGI params, never HTTP_* client headers), or NULL.

@@ -140,6 +140,7 @@ static void serve(dc_app_t *app, FCGX_Request *r, dc_buf_t *body, int io_timeout
         .query = FCGX_GetParam("QUERY_STRING", r->envp),
         .content_type = FCGX_GetParam("CONTENT_TYPE", r->envp),
         .authorization = FCGX_GetParam("HTTP_AUTHORIZATION", r->envp),
+        .if_none_match = FCGX_GetParam("HTTP_IF_NONE_MATCH", r->envp),
         /* set by nginx's fastcgi_param only: a client header arrives as HTTP_* */
         .trusted_sub = FCGX_GetParam("DASHCACHE_AUTH_SUB", r->envp),
         .trusted_orgs = FCGX_GetParam("DASHCACHE_AUTH_ORGS", r->envp),
