@@ -12,6 +12,7 @@
 #include "dc_cache.h"
 #include "dc_db.h"
 #include "dc_endpoint.h"
+#include "dc_etag.h"
 #include "dc_health.h"
 #include "dc_key.h"
 #include "dc_log.h"
@@ -30,6 +31,7 @@ struct dc_app_s {
     dc_auth_t         *auth;
     dc_buf_t           body;
     dc_app_task_t      task; /* dc_app_handle's; its cached value is released by dc_app_done */
+    char               etag[DC_ETAG_LEN + 1]; /* the validator of a body read from the database */
     dc_write_state_t   write;
 };
 
@@ -92,7 +94,12 @@ static int query_start(dc_app_task_t *t)
     return t->klen > 0 && !t->req.force_refresh ? DC_DECLINED : DC_OK;
 }
 
-/* A dashboard read, its lookup (if any) done: the hit, or PostgreSQL and the store. */
+/*
+ * A dashboard read, its lookup (if any) done: the hit, or PostgreSQL and
+ * the store. Every 200 carries its validator (the stored one on a hit,
+ * computed once from the body otherwise), which an If-None-Match naming it
+ * turns into a 304 without a body.
+ */
 static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_response_t *resp)
 {
     const dc_request_t *req = &t->req;
@@ -108,6 +115,8 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
             resp->x_cache = "HIT";
             resp->body = t->look.v.data;
             resp->body_len = t->look.v.len;
+            resp->etag = t->look.v.etag;
+            dc_response_not_modified(resp, t->if_none_match);
             return;
         }
         if (t->look.rc == DC_DECLINED) {
@@ -135,10 +144,13 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
         return;
     }
 
+    dc_etag_of(app->body.data, app->body.len, app->etag);
     if (cacheable)
-        dc_cache_set(app->cache, req->org_id, req->qtype, t->key, (size_t)t->klen, t->look.v.gen,
+        dc_cache_set(app->cache, req->org_id, req->qtype, t->key, (size_t)t->klen, t->look.v.gen, app->etag,
                      app->body.data, app->body.len, app->cfg->ttl[req->qtype]);
     dc_response_buf(resp, 200, x_cache, &app->body);
+    resp->etag = app->etag;
+    dc_response_not_modified(resp, t->if_none_match);
 }
 
 /* The route label of a request (the router sets route even when it refuses). */
@@ -198,6 +210,7 @@ int dc_app_start(dc_app_t *app, const dc_input_t *in, dc_app_task_t *t, dc_respo
 
     memset(resp, 0, sizeof(*resp));
     memset(&t->look, 0, sizeof(t->look));
+    t->if_none_match = in->if_none_match;
     t->klen = 0;
     resp->mroute = DC_MR_OTHER;
     if (dc_router_route(in->method, in->path, in->query, req, &err) != DC_OK) {

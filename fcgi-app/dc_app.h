@@ -38,6 +38,7 @@ typedef struct {
     const char *body;            /* request body (writes), or NULL */
     size_t      body_len;
     const char *authorization; /* the Authorization header (HTTP_AUTHORIZATION), or NULL */
+    const char *if_none_match; /* the If-None-Match header (HTTP_IF_NONE_MATCH), or NULL */
     /*
      * AUTH_MODE=trusted: the identity nginx established (DASHCACHE_AUTH_SUB,
      * _ORGS, _SCOPE FastCGI params, never HTTP_* client headers), or NULL.
@@ -66,7 +67,8 @@ typedef struct {
     dc_request_t      req;
     char              key[DC_KEY_MAX];
     int               klen;
-    dc_cache_lookup_t look; /* its result: the cached answer, or the generation seen */
+    dc_cache_lookup_t look;          /* its result: the cached answer, or the generation seen */
+    const char       *if_none_match; /* the request's, borrowed until it is answered */
 } dc_app_task_t;
 
 /*

@@ -14,10 +14,11 @@
 #include "dc_redis.h"
 
 /*
- * KEYS[1] generation of the value's query type, KEYS[2] value; ARGV[1] generation read before the
- * query ("" = none), ARGV[2] body, ARGV[3] ttl. A missing generation is
- * created from the server clock, which keeps generations unique even after
- * a generation key was evicted.
+ * KEYS[1] generation of the value's query type, KEYS[2] value; ARGV[1]
+ * generation read before the query ("" = none), ARGV[2] body, ARGV[3] ttl,
+ * ARGV[4] the body's validator. A missing generation is created from the
+ * server clock, which keeps generations unique even after a generation key
+ * was evicted.
  */
 static const char store_lua[] = "local g = redis.call('GET', KEYS[1])\n"
                                 "if ARGV[1] == '' then\n"
@@ -28,7 +29,8 @@ static const char store_lua[] = "local g = redis.call('GET', KEYS[1])\n"
                                 "elseif g ~= ARGV[1] then\n"
                                 "  return 0\n"
                                 "end\n"
-                                "redis.call('SET', KEYS[2], g .. '\\n' .. ARGV[2], 'EX', tonumber(ARGV[3]))\n"
+                                "redis.call('SET', KEYS[2], g .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[2], 'EX',"
+                                " tonumber(ARGV[3]))\n"
                                 "return 1\n";
 
 /* Each of KEYS, generations: max(current + 1, server clock in microseconds). */
@@ -219,11 +221,18 @@ static void take_lookup(dc_cache_lookup_t *l, redisReply *r)
     copy_gen(l->v.gen, g);
     l->rc = DC_DECLINED;
     if (l->v.gen[0] != '\0' && val->type == REDIS_REPLY_STRING) {
-        size_t gl = strlen(l->v.gen);
-        /* a hit only under the current generation: "<gen>\n<body>" */
-        if (val->len > gl && memcmp(val->str, l->v.gen, gl) == 0 && val->str[gl] == '\n') {
-            l->v.data = val->str + gl + 1;
-            l->v.len = val->len - gl - 1;
+        size_t      gl = strlen(l->v.gen), head = gl + 1 + DC_ETAG_LEN + 1;
+        const char *tag = val->str + gl + 1;
+        /*
+         * a hit only under the current generation and in the current format,
+         * "<gen>\n<etag>\n<body>": an old "<gen>\n<body>" is never read as one
+         */
+        if (val->len >= head && memcmp(val->str, l->v.gen, gl) == 0 && val->str[gl] == '\n' &&
+            dc_etag_valid(tag, DC_ETAG_LEN) && tag[DC_ETAG_LEN] == '\n') {
+            memcpy(l->v.etag, tag, DC_ETAG_LEN);
+            l->v.etag[DC_ETAG_LEN] = '\0';
+            l->v.data = val->str + head;
+            l->v.len = val->len - head;
             l->v.reply = r;
             l->rc = DC_OK;
             return;
@@ -349,7 +358,7 @@ static int eval(dc_cache_t *c, const char *what, redisReply **out, redisReply *r
 }
 
 int dc_cache_set(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, size_t klen, const char *gen,
-                 const char *val, size_t vlen, int ttl_s)
+                 const char *etag, const char *val, size_t vlen, int ttl_s)
 {
     char        genkey[DC_KEY_MAX];
     int         glen = dc_key_gen(org, q, genkey, sizeof(genkey));
@@ -361,8 +370,8 @@ int dc_cache_set(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, 
         return DC_UNAVAILABLE;
     t0 = dc_now_ns();
     rc = eval(c, "redis store", &r,
-              command(c, "EVALSHA %s 2 %b %b %s %b %d", c->store_sha, genkey, (size_t)glen, key, klen, gen,
-                      val, vlen, ttl_s));
+              command(c, "EVALSHA %s 2 %b %b %s %b %d %s", c->store_sha, genkey, (size_t)glen, key, klen, gen,
+                      val, vlen, ttl_s, etag));
     dc_metrics_cache_latency(DC_COP_SET, dc_now_ns() - t0);
     if (rc != DC_OK) {
         dc_metrics_cache_error(DC_COP_SET);

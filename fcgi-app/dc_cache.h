@@ -12,8 +12,10 @@
  *
  * Invalidation is by generation. Every organization has one generation key
  * per cached query type (dc_key_gen); a cached value is stored as
- * "<generation>\n<body>" and is a hit only while the generation of its
- * organization and query type still equals the one it was stored under.
+ * "<generation>\n<validator>\n<body>" (the validator: dc_etag_of the body)
+ * and is a hit only while the generation of its organization and query type
+ * still equals the one it was stored under. A value of any other shape (one
+ * stored by an earlier version as "<generation>\n<body>") is a miss.
  * Invalidating what a write changed is one script moving the generations
  * of the query types that read it, whatever the number of their keys. A
  * miss reads the generation before it queries the database, and the store
@@ -26,17 +28,19 @@
 #define DC_CACHE_H
 
 #include "dc_config.h"
+#include "dc_etag.h"
 
 typedef struct dc_cache_s dc_cache_t;
 
 #define DC_GEN_MAX 24
 
-/* A lookup: the cached body on a hit, the generation seen on a miss. */
+/* A lookup: the cached body and its validator on a hit, the generation seen on a miss. */
 typedef struct {
     const char *data; /* body on a hit; valid until release */
     size_t      len;
-    char        gen[DC_GEN_MAX]; /* generation read ("" = none yet) */
-    void       *reply;           /* owned; released by dc_cache_value_release */
+    char        etag[DC_ETAG_LEN + 1]; /* its validator on a hit */
+    char        gen[DC_GEN_MAX];       /* generation read ("" = none yet) */
+    void       *reply;                 /* owned; released by dc_cache_value_release */
 } dc_cache_value_t;
 
 /* Allocates a cache handle; does not connect. NULL on out of memory. Free with dc_cache_free. */
@@ -48,8 +52,8 @@ void dc_cache_free(dc_cache_t *c);
 /*
  * Reads key, an answer of query type q of organization org, together with
  * the generation of q for org, in one round trip. DC_OK: hit, v->data/len
- * set (release v); DC_DECLINED: miss or stale, v->gen holds the generation
- * to store under; DC_UNAVAILABLE: Redis down, hung or in back-off (the
+ * and v->etag set (release v); DC_DECLINED: miss, stale or not of the
+ * current format, v->gen holds the generation to store under; DC_UNAVAILABLE: Redis down, hung or in back-off (the
  * caller bypasses), or q is not cached.
  */
 int dc_cache_get(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, size_t klen,
@@ -79,13 +83,14 @@ int dc_cache_generation(dc_cache_t *c, const char *org, dc_qtype_t q, char gen[D
 void dc_cache_value_release(dc_cache_value_t *v);
 
 /*
- * Stores val under key (an answer of query type q of org) with ttl_s, only
- * if the generation of q for org is still gen. DC_OK: stored; DC_DECLINED:
- * refused, an invalidation came in between; DC_UNAVAILABLE: Redis failed
- * (the answer is still right, just not cached).
+ * Stores val, with its validator etag (dc_etag_of val), under key (an
+ * answer of query type q of org) with ttl_s, only if the generation of q for
+ * org is still gen. DC_OK: stored; DC_DECLINED: refused, an invalidation
+ * came in between; DC_UNAVAILABLE: Redis failed (the answer is still right,
+ * just not cached).
  */
 int dc_cache_set(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, size_t klen, const char *gen,
-                 const char *val, size_t vlen, int ttl_s);
+                 const char *etag, const char *val, size_t vlen, int ttl_s);
 
 /*
  * Moves the generations of org's query types in queries (a DC_QBIT mask;

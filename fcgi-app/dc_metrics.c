@@ -16,7 +16,7 @@
 #include "dc_log.h"
 
 #define MAGIC    0x6463616368656d31ULL /* "dcachem1" */
-#define VERSION  3                     /* 3: no count in a histogram, an overflow bucket instead */
+#define VERSION  4                     /* 3: no count in a histogram, an overflow bucket instead; 4: 304 */
 #define SLOTS    128
 #define NBUCKETS 8 /* finite bounds */
 
@@ -28,6 +28,8 @@
  * read of each bucket, a scrape is consistent whatever the writers do, and
  * no writer pays for a lock or a sequence counter.
  */
+#define NSTATUS 12 /* HTTP statuses counted by name (statuses[]); index NSTATUS: anything else */
+
 typedef struct {
     uint64_t bucket[NBUCKETS + 1]; /* observations in (bound[i-1], bound[i]]; [NBUCKETS]: above the last */
     uint64_t sum_ns;
@@ -44,7 +46,7 @@ typedef struct {
     uint64_t db_queries[DC_METRICS_MAX_STMTS];
     uint64_t db_errors[DC_METRICS_MAX_STMTS];
     hist_t   db_latency[DC_METRICS_MAX_STMTS];
-    uint64_t http[DC_MR_COUNT][12];
+    uint64_t http[DC_MR_COUNT][NSTATUS + 1];
     hist_t   http_duration[DC_MR_COUNT];
     uint64_t invalidations[DC_IS_COUNT];
     hist_t   invalidation_lag;
@@ -73,8 +75,7 @@ static const int64_t bound_ns[NBUCKETS] = {
 static const char *const bound_txt[NBUCKETS] = { "0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1", "5" };
 #define CACHE_BUCKETS 6 /* the cache latency family stops at 0.5 s */
 
-static const int statuses[] = { 200, 201, 400, 403, 404, 405, 409, 413, 415, 500, 503 };
-#define NSTATUS (sizeof(statuses) / sizeof(statuses[0])) /* index NSTATUS: anything else */
+static const int statuses[NSTATUS] = { 200, 201, 304, 400, 403, 404, 405, 409, 413, 415, 500, 503 };
 
 #define LABEL(NAME, method, label, ...) label,
 #define SERVICE_LABEL(NAME, label, ...) label,

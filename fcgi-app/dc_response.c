@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "dc_etag.h"
 #include "dc_view.h"
 
 const char *dc_response_reason(int status)
@@ -12,6 +13,8 @@ const char *dc_response_reason(int status)
         return "OK";
     case 201:
         return "Created";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
     case 401:
@@ -46,11 +49,21 @@ int dc_response_head(const dc_response_t *r, char *buf, size_t cap)
     dc_fix_uint(&f, (unsigned)r->status);
     DC_FIX_LIT(&f, " ");
     dc_fix_str(&f, dc_response_reason(r->status));
-    DC_FIX_LIT(&f, "\r\nContent-Type: ");
-    dc_fix_str(&f, r->content_type ? r->content_type : "application/json");
-    DC_FIX_LIT(&f, "\r\nContent-Length: ");
-    dc_fix_uint(&f, r->body_len);
-    DC_FIX_LIT(&f, "\r\nCache-Control: no-store\r\n");
+    DC_FIX_LIT(&f, "\r\n");
+    if (r->status != 304) {
+        DC_FIX_LIT(&f, "Content-Type: ");
+        dc_fix_str(&f, r->content_type ? r->content_type : "application/json");
+        DC_FIX_LIT(&f, "\r\nContent-Length: ");
+        dc_fix_uint(&f, r->body_len);
+        DC_FIX_LIT(&f, "\r\n");
+    }
+    if (r->etag != NULL) {
+        DC_FIX_LIT(&f, "Cache-Control: private, no-cache\r\nETag: W/\"");
+        dc_fix_str(&f, r->etag);
+        DC_FIX_LIT(&f, "\"\r\n");
+    } else {
+        DC_FIX_LIT(&f, "Cache-Control: no-store\r\n");
+    }
     if (r->x_cache != NULL) {
         DC_FIX_LIT(&f, "X-Cache: ");
         dc_fix_str(&f, r->x_cache);
@@ -109,6 +122,16 @@ void dc_response_buf(dc_response_t *r, int status, const char *x_cache, const dc
     r->x_cache = x_cache;
     r->body = b->data;
     r->body_len = b->len;
+}
+
+int dc_response_not_modified(dc_response_t *r, const char *if_none_match)
+{
+    if (r->status != 200 || r->etag == NULL || !dc_etag_none_match(if_none_match, r->etag))
+        return 0;
+    r->status = 304;
+    r->body = NULL;
+    r->body_len = 0;
+    return 1;
 }
 
 void dc_response_db_failure(dc_response_t *r, int rc, int retry_after_s, dc_buf_t *out)

@@ -15,6 +15,7 @@
 typedef struct {
     int         status;
     const char *x_cache;      /* "HIT", "MISS", "BYPASS" or NULL */
+    const char *etag;         /* a dashboard answer's validator (DC_ETAG_LEN hex digits), or NULL */
     const char *allow;        /* Allow header, or NULL */
     const char *challenge;    /* WWW-Authenticate header, or NULL */
     int         retry_after;  /* seconds; 0 = no header */
@@ -32,7 +33,11 @@ const char *dc_response_reason(int status);
 /*
  * Writes "Status: ...\r\nContent-Type: application/json\r\n...\r\n\r\n" into
  * buf (DC_RESPONSE_HEAD_MAX bytes). Returns its length, or DC_ERROR if it
- * does not fit.
+ * does not fit. With an etag (a dashboard answer, 200 or 304): the weak
+ * ETag: W/"<etag>" (dc_etag.h says why weak) and Cache-Control: private,
+ * no-cache (a client may keep the body, and must revalidate it before each
+ * use); without: Cache-Control: no-store (errors, writes, service routes).
+ * A 304 has neither Content-Type nor Content-Length.
  */
 int dc_response_head(const dc_response_t *r, char *buf, size_t cap);
 
@@ -47,6 +52,13 @@ void dc_response_fail(dc_response_t *r, int status, const char *code, const char
 
 /* Answers status with the body in b (borrowed until the response is sent); x_cache may be NULL. */
 void dc_response_buf(dc_response_t *r, int status, const char *x_cache, const dc_buf_t *b);
+
+/*
+ * Turns a dashboard 200 with r->etag into 304 Not Modified when the request's
+ * If-None-Match (NULL: none) matches it (dc_etag_none_match): no body, the
+ * same ETag and X-Cache. Anything else is left as it is. Returns whether it did.
+ */
+int dc_response_not_modified(dc_response_t *r, const char *if_none_match);
 
 /*
  * The database could not answer (rc from dc_query_run or a write):

@@ -404,6 +404,7 @@ static int start(dc_loop_t *l, dc_conn_t *c, dc_fcgi_req_t *r)
            .trusted_orgs = dc_fcgi_param(r, "DASHCACHE_AUTH_ORGS"),
            .trusted_scope = dc_fcgi_param(r, "DASHCACHE_AUTH_SCOPE"),
            .idempotency_key = dc_fcgi_param(r, "HTTP_IDEMPOTENCY_KEY"),
+           .if_none_match = dc_fcgi_param(r, "HTTP_IF_NONE_MATCH"),
     };
 
     if (in.method == NULL)

@@ -31,10 +31,12 @@ def test_miss_then_hit_with_the_same_body(http, redis, path, key):
     second = http.get(path)
     assert second.xcache == "HIT", f"second GET .../{path}: HIT; got {second}"
     assert second.body == first.body, f"second GET .../{path}: byte-identical body"
-    # the stored value is "<generation>\n<body>" with this very body
-    stored = redis("GET", key)
-    assert stored is not None and stored.split("\n", 1)[1] == first.body.decode(), \
-        f"{key} holds the generation and the body that was answered; got {(stored or '')[:120]!r}"
+    # the stored value is "<generation>\n<validator>\n<body>" with this very body and its ETag
+    stored = (redis("GET", key) or "").split("\n", 2)
+    assert len(stored) == 3 and stored[2] == first.body.decode(), \
+        f"{key} holds the generation, the validator and the body that was answered; got {stored!r:.160}"
+    assert first.header("ETag") == second.header("ETag") == f'W/"{stored[1]}"', \
+        f"{key}: its validator is the ETag of both answers; got {stored[1]!r}, {first.header('ETag')!r}"
 
 
 @pytest.mark.parametrize("key", [k for _, k in CACHED])

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "dc_etag.h"
 #include "dc_key.h"
 #include "dc_test.h"
 
@@ -50,16 +51,26 @@ static void forget_org(const char *org)
     dc_test_redis_del_pattern(pattern);
 }
 
-/* The body cached under key, without its generation tag (free), or NULL. */
+/*
+ * The body cached under key (free), or NULL, after checking the rest of the
+ * value "<generation>\n<validator>\n<body>": the validator is the body's.
+ */
 static char *cached_body(const char *key)
 {
-    char *v = dc_test_redis_str("GET %s", key), *nl, *body;
+    char *v = dc_test_redis_str("GET %s", key), *nl, *tag, *body;
+    char  want[DC_ETAG_LEN + 1];
 
     if (v == NULL)
         return NULL;
     nl = strchr(v, '\n');
     assert_non_null(nl);
+    tag = nl + 1;
+    nl = strchr(tag, '\n');
+    assert_non_null(nl);
+    assert_int_equal(nl - tag, DC_ETAG_LEN);
     body = strdup(nl + 1);
+    dc_etag_of(body, strlen(body), want);
+    assert_memory_equal(tag, want, DC_ETAG_LEN);
     free(v);
     return body;
 }
@@ -216,7 +227,7 @@ static void test_force_refresh_bypasses_and_repopulates(void **state)
     assert_non_null(gen);
     assert_true(gen[0] != '\0');
 
-    free(dc_test_redis_str("SET %s %s\n%s EX 60", key, gen, planted));
+    free(dc_test_redis_str("SET %s %s\n%s\n%s EX 60", key, gen, "0123456789abcdef", planted));
     dc_test_get(f->app, path, NULL, &p);
     assert_int_equal(p.status, 200);
     assert_string_equal(p.x_cache, "HIT");
@@ -227,9 +238,9 @@ static void test_force_refresh_bypasses_and_repopulates(void **state)
     assert_string_equal(b.x_cache, "BYPASS");
     assert_null(strstr(b.body, "planted"));
     assert_non_null(strstr(b.body, "\"orgId\":\"" DEMO_ORG "\""));
-    /* replaced, under the same generation */
+    /* replaced, under the same generation, with the validator of the new body */
     stored = dc_test_redis_str("GET %s", key);
-    snprintf(want, sizeof(want), "%s\n%s", gen, b.body);
+    snprintf(want, sizeof(want), "%s\n%s\n%s", gen, b.etag, b.body);
     assert_non_null(stored);
     assert_string_equal(stored, want);
 
@@ -242,6 +253,110 @@ static void test_force_refresh_bypasses_and_repopulates(void **state)
     dc_test_resp_free(&p);
     dc_test_resp_free(&b);
     dc_test_resp_free(&c);
+}
+
+/*
+ * After an upgrade Redis holds values of the old format "<generation>\n<body>",
+ * possibly under what is the current generation: each is a miss (never read
+ * as "<generation>\n<validator>\n<body>"), answered from the database and
+ * replaced in the current format.
+ */
+static void test_old_format_value_is_a_miss_and_is_replaced(void **state)
+{
+    fixture_t     *f = *state;
+    char           path[PATH_MAX_LEN], key[DC_KEY_MAX], genkey[DC_KEY_MAX];
+    dc_test_resp_t a, b, c;
+    char          *gen, *stored;
+
+    forget_org(DEMO_ORG);
+    dc_test_key(key, sizeof(key), DEMO_ORG, "units/status", NULL);
+    dc_test_gen_key(genkey, sizeof(genkey), DEMO_ORG, DC_Q_UNITS);
+    dc_test_org_path(path, sizeof(path), DEMO_ORG, "units/status");
+    dc_test_get(f->app, path, NULL, &a);
+    assert_string_equal(a.x_cache, "MISS");
+    gen = dc_test_redis_str("GET %s", genkey);
+    assert_non_null(gen);
+
+    /* an old value: its body starts where the validator would be */
+    free(dc_test_redis_str("SET %s %s\n%s EX 60", key, gen, "{\"normal\":1,\"planted\":\"old format\"}"));
+    dc_test_get(f->app, path, NULL, &b);
+    assert_int_equal(b.status, 200);
+    assert_string_equal(b.x_cache, "MISS");
+    assert_null(strstr(b.body, "planted"));
+    assert_string_equal(b.etag, a.etag); /* the same data, read again */
+    stored = cached_body(key);
+    assert_non_null(stored);
+    assert_string_equal(stored, b.body);
+    dc_test_get(f->app, path, NULL, &c);
+    assert_string_equal(c.x_cache, "HIT");
+    assert_string_equal(c.body, b.body);
+    free(stored);
+    free(gen);
+    dc_test_resp_free(&a);
+    dc_test_resp_free(&b);
+    dc_test_resp_free(&c);
+}
+
+/*
+ * Every dashboard 200 carries the validator of its data, the same on a MISS,
+ * a HIT and a BYPASS (a new read of the same data: only generatedAt moved);
+ * If-None-Match with it (or in a list, weak, or *) is a 304 without a body
+ * on each of them, another validator a full 200; errors carry none.
+ */
+static void test_etag_and_not_modified(void **state)
+{
+    fixture_t     *f = *state;
+    char           path[PATH_MAX_LEN], want[DC_ETAG_LEN + 1], inm[64], list[96];
+    dc_test_resp_t miss, hit, r;
+    const char    *matching[] = { inm, list, "*" };
+
+    forget_org(DEMO_ORG);
+    dc_test_org_path(path, sizeof(path), DEMO_ORG, "alerts/count");
+    dc_test_get(f->app, path, NULL, &miss);
+    dc_test_get(f->app, path, NULL, &hit);
+    assert_string_equal(miss.x_cache, "MISS");
+    assert_string_equal(hit.x_cache, "HIT");
+    dc_etag_of(miss.body, miss.body_len, want);
+    assert_string_equal(miss.etag, want);
+    assert_string_equal(hit.etag, want);
+    snprintf(inm, sizeof(inm), "\"%s\"", want);
+    snprintf(list, sizeof(list), "\"0000000000000000\", W/\"%s\"", want);
+
+    for (size_t i = 0; i < DC_ARRAY_LEN(matching); i++) {
+        dc_test_get_if(f->app, path, NULL, matching[i], &r); /* a hit */
+        assert_int_equal(r.status, 304);
+        assert_string_equal(r.x_cache, "HIT");
+        assert_string_equal(r.etag, want);
+        assert_int_equal(r.body_len, 0);
+        dc_test_resp_free(&r);
+    }
+    dc_test_get_if(f->app, path, "forceRefresh=true", inm, &r); /* read from the database */
+    assert_int_equal(r.status, 304);
+    assert_string_equal(r.x_cache, "BYPASS");
+    assert_string_equal(r.etag, want);
+    assert_int_equal(r.body_len, 0);
+    dc_test_resp_free(&r);
+    forget_org(DEMO_ORG);
+    dc_test_get_if(f->app, path, NULL, inm, &r); /* a miss: queried, stored, not sent */
+    assert_int_equal(r.status, 304);
+    assert_string_equal(r.x_cache, "MISS");
+    assert_int_equal(r.body_len, 0);
+    dc_test_resp_free(&r);
+    dc_test_get_if(f->app, path, NULL, "\"0000000000000000\"", &r); /* stored by the 304's miss */
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.x_cache, "HIT");
+    assert_string_equal(r.etag, want);
+    assert_non_null(strstr(r.body, "\"unresolved\":"));
+    dc_test_resp_free(&r);
+
+    /* an error is not a representation: no validator, and no 304 even for * */
+    dc_test_org_path(path, sizeof(path), "00000000-0000-4000-8000-000000000000", "alerts/count");
+    dc_test_get_if(f->app, path, NULL, "*", &r);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(r.etag, "");
+    dc_test_resp_free(&r);
+    dc_test_resp_free(&miss);
+    dc_test_resp_free(&hit);
 }
 
 static void test_audit_is_never_cached(void **state)
@@ -463,6 +578,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_every_query_type_is_cached_under_its_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ttl_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_force_refresh_bypasses_and_repopulates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_format_value_is_a_miss_and_is_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_etag_and_not_modified, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_is_never_cached, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_org_and_unit_are_not_cached, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_isolation, setup, teardown),

@@ -356,6 +356,7 @@ static void call(dc_app_t *app, const dc_input_t *in, dc_test_resp_t *r)
     r->status = resp.status;
     snprintf(r->x_cache, sizeof(r->x_cache), "%s", resp.x_cache ? resp.x_cache : "");
     snprintf(r->challenge, sizeof(r->challenge), "%s", resp.challenge ? resp.challenge : "");
+    snprintf(r->etag, sizeof(r->etag), "%s", resp.etag ? resp.etag : "");
     r->retry_after = resp.retry_after;
     r->body = strndup(resp.body ? resp.body : "", resp.body_len);
     r->body_len = resp.body_len;
@@ -370,6 +371,19 @@ void dc_test_call(dc_app_t *app, const dc_input_t *in, dc_test_resp_t *r)
 void dc_test_get_as(dc_app_t *app, const char *auth, const char *path, const char *query, dc_test_resp_t *r)
 {
     dc_input_t in = { .method = "GET", .path = path, .query = query, .authorization = auth };
+    call(app, &in, r);
+}
+
+void dc_test_get_if(dc_app_t *app, const char *path, const char *query, const char *if_none_match,
+                    dc_test_resp_t *r)
+{
+    dc_input_t in = {
+        .method = "GET",
+        .path = path,
+        .query = query,
+        .authorization = dc_test_default_auth(),
+        .if_none_match = if_none_match,
+    };
     call(app, &in, r);
 }
 

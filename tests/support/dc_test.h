@@ -88,6 +88,7 @@ typedef struct {
     size_t body_len;
     double ms;             /* wall time of the call */
     char   challenge[128]; /* WWW-Authenticate, "" when none */
+    char   etag[24];       /* the validator of a dashboard answer (no quotes), "" when none */
 } dc_test_resp_t;
 
 /*
@@ -105,6 +106,9 @@ const char *dc_test_default_auth(void);
 
 /* GET path?query through app as the default caller; copies the response out. */
 void dc_test_get(dc_app_t *app, const char *path, const char *query, dc_test_resp_t *r);
+/* GET path?query as the default caller with this If-None-Match header (NULL: none). */
+void dc_test_get_if(dc_app_t *app, const char *path, const char *query, const char *if_none_match,
+                    dc_test_resp_t *r);
 /* POST path with a JSON body (application/json) as the default caller. */
 void dc_test_post(dc_app_t *app, const char *path, const char *json, dc_test_resp_t *r);
 /* The same with this Authorization header (NULL: none); r->challenge holds WWW-Authenticate. */

@@ -27,10 +27,11 @@
 
 #include "dc_cache.h"
 
-#define ORG "550e8400-e29b-41d4-a716-446655440000"
-#define KEY "k"
-#define GEN "1700000000000001"
-#define SHA "0123456789abcdef0123456789abcdef01234567"
+#define ORG  "550e8400-e29b-41d4-a716-446655440000"
+#define KEY  "k"
+#define GEN  "1700000000000001"
+#define ETAG "0123456789abcdef"
+#define SHA  "0123456789abcdef0123456789abcdef01234567"
 
 typedef enum {
     F_NONE = 0,
@@ -305,10 +306,11 @@ static void assert_serves(fixture_t *f)
 {
     dc_cache_value_t v;
 
-    fk.value = GEN "\nbody";
+    fk.value = GEN "\n" ETAG "\nbody";
     assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_OK);
     assert_int_equal(v.len, 4);
     assert_memory_equal(v.data, "body", 4);
+    assert_string_equal(v.etag, ETAG);
     dc_cache_value_release(&v);
     assert_true(dc_cache_connected(f->cache));
 }
@@ -345,7 +347,7 @@ static void test_context_allocation_failure(void **state)
     assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_UNAVAILABLE);
     assert_null(v.reply);
     assert_int_equal(dc_cache_generation(f->cache, ORG, DC_Q_STATS, gen), DC_UNAVAILABLE);
-    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, ETAG, "b", 1, 60), DC_UNAVAILABLE);
     assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBITS_CACHED), DC_UNAVAILABLE);
     assert_false(dc_cache_connected(f->cache));
     fk.connect_null = 0;
@@ -456,7 +458,7 @@ static void test_store_and_bump_retry_after_eof(void **state)
 
     assert_serves(f);
     fail_next("EVALSHA", F_NULL_EOF);
-    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_OK);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, ETAG, "b", 1, 60), DC_OK);
     assert_int_equal(fk.connects, 2);
     fail_next("EVALSHA", F_NULL_EOF);
     assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBITS_CACHED), DC_OK);
@@ -554,12 +556,28 @@ static void test_many_lookups_failing_part_way(void **state)
     assert_serves(f);
 }
 
-/* A value under another generation, or without a tag, is a miss, not a hit. */
+/*
+ * A value under another generation, without a tag, or not of the current
+ * format "<gen>\n<etag>\n<body>" (an earlier version's "<gen>\n<body>", a
+ * validator of the wrong length or case) is a miss, not a hit.
+ */
 static void test_mget_stale_or_untagged_value_is_a_miss(void **state)
 {
     fixture_t       *f = *state;
     dc_cache_value_t v;
-    const char      *values[] = { "1700000000000000\nbody", "body", GEN, GEN "body", "" };
+    const char      *values[] = {
+             "1700000000000000\n" ETAG "\nbody",
+             "body",
+             GEN,
+             GEN "body",
+             "",
+             GEN "\nbody",
+             GEN "\n{\"orgId\":\"550e8400-e29b-41d4-a716-446655440000\",\"units\":{}}",
+             GEN "\n0123456789abcdefX{}",
+             GEN "\n0123456789ABCDEF\n{}",
+             GEN "\n0123456789abcde\n{}",
+             GEN "\n" ETAG,
+    };
 
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
         fk.value = values[i];
@@ -589,11 +607,11 @@ static void test_store_error_reply_reloads_scripts(void **state)
 {
     fixture_t *f = *state;
 
-    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_OK);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, ETAG, "b", 1, 60), DC_OK);
     fail_next("EVALSHA", F_ERROR);
-    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, ETAG, "b", 1, 60), DC_UNAVAILABLE);
     assert_false(dc_cache_connected(f->cache));
-    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_OK);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, ETAG, "b", 1, 60), DC_OK);
     assert_int_equal(fk.connects, 2);
     assert_int_equal(fk.script_loads, 4);
 }
@@ -603,9 +621,9 @@ static void test_store_null_reply(void **state)
     fixture_t *f = *state;
 
     fail_next("EVALSHA", F_NULL_IO);
-    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_UNAVAILABLE);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, ETAG, "b", 1, 60), DC_UNAVAILABLE);
     assert_int_equal(fk.contexts, 0);
-    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_OK);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, ETAG, "b", 1, 60), DC_OK);
 }
 
 /* Anything but the integer 1 is not a store. */
@@ -614,8 +632,8 @@ static void test_store_wrong_reply_type_is_not_stored(void **state)
     fixture_t *f = *state;
 
     fail_next("EVALSHA", F_WRONG);
-    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_DECLINED);
-    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, "b", 1, 60), DC_OK);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, ETAG, "b", 1, 60), DC_DECLINED);
+    assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, ETAG, "b", 1, 60), DC_OK);
 }
 
 static void test_invalidate_faults(void **state)

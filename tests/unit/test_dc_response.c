@@ -1,7 +1,9 @@
 /*
- * dc_response: the CGI header block for each kind of answer, byte for byte;
- * every buffer size below the one that fits; JSON error responses, also when
- * no memory is left (fail_alloc.h); and the reason phrases.
+ * dc_response: the CGI header block for each kind of answer, byte for byte
+ * (a dashboard answer's ETag and Cache-Control, the bodiless 304); every
+ * buffer size below the one that fits; when a 200 becomes a 304; JSON error
+ * responses, also when no memory is left (fail_alloc.h); and the reason
+ * phrases.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -220,8 +222,14 @@ static void assert_sizes(const dc_response_t *r)
 static void test_head_too_small_buffer(void **state)
 {
     dc_response_t plain = response(200, NULL), full = response(503, "BYPASS"), allow = response(405, NULL);
+    dc_response_t tagged = response(200, "BYPASS"), not_modified = response(304, "MISS");
 
     (void)state;
+    tagged.etag = "0123456789abcdef";
+    tagged.body_len = SIZE_MAX;
+    not_modified.etag = "0123456789abcdef";
+    assert_sizes(&tagged);
+    assert_sizes(&not_modified);
     full.allow = "GET, HEAD";
     full.retry_after = 3600;
     full.body_len = SIZE_MAX;
@@ -239,6 +247,7 @@ static void test_reason_phrases(void **state)
     } known[] = {
         { 200, "OK" },
         { 201, "Created" },
+        { 304, "Not Modified" },
         { 400, "Bad Request" },
         { 404, "Not Found" },
         { 405, "Method Not Allowed" },
@@ -263,7 +272,7 @@ static void test_reason_phrases(void **state)
 
 static void test_head_every_known_status(void **state)
 {
-    static const int statuses[] = { 200, 201, 400, 404, 405, 409, 413, 415, 500, 503 };
+    static const int statuses[] = { 200, 201, 304, 400, 404, 405, 409, 413, 415, 500, 503 };
     char             want[64], got[DC_RESPONSE_HEAD_MAX];
 
     (void)state;
@@ -274,6 +283,59 @@ static void test_head_every_known_status(void **state)
         snprintf(want, sizeof(want), "Status: %d %s\r\n", statuses[i], dc_response_reason(statuses[i]));
         assert_int_equal(strncmp(got, want, strlen(want)), 0);
     }
+}
+
+/*
+ * A dashboard answer carries its validator and may be kept by the client
+ * if revalidated (private, no-cache); a 304 has no Content-Type and no
+ * Content-Length, and keeps ETag and X-Cache.
+ */
+static void test_head_dashboard_answer_and_304(void **state)
+{
+    dc_response_t r = response(200, "HIT");
+
+    (void)state;
+    r.etag = "0123456789abcdef";
+    assert_head(&r,
+                "Status: 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n"
+                "Cache-Control: private, no-cache\r\nETag: W/\"0123456789abcdef\"\r\nX-Cache: HIT\r\n\r\n");
+    r.status = 304;
+    r.body = NULL;
+    r.body_len = 0;
+    assert_head(&r,
+                "Status: 304 Not Modified\r\n"
+                "Cache-Control: private, no-cache\r\nETag: W/\"0123456789abcdef\"\r\nX-Cache: HIT\r\n\r\n");
+}
+
+/* Only a dashboard 200 with a matching If-None-Match becomes a bodiless 304. */
+static void test_not_modified(void **state)
+{
+    static const char tag[] = "0123456789abcdef";
+    dc_response_t     r;
+
+    (void)state;
+    r = response(200, "MISS");
+    r.etag = tag;
+    assert_false(dc_response_not_modified(&r, NULL));
+    assert_false(dc_response_not_modified(&r, "\"fedcba9876543210\""));
+    assert_int_equal(r.status, 200);
+    assert_ptr_equal(r.body, body);
+    assert_int_equal(r.body_len, sizeof(body) - 1);
+    assert_true(dc_response_not_modified(&r, "W/\"fedcba9876543210\", W/\"0123456789abcdef\""));
+    assert_int_equal(r.status, 304);
+    assert_null(r.body);
+    assert_int_equal(r.body_len, 0);
+    assert_string_equal(r.etag, tag);
+    assert_string_equal(r.x_cache, "MISS");
+
+    r = response(200, "HIT"); /* no validator: not a dashboard answer */
+    assert_false(dc_response_not_modified(&r, "*"));
+    assert_int_equal(r.status, 200);
+    r = response(404, NULL); /* an error is never Not Modified, whatever it carries */
+    r.etag = tag;
+    assert_false(dc_response_not_modified(&r, "*"));
+    assert_int_equal(r.status, 404);
+    assert_int_equal(r.body_len, sizeof(body) - 1);
 }
 
 static void error_response(dc_response_t *r, const dc_error_t *err, dc_buf_t *out)
@@ -441,6 +503,8 @@ int main(void)
         cmocka_unit_test(test_head_too_small_buffer),
         cmocka_unit_test(test_reason_phrases),
         cmocka_unit_test(test_head_every_known_status),
+        cmocka_unit_test(test_head_dashboard_answer_and_304),
+        cmocka_unit_test(test_not_modified),
         cmocka_unit_test(test_error_fills_status_and_body),
         cmocka_unit_test(test_error_405_keeps_allow),
         cmocka_unit_test(test_error_with_index),
