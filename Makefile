@@ -86,8 +86,9 @@ WRAP_test_dc_cache_faults = $(call wrap,redisConnectWithTimeout redisConnectUnix
             redisSetTimeout redisCommand redisvCommand redisCommandArgv redisFree)
 WRAP_test_dc_db_faults = $(call wrap,PQconnectdbParams PQstatus PQerrorMessage PQfinish \
             PQsetnonblocking PQsendPrepare PQsendQueryPrepared PQsendQueryParams PQsendQuery \
+            PQflush \
             PQisBusy PQsocket PQconsumeInput PQgetResult PQresultStatus PQresultErrorField \
-            PQresultErrorMessage PQclear)
+            PQresultErrorMessage PQclear poll dc_now_ms)
 
 $(BUILD)/tests/%: tests/unit/%.c $(APP_OBJS) | $(BUILD)/tests
 	$(SAY) CCLD $@

@@ -2,6 +2,7 @@
 #include "dc_db.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,23 +95,50 @@ static void went_down(dc_db_t *db, const char *what, const char *why)
     disconnect(db);
 }
 
-/* Waits for the complete result of the query in flight, until deadline. */
+/*
+ * Waits until libpq has sent all it holds and a result can be taken without
+ * blocking, until deadline. DC_OK; DC_UNAVAILABLE (the deadline passed);
+ * DC_ERROR (the connection failed). Reading goes on while the send waits:
+ * the server may be blocked on results that nobody reads.
+ */
+static int await(PGconn *conn, int64_t deadline_ms)
+{
+    for (;;) {
+        int           unsent = PQflush(conn);
+        struct pollfd pfd = { PQsocket(conn), POLLIN, 0 };
+        int64_t       left = deadline_ms - dc_now_ms();
+        int           n;
+
+        if (unsent < 0)
+            return DC_ERROR;
+        if (unsent == 0 && !PQisBusy(conn))
+            return DC_OK;
+        if (left <= 0)
+            return DC_UNAVAILABLE;
+        if (unsent)
+            pfd.events |= POLLOUT;
+        n = poll(&pfd, 1, (int)(left < INT_MAX ? left : INT_MAX));
+        if (n < 0 && errno != EINTR)
+            return DC_ERROR;
+        if (n > 0 && (pfd.revents & (POLLIN | POLLERR | POLLHUP)) && PQconsumeInput(conn) == 0)
+            return DC_ERROR;
+    }
+}
+
+/*
+ * Waits for the complete result of the query in flight, until deadline.
+ * DC_OK with *out set; DC_UNAVAILABLE; DC_ERROR (the connection failed, or
+ * no result came).
+ */
 static int wait_result(PGconn *conn, int64_t deadline_ms, PGresult **out)
 {
     PGresult *first = NULL, *r;
+    int       rc;
 
     for (;;) {
-        while (PQisBusy(conn)) {
-            struct pollfd pfd = { PQsocket(conn), POLLIN, 0 };
-            int64_t       left = deadline_ms - dc_now_ms();
-            int           n;
-            if (left <= 0)
-                goto timeout;
-            n = poll(&pfd, 1, (int)left);
-            if (n < 0 && errno != EINTR)
-                goto fail;
-            if (n > 0 && PQconsumeInput(conn) == 0)
-                goto fail;
+        if ((rc = await(conn, deadline_ms)) != DC_OK) {
+            PQclear(first);
+            return rc;
         }
         r = PQgetResult(conn);
         if (r == NULL)
@@ -122,13 +150,6 @@ static int wait_result(PGconn *conn, int64_t deadline_ms, PGresult **out)
     }
     *out = first;
     return first != NULL ? DC_OK : DC_ERROR;
-
-timeout:
-    PQclear(first);
-    return DC_UNAVAILABLE;
-fail:
-    PQclear(first);
-    return DC_ERROR;
 }
 
 static int deadline_ms(const dc_db_t *db)
@@ -211,7 +232,7 @@ static int connect_db(dc_db_t *db)
         db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
         return DC_UNAVAILABLE;
     }
-    if (PQsetnonblocking(db->conn, 0) != 0 || prepare_all(db) != DC_OK || listen_channel(db) != DC_OK) {
+    if (PQsetnonblocking(db->conn, 1) != 0 || prepare_all(db) != DC_OK || listen_channel(db) != DC_OK) {
         disconnect(db);
         db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
         return DC_UNAVAILABLE;
@@ -228,7 +249,42 @@ static int connect_db(dc_db_t *db)
 #define BROKEN      1
 #define SENT_BROKEN 2
 
-/* One attempt on the current connection: DC_OK, DC_UNAVAILABLE, DC_ERROR or BROKEN. */
+/*
+ * What a result that is neither PGRES_TUPLES_OK nor PGRES_COMMAND_OK means:
+ * SENT_BROKEN (the connection went bad), DC_EQUERY (refused: raised by our
+ * functions, a bad value or a constraint; the caller's answer, not a
+ * failure), DC_UNAVAILABLE (the server cancelled it or ran out of something:
+ * busy) or DC_ERROR (a bug; logged).
+ */
+static int failure_of(dc_db_t *db, const char *name, const PGresult *r)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    int         busy = state != NULL && (strcmp(state, "57014") == 0 || strncmp(state, "53", 2) == 0);
+    int         refused = state != NULL && (strncmp(state, "P0", 2) == 0 || strncmp(state, "22", 2) == 0 ||
+                                    strncmp(state, "23", 2) == 0);
+
+    if (PQstatus(db->conn) != CONNECTION_OK)
+        return SENT_BROKEN;
+    if (refused)
+        return DC_EQUERY;
+    dc_log_error("db.query", "%s: %s", name, PQresultErrorMessage(r));
+    return busy ? DC_UNAVAILABLE : DC_ERROR;
+}
+
+static int ran_fine(const PGresult *r)
+{
+    return PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK;
+}
+
+/* The deadline passed: the connection is in an unknown state and the server maybe hung. */
+static int timed_out(dc_db_t *db)
+{
+    went_down(db, "query", "no answer within the deadline");
+    db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
+    return DC_UNAVAILABLE;
+}
+
+/* One attempt on the current connection: DC_OK, DC_EQUERY, DC_UNAVAILABLE, DC_ERROR, BROKEN or SENT_BROKEN. */
 static int exec_once(dc_db_t *db, const char *name, int nparams, const char *const *params, const char *sql,
                      int timeout_ms, PGresult **out)
 {
@@ -240,30 +296,17 @@ static int exec_once(dc_db_t *db, const char *name, int nparams, const char *con
     if (!ok)
         return BROKEN;
     rc = wait_result(db->conn, dc_now_ms() + timeout_ms, &r);
-    if (rc == DC_UNAVAILABLE) {
-        went_down(db, "query", "no answer within the deadline");
-        db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
-        return DC_UNAVAILABLE;
-    }
+    if (rc == DC_UNAVAILABLE)
+        return timed_out(db);
     if (rc != DC_OK)
         return SENT_BROKEN;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
-        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        int         busy = state != NULL && (strcmp(state, "57014") == 0 || strncmp(state, "53", 2) == 0);
-        /* raised by our functions or a constraint: the caller's answer, not a failure */
-        int refused = state != NULL && (strncmp(state, "P0", 2) == 0 || strncmp(state, "22", 2) == 0 ||
-                                        strncmp(state, "23", 2) == 0);
-        if (PQstatus(db->conn) != CONNECTION_OK) {
-            PQclear(r);
-            return SENT_BROKEN;
-        }
-        if (refused) {
+    if (!ran_fine(r)) {
+        rc = failure_of(db, name, r);
+        if (rc == DC_EQUERY)
             *out = r;
-            return DC_EQUERY;
-        }
-        dc_log_error("db.query", "%s: %s", name, PQresultErrorMessage(r));
-        PQclear(r);
-        return busy ? DC_UNAVAILABLE : DC_ERROR;
+        else
+            PQclear(r);
+        return rc;
     }
     *out = r;
     return DC_OK;

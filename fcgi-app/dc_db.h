@@ -1,10 +1,11 @@
 /*
  * The PostgreSQL connection of a process. With dc_query, dc_query_write and
  * dc_outbox, the only code that includes libpq. Statements are prepared on
- * every (re)connect from the statement sets of the process's role; every query is sent asynchronously and waited for
- * with a deadline, so a hung server costs a bounded wait, never a hung
- * worker. A connection found broken is replaced and the query retried once;
- * a failed connect closes the database for DB_RETRY_INTERVAL_MS.
+ * every (re)connect from the statement sets of the process's role; the
+ * connection is non-blocking, and every query is sent and waited for with a
+ * deadline (the send included), so a hung server costs a bounded wait, never
+ * a hung worker. A connection found broken is replaced and the query retried
+ * once; a failed connect closes the database for DB_RETRY_INTERVAL_MS.
  */
 #ifndef DC_DB_H
 #define DC_DB_H

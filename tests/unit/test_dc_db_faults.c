@@ -3,15 +3,19 @@
  * made to produce at the right moment: a PGconn that could not be
  * allocated, a connect that fails, a statement that does not prepare, a
  * PGRES_FATAL_ERROR of each class (bug, busy, refused), a connection found
- * bad in the middle of a query, a send that fails, a query with no result.
- * Each must give the documented result code, clear every PGresult and
- * finish every PGconn (counted here; the SAN build checks leaks too), and
- * leave the handle able to serve the next call.
+ * bad in the middle of a query, a send that fails, a query with no result,
+ * a server that stops reading what is sent. Each must give the documented
+ * result code, clear every PGresult and finish every PGconn (counted here;
+ * the SAN build checks leaks too), and leave the handle able to serve the
+ * next call.
  *
  * The calls dc_db.c makes on this path are wrapped at link time
- * (WRAP_test_dc_db_faults in the Makefile). The fake is synchronous:
- * PQisBusy is always 0, so no socket is ever polled.
+ * (WRAP_test_dc_db_faults in the Makefile), and so are poll() and the
+ * clock dc_db reads deadlines from (dc_now_ms). The fake answers at once
+ * unless told to hang: then PQflush stays stuck and poll() moves the fake
+ * clock by its whole timeout.
  */
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,11 +30,19 @@
 #include "dc_db.h"
 
 typedef struct {
+    ExecStatusType status;
+    char           state[6];
+    int            breaks; /* the connection is found bad when this result is read */
+} fake_item_t;
+
+#define QUEUE_MAX 32
+
+typedef struct {
     int            magic;
     ConnStatusType status;
-    int            pending; /* results PQgetResult still has to give */
-    ExecStatusType next_status;
-    const char    *next_state;
+    int            owes_null;        /* the NULL that ends a query's results */
+    fake_item_t    queue[QUEUE_MAX]; /* the results to come, in order  */
+    size_t         head, tail;
 } fake_conn_t;
 
 typedef struct {
@@ -41,6 +53,7 @@ typedef struct {
 
 #define CONN_MAGIC   0x636f6e6e
 #define RESULT_MAGIC 0x72657375
+#define CLOCK_START  1000000
 
 static struct {
     /* injection, each for the next matching call */
@@ -53,8 +66,13 @@ static struct {
     ExecStatusType exec_status;
     const char    *exec_state;  /* SQLSTATE of the failure */
     int            breaks_conn; /* the failure also leaves the connection CONNECTION_BAD */
+    int            unflushed;   /* PQflush answers "more to send" this many times */
+    int            flush_stuck; /* PQflush never gets everything out: the server reads nothing */
     /* observation */
-    int connects, conns, results, prepares, execs;
+    int     connects, conns, results, prepares, execs;
+    int     polls, pollouts, max_poll_ms;
+    int     stalled; /* the last PQflush was stuck: poll() times out */
+    int64_t now_ms;  /* the clock dc_db reads */
 } fk;
 
 static fake_conn_t *conn_of(const PGconn *c)
@@ -118,47 +136,57 @@ int __wrap_PQsetnonblocking(PGconn *c, int arg);
 int __wrap_PQsetnonblocking(PGconn *c, int arg)
 {
     (void)conn_of(c);
-    (void)arg;
+    assert_int_equal(arg, 1); /* every send is flushed under a deadline */
     return 0;
 }
 
-/* One query in flight: its result, or a failure as injected. */
-static int send_query(PGconn *c, ExecStatusType ok)
+static fake_item_t *push(fake_conn_t *f, ExecStatusType status)
+{
+    fake_item_t *it;
+
+    assert_true(f->tail < QUEUE_MAX);
+    it = &f->queue[f->tail++];
+    memset(it, 0, sizeof(*it));
+    it->status = status;
+    return it;
+}
+
+/* One query sent: its result to come, or none (no_result). */
+static fake_item_t *send_query(PGconn *c, ExecStatusType ok)
 {
     fake_conn_t *f = conn_of(c);
 
-    assert_int_equal(f->status, CONNECTION_OK); /* a bad connection is never used again */
-    assert_int_equal(f->pending, 0);
-    f->pending = 1;
-    f->next_status = ok;
-    f->next_state = NULL;
+    assert_int_equal(f->status, CONNECTION_OK);       /* a bad connection is never used again */
+    assert_true(f->head == f->tail && !f->owes_null); /* one query at a time */
     if (fk.no_result) {
         fk.no_result--;
-        f->pending = 0;
+        return NULL;
     }
-    return 1;
+    return push(f, ok);
 }
 
 int __wrap_PQsendPrepare(PGconn *c, const char *name, const char *sql, int n, const Oid *types);
 int __wrap_PQsendPrepare(PGconn *c, const char *name, const char *sql, int n, const Oid *types)
 {
+    fake_item_t *it;
+
     (void)name;
     (void)sql;
     (void)n;
     (void)types;
     fk.prepares++;
-    send_query(c, PGRES_COMMAND_OK);
-    if (fk.prepare_fail) {
+    it = send_query(c, PGRES_COMMAND_OK);
+    if (fk.prepare_fail && it != NULL) {
         fk.prepare_fail--;
-        conn_of(c)->next_status = PGRES_FATAL_ERROR;
-        conn_of(c)->next_state = "42601";
+        it->status = PGRES_FATAL_ERROR;
+        snprintf(it->state, sizeof(it->state), "42601");
     }
     return 1;
 }
 
 static int send_exec(PGconn *c)
 {
-    fake_conn_t *f;
+    fake_item_t *it;
 
     fk.execs++;
     if (fk.send_fail) {
@@ -166,14 +194,12 @@ static int send_exec(PGconn *c)
         conn_of(c)->status = CONNECTION_BAD;
         return 0;
     }
-    send_query(c, PGRES_TUPLES_OK);
-    f = conn_of(c);
-    if (fk.exec_faults > 0) {
+    it = send_query(c, PGRES_TUPLES_OK);
+    if (fk.exec_faults > 0 && it != NULL) {
         fk.exec_faults--;
-        f->next_status = fk.exec_status;
-        f->next_state = fk.exec_state;
-        if (fk.breaks_conn)
-            f->status = CONNECTION_BAD;
+        it->status = fk.exec_status;
+        snprintf(it->state, sizeof(it->state), "%s", fk.exec_state ? fk.exec_state : "");
+        it->breaks = fk.breaks_conn;
     }
     return 1;
 }
@@ -214,6 +240,20 @@ int __wrap_PQsendQuery(PGconn *c, const char *sql)
     return send_exec(c);
 }
 
+int __wrap_PQflush(PGconn *c);
+int __wrap_PQflush(PGconn *c)
+{
+    (void)conn_of(c);
+    fk.stalled = fk.flush_stuck;
+    if (fk.flush_stuck)
+        return 1;
+    if (fk.unflushed > 0) {
+        fk.unflushed--;
+        return 1;
+    }
+    return 0;
+}
+
 int __wrap_PQisBusy(PGconn *c);
 int __wrap_PQisBusy(PGconn *c)
 {
@@ -234,21 +274,53 @@ int __wrap_PQconsumeInput(PGconn *c)
     return conn_of(c)->status == CONNECTION_OK;
 }
 
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout);
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+    assert_int_equal(n, 1);
+    assert_true(timeout >= 0); /* never a wait without an end */
+    fk.polls++;
+    if (timeout > fk.max_poll_ms)
+        fk.max_poll_ms = timeout;
+    if (fds[0].events & POLLOUT)
+        fk.pollouts++;
+    if (fk.stalled) {
+        fk.now_ms += timeout;
+        fds[0].revents = 0;
+        return 0;
+    }
+    fds[0].revents = (fds[0].events & POLLOUT) ? POLLOUT : POLLIN;
+    return 1;
+}
+
+int64_t __wrap_dc_now_ms(void);
+int64_t __wrap_dc_now_ms(void)
+{
+    return fk.now_ms;
+}
+
 PGresult *__wrap_PQgetResult(PGconn *c);
 PGresult *__wrap_PQgetResult(PGconn *c)
 {
     fake_conn_t   *f = conn_of(c);
+    fake_item_t    it;
     fake_result_t *r;
 
-    if (!f->pending)
+    if (f->owes_null) {
+        f->owes_null = 0;
         return NULL;
-    f->pending = 0;
+    }
+    if (f->head == f->tail)
+        return NULL;
+    it = f->queue[f->head++];
+    f->owes_null = 1;
+    if (it.breaks)
+        f->status = CONNECTION_BAD;
     r = calloc(1, sizeof(*r));
     assert_non_null(r);
     r->magic = RESULT_MAGIC;
-    r->status = f->next_status;
-    if (f->next_state != NULL)
-        snprintf(r->state, sizeof(r->state), "%s", f->next_state);
+    r->status = it.status;
+    memcpy(r->state, it.state, sizeof(r->state));
     fk.results++;
     return (PGresult *)r;
 }
@@ -311,6 +383,7 @@ static int setup(void **state)
     fixture_t *f = calloc(1, sizeof(*f));
 
     memset(&fk, 0, sizeof(fk));
+    fk.now_ms = CLOCK_START;
     snprintf(f->cfg.database_url, sizeof(f->cfg.database_url), "postgresql://fake/fake");
     f->cfg.db_connect_timeout_s = 1;
     f->cfg.db_statement_timeout_ms = 1000;
@@ -599,6 +672,34 @@ static void test_ping_faults(void **state)
     assert_int_equal(dc_db_ping(f->db, 100, &ms), DC_OK);
 }
 
+/*
+ * A send is flushed under the deadline too: a slow reader is waited for
+ * (POLLOUT), one that reads nothing costs the deadline, not a hung worker.
+ */
+static void test_send_is_bounded(void **state)
+{
+    fixture_t *f = *state;
+    PGresult  *r = NULL;
+    int        deadline = f->cfg.db_statement_timeout_ms + 1000;
+
+    assert_serves(f);
+    fk.unflushed = 3;
+    assert_int_equal(exec(f, &r), DC_OK);
+    assert_int_equal(fk.pollouts, 3);
+    PQclear(r);
+
+    fk.flush_stuck = 1;
+    assert_int_equal(exec(f, &r), DC_UNAVAILABLE);
+    assert_null(r);
+    assert_int_equal(fk.now_ms - CLOCK_START, deadline);
+    assert_true(fk.max_poll_ms <= deadline);
+    assert_int_equal(fk.conns, 0);
+    assert_int_equal(fk.results, 0);
+    fk.flush_stuck = 0;
+    assert_serves(f);
+    assert_int_equal(fk.connects, 2);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -619,6 +720,7 @@ int main(void)
         T(test_send_failure_reconnects),
         T(test_no_result_reconnects),
         T(test_ping_faults),
+        T(test_send_is_bounded),
     };
 
     return cmocka_run_group_tests_name("dc_db_faults", tests, NULL, NULL);
