@@ -126,9 +126,9 @@ static int await(PGconn *conn, int64_t deadline_ms)
 }
 
 /*
- * Waits for the complete result of the query in flight, until deadline.
- * DC_OK with *out set; DC_UNAVAILABLE; DC_ERROR (the connection failed, or
- * no result came).
+ * Waits for the complete result of the query in flight (in pipeline mode:
+ * of the next query, or the sync), until deadline. DC_OK with *out set;
+ * DC_UNAVAILABLE; DC_ERROR (the connection failed, or no result came).
  */
 static int wait_result(PGconn *conn, int64_t deadline_ms, PGresult **out)
 {
@@ -367,6 +367,160 @@ int dc_db_exec(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params,
              slot < DC_DB_SLOTS_WRITE || slot >= DC_DB_SLOTS_OUTBOX, out);
     /* a refused statement (a client's 4xx) ran fine */
     dc_metrics_db_query(slot, rc == DC_OK || rc == DC_EQUERY, dc_now_ns() - t0);
+    return rc;
+}
+
+/*
+ * One attempt at a batch on the current connection, in pipeline mode:
+ * DC_OK, DC_EQUERY, DC_UNAVAILABLE, DC_ERROR, BROKEN or SENT_BROKEN, as
+ * exec_once. Sets the res of the calls whose results came, done_ns[i] when
+ * statement i ran (fine or refused), and *failed to the statement a failure
+ * belongs to: the one that failed, or the first without a result. The
+ * connection leaves pipeline mode, or is closed.
+ */
+static int pipeline_once(dc_db_t *db, dc_db_call_t *calls, size_t n, int timeout_ms, int64_t *done_ns,
+                         size_t *failed)
+{
+    PGconn   *conn = db->conn;
+    PGresult *r = NULL;
+    int       rc = DC_OK, w;
+
+    *failed = 0;
+    if (!PQenterPipelineMode(conn))
+        return BROKEN;
+    for (size_t i = 0; i < n; i++) {
+        const dc_db_stmt_t *s = calls[i].stmt;
+        if (!PQsendQueryPrepared(conn, s->name, s->nparams, calls[i].params, NULL, NULL, 0))
+            return i == 0 ? BROKEN : SENT_BROKEN;
+    }
+    if (!PQpipelineSync(conn))
+        return SENT_BROKEN;
+
+    /* each result in order; after a failure, PGRES_PIPELINE_ABORTED for the rest */
+    for (size_t i = 0; i < n; i++) {
+        ExecStatusType st;
+
+        if (rc == DC_OK)
+            *failed = i;
+        w = wait_result(conn, dc_now_ms() + timeout_ms, &r);
+        if (w != DC_OK) {
+            /* once a statement failed the answer is known; the connection is not reused either way */
+            if (w == DC_UNAVAILABLE)
+                w = timed_out(db);
+            else
+                w = SENT_BROKEN;
+            if (rc == DC_OK)
+                return w;
+            if (db->conn != NULL)
+                went_down(db, "query", PQerrorMessage(db->conn));
+            return rc;
+        }
+        st = PQresultStatus(r);
+        if (rc == DC_OK && ran_fine(r)) {
+            calls[i].res = r;
+            done_ns[i] = dc_now_ns();
+            continue;
+        }
+        if (rc != DC_OK && st == PGRES_PIPELINE_ABORTED) {
+            PQclear(r);
+            continue;
+        }
+        if (rc != DC_OK || st != PGRES_FATAL_ERROR) {
+            dc_log_error("db.query", "%s: %s in a pipeline; closing the connection", calls[i].stmt->name,
+                         PQresStatus(st));
+            PQclear(r);
+            disconnect(db);
+            return rc != DC_OK ? rc : DC_ERROR;
+        }
+        w = failure_of(db, calls[i].stmt->name, r);
+        if (w == SENT_BROKEN) {
+            PQclear(r);
+            return SENT_BROKEN;
+        }
+        if (w == DC_EQUERY) {
+            calls[i].res = r;
+            done_ns[i] = dc_now_ns();
+        } else {
+            PQclear(r);
+        }
+        rc = w;
+    }
+
+    /* the sync ends the implicit transaction; every result is in whatever happens to it */
+    w = wait_result(conn, dc_now_ms() + timeout_ms, &r);
+    if (w != DC_OK || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+        PQclear(r);
+        if (w == DC_UNAVAILABLE)
+            timed_out(db);
+        else
+            went_down(db, "query", "the pipeline did not end with its sync");
+        return rc;
+    }
+    PQclear(r);
+    if (!PQexitPipelineMode(conn)) {
+        dc_log_error("db.query", "PQexitPipelineMode() failed: %s; closing the connection",
+                     PQerrorMessage(conn));
+        disconnect(db);
+    }
+    return rc;
+}
+
+void dc_db_calls_clear(dc_db_call_t *calls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        PQclear(calls[i].res);
+        calls[i].res = NULL;
+    }
+}
+
+int dc_db_exec_all(dc_db_t *db, dc_db_call_t *calls, size_t n)
+{
+    int     slots[DC_DB_BATCH_MAX];
+    int64_t done_ns[DC_DB_BATCH_MAX];
+    int64_t t0 = dc_now_ns();
+    size_t  failed = 0;
+    int     rc = DC_UNAVAILABLE;
+
+    for (size_t i = 0; i < n; i++)
+        calls[i].res = NULL;
+    if (n == 0 || n > DC_DB_BATCH_MAX) {
+        dc_log_error("db.query", "a batch of %zu statements (1 to %d)", n, DC_DB_BATCH_MAX);
+        return DC_ERROR;
+    }
+    for (size_t i = 0; i < n; i++) {
+        slots[i] = slot_of(db, calls[i].stmt);
+        /* a write is never part of a batch: never sent twice, and alone in its round trip */
+        if (slots[i] < 0 || (slots[i] >= DC_DB_SLOTS_WRITE && slots[i] < DC_DB_SLOTS_OUTBOX)) {
+            dc_log_error("db.query", "statement %s is not a read prepared by this process",
+                         calls[i].stmt->name);
+            return DC_ERROR;
+        }
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        memset(done_ns, 0, sizeof(done_ns));
+        failed = 0;
+        if (db->conn == NULL && (db->in_tx || connect_db(db) != DC_OK)) {
+            rc = DC_UNAVAILABLE;
+            break;
+        }
+        rc = pipeline_once(db, calls, n, deadline_ms(db), done_ns, &failed);
+        if (rc != BROKEN && rc != SENT_BROKEN)
+            break;
+        /* the connection broke (server restarted, network): reads are sent again, once, outside a transaction */
+        int once = db->in_tx;
+        dc_db_calls_clear(calls, n);
+        went_down(db, "query", PQerrorMessage(db->conn));
+        rc = DC_UNAVAILABLE;
+        if (once)
+            break;
+    }
+    /* as if each had been run by dc_db_exec: those after a failure never were */
+    for (size_t i = 0; i < n; i++) {
+        if (rc != DC_OK && i == failed)
+            dc_metrics_db_query(slots[i], rc == DC_EQUERY, (done_ns[i] ? done_ns[i] : dc_now_ns()) - t0);
+        else if (done_ns[i] != 0)
+            dc_metrics_db_query(slots[i], 1, done_ns[i] - t0);
+    }
     return rc;
 }
 
