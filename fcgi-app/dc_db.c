@@ -374,7 +374,7 @@ int dc_db_exec(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params,
  * One attempt at a batch on the current connection, in pipeline mode:
  * DC_OK, DC_EQUERY, DC_UNAVAILABLE, DC_ERROR, BROKEN or SENT_BROKEN, as
  * exec_once. Sets the res of the calls whose results came, done_ns[i] when
- * statement i ran (fine or refused), and *failed to the statement a failure
+ * statement i ran (fine or not), and *failed to the statement a failure
  * belongs to: the one that failed, or the first without a result. The
  * connection leaves pipeline mode, or is closed.
  */
@@ -382,8 +382,8 @@ static int pipeline_once(dc_db_t *db, dc_db_call_t *calls, size_t n, int timeout
                          size_t *failed)
 {
     PGconn   *conn = db->conn;
-    PGresult *r = NULL;
-    int       rc = DC_OK, w;
+    PGresult *r, *failure = NULL; /* the result of the statement that failed */
+    int       rc, w;
 
     *failed = 0;
     if (!PQenterPipelineMode(conn))
@@ -398,65 +398,69 @@ static int pipeline_once(dc_db_t *db, dc_db_call_t *calls, size_t n, int timeout
 
     /* each result in order; after a failure, PGRES_PIPELINE_ABORTED for the rest */
     for (size_t i = 0; i < n; i++) {
-        ExecStatusType st;
-
-        if (rc == DC_OK)
+        if (failure == NULL)
             *failed = i;
+        r = NULL;
         w = wait_result(conn, dc_now_ms() + timeout_ms, &r);
         if (w != DC_OK) {
-            /* once a statement failed the answer is known; the connection is not reused either way */
-            if (w == DC_UNAVAILABLE)
-                w = timed_out(db);
-            else
-                w = SENT_BROKEN;
-            if (rc == DC_OK)
-                return w;
-            if (db->conn != NULL)
-                went_down(db, "query", PQerrorMessage(db->conn));
-            return rc;
+            PQclear(failure);
+            return w == DC_UNAVAILABLE ? timed_out(db) : SENT_BROKEN;
         }
-        st = PQresultStatus(r);
-        if (rc == DC_OK && ran_fine(r)) {
+        if (failure == NULL && ran_fine(r)) {
             calls[i].res = r;
             done_ns[i] = dc_now_ns();
             continue;
         }
-        if (rc != DC_OK && st == PGRES_PIPELINE_ABORTED) {
+        if (PQstatus(conn) != CONNECTION_OK) {
             PQclear(r);
-            continue;
-        }
-        if (rc != DC_OK || st != PGRES_FATAL_ERROR) {
-            dc_log_error("db.query", "%s: %s in a pipeline; closing the connection", calls[i].stmt->name,
-                         PQresStatus(st));
-            PQclear(r);
-            disconnect(db);
-            return rc != DC_OK ? rc : DC_ERROR;
-        }
-        w = failure_of(db, calls[i].stmt->name, r);
-        if (w == SENT_BROKEN) {
-            PQclear(r);
+            PQclear(failure);
             return SENT_BROKEN;
         }
-        if (w == DC_EQUERY) {
-            calls[i].res = r;
-            done_ns[i] = dc_now_ns();
-        } else {
+        if (failure != NULL && PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
             PQclear(r);
+            continue;
         }
-        rc = w;
+        if (failure != NULL || PQresultStatus(r) != PGRES_FATAL_ERROR) {
+            dc_log_error("db.query", "%s: %s in a pipeline; closing the connection", calls[i].stmt->name,
+                         PQresStatus(PQresultStatus(r)));
+            PQclear(r);
+            PQclear(failure);
+            disconnect(db);
+            return DC_ERROR;
+        }
+        failure = r;
+        done_ns[i] = dc_now_ns();
     }
 
-    /* the sync ends the implicit transaction; every result is in whatever happens to it */
+    /* the sync ends the implicit transaction */
+    r = NULL;
     w = wait_result(conn, dc_now_ms() + timeout_ms, &r);
     if (w != DC_OK || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
         PQclear(r);
+        if (failure != NULL) {
+            /* a server shutting down answers with an error and then closes: the connection's end */
+            PQclear(failure);
+            return w == DC_UNAVAILABLE ? timed_out(db) : SENT_BROKEN;
+        }
+        /* every result is in: they stand, the connection is not reused */
         if (w == DC_UNAVAILABLE)
             timed_out(db);
         else
             went_down(db, "query", "the pipeline did not end with its sync");
-        return rc;
+        return DC_OK;
     }
     PQclear(r);
+    rc = DC_OK;
+    if (failure != NULL) {
+        rc = failure_of(db, calls[*failed].stmt->name, failure);
+        if (rc == DC_EQUERY) {
+            calls[*failed].res = failure;
+        } else {
+            PQclear(failure);
+            if (rc == SENT_BROKEN)
+                return rc;
+        }
+    }
     if (!PQexitPipelineMode(conn)) {
         dc_log_error("db.query", "PQexitPipelineMode() failed: %s; closing the connection",
                      PQerrorMessage(conn));

@@ -36,6 +36,7 @@ typedef struct {
     ExecStatusType status;
     char           state[6];
     int            breaks; /* the connection is found bad when this result is read */
+    int            closes; /* the server closes the connection after this result */
 } fake_item_t;
 
 #define QUEUE_MAX 32
@@ -47,6 +48,7 @@ typedef struct {
     int            aborted;          /* a query failed since the last sync: the rest are PIPELINE_ABORTED */
     int            owes_null;        /* the NULL that ends a query's results */
     int            given;            /* results given since the pipeline began */
+    int            closed;           /* the server closed it: nothing more comes */
     fake_item_t    queue[QUEUE_MAX]; /* the results to come, in order (a sync is one) */
     size_t         head, tail;
 } fake_conn_t;
@@ -74,6 +76,7 @@ static struct {
     ExecStatusType exec_status;
     const char    *exec_state;  /* SQLSTATE of the failure */
     int            breaks_conn; /* the failure also leaves the connection CONNECTION_BAD */
+    int            closes_conn; /* the server closes the connection after the failure */
     int            enter_fail;  /* PQenterPipelineMode refuses */
     int            sync_fail;   /* PQpipelineSync fails (the connection is lost) */
     int            exit_fail;   /* PQexitPipelineMode refuses */
@@ -221,6 +224,7 @@ static int send_exec(PGconn *c)
         it->status = fk.exec_status;
         snprintf(it->state, sizeof(it->state), "%s", fk.exec_state ? fk.exec_state : "");
         it->breaks = fk.breaks_conn;
+        it->closes = fk.closes_conn;
     }
     return 1;
 }
@@ -396,6 +400,10 @@ PGresult *__wrap_PQgetResult(PGconn *c)
         f->owes_null = 0;
         return NULL;
     }
+    if (f->closed) { /* libpq found the end of the connection */
+        f->status = CONNECTION_BAD;
+        return NULL;
+    }
     if (f->head == f->tail)
         return NULL;
     if (f->pipeline && f->given == 0)
@@ -419,6 +427,7 @@ PGresult *__wrap_PQgetResult(PGconn *c)
     }
     if (it.breaks)
         f->status = CONNECTION_BAD;
+    f->closed = it.closes;
     r = calloc(1, sizeof(*r));
     assert_non_null(r);
     r->magic = RESULT_MAGIC;
@@ -996,6 +1005,53 @@ static void test_batch_connection_lost_in_the_middle(void **state)
 }
 
 /*
+ * A server shutting down answers the first statement with an error (57P01)
+ * while the connection still looks fine, then closes it: found while the
+ * rest is read, that is the connection's end, not a failed statement; the
+ * batch goes again on a new connection.
+ */
+static void test_batch_server_shutting_down(void **state)
+{
+    fixture_t   *f = *state;
+    dc_db_call_t c[NB];
+
+    assert_batch_serves(f);
+    forget_metrics();
+    batch_of(c);
+    fail_exec(PGRES_FATAL_ERROR, "57P01", 0);
+    fk.closes_conn = 1;
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_OK);
+    assert_int_equal(results_set(c), NB);
+    dc_db_calls_clear(c, NB);
+    assert_int_equal(fk.connects, 2);
+    assert_int_equal(fk.conns, 1);
+    assert_int_equal(fk.results, 0);
+    for (size_t i = 0; i < NB; i++)
+        assert_counted(i, 1, 0);
+
+    /* the same at the last statement: found while the sync is awaited */
+    batch_of(c);
+    fk.exec_skip = NB - 1;
+    fail_exec(PGRES_FATAL_ERROR, "57P01", 0);
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_OK);
+    assert_int_equal(results_set(c), NB);
+    dc_db_calls_clear(c, NB);
+    assert_int_equal(fk.connects, 3);
+
+    /* closed after every result came: they stand, the connection is not reused */
+    batch_of(c);
+    fk.exec_skip = NB - 1;
+    fail_exec(PGRES_TUPLES_OK, NULL, 0);
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_OK);
+    assert_int_equal(results_set(c), NB);
+    dc_db_calls_clear(c, NB);
+    assert_int_equal(fk.conns, 0);
+    assert_int_equal(fk.connects, 3);
+    assert_int_equal(fk.results, 0);
+    assert_batch_serves(f);
+}
+
+/*
  * The server stops answering after two results: the wait ends at the
  * deadline (DB_STATEMENT_TIMEOUT_MS + 1 s from the last result), the
  * connection is closed, the two results are kept and counted, the third
@@ -1185,6 +1241,7 @@ int main(void)
         T(test_batch_send_failure),
         T(test_batch_sync_failure),
         T(test_batch_connection_lost_in_the_middle),
+        T(test_batch_server_shutting_down),
         T(test_batch_timeout_in_the_middle),
         T(test_send_is_bounded),
         T(test_batch_enter_failure),
