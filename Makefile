@@ -87,8 +87,9 @@ WRAP_test_dc_cache_faults = $(call wrap,redisConnectWithTimeout redisConnectUnix
             redisAppendCommand redisGetReply)
 WRAP_test_dc_db_faults = $(call wrap,PQconnectdbParams PQstatus PQerrorMessage PQfinish \
             PQsetnonblocking PQsendPrepare PQsendQueryPrepared PQsendQueryParams PQsendQuery \
-            PQisBusy PQsocket PQconsumeInput PQgetResult PQresultStatus PQresultErrorField \
-            PQresultErrorMessage PQclear)
+            PQenterPipelineMode PQpipelineSync PQexitPipelineMode PQflush \
+            PQisBusy PQsocket PQconsumeInput PQgetResult PQresultStatus PQresStatus PQresultErrorField \
+            PQresultErrorMessage PQclear poll dc_now_ms dc_metrics_db_query)
 
 $(BUILD)/tests/%: tests/unit/%.c $(APP_OBJS) | $(BUILD)/tests
 	$(SAY) CCLD $@

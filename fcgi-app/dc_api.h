@@ -23,7 +23,8 @@
  *   key_parts  what follows the organization (DC_KEY_*); DC_KEY_NONE: never cached
  *   ttl_var    variable overriding CACHE_TTL_SECONDS, or NULL
  *   params     accepted query parameters (DC_PARAM_BIT(...) of DC_API_PARAMS)
- *   fetch      dc_query.c: reads the rows (dc_fetch_fn)
+ *   fetch      dc_query.c: declares its statements, runs them with the
+ *              existence checks in one round trip, reads the rows (dc_fetch_fn)
  *   view       dc_view.c: renders them (dc_view_fn)
  * Rows of cacheable queries come first and the one never-cached query
  * (audit) last: DC_Q_AUDIT also counts the cached types.

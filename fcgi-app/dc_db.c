@@ -2,6 +2,7 @@
 #include "dc_db.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,23 +95,50 @@ static void went_down(dc_db_t *db, const char *what, const char *why)
     disconnect(db);
 }
 
-/* Waits for the complete result of the query in flight, until deadline. */
+/*
+ * Waits until libpq has sent all it holds and a result can be taken without
+ * blocking, until deadline. DC_OK; DC_UNAVAILABLE (the deadline passed);
+ * DC_ERROR (the connection failed). Reading goes on while the send waits:
+ * the server may be blocked on results that nobody reads.
+ */
+static int await(PGconn *conn, int64_t deadline_ms)
+{
+    for (;;) {
+        int           unsent = PQflush(conn);
+        struct pollfd pfd = { PQsocket(conn), POLLIN, 0 };
+        int64_t       left = deadline_ms - dc_now_ms();
+        int           n;
+
+        if (unsent < 0)
+            return DC_ERROR;
+        if (unsent == 0 && !PQisBusy(conn))
+            return DC_OK;
+        if (left <= 0)
+            return DC_UNAVAILABLE;
+        if (unsent)
+            pfd.events |= POLLOUT;
+        n = poll(&pfd, 1, (int)(left < INT_MAX ? left : INT_MAX));
+        if (n < 0 && errno != EINTR)
+            return DC_ERROR;
+        if (n > 0 && (pfd.revents & (POLLIN | POLLERR | POLLHUP)) && PQconsumeInput(conn) == 0)
+            return DC_ERROR;
+    }
+}
+
+/*
+ * Waits for the complete result of the query in flight (in pipeline mode:
+ * of the next query, or the sync), until deadline. DC_OK with *out set;
+ * DC_UNAVAILABLE; DC_ERROR (the connection failed, or no result came).
+ */
 static int wait_result(PGconn *conn, int64_t deadline_ms, PGresult **out)
 {
     PGresult *first = NULL, *r;
+    int       rc;
 
     for (;;) {
-        while (PQisBusy(conn)) {
-            struct pollfd pfd = { PQsocket(conn), POLLIN, 0 };
-            int64_t       left = deadline_ms - dc_now_ms();
-            int           n;
-            if (left <= 0)
-                goto timeout;
-            n = poll(&pfd, 1, (int)left);
-            if (n < 0 && errno != EINTR)
-                goto fail;
-            if (n > 0 && PQconsumeInput(conn) == 0)
-                goto fail;
+        if ((rc = await(conn, deadline_ms)) != DC_OK) {
+            PQclear(first);
+            return rc;
         }
         r = PQgetResult(conn);
         if (r == NULL)
@@ -122,13 +150,6 @@ static int wait_result(PGconn *conn, int64_t deadline_ms, PGresult **out)
     }
     *out = first;
     return first != NULL ? DC_OK : DC_ERROR;
-
-timeout:
-    PQclear(first);
-    return DC_UNAVAILABLE;
-fail:
-    PQclear(first);
-    return DC_ERROR;
 }
 
 static int deadline_ms(const dc_db_t *db)
@@ -211,7 +232,7 @@ static int connect_db(dc_db_t *db)
         db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
         return DC_UNAVAILABLE;
     }
-    if (PQsetnonblocking(db->conn, 0) != 0 || prepare_all(db) != DC_OK || listen_channel(db) != DC_OK) {
+    if (PQsetnonblocking(db->conn, 1) != 0 || prepare_all(db) != DC_OK || listen_channel(db) != DC_OK) {
         disconnect(db);
         db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
         return DC_UNAVAILABLE;
@@ -228,7 +249,42 @@ static int connect_db(dc_db_t *db)
 #define BROKEN      1
 #define SENT_BROKEN 2
 
-/* One attempt on the current connection: DC_OK, DC_UNAVAILABLE, DC_ERROR or BROKEN. */
+/*
+ * What a result that is neither PGRES_TUPLES_OK nor PGRES_COMMAND_OK means:
+ * SENT_BROKEN (the connection went bad), DC_EQUERY (refused: raised by our
+ * functions, a bad value or a constraint; the caller's answer, not a
+ * failure), DC_UNAVAILABLE (the server cancelled it or ran out of something:
+ * busy) or DC_ERROR (a bug; logged).
+ */
+static int failure_of(dc_db_t *db, const char *name, const PGresult *r)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    int         busy = state != NULL && (strcmp(state, "57014") == 0 || strncmp(state, "53", 2) == 0);
+    int         refused = state != NULL && (strncmp(state, "P0", 2) == 0 || strncmp(state, "22", 2) == 0 ||
+                                    strncmp(state, "23", 2) == 0);
+
+    if (PQstatus(db->conn) != CONNECTION_OK)
+        return SENT_BROKEN;
+    if (refused)
+        return DC_EQUERY;
+    dc_log_error("db.query", "%s: %s", name, PQresultErrorMessage(r));
+    return busy ? DC_UNAVAILABLE : DC_ERROR;
+}
+
+static int ran_fine(const PGresult *r)
+{
+    return PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK;
+}
+
+/* The deadline passed: the connection is in an unknown state and the server maybe hung. */
+static int timed_out(dc_db_t *db)
+{
+    went_down(db, "query", "no answer within the deadline");
+    db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
+    return DC_UNAVAILABLE;
+}
+
+/* One attempt on the current connection: DC_OK, DC_EQUERY, DC_UNAVAILABLE, DC_ERROR, BROKEN or SENT_BROKEN. */
 static int exec_once(dc_db_t *db, const char *name, int nparams, const char *const *params, const char *sql,
                      int timeout_ms, PGresult **out)
 {
@@ -240,30 +296,17 @@ static int exec_once(dc_db_t *db, const char *name, int nparams, const char *con
     if (!ok)
         return BROKEN;
     rc = wait_result(db->conn, dc_now_ms() + timeout_ms, &r);
-    if (rc == DC_UNAVAILABLE) {
-        went_down(db, "query", "no answer within the deadline");
-        db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
-        return DC_UNAVAILABLE;
-    }
+    if (rc == DC_UNAVAILABLE)
+        return timed_out(db);
     if (rc != DC_OK)
         return SENT_BROKEN;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
-        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        int         busy = state != NULL && (strcmp(state, "57014") == 0 || strncmp(state, "53", 2) == 0);
-        /* raised by our functions or a constraint: the caller's answer, not a failure */
-        int refused = state != NULL && (strncmp(state, "P0", 2) == 0 || strncmp(state, "22", 2) == 0 ||
-                                        strncmp(state, "23", 2) == 0);
-        if (PQstatus(db->conn) != CONNECTION_OK) {
-            PQclear(r);
-            return SENT_BROKEN;
-        }
-        if (refused) {
+    if (!ran_fine(r)) {
+        rc = failure_of(db, name, r);
+        if (rc == DC_EQUERY)
             *out = r;
-            return DC_EQUERY;
-        }
-        dc_log_error("db.query", "%s: %s", name, PQresultErrorMessage(r));
-        PQclear(r);
-        return busy ? DC_UNAVAILABLE : DC_ERROR;
+        else
+            PQclear(r);
+        return rc;
     }
     *out = r;
     return DC_OK;
@@ -324,6 +367,164 @@ int dc_db_exec(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params,
              slot < DC_DB_SLOTS_WRITE || slot >= DC_DB_SLOTS_OUTBOX, out);
     /* a refused statement (a client's 4xx) ran fine */
     dc_metrics_db_query(slot, rc == DC_OK || rc == DC_EQUERY, dc_now_ns() - t0);
+    return rc;
+}
+
+/*
+ * One attempt at a batch on the current connection, in pipeline mode:
+ * DC_OK, DC_EQUERY, DC_UNAVAILABLE, DC_ERROR, BROKEN or SENT_BROKEN, as
+ * exec_once. Sets the res of the calls whose results came, done_ns[i] when
+ * statement i ran (fine or not), and *failed to the statement a failure
+ * belongs to: the one that failed, or the first without a result. The
+ * connection leaves pipeline mode, or is closed.
+ */
+static int pipeline_once(dc_db_t *db, dc_db_call_t *calls, size_t n, int timeout_ms, int64_t *done_ns,
+                         size_t *failed)
+{
+    PGconn   *conn = db->conn;
+    PGresult *r, *failure = NULL; /* the result of the statement that failed */
+    int       rc, w;
+
+    *failed = 0;
+    if (!PQenterPipelineMode(conn))
+        return BROKEN;
+    for (size_t i = 0; i < n; i++) {
+        const dc_db_stmt_t *s = calls[i].stmt;
+        if (!PQsendQueryPrepared(conn, s->name, s->nparams, calls[i].params, NULL, NULL, 0))
+            return i == 0 ? BROKEN : SENT_BROKEN;
+    }
+    if (!PQpipelineSync(conn))
+        return SENT_BROKEN;
+
+    /* each result in order; after a failure, PGRES_PIPELINE_ABORTED for the rest */
+    for (size_t i = 0; i < n; i++) {
+        if (failure == NULL)
+            *failed = i;
+        r = NULL;
+        w = wait_result(conn, dc_now_ms() + timeout_ms, &r);
+        if (w != DC_OK) {
+            PQclear(failure);
+            return w == DC_UNAVAILABLE ? timed_out(db) : SENT_BROKEN;
+        }
+        if (failure == NULL && ran_fine(r)) {
+            calls[i].res = r;
+            done_ns[i] = dc_now_ns();
+            continue;
+        }
+        if (PQstatus(conn) != CONNECTION_OK) {
+            PQclear(r);
+            PQclear(failure);
+            return SENT_BROKEN;
+        }
+        if (failure != NULL && PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
+            PQclear(r);
+            continue;
+        }
+        if (failure != NULL || PQresultStatus(r) != PGRES_FATAL_ERROR) {
+            dc_log_error("db.query", "%s: %s in a pipeline; closing the connection", calls[i].stmt->name,
+                         PQresStatus(PQresultStatus(r)));
+            PQclear(r);
+            PQclear(failure);
+            disconnect(db);
+            return DC_ERROR;
+        }
+        failure = r;
+        done_ns[i] = dc_now_ns();
+    }
+
+    /* the sync ends the implicit transaction */
+    r = NULL;
+    w = wait_result(conn, dc_now_ms() + timeout_ms, &r);
+    if (w != DC_OK || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+        PQclear(r);
+        if (failure != NULL) {
+            /* a server shutting down answers with an error and then closes: the connection's end */
+            PQclear(failure);
+            return w == DC_UNAVAILABLE ? timed_out(db) : SENT_BROKEN;
+        }
+        /* every result is in: they stand, the connection is not reused */
+        if (w == DC_UNAVAILABLE)
+            timed_out(db);
+        else
+            went_down(db, "query", "the pipeline did not end with its sync");
+        return DC_OK;
+    }
+    PQclear(r);
+    rc = DC_OK;
+    if (failure != NULL) {
+        rc = failure_of(db, calls[*failed].stmt->name, failure);
+        if (rc == DC_EQUERY) {
+            calls[*failed].res = failure;
+        } else {
+            PQclear(failure);
+            if (rc == SENT_BROKEN)
+                return rc;
+        }
+    }
+    if (!PQexitPipelineMode(conn)) {
+        dc_log_error("db.query", "PQexitPipelineMode() failed: %s; closing the connection",
+                     PQerrorMessage(conn));
+        disconnect(db);
+    }
+    return rc;
+}
+
+void dc_db_calls_clear(dc_db_call_t *calls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        PQclear(calls[i].res);
+        calls[i].res = NULL;
+    }
+}
+
+int dc_db_exec_all(dc_db_t *db, dc_db_call_t *calls, size_t n)
+{
+    int     slots[DC_DB_BATCH_MAX];
+    int64_t done_ns[DC_DB_BATCH_MAX];
+    int64_t t0 = dc_now_ns();
+    size_t  failed = 0;
+    int     rc = DC_UNAVAILABLE;
+
+    for (size_t i = 0; i < n; i++)
+        calls[i].res = NULL;
+    if (n == 0 || n > DC_DB_BATCH_MAX) {
+        dc_log_error("db.query", "a batch of %zu statements (1 to %d)", n, DC_DB_BATCH_MAX);
+        return DC_ERROR;
+    }
+    for (size_t i = 0; i < n; i++) {
+        slots[i] = slot_of(db, calls[i].stmt);
+        /* a write is never part of a batch: never sent twice, and alone in its round trip */
+        if (slots[i] < 0 || (slots[i] >= DC_DB_SLOTS_WRITE && slots[i] < DC_DB_SLOTS_OUTBOX)) {
+            dc_log_error("db.query", "statement %s is not a read prepared by this process",
+                         calls[i].stmt->name);
+            return DC_ERROR;
+        }
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        memset(done_ns, 0, sizeof(done_ns));
+        failed = 0;
+        if (db->conn == NULL && (db->in_tx || connect_db(db) != DC_OK)) {
+            rc = DC_UNAVAILABLE;
+            break;
+        }
+        rc = pipeline_once(db, calls, n, deadline_ms(db), done_ns, &failed);
+        if (rc != BROKEN && rc != SENT_BROKEN)
+            break;
+        /* the connection broke (server restarted, network): reads are sent again, once, outside a transaction */
+        int once = db->in_tx;
+        dc_db_calls_clear(calls, n);
+        went_down(db, "query", PQerrorMessage(db->conn));
+        rc = DC_UNAVAILABLE;
+        if (once)
+            break;
+    }
+    /* as if each had been run by dc_db_exec: those after a failure never were */
+    for (size_t i = 0; i < n; i++) {
+        if (rc != DC_OK && i == failed)
+            dc_metrics_db_query(slots[i], rc == DC_EQUERY, (done_ns[i] ? done_ns[i] : dc_now_ns()) - t0);
+        else if (done_ns[i] != 0)
+            dc_metrics_db_query(slots[i], 1, done_ns[i] - t0);
+    }
     return rc;
 }
 

@@ -1,10 +1,13 @@
 /*
  * The PostgreSQL connection of a process. With dc_query, dc_query_write and
  * dc_outbox, the only code that includes libpq. Statements are prepared on
- * every (re)connect from the statement sets of the process's role; every query is sent asynchronously and waited for
- * with a deadline, so a hung server costs a bounded wait, never a hung
- * worker. A connection found broken is replaced and the query retried once;
- * a failed connect closes the database for DB_RETRY_INTERVAL_MS.
+ * every (re)connect from the statement sets of the process's role; the
+ * connection is non-blocking, and every query is sent and waited for with a
+ * deadline (the send included), so a hung server costs a bounded wait, never
+ * a hung worker. The statements of one read go in one round trip (libpq's
+ * pipeline mode, dc_db_exec_all). A connection found broken is replaced and
+ * the query retried once; a failed connect closes the database for
+ * DB_RETRY_INTERVAL_MS.
  */
 #ifndef DC_DB_H
 #define DC_DB_H
@@ -63,6 +66,43 @@ void dc_db_free(dc_db_t *db);
  */
 int dc_db_exec(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params,
                struct pg_result **out) DC_WUR;
+
+/* The most statements dc_db_exec_all takes at once. */
+#define DC_DB_BATCH_MAX 8
+
+/*
+ * One statement of a batch: the caller sets stmt and params (which must live
+ * until dc_db_exec_all returns); dc_db_exec_all sets res.
+ */
+typedef struct {
+    const dc_db_stmt_t *stmt;
+    const char *const  *params;
+    struct pg_result   *res;
+} dc_db_call_t;
+
+/*
+ * Executes the n statements of calls (1 .. DC_DB_BATCH_MAX, none of the
+ * write slots) in one round trip: libpq's pipeline mode sends them all and
+ * a sync, the server runs them in order in one implicit transaction, and
+ * the first that fails aborts the ones after it. Every wait is bounded as
+ * dc_db_exec's: the send, then each result, DB_STATEMENT_TIMEOUT_MS + 1 s
+ * from the one before. A connection that breaks is replaced and the whole
+ * batch sent again, once (never inside a transaction). Each statement that
+ * ran counts in the metrics as dc_db_exec counts it, with the time from the
+ * call to its result; those an earlier failure kept from running do not.
+ *
+ * DC_OK: every res holds a PGRES_TUPLES_OK result. Otherwise the result
+ * dc_db_exec would give for the first statement that failed (DC_EQUERY: its
+ * res holds its error result), the res of statements after it NULL, and
+ * those of statements before it possibly set. Whatever the result, every res
+ * that is not NULL is the caller's (dc_db_calls_clear). n out of range or a
+ * statement of no set of the handle or of the write slots: a bug, logged,
+ * DC_ERROR, nothing sent.
+ */
+int dc_db_exec_all(dc_db_t *db, dc_db_call_t *calls, size_t n) DC_WUR;
+
+/* PQclears the res of each of the n calls and sets it to NULL. */
+void dc_db_calls_clear(dc_db_call_t *calls, size_t n);
 
 /*
  * A statement of the write slots (DC_DB_SLOTS_WRITE ..) is never sent twice:

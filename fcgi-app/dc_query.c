@@ -13,6 +13,7 @@
 #include <libpq-fe.h>
 
 #include "dc_endpoint.h"
+#include "dc_log.h"
 #include "dc_view.h"
 
 enum {
@@ -87,151 +88,270 @@ const dc_db_set_t *dc_query_statements(void)
     return &set;
 }
 
+/*
+ * The statements of one read and their results. dc_query_run puts the
+ * existence checks first; the fetch adds its own (add), runs them all in
+ * one round trip (run) and reads its results.
+ */
+#define MAX_PARAMS 3
+#define MAX_NUMS   4
+
+struct dc_query_batch_s {
+    dc_db_t            *db;
+    const dc_request_t *req;
+    dc_error_t         *err;
+    dc_db_call_t        calls[DC_DB_BATCH_MAX];
+    const char         *params[DC_DB_BATCH_MAX][MAX_PARAMS];
+    char                nums[MAX_NUMS][16];
+    size_t              n, nnums;
+    int                 full;       /* more statements or numbers than it holds: a bug */
+    size_t              org_check;  /* index of org_exists */
+    int                 unit_check; /* index of unit_exists, or -1 */
+};
+
+/*
+ * Adds statement s with its parameters (the strings must live until the
+ * batch ran; those it does not take are ignored) and returns its index.
+ */
+static size_t add(dc_query_batch_t *b, int s, const char *p0, const char *p1, const char *p2)
+{
+    size_t i = b->n;
+
+    if (i == DC_DB_BATCH_MAX) {
+        b->full = 1;
+        return 0;
+    }
+    b->params[i][0] = p0;
+    b->params[i][1] = p1;
+    b->params[i][2] = p2;
+    b->calls[i].stmt = &statements[s];
+    b->calls[i].params = b->params[i];
+    b->n++;
+    return i;
+}
+
+/* v as a parameter, kept in b. */
+static const char *num(dc_query_batch_t *b, int v)
+{
+    char *t;
+
+    if (b->nnums == MAX_NUMS) {
+        b->full = 1;
+        return "";
+    }
+    t = b->nums[b->nnums++];
+    snprintf(t, sizeof(b->nums[0]), "%d", v);
+    return t;
+}
+
+/* Whether statement i ran and found no row (an existence check that failed). */
+static int found_none(const dc_query_batch_t *b, size_t i)
+{
+    const PGresult *r = b->calls[i].res;
+    return r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0;
+}
+
+/* Whether statement i ran: its result is rows (maybe none), not an error. */
+static int answered(const dc_query_batch_t *b, size_t i)
+{
+    const PGresult *r = b->calls[i].res;
+    return r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK;
+}
+
+/*
+ * Sends every statement of b in one round trip. DC_OK: each one's result
+ * is in b. DC_DECLINED with b->err set (404) when the organization or the
+ * unit does not exist; the answer is what running them one by one would
+ * give: a failed check is a 404 whatever failed after it. Else the failure
+ * (dc_db_exec_all).
+ */
+static int run(dc_query_batch_t *b)
+{
+    const dc_request_t *req = b->req;
+    int                 rc;
+
+    if (b->full) {
+        dc_log_error("db.query", "a read needs more statements or parameters than a batch holds");
+        return DC_ERROR;
+    }
+    rc = dc_db_exec_all(b->db, b->calls, b->n);
+    if (found_none(b, b->org_check)) {
+        dc_error_set(b->err, 404, "org_not_found", "organization %s does not exist", req->org_id);
+        return DC_DECLINED;
+    }
+    if (!answered(b, b->org_check))
+        return rc;
+    if (b->unit_check >= 0 && found_none(b, (size_t)b->unit_check)) {
+        dc_error_set(b->err, 404, "unit_not_found", "unit %s does not exist in organization %s", req->unit_id,
+                     req->org_id);
+        return DC_DECLINED;
+    }
+    return rc;
+}
+
 static int64_t int_at(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
-/* Runs a statement that returns exactly one row. */
-static int one_row(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params, PGresult **r)
+/* The result of statement i when it has exactly one row, else NULL. */
+static const PGresult *one_row(const dc_query_batch_t *b, size_t i)
 {
-    int rc = dc_db_exec(db, stmt, params, r);
-    if (rc != DC_OK)
-        return rc;
-    if (PQntuples(*r) != 1) {
-        PQclear(*r);
-        *r = NULL;
-        return DC_DECLINED;
-    }
-    return DC_OK;
+    const PGresult *r = b->calls[i].res;
+    return PQntuples(r) == 1 ? r : NULL;
 }
 
-static int units_status(dc_db_t *db, const char *org, dc_units_status_t *v)
+static size_t ask_units(dc_query_batch_t *b, const char *org)
 {
-    const char *params[] = { org };
-    PGresult   *r;
-    int         rc = one_row(db, &statements[S_UNITS_STATUS], params, &r);
+    return add(b, S_UNITS_STATUS, org, NULL, NULL);
+}
 
-    if (rc != DC_OK)
-        return rc == DC_DECLINED ? DC_ERROR : rc;
+static int take_units(const dc_query_batch_t *b, size_t i, dc_units_status_t *v)
+{
+    const PGresult *r = one_row(b, i);
+
+    if (r == NULL)
+        return DC_ERROR;
     v->normal = int_at(r, 0, 0);
     v->too_hot = int_at(r, 0, 1);
     v->too_cold = int_at(r, 0, 2);
     v->no_data = int_at(r, 0, 3);
     v->total = int_at(r, 0, 4);
-    PQclear(r);
     return DC_OK;
 }
 
-static int alert_count(dc_db_t *db, const char *org, const char *unit, dc_alert_count_t *v)
+static size_t ask_alerts(dc_query_batch_t *b, const char *org, const char *unit)
 {
-    const char *params[] = { org, unit };
-    PGresult   *r;
-    int         rc = one_row(db, &statements[unit[0] ? S_ALERTS_UNIT : S_ALERTS_ORG], params, &r);
+    return unit[0] ? add(b, S_ALERTS_UNIT, org, unit, NULL) : add(b, S_ALERTS_ORG, org, NULL, NULL);
+}
 
-    if (rc != DC_OK)
-        return rc == DC_DECLINED ? DC_ERROR : rc;
+static int take_alerts(const dc_query_batch_t *b, size_t i, dc_alert_count_t *v)
+{
+    const PGresult *r = one_row(b, i);
+
+    if (r == NULL)
+        return DC_ERROR;
     v->unresolved = int_at(r, 0, 0);
-    PQclear(r);
     return DC_OK;
 }
 
-static int devices_online(dc_db_t *db, const dc_config_t *cfg, const char *org, dc_devices_online_t *v)
+static size_t ask_devices(dc_query_batch_t *b, const dc_config_t *cfg, const char *org)
 {
-    char        secs[16];
-    const char *params[] = { org, secs };
-    PGresult   *r;
-    int         rc;
+    return add(b, S_DEVICES, org, num(b, cfg->device_online_s), NULL);
+}
 
-    snprintf(secs, sizeof(secs), "%d", cfg->device_online_s);
-    rc = one_row(db, &statements[S_DEVICES], params, &r);
-    if (rc != DC_OK)
-        return rc == DC_DECLINED ? DC_ERROR : rc;
+static int take_devices(const dc_query_batch_t *b, size_t i, dc_devices_online_t *v)
+{
+    const PGresult *r = one_row(b, i);
+
+    if (r == NULL)
+        return DC_ERROR;
     v->online = int_at(r, 0, 0);
     v->offline = int_at(r, 0, 1);
-    PQclear(r);
     return DC_OK;
 }
 
-static int compliance(dc_db_t *db, const char *org, dc_compliance_t *v)
+static size_t ask_compliance(dc_query_batch_t *b, const char *org)
 {
-    char        days[8];
-    const char *params[] = { org, days };
-    PGresult   *r;
-    int         rc;
+    return add(b, S_COMPLIANCE, org, num(b, COMPLIANCE_DAYS), NULL);
+}
 
-    snprintf(days, sizeof(days), "%d", COMPLIANCE_DAYS);
-    rc = one_row(db, &statements[S_COMPLIANCE], params, &r);
-    if (rc != DC_OK)
-        return rc == DC_DECLINED ? DC_ERROR : rc;
+static int take_compliance(const dc_query_batch_t *b, size_t i, dc_compliance_t *v)
+{
+    const PGresult *r = one_row(b, i);
+
+    if (r == NULL)
+        return DC_ERROR;
     v->window_days = COMPLIANCE_DAYS;
     v->in_range = int_at(r, 0, 0);
     v->total = int_at(r, 0, 1);
     snprintf(v->ratio, sizeof(v->ratio), "%s", PQgetisnull(r, 0, 2) ? "" : PQgetvalue(r, 0, 2));
-    PQclear(r);
     return DC_OK;
 }
 
-int dc_query_fetch_stats(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+int dc_query_fetch_stats(dc_query_batch_t *b, const dc_config_t *cfg, const dc_request_t *req,
+                         dc_fetched_t *f)
 {
     dc_stats_t *st = &f->data.stats;
+    size_t      units = ask_units(b, req->org_id), alerts = ask_alerts(b, req->org_id, "");
+    size_t      devices = ask_devices(b, cfg, req->org_id), compliance = ask_compliance(b, req->org_id);
     int         rc;
 
-    if ((rc = units_status(db, req->org_id, &st->units)) != DC_OK ||
-        (rc = alert_count(db, req->org_id, "", &st->alerts)) != DC_OK ||
-        (rc = devices_online(db, cfg, req->org_id, &st->devices)) != DC_OK)
+    if ((rc = run(b)) != DC_OK || (rc = take_units(b, units, &st->units)) != DC_OK ||
+        (rc = take_alerts(b, alerts, &st->alerts)) != DC_OK ||
+        (rc = take_devices(b, devices, &st->devices)) != DC_OK)
         return rc;
-    return compliance(db, req->org_id, &st->compliance);
+    return take_compliance(b, compliance, &st->compliance);
 }
 
-int dc_query_fetch_units(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+int dc_query_fetch_units(dc_query_batch_t *b, const dc_config_t *cfg, const dc_request_t *req,
+                         dc_fetched_t *f)
 {
+    size_t i = ask_units(b, req->org_id);
+    int    rc = run(b);
+
     (void)cfg;
-    return units_status(db, req->org_id, &f->data.stats.units);
+    return rc == DC_OK ? take_units(b, i, &f->data.stats.units) : rc;
 }
 
-int dc_query_fetch_alerts(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+int dc_query_fetch_alerts(dc_query_batch_t *b, const dc_config_t *cfg, const dc_request_t *req,
+                          dc_fetched_t *f)
 {
+    size_t i = ask_alerts(b, req->org_id, req->unit_id);
+    int    rc = run(b);
+
     (void)cfg;
-    return alert_count(db, req->org_id, req->unit_id, &f->data.stats.alerts);
+    return rc == DC_OK ? take_alerts(b, i, &f->data.stats.alerts) : rc;
 }
 
-int dc_query_fetch_devices(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+int dc_query_fetch_devices(dc_query_batch_t *b, const dc_config_t *cfg, const dc_request_t *req,
+                           dc_fetched_t *f)
 {
-    return devices_online(db, cfg, req->org_id, &f->data.stats.devices);
+    size_t i = ask_devices(b, cfg, req->org_id);
+    int    rc = run(b);
+
+    return rc == DC_OK ? take_devices(b, i, &f->data.stats.devices) : rc;
 }
 
-int dc_query_fetch_compliance(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+int dc_query_fetch_compliance(dc_query_batch_t *b, const dc_config_t *cfg, const dc_request_t *req,
+                              dc_fetched_t *f)
 {
+    size_t i = ask_compliance(b, req->org_id);
+    int    rc = run(b);
+
     (void)cfg;
-    return compliance(db, req->org_id, &f->data.stats.compliance);
+    return rc == DC_OK ? take_compliance(b, i, &f->data.stats.compliance) : rc;
 }
 
-int dc_query_fetch_trends(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+/* Moves the result of statement i into f, which keeps it for the rows that point into it. */
+static PGresult *keep(dc_query_batch_t *b, size_t i, dc_fetched_t *f)
 {
-    char              hours[8];
-    const char       *params[] = { req->unit_id, req->org_id, hours };
+    f->res = b->calls[i].res;
+    b->calls[i].res = NULL;
+    return f->res;
+}
+
+int dc_query_fetch_trends(dc_query_batch_t *b, const dc_config_t *cfg, const dc_request_t *req,
+                          dc_fetched_t *f)
+{
+    size_t            i = add(b, S_TRENDS, req->unit_id, req->org_id, num(b, req->hours));
     dc_trend_point_t *pts;
     PGresult         *r;
-    int               rc, n;
+    int               rc = run(b), n;
 
     (void)cfg;
-    snprintf(hours, sizeof(hours), "%d", req->hours);
-    rc = dc_db_exec(db, &statements[S_TRENDS], params, &r);
     if (rc != DC_OK)
         return rc;
+    r = keep(b, i, f);
     n = PQntuples(r);
     pts = calloc((size_t)n + 1, sizeof(*pts));
-    if (pts == NULL) {
-        PQclear(r);
+    if (pts == NULL)
         return DC_ENOMEM;
+    for (int k = 0; k < n; k++) {
+        pts[k].timestamp = PQgetvalue(r, k, 0);
+        pts[k].temperature = PQgetvalue(r, k, 1);
+        pts[k].alarm_state = PQgetvalue(r, k, 2);
     }
-    for (int i = 0; i < n; i++) {
-        pts[i].timestamp = PQgetvalue(r, i, 0);
-        pts[i].temperature = PQgetvalue(r, i, 1);
-        pts[i].alarm_state = PQgetvalue(r, i, 2);
-    }
-    f->res = r;
     f->rows = pts;
     f->data.hours = req->hours;
     f->data.points = pts;
@@ -239,33 +359,29 @@ int dc_query_fetch_trends(dc_db_t *db, const dc_config_t *cfg, const dc_request_
     return DC_OK;
 }
 
-int dc_query_fetch_audit(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f)
+int dc_query_fetch_audit(dc_query_batch_t *b, const dc_config_t *cfg, const dc_request_t *req,
+                         dc_fetched_t *f)
 {
-    char              limit[8];
-    const char       *params[] = { req->org_id, limit };
+    size_t            i = add(b, S_AUDIT, req->org_id, num(b, req->limit), NULL);
     dc_audit_entry_t *e;
     PGresult         *r;
-    int               rc, n;
+    int               rc = run(b), n;
 
     (void)cfg;
-    snprintf(limit, sizeof(limit), "%d", req->limit);
-    rc = dc_db_exec(db, &statements[S_AUDIT], params, &r);
     if (rc != DC_OK)
         return rc;
+    r = keep(b, i, f);
     n = PQntuples(r);
     e = calloc((size_t)n + 1, sizeof(*e));
-    if (e == NULL) {
-        PQclear(r);
+    if (e == NULL)
         return DC_ENOMEM;
+    for (int k = 0; k < n; k++) {
+        e[k].id = PQgetvalue(r, k, 0);
+        e[k].actor = PQgetvalue(r, k, 1);
+        e[k].action = PQgetvalue(r, k, 2);
+        e[k].details = PQgetvalue(r, k, 3);
+        e[k].created_at = PQgetvalue(r, k, 4);
     }
-    for (int i = 0; i < n; i++) {
-        e[i].id = PQgetvalue(r, i, 0);
-        e[i].actor = PQgetvalue(r, i, 1);
-        e[i].action = PQgetvalue(r, i, 2);
-        e[i].details = PQgetvalue(r, i, 3);
-        e[i].created_at = PQgetvalue(r, i, 4);
-    }
-    f->res = r;
     f->rows = e;
     f->data.entries = e;
     f->data.n = (size_t)n;
@@ -277,15 +393,6 @@ void dc_query_fetched_free(dc_fetched_t *f)
     PQclear(f->res);
     free(f->rows);
     memset(f, 0, sizeof(*f));
-}
-
-/* DC_OK when the row exists, DC_DECLINED when not, else the failure. */
-static int exists(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params)
-{
-    PGresult *r;
-    int       rc = one_row(db, stmt, params, &r);
-    PQclear(r);
-    return rc;
 }
 
 static void now_iso(char *buf, size_t cap)
@@ -304,39 +411,32 @@ int dc_query_run(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, d
                  dc_error_t *err)
 {
     const dc_endpoint_t *ep = dc_endpoint_query(req->qtype);
-    const char          *org_params[] = { req->org_id };
-    const char          *unit_params[] = { req->unit_id, req->org_id };
     char                 generated[40];
     dc_view_meta_t       m = { req->org_id, NULL, generated };
+    dc_query_batch_t     b;
     dc_fetched_t         f;
     int                  rc;
 
     if (ep == NULL)
         return DC_ERROR;
-    rc = exists(db, &statements[S_ORG_EXISTS], org_params);
-    if (rc == DC_DECLINED) {
-        dc_error_set(err, 404, "org_not_found", "organization %s does not exist", req->org_id);
-        return DC_DECLINED;
-    }
-    if (rc != DC_OK)
-        return rc;
+    memset(&b, 0, sizeof(b));
+    b.db = db;
+    b.req = req;
+    b.err = err;
+    /* the existence checks go in the fetch's round trip: reads have no effects to undo */
+    b.org_check = add(&b, S_ORG_EXISTS, req->org_id, NULL, NULL);
+    b.unit_check = -1;
     if (req->unit_id[0] != '\0') {
-        rc = exists(db, &statements[S_UNIT_EXISTS], unit_params);
-        if (rc == DC_DECLINED) {
-            dc_error_set(err, 404, "unit_not_found", "unit %s does not exist in organization %s",
-                         req->unit_id, req->org_id);
-            return DC_DECLINED;
-        }
-        if (rc != DC_OK)
-            return rc;
+        b.unit_check = (int)add(&b, S_UNIT_EXISTS, req->unit_id, req->org_id, NULL);
         m.unit_id = req->unit_id;
     }
 
     now_iso(generated, sizeof(generated));
     memset(&f, 0, sizeof(f));
-    rc = ep->fetch(db, cfg, req, &f);
+    rc = ep->fetch(&b, cfg, req, &f);
     if (rc == DC_OK)
         rc = ep->view(&m, &f.data, body);
     dc_query_fetched_free(&f);
+    dc_db_calls_clear(b.calls, b.n);
     return rc;
 }

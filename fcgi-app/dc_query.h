@@ -27,24 +27,38 @@ typedef struct {
 } dc_fetched_t;
 
 /*
- * The fetch of one query type (the fetch column of dc_api.h): reads what
- * its view needs into f. DC_OK; DC_UNAVAILABLE; DC_ERROR; DC_ENOMEM.
+ * The statements of one read, sent together in one round trip
+ * (dc_db_exec_all): dc_query_run puts the existence checks of the
+ * organization and unit first, and the fetch adds those its view needs.
+ * Lives in dc_query_run; the fetches alone see inside.
  */
-typedef int (*dc_fetch_fn)(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, dc_fetched_t *f);
+typedef struct dc_query_batch_s dc_query_batch_t;
 
-int dc_query_fetch_stats(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req,
+/*
+ * The fetch of one query type (the fetch column of dc_api.h): declares the
+ * statements its view needs in b, runs them with the existence checks in
+ * one round trip, and reads their results into f. No fetch needs one
+ * statement's result to form another; one that did would run a second
+ * round trip after the first. DC_OK; DC_DECLINED (no such organization or
+ * unit: the 404 is set on the error dc_query_run was given);
+ * DC_UNAVAILABLE; DC_EQUERY and DC_ERROR (500); DC_ENOMEM.
+ */
+typedef int (*dc_fetch_fn)(dc_query_batch_t *b, const dc_config_t *cfg, const dc_request_t *req,
+                           dc_fetched_t *f);
+
+int dc_query_fetch_stats(dc_query_batch_t *b, const dc_config_t *cfg, const dc_request_t *req,
                          dc_fetched_t *f) DC_WUR;
-int dc_query_fetch_units(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req,
+int dc_query_fetch_units(dc_query_batch_t *b, const dc_config_t *cfg, const dc_request_t *req,
                          dc_fetched_t *f) DC_WUR;
-int dc_query_fetch_alerts(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req,
+int dc_query_fetch_alerts(dc_query_batch_t *b, const dc_config_t *cfg, const dc_request_t *req,
                           dc_fetched_t *f) DC_WUR;
-int dc_query_fetch_trends(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req,
+int dc_query_fetch_trends(dc_query_batch_t *b, const dc_config_t *cfg, const dc_request_t *req,
                           dc_fetched_t *f) DC_WUR;
-int dc_query_fetch_devices(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req,
+int dc_query_fetch_devices(dc_query_batch_t *b, const dc_config_t *cfg, const dc_request_t *req,
                            dc_fetched_t *f) DC_WUR;
-int dc_query_fetch_compliance(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req,
+int dc_query_fetch_compliance(dc_query_batch_t *b, const dc_config_t *cfg, const dc_request_t *req,
                               dc_fetched_t *f) DC_WUR;
-int dc_query_fetch_audit(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req,
+int dc_query_fetch_audit(dc_query_batch_t *b, const dc_config_t *cfg, const dc_request_t *req,
                          dc_fetched_t *f) DC_WUR;
 
 /* Releases what a fetch kept and zeroes f. */

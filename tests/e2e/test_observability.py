@@ -3,7 +3,8 @@ sums every worker (K requests spread over the workers add up to K whichever
 worker answers the scrape), counters survive a killed worker, histograms are
 cumulative with _count equal to the requests, /api/admin/cache/stats, and
 /health answering 200 degraded without Redis (stopped or hung) and 503
-without PostgreSQL, each within its bound. Ported from
+without PostgreSQL, each within its bound; each statement of a miss, sent
+together in one round trip, counted on its own. Ported from
 test_90_observability.sh."""
 import os
 import signal
@@ -123,6 +124,26 @@ def test_counters_survive_a_killed_worker(http, stack, outage):
         assert not down, f"scrape {i} after the kill: every counter series kept its value; went down: {down}"
     assert m.value("dashboard_worker_restarts_total") == restarts + 1, \
         f"the restart is counted ({restarts} -> {m.value('dashboard_worker_restarts_total')})"
+
+
+# a stats miss sends these in one round trip (the organization check and the four aggregates)
+STATS_STATEMENTS = ("org_exists", "units_status", "alerts_org", "devices_online", "compliance")
+
+
+def test_each_statement_of_a_miss_is_counted(http):
+    n = 40
+    series = lambda s: (f'dashboard_db_queries_total{{statement="{s}"}}',  # noqa: E731
+                        f'dashboard_db_errors_total{{statement="{s}"}}',
+                        f'dashboard_db_query_duration_seconds_count{{statement="{s}"}}')
+    m = scrape(http)
+    before = {s: [m.value(k) for k in series(s)] for s in STATS_STATEMENTS}
+    res = http.load([http.org_url(ORG, "stats?forceRefresh=true")] * n, 4)
+    assert all(st == 200 for st, _ in res), f"{n} stats misses answered 200: {[st for st, _ in res]}"
+    m = scrape(http)
+    for s in STATS_STATEMENTS:
+        grew = [m.value(k) - b for k, b in zip(series(s), before[s])]
+        assert grew == [n, 0, n], \
+            f"statement {s}: queries, errors and duration count grew by {n}, 0 and {n}; got {grew}"
 
 
 # ------------------------------------------------------------------ admin stats

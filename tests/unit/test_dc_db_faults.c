@@ -3,15 +3,22 @@
  * made to produce at the right moment: a PGconn that could not be
  * allocated, a connect that fails, a statement that does not prepare, a
  * PGRES_FATAL_ERROR of each class (bug, busy, refused), a connection found
- * bad in the middle of a query, a send that fails, a query with no result.
- * Each must give the documented result code, clear every PGresult and
- * finish every PGconn (counted here; the SAN build checks leaks too), and
- * leave the handle able to serve the next call.
+ * bad in the middle of a query, a send that fails, a query with no result;
+ * and for a batch in pipeline mode: a send, a sync, an enter or an exit
+ * that fails, a statement that aborts the rest, a server that stops
+ * answering in the middle or stops reading what is sent. Each must give the
+ * documented result code, clear every PGresult and finish every PGconn
+ * (counted here; the SAN build checks leaks too), count each statement
+ * that ran in the metrics, and leave the handle able to serve the next
+ * call.
  *
  * The calls dc_db.c makes on this path are wrapped at link time
- * (WRAP_test_dc_db_faults in the Makefile). The fake is synchronous:
- * PQisBusy is always 0, so no socket is ever polled.
+ * (WRAP_test_dc_db_faults in the Makefile), and so are poll(), the clock
+ * dc_db reads deadlines from (dc_now_ms) and the metrics. The fake answers
+ * at once unless told to hang: then PQisBusy (or PQflush) stays stuck and
+ * poll() moves the fake clock by its whole timeout.
  */
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,11 +33,24 @@
 #include "dc_db.h"
 
 typedef struct {
+    ExecStatusType status;
+    char           state[6];
+    int            breaks; /* the connection is found bad when this result is read */
+    int            closes; /* the server closes the connection after this result */
+} fake_item_t;
+
+#define QUEUE_MAX 32
+
+typedef struct {
     int            magic;
     ConnStatusType status;
-    int            pending; /* results PQgetResult still has to give */
-    ExecStatusType next_status;
-    const char    *next_state;
+    int            pipeline;         /* in pipeline mode */
+    int            aborted;          /* a query failed since the last sync: the rest are PIPELINE_ABORTED */
+    int            owes_null;        /* the NULL that ends a query's results */
+    int            given;            /* results given since the pipeline began */
+    int            closed;           /* the server closed it: nothing more comes */
+    fake_item_t    queue[QUEUE_MAX]; /* the results to come, in order (a sync is one) */
+    size_t         head, tail;
 } fake_conn_t;
 
 typedef struct {
@@ -41,20 +61,37 @@ typedef struct {
 
 #define CONN_MAGIC   0x636f6e6e
 #define RESULT_MAGIC 0x72657375
+#define CLOCK_START  1000000
 
 static struct {
     /* injection, each for the next matching call */
     int            connect_null; /* PQconnectdbParams returns NULL */
     int            connect_bad;  /* the connection comes back CONNECTION_BAD */
     int            prepare_fail; /* the next prepare answers PGRES_FATAL_ERROR */
-    int            send_fail;    /* PQsendQueryPrepared returns 0 */
+    int            send_fail;    /* this many sends fail (the connection is lost) ... */
+    int            send_skip;    /* ... after this many that succeed */
     int            no_result;    /* the next query gives no PGresult at all */
-    int            exec_faults;  /* how many executions fail as below */
+    int            exec_faults;  /* how many executions fail as below ... */
+    int            exec_skip;    /* ... after this many that succeed */
     ExecStatusType exec_status;
     const char    *exec_state;  /* SQLSTATE of the failure */
     int            breaks_conn; /* the failure also leaves the connection CONNECTION_BAD */
+    int            closes_conn; /* the server closes the connection after the failure */
+    int            enter_fail;  /* PQenterPipelineMode refuses */
+    int            sync_fail;   /* PQpipelineSync fails (the connection is lost) */
+    int            exit_fail;   /* PQexitPipelineMode refuses */
+    int            unflushed;   /* PQflush answers "more to send" this many times */
+    int            flush_stuck; /* PQflush never gets everything out: the server reads nothing */
+    int            hang;        /* the server stops answering ... */
+    int            hang_at;     /* ... once a pipeline has given this many results */
     /* observation */
-    int connects, conns, results, prepares, execs;
+    int          connects, conns, results, prepares, execs, syncs, pipelines;
+    int          queued_at_first_get; /* what a pipeline had sent when its first result was read */
+    int          polls, pollouts, max_poll_ms;
+    int          stalled; /* the last PQisBusy or PQflush was stuck: poll() times out */
+    int64_t      now_ms;  /* the clock dc_db reads */
+    fake_conn_t *live;    /* the connection not yet finished */
+    int          metric_n[DC_DB_SLOTS], metric_fail[DC_DB_SLOTS];
 } fk;
 
 static fake_conn_t *conn_of(const PGconn *c)
@@ -87,6 +124,7 @@ PGconn *__wrap_PQconnectdbParams(const char *const *keys, const char *const *val
         f->status = CONNECTION_BAD;
     }
     fk.conns++;
+    fk.live = f;
     return (PGconn *)f;
 }
 
@@ -96,6 +134,8 @@ void __wrap_PQfinish(PGconn *c)
     if (c == NULL)
         return;
     conn_of(c)->magic = 0;
+    if (fk.live == (fake_conn_t *)(uintptr_t)c)
+        fk.live = NULL;
     fk.conns--;
     free(c);
 }
@@ -118,62 +158,73 @@ int __wrap_PQsetnonblocking(PGconn *c, int arg);
 int __wrap_PQsetnonblocking(PGconn *c, int arg)
 {
     (void)conn_of(c);
-    (void)arg;
+    assert_int_equal(arg, 1); /* every send is flushed under a deadline */
     return 0;
 }
 
-/* One query in flight: its result, or a failure as injected. */
-static int send_query(PGconn *c, ExecStatusType ok)
+static fake_item_t *push(fake_conn_t *f, ExecStatusType status)
+{
+    fake_item_t *it;
+
+    assert_true(f->tail < QUEUE_MAX);
+    it = &f->queue[f->tail++];
+    memset(it, 0, sizeof(*it));
+    it->status = status;
+    return it;
+}
+
+/* One query sent: its result to come, or none (no_result). */
+static fake_item_t *send_query(PGconn *c, ExecStatusType ok)
 {
     fake_conn_t *f = conn_of(c);
 
     assert_int_equal(f->status, CONNECTION_OK); /* a bad connection is never used again */
-    assert_int_equal(f->pending, 0);
-    f->pending = 1;
-    f->next_status = ok;
-    f->next_state = NULL;
+    if (!f->pipeline)
+        assert_true(f->head == f->tail && !f->owes_null); /* one query at a time */
     if (fk.no_result) {
         fk.no_result--;
-        f->pending = 0;
+        return NULL;
     }
-    return 1;
+    return push(f, ok);
 }
 
 int __wrap_PQsendPrepare(PGconn *c, const char *name, const char *sql, int n, const Oid *types);
 int __wrap_PQsendPrepare(PGconn *c, const char *name, const char *sql, int n, const Oid *types)
 {
+    fake_item_t *it;
+
     (void)name;
     (void)sql;
     (void)n;
     (void)types;
     fk.prepares++;
-    send_query(c, PGRES_COMMAND_OK);
-    if (fk.prepare_fail) {
+    assert_false(conn_of(c)->pipeline);
+    it = send_query(c, PGRES_COMMAND_OK);
+    if (fk.prepare_fail && it != NULL) {
         fk.prepare_fail--;
-        conn_of(c)->next_status = PGRES_FATAL_ERROR;
-        conn_of(c)->next_state = "42601";
+        it->status = PGRES_FATAL_ERROR;
+        snprintf(it->state, sizeof(it->state), "42601");
     }
     return 1;
 }
 
 static int send_exec(PGconn *c)
 {
-    fake_conn_t *f;
+    fake_item_t *it;
 
     fk.execs++;
-    if (fk.send_fail) {
+    if (fk.send_fail > 0 && fk.send_skip-- <= 0) {
         fk.send_fail--;
         conn_of(c)->status = CONNECTION_BAD;
         return 0;
     }
-    send_query(c, PGRES_TUPLES_OK);
-    f = conn_of(c);
-    if (fk.exec_faults > 0) {
+    it = send_query(c, PGRES_TUPLES_OK);
+    if (fk.exec_faults > 0 && fk.exec_skip-- <= 0 && it != NULL) {
         fk.exec_faults--;
-        f->next_status = fk.exec_status;
-        f->next_state = fk.exec_state;
-        if (fk.breaks_conn)
-            f->status = CONNECTION_BAD;
+        it->status = fk.exec_status;
+        snprintf(it->state, sizeof(it->state), "%s", fk.exec_state ? fk.exec_state : "");
+        it->breaks = fk.breaks_conn;
+        it->closes = fk.closes_conn;
     }
     return 1;
 }
@@ -204,6 +255,7 @@ int __wrap_PQsendQueryParams(PGconn *c, const char *sql, int n, const Oid *types
     (void)lengths;
     (void)formats;
     (void)result_format;
+    assert_false(conn_of(c)->pipeline); /* a batch always leaves pipeline mode */
     return send_exec(c);
 }
 
@@ -211,14 +263,83 @@ int __wrap_PQsendQuery(PGconn *c, const char *sql);
 int __wrap_PQsendQuery(PGconn *c, const char *sql)
 {
     (void)sql;
+    assert_false(conn_of(c)->pipeline);
     return send_exec(c);
+}
+
+int __wrap_PQenterPipelineMode(PGconn *c);
+int __wrap_PQenterPipelineMode(PGconn *c)
+{
+    fake_conn_t *f = conn_of(c);
+
+    if (fk.enter_fail) {
+        fk.enter_fail--;
+        return 0;
+    }
+    assert_false(f->pipeline);
+    assert_true(f->head == f->tail && !f->owes_null);
+    f->pipeline = 1;
+    f->aborted = 0;
+    f->given = 0;
+    fk.queued_at_first_get = -1;
+    fk.pipelines++;
+    return 1;
+}
+
+int __wrap_PQpipelineSync(PGconn *c);
+int __wrap_PQpipelineSync(PGconn *c)
+{
+    fake_conn_t *f = conn_of(c);
+
+    assert_true(f->pipeline);
+    assert_int_equal(f->status, CONNECTION_OK);
+    fk.syncs++;
+    if (fk.sync_fail) {
+        fk.sync_fail--;
+        f->status = CONNECTION_BAD;
+        return 0;
+    }
+    push(f, PGRES_PIPELINE_SYNC);
+    return 1;
+}
+
+int __wrap_PQexitPipelineMode(PGconn *c);
+int __wrap_PQexitPipelineMode(PGconn *c)
+{
+    fake_conn_t *f = conn_of(c);
+
+    assert_true(f->pipeline);
+    if (f->head != f->tail || f->owes_null) /* libpq: uncollected results */
+        return 0;
+    if (fk.exit_fail) {
+        fk.exit_fail--;
+        return 0;
+    }
+    f->pipeline = 0;
+    return 1;
+}
+
+int __wrap_PQflush(PGconn *c);
+int __wrap_PQflush(PGconn *c)
+{
+    (void)conn_of(c);
+    fk.stalled = fk.flush_stuck;
+    if (fk.flush_stuck)
+        return 1;
+    if (fk.unflushed > 0) {
+        fk.unflushed--;
+        return 1;
+    }
+    return 0;
 }
 
 int __wrap_PQisBusy(PGconn *c);
 int __wrap_PQisBusy(PGconn *c)
 {
-    (void)conn_of(c);
-    return 0;
+    fake_conn_t *f = conn_of(c);
+
+    fk.stalled = fk.hang && f->pipeline && !f->owes_null && f->head != f->tail && f->given >= fk.hang_at;
+    return fk.stalled;
 }
 
 int __wrap_PQsocket(const PGconn *c);
@@ -234,21 +355,84 @@ int __wrap_PQconsumeInput(PGconn *c)
     return conn_of(c)->status == CONNECTION_OK;
 }
 
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout);
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+    assert_int_equal(n, 1);
+    assert_true(timeout >= 0); /* never a wait without an end */
+    fk.polls++;
+    if (timeout > fk.max_poll_ms)
+        fk.max_poll_ms = timeout;
+    if (fds[0].events & POLLOUT)
+        fk.pollouts++;
+    if (fk.stalled) {
+        fk.now_ms += timeout;
+        fds[0].revents = 0;
+        return 0;
+    }
+    fds[0].revents = (fds[0].events & POLLOUT) ? POLLOUT : POLLIN;
+    return 1;
+}
+
+int64_t __wrap_dc_now_ms(void);
+int64_t __wrap_dc_now_ms(void)
+{
+    return fk.now_ms;
+}
+
+void __wrap_dc_metrics_db_query(int stmt, int ok, int64_t ns);
+void __wrap_dc_metrics_db_query(int stmt, int ok, int64_t ns)
+{
+    assert_true(stmt >= 0 && stmt < DC_DB_SLOTS);
+    assert_true(ns >= 0);
+    fk.metric_n[stmt]++;
+    fk.metric_fail[stmt] += !ok;
+}
+
 PGresult *__wrap_PQgetResult(PGconn *c);
 PGresult *__wrap_PQgetResult(PGconn *c)
 {
     fake_conn_t   *f = conn_of(c);
+    fake_item_t    it;
     fake_result_t *r;
 
-    if (!f->pending)
+    if (f->owes_null) {
+        f->owes_null = 0;
         return NULL;
-    f->pending = 0;
+    }
+    if (f->closed) { /* libpq found the end of the connection */
+        f->status = CONNECTION_BAD;
+        return NULL;
+    }
+    if (f->head == f->tail)
+        return NULL;
+    if (f->pipeline && f->given == 0)
+        fk.queued_at_first_get = (int)(f->tail - f->head);
+    it = f->queue[f->head++];
+    if (f->pipeline) {
+        f->given++;
+        if (it.status == PGRES_PIPELINE_SYNC) {
+            f->aborted = 0;
+        } else {
+            if (f->aborted) {
+                it.status = PGRES_PIPELINE_ABORTED;
+                it.state[0] = '\0';
+            } else if (it.status == PGRES_FATAL_ERROR) {
+                f->aborted = 1;
+            }
+            f->owes_null = 1;
+        }
+    } else {
+        f->owes_null = 1;
+    }
+    if (it.breaks)
+        f->status = CONNECTION_BAD;
+    f->closed = it.closes;
     r = calloc(1, sizeof(*r));
     assert_non_null(r);
     r->magic = RESULT_MAGIC;
-    r->status = f->next_status;
-    if (f->next_state != NULL)
-        snprintf(r->state, sizeof(r->state), "%s", f->next_state);
+    r->status = it.status;
+    memcpy(r->state, it.state, sizeof(r->state));
     fk.results++;
     return (PGresult *)r;
 }
@@ -265,6 +449,14 @@ ExecStatusType __wrap_PQresultStatus(const PGresult *res);
 ExecStatusType __wrap_PQresultStatus(const PGresult *res)
 {
     return res == NULL ? PGRES_FATAL_ERROR : result_of(res)->status;
+}
+
+char *__wrap_PQresStatus(ExecStatusType status);
+char *__wrap_PQresStatus(ExecStatusType status)
+{
+    static char name[] = "PGRES_(fake)";
+    (void)status;
+    return name;
 }
 
 char *__wrap_PQresultErrorField(const PGresult *res, int field);
@@ -297,6 +489,8 @@ void __wrap_PQclear(PGresult *res)
 static const dc_db_stmt_t stmts[] = {
     { "one", "SELECT 1", 0 },
     { "two", "SELECT $1::int", 1 },
+    { "three", "SELECT $1::int + 1", 1 },
+    { "four", "SELECT $1::int + 2", 1 },
 };
 static const dc_db_set_t        stmt_set = { stmts, sizeof(stmts) / sizeof(stmts[0]), DC_DB_SLOTS_READ };
 static const dc_db_set_t *const sets[] = { &stmt_set };
@@ -311,6 +505,7 @@ static int setup(void **state)
     fixture_t *f = calloc(1, sizeof(*f));
 
     memset(&fk, 0, sizeof(fk));
+    fk.now_ms = CLOCK_START;
     snprintf(f->cfg.database_url, sizeof(f->cfg.database_url), "postgresql://fake/fake");
     f->cfg.db_connect_timeout_s = 1;
     f->cfg.db_statement_timeout_ms = 1000;
@@ -365,7 +560,7 @@ static void test_healthy_fake_serves(void **state)
     assert_serves(f);
     assert_serves(f);
     assert_int_equal(fk.connects, 1);
-    assert_int_equal(fk.prepares, 2);
+    assert_int_equal(fk.prepares, 4);
     assert_int_equal(dc_db_epoch(f->db), 1);
 }
 
@@ -599,6 +794,427 @@ static void test_ping_faults(void **state)
     assert_int_equal(dc_db_ping(f->db, 100, &ms), DC_OK);
 }
 
+/* ------------------------------------------------------------ batches */
+
+#define NB 4 /* statements of the batches below: stmts[0..3], metric slots 0..3 */
+
+/* A batch of stmts[0..3]; res holds garbage that dc_db_exec_all must reset. */
+static void batch_of(dc_db_call_t *c)
+{
+    static const char *const params[] = { "1" };
+
+    for (size_t i = 0; i < NB; i++) {
+        c[i].stmt = &stmts[i];
+        c[i].params = params;
+        c[i].res = (PGresult *)(uintptr_t)c;
+    }
+}
+
+/* How many of the batch's results are set, and that those set come first. */
+static size_t results_set(const dc_db_call_t *c)
+{
+    size_t n = 0;
+
+    while (n < NB && c[n].res != NULL)
+        n++;
+    for (size_t i = n; i < NB; i++)
+        assert_null(c[i].res);
+    return n;
+}
+
+/* Statement i counted ok times without failing and fail times failing in the metrics. */
+static void assert_counted(size_t i, int ok, int fail)
+{
+    assert_int_equal(fk.metric_n[i] - fk.metric_fail[i], ok);
+    assert_int_equal(fk.metric_fail[i], fail);
+}
+
+static void forget_metrics(void)
+{
+    memset(fk.metric_n, 0, sizeof(fk.metric_n));
+    memset(fk.metric_fail, 0, sizeof(fk.metric_fail));
+}
+
+static void assert_idle(void)
+{
+    assert_true(fk.live == NULL || !fk.live->pipeline);
+}
+
+static void assert_batch_serves(fixture_t *f)
+{
+    dc_db_call_t c[NB];
+
+    batch_of(c);
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_OK);
+    assert_int_equal(results_set(c), NB);
+    dc_db_calls_clear(c, NB);
+    assert_int_equal(fk.results, 0);
+    assert_idle();
+}
+
+/* Every statement and the sync are sent before the first result is read: one round trip. */
+static void test_batch_is_one_round_trip(void **state)
+{
+    fixture_t   *f = *state;
+    dc_db_call_t c[NB];
+    double       ms;
+
+    batch_of(c);
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_OK);
+    assert_int_equal(results_set(c), NB);
+    for (size_t i = 0; i < NB; i++) {
+        assert_int_equal(PQresultStatus(c[i].res), PGRES_TUPLES_OK);
+        assert_counted(i, 1, 0);
+    }
+    assert_int_equal(fk.pipelines, 1);
+    assert_int_equal(fk.syncs, 1);
+    assert_int_equal(fk.queued_at_first_get, NB + 1);
+    assert_int_equal(fk.polls, 0); /* nothing to wait for: the fake answers at once */
+    dc_db_calls_clear(c, NB);
+    assert_int_equal(fk.results, 0);
+    assert_idle();
+    /* the connection serves single statements again */
+    assert_serves(f);
+    assert_int_equal(dc_db_ping(f->db, 100, &ms), DC_OK);
+    assert_int_equal(fk.connects, 1);
+}
+
+/* Statement 2 of 4 fails: the rest are aborted, not run, not counted; the connection stays. */
+static void test_batch_failure_aborts_the_rest(void **state)
+{
+    fixture_t   *f = *state;
+    dc_db_call_t c[NB];
+
+    batch_of(c);
+    fk.exec_skip = 1;
+    fail_exec(PGRES_FATAL_ERROR, "42P01", 0);
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_ERROR);
+    assert_int_equal(results_set(c), 1);
+    assert_int_equal(PQresultStatus(c[0].res), PGRES_TUPLES_OK);
+    assert_counted(0, 1, 0);
+    assert_counted(1, 0, 1);
+    assert_counted(2, 0, 0);
+    assert_counted(3, 0, 0);
+    dc_db_calls_clear(c, NB);
+    assert_int_equal(fk.results, 0);
+    assert_idle();
+    assert_batch_serves(f);
+    assert_int_equal(fk.connects, 1);
+}
+
+/* A statement cancelled (57014) is DC_UNAVAILABLE; one refused (P0001) DC_EQUERY with its error result. */
+static void test_batch_busy_and_refused(void **state)
+{
+    fixture_t   *f = *state;
+    dc_db_call_t c[NB];
+
+    batch_of(c);
+    fk.exec_skip = 2;
+    fail_exec(PGRES_FATAL_ERROR, "57014", 0);
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_UNAVAILABLE);
+    assert_int_equal(results_set(c), 2);
+    assert_counted(2, 0, 1);
+    dc_db_calls_clear(c, NB);
+
+    forget_metrics();
+    batch_of(c);
+    fk.exec_skip = 1;
+    fail_exec(PGRES_FATAL_ERROR, "P0001", 0);
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_EQUERY);
+    assert_int_equal(results_set(c), 2);
+    assert_int_equal(PQresultStatus(c[1].res), PGRES_FATAL_ERROR);
+    assert_string_equal(PQresultErrorField(c[1].res, PG_DIAG_SQLSTATE), "P0001");
+    assert_counted(1, 1, 0); /* refused is a client's answer, not a failure */
+    assert_counted(3, 0, 0);
+    dc_db_calls_clear(c, NB);
+    assert_int_equal(fk.results, 0);
+    assert_batch_serves(f);
+    assert_int_equal(fk.connects, 1);
+}
+
+/* A send fails in the middle: the whole batch goes again on a new connection, once. */
+static void test_batch_send_failure(void **state)
+{
+    fixture_t   *f = *state;
+    dc_db_call_t c[NB];
+
+    batch_of(c);
+    fk.send_skip = 1;
+    fk.send_fail = 1;
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_OK);
+    assert_int_equal(results_set(c), NB);
+    dc_db_calls_clear(c, NB);
+    assert_int_equal(fk.connects, 2);
+    assert_int_equal(fk.conns, 1);
+    assert_int_equal(fk.pipelines, 2);
+    for (size_t i = 0; i < NB; i++)
+        assert_counted(i, 1, 0);
+
+    forget_metrics();
+    batch_of(c);
+    fk.send_skip = 0;
+    fk.send_fail = 2;
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_UNAVAILABLE);
+    assert_int_equal(results_set(c), 0);
+    assert_int_equal(fk.conns, 0);
+    assert_int_equal(fk.connects, 3);
+    assert_counted(0, 0, 1);
+    assert_counted(1, 0, 0);
+    assert_batch_serves(f);
+}
+
+/* PQpipelineSync fails: the batch goes again on a new connection; twice is DC_UNAVAILABLE. */
+static void test_batch_sync_failure(void **state)
+{
+    fixture_t   *f = *state;
+    dc_db_call_t c[NB];
+
+    batch_of(c);
+    fk.sync_fail = 1;
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_OK);
+    assert_int_equal(results_set(c), NB);
+    dc_db_calls_clear(c, NB);
+    assert_int_equal(fk.connects, 2);
+    assert_int_equal(fk.syncs, 2);
+
+    batch_of(c);
+    fk.sync_fail = 2;
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_UNAVAILABLE);
+    assert_int_equal(results_set(c), 0);
+    assert_int_equal(fk.conns, 0);
+    assert_int_equal(fk.results, 0);
+    assert_batch_serves(f);
+}
+
+/* The connection is lost with statement 2's result: sent again on a new connection. */
+static void test_batch_connection_lost_in_the_middle(void **state)
+{
+    fixture_t   *f = *state;
+    dc_db_call_t c[NB];
+
+    assert_batch_serves(f);
+    batch_of(c);
+    fk.exec_skip = 1;
+    fail_exec(PGRES_FATAL_ERROR, "57P01", 1);
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_OK);
+    assert_int_equal(results_set(c), NB);
+    dc_db_calls_clear(c, NB);
+    assert_int_equal(fk.connects, 2);
+    assert_int_equal(fk.conns, 1);
+    assert_int_equal(fk.results, 0);
+}
+
+/*
+ * A server shutting down answers the first statement with an error (57P01)
+ * while the connection still looks fine, then closes it: found while the
+ * rest is read, that is the connection's end, not a failed statement; the
+ * batch goes again on a new connection.
+ */
+static void test_batch_server_shutting_down(void **state)
+{
+    fixture_t   *f = *state;
+    dc_db_call_t c[NB];
+
+    assert_batch_serves(f);
+    forget_metrics();
+    batch_of(c);
+    fail_exec(PGRES_FATAL_ERROR, "57P01", 0);
+    fk.closes_conn = 1;
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_OK);
+    assert_int_equal(results_set(c), NB);
+    dc_db_calls_clear(c, NB);
+    assert_int_equal(fk.connects, 2);
+    assert_int_equal(fk.conns, 1);
+    assert_int_equal(fk.results, 0);
+    for (size_t i = 0; i < NB; i++)
+        assert_counted(i, 1, 0);
+
+    /* the same at the last statement: found while the sync is awaited */
+    batch_of(c);
+    fk.exec_skip = NB - 1;
+    fail_exec(PGRES_FATAL_ERROR, "57P01", 0);
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_OK);
+    assert_int_equal(results_set(c), NB);
+    dc_db_calls_clear(c, NB);
+    assert_int_equal(fk.connects, 3);
+
+    /* closed after every result came: they stand, the connection is not reused */
+    batch_of(c);
+    fk.exec_skip = NB - 1;
+    fail_exec(PGRES_TUPLES_OK, NULL, 0);
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_OK);
+    assert_int_equal(results_set(c), NB);
+    dc_db_calls_clear(c, NB);
+    assert_int_equal(fk.conns, 0);
+    assert_int_equal(fk.connects, 3);
+    assert_int_equal(fk.results, 0);
+    assert_batch_serves(f);
+}
+
+/*
+ * The server stops answering after two results: the wait ends at the
+ * deadline (DB_STATEMENT_TIMEOUT_MS + 1 s from the last result), the
+ * connection is closed, the two results are kept and counted, the third
+ * counts as failed, the fourth not at all.
+ */
+static void test_batch_timeout_in_the_middle(void **state)
+{
+    fixture_t   *f = *state;
+    dc_db_call_t c[NB];
+    int          deadline = f->cfg.db_statement_timeout_ms + 1000;
+
+    batch_of(c);
+    fk.hang = 1;
+    fk.hang_at = 2;
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_UNAVAILABLE);
+    assert_int_equal(fk.now_ms - CLOCK_START, deadline);
+    assert_true(fk.max_poll_ms <= deadline);
+    assert_int_equal(results_set(c), 2);
+    assert_int_equal(fk.conns, 0);
+    assert_counted(0, 1, 0);
+    assert_counted(1, 1, 0);
+    assert_counted(2, 0, 1);
+    assert_counted(3, 0, 0);
+    dc_db_calls_clear(c, NB);
+    fk.hang = 0;
+    assert_batch_serves(f);
+    assert_int_equal(fk.connects, 2);
+}
+
+/*
+ * Sends are flushed under the deadline too: a slow reader is waited for
+ * (POLLOUT), one that reads nothing costs the deadline, not a hung worker;
+ * for a single statement as for a batch.
+ */
+static void test_send_is_bounded(void **state)
+{
+    fixture_t   *f = *state;
+    dc_db_call_t c[NB];
+    PGresult    *r;
+    int          deadline = f->cfg.db_statement_timeout_ms + 1000;
+
+    batch_of(c);
+    fk.unflushed = 3;
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_OK);
+    assert_int_equal(fk.pollouts, 3);
+    dc_db_calls_clear(c, NB);
+
+    batch_of(c);
+    fk.flush_stuck = 1;
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_UNAVAILABLE);
+    assert_int_equal(fk.now_ms - CLOCK_START, deadline);
+    assert_int_equal(results_set(c), 0);
+    assert_int_equal(fk.conns, 0);
+    assert_counted(0, 1, 1);
+
+    fk.flush_stuck = 0;
+    assert_serves(f);
+    fk.flush_stuck = 1;
+    assert_int_equal(exec(f, &r), DC_UNAVAILABLE);
+    assert_null(r);
+    assert_int_equal(fk.now_ms - CLOCK_START, 2 * deadline);
+    assert_int_equal(fk.conns, 0);
+    fk.flush_stuck = 0;
+    assert_batch_serves(f);
+    assert_int_equal(fk.connects, 3);
+}
+
+/* PQenterPipelineMode refuses: a connection in an unknown state, replaced. */
+static void test_batch_enter_failure(void **state)
+{
+    fixture_t *f = *state;
+
+    assert_batch_serves(f);
+    fk.enter_fail = 1;
+    assert_batch_serves(f);
+    assert_int_equal(fk.connects, 2);
+    assert_int_equal(fk.conns, 1);
+}
+
+/* PQexitPipelineMode refuses after the sync: the answers stand, the connection is not reused. */
+static void test_batch_exit_failure(void **state)
+{
+    fixture_t   *f = *state;
+    dc_db_call_t c[NB];
+
+    batch_of(c);
+    fk.exit_fail = 1;
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_OK);
+    assert_int_equal(results_set(c), NB);
+    assert_int_equal(fk.conns, 0);
+    dc_db_calls_clear(c, NB);
+    assert_batch_serves(f);
+    assert_int_equal(fk.connects, 2);
+}
+
+/* No connection: the first statement counts as failed, as it would alone; the rest never ran. */
+static void test_batch_without_connection(void **state)
+{
+    fixture_t   *f = *state;
+    dc_db_call_t c[NB];
+
+    f->cfg.db_retry_interval_ms = 60000;
+    batch_of(c);
+    fk.connect_bad = 1;
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_UNAVAILABLE);
+    assert_int_equal(results_set(c), 0);
+    assert_counted(0, 0, 1);
+    for (size_t i = 1; i < NB; i++)
+        assert_counted(i, 0, 0);
+    assert_int_equal(fk.execs, 0);
+}
+
+/* Inside a transaction a broken batch is not sent again. */
+static void test_batch_in_transaction_is_not_resent(void **state)
+{
+    fixture_t   *f = *state;
+    dc_db_call_t c[NB];
+
+    assert_int_equal(dc_db_begin(f->db), DC_OK);
+    batch_of(c);
+    fk.exec_skip = 1;
+    fail_exec(PGRES_FATAL_ERROR, "57P01", 1);
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_UNAVAILABLE);
+    assert_int_equal(results_set(c), 0);
+    assert_int_equal(fk.connects, 1);
+    assert_int_equal(dc_db_commit(f->db), DC_ERROR);
+    assert_batch_serves(f);
+}
+
+/* A write, a statement of no set, no statement or too many: a bug, nothing sent. */
+static void test_batch_refuses_what_it_must_not_send(void **state)
+{
+    static const dc_db_stmt_t       wstmts[] = { { "w", "SELECT $1::int", 1 } };
+    static const dc_db_set_t        wset = { wstmts, 1, DC_DB_SLOTS_WRITE };
+    static const dc_db_set_t *const wsets[] = { &stmt_set, &wset };
+    static const dc_db_stmt_t       stray = { "stray", "SELECT 1", 0 };
+    fixture_t                      *f = *state;
+    dc_db_t                        *db = dc_db_new(&f->cfg, wsets, 2);
+    dc_db_call_t                    c[DC_DB_BATCH_MAX + 1];
+
+    assert_non_null(db);
+    for (size_t i = 0; i < DC_ARRAY_LEN(c); i++) {
+        c[i].stmt = &stmts[0];
+        c[i].params = NULL;
+        c[i].res = NULL;
+    }
+    c[1].stmt = &wstmts[0];
+    assert_int_equal(dc_db_exec_all(db, c, 2), DC_ERROR);
+    c[1].stmt = &stray;
+    assert_int_equal(dc_db_exec_all(db, c, 2), DC_ERROR);
+    c[1].stmt = &stmts[0];
+    assert_int_equal(dc_db_exec_all(db, c, 0), DC_ERROR);
+    assert_int_equal(dc_db_exec_all(db, c, DC_DB_BATCH_MAX + 1), DC_ERROR);
+    assert_int_equal(fk.connects, 0);
+    assert_int_equal(fk.execs, 0);
+    assert_int_equal(dc_db_exec_all(db, c, DC_DB_BATCH_MAX), DC_OK);
+    dc_db_calls_clear(c, DC_DB_BATCH_MAX);
+    assert_int_equal(fk.metric_n[0], DC_DB_BATCH_MAX);
+    dc_db_free(db);
+    assert_int_equal(fk.conns, 0);
+    assert_int_equal(fk.results, 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -619,6 +1235,20 @@ int main(void)
         T(test_send_failure_reconnects),
         T(test_no_result_reconnects),
         T(test_ping_faults),
+        T(test_batch_is_one_round_trip),
+        T(test_batch_failure_aborts_the_rest),
+        T(test_batch_busy_and_refused),
+        T(test_batch_send_failure),
+        T(test_batch_sync_failure),
+        T(test_batch_connection_lost_in_the_middle),
+        T(test_batch_server_shutting_down),
+        T(test_batch_timeout_in_the_middle),
+        T(test_send_is_bounded),
+        T(test_batch_enter_failure),
+        T(test_batch_exit_failure),
+        T(test_batch_without_connection),
+        T(test_batch_in_transaction_is_not_resent),
+        T(test_batch_refuses_what_it_must_not_send),
     };
 
     return cmocka_run_group_tests_name("dc_db_faults", tests, NULL, NULL);
