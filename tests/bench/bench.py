@@ -517,9 +517,9 @@ class Bench:
         text = body.decode()
         if cached == text:
             gen_opt = []
-        elif "\n" in cached and cached.split("\n", 1)[1] == text:
+        elif cached.count("\n") >= 2 and cached.split("\n", 2)[2] == text:
             gen_opt = ["-g"]
-            note('the cache holds "<generation>\\n<body>": (c) answers what follows the generation')
+            note('the cache holds "<generation>\\n<etag>\\n<body>": (c) answers what follows the ETag')
         else:
             raise dc.StackError(f"Redis key {CACHE_KEY} does not hold the hit body: {cached[:200]!r}")
         note(f"hit body: {len(body)} bytes: {text[:160]}{'...' if len(body) > 160 else ''}")

@@ -12,9 +12,9 @@
  *
  * usage: bench_redis [-g] HOST PORT KEY
  *   HOST starting with '/' is the path of Redis's unix socket (PORT is ignored)
- *   -g  the value is dashcache's "<generation>\n<body>": answer what follows
- *       the first newline (dashcache's hit compares the generation too, but
- *       fetches it in the same round trip; the floor stays one GET)
+ *   -g  the value is dashcache's "<generation>\n<etag>\n<body>": answer what
+ *       follows the second newline (dashcache's hit compares the generation
+ *       too, but fetches it in the same round trip; the floor stays one GET)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,6 +104,8 @@ int main(int argc, char **argv)
             answer(&req, 200, "OK", r->str, r->len);
         } else if (r->type == REDIS_REPLY_STRING) {
             const char *nl = memchr(r->str, '\n', r->len);
+            if (nl != NULL)
+                nl = memchr(nl + 1, '\n', r->len - (size_t)(nl + 1 - r->str));
             if (nl != NULL)
                 answer(&req, 200, "OK", nl + 1, r->len - (size_t)(nl + 1 - r->str));
             else
