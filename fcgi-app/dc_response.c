@@ -40,6 +40,16 @@ const char *dc_response_reason(int status)
     }
 }
 
+/* "<name_colon_space><value>\r\n", when there is a value. */
+static void put_header(dc_fix_t *f, const char *name_colon_space, const char *value)
+{
+    if (value == NULL)
+        return;
+    dc_fix_str(f, name_colon_space);
+    dc_fix_str(f, value);
+    DC_FIX_LIT(f, "\r\n");
+}
+
 int dc_response_head(const dc_response_t *r, char *buf, size_t cap)
 {
     dc_fix_t f;
@@ -64,21 +74,9 @@ int dc_response_head(const dc_response_t *r, char *buf, size_t cap)
     } else {
         DC_FIX_LIT(&f, "Cache-Control: no-store\r\n");
     }
-    if (r->x_cache != NULL) {
-        DC_FIX_LIT(&f, "X-Cache: ");
-        dc_fix_str(&f, r->x_cache);
-        DC_FIX_LIT(&f, "\r\n");
-    }
-    if (r->allow != NULL) {
-        DC_FIX_LIT(&f, "Allow: ");
-        dc_fix_str(&f, r->allow);
-        DC_FIX_LIT(&f, "\r\n");
-    }
-    if (r->challenge != NULL) {
-        DC_FIX_LIT(&f, "WWW-Authenticate: ");
-        dc_fix_str(&f, r->challenge);
-        DC_FIX_LIT(&f, "\r\n");
-    }
+    put_header(&f, "X-Cache: ", r->x_cache);
+    put_header(&f, "Allow: ", r->allow);
+    put_header(&f, "WWW-Authenticate: ", r->challenge);
     if (r->replayed)
         DC_FIX_LIT(&f, "Idempotency-Replayed: true\r\n");
     if (r->retry_after > 0) {
