@@ -84,7 +84,7 @@ static void handle_query(dc_app_t *app, const dc_request_t *req, dc_response_t *
 {
     char        key[DC_KEY_MAX];
     int         klen = dc_key_build(req, key, sizeof(key));
-    int         cacheable = klen > 0;
+    int         cacheable = klen > 0 && app->cfg->cache_enabled; /* CACHE=off: BYPASS, no GET, no store */
     const char *x_cache = "BYPASS";
     dc_error_t  err;
     int         rc;
