@@ -833,7 +833,7 @@ def db_prepare(url: str, seed=DEMO_SEED) -> None:
     if db_has_schema(url):
         psql(url, files=[ROOT / "sql/schema.sql"])
         return
-    log(f"loading schema and data dc_seed{tuple(seed)} into {url}")
+    log(f"loading schema and data dc_seed{tuple(seed)} into {redact_url(url)}")
     db_load_schema(url)
     db_seed(url, *seed)
 
