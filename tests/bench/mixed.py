@@ -846,8 +846,8 @@ class Mixed:
                 f"({os.cpu_count()} cores shared with the stack); ingest "
                 f"{fmt(w['readings'] / p['seconds'], 0)} of {self.readings_per_s} readings/s, alerts "
                 f"{fmt((w['alerts created'] + w['alerts resolved']) / p['seconds'], 2)} of {self.alerts_per_s} op/s"
-                + ("; behind schedule: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(late.items()))
-                   if late else ""))
+                + ("; late (seconds lost, summed over threads): "
+                   + ", ".join(f"{k} {v:.1f}" for k, v in sorted(late.items())) if late else ""))
         by = on["server"]["by_statement"] if on and "server" in on else {}
         if by:
             out("statements during CACHE=on: " + ", ".join(f"{k} {int(v):,}" for k, v in sorted(by.items())))
