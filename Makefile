@@ -3,6 +3,10 @@
 #   make run        install what is missing, start a private stack, serve the API
 #   make test       install what is missing, build, run every test suite
 #   make fuzz       run each libFuzzer target FUZZ_SECONDS (30) seconds
+#   make bench      hit and miss paths against their floors (tests/bench/bench.py)
+#   make bench-mixed  hit rate and DB statements per read under a mixed workload, cache
+#                   against CACHE=off (tests/bench/mixed.py; MIXED_SCALE=small
+#                   MIXED_DURATION=10 for a quick run)
 # Our flags live in DC_CFLAGS; CFLAGS/LDFLAGS from the command line are added, never replaced.
 
 PREFIX   ?= /usr/local
@@ -45,7 +49,7 @@ TEST_SUPPORT = $(wildcard tests/support/*.c)
 TEST_SUPPORT_OBJS = $(patsubst tests/support/%.c,$(BUILD)/obj/support_%.o,$(TEST_SUPPORT))
 
 .PHONY: all run stop status seed test check unit integration e2e unit-bins integration-bins asan ubsan san \
-        valgrind bench format format-check lint install uninstall clean distclean deps nginx-check fuzz fuzz-bins
+        valgrind bench bench-mixed format format-check lint install uninstall clean distclean deps nginx-check fuzz fuzz-bins
 
 all: $(BIN) $(INV_BIN) $(CTL_BIN)
 
@@ -196,6 +200,11 @@ bench: deps
 	esac
 	@$(MAKE) --no-print-directory all
 	@$(PY) tests/bench/bench.py
+
+# the same workload twice on one large data set: with the cache, then CACHE=off
+bench-mixed: deps
+	@$(MAKE) --no-print-directory all
+	@$(PY) tests/bench/mixed.py
 
 nginx-check: deps
 	@$(PY) tests/run.py --only nginx-check

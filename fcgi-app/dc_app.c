@@ -85,9 +85,10 @@ void dc_app_done(dc_app_t *app)
 }
 
 /* A dashboard read's key; DC_DECLINED when it should look in Redis first (a task). */
-static int query_start(dc_app_task_t *t)
+static int query_start(const dc_app_t *app, dc_app_task_t *t)
 {
-    t->klen = dc_key_build(&t->req, t->key, sizeof(t->key));
+    /* CACHE=off: never cacheable, so BYPASS, no GET, no store */
+    t->klen = app->cfg->cache_enabled ? dc_key_build(&t->req, t->key, sizeof(t->key)) : 0;
     t->look = (dc_cache_lookup_t){ .org = t->req.org_id, .q = t->req.qtype, .key = t->key };
     t->look.klen = t->klen > 0 ? (size_t)t->klen : 0;
     t->look.rc = DC_UNAVAILABLE;
@@ -229,7 +230,7 @@ int dc_app_start(dc_app_t *app, const dc_input_t *in, dc_app_task_t *t, dc_respo
 
     switch (req->route) {
     case DC_ROUTE_QUERY:
-        if (query_start(t) == DC_DECLINED)
+        if (query_start(app, t) == DC_DECLINED)
             return DC_DECLINED;
         query_finish(app, t, 0, resp);
         break;

@@ -75,6 +75,25 @@ static int env_int(const char *name, int def, int min, int max, int *out, char *
     return DC_OK;
 }
 
+/* A switch: on, true or 1; off, false or 0; unset or empty is def. */
+static int env_on_off(const char *name, int def, int *out, char *err, size_t errlen)
+{
+    const char *s = getenv(name);
+
+    *out = def;
+    if (s == NULL || *s == '\0')
+        return DC_OK;
+    if (strcmp(s, "on") == 0 || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+        *out = 1;
+    } else if (strcmp(s, "off") == 0 || strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
+        *out = 0;
+    } else {
+        snprintf(err, errlen, "%s must be on or off (got \"%.32s\")", name, s);
+        return DC_EINVAL;
+    }
+    return DC_OK;
+}
+
 static int copy_str(char *dst, size_t cap, const char *src, size_t n)
 {
     if (n >= cap)
@@ -317,18 +336,9 @@ static int load(dc_config_t *cfg, char *err, size_t errlen)
         return DC_EINVAL;
     }
 
-    cfg->metrics_enabled = 1;
-    s = getenv("METRICS");
-    if (s != NULL && *s != '\0') {
-        if (strcmp(s, "on") == 0 || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
-            cfg->metrics_enabled = 1;
-        } else if (strcmp(s, "off") == 0 || strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
-            cfg->metrics_enabled = 0;
-        } else {
-            snprintf(err, errlen, "METRICS must be on or off (got \"%.32s\")", s);
-            return DC_EINVAL;
-        }
-    }
+    if (env_on_off("CACHE", 1, &cfg->cache_enabled, err, errlen) != DC_OK ||
+        env_on_off("METRICS", 1, &cfg->metrics_enabled, err, errlen) != DC_OK)
+        return DC_EINVAL;
 
     cfg->log_level = DC_LOG_INFO;
     s = getenv("LOG_LEVEL");

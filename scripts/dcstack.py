@@ -48,7 +48,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -79,7 +78,7 @@ TEST_APP_ENV = {
     "DB_CONNECT_TIMEOUT_SECONDS": "2",
     "DB_STATEMENT_TIMEOUT_MS": "5000",
 }
-_APP_VARS = re.compile(r"^(CACHE_TTL_.*|REDIS_.*_MS|DB_.*_SECONDS|DB_.*_MS|DEVICE_ONLINE_SECONDS|"
+_APP_VARS = re.compile(r"^(CACHE|CACHE_TTL_.*|REDIS_.*_MS|DB_.*_SECONDS|DB_.*_MS|DEVICE_ONLINE_SECONDS|"
                        r"RETRY_AFTER_SECONDS|DATABASE_URL|REDIS_URL|HTTP_URL|METRICS_FILE|METRICS|AUTH_.*)$")
 
 
@@ -824,16 +823,6 @@ def db_seed(url: str, orgs: int, days: int, step: int, truncate: bool = False) -
     psql(url, files=[ROOT / "sql/seed.sql"], args=pre + ["-c", f"SELECT * FROM dc_seed({orgs}, {days}, {step})"],
          single_tx=True, timeout=3600)
     psql(url, "SET client_min_messages = error", args=["-c", "VACUUM ANALYZE"], timeout=3600)
-
-
-def redact_url(url: str) -> str:
-    """url with its password replaced by ***, for a log line (secrets never reach logs)."""
-    u = urlsplit(url)
-    if u.password is None:
-        return url
-    host = u.netloc.rpartition("@")[2]
-    user = u.username or ""
-    return urlunsplit((u.scheme, f"{user}:***@{host}", u.path, u.query, u.fragment))
 
 
 def db_prepare(url: str, seed=DEMO_SEED) -> None:

@@ -78,7 +78,8 @@ BAD = [({"CACHE_TTL_SECONDS": "abc"}, 'CACHE_TTL_SECONDS must be an integer betw
        ({"DATABASE_URL": "postgresql://127.0.0.1/dashcache?nosuchoption=1"}, "DATABASE_URL is invalid"),
        ({"REDIS_COMMAND_TIMEOUT_MS": "-5"}, "REDIS_COMMAND_TIMEOUT_MS must be an integer"),
        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of"),
-       ({"METRICS": "maybe"}, "METRICS must be on or off")]
+       ({"METRICS": "maybe"}, "METRICS must be on or off"),
+       ({"CACHE": "maybe"}, 'CACHE must be on or off (got "maybe")')]
 
 
 @pytest.mark.parametrize("bad,want", BAD, ids=[next(iter(b)) + "=" + next(iter(b.values())) for b, _ in BAD])

@@ -59,9 +59,11 @@ static const char *const ttl_vars[DC_Q_AUDIT] = {
     [DC_Q_DEVICES] = "CACHE_TTL_DEVICES_SECONDS", [DC_Q_COMPLIANCE] = "CACHE_TTL_COMPLIANCE_SECONDS",
 };
 
-static const char *const other_vars[] = { "DATABASE_URL",          "REDIS_URL",    "LOG_LEVEL",
-                                          "FCGI_WEB_SERVER_ADDRS", "AUTH_MODE",    "AUTH_KEYS_FILE",
-                                          "AUTH_ISSUER",           "AUTH_AUDIENCE" };
+static const char *const other_vars[] = { "DATABASE_URL", "REDIS_URL",
+                                          "LOG_LEVEL",    "FCGI_WEB_SERVER_ADDRS",
+                                          "AUTH_MODE",    "AUTH_KEYS_FILE",
+                                          "AUTH_ISSUER",  "AUTH_AUDIENCE",
+                                          "CACHE",        "METRICS" };
 
 static int clear_env(void **state)
 {
@@ -152,6 +154,8 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.redis.redis_user, "");
     assert_string_equal(cfg.redis.redis_password, "");
     assert_int_equal(cfg.log_level, DC_LOG_INFO);
+    assert_int_equal(cfg.cache_enabled, 1);
+    assert_int_equal(cfg.metrics_enabled, 1);
 }
 
 static void test_empty_values_are_defaults(void **state)
@@ -169,6 +173,8 @@ static void test_empty_values_are_defaults(void **state)
     assert_string_equal(cfg.database_url, DC_DEFAULT_DATABASE_URL);
     assert_int_equal(cfg.redis.redis_port, 26379);
     assert_int_equal(cfg.log_level, DC_LOG_INFO);
+    assert_int_equal(cfg.cache_enabled, 1);
+    assert_int_equal(cfg.metrics_enabled, 1);
 }
 
 static void test_int_bounds(void **state)
@@ -570,6 +576,43 @@ static void test_log_level(void **state)
     }
 }
 
+/* The on/off switches: CACHE (off: reads never touch Redis) and METRICS. */
+static void test_on_off_switches(void **state)
+{
+    static const struct {
+        const char *value;
+        int         want;
+    } ok[] = { { "on", 1 }, { "true", 1 }, { "1", 1 }, { "off", 0 }, { "false", 0 }, { "0", 0 } };
+    static const char *const bad[] = { "yes", "no", "ON", "Off", " off", "off ", "2", "disabled" };
+    static const struct {
+        const char *name;
+        size_t      offset, other;
+    } sw[] = {
+        { "CACHE", offsetof(dc_config_t, cache_enabled), offsetof(dc_config_t, metrics_enabled) },
+        { "METRICS", offsetof(dc_config_t, metrics_enabled), offsetof(dc_config_t, cache_enabled) },
+    };
+    char        want[ERR_LEN];
+    dc_config_t cfg;
+
+    (void)state;
+    for (size_t n = 0; n < DC_ARRAY_LEN(sw); n++) {
+        for (size_t i = 0; i < DC_ARRAY_LEN(ok); i++) {
+            set(sw[n].name, ok[i].value);
+            load_ok(&cfg);
+            if (*(const int *)((const char *)&cfg + sw[n].offset) != ok[i].want)
+                fail_msg("%s=%s was not taken as %d", sw[n].name, ok[i].value, ok[i].want);
+            /* each switch is its own: the other one keeps its default, on */
+            assert_int_equal(*(const int *)((const char *)&cfg + sw[n].other), 1);
+        }
+        for (size_t i = 0; i < DC_ARRAY_LEN(bad); i++) {
+            set(sw[n].name, bad[i]);
+            snprintf(want, sizeof(want), "%s must be on or off (got \"%s\")", sw[n].name, bad[i]);
+            load_fails(want);
+        }
+        unsetenv(sw[n].name);
+    }
+}
+
 /* User and password are percent-decoded: any byte but NUL can be written. */
 static void test_redis_url_percent_decoding(void **state)
 {
@@ -681,6 +724,7 @@ int main(void)
         T(test_fcgi_web_server_addrs),
         T(test_database_url),
         T(test_log_level),
+        T(test_on_off_switches),
         T(test_auth_variables),
     };
 
