@@ -88,7 +88,7 @@ comma    := ,
 wrap      = -Wl$(subst $(eval) ,,$(patsubst %,$(comma)--wrap=%,$(1)))
 WRAP_test_dc_cache_faults = $(call wrap,redisConnectWithTimeout redisConnectUnixWithTimeout \
             redisSetTimeout redisCommand redisvCommand redisCommandArgv redisFree \
-            redisAppendCommand redisGetReply)
+            redisAppendCommand redisAppendFormattedCommand redisGetReply)
 WRAP_test_dc_db_faults = $(call wrap,PQconnectdbParams PQstatus PQerrorMessage PQfinish \
             PQsetnonblocking PQsendPrepare PQsendQueryPrepared PQsendQueryParams PQsendQuery \
             PQenterPipelineMode PQpipelineSync PQexitPipelineMode PQflush \

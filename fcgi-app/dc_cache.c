@@ -3,11 +3,14 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <hiredis.h>
 
+#include "dc_arena.h"
 #include "dc_key.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
@@ -45,6 +48,9 @@ static const char bump_lua[] = "local t = redis.call('TIME')\n"
 struct dc_cache_s {
     const dc_config_t *cfg;
     redisContext      *ctx;
+    dc_arena_t         arena;       /* the replies of the last lookups (see arena_functions) */
+    int                arena_live;  /* values of those replies not yet released */
+    dc_buf_t           out;         /* the commands of a batch of lookups, formatted */
     int64_t            retry_at_ms; /* no connect attempt before this */
     int                down_logged; /* log a failure once per outage */
     char               store_sha[41];
@@ -72,6 +78,8 @@ void dc_cache_free(dc_cache_t *c)
     if (c == NULL)
         return;
     disconnect(c);
+    dc_arena_free(&c->arena);
+    dc_buf_free(&c->out);
     free(c);
 }
 
@@ -203,8 +211,116 @@ static void copy_gen(char gen[DC_GEN_MAX], const redisReply *r)
     }
 }
 
-/* One MGET reply of a lookup: l->rc and l->v as dc_cache_get; takes r. */
-static void take_lookup(dc_cache_lookup_t *l, redisReply *r)
+/*
+ * Reply objects of the lookups, carved from the handle's arena instead of
+ * malloc'd one by one (hiredis's reader takes its object functions from
+ * reader->fn): shaped as hiredis's redisReply, so they read the same, but
+ * never passed to freeReplyObject. Installed only while dc_cache_get_many
+ * reads its replies, and left in place when the context is freed in the
+ * middle (its freeObject is a no-op, as the objects are the arena's).
+ */
+static redisReply *arena_reply(const redisReadTask *task, int type)
+{
+    redisReply *r = dc_arena_alloc(task->privdata, sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    memset(r, 0, sizeof(*r));
+    r->type = type;
+    if (task->parent != NULL) {
+        redisReply *parent = task->parent->obj;
+        parent->element[task->idx] = r;
+    }
+    return r;
+}
+
+static void *arena_string(const redisReadTask *task, char *str, size_t len)
+{
+    redisReply *r = arena_reply(task, task->type);
+    char       *s = r != NULL && len < SIZE_MAX ? dc_arena_alloc(task->privdata, len + 1) : NULL;
+
+    if (s == NULL)
+        return NULL;
+    memcpy(s, str, len);
+    s[len] = '\0';
+    r->str = s;
+    r->len = len;
+    return r;
+}
+
+static void *arena_array(const redisReadTask *task, int elements)
+{
+    redisReply *r = arena_reply(task, REDIS_REPLY_ARRAY);
+
+    if (r == NULL)
+        return NULL;
+    if (elements > 0) {
+        r->element = dc_arena_alloc(task->privdata, (size_t)elements * sizeof(*r->element));
+        if (r->element == NULL)
+            return NULL;
+        memset(r->element, 0, (size_t)elements * sizeof(*r->element));
+    }
+    r->elements = (size_t)elements;
+    return r;
+}
+
+static void *arena_integer(const redisReadTask *task, long long value)
+{
+    redisReply *r = arena_reply(task, REDIS_REPLY_INTEGER);
+
+    if (r != NULL)
+        r->integer = value;
+    return r;
+}
+
+static void *arena_nil(const redisReadTask *task)
+{
+    return arena_reply(task, REDIS_REPLY_NIL);
+}
+
+static void arena_free_object(void *reply)
+{
+    (void)reply; /* the arena's: freed by its reset */
+}
+
+static redisReplyObjectFunctions arena_functions = { arena_string, arena_array, arena_integer, arena_nil,
+                                                     arena_free_object };
+
+/* Replies of the context come from the arena from now on (a real context only: it has a reader). */
+static void use_arena(dc_cache_t *c)
+{
+    if (c->ctx->reader != NULL) {
+        c->ctx->reader->fn = &arena_functions;
+        c->ctx->reader->privdata = &c->arena;
+    }
+}
+
+/* Back to hiredis's own reply objects, for every other command. */
+static void stop_arena(dc_cache_t *c, redisReplyObjectFunctions *saved)
+{
+    if (c->ctx != NULL && c->ctx->reader != NULL && c->ctx->reader->fn == &arena_functions) {
+        c->ctx->reader->fn = saved;
+        c->ctx->reader->privdata = NULL;
+    }
+}
+
+/* Appends one RESP bulk string. */
+static int put_bulk(dc_buf_t *b, const char *s, size_t n)
+{
+    char head[32];
+    int  hn = snprintf(head, sizeof(head), "$%zu\r\n", n);
+
+    if (dc_buf_append(b, head, (size_t)hn) != DC_OK || dc_buf_append(b, s, n) != DC_OK)
+        return DC_ENOMEM;
+    return dc_buf_append(b, "\r\n", 2);
+}
+
+/*
+ * One MGET reply of a lookup: l->rc and l->v as dc_cache_get; takes r (an
+ * arena reply when in_arena, else hiredis's own, freed here unless l->v
+ * keeps it).
+ */
+static void take_lookup(dc_cache_t *c, dc_cache_lookup_t *l, redisReply *r, int in_arena)
 {
     const redisReply *g, *val;
 
@@ -212,7 +328,8 @@ static void take_lookup(dc_cache_lookup_t *l, redisReply *r)
         dc_metrics_cache_error(DC_COP_GET);
         dc_log_warn("redis.error", "MGET %.*s: %s", (int)l->klen, l->key,
                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        freeReplyObject(r);
+        if (!in_arena)
+            freeReplyObject(r);
         l->rc = DC_UNAVAILABLE;
         return;
     }
@@ -233,34 +350,72 @@ static void take_lookup(dc_cache_lookup_t *l, redisReply *r)
             l->v.etag[DC_ETAG_LEN] = '\0';
             l->v.data = val->str + head;
             l->v.len = val->len - head;
-            l->v.reply = r;
             l->rc = DC_OK;
+            if (in_arena) {
+                l->v.arena = c;
+                c->arena_live++;
+            } else {
+                l->v.reply = r;
+            }
             return;
         }
     }
-    freeReplyObject(r);
+    if (!in_arena)
+        freeReplyObject(r);
 }
 
-/* Appends the MGET of every lookup to the connection's output buffer. DC_OK or DC_ERROR. */
-static int append_lookups(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
+/*
+ * Sends the MGET of every lookup, formatted here into one buffer (kept from
+ * batch to batch) and written with as few send() calls as the socket
+ * allows. hiredis's own output buffer is left empty, as a blocking context
+ * leaves it after every command; a context that has something in it (or the
+ * fakes of the fault tests) gets the bytes through hiredis. DC_OK or
+ * DC_ERROR (the context's err set, as hiredis sets it).
+ */
+static int send_lookups(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
 {
+    static const char mget[] = "*3\r\n$4\r\nMGET\r\n";
+    redisContext     *ctx = c->ctx;
+    size_t            off = 0;
+
+    dc_buf_reset(&c->out);
     for (size_t i = 0; i < n; i++) {
         char genkey[DC_KEY_MAX];
         int  glen = dc_key_gen(ls[i]->org, ls[i]->q, genkey, sizeof(genkey));
 
         if (glen < 0) /* not a cached type: an MGET of nothing that can hit keeps the replies in step */
             glen = 0;
-        if (redisAppendCommand(c->ctx, "MGET %b %b", genkey, (size_t)glen, ls[i]->key, ls[i]->klen) !=
-            REDIS_OK)
+        if (dc_buf_append(&c->out, mget, sizeof(mget) - 1) != DC_OK ||
+            put_bulk(&c->out, genkey, (size_t)glen) != DC_OK ||
+            put_bulk(&c->out, ls[i]->key, ls[i]->klen) != DC_OK) {
+            ctx->err = REDIS_ERR_OOM;
+            snprintf(ctx->errstr, sizeof(ctx->errstr), "out of memory");
             return DC_ERROR;
+        }
+    }
+    if (ctx->obuf == NULL || ctx->fd < 0 || sdslen(ctx->obuf) != 0)
+        return redisAppendFormattedCommand(ctx, c->out.data, c->out.len) == REDIS_OK ? DC_OK : DC_ERROR;
+    while (off < c->out.len) {
+        ssize_t w = send(ctx->fd, c->out.data + off, c->out.len - off, MSG_NOSIGNAL);
+        if (w > 0) {
+            off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        /* as hiredis reports a failed write (a timeout is EAGAIN after SO_SNDTIMEO) */
+        ctx->err = REDIS_ERR_IO;
+        snprintf(ctx->errstr, sizeof(ctx->errstr), "%s", w < 0 ? strerror(errno) : "short write");
+        return DC_ERROR;
     }
     return DC_OK;
 }
 
 void dc_cache_get_many(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
 {
-    size_t  got = 0;
-    int64_t t0;
+    redisReplyObjectFunctions *saved = NULL;
+    size_t                     got = 0;
+    int64_t                    t0;
 
     for (size_t i = 0; i < n; i++) {
         memset(&ls[i]->v, 0, sizeof(ls[i]->v));
@@ -268,6 +423,8 @@ void dc_cache_get_many(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
     }
     if (n == 0 || ensure(c) != DC_OK)
         return;
+    if (c->arena_live == 0)
+        dc_arena_reset(&c->arena); /* every value of the last lookups was released */
     t0 = dc_now_ns();
     /*
      * Pipelined: every MGET goes out in one write, the replies come back
@@ -276,21 +433,29 @@ void dc_cache_get_many(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
      * more, as command() does for one.
      */
     for (int attempt = 0; attempt < 2 && got == 0; attempt++) {
-        if (append_lookups(c, ls, n) != DC_OK)
+        int in_arena = c->ctx->reader != NULL;
+
+        if (send_lookups(c, ls, n) != DC_OK)
             break;
+        if (in_arena) {
+            saved = c->ctx->reader->fn;
+            use_arena(c);
+        }
         for (; got < n; got++) {
             void *r = NULL;
             if (redisGetReply(c->ctx, &r) != REDIS_OK || r == NULL)
                 break;
-            take_lookup(ls[got], r);
+            take_lookup(c, ls[got], r, in_arena);
             if (!(DC_QBITS_CACHED & DC_QBIT_OF(ls[got]->q))) {
                 dc_cache_value_release(&ls[got]->v); /* not a cached type: never a hit */
                 ls[got]->rc = DC_UNAVAILABLE;
             }
         }
+        if (got == n)
+            stop_arena(c, saved);
         if (got > 0 || attempt > 0 || !closed_by_server(c->ctx))
             break;
-        disconnect(c);
+        disconnect(c); /* with the arena's functions: whatever the reader holds is the arena's */
         c->retry_at_ms = 0;
         if (ensure(c) != DC_OK)
             return;
@@ -301,7 +466,7 @@ void dc_cache_get_many(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
         /* the rest failed with the connection: Redis is hung or gone */
         for (size_t i = got; i < n; i++)
             dc_metrics_cache_error(DC_COP_GET);
-        command_failed(c, "redis MGET");
+        command_failed(c, "redis MGET"); /* frees the context, arena functions and all */
     }
 }
 
@@ -337,6 +502,8 @@ int dc_cache_generation(dc_cache_t *c, const char *org, dc_qtype_t q, char gen[D
 void dc_cache_value_release(dc_cache_value_t *v)
 {
     freeReplyObject(v->reply);
+    if (v->arena != NULL)
+        v->arena->arena_live--;
     memset(v, 0, sizeof(*v));
 }
 

@@ -41,6 +41,7 @@ typedef struct {
     char        etag[DC_ETAG_LEN + 1]; /* its validator on a hit */
     char        gen[DC_GEN_MAX];       /* generation read ("" = none yet) */
     void       *reply;                 /* owned; released by dc_cache_value_release */
+    dc_cache_t *arena;                 /* or: data lives in this handle's arena until released */
 } dc_cache_value_t;
 
 /* Allocates a cache handle; does not connect. NULL on out of memory. Free with dc_cache_free. */

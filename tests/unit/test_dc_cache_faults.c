@@ -9,7 +9,9 @@
  * The calls dc_cache.c makes are wrapped at link time (WRAP_test_dc_cache_faults
  * in the Makefile): redisConnectWithTimeout, redisConnectUnixWithTimeout,
  * redisSetTimeout, redisCommand, redisvCommand, redisCommandArgv, redisFree,
- * and redisAppendCommand + redisGetReply for pipelined lookups.
+ * and redisAppendCommand / redisAppendFormattedCommand + redisGetReply for
+ * pipelined lookups (a fake context has no reader and no output buffer, so
+ * dc_cache hands it the bytes and keeps hiredis's reply objects).
  * Replies are built with malloc as hiredis builds them, and freed by the
  * real freeReplyObject.
  */
@@ -231,14 +233,50 @@ void *__wrap_redisCommand(redisContext *c, const char *fmt, ...)
  * and each redisGetReply answers the oldest as command() would; a NULL
  * answer is a failed read (REDIS_ERR), as hiredis reports one.
  */
-int __wrap_redisAppendCommand(redisContext *c, const char *fmt, ...);
-int __wrap_redisAppendCommand(redisContext *c, const char *fmt, ...)
+static void enqueue(const char *fmt)
 {
-    assert_non_null(c);
     assert_true(fk.queued < (int)(sizeof(fk.queue) / sizeof(fk.queue[0])));
     fk.queue[fk.queued++] = fmt;
     if (fk.queued > fk.max_queued)
         fk.max_queued = fk.queued;
+}
+
+int __wrap_redisAppendCommand(redisContext *c, const char *fmt, ...);
+int __wrap_redisAppendCommand(redisContext *c, const char *fmt, ...)
+{
+    assert_non_null(c);
+    enqueue(fmt);
+    return REDIS_OK;
+}
+
+/* Commands already in RESP (dc_cache formats its lookups itself): each one queued by its name. */
+int __wrap_redisAppendFormattedCommand(redisContext *c, const char *cmd, size_t len);
+int __wrap_redisAppendFormattedCommand(redisContext *c, const char *cmd, size_t len)
+{
+    static const char *const names[] = { "MGET", "GET", "EVALSHA", "PUBLISH", "PING" };
+    const char              *p = cmd, *end = cmd + len;
+
+    assert_non_null(c);
+    while (p < end) {
+        long        args, n;
+        char       *q;
+        const char *name = "?";
+
+        assert_true(*p == '*');
+        args = strtol(p + 1, &q, 10);
+        assert_true(args > 0 && q[0] == '\r' && q[1] == '\n');
+        p = q + 2;
+        for (long i = 0; i < args; i++) {
+            assert_true(*p == '$');
+            n = strtol(p + 1, &q, 10);
+            assert_true(n >= 0 && q[0] == '\r' && q[1] == '\n' && q + 2 + n + 2 <= end);
+            for (size_t k = 0; i == 0 && k < sizeof(names) / sizeof(names[0]); k++)
+                if ((size_t)n == strlen(names[k]) && memcmp(q + 2, names[k], (size_t)n) == 0)
+                    name = names[k];
+            p = q + 2 + n + 2;
+        }
+        enqueue(name);
+    }
     return REDIS_OK;
 }
 
