@@ -2,6 +2,11 @@
  * The Redis side of cache-aside. With dc_sub and dc_redis (the connect
  * they share), the only code that includes hiredis.
  *
+ * Lookups (dc_cache_get_many) are pipelined and allocate nothing once
+ * warm: their commands are formatted into a kept buffer and sent here, and
+ * the replies are built in the handle's arena (dc_arena), valid until each
+ * value is released; every other command uses hiredis's own objects.
+ *
  * One connection per worker, opened lazily after fork and replaced on any
  * error: a hiredis context that returned an error cannot be reused (a
  * command timeout leaves half a reply in its buffer). After a failed connect
