@@ -126,10 +126,14 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
         } else {
             cacheable = 0; /* Redis is down: don't try to store either */
         }
-    } else if (cacheable) {
-        /* the generation must be read before the database, as on a miss */
-        cacheable = dc_cache_generation(app->cache, req->org_id, req->qtype, t->look.v.gen) == DC_OK;
     }
+    /*
+     * The generation must be observed before the database is read: read
+     * for a forced refresh, created when the lookup found none (a store
+     * under no generation is refused, see dc_cache.h).
+     */
+    if (cacheable && t->look.v.gen[0] == '\0')
+        cacheable = dc_cache_generation(app->cache, req->org_id, req->qtype, t->look.v.gen) == DC_OK;
 
     dc_buf_reset(&app->body);
     rc = dc_query_run(app->db, app->cfg, req, &app->body, &err);

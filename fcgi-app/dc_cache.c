@@ -17,24 +17,31 @@
 #include "dc_redis.h"
 
 /*
- * KEYS[1] generation of the value's query type, KEYS[2] value; ARGV[1]
- * generation read before the query ("" = none), ARGV[2] body, ARGV[3] ttl,
- * ARGV[4] the body's validator. A missing generation is created from the
- * server clock, which keeps generations unique even after a generation key
- * was evicted.
+ * KEYS[1] generation, KEYS[2] value; ARGV[1] generation read before the
+ * query, ARGV[2] body, ARGV[3] ttl, ARGV[4] validator. Stores only while the
+ * generation is still the one the reader saw before its query: a reader
+ * that saw none stores nothing (it creates one first, gen_lua), so a
+ * generation key evicted or deleted between a reader's query and its store
+ * can never let data from before a write in under a fresh generation.
  */
 static const char store_lua[] = "local g = redis.call('GET', KEYS[1])\n"
-                                "if ARGV[1] == '' then\n"
-                                "  if g then return 0 end\n"
-                                "  local t = redis.call('TIME')\n"
-                                "  g = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))\n"
-                                "  redis.call('SET', KEYS[1], g)\n"
-                                "elseif g ~= ARGV[1] then\n"
-                                "  return 0\n"
-                                "end\n"
+                                "if ARGV[1] == '' or g ~= ARGV[1] then return 0 end\n"
                                 "redis.call('SET', KEYS[2], g .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[2], 'EX',"
                                 " tonumber(ARGV[3]))\n"
                                 "return 1\n";
+
+/*
+ * KEYS[1] generation: its value, created from the server clock (in
+ * microseconds) when missing, which keeps generations unique even after a
+ * generation key was evicted: a reader observes a real generation before
+ * it queries the database.
+ */
+static const char gen_lua[] = "local g = redis.call('GET', KEYS[1])\n"
+                              "if g then return g end\n"
+                              "local t = redis.call('TIME')\n"
+                              "g = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))\n"
+                              "redis.call('SET', KEYS[1], g)\n"
+                              "return g\n";
 
 /* Each of KEYS, generations: max(current + 1, server clock in microseconds). */
 static const char bump_lua[] = "local t = redis.call('TIME')\n"
@@ -55,6 +62,7 @@ struct dc_cache_s {
     int                down_logged; /* log a failure once per outage */
     char               store_sha[41];
     char               bump_sha[41];
+    char               gen_sha[41];
 };
 
 dc_cache_t *dc_cache_new(const dc_config_t *cfg)
@@ -132,7 +140,8 @@ static int ensure(dc_cache_t *c)
         return DC_UNAVAILABLE;
     }
     /* scripts are loaded on every connect: a restarted Redis has forgotten them */
-    if (load_script(c, store_lua, c->store_sha) != DC_OK || load_script(c, bump_lua, c->bump_sha) != DC_OK)
+    if (load_script(c, store_lua, c->store_sha) != DC_OK || load_script(c, bump_lua, c->bump_sha) != DC_OK ||
+        load_script(c, gen_lua, c->gen_sha) != DC_OK)
         return DC_UNAVAILABLE;
     if (c->down_logged) {
         dc_log_info("redis.recovered", "connected to redis again");
@@ -480,25 +489,6 @@ int dc_cache_get(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, 
     return l.rc;
 }
 
-int dc_cache_generation(dc_cache_t *c, const char *org, dc_qtype_t q, char gen[DC_GEN_MAX])
-{
-    char        genkey[DC_KEY_MAX];
-    int         glen = dc_key_gen(org, q, genkey, sizeof(genkey));
-    redisReply *r;
-
-    gen[0] = '\0';
-    if (glen < 0 || ensure(c) != DC_OK)
-        return DC_UNAVAILABLE;
-    r = command(c, "GET %b", genkey, (size_t)glen);
-    if (r == NULL) {
-        command_failed(c, "redis GET");
-        return DC_UNAVAILABLE;
-    }
-    copy_gen(gen, r);
-    freeReplyObject(r);
-    return DC_OK;
-}
-
 void dc_cache_value_release(dc_cache_value_t *v)
 {
     freeReplyObject(v->reply);
@@ -522,6 +512,23 @@ static int eval(dc_cache_t *c, const char *what, redisReply **out, redisReply *r
     }
     *out = r;
     return DC_OK;
+}
+
+int dc_cache_generation(dc_cache_t *c, const char *org, dc_qtype_t q, char gen[DC_GEN_MAX])
+{
+    char        genkey[DC_KEY_MAX];
+    int         glen = dc_key_gen(org, q, genkey, sizeof(genkey));
+    redisReply *r;
+
+    gen[0] = '\0';
+    if (glen < 0 || ensure(c) != DC_OK)
+        return DC_UNAVAILABLE;
+    if (eval(c, "redis generation", &r, command(c, "EVALSHA %s 1 %b", c->gen_sha, genkey, (size_t)glen)) !=
+        DC_OK)
+        return DC_UNAVAILABLE;
+    copy_gen(gen, r);
+    freeReplyObject(r);
+    return gen[0] != '\0' ? DC_OK : DC_UNAVAILABLE;
 }
 
 int dc_cache_set(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, size_t klen, const char *gen,

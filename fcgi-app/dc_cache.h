@@ -82,7 +82,12 @@ typedef struct {
  */
 void dc_cache_get_many(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n);
 
-/* Reads only the generation of q for org into gen (for a forced refresh). DC_OK or DC_UNAVAILABLE. */
+/*
+ * The generation of q for org into gen, created when there is none (a
+ * reader must observe a generation before it queries the database: a store
+ * under none is refused). For a forced refresh, and for a miss that saw no
+ * generation. DC_OK or DC_UNAVAILABLE.
+ */
 int dc_cache_generation(dc_cache_t *c, const char *org, dc_qtype_t q, char gen[DC_GEN_MAX]) DC_WUR;
 
 /* Frees what dc_cache_get returned. Safe on a zeroed or released value. */

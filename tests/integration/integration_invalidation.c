@@ -380,6 +380,72 @@ static void test_ingest_bad_element_stores_nothing(void **state)
 }
 
 /*
+ * A lost generation key (issue 11, 3), forced: the generation of a query
+ * type is missing (evicted, deleted), a reader misses and reads the
+ * database, a writer commits and invalidates, the generation key is lost
+ * again, then the reader stores. A reader that saw no generation creates
+ * one before its query (as dc_app does), and the store under it is refused
+ * once that key is gone; a store under no generation is refused outright.
+ * Before, the store created a fresh generation and cached the pre-write
+ * answer under it: a stale hit after an acknowledged write.
+ */
+static void test_lost_generation_key_never_caches_old_data(void **state)
+{
+    fixture_t         *f = *state;
+    const dc_db_set_t *sets[] = { dc_query_statements() };
+    dc_cache_t        *cache = dc_cache_new(&f->cfg);
+    dc_db_t           *db = dc_db_new(&f->cfg, sets, DC_ARRAY_LEN(sets));
+    dc_request_t       req;
+    dc_error_t         err;
+    dc_cache_value_t   v;
+    dc_buf_t           old = DC_BUF_INIT;
+    char               path[160], key[DC_KEY_MAX], genkey[DC_KEY_MAX], gen[DC_GEN_MAX];
+    dc_test_resp_t     w, after;
+    int                klen;
+
+    dc_test_org_path(path, sizeof(path), f->org, "alerts/count");
+    assert_int_equal(dc_router_route("GET", path, NULL, &req, &err), DC_OK);
+    klen = dc_key_build(&req, key, sizeof(key));
+    assert_true(klen > 0);
+    dc_test_gen_key(genkey, sizeof(genkey), f->org, req.qtype);
+    free(dc_test_redis_str("DEL %s %s", key, genkey));
+
+    /* 1. reader: a miss with no generation at all */
+    assert_int_equal(dc_cache_get(cache, f->org, req.qtype, key, (size_t)klen, &v), DC_DECLINED);
+    assert_string_equal(v.gen, "");
+    /* a store under no generation is refused, whatever the key holds */
+    assert_int_equal(
+        dc_cache_set(cache, f->org, req.qtype, key, (size_t)klen, "", "0123456789abcdef", "{}", 2, 60),
+        DC_DECLINED);
+    assert_int_equal(dc_test_redis_int("EXISTS %s %s", key, genkey), 0);
+    /* so the reader makes one before its query, and reads the database (pre-write) */
+    assert_int_equal(dc_cache_generation(cache, f->org, req.qtype, gen), DC_OK);
+    assert_true(gen[0] != '\0');
+    assert_int_equal(dc_test_redis_int("EXISTS %s", genkey), 1);
+    assert_int_equal(dc_query_run(db, &f->cfg, &req, &old, &err), DC_OK);
+    /* 2. writer: commit and invalidate; 3. the generation key is lost again */
+    create_alert(f, f->org, f->unit, &w);
+    assert_int_equal(w.status, 201);
+    free(dc_test_redis_str("DEL %s", genkey));
+    /* 4. the reader's store is refused: nothing cached from before the write */
+    assert_int_equal(
+        dc_cache_set(cache, f->org, req.qtype, key, (size_t)klen, gen, etag_of(&old), old.data, old.len, 60),
+        DC_DECLINED);
+    assert_int_equal(dc_test_redis_int("EXISTS %s", key), 0);
+
+    dc_test_get(f->app, path, NULL, &after);
+    assert_int_equal(after.status, 200);
+    assert_string_equal(after.x_cache, "MISS");
+    assert_int_equal(unresolved_in(after.body), unresolved_in(old.data) + 1);
+
+    dc_buf_free(&old);
+    dc_test_resp_free(&w);
+    dc_test_resp_free(&after);
+    dc_db_free(db);
+    dc_cache_free(cache);
+}
+
+/*
  * The stale-set race, forced: a reader misses and reads the database, a
  * writer commits and invalidates, then the reader tries to store what it
  * read. The store must be refused and the next read must see the write.
@@ -708,6 +774,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_out_of_range_opens_one_alert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bad_element_stores_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_set_race_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_generation_key_never_caches_old_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_arrives_after_invalidation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pattern_clears_exactly_its_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_leaves_alert_counts_cached, setup, teardown),

@@ -371,7 +371,7 @@ static void test_healthy_fake_hits_and_misses(void **state)
     assert_null(v.reply);
     assert_serves(f);
     assert_int_equal(fk.connects, 1);
-    assert_int_equal(fk.script_loads, 2);
+    assert_int_equal(fk.script_loads, 3);
 }
 
 /* redisConnectWithTimeout could not allocate the context. */
