@@ -107,7 +107,7 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
     int                 cacheable = t->klen > 0;
     const char         *x_cache = "BYPASS";
     dc_error_t          err;
-    int                 rc;
+    int                 rc, made_gen = 0;
 
     if (looked_up) {
         if (t->look.rc == DC_OK) {
@@ -132,13 +132,17 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
      * for a forced refresh, created when the lookup found none (a store
      * under no generation is refused, see dc_cache.h).
      */
-    if (cacheable && t->look.v.gen[0] == '\0')
+    if (cacheable && t->look.v.gen[0] == '\0') {
         cacheable = dc_cache_generation(app->cache, req->org_id, req->qtype, t->look.v.gen) == DC_OK;
+        made_gen = cacheable;
+    }
 
     dc_buf_reset(&app->body);
     rc = dc_query_run(app->db, app->cfg, req, &app->body, &err);
     if (rc == DC_DECLINED) {
-        /* unknown org or unit: an error, never cached as data */
+        /* unknown org or unit: an error, never cached as data; no key names an unknown org */
+        if (made_gen && strcmp(err.code, "org_not_found") == 0)
+            dc_cache_drop_generation(app->cache, req->org_id, req->qtype);
         dc_response_error(resp, &err, &app->body);
         resp->x_cache = x_cache;
         return;

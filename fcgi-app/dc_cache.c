@@ -531,6 +531,20 @@ int dc_cache_generation(dc_cache_t *c, const char *org, dc_qtype_t q, char gen[D
     return gen[0] != '\0' ? DC_OK : DC_UNAVAILABLE;
 }
 
+void dc_cache_drop_generation(dc_cache_t *c, const char *org, dc_qtype_t q)
+{
+    char        genkey[DC_KEY_MAX];
+    int         glen = dc_key_gen(org, q, genkey, sizeof(genkey));
+    redisReply *r;
+
+    if (glen < 0 || ensure(c) != DC_OK)
+        return;
+    r = command(c, "UNLINK %b", genkey, (size_t)glen);
+    if (r == NULL)
+        command_failed(c, "redis UNLINK");
+    freeReplyObject(r);
+}
+
 int dc_cache_set(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, size_t klen, const char *gen,
                  const char *etag, const char *val, size_t vlen, int ttl_s)
 {

@@ -90,6 +90,14 @@ void dc_cache_get_many(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n);
  */
 int dc_cache_generation(dc_cache_t *c, const char *org, dc_qtype_t q, char gen[DC_GEN_MAX]) DC_WUR;
 
+/*
+ * Removes the generation key of q for org: for an organization that turned
+ * out not to exist, whose generation a miss had created (no key names an
+ * unknown organization). Harmless for any organization: a missing
+ * generation only makes the next read a miss. Failures are ignored.
+ */
+void dc_cache_drop_generation(dc_cache_t *c, const char *org, dc_qtype_t q);
+
 /* Frees what dc_cache_get returned. Safe on a zeroed or released value. */
 void dc_cache_value_release(dc_cache_value_t *v);
 
