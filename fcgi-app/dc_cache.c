@@ -18,17 +18,20 @@
 
 /*
  * KEYS[1] generation, KEYS[2] value; ARGV[1] generation read before the
- * query, ARGV[2] body, ARGV[3] ttl, ARGV[4] validator. Stores only while the
+ * query, ARGV[2] body, ARGV[3] ttl, ARGV[4] validator, ARGV[5] the run_id
+ * of this server (learnt at connect; the value is a hit only on the same
+ * server process, see dc_cache.h). Stores only while the
  * generation is still the one the reader saw before its query: a reader
  * that saw none stores nothing (it creates one first, gen_lua), so a
  * generation key evicted or deleted between a reader's query and its store
  * can never let data from before a write in under a fresh generation.
  */
-static const char store_lua[] = "local g = redis.call('GET', KEYS[1])\n"
-                                "if ARGV[1] == '' or g ~= ARGV[1] then return 0 end\n"
-                                "redis.call('SET', KEYS[2], g .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[2], 'EX',"
-                                " tonumber(ARGV[3]))\n"
-                                "return 1\n";
+static const char store_lua[] =
+    "local g = redis.call('GET', KEYS[1])\n"
+    "if ARGV[1] == '' or g ~= ARGV[1] then return 0 end\n"
+    "redis.call('SET', KEYS[2], g .. '@' .. ARGV[5] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[2], 'EX',"
+    " tonumber(ARGV[3]))\n"
+    "return 1\n";
 
 /*
  * KEYS[1] generation: its value, created from the server clock (in
@@ -63,6 +66,7 @@ struct dc_cache_s {
     char               store_sha[41];
     char               bump_sha[41];
     char               gen_sha[41];
+    char               run_id[DC_RUN_ID_MAX]; /* the server's, from INFO server at connect */
 };
 
 dc_cache_t *dc_cache_new(const dc_config_t *cfg)
@@ -123,6 +127,32 @@ static int load_script(dc_cache_t *c, const char *src, char sha[41])
     return DC_OK;
 }
 
+/*
+ * The run_id of the server on the other end (INFO server): a new one at
+ * every start of a Redis process, so values stored before a restart (from a
+ * snapshot, or a promoted replica) never match it. DC_OK or DC_UNAVAILABLE.
+ */
+static int learn_run_id(dc_cache_t *c)
+{
+    redisReply *r = redisCommand(c->ctx, "INFO server");
+    const char *p = NULL;
+    size_t      n = 0;
+
+    if (r != NULL && r->type == REDIS_REPLY_STRING && (p = strstr(r->str, "run_id:")) != NULL) {
+        p += 7;
+        n = strcspn(p, "\r\n");
+    }
+    if (p == NULL || n == 0 || n >= sizeof(c->run_id) || strspn(p, "0123456789abcdef") != n) {
+        fail(c, 1, "redis set-up", r == NULL ? c->ctx->errstr : "INFO server has no run_id");
+        freeReplyObject(r);
+        return DC_UNAVAILABLE;
+    }
+    memcpy(c->run_id, p, n);
+    c->run_id[n] = '\0';
+    freeReplyObject(r);
+    return DC_OK;
+}
+
 static int ensure(dc_cache_t *c)
 {
     dc_err_t err;
@@ -139,6 +169,8 @@ static int ensure(dc_cache_t *c)
         fail(c, 1, err.str, NULL);
         return DC_UNAVAILABLE;
     }
+    if (learn_run_id(c) != DC_OK)
+        return DC_UNAVAILABLE;
     /* scripts are loaded on every connect: a restarted Redis has forgotten them */
     if (load_script(c, store_lua, c->store_sha) != DC_OK || load_script(c, bump_lua, c->bump_sha) != DC_OK ||
         load_script(c, gen_lua, c->gen_sha) != DC_OK)
@@ -347,13 +379,16 @@ static void take_lookup(dc_cache_t *c, dc_cache_lookup_t *l, redisReply *r, int 
     copy_gen(l->v.gen, g);
     l->rc = DC_DECLINED;
     if (l->v.gen[0] != '\0' && val->type == REDIS_REPLY_STRING) {
-        size_t      gl = strlen(l->v.gen), head = gl + 1 + DC_ETAG_LEN + 1;
-        const char *tag = val->str + gl + 1;
+        size_t      gl = strlen(l->v.gen), rl = strlen(c->run_id), tl = gl + 1 + rl;
+        size_t      head = tl + 1 + DC_ETAG_LEN + 1;
+        const char *tag = val->str + tl + 1;
         /*
-         * a hit only under the current generation and in the current format,
-         * "<gen>\n<etag>\n<body>": an old "<gen>\n<body>" is never read as one
+         * a hit only under the current generation, stored on this very server
+         * process, and in the current format "<gen>@<run_id>\n<etag>\n<body>":
+         * an older format is never read as one
          */
-        if (val->len >= head && memcmp(val->str, l->v.gen, gl) == 0 && val->str[gl] == '\n' &&
+        if (val->len >= head && memcmp(val->str, l->v.gen, gl) == 0 && val->str[gl] == '@' &&
+            memcmp(val->str + gl + 1, c->run_id, rl) == 0 && val->str[tl] == '\n' &&
             dc_etag_valid(tag, DC_ETAG_LEN) && tag[DC_ETAG_LEN] == '\n') {
             memcpy(l->v.etag, tag, DC_ETAG_LEN);
             l->v.etag[DC_ETAG_LEN] = '\0';
@@ -558,8 +593,8 @@ int dc_cache_set(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, 
         return DC_UNAVAILABLE;
     t0 = dc_now_ns();
     rc = eval(c, "redis store", &r,
-              command(c, "EVALSHA %s 2 %b %b %s %b %d %s", c->store_sha, genkey, (size_t)glen, key, klen, gen,
-                      val, vlen, ttl_s, etag));
+              command(c, "EVALSHA %s 2 %b %b %s %b %d %s %s", c->store_sha, genkey, (size_t)glen, key, klen,
+                      gen, val, vlen, ttl_s, etag, c->run_id));
     dc_metrics_cache_latency(DC_COP_SET, dc_now_ns() - t0);
     if (rc != DC_OK) {
         dc_metrics_cache_error(DC_COP_SET);

@@ -28,6 +28,14 @@
  * a slow reader can never put data from before a write into the cache after
  * that write's invalidation (the stale-set race). Generations only grow and
  * are never reused, even when a generation key is evicted or deleted.
+ *
+ * A value is also tagged with the run_id of the Redis process that stored
+ * it ("<gen>@<run_id>\n<etag>\n<body>"), learnt from INFO at connect, and is
+ * a hit only on that same process: a Redis restarted from a snapshot, or a
+ * promoted replica, brings old generations and old values back together,
+ * and none of those values is a hit afterwards, with or without the
+ * invalidator (the generation bumps of writes acknowledged after the
+ * snapshot are what the snapshot lost).
  */
 #ifndef DC_CACHE_H
 #define DC_CACHE_H
@@ -37,7 +45,8 @@
 
 typedef struct dc_cache_s dc_cache_t;
 
-#define DC_GEN_MAX 24
+#define DC_GEN_MAX    24
+#define DC_RUN_ID_MAX 48 /* a Redis run_id: 40 hex digits */
 
 /* A lookup: the cached body and its validator on a hit, the generation seen on a miss. */
 typedef struct {

@@ -73,3 +73,35 @@ def test_redis_hung_then_resumed(http, stack, warm, outage):
     every_path_bypasses(http, "Redis hung")
     outage.resume(stack.redis)
     hits_resume(http, outage, ("MISS", "HIT"), restarted=False)
+
+
+def test_redis_restored_from_its_snapshot_serves_nothing_from_before(http, redis, outage, stack):
+    """Issue 11, part 2 (time travel): Redis snapshots, a write is acknowledged
+    (its invalidation lives in Redis's memory only), Redis dies and starts again
+    from the snapshot: the generation from before the write comes back, and the
+    value cached under it too. With the invalidator down (nobody resynchronizes),
+    the next read must still reflect the write: a value stored by another Redis
+    process (another run_id) is never a hit."""
+    path = "alerts/count"
+    http.get(path)
+    r = http.get(path)
+    assert r.xcache == "HIT", f"warm: HIT; got {r}"
+    before = r.json()["unresolved"]
+    redis("SAVE")  # the snapshot: this generation and this value
+    outage.stop(stack.invalidator)
+    w = http.post("alerts", {"unitId": UNIT, "kind": "door_open", "message": "after the snapshot"})
+    assert w.status == 201, f"the write is acknowledged; got {w}"
+    r = http.get(path)
+    assert r.json()["unresolved"] == before + 1, f"the write is read at once; got {r}"
+
+    outage.send(stack.redis, 9)  # SIGKILL: no save at exit, the snapshot is what comes back
+    assert wait_for(lambda: not stack.redis.running(), 5), "Redis was killed"
+    outage.start(stack.redis)
+    key = [k for k in redis.scan("dashboard:alerts:count:org:*") if dc.DEMO_ORG in k]
+    assert key and redis("GET", key[0]), "the snapshot brought the old value back (the hole is real)"
+
+    for attempt in range(4):  # every worker, each once it has reconnected
+        r = http.get(path)
+        assert r.status == 200 and r.json()["unresolved"] == before + 1, \
+            f"read {attempt} after the restore: the acknowledged write, never the snapshot's answer; got {r}"
+        assert r.xcache != "HIT" or attempt > 0, f"the first read after the restore is not the old value; got {r}"

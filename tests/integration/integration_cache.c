@@ -53,7 +53,7 @@ static void forget_org(const char *org)
 
 /*
  * The body cached under key (free), or NULL, after checking the rest of the
- * value "<generation>\n<validator>\n<body>": the validator is the body's.
+ * value "<generation>@<run_id>\n<validator>\n<body>": the validator is the body's.
  */
 static char *cached_body(const char *key)
 {
@@ -211,8 +211,8 @@ static void test_ttl_expiry(void **state)
  */
 static void test_force_refresh_bypasses_and_repopulates(void **state)
 {
-    fixture_t        *f = *state;
-    char              path[PATH_MAX_LEN], key[DC_KEY_MAX], genkey[DC_KEY_MAX], want[1024];
+    fixture_t *f = *state;
+    char       path[PATH_MAX_LEN], key[DC_KEY_MAX], genkey[DC_KEY_MAX], want[1024], run_id[DC_RUN_ID_MAX];
     static const char planted[] = "{\"planted\":1}";
     dc_test_resp_t    a, p, b, c;
     char             *gen, *stored;
@@ -227,7 +227,8 @@ static void test_force_refresh_bypasses_and_repopulates(void **state)
     assert_non_null(gen);
     assert_true(gen[0] != '\0');
 
-    free(dc_test_redis_str("SET %s %s\n%s\n%s EX 60", key, gen, "0123456789abcdef", planted));
+    dc_test_redis_run_id(run_id);
+    free(dc_test_redis_str("SET %s %s@%s\n%s\n%s EX 60", key, gen, run_id, "0123456789abcdef", planted));
     dc_test_get(f->app, path, NULL, &p);
     assert_int_equal(p.status, 200);
     assert_string_equal(p.x_cache, "HIT");
@@ -240,7 +241,7 @@ static void test_force_refresh_bypasses_and_repopulates(void **state)
     assert_non_null(strstr(b.body, "\"orgId\":\"" DEMO_ORG "\""));
     /* replaced, under the same generation, with the validator of the new body */
     stored = dc_test_redis_str("GET %s", key);
-    snprintf(want, sizeof(want), "%s\n%s\n%s", gen, b.etag, b.body);
+    snprintf(want, sizeof(want), "%s@%s\n%s\n%s", gen, run_id, b.etag, b.body);
     assert_non_null(stored);
     assert_string_equal(stored, want);
 

@@ -152,6 +152,23 @@ char *dc_test_redis_str(const char *fmt, ...)
     return s;
 }
 
+void dc_test_redis_run_id(char out[DC_RUN_ID_MAX])
+{
+    char       *info = dc_test_redis_str("INFO server");
+    const char *p = info ? strstr(info, "run_id:") : NULL;
+    size_t      n;
+
+    if (p == NULL)
+        fail_msg("INFO server has no run_id");
+    p += 7;
+    n = strcspn(p, "\r\n");
+    if (n == 0 || n >= DC_RUN_ID_MAX)
+        fail_msg("run_id of %zu characters", n);
+    memcpy(out, p, n);
+    out[n] = '\0';
+    free(info);
+}
+
 static size_t scan(const char *pattern, int del)
 {
     char   cursor[32] = "0";

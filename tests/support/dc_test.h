@@ -54,6 +54,7 @@ long long dc_test_redis_int(const char *fmt, ...);  /* integer reply, -1 on erro
 char     *dc_test_redis_str(const char *fmt, ...);  /* string reply (free), NULL if nil */
 size_t    dc_test_redis_count(const char *pattern); /* keys matching, via SCAN */
 void      dc_test_redis_del_pattern(const char *pattern);
+void      dc_test_redis_run_id(char out[DC_RUN_ID_MAX]); /* the server's run_id (INFO server) */
 
 /*
  * Subscribes to channel on a new connection, writes one byte to ready_fd

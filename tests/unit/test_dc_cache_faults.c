@@ -33,6 +33,8 @@
 #define KEY  "k"
 #define GEN  "1700000000000001"
 #define ETAG "0123456789abcdef"
+#define RUN  "5f1c0de2a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4" /* the fake server's run_id */
+#define TAG  GEN "@" RUN
 #define SHA  "0123456789abcdef0123456789abcdef01234567"
 
 typedef enum {
@@ -170,6 +172,9 @@ static redisReply *answer(const char *cmd)
     }
     if (strcmp(cmd, "GET") == 0)
         return str_reply(REDIS_REPLY_STRING, GEN);
+    if (strcmp(cmd, "INFO") == 0)
+        return str_reply(REDIS_REPLY_STRING,
+                         "# Server\r\nredis_version:7.0.15\r\nrun_id:" RUN "\r\ntcp_port:6379\r\n");
     if (strcmp(cmd, "EVALSHA") == 0 && fk.fmt != NULL && strstr(fk.fmt, " 1 %b") != NULL)
         return str_reply(REDIS_REPLY_STRING, GEN); /* the generation script: get or create */
     if (strcmp(cmd, "EVALSHA") == 0 || strcmp(cmd, "PUBLISH") == 0 || strcmp(cmd, "UNLINK") == 0)
@@ -348,7 +353,7 @@ static void assert_serves(fixture_t *f)
 {
     dc_cache_value_t v;
 
-    fk.value = GEN "\n" ETAG "\nbody";
+    fk.value = TAG "\n" ETAG "\nbody";
     assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_OK);
     assert_int_equal(v.len, 4);
     assert_memory_equal(v.data, "body", 4);
@@ -599,9 +604,10 @@ static void test_many_lookups_failing_part_way(void **state)
 }
 
 /*
- * A value under another generation, without a tag, or not of the current
- * format "<gen>\n<etag>\n<body>" (an earlier version's "<gen>\n<body>", a
- * validator of the wrong length or case) is a miss, not a hit.
+ * A value under another generation, without a tag, stored by another server
+ * process, or not of the current format "<gen>@<run_id>\n<etag>\n<body>" (an
+ * earlier version's "<gen>\n<body>" or "<gen>\n<etag>\n<body>", a validator
+ * of the wrong length or case) is a miss, not a hit.
  */
 static void test_mget_stale_or_untagged_value_is_a_miss(void **state)
 {
@@ -619,6 +625,10 @@ static void test_mget_stale_or_untagged_value_is_a_miss(void **state)
              GEN "\n0123456789ABCDEF\n{}",
              GEN "\n0123456789abcde\n{}",
              GEN "\n" ETAG,
+             GEN "\n" ETAG "\nbody",                                          /* before the run_id tag */
+             GEN "@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n" ETAG "\nbody", /* another server process */
+             GEN "@" RUN "x\n" ETAG "\nbody",
+             GEN "@\n" ETAG "\nbody",
     };
 
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
