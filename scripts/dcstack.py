@@ -860,8 +860,12 @@ supervised no
 logfile ""
 loglevel notice
 dir {dir}
-save ""
+# RDB snapshots as Debian's packaged redis.conf takes them, as operators run it:
+# dashcache must be right when Redis comes back from one (values carry the
+# run_id of the process that stored them)
+save 3600 1 300 100 60 10000
 appendonly no
+# the eviction policy dashcache requires (README, "Running Redis for dashcache")
 maxmemory {maxmemory}
 maxmemory-policy allkeys-lru
 timeout 0
@@ -870,7 +874,7 @@ tcp-keepalive 60
 
 
 def redis_conf(directory: Path, port: int, password: str | None = None) -> str:
-    """A cache, not a store: no persistence, bounded memory, evict least recently used;
+    """Snapshots as Debian's default, bounded memory, evict least recently used;
     with password, every client must AUTH (requirepass)."""
     conf = REDIS_CONF.format(host=HOST, port=port, dir=directory,
                              maxmemory=os.environ.get("REDIS_MAXMEMORY", "256mb"))
