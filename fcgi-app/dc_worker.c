@@ -5,9 +5,14 @@
  * keepalive), so a connection is no longer a request: each worker accepts
  * connections, watches all of them in one epoll set and answers every
  * request that is complete. The bytes go through our record layer
- * (dc_fcgi), never libfcgi's blocking API. The application itself
- * (dc_app_handle) still runs one request at a time: a hit costs one Redis
- * round trip, and answers written in one loop pass leave in one write().
+ * (dc_fcgi), never libfcgi's blocking API. The dashboard reads that
+ * arrive in one loop pass wait in a batch (dc_app_start), their Redis
+ * lookups leave together and come back together (dc_app_lookup: one round
+ * trip for the batch), then each is answered in turn (dc_app_finish; a
+ * miss takes its PostgreSQL round trip there, which the worker's other
+ * connections wait for). A connection with a request in the batch is not
+ * fed until the batch is answered. The answers of one pass leave in one
+ * send() per connection.
  *
  * Deadlines (FCGI_IO_TIMEOUT_MS) are per phase, not per read: a request must
  * arrive whole, and an answer must leave whole, within the timeout from the
