@@ -22,8 +22,6 @@
 #include "dc_router.h"
 #include "dc_write.h"
 
-#define DC_APP_LOOKUPS_MAX 64 /* lookups of one Redis round trip */
-
 struct dc_app_s {
     const dc_config_t *cfg;
     dc_cache_t        *cache;
@@ -88,11 +86,12 @@ void dc_app_done(dc_app_t *app)
 static int query_start(const dc_app_t *app, dc_app_task_t *t)
 {
     /* CACHE=off: never cacheable, so BYPASS, no GET, no store */
-    t->klen = app->cfg->cache_enabled ? dc_key_build(&t->req, t->key, sizeof(t->key)) : 0;
+    int klen = app->cfg->cache_enabled ? dc_key_build(&t->req, t->key, sizeof(t->key)) : 0;
+
     t->look = (dc_cache_lookup_t){ .org = t->req.org_id, .q = t->req.qtype, .key = t->key };
-    t->look.klen = t->klen > 0 ? (size_t)t->klen : 0;
+    t->look.klen = klen > 0 ? (size_t)klen : 0; /* 0: not cached */
     t->look.rc = DC_UNAVAILABLE;
-    return t->klen > 0 && !t->req.force_refresh ? DC_DECLINED : DC_OK;
+    return t->look.klen > 0 && !t->req.force_refresh ? DC_DECLINED : DC_OK;
 }
 
 /*
@@ -104,7 +103,7 @@ static int query_start(const dc_app_t *app, dc_app_task_t *t)
 static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_response_t *resp)
 {
     const dc_request_t *req = &t->req;
-    int                 cacheable = t->klen > 0;
+    int                 cacheable = t->look.klen > 0;
     const char         *x_cache = "BYPASS";
     dc_error_t          err;
     int                 rc, made_gen = 0;
@@ -155,7 +154,7 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
 
     dc_etag_of(app->body.data, app->body.len, app->etag);
     if (cacheable)
-        dc_cache_set(app->cache, req->org_id, req->qtype, t->key, (size_t)t->klen, t->look.v.gen, app->etag,
+        dc_cache_set(app->cache, req->org_id, req->qtype, t->key, t->look.klen, t->look.v.gen, app->etag,
                      app->body.data, app->body.len, app->cfg->ttl[req->qtype]);
     dc_response_buf(resp, 200, x_cache, &app->body);
     resp->etag = app->etag;
@@ -220,7 +219,6 @@ int dc_app_start(dc_app_t *app, const dc_input_t *in, dc_app_task_t *t, dc_respo
     memset(resp, 0, sizeof(*resp));
     memset(&t->look, 0, sizeof(t->look));
     t->if_none_match = in->if_none_match;
-    t->klen = 0;
     resp->mroute = DC_MR_OTHER;
     if (dc_router_route(in->method, in->path, in->query, req, &err) != DC_OK) {
         resp->mroute = metrics_route(req);
@@ -264,10 +262,10 @@ int dc_app_start(dc_app_t *app, const dc_input_t *in, dc_app_task_t *t, dc_respo
 
 void dc_app_lookup(dc_app_t *app, dc_app_task_t *const *ts, size_t n)
 {
-    dc_cache_lookup_t *ls[DC_APP_LOOKUPS_MAX];
+    dc_cache_lookup_t *ls[DC_CACHE_LOOKUPS_MAX];
 
     while (n > 0) {
-        size_t k = n < DC_APP_LOOKUPS_MAX ? n : DC_APP_LOOKUPS_MAX;
+        size_t k = n < DC_CACHE_LOOKUPS_MAX ? n : DC_CACHE_LOOKUPS_MAX;
         for (size_t i = 0; i < k; i++)
             ls[i] = &ts[i]->look;
         dc_cache_get_many(app->cache, ls, k);

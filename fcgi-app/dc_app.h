@@ -66,7 +66,6 @@ void dc_app_done(dc_app_t *app);
 typedef struct {
     dc_request_t      req;
     char              key[DC_KEY_MAX];
-    int               klen;
     dc_cache_lookup_t look;          /* its result: the cached answer, or the generation seen */
     const char       *if_none_match; /* the request's, borrowed until it is answered */
 } dc_app_task_t;

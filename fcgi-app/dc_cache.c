@@ -67,6 +67,7 @@ struct dc_cache_s {
     char               bump_sha[41];
     char               gen_sha[41];
     char               run_id[DC_RUN_ID_MAX]; /* the server's, from INFO server at connect */
+    size_t             run_id_len;
 };
 
 dc_cache_t *dc_cache_new(const dc_config_t *cfg)
@@ -149,6 +150,7 @@ static int learn_run_id(dc_cache_t *c)
     }
     memcpy(c->run_id, p, n);
     c->run_id[n] = '\0';
+    c->run_id_len = n;
     freeReplyObject(r);
     return DC_OK;
 }
@@ -379,7 +381,7 @@ static void take_lookup(dc_cache_t *c, dc_cache_lookup_t *l, redisReply *r, int 
     copy_gen(l->v.gen, g);
     l->rc = DC_DECLINED;
     if (l->v.gen[0] != '\0' && val->type == REDIS_REPLY_STRING) {
-        size_t      gl = strlen(l->v.gen), rl = strlen(c->run_id), tl = gl + 1 + rl;
+        size_t      gl = strlen(l->v.gen), rl = c->run_id_len, tl = gl + 1 + rl;
         size_t      head = tl + 1 + DC_ETAG_LEN + 1;
         const char *tag = val->str + tl + 1;
         /*
@@ -425,11 +427,9 @@ static int send_lookups(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
     dc_buf_reset(&c->out);
     for (size_t i = 0; i < n; i++) {
         char genkey[DC_KEY_MAX];
-        int  glen = dc_key_gen(ls[i]->org, ls[i]->q, genkey, sizeof(genkey));
+        int  glen = dc_key_gen(ls[i]->org, ls[i]->q, genkey, sizeof(genkey)); /* a cached type: >= 0 */
 
-        if (glen < 0) /* not a cached type: an MGET of nothing that can hit keeps the replies in step */
-            glen = 0;
-        if (dc_buf_append(&c->out, mget, sizeof(mget) - 1) != DC_OK ||
+        if (glen < 0 || dc_buf_append(&c->out, mget, sizeof(mget) - 1) != DC_OK ||
             put_bulk(&c->out, genkey, (size_t)glen) != DC_OK ||
             put_bulk(&c->out, ls[i]->key, ls[i]->klen) != DC_OK) {
             ctx->err = REDIS_ERR_OOM;
@@ -455,17 +455,14 @@ static int send_lookups(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
     return DC_OK;
 }
 
-void dc_cache_get_many(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
+/* Up to DC_CACHE_LOOKUPS_MAX lookups of cached types, reset, in one round trip. */
+static void get_batch(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
 {
     redisReplyObjectFunctions *saved = NULL;
     size_t                     got = 0;
     int64_t                    t0;
 
-    for (size_t i = 0; i < n; i++) {
-        memset(&ls[i]->v, 0, sizeof(ls[i]->v));
-        ls[i]->rc = DC_UNAVAILABLE;
-    }
-    if (n == 0 || ensure(c) != DC_OK)
+    if (ensure(c) != DC_OK)
         return;
     if (c->arena_live == 0)
         dc_arena_reset(&c->arena); /* every value of the last lookups was released */
@@ -490,10 +487,6 @@ void dc_cache_get_many(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
             if (redisGetReply(c->ctx, &r) != REDIS_OK || r == NULL)
                 break;
             take_lookup(c, ls[got], r, in_arena);
-            if (!(DC_QBITS_CACHED & DC_QBIT_OF(ls[got]->q))) {
-                dc_cache_value_release(&ls[got]->v); /* not a cached type: never a hit */
-                ls[got]->rc = DC_UNAVAILABLE;
-            }
         }
         if (got == n)
             stop_arena(c, saved);
@@ -512,6 +505,26 @@ void dc_cache_get_many(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
             dc_metrics_cache_error(DC_COP_GET);
         command_failed(c, "redis MGET"); /* frees the context, arena functions and all */
     }
+}
+
+void dc_cache_get_many(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
+{
+    dc_cache_lookup_t *batch[DC_CACHE_LOOKUPS_MAX];
+    size_t             k = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        memset(&ls[i]->v, 0, sizeof(ls[i]->v));
+        ls[i]->rc = DC_UNAVAILABLE; /* and stays so for a type that is not cached */
+        if (!(DC_QBITS_CACHED & DC_QBIT_OF(ls[i]->q)))
+            continue;
+        batch[k++] = ls[i];
+        if (k == DC_CACHE_LOOKUPS_MAX) {
+            get_batch(c, batch, k);
+            k = 0;
+        }
+    }
+    if (k > 0)
+        get_batch(c, batch, k);
 }
 
 int dc_cache_get(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, size_t klen,

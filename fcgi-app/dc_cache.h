@@ -84,10 +84,13 @@ typedef struct {
     int              rc; /* out: as dc_cache_get returns */
 } dc_cache_lookup_t;
 
+#define DC_CACHE_LOOKUPS_MAX 64 /* lookups of one round trip */
+
 /*
  * n lookups as dc_cache_get, pipelined: their MGETs leave in one write and
- * the replies arrive together, one round trip for all. When the connection
- * fails part-way, the rest are DC_UNAVAILABLE.
+ * the replies arrive together, one round trip for every
+ * DC_CACHE_LOOKUPS_MAX of them. When the connection fails part-way, the
+ * rest are DC_UNAVAILABLE; so is a lookup of a type that is not cached.
  */
 void dc_cache_get_many(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n);
 
