@@ -19,7 +19,9 @@
 #include "dc_metrics.h"
 #include "dc_query.h"
 #include "dc_query_write.h"
+#include "dc_outbox.h"
 #include "dc_router.h"
+#include "dc_trust.h"
 #include "dc_write.h"
 
 struct dc_app_s {
@@ -35,8 +37,9 @@ struct dc_app_s {
 
 dc_app_t *dc_app_new(const dc_config_t *cfg)
 {
-    /* a worker prepares what it reads and writes, not the invalidator's outbox */
-    static const dc_db_set_t *(*const role[])(void) = { dc_query_statements, dc_query_write_statements };
+    /* a worker prepares what it reads and writes, and the outbox's watermark for dc_trust */
+    static const dc_db_set_t *(*const role[])(void) = { dc_query_statements, dc_query_write_statements,
+                                                        dc_outbox_statements };
     const dc_db_set_t *sets[DC_ARRAY_LEN(role)];
     dc_app_t          *app = calloc(1, sizeof(*app));
     dc_err_t           err;
@@ -82,11 +85,36 @@ void dc_app_done(dc_app_t *app)
     dc_app_task_done(&app->task);
 }
 
-/* A dashboard read's key; DC_DECLINED when it should look in Redis first (a task). */
-static int query_start(const dc_app_t *app, dc_app_task_t *t)
+int dc_app_tick(dc_app_t *app)
 {
-    /* CACHE=off: never cacheable, so BYPASS, no GET, no store */
-    int klen = app->cfg->cache_enabled ? dc_key_build(&t->req, t->key, sizeof(t->key)) : 0;
+    if (!app->cfg->cache_enabled)
+        return -1;
+    return dc_trust_tick(app->cache, app->db, app->cfg->trust_probe_interval_ms);
+}
+
+/*
+ * Whether this read may use the cache: CACHE=on, and the host's lease on
+ * serving hits holds (dc_trust); a lapsed one is probed for at once when a
+ * probe is due, so that the first read after a quiet spell needs no wait.
+ */
+static int cache_usable(dc_app_t *app)
+{
+    if (!app->cfg->cache_enabled)
+        return 0;
+    if (dc_trust_hits_ok())
+        return 1;
+    (void)dc_app_tick(app);
+    return dc_trust_hits_ok();
+}
+
+/* A dashboard read's key; DC_DECLINED when it should look in Redis first (a task). */
+static int query_start(dc_app_t *app, dc_app_task_t *t)
+{
+    /*
+     * CACHE=off, or hits stopped on this host: never cacheable, so BYPASS,
+     * no GET, no store
+     */
+    int klen = cache_usable(app) ? dc_key_build(&t->req, t->key, sizeof(t->key)) : 0;
 
     t->look = (dc_cache_lookup_t){ .org = t->req.org_id, .q = t->req.qtype, .key = t->key };
     t->look.klen = klen > 0 ? (size_t)klen : 0; /* 0: not cached */

@@ -28,6 +28,12 @@ dc_app_t *dc_app_new(const dc_config_t *cfg);
 /* Closes connections, frees buffers. NULL is fine. */
 void dc_app_free(dc_app_t *app);
 
+/*
+ * Runs the host's probe of the cache's trustworthiness when it is due
+ * (dc_trust_tick). Milliseconds until the next is due, -1 with CACHE=off.
+ */
+int dc_app_tick(dc_app_t *app);
+
 /* One request as the web server passed it; only read during dc_app_handle. */
 typedef struct {
     const char *method;

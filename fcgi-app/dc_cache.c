@@ -15,38 +15,46 @@
 #include "dc_log.h"
 #include "dc_metrics.h"
 #include "dc_redis.h"
+#include "dc_trust.h"
 
 /*
- * KEYS[1] generation, KEYS[2] value; ARGV[1] generation read before the
- * query, ARGV[2] body, ARGV[3] ttl, ARGV[4] validator, ARGV[5] the run_id
- * of this server (learnt at connect; the value is a hit only on the same
- * server process, see dc_cache.h). Stores only while the
- * generation is still the one the reader saw before its query: a reader
- * that saw none stores nothing (it creates one first, gen_lua), so a
- * generation key evicted or deleted between a reader's query and its store
- * can never let data from before a write in under a fresh generation.
+ * KEYS[1] the epoch, KEYS[2] generation, KEYS[3] value; ARGV[1] the token
+ * "<epoch>.<generation>" read before the query, ARGV[2] body, ARGV[3] ttl,
+ * ARGV[4] validator, ARGV[5] the run_id of this server (learnt at connect;
+ * the value is a hit only on the same server process, see dc_cache.h).
+ * Stores only while epoch and generation are still the ones the reader saw
+ * before its query: a reader that saw none stores nothing (it creates them
+ * first, gen_lua), so a generation key evicted or deleted between a
+ * reader's query and its store can never let data from before a write in
+ * under a fresh generation.
  */
 static const char store_lua[] =
-    "local g = redis.call('GET', KEYS[1])\n"
-    "if ARGV[1] == '' or g ~= ARGV[1] then return 0 end\n"
-    "redis.call('SET', KEYS[2], g .. '@' .. ARGV[5] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[2], 'EX',"
+    "local e = redis.call('GET', KEYS[1])\n"
+    "local g = redis.call('GET', KEYS[2])\n"
+    "if ARGV[1] == '' or not e or not g or e .. '.' .. g ~= ARGV[1] then return 0 end\n"
+    "redis.call('SET', KEYS[3], ARGV[1] .. '@' .. ARGV[5] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[2], 'EX',"
     " tonumber(ARGV[3]))\n"
     "return 1\n";
 
 /*
- * KEYS[1] generation: its value, created from the server clock (in
- * microseconds) when missing, which keeps generations unique even after a
- * generation key was evicted: a reader observes a real generation before
- * it queries the database.
+ * KEYS[1] the epoch, KEYS[2] a generation: the token "<epoch>.<generation>",
+ * each created from the server clock (in microseconds) when missing, which
+ * keeps them unique even after a key was evicted: a reader observes a real
+ * token before it queries the database.
  */
-static const char gen_lua[] = "local g = redis.call('GET', KEYS[1])\n"
-                              "if g then return g end\n"
-                              "local t = redis.call('TIME')\n"
-                              "g = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))\n"
-                              "redis.call('SET', KEYS[1], g)\n"
-                              "return g\n";
+static const char gen_lua[] = "local t = nil\n"
+                              "local function get(k)\n"
+                              "  local v = redis.call('GET', k)\n"
+                              "  if v then return v end\n"
+                              "  t = t or redis.call('TIME')\n"
+                              "  v = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))\n"
+                              "  redis.call('SET', k, v)\n"
+                              "  return v\n"
+                              "end\n"
+                              "local e = get(KEYS[1])\n"
+                              "return e .. '.' .. get(KEYS[2])\n";
 
-/* Each of KEYS, generations: max(current + 1, server clock in microseconds). */
+/* Each of KEYS, generations or the epoch: max(current + 1, server clock in microseconds). */
 static const char bump_lua[] = "local t = redis.call('TIME')\n"
                                "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
                                "for i = 1, #KEYS do\n"
@@ -68,13 +76,20 @@ struct dc_cache_s {
     char               gen_sha[41];
     char               run_id[DC_RUN_ID_MAX]; /* the server's, from INFO server at connect */
     size_t             run_id_len;
+    char               epoch_key[32]; /* dc_key_epoch */
+    size_t             epoch_len;
 };
 
 dc_cache_t *dc_cache_new(const dc_config_t *cfg)
 {
     dc_cache_t *c = calloc(1, sizeof(*c));
-    if (c != NULL)
-        c->cfg = cfg;
+    int         n;
+
+    if (c == NULL)
+        return NULL;
+    c->cfg = cfg;
+    n = dc_key_epoch(c->epoch_key, sizeof(c->epoch_key));
+    c->epoch_len = n > 0 ? (size_t)n : 0;
     return c;
 }
 
@@ -244,14 +259,35 @@ static redisReply *command_argv(dc_cache_t *c, int argc, const char **argv, cons
     return r;
 }
 
+/* A generation or epoch: 1 to 20 digits. */
+static int is_counter(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_STRING && r->len > 0 && r->len <= 20 &&
+           strspn(r->str, "0123456789") == r->len;
+}
+
+/* The token "<epoch>.<generation>" of the two replies into gen, "" when either is missing. */
+static void copy_token(char gen[DC_GEN_MAX], const redisReply *e, const redisReply *g)
+{
+    gen[0] = '\0';
+    if (is_counter(e) && is_counter(g))
+        snprintf(gen, DC_GEN_MAX, "%s.%s", e->str, g->str);
+}
+
+/* A token as gen_lua returns it into gen, "" when it is not one. */
 static void copy_gen(char gen[DC_GEN_MAX], const redisReply *r)
 {
-    if (r->type == REDIS_REPLY_STRING && r->len < DC_GEN_MAX) {
-        memcpy(gen, r->str, r->len);
-        gen[r->len] = '\0';
-    } else {
-        gen[0] = '\0';
-    }
+    size_t dot;
+
+    gen[0] = '\0';
+    if (r->type != REDIS_REPLY_STRING || r->len >= DC_GEN_MAX)
+        return;
+    dot = strspn(r->str, "0123456789");
+    if (dot == 0 || r->str[dot] != '.' || strspn(r->str + dot + 1, "0123456789") != r->len - dot - 1 ||
+        dot + 1 == r->len)
+        return;
+    memcpy(gen, r->str, r->len);
+    gen[r->len] = '\0';
 }
 
 /*
@@ -365,9 +401,9 @@ static int put_bulk(dc_buf_t *b, const char *s, size_t n)
  */
 static void take_lookup(dc_cache_t *c, dc_cache_lookup_t *l, redisReply *r, int in_arena)
 {
-    const redisReply *g, *val;
+    const redisReply *val;
 
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
         dc_metrics_cache_error(DC_COP_GET);
         dc_log_warn("redis.error", "MGET %.*s: %s", (int)l->klen, l->key,
                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
@@ -376,17 +412,16 @@ static void take_lookup(dc_cache_t *c, dc_cache_lookup_t *l, redisReply *r, int 
         l->rc = DC_UNAVAILABLE;
         return;
     }
-    g = r->element[0];
-    val = r->element[1];
-    copy_gen(l->v.gen, g);
+    val = r->element[2];
+    copy_token(l->v.gen, r->element[0], r->element[1]);
     l->rc = DC_DECLINED;
     if (l->v.gen[0] != '\0' && val->type == REDIS_REPLY_STRING) {
         size_t      gl = strlen(l->v.gen), rl = c->run_id_len, tl = gl + 1 + rl;
         size_t      head = tl + 1 + DC_ETAG_LEN + 1;
         const char *tag = val->str + tl + 1;
         /*
-         * a hit only under the current generation, stored on this very server
-         * process, and in the current format "<gen>@<run_id>\n<etag>\n<body>":
+         * a hit only under the current epoch and generation, stored on this very server
+         * process, and in the current format "<epoch>.<gen>@<run_id>\n<etag>\n<body>":
          * an older format is never read as one
          */
         if (val->len >= head && memcmp(val->str, l->v.gen, gl) == 0 && val->str[gl] == '@' &&
@@ -420,7 +455,7 @@ static void take_lookup(dc_cache_t *c, dc_cache_lookup_t *l, redisReply *r, int 
  */
 static int send_lookups(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
 {
-    static const char mget[] = "*3\r\n$4\r\nMGET\r\n";
+    static const char mget[] = "*4\r\n$4\r\nMGET\r\n";
     redisContext     *ctx = c->ctx;
     size_t            off = 0;
 
@@ -430,6 +465,7 @@ static int send_lookups(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
         int  glen = dc_key_gen(ls[i]->org, ls[i]->q, genkey, sizeof(genkey)); /* a cached type: >= 0 */
 
         if (glen < 0 || dc_buf_append(&c->out, mget, sizeof(mget) - 1) != DC_OK ||
+            put_bulk(&c->out, c->epoch_key, c->epoch_len) != DC_OK ||
             put_bulk(&c->out, genkey, (size_t)glen) != DC_OK ||
             put_bulk(&c->out, ls[i]->key, ls[i]->klen) != DC_OK) {
             ctx->err = REDIS_ERR_OOM;
@@ -571,9 +607,12 @@ int dc_cache_generation(dc_cache_t *c, const char *org, dc_qtype_t q, char gen[D
     gen[0] = '\0';
     if (glen < 0 || ensure(c) != DC_OK)
         return DC_UNAVAILABLE;
-    if (eval(c, "redis generation", &r, command(c, "EVALSHA %s 1 %b", c->gen_sha, genkey, (size_t)glen)) !=
-        DC_OK)
+    if (eval(c, "redis generation", &r,
+             command(c, "EVALSHA %s 2 %b %b", c->gen_sha, c->epoch_key, c->epoch_len, genkey,
+                     (size_t)glen)) != DC_OK) {
+        dc_trust_refused("redis did not take a generation");
         return DC_UNAVAILABLE;
+    }
     copy_gen(gen, r);
     freeReplyObject(r);
     return gen[0] != '\0' ? DC_OK : DC_UNAVAILABLE;
@@ -606,11 +645,12 @@ int dc_cache_set(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, 
         return DC_UNAVAILABLE;
     t0 = dc_now_ns();
     rc = eval(c, "redis store", &r,
-              command(c, "EVALSHA %s 2 %b %b %s %b %d %s %s", c->store_sha, genkey, (size_t)glen, key, klen,
-                      gen, val, vlen, ttl_s, etag, c->run_id));
+              command(c, "EVALSHA %s 3 %b %b %b %s %b %d %s %s", c->store_sha, c->epoch_key, c->epoch_len,
+                      genkey, (size_t)glen, key, klen, gen, val, vlen, ttl_s, etag, c->run_id));
     dc_metrics_cache_latency(DC_COP_SET, dc_now_ns() - t0);
     if (rc != DC_OK) {
         dc_metrics_cache_error(DC_COP_SET);
+        dc_trust_refused("redis did not take a store");
         return DC_UNAVAILABLE;
     }
     rc = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? DC_OK : DC_DECLINED;
@@ -620,33 +660,20 @@ int dc_cache_set(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, 
     return rc;
 }
 
-int dc_cache_invalidate(dc_cache_t *c, const char *org, unsigned queries)
+/*
+ * Runs the bump script over the keys argv[3 .. argc) (argv[0 .. 2] are
+ * filled here). DC_OK or DC_UNAVAILABLE; a failure is a refused write.
+ */
+static int bump(dc_cache_t *c, int argc, const char **argv, size_t *lens)
 {
-    char        keys[DC_Q_COUNT][DC_KEY_MAX];
-    const char *argv[3 + DC_Q_COUNT];
-    size_t      lens[3 + DC_Q_COUNT];
     char        nkeys[16];
-    int         argc = 3;
     redisReply *r;
     int64_t     t0;
     int         rc;
 
-    for (unsigned q = 0; q < DC_Q_COUNT; q++) {
-        int n;
-        if (!(queries & DC_QBITS_CACHED & DC_QBIT_OF(q)))
-            continue;
-        n = dc_key_gen(org, (dc_qtype_t)q, keys[q], sizeof(keys[q]));
-        if (n < 0) {
-            dc_metrics_cache_error(DC_COP_INVALIDATE);
-            return DC_UNAVAILABLE;
-        }
-        argv[argc] = keys[q];
-        lens[argc++] = (size_t)n;
-    }
-    if (argc == 3)
-        return DC_OK;
     if (ensure(c) != DC_OK) {
         dc_metrics_cache_error(DC_COP_INVALIDATE);
+        dc_trust_refused("redis could not take an invalidation");
         return DC_UNAVAILABLE;
     }
     snprintf(nkeys, sizeof(nkeys), "%d", argc - 3);
@@ -661,10 +688,61 @@ int dc_cache_invalidate(dc_cache_t *c, const char *org, unsigned queries)
     dc_metrics_cache_latency(DC_COP_INVALIDATE, dc_now_ns() - t0);
     if (rc != DC_OK) {
         dc_metrics_cache_error(DC_COP_INVALIDATE);
+        dc_trust_refused("redis did not take an invalidation");
         return DC_UNAVAILABLE;
     }
     freeReplyObject(r);
     return DC_OK;
+}
+
+int dc_cache_invalidate(dc_cache_t *c, const char *org, unsigned queries)
+{
+    char        keys[DC_Q_COUNT][DC_KEY_MAX];
+    const char *argv[3 + DC_Q_COUNT];
+    size_t      lens[3 + DC_Q_COUNT];
+    int         argc = 3;
+
+    for (unsigned q = 0; q < DC_Q_COUNT; q++) {
+        int n;
+        if (!(queries & DC_QBITS_CACHED & DC_QBIT_OF(q)))
+            continue;
+        n = dc_key_gen(org, (dc_qtype_t)q, keys[q], sizeof(keys[q]));
+        if (n < 0) {
+            dc_metrics_cache_error(DC_COP_INVALIDATE);
+            return DC_UNAVAILABLE;
+        }
+        argv[argc] = keys[q];
+        lens[argc++] = (size_t)n;
+    }
+    return argc == 3 ? DC_OK : bump(c, argc, argv, lens);
+}
+
+int dc_cache_invalidate_all(dc_cache_t *c)
+{
+    const char *argv[4] = { NULL, NULL, NULL, c->epoch_key };
+    size_t      lens[4] = { 0, 0, 0, c->epoch_len };
+
+    return bump(c, 4, argv, lens);
+}
+
+int dc_cache_probe(dc_cache_t *c)
+{
+    char        key[32];
+    int         klen = dc_key_probe(key, sizeof(key));
+    redisReply *r;
+    int         rc;
+
+    if (klen < 0 || ensure(c) != DC_OK)
+        return DC_UNAVAILABLE;
+    r = command(c, "SET %b %lld PX 60000", key, (size_t)klen, (long long)dc_now_ms());
+    if (r == NULL) {
+        command_failed(c, "redis write probe"); /* hung, paused or gone */
+        return DC_UNAVAILABLE;
+    }
+    /* a refusal (OOM, READONLY) is an answer: the connection is fine */
+    rc = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0 ? DC_OK : DC_UNAVAILABLE;
+    freeReplyObject(r);
+    return rc;
 }
 
 int dc_cache_publish(dc_cache_t *c, const char *channel, const char *msg, size_t len)

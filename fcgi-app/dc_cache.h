@@ -45,7 +45,7 @@
 
 typedef struct dc_cache_s dc_cache_t;
 
-#define DC_GEN_MAX    24
+#define DC_GEN_MAX    48 /* a token "<epoch>.<generation>" */
 #define DC_RUN_ID_MAX 48 /* a Redis run_id: 40 hex digits */
 
 /* A lookup: the cached body and its validator on a hit, the generation seen on a miss. */
@@ -130,6 +130,24 @@ int dc_cache_set(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, 
  * (nothing to do for an empty mask) or DC_UNAVAILABLE.
  */
 int dc_cache_invalidate(dc_cache_t *c, const char *org, unsigned queries) DC_WUR;
+
+/*
+ * Moves the global epoch forward: every value cached for every
+ * organization stops being a hit at once, in one write. DC_OK or
+ * DC_UNAVAILABLE.
+ */
+int dc_cache_invalidate_all(dc_cache_t *c) DC_WUR;
+
+/*
+ * The write probe of dc_trust: SET of the probe key, bounded by the
+ * timeouts. DC_OK when Redis took it; DC_UNAVAILABLE when it refused it
+ * (OOM under noeviction, READONLY), did not answer in time (CLIENT PAUSE
+ * WRITE, hung) or is away.
+ */
+int dc_cache_probe(dc_cache_t *c) DC_WUR;
+
+/* Where writes announce what changed, once it is invalidated. */
+#define DC_EVENTS_CHANNEL "dashboard:events"
 
 /* PUBLISH channel message. DC_OK or DC_UNAVAILABLE. */
 int dc_cache_publish(dc_cache_t *c, const char *channel, const char *msg, size_t len) DC_WUR;

@@ -35,6 +35,7 @@ static const int_var_t int_vars[] = {
     CFG_INT("DEVICE_ONLINE_SECONDS",      device_online_s, 600, 1, 604800),
     CFG_INT("RETRY_AFTER_SECONDS",        retry_after_s, 5, 1, 3600),
     CFG_INT("HEALTH_TIMEOUT_MS",          health_timeout_ms, 1000, 10, 60000),
+    CFG_INT("TRUST_PROBE_INTERVAL_MS",    trust_probe_interval_ms, 250, 20, 5000),
     CFG_INT("INGEST_MAX_FUTURE_SECONDS",  ingest_max_future_s, 300, 0, 86400),
     CFG_INT("READINGS_RETENTION_DAYS",    readings_retention_days, 30, 1, 3650),
     CFG_INT("IDEMPOTENCY_KEY_TTL_SECONDS", idempotency_ttl_s, 86400, 60, 604800),

@@ -52,6 +52,7 @@ typedef struct {
     int              device_online_s;
     int              retry_after_s;           /* Retry-After on a 503 */
     int              health_timeout_ms;       /* bound of each /health check */
+    int              trust_probe_interval_ms; /* dc_trust: a write probe per host this often */
     int              cache_enabled;           /* CACHE=on|off; off: reads never touch Redis */
     int              metrics_enabled;         /* METRICS=on|off */
     int              ingest_max_future_s;     /* recordedAt at most this far ahead of now */

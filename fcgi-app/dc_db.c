@@ -353,6 +353,12 @@ static int slot_of(const dc_db_t *db, const dc_db_stmt_t *stmt)
 
 int dc_db_exec(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params, PGresult **out)
 {
+    return dc_db_exec_within(db, stmt, params, deadline_ms(db), out);
+}
+
+int dc_db_exec_within(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params, int timeout_ms,
+                      PGresult **out)
+{
     int     slot = slot_of(db, stmt);
     int64_t t0;
     int     rc;
@@ -363,7 +369,7 @@ int dc_db_exec(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params,
         return DC_ERROR;
     }
     t0 = dc_now_ns();
-    rc = run(db, stmt->name, stmt->nparams, params, NULL, deadline_ms(db),
+    rc = run(db, stmt->name, stmt->nparams, params, NULL, timeout_ms,
              slot < DC_DB_SLOTS_WRITE || slot >= DC_DB_SLOTS_OUTBOX, out);
     /* a refused statement (a client's 4xx) ran fine */
     dc_metrics_db_query(slot, rc == DC_OK || rc == DC_EQUERY, dc_now_ns() - t0);

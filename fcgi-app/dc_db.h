@@ -67,6 +67,10 @@ void dc_db_free(dc_db_t *db);
 int dc_db_exec(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params,
                struct pg_result **out) DC_WUR;
 
+/* dc_db_exec with a deadline of its own for the answer (a probe that must not wait long). */
+int dc_db_exec_within(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params, int timeout_ms,
+                      struct pg_result **out) DC_WUR;
+
 /* The most statements dc_db_exec_all takes at once. */
 #define DC_DB_BATCH_MAX 8
 

@@ -166,31 +166,26 @@ int dc_inval_orgs(dc_cache_t *c, const dc_orgs_t *orgs)
     return DC_OK;
 }
 
-int dc_inval_all(dc_cache_t *c, dc_db_t *db, dc_orgs_t *orgs, size_t *norgs, size_t *deleted)
+int dc_inval_all(dc_cache_t *c)
 {
-    *norgs = *deleted = 0;
-    if (dc_outbox_org_ids(db, orgs) != DC_OK || dc_inval_orgs(c, orgs) != DC_OK)
+    if (dc_cache_invalidate_all(c) != DC_OK)
         return DC_UNAVAILABLE;
-    if (dc_cache_unlink_pattern(c, "dashboard:*", deleted) != DC_OK)
-        return DC_UNAVAILABLE;
-    *norgs = dc_orgs_count(orgs);
-    dc_metrics_invalidation(DC_IS_RESYNC, (long)*norgs);
+    dc_metrics_invalidation(DC_IS_RESYNC, 1);
     return DC_OK;
 }
 
-int dc_inval_drain(dc_cache_t *c, dc_db_t *db, dc_outbox_t *ob, dc_orgs_t *orgs, size_t batch, dc_lag_fn fn,
-                   void *arg, dc_drain_stats_t *stats)
+int dc_inval_drain(dc_cache_t *c, dc_db_t *db, dc_outbox_t *ob, size_t batch, dc_lag_fn fn, void *arg,
+                   dc_drain_stats_t *stats)
 {
     memset(stats, 0, sizeof(*stats));
     for (;;) {
-        size_t all_orgs, deleted;
-        int    rc = dc_outbox_pending(db, ob, batch);
+        int rc = dc_outbox_pending(db, ob, batch);
 
         if (rc != DC_OK)
             return rc;
         if (ob->n == 0)
             return DC_OK;
-        if (ob->all && dc_inval_all(c, db, orgs, &all_orgs, &deleted) != DC_OK)
+        if (ob->all && dc_inval_all(c) != DC_OK)
             return DC_UNAVAILABLE;
         if (dc_inval_orgs(c, &ob->orgs) != DC_OK)
             return DC_UNAVAILABLE;

@@ -4,7 +4,7 @@
  * Messages on cache:invalidate (JSON, at most 4 KiB):
  *   {"orgId":"<uuid>"}                          one organization (O(1))
  *   {"pattern":"dashboard:*:org:<uuid>"}        keys of one tenant by pattern
- *   {"pattern":"dashboard:*","scope":"all"}     everything, said explicitly
+ *   {"pattern":"dashboard:*","scope":"all"}     everything, said explicitly (the epoch: O(1))
  * A pattern stays inside the dashboard: namespace, is made of ':'-separated
  * segments that are either "*" or literal words, ids and numbers, and must
  * name exactly one tenant (org:<uuid>), so no message can reach another
@@ -65,11 +65,13 @@ int dc_inval_apply(dc_cache_t *c, const dc_inval_msg_t *m, size_t *deleted) DC_W
 int dc_inval_orgs(dc_cache_t *c, const dc_orgs_t *orgs) DC_WUR;
 
 /*
- * Invalidates every query type of every organization of the database (orgs
- * is scratch space), then deletes every dashboard key. DC_OK with their numbers in *norgs and
- * *deleted, or DC_UNAVAILABLE.
+ * Invalidates everything of every organization in one write: the global
+ * epoch moves (dc_cache_invalidate_all), whatever the number of keys or
+ * organizations, even of organizations the database no longer has (after a
+ * TRUNCATE). The old values stay in Redis until their TTL or eviction, and
+ * are never a hit again. DC_OK or DC_UNAVAILABLE.
  */
-int dc_inval_all(dc_cache_t *c, dc_db_t *db, dc_orgs_t *orgs, size_t *norgs, size_t *deleted) DC_WUR;
+int dc_inval_all(dc_cache_t *c) DC_WUR;
 
 /* What one drain applied. */
 typedef struct {
@@ -80,14 +82,14 @@ typedef struct {
 } dc_drain_stats_t;
 
 /*
- * Applies pending outbox rows, batch rows at a time (ob is scratch space,
- * orgs too), until none is left: each batch's organizations are invalidated
+ * Applies pending outbox rows, batch rows at a time (ob is scratch space),
+ * until none is left: each batch's organizations are invalidated
  * first and the rows marked processed after, so a failure in between
  * re-applies them later and never skips one. fn is called with each row's
  * lag. *stats counts what was applied, also when it stops early. DC_OK, or
  * the failure that stopped it (DC_UNAVAILABLE: Redis or PostgreSQL).
  */
-int dc_inval_drain(dc_cache_t *c, dc_db_t *db, dc_outbox_t *ob, dc_orgs_t *orgs, size_t batch, dc_lag_fn fn,
-                   void *arg, dc_drain_stats_t *stats) DC_WUR;
+int dc_inval_drain(dc_cache_t *c, dc_db_t *db, dc_outbox_t *ob, size_t batch, dc_lag_fn fn, void *arg,
+                   dc_drain_stats_t *stats) DC_WUR;
 
 #endif

@@ -6,7 +6,7 @@
  *   (dc_inval.h). Pub/sub is at-most-once, so whenever the subscription is
  *   (re)established — at start, after Redis or this process was away — what
  *   was published meanwhile is unknown and every organization is
- *   invalidated once ("resync").
+ *   invalidated once ("resync": the global epoch moves, one write).
  * - PostgreSQL: triggers write cache_outbox rows in the writers'
  *   transactions and NOTIFY dashcache_invalidate. Rows are applied first
  *   and marked processed after, so a crash in between re-applies, never
@@ -31,7 +31,9 @@
 #include "dc_sub.h"
 #include "dc_outbox.h"
 #include "dc_priv.h"
+#include "dc_shm.h"
 #include "dc_signal.h"
+#include "dc_trust.h"
 
 #define PROGRAM         "dashcache-invalidator"
 #define CHANNEL         "cache:invalidate"
@@ -49,7 +51,6 @@ typedef struct {
     dc_db_t    *db;
     dc_sub_t   *sub;
     dc_outbox_t ob;
-    dc_orgs_t   orgs;
     unsigned    db_epoch;
     int         resync; /* invalidate everything as soon as we can */
     int         drain_now;
@@ -58,15 +59,13 @@ typedef struct {
     const char *user;      /* --user: who to become once started */
 } inv_t;
 
-/* Every organization's generation, then every dashboard key. */
+/* Everything of every organization, in one write (the epoch). */
 static int invalidate_all(inv_t *v)
 {
-    size_t n, deleted;
-
-    if (dc_inval_all(v->cache, v->db, &v->orgs, &n, &deleted) != DC_OK)
+    if (dc_inval_all(v->cache) != DC_OK)
         return DC_UNAVAILABLE;
     v->resyncs++;
-    dc_log_info("invalidate.all", "invalidated %zu organizations, deleted %zu keys", n, deleted);
+    dc_log_info("invalidate.all", "invalidated every organization (the epoch moved)");
     return DC_OK;
 }
 
@@ -109,16 +108,32 @@ static void on_lag(void *arg, double ms)
     dc_metrics_invalidation_lag((int64_t)(ms * 1e6));
 }
 
-/* Applies pending outbox rows until none is left. DC_OK or the failure that stopped it. */
+static int publish_event(void *arg, const char *msg, size_t len)
+{
+    inv_t *v = arg;
+    return dc_cache_publish(v->cache, DC_EVENTS_CHANNEL, msg, len);
+}
+
+/*
+ * Applies pending outbox rows until none is left, then publishes the events
+ * of writes whose invalidation had to wait for it. DC_OK or the failure
+ * that stopped it.
+ */
 static int drain(inv_t *v)
 {
     dc_drain_stats_t st;
-    int              rc = dc_inval_drain(v->cache, v->db, &v->ob, &v->orgs, BATCH, on_lag, v, &st);
+    size_t           published;
+    int              rc = dc_inval_drain(v->cache, v->db, &v->ob, BATCH, on_lag, v, &st);
 
     v->outbox_rows += (long long)st.rows;
     v->resyncs += (long long)st.alls;
     if (st.alls > 0)
         dc_log_info("invalidate.all", "outbox: a table was truncated; invalidated every organization");
+    if (rc != DC_OK)
+        return rc;
+    rc = dc_outbox_publish_events(v->db, BATCH, publish_event, v, &published);
+    if (published > 0)
+        dc_log_info("invalidate.events", "published %zu events whose invalidation was deferred", published);
     return rc;
 }
 
@@ -256,6 +271,22 @@ static int init_metrics(void *arg)
     return DC_OK;
 }
 
+/*
+ * The host's lease on serving hits (dc_trust), shared by every process of
+ * the host; without the file each process keeps its own, and says so.
+ */
+static int init_trust(void *arg)
+{
+    inv_t   *v = arg;
+    dc_err_t err;
+    char     path[512];
+
+    dc_shm_path(&v->cfg, "trust", path, sizeof(path));
+    if (dc_trust_open(path, &err) != DC_OK)
+        dc_log_warn("trust.open", "%s; each process learns on its own that redis refuses writes", err.str);
+    return DC_OK;
+}
+
 static int init_signals(void *arg)
 {
     inv_t *v = arg;
@@ -298,8 +329,8 @@ static int init_user(void *arg)
 }
 
 static const dc_init_step_t init_chain[] = {
-    { "config", init_config },           { "metrics", init_metrics }, { "signals", init_signals },
-    { "connections", init_connections }, { "user", init_user },
+    { "config", init_config },   { "metrics", init_metrics },         { "trust", init_trust },
+    { "signals", init_signals }, { "connections", init_connections }, { "user", init_user },
 };
 
 int main(int argc, char **argv)
@@ -347,7 +378,6 @@ int main(int argc, char **argv)
     dc_db_free(v->db);
     dc_cache_free(v->cache);
     dc_outbox_free(&v->ob);
-    dc_orgs_free(&v->orgs);
     free(v);
     return rc;
 }

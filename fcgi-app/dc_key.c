@@ -39,3 +39,21 @@ int dc_key_gen(const char *org_id, dc_qtype_t q, char *buf, size_t cap)
     dc_fix_str(&f, org_id);
     return dc_fix_finish(&f, buf);
 }
+
+int dc_key_epoch(char *buf, size_t cap)
+{
+    dc_fix_t f;
+
+    dc_fix_init(&f, buf, cap);
+    DC_FIX_LIT(&f, "dashcache:epoch");
+    return dc_fix_finish(&f, buf);
+}
+
+int dc_key_probe(char *buf, size_t cap)
+{
+    dc_fix_t f;
+
+    dc_fix_init(&f, buf, cap);
+    DC_FIX_LIT(&f, "dashcache:probe");
+    return dc_fix_finish(&f, buf);
+}

@@ -15,6 +15,12 @@
  * dashboard: namespace so that no invalidation pattern can match it:
  *
  *   dashcache:gen:{label}:org:{org}      label: stats, units, alerts, ...
+ *
+ * and one global epoch, read with every generation (invalidating everything
+ * is one write), and the key the write probe of dc_trust writes:
+ *
+ *   dashcache:epoch
+ *   dashcache:probe
  */
 #ifndef DC_KEY_H
 #define DC_KEY_H
@@ -35,5 +41,11 @@ int dc_key_build(const dc_request_t *req, char *buf, size_t cap);
  * cached query type.
  */
 int dc_key_gen(const char *org_id, dc_qtype_t q, char *buf, size_t cap);
+
+/* Writes the epoch key into buf. Its length, or DC_ERROR when cap is too small. */
+int dc_key_epoch(char *buf, size_t cap);
+
+/* Writes the write probe's key into buf. Its length, or DC_ERROR when cap is too small. */
+int dc_key_probe(char *buf, size_t cap);
 
 #endif

@@ -22,6 +22,8 @@
 #include "dc_master.h"
 #include "dc_metrics.h"
 #include "dc_priv.h"
+#include "dc_shm.h"
+#include "dc_trust.h"
 #include "dc_worker.h"
 
 #define PROGRAM "dashcache-fcgi"
@@ -140,6 +142,22 @@ static int init_metrics(void *arg)
     return DC_OK;
 }
 
+/*
+ * The host's lease on serving hits (dc_trust), shared by every process of
+ * the host; without the file each process keeps its own, and says so.
+ */
+static int init_trust(void *arg)
+{
+    main_t  *m = arg;
+    dc_err_t err;
+    char     path[512];
+
+    dc_shm_path(&m->cfg, "trust", path, sizeof(path));
+    if (dc_trust_open(path, &err) != DC_OK)
+        dc_log_warn("trust.open", "%s; each process learns on its own that redis refuses writes", err.str);
+    return DC_OK;
+}
+
 static int init_socket(void *arg)
 {
     main_t  *m = arg;
@@ -224,8 +242,13 @@ static int init_pid_file(void *arg)
 }
 
 static const dc_init_step_t init_chain[] = {
-    { "config", init_config },     { "auth", init_auth },     { "metrics", init_metrics },
-    { "user", init_user },         { "socket", init_socket }, { "socket-group", init_socket_group },
+    { "config", init_config },
+    { "auth", init_auth },
+    { "metrics", init_metrics },
+    { "trust", init_trust },
+    { "user", init_user },
+    { "socket", init_socket },
+    { "socket-group", init_socket_group },
     { "pid-file", init_pid_file },
 };
 

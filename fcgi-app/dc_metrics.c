@@ -2,18 +2,16 @@
 #include "dc_metrics.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "dc_log.h"
+#include "dc_shm.h"
 
 #define MAGIC    0x6463616368656d31ULL /* "dcachem1" */
 #define VERSION  4                     /* 3: no count in a histogram, an overflow bucket instead; 4: 304 */
@@ -111,20 +109,7 @@ static void observe(hist_t *h, int64_t ns)
 
 void dc_metrics_default_path(const dc_config_t *cfg, char *path, size_t cap)
 {
-    const char *env = getenv("METRICS_FILE");
-    const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    uint64_t    h = 1469598103934665603ULL;
-    char        redis[1600];
-
-    if (env != NULL && *env != '\0') {
-        snprintf(path, cap, "%s", env);
-        return;
-    }
-    snprintf(redis, sizeof(redis), "%s|%s:%d|%s|%d", cfg->database_url, cfg->redis.redis_host,
-             cfg->redis.redis_port, cfg->redis.redis_unix, cfg->redis.redis_db);
-    for (const char *p = redis; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    snprintf(path, cap, "%s/dashcache-%016llx.metrics", dir, (unsigned long long)h);
+    dc_shm_path(cfg, "metrics", path, cap);
 }
 
 void dc_metrics_disable(void)
@@ -132,47 +117,26 @@ void dc_metrics_disable(void)
     disabled = 1;
 }
 
+/* Under the file's lock: a mapping of another layout is started afresh. */
+static void init_shm(void *mem)
+{
+    shm_t *m = mem;
+
+    if (m->magic != MAGIC || m->version != VERSION || m->slot_size != sizeof(slot_t)) {
+        memset(m, 0, sizeof(*m));
+        m->version = VERSION;
+        m->slot_size = sizeof(slot_t);
+        m->slots = SLOTS;
+        __atomic_store_n(&m->magic, MAGIC, __ATOMIC_RELEASE);
+    }
+}
+
 int dc_metrics_open(const char *path, dc_err_t *err)
 {
-    struct stat st;
-    int         fd;
-    void       *p;
-
     if (disabled || shm != NULL)
         return DC_OK;
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0660);
-    if (fd < 0) {
-        dc_err_set(err, DC_ERROR, "open(%s) failed: %s", path, strerror(errno));
-        return DC_ERROR;
-    }
-    /* one initializer at a time; a file of another layout is started afresh */
-    if (flock(fd, LOCK_EX) != 0 || fstat(fd, &st) != 0) {
-        dc_err_set(err, DC_ERROR, "flock/fstat(%s) failed: %s", path, strerror(errno));
-        close(fd);
-        return DC_ERROR;
-    }
-    if ((size_t)st.st_size != sizeof(shm_t) && (ftruncate(fd, 0) != 0 || ftruncate(fd, sizeof(shm_t)) != 0)) {
-        dc_err_set(err, DC_ERROR, "ftruncate(%s) failed: %s", path, strerror(errno));
-        close(fd);
-        return DC_ERROR;
-    }
-    p = mmap(NULL, sizeof(shm_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) {
-        dc_err_set(err, DC_ERROR, "mmap(%s) failed: %s", path, strerror(errno));
-        close(fd);
-        return DC_ERROR;
-    }
-    shm = p;
-    if (shm->magic != MAGIC || shm->version != VERSION || shm->slot_size != sizeof(slot_t)) {
-        memset(shm, 0, sizeof(*shm));
-        shm->version = VERSION;
-        shm->slot_size = sizeof(slot_t);
-        shm->slots = SLOTS;
-        __atomic_store_n(&shm->magic, MAGIC, __ATOMIC_RELEASE);
-    }
-    flock(fd, LOCK_UN);
-    close(fd);
-    return DC_OK;
+    shm = dc_shm_map(path, sizeof(shm_t), init_shm, err);
+    return shm != NULL ? DC_OK : DC_ERROR;
 }
 
 void dc_metrics_close(void)

@@ -606,10 +606,13 @@ static void loop_once(dc_loop_t *l, const sigset_t *wait_mask, int timeout_ms)
 {
     struct epoll_event evs[DC_WORKER_EVENTS];
     int                t = next_timeout(l);
+    int                probe = dc_app_tick(l->app); /* keeps the host's lease on hits fresh */
     int                n;
 
     if (timeout_ms >= 0 && (t < 0 || timeout_ms < t))
         t = timeout_ms;
+    if (probe >= 0 && (t < 0 || probe < t))
+        t = probe;
     n = epoll_pwait(l->ep, evs, DC_WORKER_EVENTS, t, wait_mask);
     if (n < 0 && errno != EINTR)
         dc_log_error("worker.poll", "epoll_pwait() failed: %s", strerror(errno));

@@ -8,8 +8,7 @@
 #include "dc_endpoint.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
-
-#define EVENTS_CHANNEL "dashboard:events"
+#include "dc_outbox.h"
 
 void dc_write_state_free(dc_write_state_t *st)
 {
@@ -22,13 +21,16 @@ void dc_write_state_free(dc_write_state_t *st)
  * After the commit: in every organization the write touched, invalidate the
  * query types that read what it changed there (DC_API_CHANGES), then
  * announce the events. Consumers of the events re-read the dashboards, so
- * nothing is announced unless its invalidation was applied; when Redis
- * cannot take it, the outbox rows the write left make the invalidator
- * apply it once Redis is back.
+ * nothing is announced unless its invalidation was applied. When Redis
+ * cannot take it, hits stop on this host before the write is acknowledged
+ * (dc_trust_refused, by dc_cache), the outbox rows the write left make the
+ * invalidator apply it once Redis is back, and the events wait in the
+ * database until then (the invalidator publishes them).
  */
-static void invalidate_and_announce(dc_cache_t *cache, const dc_write_result_t *res)
+static void invalidate_and_announce(dc_cache_t *cache, dc_db_t *db, const dc_write_result_t *res)
 {
-    int ok = 1;
+    size_t sent = 0;
+    int    ok = 1;
 
     for (size_t i = 0; i < dc_orgs_count(&res->orgs); i++) {
         const char *org = dc_orgs_at(&res->orgs, i);
@@ -40,14 +42,16 @@ static void invalidate_and_announce(dc_cache_t *cache, const dc_write_result_t *
             dc_metrics_invalidation(DC_IS_WRITE, 1);
         }
     }
-    if (!ok)
-        return;
-    for (size_t i = 0; i < dc_strs_count(&res->events); i++) {
+    for (; ok && sent < dc_strs_count(&res->events); sent++) {
         size_t      n;
-        const char *ev = dc_strs_at(&res->events, i, &n);
-        if (dc_cache_publish(cache, EVENTS_CHANNEL, ev, n) != DC_OK)
+        const char *ev = dc_strs_at(&res->events, sent, &n);
+        if (dc_cache_publish(cache, DC_EVENTS_CHANNEL, ev, n) != DC_OK)
             break;
     }
+    /* what was not published now is, by the invalidator, once the outbox is applied */
+    if (dc_outbox_defer_events(db, &res->events, sent) != DC_OK)
+        dc_log_error("write.events", "%zu events of an acknowledged write could not be kept for later",
+                     dc_strs_count(&res->events) - sent);
 }
 
 int dc_write_key_ok(const char *key)
@@ -128,7 +132,7 @@ void dc_write_handle(dc_write_state_t *st, const dc_config_t *cfg, dc_cache_t *c
     }
     /* a replay changed nothing now: its write was invalidated and announced the first time */
     if (!st->result.replayed)
-        invalidate_and_announce(cache, &st->result);
+        invalidate_and_announce(cache, db, &st->result);
     dc_response_buf(resp, st->result.status, NULL, out);
     resp->replayed = st->result.replayed;
 }

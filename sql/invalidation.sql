@@ -27,6 +27,16 @@ CREATE TABLE IF NOT EXISTS cache_outbox (
 ALTER TABLE cache_outbox ADD COLUMN IF NOT EXISTS kind text;
 CREATE INDEX IF NOT EXISTS cache_outbox_pending_idx ON cache_outbox (id) WHERE processed_at IS NULL;
 
+-- The events of API writes whose invalidation Redis did not take at once
+-- (dashcache's workers insert them after the commit): the invalidator
+-- publishes them on dashboard:events once no outbox row is pending, that is
+-- once the write's invalidation has been applied, and deletes them after.
+CREATE TABLE IF NOT EXISTS cache_deferred_events (
+    id          bigserial PRIMARY KEY,
+    payload     text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
 -- One outbox row per organization and kind per statement, however many rows it wrote.
 CREATE OR REPLACE FUNCTION dc_outbox_record() RETURNS trigger
 LANGUAGE plpgsql AS $$

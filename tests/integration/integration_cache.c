@@ -215,7 +215,7 @@ static void test_force_refresh_bypasses_and_repopulates(void **state)
     char       path[PATH_MAX_LEN], key[DC_KEY_MAX], genkey[DC_KEY_MAX], want[1024], run_id[DC_RUN_ID_MAX];
     static const char planted[] = "{\"planted\":1}";
     dc_test_resp_t    a, p, b, c;
-    char             *gen, *stored;
+    char             *gen, *stored, *epoch;
 
     forget_org(DEMO_ORG);
     dc_test_key(key, sizeof(key), DEMO_ORG, "compliance", NULL);
@@ -228,7 +228,10 @@ static void test_force_refresh_bypasses_and_repopulates(void **state)
     assert_true(gen[0] != '\0');
 
     dc_test_redis_run_id(run_id);
-    free(dc_test_redis_str("SET %s %s@%s\n%s\n%s EX 60", key, gen, run_id, "0123456789abcdef", planted));
+    epoch = dc_test_redis_str("GET dashcache:epoch");
+    assert_non_null(epoch);
+    free(dc_test_redis_str("SET %s %s.%s@%s\n%s\n%s EX 60", key, epoch, gen, run_id, "0123456789abcdef",
+                           planted));
     dc_test_get(f->app, path, NULL, &p);
     assert_int_equal(p.status, 200);
     assert_string_equal(p.x_cache, "HIT");
@@ -241,7 +244,7 @@ static void test_force_refresh_bypasses_and_repopulates(void **state)
     assert_non_null(strstr(b.body, "\"orgId\":\"" DEMO_ORG "\""));
     /* replaced, under the same generation, with the validator of the new body */
     stored = dc_test_redis_str("GET %s", key);
-    snprintf(want, sizeof(want), "%s@%s\n%s\n%s", gen, run_id, b.etag, b.body);
+    snprintf(want, sizeof(want), "%s.%s@%s\n%s\n%s", epoch, gen, run_id, b.etag, b.body);
     assert_non_null(stored);
     assert_string_equal(stored, want);
 
@@ -250,6 +253,7 @@ static void test_force_refresh_bypasses_and_repopulates(void **state)
     assert_string_equal(c.body, b.body);
     free(stored);
     free(gen);
+    free(epoch);
     dc_test_resp_free(&a);
     dc_test_resp_free(&p);
     dc_test_resp_free(&b);

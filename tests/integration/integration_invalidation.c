@@ -45,7 +45,6 @@ typedef struct {
     dc_cache_t *cache;
     dc_db_t    *outbox_db;
     dc_outbox_t ob;
-    dc_orgs_t   scratch;
 } fixture_t;
 
 static void set_read(fixture_t *f, int i, dc_qtype_t q, const char *suffix, const char *query)
@@ -95,7 +94,6 @@ static int teardown(void **state)
     fixture_t *f = *state;
     dc_app_free(f->app);
     dc_outbox_free(&f->ob);
-    dc_orgs_free(&f->scratch);
     dc_db_free(f->outbox_db);
     dc_cache_free(f->cache);
     free(f);
@@ -120,8 +118,7 @@ static void no_lag(void *arg, double ms)
 static void drain_outbox(fixture_t *f)
 {
     dc_drain_stats_t st;
-    assert_int_equal(dc_inval_drain(f->cache, f->outbox_db, &f->ob, &f->scratch, 500, no_lag, NULL, &st),
-                     DC_OK);
+    assert_int_equal(dc_inval_drain(f->cache, f->outbox_db, &f->ob, 500, no_lag, NULL, &st), DC_OK);
 }
 
 /* Reads every cached answer of f->org until it is a HIT. */
@@ -783,5 +780,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sql_outside_the_mapping_moves_every_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_refused_only_when_its_type_moved, setup, teardown),
     };
+    dc_test_outbox_auto(0); /* these tests drain the outbox themselves, as the invalidator would */
+    dc_test_outbox_applied();
     return cmocka_run_group_tests_name("integration_invalidation", tests, NULL, NULL);
 }

@@ -117,6 +117,12 @@ void dc_test_get_as(dc_app_t *app, const char *auth, const char *path, const cha
 void dc_test_post_as(dc_app_t *app, const char *auth, const char *path, const char *json, dc_test_resp_t *r);
 /* Any request as the web server would pass it (in->method and in->path set by the caller). */
 void dc_test_call(dc_app_t *app, const dc_input_t *in, dc_test_resp_t *r);
+
+/* Marks every pending outbox row applied, as the invalidator would (the integration stack has none). */
+void dc_test_outbox_applied(void);
+
+/* 0: requests leave the outbox alone (tests that drain it themselves); 1 (default): see dc_test.c call(). */
+void dc_test_outbox_auto(int on);
 void dc_test_resp_free(dc_test_resp_t *r);
 
 #endif

@@ -28,14 +28,17 @@
 #include <hiredis.h>
 
 #include "dc_cache.h"
+#include "dc_trust.h"
 
-#define ORG  "550e8400-e29b-41d4-a716-446655440000"
-#define KEY  "k"
-#define GEN  "1700000000000001"
-#define ETAG "0123456789abcdef"
-#define RUN  "5f1c0de2a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4" /* the fake server's run_id */
-#define TAG  GEN "@" RUN
-#define SHA  "0123456789abcdef0123456789abcdef01234567"
+#define ORG   "550e8400-e29b-41d4-a716-446655440000"
+#define KEY   "k"
+#define EPOCH "1699999999999999"
+#define GEN   "1700000000000001"
+#define TOKEN EPOCH "." GEN /* what a lookup reports: the epoch and the generation */
+#define ETAG  "0123456789abcdef"
+#define RUN   "5f1c0de2a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4" /* the fake server's run_id */
+#define TAG   TOKEN "@" RUN
+#define SHA   "0123456789abcdef0123456789abcdef01234567"
 
 typedef enum {
     F_NONE = 0,
@@ -165,9 +168,10 @@ static redisReply *answer(const char *cmd)
         return str_reply(REDIS_REPLY_STRING, SHA);
     }
     if (strcmp(cmd, "MGET") == 0) {
-        r = array_reply(2);
-        r->element[0] = str_reply(REDIS_REPLY_STRING, GEN);
-        r->element[1] = fk.value ? str_reply(REDIS_REPLY_STRING, fk.value) : reply(REDIS_REPLY_NIL);
+        r = array_reply(3);
+        r->element[0] = str_reply(REDIS_REPLY_STRING, EPOCH);
+        r->element[1] = str_reply(REDIS_REPLY_STRING, GEN);
+        r->element[2] = fk.value ? str_reply(REDIS_REPLY_STRING, fk.value) : reply(REDIS_REPLY_NIL);
         return r;
     }
     if (strcmp(cmd, "GET") == 0)
@@ -175,8 +179,9 @@ static redisReply *answer(const char *cmd)
     if (strcmp(cmd, "INFO") == 0)
         return str_reply(REDIS_REPLY_STRING,
                          "# Server\r\nredis_version:7.0.15\r\nrun_id:" RUN "\r\ntcp_port:6379\r\n");
-    if (strcmp(cmd, "EVALSHA") == 0 && fk.fmt != NULL && strstr(fk.fmt, " 1 %b") != NULL)
-        return str_reply(REDIS_REPLY_STRING, GEN); /* the generation script: get or create */
+    if (strcmp(cmd, "EVALSHA") == 0 && fk.fmt != NULL && strstr(fk.fmt, " 2 %b %b") != NULL &&
+        strstr(fk.fmt, " 2 %b %b %") == NULL)
+        return str_reply(REDIS_REPLY_STRING, TOKEN); /* the generation script: get or create */
     if (strcmp(cmd, "EVALSHA") == 0 || strcmp(cmd, "PUBLISH") == 0 || strcmp(cmd, "UNLINK") == 0)
         return int_reply(1);
     if (strcmp(cmd, "PING") == 0)
@@ -376,7 +381,7 @@ static void test_healthy_fake_hits_and_misses(void **state)
 
     fk.value = NULL;
     assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_DECLINED);
-    assert_string_equal(v.gen, GEN);
+    assert_string_equal(v.gen, TOKEN);
     assert_null(v.reply);
     assert_serves(f);
     assert_int_equal(fk.connects, 1);
@@ -605,7 +610,8 @@ static void test_many_lookups_failing_part_way(void **state)
 
 /*
  * A value under another generation, without a tag, stored by another server
- * process, or not of the current format "<gen>@<run_id>\n<etag>\n<body>" (an
+ * process, under an earlier epoch, or not of the current format
+ * "<epoch>.<gen>@<run_id>\n<etag>\n<body>" (an
  * earlier version's "<gen>\n<body>" or "<gen>\n<etag>\n<body>", a validator
  * of the wrong length or case) is a miss, not a hit.
  */
@@ -616,26 +622,29 @@ static void test_mget_stale_or_untagged_value_is_a_miss(void **state)
     const char      *values[] = {
              "1700000000000000\n" ETAG "\nbody",
              "body",
-             GEN,
-             GEN "body",
+             TOKEN,
+             TOKEN "body",
              "",
-             GEN "\nbody",
-             GEN "\n{\"orgId\":\"550e8400-e29b-41d4-a716-446655440000\",\"units\":{}}",
-             GEN "\n0123456789abcdefX{}",
-             GEN "\n0123456789ABCDEF\n{}",
-             GEN "\n0123456789abcde\n{}",
-             GEN "\n" ETAG,
-             GEN "\n" ETAG "\nbody",                                          /* before the run_id tag */
-             GEN "@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n" ETAG "\nbody", /* another server process */
-             GEN "@" RUN "x\n" ETAG "\nbody",
-             GEN "@\n" ETAG "\nbody",
+             TOKEN "\nbody",
+             TOKEN "\n{\"orgId\":\"550e8400-e29b-41d4-a716-446655440000\",\"units\":{}}",
+             TOKEN "\n0123456789abcdefX{}",
+             TOKEN "\n0123456789ABCDEF\n{}",
+             TOKEN "\n0123456789abcde\n{}",
+             TOKEN "\n" ETAG,
+             TOKEN "\n" ETAG "\nbody",                                          /* before the run_id tag */
+             TOKEN "@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n" ETAG "\nbody", /* another server process */
+             TOKEN "@" RUN "x\n" ETAG "\nbody",
+             TOKEN "@\n" ETAG "\nbody",
+             GEN "@" RUN "\n" ETAG "\nbody",                     /* before the epoch */
+             "1699999999999998." GEN "@" RUN "\n" ETAG "\nbody", /* under an earlier epoch */
+             EPOCH ".1700000000000000@" RUN "\n" ETAG "\nbody",  /* an earlier generation */
     };
 
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
         fk.value = values[i];
         assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_DECLINED);
         assert_null(v.reply);
-        assert_string_equal(v.gen, GEN);
+        assert_string_equal(v.gen, TOKEN);
     }
     assert_serves(f);
 }
@@ -646,12 +655,12 @@ static void test_generation_null_reply(void **state)
     char       gen[DC_GEN_MAX];
 
     assert_int_equal(dc_cache_generation(f->cache, ORG, DC_Q_STATS, gen), DC_OK);
-    assert_string_equal(gen, GEN);
+    assert_string_equal(gen, TOKEN);
     fail_next("EVALSHA", F_NULL_IO); /* the get-or-create script */
     assert_int_equal(dc_cache_generation(f->cache, ORG, DC_Q_STATS, gen), DC_UNAVAILABLE);
     assert_string_equal(gen, "");
     assert_int_equal(dc_cache_generation(f->cache, ORG, DC_Q_STATS, gen), DC_OK);
-    assert_string_equal(gen, GEN);
+    assert_string_equal(gen, TOKEN);
 }
 
 /* NOSCRIPT (Redis restarted, SCRIPT FLUSH): reconnect and load the scripts again. */
@@ -688,15 +697,34 @@ static void test_store_wrong_reply_type_is_not_stored(void **state)
     assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, ETAG, "b", 1, 60), DC_OK);
 }
 
+/* A bump Redis did not take (timeout, error reply) is a refused write: hits stop on the host (dc_trust). */
 static void test_invalidate_faults(void **state)
 {
-    fixture_t *f = *state;
+    fixture_t        *f = *state;
+    dc_trust_status_t before, after;
 
+    dc_trust_status(&before);
     fail_next("EVALSHA", F_NULL_IO);
     assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBITS_CACHED), DC_UNAVAILABLE);
     fail_next("EVALSHA", F_ERROR);
     assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBITS_CACHED), DC_UNAVAILABLE);
+    fail_next("EVALSHA", F_ERROR);
+    assert_int_equal(dc_cache_invalidate_all(f->cache), DC_UNAVAILABLE);
+    dc_trust_status(&after);
+    assert_int_equal(after.refusals, before.refusals + 3);
+    assert_false(after.hits_ok);
     assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBITS_CACHED), DC_OK);
+    dc_trust_status(&before);
+    assert_int_equal(before.refusals, after.refusals);
+}
+
+/* Everything at once is one bump of the one epoch key. */
+static void test_invalidate_all_bumps_the_epoch(void **state)
+{
+    fixture_t *f = *state;
+
+    assert_int_equal(dc_cache_invalidate_all(f->cache), DC_OK);
+    assert_string_equal(fk.argv, "EVALSHA " SHA " 1 dashcache:epoch");
 }
 
 /*
@@ -776,6 +804,7 @@ int main(void)
         T(test_store_null_reply),
         T(test_store_wrong_reply_type_is_not_stored),
         T(test_invalidate_faults),
+        T(test_invalidate_all_bumps_the_epoch),
         T(test_invalidate_bumps_the_types_asked_in_one_script),
         T(test_publish_null_reply),
         T(test_scan_faults),
