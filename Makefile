@@ -89,6 +89,7 @@ wrap      = -Wl$(subst $(eval) ,,$(patsubst %,$(comma)--wrap=%,$(1)))
 WRAP_test_dc_cache_faults = $(call wrap,redisConnectWithTimeout redisConnectUnixWithTimeout \
             redisSetTimeout redisCommand redisvCommand redisCommandArgv redisFree \
             redisAppendCommand redisAppendFormattedCommand redisGetReply)
+WRAP_test_dc_trust = $(call wrap,dc_cache_probe dc_outbox_watermark)
 WRAP_test_dc_db_faults = $(call wrap,PQconnectdbParams PQstatus PQerrorMessage PQfinish \
             PQsetnonblocking PQsendPrepare PQsendQueryPrepared PQsendQueryParams PQsendQuery \
             PQenterPipelineMode PQpipelineSync PQexitPipelineMode PQflush \

@@ -8,6 +8,7 @@
 #include "dc_outbox.h"
 #include "dc_query.h"
 #include "dc_query_write.h"
+#include "dc_trust.h"
 #include "dc_view.h"
 
 #define KEYS_SCAN_MAX 100000
@@ -41,6 +42,8 @@ void dc_health_check(const dc_config_t *cfg, dc_cache_t *cache, dc_db_t *db, dc_
                                       &probe) != DC_UNAVAILABLE;
     s[2].latency_ms = (double)(dc_now_us() - t0) / 1000.0;
     dc_cache_value_release(&probe);
+    /* hits stopped on this host (dc_trust: Redis refuses writes, an outbox backlog): degraded */
+    s[2].ok = s[2].ok && (!cfg->cache_enabled || dc_trust_hits_ok());
     status = !s[0].ok ? "unhealthy" : !s[1].ok || !s[2].ok ? "degraded" : "healthy";
 
     dc_buf_reset(out);

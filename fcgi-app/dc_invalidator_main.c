@@ -54,6 +54,7 @@ typedef struct {
     unsigned    db_epoch;
     int         resync; /* invalidate everything as soon as we can */
     int         drain_now;
+    int         drained_once; /* logged invalidate.ready */
     long long   applied, rejected, outbox_rows, resyncs;
     sigset_t    wait_mask; /* the stop signals open only while waiting */
     const char *user;      /* --user: who to become once started */
@@ -131,6 +132,11 @@ static int drain(inv_t *v)
         dc_log_info("invalidate.all", "outbox: a table was truncated; invalidated every organization");
     if (rc != DC_OK)
         return rc;
+    if (!v->drained_once) {
+        /* hits are served once the outbox is applied (dc_trust): say when that first is */
+        dc_log_info("invalidate.ready", "the outbox is applied");
+        v->drained_once = 1;
+    }
     rc = dc_outbox_publish_events(v->db, BATCH, publish_event, v, &published);
     if (published > 0)
         dc_log_info("invalidate.events", "published %zu events whose invalidation was deferred", published);

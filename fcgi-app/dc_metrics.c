@@ -12,6 +12,7 @@
 
 #include "dc_log.h"
 #include "dc_shm.h"
+#include "dc_trust.h"
 
 #define MAGIC    0x6463616368656d31ULL /* "dcachem1" */
 #define VERSION  4                     /* 3: no count in a histogram, an overflow bucket instead; 4: 304 */
@@ -440,11 +441,12 @@ static void hist(dc_buf_t *o, int *rc, const char *name, const char *labels, con
 
 int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
 {
-    snapshot_t   *snap;
-    const slot_t *t;
-    const char   *qnames[DC_Q_COUNT];
-    char          lab[160], val[LABEL_VALUE_MAX];
-    int           rc = DC_OK;
+    snapshot_t       *snap;
+    const slot_t     *t;
+    const char       *qnames[DC_Q_COUNT];
+    char              lab[160], val[LABEL_VALUE_MAX];
+    dc_trust_status_t trust;
+    int               rc = DC_OK;
 
     snap = snapshot(&rc);
     if (snap == NULL)
@@ -519,6 +521,21 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
     line(o, &rc, "dashboard_workers", "", (uint64_t)snap->workers);
     family(o, &rc, "dashboard_invalidator_up", "gauge", "Whether an invalidator process is alive.");
     line(o, &rc, "dashboard_invalidator_up", "", snap->invalidators > 0);
+
+    /* the host's lease on serving hits (dc_trust): read from its own shared state */
+    dc_trust_status(&trust);
+    family(
+        o, &rc, "dashboard_cache_hits_allowed", "gauge",
+        "Whether this host serves cache hits (0: Redis does not take writes, or the outbox has a backlog).");
+    line(o, &rc, "dashboard_cache_hits_allowed", "", (uint64_t)trust.hits_ok);
+    family(o, &rc, "dashboard_cache_hits_stopped_seconds", "gauge",
+           "How long hits have been stopped on this host (0 while they are served).");
+    if (rc == DC_OK && dc_buf_printf(o, "dashboard_cache_hits_stopped_seconds %.3f\n",
+                                     (double)trust.stopped_ms / 1000.0) != DC_OK)
+        rc = DC_ENOMEM;
+    family(o, &rc, "dashboard_cache_write_refusals_total", "counter",
+           "Writes Redis did not take (invalidations, stores, write probes): each stops hits on the host.");
+    line(o, &rc, "dashboard_cache_write_refusals_total", "", (uint64_t)trust.refusals);
 
     free(snap);
     return rc;

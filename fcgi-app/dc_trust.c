@@ -27,7 +27,7 @@ typedef struct {
     uint32_t backlog;       /* the last probe found rows left from before its previous one */
     uint64_t refusals;      /* writes Redis did not take */
     uint64_t lease;         /* (refusals & STAMP_MASK) << END_BITS | end */
-    int64_t  probe_due;     /* ms; a probe claims it by moving it forward */
+    int64_t  probe_at;      /* ms the last probe started; a probe claims its turn by moving it */
     int64_t  seen_max;      /* the outbox's highest id at the last probe; -1: none yet */
     uint64_t seen_under;    /* the refusal count when seen_max was read */
     int64_t  stopped_at;    /* ms hits stopped; 0 while they are served */
@@ -160,15 +160,18 @@ static void probe(dc_cache_t *c, dc_db_t *db, int interval_ms, int64_t t0)
 
 int dc_trust_tick(dc_cache_t *c, dc_db_t *db, int interval_ms)
 {
-    int64_t now = dc_now_ms(), due = ld64(&st->probe_due);
+    int64_t now = dc_now_ms(), last = ld64(&st->probe_at);
+    /* while hits are stopped, probe more often: they resume as soon as they may */
+    int64_t gap = dc_trust_hits_ok()                      ? interval_ms
+                  : interval_ms / 8 > DC_TRUST_GAP_MIN_MS ? interval_ms / 8
+                                                          : DC_TRUST_GAP_MIN_MS;
 
-    if (now < due)
-        return (int)(due - now < interval_ms ? due - now : interval_ms);
-    if (!__atomic_compare_exchange_n(&st->probe_due, &due, now + interval_ms, 0, __ATOMIC_SEQ_CST,
-                                     __ATOMIC_SEQ_CST))
-        return interval_ms; /* another process of the host probes now */
+    if (now < last + gap)
+        return (int)(last + gap - now);
+    if (!__atomic_compare_exchange_n(&st->probe_at, &last, now, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        return (int)gap; /* another process of the host probes now */
     probe(c, db, interval_ms, now);
-    return interval_ms;
+    return (int)gap;
 }
 
 void dc_trust_status(dc_trust_status_t *s)

@@ -25,7 +25,8 @@
  * commit, 1 s at the default 250 ms.
  *
  * While hits are stopped, reads answer from PostgreSQL (X-Cache: BYPASS)
- * and touch Redis not at all; hits resume by themselves once a probe passes.
+ * and touch Redis not at all but for the probe, which runs eight times as
+ * often then; hits resume by themselves once a probe passes.
  * When PostgreSQL does not answer the probe, the outbox part keeps its last
  * verdict: nothing can be acknowledged while the database is away.
  *
@@ -43,6 +44,7 @@
 #include "dc_db.h"
 
 #define DC_TRUST_LEASE_PROBES 3
+#define DC_TRUST_GAP_MIN_MS   10 /* while hits are stopped, a probe each interval / 8, at most this often */
 
 /* Maps the host's state file. DC_OK, or DC_ERROR with err (the process keeps its own state then). */
 int dc_trust_open(const char *path, dc_err_t *err) DC_WUR;
@@ -57,9 +59,10 @@ int dc_trust_hits_ok(void);
 void dc_trust_refused(const char *what);
 
 /*
- * Runs the probe when one is due on this host and no other process has
- * claimed it, with this process's connections. The milliseconds until the
- * next probe is due (for a wait).
+ * Runs the probe when one is due on this host (interval_ms after the last
+ * one began, interval_ms / 8 while hits are stopped) and no other process
+ * has claimed it, with this process's connections. The milliseconds until
+ * the next probe is due (for a wait).
  */
 int dc_trust_tick(dc_cache_t *c, dc_db_t *db, int interval_ms);
 

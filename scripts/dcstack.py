@@ -987,8 +987,9 @@ class FcgiMaster(Service):
 
 
 class Invalidator(Service):
-    """dashcache-invalidator; it listens on nothing: ready once it has subscribed and
-    logged its first resync (event=invalidate.all)."""
+    """dashcache-invalidator; it listens on nothing: ready once it has subscribed,
+    logged its first resync (event=invalidate.all) and applied the outbox
+    (event=invalidate.ready; the workers serve hits only then)."""
 
     name = "invalidator"
 
@@ -1006,7 +1007,8 @@ class Invalidator(Service):
         return [str(self.binary)] + (["--user", user] if user else [])
 
     def ready(self) -> bool:
-        return "event=invalidate.all" in self.log_since_start()
+        log = self.log_since_start()
+        return "event=invalidate.all" in log and "event=invalidate.ready" in log
 
 
 SERVICE_USER = "dashcache"
