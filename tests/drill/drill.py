@@ -9,7 +9,8 @@ this load on it for the whole run:
 
   readers   DRILL_READERS threads, each on a keep-alive connection: half of the
             reads are the alert count or the stats of a checked organization,
-            the other half any dashboard of any organization
+            the other half any dashboard of any organization (one in twenty of
+            those the audit trail, which is never cached)
   API       2 threads creating alerts (POST .../alerts) in the API-checked
             organizations, acknowledged by their 201
   SQL       1 thread inserting alerts with plain SQL (a persistent psql) in the
@@ -53,7 +54,8 @@ status is 1 when a row failed; with --short, rows listed in
 EXPECTED_FAIL_UNTIL_TRUST are reported as expected failures and do not count.
 
 usage: drill.py [--short] [--only NAME]... [--json FILE]
-Environment: DRILL_READERS (6), DRILL_WORKERS (4), DRILL_ORGS (300; 100 short).
+Environment: DRILL_READERS (6), DRILL_WORKERS (4), DRILL_ORGS (300; 100 short),
+DRILL_STATE_DIR (.run/drill: the services' logs).
 """
 from __future__ import annotations
 
@@ -79,7 +81,7 @@ import dcstack as dc  # noqa: E402
 import consistency  # noqa: E402
 from mixed import Client, parse_metrics, server_deltas  # noqa: E402  tests/bench/mixed.py
 
-STATE = ROOT / ".run" / "drill"
+STATE = Path(os.environ.get("DRILL_STATE_DIR") or ROOT / ".run" / "drill")  # logs/, pids/
 
 # Rows that fail on main until the host-wide trust probe lands (a write
 # acknowledged while Redis refused its invalidation, and other workers keep
@@ -244,6 +246,8 @@ class Load:
             org = rng.choice(self.api_orgs + self.sql_orgs)
             return org, f"/api/dashboard/orgs/{org}/" + rng.choice(("alerts/count", "stats"))
         org = rng.choice(self.orgs)
+        if rng.random() < 0.05:  # never cached: compliance reporting reads the database
+            return org, f"/api/dashboard/orgs/{org}/audit?limit=20"
         what = rng.choice(("stats", "units/status", "alerts/count", "devices/online", "compliance",
                            f"units/{self.units[org]}/temperature/trends"))
         return org, f"/api/dashboard/orgs/{org}/{what}"
