@@ -509,7 +509,8 @@ class Drill:
     # ---- set-up
     def start(self) -> None:
         t = time.monotonic()
-        self.stack = dc.Stack("drill", state_dir=STATE, workers=self.workers, seed=(self.n_orgs, 1, 60))
+        self.stack = dc.Stack("drill", state_dir=STATE, workers=self.workers, seed=(self.n_orgs, 1, 60),
+                              access_log=False)
         self.stack.start()
         note(f"stack up in {time.monotonic() - t:.1f} s: {self.stack.http_url}, {self.workers} workers, "
              f"{self.n_orgs} organizations")
@@ -543,15 +544,21 @@ class Drill:
         time.sleep(self.baseline)
         m0, t_inject = self.scrape(), time.monotonic()
         w = Window(begin, t_inject, 0.0)
+        closing: list = []
+        # the closing scrape must not hold up recover(): with every worker blocked on a
+        # hung dependency it is answered only when one is free again
+        scraper = threading.Thread(target=lambda: closing.append(self.scrape()), daemon=True)
         try:
             sc.inject(self)
             time.sleep(max(0.0, sc.hold - (time.monotonic() - t_inject)))
-            m1 = self.scrape()
+            scraper.start()
             sc.recover(self)
         except Exception as e:  # noqa: BLE001 - the row fails and says why
             w.problems.append(f"{type(e).__name__}: {e}")
-            m1 = None
-        w.recover, w.metrics = time.monotonic(), (m0, m1)
+        w.recover = time.monotonic()
+        if scraper.ident is not None:
+            scraper.join(15)
+        w.metrics = (m0, closing[0] if closing else None)
         self.redis.close()  # it may have gone with the old server
         deadline = w.recover + HITS_LIMIT_S
         while time.monotonic() < deadline and (time.monotonic() < w.recover + self.after
@@ -564,8 +571,12 @@ class Drill:
         """Whatever the scenario left, the stack is whole again: a service that is down and
         was not brought back is a problem of the row."""
         for svc in list(self.stack.started):
-            if dc.proc_stat(svc.pid() or 0) and dc.proc_stat(svc.pid())[0] == "T":
-                svc.signal(signal.SIGCONT)
+            pid = svc.pid()
+            stopped = [p for p in ([pid] + dc.children(pid) if pid else []) if (dc.proc_stat(p) or "?")[0] == "T"]
+            if stopped:
+                w.problems.append(f"{svc.name}: processes {stopped} were still stopped after the recovery")
+                for p in stopped:
+                    os.kill(p, signal.SIGCONT)
             if not svc.running():
                 w.problems.append(f"{svc.name} was down after the recovery (status {svc.exit_status()})")
                 svc.start()
