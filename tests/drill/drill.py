@@ -145,6 +145,15 @@ def unresolved(path: str, body: bytes) -> int | None:
 
 # ------------------------------------------------------------------ a persistent psql
 
+def psql_binary() -> str:
+    """The server's psql, as dcstack.psql() finds it, else the one on PATH."""
+    try:
+        exe = dc.pg_bindir() / "psql"
+        return str(exe) if exe.exists() else "psql"
+    except dc.StackError:
+        return "psql"
+
+
 class Psql:
     """One psql process fed statements on stdin (python has no libpq). A statement
     is acknowledged when its output line arrives; psql exits on any error
@@ -158,7 +167,7 @@ class Psql:
         url, password = dc.split_password(self.url)
         env = {**os.environ, "PGCONNECT_TIMEOUT": "2", "PGPASSWORD": password or ""}
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(["psql", url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
+            self.proc = subprocess.Popen([psql_binary(), url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
                                          start_new_session=True)
 
@@ -597,7 +606,8 @@ class Drill:
 
     def stop(self) -> None:
         if self.stack is not None:
-            self.redis.close()
+            if getattr(self, "redis", None) is not None:
+                self.redis.close()
             self.stack.stop()
 
     # ---- judging
