@@ -60,7 +60,6 @@ DRILL_STATE_DIR (.run/drill: the services' logs).
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import os
 import random
