@@ -7,6 +7,8 @@
 #   make bench-mixed  hit rate and DB statements per read under a mixed workload, cache
 #                   against CACHE=off (tests/bench/mixed.py; MIXED_SCALE=small
 #                   MIXED_DURATION=10 for a quick run)
+#   make drill      each fault scenario under steady load, one table (tests/drill/drill.py;
+#                   make test runs its short variant)
 # Our flags live in DC_CFLAGS; CFLAGS/LDFLAGS from the command line are added, never replaced.
 
 PREFIX   ?= /usr/local
@@ -49,7 +51,7 @@ TEST_SUPPORT = $(wildcard tests/support/*.c)
 TEST_SUPPORT_OBJS = $(patsubst tests/support/%.c,$(BUILD)/obj/support_%.o,$(TEST_SUPPORT))
 
 .PHONY: all run stop status seed test check unit integration e2e unit-bins integration-bins asan ubsan san \
-        valgrind bench bench-mixed format format-check lint install uninstall clean distclean deps nginx-check fuzz fuzz-bins
+        valgrind bench bench-mixed drill format format-check lint install uninstall clean distclean deps nginx-check fuzz fuzz-bins
 
 all: $(BIN) $(INV_BIN) $(CTL_BIN)
 
@@ -206,6 +208,12 @@ bench: deps
 bench-mixed: deps
 	@$(MAKE) --no-print-directory all
 	@$(PY) tests/bench/mixed.py
+
+# Redis, PostgreSQL, the invalidator and a worker failing one at a time under
+# steady load, full length; DRILL_ARGS=--short is the variant make test runs
+drill: deps
+	@$(MAKE) --no-print-directory all
+	@$(PY) tests/drill/drill.py $(DRILL_ARGS)
 
 nginx-check: deps
 	@$(PY) tests/run.py --only nginx-check

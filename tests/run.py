@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """dashcache test runner (`make test` builds everything, then calls this).
 
-  tests/run.py [--only SUITE]...   SUITE: nginx-check monitoring systemd unit integration e2e san fuzz valgrind
+  tests/run.py [--only SUITE]...   SUITE: nginx-check monitoring systemd unit integration e2e drill san fuzz
+                                          valgrind
 
 Default: nginx-check, monitoring (promtool), systemd (systemd-analyze security
 --offline=true on each systemd/*.service: exposure at most SYSTEMD_EXPOSURE_MAX,
 2.0), unit (build/tests/test_*), integration (build/tests/integration_*), e2e
-(pytest tests/e2e), then unit and integration again from build/san/ (ASan +
+(pytest tests/e2e), drill (tests/drill/drill.py --short: one result per fault
+scenario), then unit and integration again from build/san/ (ASan +
 UBSan), then each libFuzzer target (build/fuzz/fuzz_*) for --fuzz-seconds
 (FUZZ_TEST_SECONDS, 3) from its committed corpus (tests/fuzz/corpus/<target>).
 valgrind runs only when asked for; `make fuzz` is `--only fuzz --fuzz-seconds
@@ -17,13 +19,16 @@ The integration binaries share one throwaway stack (scripts/dcstack.py:
 PostgreSQL with demo data and Redis) on free loopback ports (TEST_PG_PORT,
 TEST_REDIS_PORT pin them); the pytest suites start their own stacks
 (tests/e2e/conftest.py). Timeouts: UNIT_TIMEOUT (60 s) and INTEGRATION_TIMEOUT
-(120 s) per binary, E2E_TIMEOUT (960 s) for the pytest run, each times
+(120 s) per binary, E2E_TIMEOUT (960 s) for the pytest run, DRILL_TIMEOUT
+(300 s) for the drill, each times
 TIMEOUT_MULTIPLIER (1), and for sanitizer / valgrind runs times
 SAN_TIMEOUT_MULTIPLIER (3) / VALGRIND_TIMEOUT_MULTIPLIER (10).
 
 Counting: each cmocka binary's TAP lines (`ok N`, `not ok N`; `# SKIP` counted
 apart), each pytest test (JUnit XML: failure or error = failed), one per fuzz
-target (a crash, an invariant that failed, a leak or a timeout is a failure).
+target (a crash, an invariant that failed, a leak or a timeout is a failure),
+one per drill scenario (a row listed in the drill's EXPECTED_FAIL_UNTIL_TRUST
+that fails is counted as skipped, and says so).
 A binary or run that exits non-zero, times out, crashes or prints a sanitizer
 report without a failed test counts as one failure more; one that runs no test
 counts as a failure. The last
@@ -48,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import dcstack as dc  # noqa: E402
 
-SUITES = ("nginx-check", "monitoring", "systemd", "unit", "integration", "e2e", "san", "fuzz", "valgrind")
+SUITES = ("nginx-check", "monitoring", "systemd", "unit", "integration", "e2e", "drill", "san", "fuzz", "valgrind")
 ALIASES = {"nginx": "nginx-check", "asan": "san", "ubsan": "san"}
 PYTHON = "/usr/bin/python3"  # Debian's interpreter, which has python3-pytest
 STATE = ROOT / ".run" / "test"
@@ -233,6 +238,34 @@ def run_pytest(t: Tally, timeout: float, env: dict) -> None:
         t.report("e2e pytest", 0, 0, 0, 1, exit_reason(rc), log, [])
 
 
+def run_drill(t: Tally, timeout: float, env: dict) -> None:
+    """tests/drill/drill.py --short: one result per scenario row of its JSON. A failed row
+    listed in its EXPECTED_FAIL_UNTIL_TRUST is counted as skipped, by name."""
+    import json
+    log, out = logname("drill"), RESULTS / "drill.json"
+    out.unlink(missing_ok=True)
+    rc = run_logged([PYTHON, "tests/drill/drill.py", "--short", "--json", str(out)], log, timeout,
+                    {**env, "DRILL_STATE_DIR": str(STATE / "drill")})
+    try:
+        rows = json.loads(out.read_text())["rows"]
+    except (OSError, ValueError, KeyError):
+        t.report("drill", 0, 0, 0, 1, f"no result ({exit_reason(rc)})", log, [])
+        return
+    for r in rows:
+        label = f"drill: {r['scenario']}"
+        if not r["failures"]:
+            t.single(True, label + (" (listed in EXPECTED_FAIL_UNTIL_TRUST, yet passed: take it off the list)"
+                                    if r["listed"] else ""))
+        elif r["listed"]:
+            t.record(0, 0, 1, label)
+            print(f"SKIP {label} - failed as expected, listed in EXPECTED_FAIL_UNTIL_TRUST "
+                  f"(tests/drill/drill.py): {'; '.join(r['failures'])}", flush=True)
+        else:
+            t.single(False, f"{label} - {'; '.join(r['failures'])} (log: {rel(log)})")
+    table = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("|")]
+    print("\n".join("     " + ln for ln in table), flush=True)
+
+
 FUZZ_DIR = ROOT / "build" / "fuzz"
 FUZZ_EXECS = re.compile(r"^stat::number_of_executed_units:\s*(\d+)", re.M)
 FUZZ_FINDING = re.compile(r"^(invariant failed .*|==\d+==\s*ERROR: .*|SUMMARY: .*|.*runtime error: .*)$", re.M)
@@ -366,6 +399,7 @@ def main() -> int:
     unit_t = float(os.environ.get("UNIT_TIMEOUT", 60)) * mult
     int_t = float(os.environ.get("INTEGRATION_TIMEOUT", 120)) * mult
     e2e_t = float(os.environ.get("E2E_TIMEOUT", 960)) * mult
+    drill_t = float(os.environ.get("DRILL_TIMEOUT", 300)) * mult
     san_m = float(os.environ.get("SAN_TIMEOUT_MULTIPLIER", 3))
     vg_m = float(os.environ.get("VALGRIND_TIMEOUT_MULTIPLIER", 10))
     base_env = dc.test_app_env()
@@ -410,6 +444,9 @@ def main() -> int:
 
         if want("e2e"):  # the pytest suites start their own stacks (tests/e2e/conftest.py)
             run_pytest(t, e2e_t, {**base_env, "DC_E2E_STATE_DIR": str(STATE / "e2e")})
+
+        if want("drill"):  # its own stack, on free ports
+            run_drill(t, drill_t, base_env)
 
         if want("san"):
             san_env = {**base_env, "ASAN_OPTIONS": ASAN_OPTIONS, "UBSAN_OPTIONS": UBSAN_OPTIONS}

@@ -7,7 +7,8 @@ started after N writes were acknowledged must show at least the initial count
 plus N. Any read below that is stale.
 
 Used as a library by tests/e2e/test_invalidation.py (check() returns a
-Result); on the command line it prints one summary line and exits 1 when a
+Result) and by tests/drill/drill.py (judge() and missed_since() on its own
+writers and readers); on the command line it prints one summary line and exits 1 when a
 read was stale or too little happened to judge.
 
 usage: consistency.py BASE_URL ORG_ID UNIT_ID [SECONDS] [WRITERS] [READERS]
@@ -101,12 +102,35 @@ def check(base, org, unit, seconds=8.0, n_writers=2, n_readers=4, token=None) ->
 
     acks.sort()
     res = Result(reads=len(reads), acks=len(acks), errors=errors)
-    for start, c, xc in reads:
-        res.hits += xc == "HIT"
-        before = bisect.bisect_left(acks, start)  # writes acknowledged before this read started
-        if c < initial + before:
-            res.stale.append((start, c, initial + before, xc))
+    res.hits = sum(xc == "HIT" for _, _, xc in reads)
+    res.stale = judge(initial, acks, reads)
     return res
+
+
+def judge(initial: int, due: list, reads) -> list:
+    """The stale reads of a count that only grows by one per write. initial: the
+    count before the first write; due: sorted times from which each write must be
+    visible (its acknowledgment, or later where a bound applies); reads: (start,
+    count read, x-cache). A read that started after k writes were due and shows
+    less than initial + k missed one: [(start, count, at least, x-cache)]."""
+    stale = []
+    for start, c, xc in reads:
+        k = bisect.bisect_left(due, start)  # writes due before this read started
+        if c < initial + k:
+            stale.append((start, c, initial + k, xc))
+    return stale
+
+
+def missed_since(initial: int, acks: list, start: float, count: int) -> float | None:
+    """For a read that started at `start` and showed `count`: seconds since the
+    acknowledgment of the oldest acknowledged write it does not show (acks sorted),
+    or None when it shows every write acknowledged before it started."""
+    shown = count - initial  # the first `shown` acknowledgments are taken as seen
+    if shown < 0:
+        shown = 0
+    if shown >= len(acks) or acks[shown] >= start:
+        return None
+    return start - acks[shown]
 
 
 def main(argv):
