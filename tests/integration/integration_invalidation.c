@@ -89,9 +89,12 @@ static int setup(void **state)
     return 0;
 }
 
+static void redis_takes_writes(void);
+
 static int teardown(void **state)
 {
     fixture_t *f = *state;
+    redis_takes_writes();
     dc_app_free(f->app);
     dc_outbox_free(&f->ob);
     dc_db_free(f->outbox_db);
@@ -216,6 +219,91 @@ static void test_alert_create_invalidates_and_answers_201(void **state)
     dc_test_resp_free(&a);
     dc_test_resp_free(&w);
     dc_test_resp_free(&b);
+}
+
+/* Redis takes writes again (also in teardown: a failed assertion must not leave it refusing). */
+static void redis_takes_writes(void)
+{
+    free(dc_test_redis_str("CONFIG SET maxmemory 0"));
+    free(dc_test_redis_str("CONFIG SET maxmemory-policy allkeys-lru"));
+}
+
+static int collect_event(void *arg, const char *msg, size_t len)
+{
+    dc_buf_t *b = arg;
+    return dc_buf_append(b, msg, len);
+}
+
+/*
+ * Redis refuses the write's invalidation (maxmemory under noeviction): the
+ * write is acknowledged, and before that the host's lease on hits is void,
+ * so the next read, by this worker or another, comes from the database.
+ * Hits stay stopped while the write's outbox row is pending, also once Redis
+ * takes writes again, and resume by themselves once it is applied; the
+ * write's event waits in the database until then.
+ */
+static void test_refused_invalidation_stops_hits_until_the_outbox_is_applied(void **state)
+{
+    fixture_t     *f = *state;
+    char           path[160];
+    dc_test_resp_t a, w, b, c;
+    dc_app_t      *other = dc_app_new(&f->cfg); /* another worker of the host */
+    dc_buf_t       events = DC_BUF_INIT;
+    size_t         published;
+    int            hit = 0;
+    char          *kept;
+
+    assert_non_null(other);
+    drain_outbox(f);
+    dc_test_org_path(path, sizeof(path), f->org, "alerts/count");
+    dc_test_get(f->app, path, NULL, &a);
+    dc_test_resp_free(&a);
+    dc_test_get(other, path, NULL, &a);
+    assert_string_equal(a.x_cache, "HIT");
+
+    free(dc_test_redis_str("CONFIG SET maxmemory-policy noeviction"));
+    free(dc_test_redis_str("CONFIG SET maxmemory 1"));
+    create_alert(f, f->org, f->unit, &w);
+    assert_int_equal(w.status, 201); /* acknowledged: the outbox will apply it */
+    dc_test_get(other, path, NULL, &b);
+    assert_string_equal(b.x_cache, "BYPASS");
+    assert_int_equal(unresolved_in(b.body), unresolved_in(a.body) + 1);
+    kept = dc_test_sql("SELECT count(*) FROM cache_deferred_events WHERE payload LIKE '%alertCreated%'", 0,
+                       NULL);
+    assert_non_null(kept);
+    assert_true(atoll(kept) >= 1);
+    free(kept);
+
+    redis_takes_writes();
+    dc_test_resp_free(&b);
+    dc_test_get(other, path, NULL, &b); /* Redis is fine, the write's row is not applied yet */
+    assert_string_equal(b.x_cache, "BYPASS");
+    assert_int_equal(unresolved_in(b.body), unresolved_in(a.body) + 1);
+    /* nothing is published while a row is pending */
+    assert_int_equal(dc_outbox_publish_events(f->outbox_db, 100, collect_event, &events, &published), DC_OK);
+    assert_int_equal(published, 0);
+
+    drain_outbox(f);
+    for (int i = 0; i < 200 && !hit; i++) {
+        dc_test_get(other, path, NULL, &c);
+        assert_int_equal(unresolved_in(c.body), unresolved_in(a.body) + 1);
+        hit = strcmp(c.x_cache, "HIT") == 0;
+        dc_test_resp_free(&c);
+        if (!hit)
+            usleep(10000);
+    }
+    assert_true(hit);
+    assert_int_equal(dc_outbox_publish_events(f->outbox_db, 100, collect_event, &events, &published), DC_OK);
+    assert_true(published >= 1);
+    assert_non_null(strstr(events.data, "alertCreated"));
+    kept = dc_test_sql("SELECT count(*) FROM cache_deferred_events", 0, NULL);
+    assert_string_equal(kept, "0");
+    free(kept);
+    dc_buf_free(&events);
+    dc_test_resp_free(&a);
+    dc_test_resp_free(&w);
+    dc_test_resp_free(&b);
+    dc_app_free(other);
 }
 
 static void test_resolve_twice_is_a_clear_409_that_changes_nothing(void **state)
@@ -763,6 +851,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_alert_create_invalidates_and_answers_201, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_invalidation_stops_hits_until_the_outbox_is_applied,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_resolve_twice_is_a_clear_409_that_changes_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ids_of_another_tenant_are_404_and_never_written, setup,

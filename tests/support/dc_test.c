@@ -24,6 +24,7 @@
 
 static redisContext *redis;
 static PGconn       *pg;
+static pid_t         pg_pid;
 
 void dc_test_org_path(char *buf, size_t cap, const char *org, const char *suffix)
 {
@@ -234,9 +235,16 @@ char *dc_test_sql(const char *sql, int n, const char *const *params)
     PGresult *r;
     char     *v = NULL;
 
+    /*
+     * a forked child must not speak on its parent's connection: it opens its
+     * own (the inherited one is left alone: PQfinish would end the parent's)
+     */
+    if (pg != NULL && pg_pid != getpid())
+        pg = NULL;
     if (pg == NULL) {
         dc_config_t cfg;
         dc_test_config(&cfg);
+        pg_pid = getpid();
         pg = PQconnectdb(cfg.database_url);
         if (PQstatus(pg) != CONNECTION_OK)
             fail_msg("test database connect failed: %s", PQerrorMessage(pg));
