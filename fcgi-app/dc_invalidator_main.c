@@ -31,7 +31,6 @@
 #include "dc_sub.h"
 #include "dc_outbox.h"
 #include "dc_priv.h"
-#include "dc_shm.h"
 #include "dc_signal.h"
 #include "dc_trust.h"
 
@@ -277,19 +276,10 @@ static int init_metrics(void *arg)
     return DC_OK;
 }
 
-/*
- * The host's lease on serving hits (dc_trust), shared by every process of
- * the host; without the file each process keeps its own, and says so.
- */
+/* The host's lease on serving hits (dc_trust), shared by every process of the host. */
 static int init_trust(void *arg)
 {
-    inv_t   *v = arg;
-    dc_err_t err;
-    char     path[512];
-
-    dc_shm_path(&v->cfg, "trust", path, sizeof(path));
-    if (dc_trust_open(path, &err) != DC_OK)
-        dc_log_warn("trust.open", "%s; each process learns on its own that redis refuses writes", err.str);
+    dc_trust_open_host(&((inv_t *)arg)->cfg);
     return DC_OK;
 }
 

@@ -22,7 +22,6 @@
 #include "dc_master.h"
 #include "dc_metrics.h"
 #include "dc_priv.h"
-#include "dc_shm.h"
 #include "dc_trust.h"
 #include "dc_worker.h"
 
@@ -142,19 +141,10 @@ static int init_metrics(void *arg)
     return DC_OK;
 }
 
-/*
- * The host's lease on serving hits (dc_trust), shared by every process of
- * the host; without the file each process keeps its own, and says so.
- */
+/* The host's lease on serving hits (dc_trust), shared by every process of the host. */
 static int init_trust(void *arg)
 {
-    main_t  *m = arg;
-    dc_err_t err;
-    char     path[512];
-
-    dc_shm_path(&m->cfg, "trust", path, sizeof(path));
-    if (dc_trust_open(path, &err) != DC_OK)
-        dc_log_warn("trust.open", "%s; each process learns on its own that redis refuses writes", err.str);
+    dc_trust_open_host(&((main_t *)arg)->cfg);
     return DC_OK;
 }
 

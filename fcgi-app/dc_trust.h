@@ -49,6 +49,12 @@
 /* Maps the host's state file. DC_OK, or DC_ERROR with err (the process keeps its own state then). */
 int dc_trust_open(const char *path, dc_err_t *err) DC_WUR;
 
+/*
+ * Maps the host's state file for cfg (dc_shm_path "trust"); without it the
+ * process keeps its own state, and logs why.
+ */
+void dc_trust_open_host(const dc_config_t *cfg);
+
 /* Unmaps (tests) and starts a process-local state afresh. */
 void dc_trust_close(void);
 
