@@ -33,11 +33,23 @@ def checks(m, result: str) -> float:
     return m.value(f'{CHECKS}{{result="{result}"}}')
 
 
-@pytest.fixture(scope="module")
-def sampled():
+# the invalidator under ASan + UBSan, leaks included: its exit after SIGTERM reports them
+SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1:halt_on_error=1:print_stacktrace=1",
+           "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
+
+
+@pytest.fixture(scope="module", params=["build", "build/san"])
+def sampled(request):
     env = {**dc.test_app_env(), "CONSISTENCY_SAMPLE_PER_S": str(RATE)}
-    with own_stack("sampler", workers=2, app_env=env) as s:
+    if request.param == "build/san":
+        env.update(SAN_ENV)
+    if not os.access(ROOT / request.param / "dashcache-invalidator", os.X_OK):
+        pytest.fail(f"{request.param}/dashcache-invalidator is not built")
+    with own_stack("sampler-" + request.param.replace("/", "-"), build=request.param, workers=2,
+                   app_env=env) as s:
         yield s, Http(s.http_url, token=s.default_token)
+    reports = s.sanitizer_reports()
+    assert not reports, f"sanitizer reports of {request.param}: {reports}"
 
 
 def sql(stack, q: str) -> str:
