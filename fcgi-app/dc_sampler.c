@@ -125,12 +125,12 @@ dc_sampler_t *dc_sampler_new(const dc_config_t *cfg)
         dc_log_info("sampler.start", "consistency sampling is off (CONSISTENCY_SAMPLE_PER_S=0)");
         return s;
     }
-    if (s->cfg.db_statement_timeout_ms > SAMPLER_STATEMENT_MS)
-        s->cfg.db_statement_timeout_ms = SAMPLER_STATEMENT_MS;
-    if (s->cfg.db_retry_interval_ms < SAMPLER_RETRY_MS)
-        s->cfg.db_retry_interval_ms = SAMPLER_RETRY_MS;
-    if (s->cfg.redis_retry_interval_ms < SAMPLER_RETRY_MS)
-        s->cfg.redis_retry_interval_ms = SAMPLER_RETRY_MS;
+    if (s->cfg.db_statement_timeout_ms > DC_SAMPLER_STATEMENT_MS)
+        s->cfg.db_statement_timeout_ms = DC_SAMPLER_STATEMENT_MS;
+    if (s->cfg.db_retry_interval_ms < DC_SAMPLER_RETRY_MS)
+        s->cfg.db_retry_interval_ms = DC_SAMPLER_RETRY_MS;
+    if (s->cfg.redis_retry_interval_ms < DC_SAMPLER_RETRY_MS)
+        s->cfg.redis_retry_interval_ms = DC_SAMPLER_RETRY_MS;
     s->sets[0] = dc_query_statements();
     s->cache = dc_cache_new(&s->cfg);
     s->db = dc_db_new(&s->cfg, s->sets, DC_ARRAY_LEN(s->sets));
@@ -225,7 +225,7 @@ static void count_failure(int rc)
     dc_metrics_consistency_check(rc == DC_DECLINED ? DC_CC_SKIPPED : DC_CC_ERROR);
 }
 
-/* A first look at key: consistent, or a suspect to look at again after SAMPLER_RECHECK_MS. */
+/* A first look at key: consistent, or a suspect to look at again after DC_SAMPLER_RECHECK_MS. */
 static int check(dc_sampler_t *s, const dc_request_t *req, const char *key, size_t klen, int64_t now_ms)
 {
     suspect_t *x = &s->suspect;
@@ -250,9 +250,9 @@ static int check(dc_sampler_t *s, const dc_request_t *req, const char *key, size
     memcpy(x->key, key, klen + 1);
     x->klen = klen;
     x->seen_ms = now_ms;
-    x->due_ms = now_ms + SAMPLER_RECHECK_MS;
+    x->due_ms = now_ms + DC_SAMPLER_RECHECK_MS;
     dc_log_debug("consistency.suspect", "key %s differs from PostgreSQL; checking again in %d ms", key,
-                 SAMPLER_RECHECK_MS);
+                 DC_SAMPLER_RECHECK_MS);
     return RECOMPUTED;
 }
 
@@ -309,7 +309,7 @@ static void recheck(dc_sampler_t *s, int64_t now_ms)
 
 void dc_sampler_tick(dc_sampler_t *s, int64_t now_ms)
 {
-    int64_t deadline = now_ms + SAMPLER_BUDGET_MS;
+    int64_t deadline = now_ms + DC_SAMPLER_BUDGET_MS;
 
     if (s == NULL || s->interval_ms == 0 || now_ms < s->next_ms)
         return;

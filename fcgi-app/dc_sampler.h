@@ -27,7 +27,7 @@
  * What it counts (dashboard_consistency_checks_total{result}):
  *   consistent    the cached answer is what PostgreSQL answers now
  *   inconsistent  it differs, and still differs on a recheck
- *                 SAMPLER_RECHECK_MS later with the same cached answer
+ *                 DC_SAMPLER_RECHECK_MS later with the same cached answer
  *                 still a hit; the key is logged once (consistency.mismatch)
  *                 and every cached type of its organization is invalidated
  *   skipped       a key looked at but not compared: not a hit of the
@@ -51,9 +51,9 @@
  * Load: at most CONSISTENCY_SAMPLE_PER_S recomputations a second (one
  * round trip of a miss's statements each; spaced, never in bursts). A tick
  * does at most one recomputation and a few Redis lookups, and starts no new
- * lookup once SAMPLER_BUDGET_MS have passed. It has connections of its own
+ * lookup once DC_SAMPLER_BUDGET_MS have passed. It has connections of its own
  * (Redis twice, PostgreSQL once) with a statement timeout of at most
- * SAMPLER_STATEMENT_MS and a back-off of at least SAMPLER_RETRY_MS, so a slow
+ * DC_SAMPLER_STATEMENT_MS and a back-off of at least DC_SAMPLER_RETRY_MS, so a slow
  * or failing database costs the invalidator's loop a bounded wait, and
  * never its outbox connection.
  */
@@ -62,10 +62,10 @@
 
 #include "dc_config.h"
 
-#define SAMPLER_RECHECK_MS   2000 /* well beyond a write's invalidation (outbox drains every 500 ms) */
-#define SAMPLER_BUDGET_MS    20
-#define SAMPLER_STATEMENT_MS 500
-#define SAMPLER_RETRY_MS     5000
+#define DC_SAMPLER_RECHECK_MS   2000 /* well beyond a write's invalidation (outbox drains every 500 ms) */
+#define DC_SAMPLER_BUDGET_MS    20
+#define DC_SAMPLER_STATEMENT_MS 500
+#define DC_SAMPLER_RETRY_MS     5000
 
 typedef struct dc_sampler_s dc_sampler_t;
 
@@ -93,7 +93,7 @@ int dc_sampler_sampled(dc_qtype_t q);
  * Whether two answers of query type q, a[0..alen) and b[0..blen), say the
  * same: equal but for generatedAt and, for q's members computed relative to
  * now(), those members. A body that is not a JSON object is the same only
- * as a byte-identical one.
+ * as one of the same validator (dc_etag_of).
  */
 int dc_sampler_same(dc_qtype_t q, const char *a, size_t alen, const char *b, size_t blen);
 

@@ -26,7 +26,7 @@ import dcstack as dc
 RATE = 50
 CHECKS = "dashboard_consistency_checks_total"
 OLDEST = "dashboard_consistency_oldest_inconsistency_seconds"
-RECHECK_S = 2.0  # SAMPLER_RECHECK_MS: a difference counts only if it is still there this much later
+RECHECK_S = 2.0  # DC_SAMPLER_RECHECK_MS: a difference counts only if it is still there this much later
 
 
 def checks(m, result: str) -> float:
