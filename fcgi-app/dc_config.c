@@ -39,6 +39,7 @@ static const int_var_t int_vars[] = {
     CFG_INT("INGEST_MAX_FUTURE_SECONDS",  ingest_max_future_s, 300, 0, 86400),
     CFG_INT("READINGS_RETENTION_DAYS",    readings_retention_days, 30, 1, 3650),
     CFG_INT("IDEMPOTENCY_KEY_TTL_SECONDS", idempotency_ttl_s, 86400, 60, 604800),
+    CFG_INT("CONSISTENCY_SAMPLE_PER_S",   consistency_per_s, 2, 0, 100),
 };
 /* clang-format on */
 

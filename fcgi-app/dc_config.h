@@ -58,6 +58,7 @@ typedef struct {
     int              ingest_max_future_s;     /* recordedAt at most this far ahead of now */
     int              readings_retention_days; /* recordedAt at most this far back */
     int              idempotency_ttl_s;       /* how long an Idempotency-Key's answer is kept */
+    int              consistency_per_s;       /* CONSISTENCY_SAMPLE_PER_S (dc_sampler); 0: off */
     dc_log_level_t   log_level;
     dc_err_t         err; /* why dc_config_load refused the environment */
 } dc_config_t;

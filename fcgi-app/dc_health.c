@@ -83,11 +83,12 @@ void dc_health_metrics(dc_buf_t *out, dc_response_t *resp)
 
 void dc_health_admin_stats(dc_cache_t *cache, dc_buf_t *out, dc_response_t *resp)
 {
-    static const char *const sources[DC_IS_COUNT] = { "write", "pubsub", "outbox", "resync" };
+    static const char *const sources[] = { "write", "pubsub", "outbox", "resync", "sampler" };
     dc_metrics_summary_t     m;
     dc_admin_qtype_t         q[DC_Q_AUDIT];
     dc_admin_stats_t         a;
 
+    _Static_assert(DC_ARRAY_LEN(sources) == DC_IS_COUNT, "a name for every invalidation source");
     if (dc_metrics_summary(&m) != DC_OK)
         memset(&m, 0, sizeof(m));
     memset(&a, 0, sizeof(a));

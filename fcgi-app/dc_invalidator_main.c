@@ -12,6 +12,8 @@
  *   and marked processed after, so a crash in between re-applies, never
  *   loses. Pending rows are drained on every wake-up, on every (re)connect,
  *   and every 500 ms in any case, which bounds the delay after an outage.
+ * - The consistency sampler (dc_sampler) between the two, while nothing
+ *   is known to be pending: cached answers compared with PostgreSQL.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -31,6 +33,7 @@
 #include "dc_sub.h"
 #include "dc_outbox.h"
 #include "dc_priv.h"
+#include "dc_sampler.h"
 #include "dc_signal.h"
 #include "dc_trust.h"
 
@@ -57,6 +60,8 @@ typedef struct {
     long long   applied, rejected, outbox_rows, resyncs;
     sigset_t    wait_mask; /* the stop signals open only while waiting */
     const char *user;      /* --user: who to become once started */
+
+    dc_sampler_t *sampler; /* cached answers compared with PostgreSQL */
 } inv_t;
 
 /* Everything of every organization, in one write (the epoch). */
@@ -191,6 +196,9 @@ static int run(inv_t *v)
             report(v);
             next_report = now + REPORT_EVERY_MS;
         }
+        /* a difference while invalidations are known to wait would be theirs, not a missed write */
+        if (!v->drain_now && !v->resync)
+            dc_sampler_tick(v->sampler, dc_now_ms());
 
         /*
          * A NOTIFY that arrived while a drain query was running was read off
@@ -209,7 +217,7 @@ static int run(inv_t *v)
             fds[nfds++] = (struct pollfd){ db_fd, POLLIN, 0 };
         if (sub_fd >= 0)
             fds[nfds++] = (struct pollfd){ sub_fd, POLLIN, 0 };
-        wait = min64(next_drain - dc_now_ms(), DRAIN_EVERY_MS);
+        wait = min64(min64(next_drain, dc_sampler_next_ms(v->sampler)) - dc_now_ms(), DRAIN_EVERY_MS);
         if (wait < 0)
             wait = 0;
         ts.tv_sec = wait / 1000;
@@ -298,7 +306,8 @@ static int init_connections(void *arg)
     v->cache = dc_cache_new(&v->cfg);
     v->db = dc_db_new(&v->cfg, sets, DC_ARRAY_LEN(sets));
     v->sub = dc_sub_new(&v->cfg, CHANNEL);
-    if (v->cache == NULL || v->db == NULL || v->sub == NULL) {
+    v->sampler = dc_sampler_new(&v->cfg);
+    if (v->cache == NULL || v->db == NULL || v->sub == NULL || v->sampler == NULL) {
         dc_log_error("invalidate.init", "out of memory");
         return 1;
     }
@@ -370,6 +379,7 @@ int main(int argc, char **argv)
         rc = run(v);
         dc_log_info("invalidate.stop", "stopped");
     }
+    dc_sampler_free(v->sampler);
     dc_sub_free(v->sub);
     dc_db_free(v->db);
     dc_cache_free(v->cache);

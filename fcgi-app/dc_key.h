@@ -36,6 +36,18 @@
 int dc_key_build(const dc_request_t *req, char *buf, size_t cap);
 
 /*
+ * The inverse of dc_key_build: the request whose key is key[0..n), as the
+ * router would make it for a GET without forceRefresh (the parameters a key
+ * does not hold at their defaults). Strict: the ids must be lower-case
+ * UUIDs, hours a number without leading zeros within the bounds of the
+ * hours parameter, and nothing may follow; in short, DC_OK only for a key
+ * that dc_key_build gives back byte for byte. DC_EINVAL otherwise (a key of
+ * another version, of another program, of audit, or anything else); req
+ * is then undefined.
+ */
+int dc_key_parse(const char *key, size_t n, dc_request_t *req) DC_WUR;
+
+/*
  * Writes the generation key of query type q of org (a validated id) into
  * buf. Returns its length, or DC_ERROR when it does not fit or q is not a
  * cached query type.

@@ -15,7 +15,7 @@
 #include "dc_trust.h"
 
 #define MAGIC    0x6463616368656d31ULL /* "dcachem1" */
-#define VERSION  4                     /* 3: no count in a histogram, an overflow bucket instead; 4: 304 */
+#define VERSION  5 /* 3: no count in a histogram, an overflow bucket instead; 4: 304; 5: consistency */
 #define SLOTS    128
 #define NBUCKETS 8 /* finite bounds */
 
@@ -52,6 +52,8 @@ typedef struct {
     uint64_t messages_rejected;
     uint64_t outbox_rows;
     uint64_t worker_restarts;
+    uint64_t consistency[DC_CC_COUNT];
+    uint64_t consistency_oldest_ms; /* a gauge: set, not added; a scrape takes the largest of live slots */
 } __attribute__((aligned(128))) slot_t;
 
 typedef struct {
@@ -84,7 +86,8 @@ static const char *const route_names[DC_MR_COUNT] = {
 #undef LABEL
 #undef SERVICE_LABEL
 static const char *const cop_names[DC_COP_COUNT] = { "get", "set", "invalidate", "publish", "connect" };
-static const char *const source_names[DC_IS_COUNT] = { "write", "pubsub", "outbox", "resync" };
+static const char *const source_names[DC_IS_COUNT] = { "write", "pubsub", "outbox", "resync", "sampler" };
+static const char *const ccheck_names[DC_CC_COUNT] = { "consistent", "inconsistent", "skipped", "error" };
 
 /* Single writer per slot: a relaxed load and store, never a locked add. */
 static inline void add(uint64_t *c, uint64_t n)
@@ -272,6 +275,18 @@ void dc_metrics_worker_restart(void)
         add(&me->worker_restarts, 1);
 }
 
+void dc_metrics_consistency_check(dc_ccheck_t result)
+{
+    if (me != NULL && (unsigned)result < DC_CC_COUNT)
+        add(&me->consistency[result], 1);
+}
+
+void dc_metrics_consistency_oldest(int64_t ms)
+{
+    if (me != NULL)
+        __atomic_store_n(&me->consistency_oldest_ms, (uint64_t)(ms > 0 ? ms : 0), __ATOMIC_RELAXED);
+}
+
 /* ------------------------------------------------------------- scraping */
 
 static void sum_u64(uint64_t *dst, const uint64_t *src, size_t n)
@@ -300,8 +315,11 @@ static void take(snapshot_t *s)
         if (pid == 0)
             continue;
         if (alive(pid)) {
+            uint64_t oldest = get(&src->consistency_oldest_ms);
             s->workers += src->kind == DC_MK_WORKER;
             s->invalidators += src->kind == DC_MK_INVALIDATOR;
+            if (oldest > t->consistency_oldest_ms)
+                t->consistency_oldest_ms = oldest;
         }
         sum_u64(t->cache_hit, src->cache_hit, DC_Q_COUNT);
         sum_u64(t->cache_miss, src->cache_miss, DC_Q_COUNT);
@@ -318,6 +336,7 @@ static void take(snapshot_t *s)
         sum_u64(&t->messages_rejected, &src->messages_rejected, 1);
         sum_u64(&t->outbox_rows, &src->outbox_rows, 1);
         sum_u64(&t->worker_restarts, &src->worker_restarts, 1);
+        sum_u64(t->consistency, src->consistency, DC_CC_COUNT);
     }
 }
 
@@ -513,6 +532,16 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
     line(o, &rc, "dashboard_invalidation_messages_rejected_total", "", t->messages_rejected);
     family(o, &rc, "dashboard_outbox_rows_processed_total", "counter", "cache_outbox rows applied.");
     line(o, &rc, "dashboard_outbox_rows_processed_total", "", t->outbox_rows);
+
+    counters(o, &rc, "dashboard_consistency_checks_total",
+             "Cached answers the invalidator's sampler compared with PostgreSQL, by what it found.", "result",
+             ccheck_names, t->consistency, DC_CC_COUNT);
+    family(o, &rc, "dashboard_consistency_oldest_inconsistency_seconds", "gauge",
+           "Of the inconsistent answers the sampler found since its invalidator started, the longest one "
+           "had been in the cache when found (its TTL minus its remaining TTL); 0 when none.");
+    if (rc == DC_OK && dc_buf_printf(o, "dashboard_consistency_oldest_inconsistency_seconds %.3f\n",
+                                     (double)t->consistency_oldest_ms / 1e3) != DC_OK)
+        rc = DC_ENOMEM;
 
     family(o, &rc, "dashboard_worker_restarts_total", "counter",
            "Workers the master started again after one died.");

@@ -53,8 +53,18 @@ typedef enum {
     DC_IS_PUBSUB,    /* cache:invalidate message */
     DC_IS_OUTBOX,    /* database trigger */
     DC_IS_RESYNC,    /* everything, after a gap in the subscription */
+    DC_IS_SAMPLER,   /* the consistency sampler found a stale answer (dc_sampler) */
     DC_IS_COUNT
 } dc_isource_t;
+
+/* What a check of the consistency sampler found (the result label). */
+typedef enum {
+    DC_CC_CONSISTENT = 0, /* the cached answer is what PostgreSQL answers now */
+    DC_CC_INCONSISTENT,   /* it is not: invalidated */
+    DC_CC_SKIPPED,        /* looked at, not compared (dc_sampler.h says when) */
+    DC_CC_ERROR,          /* Redis or PostgreSQL failed during the check */
+    DC_CC_COUNT
+} dc_ccheck_t;
 
 #define DC_METRICS_MAX_STMTS 32
 
@@ -90,6 +100,9 @@ void dc_metrics_invalidation_lag(int64_t ns);
 void dc_metrics_message_rejected(void);
 void dc_metrics_outbox_rows(long n);
 void dc_metrics_worker_restart(void);
+void dc_metrics_consistency_check(dc_ccheck_t result);
+/* Sets this process's gauge of the oldest inconsistency (milliseconds; a scrape shows the largest). */
+void dc_metrics_consistency_oldest(int64_t ms);
 
 /* Every counter of every slot summed, for /api/admin/cache/stats. */
 typedef struct {

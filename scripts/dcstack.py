@@ -77,9 +77,13 @@ TEST_APP_ENV = {
     "REDIS_RETRY_INTERVAL_MS": "1000",
     "DB_CONNECT_TIMEOUT_SECONDS": "2",
     "DB_STATEMENT_TIMEOUT_MS": "5000",
+    # the sampler's statements would add to the statement counts tests compare
+    # exactly; tests/e2e/test_consistency_sampler.py runs a stack with it on
+    "CONSISTENCY_SAMPLE_PER_S": "0",
 }
 _APP_VARS = re.compile(r"^(CACHE|CACHE_TTL_.*|REDIS_.*_MS|DB_.*_SECONDS|DB_.*_MS|DEVICE_ONLINE_SECONDS|"
-                       r"RETRY_AFTER_SECONDS|DATABASE_URL|REDIS_URL|HTTP_URL|METRICS_FILE|METRICS|AUTH_.*)$")
+                       r"RETRY_AFTER_SECONDS|DATABASE_URL|REDIS_URL|HTTP_URL|METRICS_FILE|METRICS|AUTH_.*|"
+                       r"CONSISTENCY_SAMPLE_PER_S)$")
 
 
 def test_app_env(base: dict | None = None) -> dict:

@@ -43,6 +43,7 @@ static const int_var_t int_vars[] = {
     VAR("INGEST_MAX_FUTURE_SECONDS", ingest_max_future_s, 300, 0, 86400),
     VAR("READINGS_RETENTION_DAYS", readings_retention_days, 30, 1, 3650),
     VAR("IDEMPOTENCY_KEY_TTL_SECONDS", idempotency_ttl_s, 86400, 60, 604800),
+    VAR("CONSISTENCY_SAMPLE_PER_S", consistency_per_s, 2, 0, 100),
     VAR("FCGI_IO_TIMEOUT_MS", fcgi_io_timeout_ms, 5000, 100, 600000),
     VAR("CACHE_TTL_SECONDS", ttl[DC_Q_STATS], 60, 1, 86400),
     VAR("CACHE_TTL_STATS_SECONDS", ttl[DC_Q_STATS], 60, 1, 86400),

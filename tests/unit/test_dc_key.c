@@ -261,6 +261,122 @@ static void test_tenants_never_share_a_key(void **state)
     }
 }
 
+/*
+ * dc_key_parse is the inverse of dc_key_build: every key of every cached
+ * query type gives back the request the router made (as a GET without
+ * forceRefresh), and that request gives back the key.
+ */
+static void test_parse_round_trip(void **state)
+{
+    unsigned seen = 0;
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(cases); i++) {
+        dc_request_t want, got;
+        char         key[DC_KEY_MAX];
+        size_t       len = strlen(cases[i].key);
+
+        request(cases[i].path, cases[i].query, &want);
+        memset(&got, 0x5a, sizeof(got));
+        if (dc_key_parse(cases[i].key, len, &got) != DC_OK)
+            fail_msg("%s does not parse", cases[i].key);
+        assert_int_equal(got.route, DC_ROUTE_QUERY);
+        assert_int_equal(got.qtype, want.qtype);
+        assert_string_equal(got.org_id, want.org_id);
+        assert_string_equal(got.unit_id, want.unit_id);
+        assert_int_equal(got.hours, want.hours);
+        assert_int_equal(got.limit, want.limit);
+        assert_int_equal(got.force_refresh, 0);
+        assert_int_equal(got.head, 0);
+        assert_string_equal(got.item_id, "");
+        assert_int_equal(dc_key_build(&got, key, sizeof(key)), (int)len);
+        assert_string_equal(key, cases[i].key);
+        seen |= DC_QBIT_OF(got.qtype);
+    }
+    assert_int_equal(seen, DC_QBITS_CACHED);
+}
+
+/* Every hours value the parameter takes, and only those. */
+static void test_parse_hours_bounds(void **state)
+{
+    dc_request_t req;
+    char         key[DC_KEY_MAX];
+
+    (void)state;
+    for (int h = 0; h <= DC_HOURS_MAX + 1; h++) {
+        int n =
+            snprintf(key, sizeof(key), "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:%d", h);
+        int rc = dc_key_parse(key, (size_t)n, &req);
+        if (h >= 1 && h <= DC_HOURS_MAX) {
+            assert_int_equal(rc, DC_OK);
+            assert_int_equal(req.hours, h);
+        } else {
+            assert_int_equal(rc, DC_EINVAL);
+        }
+    }
+}
+
+static void test_parse_rejects(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "dashboard:",
+        "dashboard:stats:org:",
+        "dashboard:stats:org:" ORG_UP,                               /* ids are stored lower case */
+        "dashboard:stats:org:550e8400-e29b-41d4-a716-44665544000",   /* short */
+        "dashboard:stats:org:550e8400-e29b-41d4-a716-4466554400000", /* long */
+        "dashboard:stats:org:550e8400xe29b-41d4-a716-446655440000",  /* not a UUID */
+        "dashboard:stats:org:550e8400-e29b-41d4-a716-44665544000g",  /* not hex */
+        "dashboard:stats:org:" ORG ":",                              /* trailing */
+        "dashboard:stats:org:" ORG ":unit:" UNIT,                    /* stats has no unit */
+        "dashboard:stats:org:*",                                     /* a pattern */
+        "dashboard:*:org:" ORG,                                      /* a pattern */
+        "dashboard:STATS:org:" ORG,
+        "Dashboard:stats:org:" ORG,
+        "dashboard:units:org:" ORG, /* units is units:status */
+        "dashboard:units:status:org:" ORG "x",
+        "dashboard:alerts:count:org:" ORG ":unit:", /* no unit id */
+        "dashboard:alerts:count:org:" ORG ":unit:" UNIT_UP,
+        "dashboard:alerts:count:org:" ORG ":unit:" UNIT ":unit:" UNIT,
+        "dashboard:alerts:count:org:" ORG ":hours:24",
+        "dashboard:alerts:org:" ORG,
+        "dashboard:temperature:trends:org:" ORG,               /* unit and hours missing */
+        "dashboard:temperature:trends:org:" ORG ":unit:" UNIT, /* hours missing */
+        "dashboard:temperature:trends:org:" ORG ":hours:24",   /* unit missing */
+        "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:",
+        "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:024", /* leading zero */
+        "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:+24",
+        "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:-1",
+        "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:24x",
+        "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:99999999999999999999",
+        "dashboard:temperature:trends:org:" ORG ":hours:24:unit:" UNIT, /* order */
+        "dashboard:audit:org:" ORG,                                     /* never cached */
+        "dashcache:gen:stats:org:" ORG,                                 /* a generation, not an answer */
+        "dashboard:devices:online:org:" ORG " ",
+        "dashboard:compliance:org:" ORG "\n",
+    };
+    dc_request_t req;
+
+    (void)state;
+    for (size_t i = 0; i < DC_ARRAY_LEN(bad); i++)
+        if (dc_key_parse(bad[i], strlen(bad[i]), &req) != DC_EINVAL)
+            fail_msg("accepted \"%s\"", bad[i]);
+}
+
+/* The length given is the key: a NUL inside, or a prefix of a good key, is refused. */
+static void test_parse_uses_length(void **state)
+{
+    static const char key[] = "dashboard:stats:org:" ORG "\0tail";
+    dc_request_t      req;
+    size_t            len = strlen(key);
+
+    (void)state;
+    assert_int_equal(dc_key_parse(key, len, &req), DC_OK);
+    assert_int_equal(dc_key_parse(key, sizeof(key) - 1, &req), DC_EINVAL);
+    assert_int_equal(dc_key_parse(key, len - 1, &req), DC_EINVAL);
+    assert_int_equal(dc_key_parse(key, 0, &req), DC_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,6 +392,10 @@ int main(void)
         cmocka_unit_test(test_too_small_buffer),
         cmocka_unit_test(test_longest_key_fits),
         cmocka_unit_test(test_tenants_never_share_a_key),
+        cmocka_unit_test(test_parse_round_trip),
+        cmocka_unit_test(test_parse_hours_bounds),
+        cmocka_unit_test(test_parse_rejects),
+        cmocka_unit_test(test_parse_uses_length),
     };
 
     return cmocka_run_group_tests_name("dc_key", tests, NULL, NULL);

@@ -176,6 +176,72 @@ static void test_dead_workers_stay_in_the_sum(void **state)
     dc_buf_free(&out);
 }
 
+/*
+ * The sampler's figures: every result label from the first scrape; the
+ * counts add up over processes; the gauge of the oldest inconsistency is
+ * the largest of the live processes' (not a sum), set rather than added,
+ * in seconds.
+ */
+static void test_consistency_families(void **state)
+{
+    dc_buf_t out = DC_BUF_INIT;
+    pid_t    pid;
+    int      st, p[2], q[2];
+    char     c;
+
+    (void)state;
+    render(&out);
+    assert_true(value_of(out.data, "dashboard_consistency_checks_total{result=\"consistent\"}") == 0);
+    assert_true(value_of(out.data, "dashboard_consistency_checks_total{result=\"inconsistent\"}") == 0);
+    assert_true(value_of(out.data, "dashboard_consistency_checks_total{result=\"skipped\"}") == 0);
+    assert_true(value_of(out.data, "dashboard_consistency_checks_total{result=\"error\"}") == 0);
+    assert_true(value_of(out.data, "dashboard_consistency_oldest_inconsistency_seconds") == 0);
+    assert_true(value_of(out.data, "dashboard_invalidations_total{source=\"sampler\"}") == 0);
+
+    assert_int_equal(dc_metrics_claim(DC_MK_INVALIDATOR), DC_OK);
+    dc_metrics_consistency_check(DC_CC_CONSISTENT);
+    dc_metrics_consistency_check(DC_CC_INCONSISTENT);
+    dc_metrics_consistency_check(DC_CC_COUNT); /* out of range: ignored */
+    dc_metrics_consistency_oldest(90000);
+    dc_metrics_consistency_oldest(1500); /* a gauge: set */
+
+    /* a second live process with an older inconsistency, and one more check */
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(pipe(q), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (dc_metrics_claim(DC_MK_INVALIDATOR) != DC_OK)
+            _exit(1);
+        dc_metrics_consistency_check(DC_CC_CONSISTENT);
+        dc_metrics_consistency_oldest(2250);
+        /* told by p, then alive until q closes: killed below, or its parent gone after a failed assert */
+        close(q[1]);
+        if (write(p[1], "x", 1) != 1)
+            _exit(1);
+        while (read(q[0], &c, 1) > 0)
+            ;
+        _exit(0);
+    }
+    assert_int_equal(read(p[0], &c, 1), 1);
+    render(&out);
+    assert_true(value_of(out.data, "dashboard_consistency_checks_total{result=\"consistent\"}") == 2);
+    assert_true(value_of(out.data, "dashboard_consistency_checks_total{result=\"inconsistent\"}") == 1);
+    assert_true(value_of(out.data, "dashboard_consistency_checks_total{result=\"skipped\"}") == 0);
+    assert_true(value_of(out.data, "dashboard_consistency_oldest_inconsistency_seconds") == 2.25);
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    close(p[0]);
+    close(p[1]);
+    close(q[0]);
+    close(q[1]);
+    /* a dead process's gauge no longer counts; its counts do */
+    render(&out);
+    assert_true(value_of(out.data, "dashboard_consistency_oldest_inconsistency_seconds") == 1.5);
+    assert_true(value_of(out.data, "dashboard_consistency_checks_total{result=\"consistent\"}") == 2);
+    dc_buf_free(&out);
+}
+
 static void test_disabled_records_nothing(void **state)
 {
     dc_buf_t out = DC_BUF_INIT;
@@ -341,6 +407,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_exposition_is_well_formed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_workers_stay_in_the_sum, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consistency_families, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disabled_records_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scrapes_are_consistent_under_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_claim_writes_nowhere, setup, teardown),
