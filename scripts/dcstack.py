@@ -80,10 +80,11 @@ TEST_APP_ENV = {
     # the sampler's statements would add to the statement counts tests compare
     # exactly; tests/e2e/test_consistency_sampler.py runs a stack with it on
     "CONSISTENCY_SAMPLE_PER_S": "0",
+    "TRUST_PROBE_INTERVAL_MS": "250",
 }
 _APP_VARS = re.compile(r"^(CACHE|CACHE_TTL_.*|REDIS_.*_MS|DB_.*_SECONDS|DB_.*_MS|DEVICE_ONLINE_SECONDS|"
                        r"RETRY_AFTER_SECONDS|DATABASE_URL|REDIS_URL|HTTP_URL|METRICS_FILE|METRICS|AUTH_.*|"
-                       r"CONSISTENCY_SAMPLE_PER_S)$")
+                       r"CONSISTENCY_SAMPLE_PER_S|TRUST_PROBE_INTERVAL_MS)$")
 
 
 def test_app_env(base: dict | None = None) -> dict:
