@@ -92,7 +92,7 @@ WRAP_test_dc_cache_faults = $(call wrap,redisConnectWithTimeout redisConnectUnix
             redisSetTimeout redisCommand redisvCommand redisCommandArgv redisFree \
             redisAppendCommand redisAppendFormattedCommand redisGetReply)
 WRAP_test_dc_trust = $(call wrap,dc_cache_probe dc_outbox_watermark)
-WRAP_test_dc_db_faults = $(call wrap,PQconnectdbParams PQstatus PQerrorMessage PQfinish \
+WRAP_test_dc_db_faults = $(call wrap,PQconnectStartParams PQconnectPoll PQstatus PQerrorMessage PQfinish \
             PQsetnonblocking PQsendPrepare PQsendQueryPrepared PQsendQueryParams PQsendQuery \
             PQenterPipelineMode PQpipelineSync PQexitPipelineMode PQflush \
             PQisBusy PQsocket PQconsumeInput PQgetResult PQresultStatus PQresStatus PQresultErrorField \

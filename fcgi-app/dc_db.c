@@ -14,6 +14,7 @@
 #include "dc_metrics.h"
 
 #define MAX_SETS 4
+#define NO_LIMIT INT64_MAX /* a limit_ms that never comes: only the per-wait deadlines bound */
 
 _Static_assert(DC_DB_SLOTS <= DC_METRICS_MAX_STMTS, "a metric slot for every statement");
 
@@ -27,6 +28,7 @@ struct dc_db_s {
     const char        *listen_channel; /* LISTENed on every connect, or NULL */
     unsigned           epoch;          /* successful connects so far */
     int                in_tx;          /* between dc_db_begin and its commit or rollback */
+    int                owed;           /* a ping ran out of time: its query is still in flight */
 };
 
 int dc_db_check_conninfo(const char *url, dc_err_t *err)
@@ -70,6 +72,14 @@ static void disconnect(dc_db_t *db)
     PQfinish(db->conn);
     db->conn = NULL;
     db->in_tx = 0; /* the server rolls back what was not committed */
+    db->owed = 0;
+}
+
+/* The earlier of now + ms and limit_ms. */
+static int64_t deadline_within(int ms, int64_t limit_ms)
+{
+    int64_t d = dc_now_ms() + ms;
+    return d < limit_ms ? d : limit_ms;
 }
 
 void dc_db_free(dc_db_t *db)
@@ -158,7 +168,7 @@ static int deadline_ms(const dc_db_t *db)
     return db->cfg->db_statement_timeout_ms + 1000;
 }
 
-static int prepare_set(dc_db_t *db, const dc_db_set_t *set)
+static int prepare_set(dc_db_t *db, const dc_db_set_t *set, int64_t limit_ms)
 {
     for (size_t i = 0; i < set->n; i++) {
         PGresult           *r = NULL;
@@ -169,7 +179,11 @@ static int prepare_set(dc_db_t *db, const dc_db_set_t *set)
             went_down(db, "prepare", PQerrorMessage(db->conn));
             return DC_UNAVAILABLE;
         }
-        rc = wait_result(db->conn, dc_now_ms() + deadline_ms(db), &r);
+        rc = wait_result(db->conn, deadline_within(deadline_ms(db), limit_ms), &r);
+        if (rc == DC_UNAVAILABLE) {
+            went_down(db, "prepare", "no answer within the deadline");
+            return DC_UNAVAILABLE;
+        }
         if (rc != DC_OK || PQresultStatus(r) != PGRES_COMMAND_OK) {
             /* a statement that does not prepare is a bug (or a wrong schema) */
             dc_log_error("db.prepare", "statement %s: %s", s->name,
@@ -183,16 +197,16 @@ static int prepare_set(dc_db_t *db, const dc_db_set_t *set)
     return DC_OK;
 }
 
-static int prepare_all(dc_db_t *db)
+static int prepare_all(dc_db_t *db, int64_t limit_ms)
 {
     for (size_t k = 0; k < db->nsets; k++) {
-        if (prepare_set(db, db->sets[k]) != DC_OK)
+        if (prepare_set(db, db->sets[k], limit_ms) != DC_OK)
             return DC_UNAVAILABLE;
     }
     return DC_OK;
 }
 
-static int listen_channel(dc_db_t *db)
+static int listen_channel(dc_db_t *db, int64_t limit_ms)
 {
     PGresult *r = NULL;
     char     *ident;
@@ -208,34 +222,78 @@ static int listen_channel(dc_db_t *db)
     PQfreemem(ident);
     if (!PQsendQuery(db->conn, sql))
         return DC_ERROR;
-    rc = wait_result(db->conn, dc_now_ms() + deadline_ms(db), &r);
+    rc = wait_result(db->conn, deadline_within(deadline_ms(db), limit_ms), &r);
     if (rc != DC_OK || PQresultStatus(r) != PGRES_COMMAND_OK)
         rc = DC_ERROR;
     PQclear(r);
     return rc;
 }
 
-static int connect_db(dc_db_t *db)
+/*
+ * Drives the non-blocking connect of conn (PQconnectStartParams) to its end
+ * or to deadline_ms: DC_OK, DC_UNAVAILABLE (the deadline passed) or DC_ERROR
+ * (the connect failed).
+ */
+static int handshake(PGconn *conn, int64_t deadline_ms)
 {
-    char        timeout[16], options[64];
-    const char *keys[] = { "dbname", "connect_timeout", "options", "application_name", NULL };
-    const char *vals[] = { db->cfg->database_url, timeout, options, "dashcache", NULL };
+    /* libpq: before the first PQconnectPoll, wait as if it had said "writing" */
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+
+    for (;;) {
+        struct pollfd pfd = { PQsocket(conn), 0, 0 };
+        int64_t       left = deadline_ms - dc_now_ms();
+        int           n;
+
+        if (st == PGRES_POLLING_OK)
+            return DC_OK;
+        if (st == PGRES_POLLING_FAILED)
+            return DC_ERROR;
+        if (left <= 0)
+            return DC_UNAVAILABLE;
+        pfd.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+        n = poll(&pfd, 1, (int)(left < INT_MAX ? left : INT_MAX));
+        if (n < 0 && errno != EINTR)
+            return DC_ERROR;
+        if (n > 0)
+            st = PQconnectPoll(conn);
+    }
+}
+
+/*
+ * Connects, prepares the statements and LISTENs, the handshake within
+ * DB_CONNECT_TIMEOUT_SECONDS and everything before limit_ms. A failure
+ * closes the database for DB_RETRY_INTERVAL_MS, unless probe: a health
+ * check that ran out of its own time says nothing the next request should
+ * be refused for.
+ */
+static int connect_db(dc_db_t *db, int64_t limit_ms, int probe)
+{
+    char        options[64];
+    const char *keys[] = { "dbname", "options", "application_name", NULL };
+    const char *vals[] = { db->cfg->database_url, options, "dashcache", NULL };
+    const char *why;
+    int         rc;
 
     if (dc_now_ms() < db->retry_at_ms)
         return DC_UNAVAILABLE;
 
-    snprintf(timeout, sizeof(timeout), "%d", db->cfg->db_connect_timeout_s);
     snprintf(options, sizeof(options), "-c statement_timeout=%d", db->cfg->db_statement_timeout_ms);
-    db->conn = PQconnectdbParams(keys, vals, 1);
-    if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
+    /* libpq's connect_timeout bounds only its blocking connect: the deadline here is ours */
+    db->conn = PQconnectStartParams(keys, vals, 1);
+    if (db->conn == NULL || PQstatus(db->conn) == CONNECTION_BAD) {
         went_down(db, "database connect", db->conn ? PQerrorMessage(db->conn) : "out of memory");
-        db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
-        return DC_UNAVAILABLE;
+        goto failed;
     }
-    if (PQsetnonblocking(db->conn, 1) != 0 || prepare_all(db) != DC_OK || listen_channel(db) != DC_OK) {
+    rc = handshake(db->conn, deadline_within(db->cfg->db_connect_timeout_s * 1000, limit_ms));
+    if (rc != DC_OK) {
+        why = rc == DC_UNAVAILABLE ? "no answer within the deadline" : PQerrorMessage(db->conn);
+        went_down(db, "database connect", why);
+        goto failed;
+    }
+    if (PQsetnonblocking(db->conn, 1) != 0 || prepare_all(db, limit_ms) != DC_OK ||
+        listen_channel(db, limit_ms) != DC_OK) {
         disconnect(db);
-        db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
-        return DC_UNAVAILABLE;
+        goto failed;
     }
     db->epoch++;
     if (db->down_logged) {
@@ -243,11 +301,19 @@ static int connect_db(dc_db_t *db)
         db->down_logged = 0;
     }
     return DC_OK;
+failed:
+    if (!probe)
+        db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
+    return DC_UNAVAILABLE;
 }
 
 /* exec_once: the connection broke before the query was sent (BROKEN) or after (SENT_BROKEN). */
 #define BROKEN      1
 #define SENT_BROKEN 2
+
+/* How run() goes about a query. */
+#define RESEND 1 /* sent again on a new connection when the old one broke after it was sent */
+#define PROBE  2 /* a health check: running out of its time closes nothing (see settle) */
 
 /*
  * What a result that is neither PGRES_TUPLES_OK nor PGRES_COMMAND_OK means:
@@ -284,18 +350,55 @@ static int timed_out(dc_db_t *db)
     return DC_UNAVAILABLE;
 }
 
-/* One attempt on the current connection: DC_OK, DC_EQUERY, DC_UNAVAILABLE, DC_ERROR, BROKEN or SENT_BROKEN. */
+/*
+ * A ping that ran out of its time leaves its query on the connection
+ * instead of closing it (the server may only be slow, and a health check
+ * must not cost the next request its connection, nor close the database
+ * for the retry interval); the answer is taken here, before the next query
+ * is sent, until deadline_ms. DC_OK, DC_UNAVAILABLE (still no answer) or
+ * DC_ERROR (the connection failed).
+ */
+static int settle(dc_db_t *db, int64_t deadline_ms)
+{
+    while (db->owed) {
+        PGresult *r;
+        int       rc = await(db->conn, deadline_ms);
+
+        if (rc != DC_OK)
+            return rc;
+        r = PQgetResult(db->conn);
+        if (r == NULL)
+            db->owed = 0;
+        PQclear(r);
+    }
+    return DC_OK;
+}
+
+/*
+ * One attempt on the current connection, each wait within timeout_ms and
+ * all before limit_ms: DC_OK, DC_EQUERY, DC_UNAVAILABLE, DC_ERROR, BROKEN
+ * or SENT_BROKEN.
+ */
 static int exec_once(dc_db_t *db, const char *name, int nparams, const char *const *params, const char *sql,
-                     int timeout_ms, PGresult **out)
+                     int timeout_ms, int64_t limit_ms, int flags, PGresult **out)
 {
     PGresult *r = NULL;
     int       rc, ok;
 
+    rc = settle(db, deadline_within(timeout_ms, limit_ms));
+    if (rc == DC_UNAVAILABLE)
+        return flags & PROBE ? DC_UNAVAILABLE : timed_out(db);
+    if (rc != DC_OK)
+        return BROKEN;
     ok = sql != NULL ? PQsendQueryParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0)
                      : PQsendQueryPrepared(db->conn, name, nparams, params, NULL, NULL, 0);
     if (!ok)
         return BROKEN;
-    rc = wait_result(db->conn, dc_now_ms() + timeout_ms, &r);
+    rc = wait_result(db->conn, deadline_within(timeout_ms, limit_ms), &r);
+    if (rc == DC_UNAVAILABLE && (flags & PROBE)) {
+        db->owed = 1;
+        return DC_UNAVAILABLE;
+    }
     if (rc == DC_UNAVAILABLE)
         return timed_out(db);
     if (rc != DC_OK)
@@ -313,26 +416,30 @@ static int exec_once(dc_db_t *db, const char *name, int nparams, const char *con
 }
 
 /*
- * resend: whether the query may be sent again on a new connection when the
- * old one broke after it was sent. Never for a write (the server may have
- * committed it: the client is told it is not acknowledged and retries, with
- * an Idempotency-Key if it wants that to be safe), and never inside a
- * transaction (a new connection is outside it).
+ * Runs a query, connecting when needed, every wait within timeout_ms and
+ * all of it (connects included) before limit_ms. RESEND in flags: the query
+ * may be sent again on a new connection when the old one broke after it
+ * was sent. Never for a write (the server may have committed it: the client
+ * is told it is not acknowledged and retries, with an Idempotency-Key if it
+ * wants that to be safe), and never inside a transaction (a new connection
+ * is outside it).
  */
 static int run(dc_db_t *db, const char *name, int nparams, const char *const *params, const char *sql,
-               int timeout_ms, int resend, PGresult **out)
+               int timeout_ms, int64_t limit_ms, int flags, PGresult **out)
 {
     int rc;
 
     *out = NULL;
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (db->conn == NULL && (db->in_tx || connect_db(db) != DC_OK))
+        if (dc_now_ms() >= limit_ms)
             return DC_UNAVAILABLE;
-        rc = exec_once(db, name, nparams, params, sql, timeout_ms, out);
+        if (db->conn == NULL && (db->in_tx || connect_db(db, limit_ms, flags & PROBE) != DC_OK))
+            return DC_UNAVAILABLE;
+        rc = exec_once(db, name, nparams, params, sql, timeout_ms, limit_ms, flags, out);
         if (rc != BROKEN && rc != SENT_BROKEN)
             return rc;
         /* the connection broke (server restarted, network): reconnect once if that is safe */
-        int once = db->in_tx || (rc == SENT_BROKEN && !resend);
+        int once = db->in_tx || (rc == SENT_BROKEN && !(flags & RESEND));
         went_down(db, "query", PQerrorMessage(db->conn));
         if (once)
             return DC_UNAVAILABLE;
@@ -369,8 +476,8 @@ int dc_db_exec_within(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *
         return DC_ERROR;
     }
     t0 = dc_now_ns();
-    rc = run(db, stmt->name, stmt->nparams, params, NULL, timeout_ms,
-             slot < DC_DB_SLOTS_WRITE || slot >= DC_DB_SLOTS_OUTBOX, out);
+    rc = run(db, stmt->name, stmt->nparams, params, NULL, timeout_ms, NO_LIMIT,
+             slot < DC_DB_SLOTS_WRITE || slot >= DC_DB_SLOTS_OUTBOX ? RESEND : 0, out);
     /* a refused statement (a client's 4xx) ran fine */
     dc_metrics_db_query(slot, rc == DC_OK || rc == DC_EQUERY, dc_now_ns() - t0);
     return rc;
@@ -392,6 +499,11 @@ static int pipeline_once(dc_db_t *db, dc_db_call_t *calls, size_t n, int timeout
     int       rc, w;
 
     *failed = 0;
+    w = settle(db, dc_now_ms() + timeout_ms);
+    if (w == DC_UNAVAILABLE)
+        return timed_out(db);
+    if (w != DC_OK)
+        return BROKEN;
     if (!PQenterPipelineMode(conn))
         return BROKEN;
     for (size_t i = 0; i < n; i++) {
@@ -509,7 +621,7 @@ int dc_db_exec_all(dc_db_t *db, dc_db_call_t *calls, size_t n)
     for (int attempt = 0; attempt < 2; attempt++) {
         memset(done_ns, 0, sizeof(done_ns));
         failed = 0;
-        if (db->conn == NULL && (db->in_tx || connect_db(db) != DC_OK)) {
+        if (db->conn == NULL && (db->in_tx || connect_db(db, NO_LIMIT, 0) != DC_OK)) {
             rc = DC_UNAVAILABLE;
             break;
         }
@@ -538,7 +650,7 @@ int dc_db_ping(dc_db_t *db, int timeout_ms, double *latency_ms)
 {
     int64_t   t0 = dc_now_us();
     PGresult *r;
-    int       rc = run(db, "ping", 0, NULL, "SELECT 1", timeout_ms, 1, &r);
+    int rc = run(db, "ping", 0, NULL, "SELECT 1", timeout_ms, dc_now_ms() + timeout_ms, RESEND | PROBE, &r);
 
     PQclear(r);
     *latency_ms = (double)(dc_now_us() - t0) / 1000.0;
@@ -549,7 +661,7 @@ int dc_db_ping(dc_db_t *db, int timeout_ms, double *latency_ms)
 static int tx_command(dc_db_t *db, const char *sql)
 {
     PGresult *r;
-    int       rc = run(db, sql, 0, NULL, sql, deadline_ms(db), 0, &r);
+    int       rc = run(db, sql, 0, NULL, sql, deadline_ms(db), NO_LIMIT, 0, &r);
 
     PQclear(r);
     return rc == DC_OK ? DC_OK : rc == DC_EQUERY ? DC_ERROR : rc;
@@ -596,7 +708,7 @@ void dc_db_set_listen(dc_db_t *db, const char *channel)
 
 int dc_db_ensure(dc_db_t *db)
 {
-    return db->conn != NULL ? DC_OK : connect_db(db);
+    return db->conn != NULL ? DC_OK : connect_db(db, NO_LIMIT, 0);
 }
 
 int dc_db_fd(const dc_db_t *db)

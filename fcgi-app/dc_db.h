@@ -3,11 +3,13 @@
  * dc_outbox, the only code that includes libpq. Statements are prepared on
  * every (re)connect from the statement sets of the process's role; the
  * connection is non-blocking, and every query is sent and waited for with a
- * deadline (the send included), so a hung server costs a bounded wait, never
- * a hung worker. The statements of one read go in one round trip (libpq's
- * pipeline mode, dc_db_exec_all). A connection found broken is replaced and
- * the query retried once; a failed connect closes the database for
- * DB_RETRY_INTERVAL_MS.
+ * deadline, the connect (libpq's asynchronous one, within
+ * DB_CONNECT_TIMEOUT_SECONDS) and the sends included, so a hung server
+ * costs a bounded wait, never a hung worker. The statements of one read go
+ * in one round trip (libpq's pipeline mode, dc_db_exec_all). A connection
+ * found broken is replaced and the query retried once; a failed connect, or
+ * a query that ran out of time, closes the database for
+ * DB_RETRY_INTERVAL_MS (a ping excepted: dc_db_ping).
  */
 #ifndef DC_DB_H
 #define DC_DB_H
@@ -127,9 +129,13 @@ int  dc_db_commit(dc_db_t *db) DC_WUR;
 void dc_db_rollback(dc_db_t *db);
 
 /*
- * SELECT 1, waiting at most timeout_ms for the answer (a connect, when one
- * is needed, is bounded by DB_CONNECT_TIMEOUT_SECONDS). DC_OK (latency_ms
- * set) or DC_UNAVAILABLE.
+ * SELECT 1, all of it within timeout_ms: the connect when one is needed
+ * (and the reconnect when the connection is found broken) included. A ping
+ * that runs out of time leaves the connection as it is and does not close
+ * the database for the retry interval: the next call takes the ping's
+ * answer before it sends its own query (within its own deadline), so a
+ * slow health check costs the next request nothing once the server
+ * answers again. DC_OK (latency_ms set) or DC_UNAVAILABLE.
  */
 int dc_db_ping(dc_db_t *db, int timeout_ms, double *latency_ms) DC_WUR;
 

@@ -1,7 +1,8 @@
 /*
  * dc_db against a fake libpq, for the failures a real PostgreSQL cannot be
  * made to produce at the right moment: a PGconn that could not be
- * allocated, a connect that fails, a statement that does not prepare, a
+ * allocated, a connect that fails or never ends, a statement that does not
+ * prepare, a server that stops answering a ping, a
  * PGRES_FATAL_ERROR of each class (bug, busy, refused), a connection found
  * bad in the middle of a query, a send that fails, a query with no result;
  * and for a batch in pipeline mode: a send, a sync, an enter or an exit
@@ -65,8 +66,9 @@ typedef struct {
 
 static struct {
     /* injection, each for the next matching call */
-    int            connect_null; /* PQconnectdbParams returns NULL */
-    int            connect_bad;  /* the connection comes back CONNECTION_BAD */
+    int            connect_null; /* PQconnectStartParams returns NULL */
+    int            connect_bad;  /* the handshake fails (PQconnectPoll: PGRES_POLLING_FAILED) */
+    int            connect_hang; /* this many handshakes never end: the server does not answer */
     int            prepare_fail; /* the next prepare answers PGRES_FATAL_ERROR */
     int            send_fail;    /* this many sends fail (the connection is lost) ... */
     int            send_skip;    /* ... after this many that succeed */
@@ -84,10 +86,11 @@ static struct {
     int            flush_stuck; /* PQflush never gets everything out: the server reads nothing */
     int            hang;        /* the server stops answering ... */
     int            hang_at;     /* ... once a pipeline has given this many results */
+    int            hang_plain;  /* the server answers no query outside pipeline mode */
     /* observation */
     int          connects, conns, results, prepares, execs, syncs, pipelines;
     int          queued_at_first_get; /* what a pipeline had sent when its first result was read */
-    int          polls, pollouts, max_poll_ms;
+    int          polls, pollouts, max_poll_ms, connect_polls;
     int          stalled; /* the last PQisBusy or PQflush was stuck: poll() times out */
     int64_t      now_ms;  /* the clock dc_db reads */
     fake_conn_t *live;    /* the connection not yet finished */
@@ -102,8 +105,8 @@ static fake_conn_t *conn_of(const PGconn *c)
     return f;
 }
 
-PGconn *__wrap_PQconnectdbParams(const char *const *keys, const char *const *vals, int expand);
-PGconn *__wrap_PQconnectdbParams(const char *const *keys, const char *const *vals, int expand)
+PGconn *__wrap_PQconnectStartParams(const char *const *keys, const char *const *vals, int expand);
+PGconn *__wrap_PQconnectStartParams(const char *const *keys, const char *const *vals, int expand)
 {
     fake_conn_t *f;
 
@@ -118,14 +121,30 @@ PGconn *__wrap_PQconnectdbParams(const char *const *keys, const char *const *val
     f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->magic = CONN_MAGIC;
-    f->status = CONNECTION_OK;
-    if (fk.connect_bad) {
-        fk.connect_bad--;
-        f->status = CONNECTION_BAD;
-    }
+    f->status = CONNECTION_STARTED;
+    fk.stalled = 0;
     fk.conns++;
     fk.live = f;
     return (PGconn *)f;
+}
+
+PostgresPollingStatusType __wrap_PQconnectPoll(PGconn *c);
+PostgresPollingStatusType __wrap_PQconnectPoll(PGconn *c)
+{
+    fake_conn_t *f = conn_of(c);
+
+    assert_int_equal(f->status, CONNECTION_STARTED); /* not polled after its end */
+    if (fk.connect_hang) {
+        fk.stalled = 1;
+        return PGRES_POLLING_READING;
+    }
+    if (fk.connect_bad) {
+        fk.connect_bad--;
+        f->status = CONNECTION_BAD;
+        return PGRES_POLLING_FAILED;
+    }
+    f->status = CONNECTION_OK;
+    return PGRES_POLLING_OK;
 }
 
 void __wrap_PQfinish(PGconn *c);
@@ -338,7 +357,8 @@ int __wrap_PQisBusy(PGconn *c)
 {
     fake_conn_t *f = conn_of(c);
 
-    fk.stalled = fk.hang && f->pipeline && !f->owes_null && f->head != f->tail && f->given >= fk.hang_at;
+    fk.stalled = (fk.hang && f->pipeline && !f->owes_null && f->head != f->tail && f->given >= fk.hang_at) ||
+                 (fk.hang_plain && !f->pipeline && !f->owes_null && f->head != f->tail);
     return fk.stalled;
 }
 
@@ -360,11 +380,15 @@ int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout)
 {
     assert_int_equal(n, 1);
     assert_true(timeout >= 0); /* never a wait without an end */
-    fk.polls++;
-    if (timeout > fk.max_poll_ms)
-        fk.max_poll_ms = timeout;
-    if (fds[0].events & POLLOUT)
-        fk.pollouts++;
+    if (fk.live != NULL && fk.live->status == CONNECTION_STARTED) {
+        fk.connect_polls++; /* the handshake's: the tests count the queries' */
+    } else {
+        fk.polls++;
+        if (timeout > fk.max_poll_ms)
+            fk.max_poll_ms = timeout;
+        if (fds[0].events & POLLOUT)
+            fk.pollouts++;
+    }
     if (fk.stalled) {
         fk.now_ms += timeout;
         fds[0].revents = 0;
@@ -564,7 +588,7 @@ static void test_healthy_fake_serves(void **state)
     assert_int_equal(dc_db_epoch(f->db), 1);
 }
 
-/* PQconnectdbParams could not allocate the PGconn. */
+/* PQconnectStartParams could not allocate the PGconn. */
 static void test_conn_allocation_failure(void **state)
 {
     fixture_t *f = *state;
@@ -1215,6 +1239,125 @@ static void test_batch_refuses_what_it_must_not_send(void **state)
     assert_int_equal(fk.results, 0);
 }
 
+/*
+ * A handshake the server never answers (libpq's asynchronous connect) ends
+ * at DB_CONNECT_TIMEOUT_SECONDS, finished, and closes the database for the
+ * retry interval.
+ */
+static void test_connect_is_bounded(void **state)
+{
+    fixture_t *f = *state;
+    PGresult  *r;
+
+    f->cfg.db_connect_timeout_s = 2;
+    f->cfg.db_retry_interval_ms = 60000;
+    fk.connect_hang = 1;
+    assert_int_equal(exec(f, &r), DC_UNAVAILABLE);
+    assert_null(r);
+    assert_int_equal(fk.now_ms - CLOCK_START, 2000);
+    assert_true(fk.connect_polls > 0);
+    assert_int_equal(fk.conns, 0);
+    assert_int_equal(fk.prepares, 0);
+    fk.connect_hang = 0;
+    assert_int_equal(exec(f, &r), DC_UNAVAILABLE); /* the back-off */
+    assert_int_equal(fk.connects, 1);
+    fk.now_ms += 60000;
+    assert_serves(f);
+}
+
+/* A ping that must connect connects within its own time; running out of it closes nothing. */
+static void test_ping_connect_within_its_time(void **state)
+{
+    fixture_t *f = *state;
+    double     ms;
+
+    f->cfg.db_connect_timeout_s = 2;
+    f->cfg.db_retry_interval_ms = 60000;
+    fk.connect_hang = 1;
+    assert_int_equal(dc_db_ping(f->db, 300, &ms), DC_UNAVAILABLE);
+    assert_int_equal(fk.now_ms - CLOCK_START, 300);
+    assert_int_equal(fk.conns, 0);
+    fk.connect_hang = 0;
+    assert_serves(f); /* at once: no back-off */
+    assert_int_equal(fk.connects, 2);
+}
+
+/* The connection found broken: the ping's reconnect is within the same time, not a second one of its own. */
+static void test_ping_reconnect_within_its_time(void **state)
+{
+    fixture_t *f = *state;
+    double     ms;
+
+    f->cfg.db_connect_timeout_s = 2;
+    f->cfg.db_retry_interval_ms = 60000;
+    assert_serves(f);
+    fk.send_fail = 1;
+    fk.connect_hang = 1;
+    assert_int_equal(dc_db_ping(f->db, 300, &ms), DC_UNAVAILABLE);
+    assert_int_equal(fk.now_ms - CLOCK_START, 300);
+    assert_int_equal(fk.connects, 2);
+    fk.connect_hang = 0;
+    assert_serves(f);
+}
+
+/*
+ * The server stops answering: a ping ends at its time and keeps the
+ * connection, with its query in flight; so does the next ping. Once the
+ * server answers, the next query takes the pings' answer and runs at once
+ * on the same connection: no back-off, no reconnect.
+ */
+static void test_ping_timeout_keeps_the_connection(void **state)
+{
+    fixture_t   *f = *state;
+    dc_db_call_t c[NB];
+    double       ms;
+
+    f->cfg.db_retry_interval_ms = 60000;
+    assert_serves(f);
+    fk.hang_plain = 1;
+    assert_int_equal(dc_db_ping(f->db, 300, &ms), DC_UNAVAILABLE);
+    assert_int_equal(fk.now_ms - CLOCK_START, 300);
+    assert_int_equal(fk.conns, 1);
+    assert_int_equal(dc_db_ping(f->db, 300, &ms), DC_UNAVAILABLE); /* still waiting for the first */
+    assert_int_equal(fk.now_ms - CLOCK_START, 600);
+    assert_int_equal(fk.execs, 2); /* the second ping sent nothing */
+    fk.hang_plain = 0;
+    assert_serves(f);
+    assert_int_equal(fk.connects, 1);
+    assert_int_equal(fk.now_ms - CLOCK_START, 600);
+
+    /* a batch takes the owed answer too */
+    fk.hang_plain = 1;
+    assert_int_equal(dc_db_ping(f->db, 300, &ms), DC_UNAVAILABLE);
+    fk.hang_plain = 0;
+    batch_of(c);
+    assert_int_equal(dc_db_exec_all(f->db, c, NB), DC_OK);
+    dc_db_calls_clear(c, NB);
+    assert_int_equal(fk.connects, 1);
+    assert_int_equal(fk.results, 0);
+}
+
+/* The server still silent when a query comes: the query's deadline, then what any timeout does. */
+static void test_owed_answer_that_never_comes(void **state)
+{
+    fixture_t *f = *state;
+    PGresult  *r;
+    double     ms;
+
+    f->cfg.db_retry_interval_ms = 60000;
+    assert_serves(f);
+    fk.hang_plain = 1;
+    assert_int_equal(dc_db_ping(f->db, 300, &ms), DC_UNAVAILABLE);
+    assert_int_equal(exec(f, &r), DC_UNAVAILABLE);
+    assert_null(r);
+    assert_int_equal(fk.now_ms - CLOCK_START, 300 + f->cfg.db_statement_timeout_ms + 1000);
+    assert_int_equal(fk.conns, 0);
+    assert_int_equal(fk.execs, 2); /* the query was never sent behind the silent ping */
+    fk.hang_plain = 0;
+    assert_int_equal(exec(f, &r), DC_UNAVAILABLE); /* the back-off */
+    assert_int_equal(fk.connects, 1);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1249,6 +1392,11 @@ int main(void)
         T(test_batch_without_connection),
         T(test_batch_in_transaction_is_not_resent),
         T(test_batch_refuses_what_it_must_not_send),
+        T(test_connect_is_bounded),
+        T(test_ping_connect_within_its_time),
+        T(test_ping_reconnect_within_its_time),
+        T(test_ping_timeout_keeps_the_connection),
+        T(test_owed_answer_that_never_comes),
     };
 
     return cmocka_run_group_tests_name("dc_db_faults", tests, NULL, NULL);
