@@ -458,13 +458,9 @@ static int slot_of(const dc_db_t *db, const dc_db_stmt_t *stmt)
     return -1;
 }
 
-int dc_db_exec(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params, PGresult **out)
-{
-    return dc_db_exec_within(db, stmt, params, deadline_ms(db), out);
-}
-
-int dc_db_exec_within(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params, int timeout_ms,
-                      PGresult **out)
+/* dc_db_exec and dc_db_exec_within: each wait within timeout_ms, all before limit_ms. */
+static int exec_stmt(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params, int timeout_ms,
+                     int64_t limit_ms, int flags, PGresult **out)
 {
     int     slot = slot_of(db, stmt);
     int64_t t0;
@@ -475,12 +471,25 @@ int dc_db_exec_within(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *
         dc_log_error("db.query", "statement %s is not prepared by this process", stmt->name);
         return DC_ERROR;
     }
+    if (slot < DC_DB_SLOTS_WRITE || slot >= DC_DB_SLOTS_OUTBOX)
+        flags |= RESEND;
     t0 = dc_now_ns();
-    rc = run(db, stmt->name, stmt->nparams, params, NULL, timeout_ms, NO_LIMIT,
-             slot < DC_DB_SLOTS_WRITE || slot >= DC_DB_SLOTS_OUTBOX ? RESEND : 0, out);
+    rc = run(db, stmt->name, stmt->nparams, params, NULL, timeout_ms, limit_ms, flags, out);
     /* a refused statement (a client's 4xx) ran fine */
     dc_metrics_db_query(slot, rc == DC_OK || rc == DC_EQUERY, dc_now_ns() - t0);
     return rc;
+}
+
+int dc_db_exec(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params, PGresult **out)
+{
+    return exec_stmt(db, stmt, params, deadline_ms(db), NO_LIMIT, 0, out);
+}
+
+int dc_db_exec_within(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params, int timeout_ms,
+                      PGresult **out)
+{
+    /* a probe, as dc_db_ping; inside a transaction a timeout ends it as any other */
+    return exec_stmt(db, stmt, params, timeout_ms, dc_now_ms() + timeout_ms, db->in_tx ? 0 : PROBE, out);
 }
 
 /*

@@ -9,7 +9,7 @@
  * in one round trip (libpq's pipeline mode, dc_db_exec_all). A connection
  * found broken is replaced and the query retried once; a failed connect, or
  * a query that ran out of time, closes the database for
- * DB_RETRY_INTERVAL_MS (a ping excepted: dc_db_ping).
+ * DB_RETRY_INTERVAL_MS (probes excepted: dc_db_ping, dc_db_exec_within).
  */
 #ifndef DC_DB_H
 #define DC_DB_H
@@ -69,7 +69,11 @@ void dc_db_free(dc_db_t *db);
 int dc_db_exec(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params,
                struct pg_result **out) DC_WUR;
 
-/* dc_db_exec with a deadline of its own for the answer (a probe that must not wait long). */
+/*
+ * dc_db_exec as a probe that must not wait long: all of it, the connect
+ * included, within timeout_ms, and running out of time closes nothing, as
+ * for dc_db_ping (inside a transaction: as dc_db_exec).
+ */
 int dc_db_exec_within(dc_db_t *db, const dc_db_stmt_t *stmt, const char *const *params, int timeout_ms,
                       struct pg_result **out) DC_WUR;
 

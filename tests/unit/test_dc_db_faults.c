@@ -1358,6 +1358,32 @@ static void test_owed_answer_that_never_comes(void **state)
     assert_int_equal(fk.connects, 1);
 }
 
+/* dc_db_exec_within is a probe too: its own time for all of it, and a timeout closes nothing. */
+static void test_exec_within_is_a_probe(void **state)
+{
+    fixture_t  *f = *state;
+    const char *params[] = { "1" };
+    PGresult   *r;
+
+    f->cfg.db_retry_interval_ms = 60000;
+    fk.connect_hang = 1;
+    assert_int_equal(dc_db_exec_within(f->db, &stmts[1], params, 250, &r), DC_UNAVAILABLE);
+    assert_int_equal(fk.now_ms - CLOCK_START, 250);
+    fk.connect_hang = 0;
+    assert_serves(f);
+    fk.hang_plain = 1;
+    assert_int_equal(dc_db_exec_within(f->db, &stmts[1], params, 250, &r), DC_UNAVAILABLE);
+    assert_null(r);
+    assert_int_equal(fk.now_ms - CLOCK_START, 500);
+    assert_int_equal(fk.conns, 1);
+    fk.hang_plain = 0;
+    assert_int_equal(dc_db_exec_within(f->db, &stmts[1], params, 250, &r), DC_OK);
+    PQclear(r);
+    assert_int_equal(fk.connects, 2);
+    assert_int_equal(fk.metric_n[1], 4);
+    assert_int_equal(fk.metric_fail[1], 2);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1397,6 +1423,7 @@ int main(void)
         T(test_ping_reconnect_within_its_time),
         T(test_ping_timeout_keeps_the_connection),
         T(test_owed_answer_that_never_comes),
+        T(test_exec_within_is_a_probe),
     };
 
     return cmocka_run_group_tests_name("dc_db_faults", tests, NULL, NULL);
