@@ -13,10 +13,21 @@
 
 #define KEYS_SCAN_MAX 100000
 
+/* Whether ms more fit before end_ms. */
+static int fits(int64_t end_ms, int ms)
+{
+    return dc_now_ms() + ms <= end_ms;
+}
+
 /*
- * Readiness: each check is bounded (Redis by its timeouts, the database by
- * HEALTH_TIMEOUT_MS), so a hung dependency cannot hang the health check.
- * Without Redis the service is slower, not down: degraded, 200. Without the
+ * Readiness, within HEALTH_TIMEOUT_MS from start to end: one budget for
+ * every check together, so a hung dependency cannot hang the health check
+ * nor make it slower than its bound. Redis goes first, each step only when
+ * its own bound (the Redis connect and command timeouts) fits in the first
+ * half of the budget, else it counts as failed; the database, whose check
+ * decides the 503, gets the rest, at least half (dc_db_ping: connecting
+ * included, and running out of time closes nothing). Without
+ * Redis the service is slower, not down: degraded, 200. Without the
  * database misses cannot be answered: unhealthy, 503.
  */
 void dc_health_check(const dc_config_t *cfg, dc_cache_t *cache, dc_db_t *db, dc_buf_t *out,
@@ -29,21 +40,26 @@ void dc_health_check(const dc_config_t *cfg, dc_cache_t *cache, dc_db_t *db, dc_
         { "redis", 0, 0 },
         { "cache", 0, 0 },
     };
+    int64_t          end_ms = dc_now_ms() + cfg->health_timeout_ms;
+    int64_t          redis_end_ms = end_ms - cfg->health_timeout_ms / 2, left_ms;
     dc_cache_value_t probe;
     const char      *status;
     int64_t          t0;
 
-    s[0].ok = dc_db_ping(db, cfg->health_timeout_ms, &s[0].latency_ms) == DC_OK;
-    s[1].ok = dc_cache_ping(cache, &s[1].latency_ms) == DC_OK;
+    if (fits(redis_end_ms, cfg->redis_connect_timeout_ms + cfg->redis_command_timeout_ms))
+        s[1].ok = dc_cache_ping(cache, &s[1].latency_ms) == DC_OK;
     /* the cache path itself: the MGET a dashboard read does */
     memset(&probe, 0, sizeof(probe));
     t0 = dc_now_us();
-    s[2].ok = s[1].ok && dc_cache_get(cache, probe_org, DC_Q_STATS, probe_key, sizeof(probe_key) - 1,
-                                      &probe) != DC_UNAVAILABLE;
+    s[2].ok = s[1].ok && fits(redis_end_ms, cfg->redis_command_timeout_ms) &&
+              dc_cache_get(cache, probe_org, DC_Q_STATS, probe_key, sizeof(probe_key) - 1, &probe) !=
+                  DC_UNAVAILABLE;
     s[2].latency_ms = (double)(dc_now_us() - t0) / 1000.0;
     dc_cache_value_release(&probe);
     /* hits stopped on this host (dc_trust: Redis refuses writes, an outbox backlog): degraded */
     s[2].ok = s[2].ok && (!cfg->cache_enabled || dc_trust_hits_ok());
+    left_ms = end_ms - dc_now_ms();
+    s[0].ok = left_ms > 0 && dc_db_ping(db, (int)left_ms, &s[0].latency_ms) == DC_OK;
     status = !s[0].ok ? "unhealthy" : !s[1].ok || !s[2].ok ? "degraded" : "healthy";
 
     dc_buf_reset(out);

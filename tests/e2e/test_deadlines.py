@@ -1,0 +1,90 @@
+"""Deadlines that hold (issue 11, part 5), on a stack of its own with one
+worker, so that /health and the request after it share one database
+connection. PostgreSQL hung (SIGSTOP to the postmaster and every backend):
+/health answers 503 unhealthy within HEALTH_TIMEOUT_MS, whether the worker's
+connection is still there or must be made again (the connect is bounded by
+the same budget, never DB_CONNECT_TIMEOUT_SECONDS, twice). A health check
+that ran out of time does not close the database for DB_RETRY_INTERVAL_MS:
+once PostgreSQL answers again, the next miss is answered at once."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import Http, own_stack, wait_for
+import dcstack as dc
+
+HEALTH_MS = 600
+RETRY_MS = 30000  # far longer than any test here: a back-off armed by /health would show as a 503
+MARGIN_S = 0.4    # nginx, FastCGI and Python around the budget
+
+
+@pytest.fixture(scope="module")
+def one():
+    env = {**dc.test_app_env(), "HEALTH_TIMEOUT_MS": str(HEALTH_MS), "DB_RETRY_INTERVAL_MS": str(RETRY_MS),
+           "DB_CONNECT_TIMEOUT_SECONDS": "2"}
+    with own_stack("deadlines", workers=1, seed=(1, 1, 60), invalidator=False, app_env=env) as s:
+        yield s
+
+
+@contextlib.contextmanager
+def hung(stack):
+    """PostgreSQL's postmaster and all its backends stopped (SIGSTOP), continued on exit."""
+    pid = stack.postgres.pid()
+    pids = [pid, *dc.children(pid)]
+    for p in pids:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        assert wait_for(lambda: all(dc.proc_stat(p) and dc.proc_stat(p)[0] == "T" for p in pids), 5), \
+            "PostgreSQL did not stop on SIGSTOP"
+        yield
+    finally:
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGCONT)
+
+
+def assert_unhealthy_in_time(http: Http, what: str):
+    r = http.get("/health")
+    j = r.json() or {}
+    assert r.status == 503 and j.get("status") == "unhealthy", f"GET /health, {what}: 503 unhealthy; got {r}"
+    assert r.elapsed < HEALTH_MS / 1000 + MARGIN_S, \
+        f"GET /health, {what}: within HEALTH_TIMEOUT_MS {HEALTH_MS} ms + {MARGIN_S} s; took {r.elapsed:.3f} s"
+    return r
+
+
+def test_health_bounded_with_postgres_hung(one):
+    http = Http(one.http_url, token=one.default_token)
+    assert http.get("/health").status == 200, "the stack is healthy to begin with"
+    with hung(one):
+        assert_unhealthy_in_time(http, "PostgreSQL hung, connection open")
+        assert_unhealthy_in_time(http, "PostgreSQL hung, the last ping still unanswered")
+    assert wait_for(lambda: http.get("/health").status == 200, 5, 0.1), "/health is 200 again"
+
+    # the worker's connection dies with the server: /health must connect again, within its budget
+    one.postgres.stop()
+    one.postgres.start()
+    with hung(one):
+        assert_unhealthy_in_time(http, "PostgreSQL hung, connection to make again")
+        assert_unhealthy_in_time(http, "PostgreSQL hung, connect again")
+    assert wait_for(lambda: http.get("/health").status == 200, 5, 0.1), "/health is 200 again"
+
+
+def test_slow_health_does_not_close_the_database(one):
+    """Hung a little longer than HEALTH_TIMEOUT_MS, far shorter than DB_RETRY_INTERVAL_MS."""
+    http = Http(one.http_url, token=one.default_token)
+    assert http.get("/health").status == 200, "the stack is healthy to begin with"
+    with hung(one):
+        t0 = time.monotonic()
+        assert_unhealthy_in_time(http, "PostgreSQL hung")
+        time.sleep(max(0.0, HEALTH_MS / 1000 + 0.2 - (time.monotonic() - t0)))
+    r = http.get("audit")  # never cached: a query every time
+    assert r.status == 200 and r.is_json(), \
+        f"the first miss after PostgreSQL answers again: 200 at once (no back-off from /health); got {r}"
+    assert r.elapsed < 1, f"... and quickly ({r.elapsed:.3f} s)"
+    r = http.get("/health")
+    assert r.status == 200 and (r.json() or {}).get("status") == "healthy", f"/health: 200 healthy; got {r}"
