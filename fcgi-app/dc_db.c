@@ -23,12 +23,14 @@ struct dc_db_s {
     const dc_db_set_t *sets[MAX_SETS];
     size_t             nsets;
     PGconn            *conn;
-    int64_t            retry_at_ms;
+    int64_t            retry_at_ms;       /* no connect before then (a failure's back-off) */
+    int64_t            probe_retry_at_ms; /* no connect for a probe before then */
     int                down_logged;
     const char        *listen_channel; /* LISTENed on every connect, or NULL */
     unsigned           epoch;          /* successful connects so far */
     int                in_tx;          /* between dc_db_begin and its commit or rollback */
-    int                owed;           /* a ping ran out of time: its query is still in flight */
+    int                owed;           /* a probe ran out of time: its query is still in flight ... */
+    int64_t            owed_at_ms;     /* ... sent then */
 };
 
 int dc_db_check_conninfo(const char *url, dc_err_t *err)
@@ -113,7 +115,7 @@ static void went_down(dc_db_t *db, const char *what, const char *why)
  */
 static int await(PGconn *conn, int64_t deadline_ms)
 {
-    for (;;) {
+    for (int polled = 0;; polled = 1) {
         int           unsent = PQflush(conn);
         struct pollfd pfd = { PQsocket(conn), POLLIN, 0 };
         int64_t       left = deadline_ms - dc_now_ms();
@@ -123,11 +125,12 @@ static int await(PGconn *conn, int64_t deadline_ms)
             return DC_ERROR;
         if (unsent == 0 && !PQisBusy(conn))
             return DC_OK;
-        if (left <= 0)
+        /* a deadline already past still reads what has arrived */
+        if (left <= 0 && polled)
             return DC_UNAVAILABLE;
         if (unsent)
             pfd.events |= POLLOUT;
-        n = poll(&pfd, 1, (int)(left < INT_MAX ? left : INT_MAX));
+        n = poll(&pfd, 1, left <= 0 ? 0 : (int)(left < INT_MAX ? left : INT_MAX));
         if (n < 0 && errno != EINTR)
             return DC_ERROR;
         if (n > 0 && (pfd.revents & (POLLIN | POLLERR | POLLHUP)) && PQconsumeInput(conn) == 0)
@@ -262,9 +265,10 @@ static int handshake(PGconn *conn, int64_t deadline_ms)
 /*
  * Connects, prepares the statements and LISTENs, the handshake within
  * DB_CONNECT_TIMEOUT_SECONDS and everything before limit_ms. A failure
- * closes the database for DB_RETRY_INTERVAL_MS, unless probe: a health
- * check that ran out of its own time says nothing the next request should
- * be refused for.
+ * closes the database for DB_RETRY_INTERVAL_MS; one of a probe, which
+ * may have given up only because its own time was short, closes it for
+ * probes alone: the next request tries at once, and a probe every
+ * interval does not spend its whole time in a connect each time.
  */
 static int connect_db(dc_db_t *db, int64_t limit_ms, int probe)
 {
@@ -274,7 +278,7 @@ static int connect_db(dc_db_t *db, int64_t limit_ms, int probe)
     const char *why;
     int         rc;
 
-    if (dc_now_ms() < db->retry_at_ms)
+    if (dc_now_ms() < db->retry_at_ms || (probe && dc_now_ms() < db->probe_retry_at_ms))
         return DC_UNAVAILABLE;
 
     snprintf(options, sizeof(options), "-c statement_timeout=%d", db->cfg->db_statement_timeout_ms);
@@ -302,8 +306,7 @@ static int connect_db(dc_db_t *db, int64_t limit_ms, int probe)
     }
     return DC_OK;
 failed:
-    if (!probe)
-        db->retry_at_ms = dc_now_ms() + db->cfg->db_retry_interval_ms;
+    *(probe ? &db->probe_retry_at_ms : &db->retry_at_ms) = dc_now_ms() + db->cfg->db_retry_interval_ms;
     return DC_UNAVAILABLE;
 }
 
@@ -351,7 +354,7 @@ static int timed_out(dc_db_t *db)
 }
 
 /*
- * A ping that ran out of its time leaves its query on the connection
+ * A probe that ran out of its time leaves its query on the connection
  * instead of closing it (the server may only be slow, and a health check
  * must not cost the next request its connection, nor close the database
  * for the retry interval); the answer is taken here, before the next query
@@ -383,9 +386,19 @@ static int exec_once(dc_db_t *db, const char *name, int nparams, const char *con
                      int timeout_ms, int64_t limit_ms, int flags, PGresult **out)
 {
     PGresult *r = NULL;
+    int64_t   deadline, sent_ms;
     int       rc, ok;
 
-    rc = settle(db, deadline_within(timeout_ms, limit_ms));
+    deadline = deadline_within(timeout_ms, limit_ms);
+    /*
+     * A probe waits for the answer owed to an earlier one only as long as
+     * it would for its own: none within timeout_ms of the asking is its
+     * answer too (the trust probe of every interval costs one wait per
+     * outage, not one per interval).
+     */
+    if ((flags & PROBE) && db->owed && db->owed_at_ms + timeout_ms < deadline)
+        deadline = db->owed_at_ms + timeout_ms;
+    rc = settle(db, deadline);
     if (rc == DC_UNAVAILABLE)
         return flags & PROBE ? DC_UNAVAILABLE : timed_out(db);
     if (rc != DC_OK)
@@ -394,9 +407,11 @@ static int exec_once(dc_db_t *db, const char *name, int nparams, const char *con
                      : PQsendQueryPrepared(db->conn, name, nparams, params, NULL, NULL, 0);
     if (!ok)
         return BROKEN;
+    sent_ms = dc_now_ms();
     rc = wait_result(db->conn, deadline_within(timeout_ms, limit_ms), &r);
     if (rc == DC_UNAVAILABLE && (flags & PROBE)) {
         db->owed = 1;
+        db->owed_at_ms = sent_ms;
         return DC_UNAVAILABLE;
     }
     if (rc == DC_UNAVAILABLE)

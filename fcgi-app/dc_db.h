@@ -134,12 +134,15 @@ void dc_db_rollback(dc_db_t *db);
 
 /*
  * SELECT 1, all of it within timeout_ms: the connect when one is needed
- * (and the reconnect when the connection is found broken) included. A ping
- * that runs out of time leaves the connection as it is and does not close
- * the database for the retry interval: the next call takes the ping's
- * answer before it sends its own query (within its own deadline), so a
- * slow health check costs the next request nothing once the server
- * answers again. DC_OK (latency_ms set) or DC_UNAVAILABLE.
+ * (and the reconnect when the connection is found broken) included. A
+ * probe (this and dc_db_exec_within) that runs out of time does not close
+ * the database for the next request: an unanswered query stays on the
+ * connection, and the next call takes its answer before it sends its own
+ * (a probe waits for it only until timeout_ms after it was asked, a
+ * request within its own deadline); a connect that ran out of time closes
+ * the database for DB_RETRY_INTERVAL_MS to probes alone. So a slow health
+ * check costs the next request nothing once the server answers again.
+ * DC_OK (latency_ms set) or DC_UNAVAILABLE.
  */
 int dc_db_ping(dc_db_t *db, int timeout_ms, double *latency_ms) DC_WUR;
 

@@ -1265,7 +1265,11 @@ static void test_connect_is_bounded(void **state)
     assert_serves(f);
 }
 
-/* A ping that must connect connects within its own time; running out of it closes nothing. */
+/*
+ * A ping that must connect connects within its own time; running out of
+ * it closes the database for the probes alone (the next ping answers at
+ * once), not for the next request.
+ */
 static void test_ping_connect_within_its_time(void **state)
 {
     fixture_t *f = *state;
@@ -1277,9 +1281,13 @@ static void test_ping_connect_within_its_time(void **state)
     assert_int_equal(dc_db_ping(f->db, 300, &ms), DC_UNAVAILABLE);
     assert_int_equal(fk.now_ms - CLOCK_START, 300);
     assert_int_equal(fk.conns, 0);
+    assert_int_equal(dc_db_ping(f->db, 300, &ms), DC_UNAVAILABLE);
+    assert_int_equal(fk.now_ms - CLOCK_START, 300);
+    assert_int_equal(fk.connects, 1);
     fk.connect_hang = 0;
     assert_serves(f); /* at once: no back-off */
     assert_int_equal(fk.connects, 2);
+    assert_int_equal(dc_db_ping(f->db, 300, &ms), DC_OK);
 }
 
 /* The connection found broken: the ping's reconnect is within the same time, not a second one of its own. */
@@ -1302,9 +1310,11 @@ static void test_ping_reconnect_within_its_time(void **state)
 
 /*
  * The server stops answering: a ping ends at its time and keeps the
- * connection, with its query in flight; so does the next ping. Once the
- * server answers, the next query takes the pings' answer and runs at once
- * on the same connection: no back-off, no reconnect.
+ * connection, with its query in flight. The next ping waits for that
+ * answer only as long as it would for its own from when it was asked:
+ * not at all with the same time, the rest of its own with a longer one.
+ * Once the server answers, the next query takes the pings' answer and runs
+ * at once on the same connection: no back-off, no reconnect.
  */
 static void test_ping_timeout_keeps_the_connection(void **state)
 {
@@ -1318,13 +1328,15 @@ static void test_ping_timeout_keeps_the_connection(void **state)
     assert_int_equal(dc_db_ping(f->db, 300, &ms), DC_UNAVAILABLE);
     assert_int_equal(fk.now_ms - CLOCK_START, 300);
     assert_int_equal(fk.conns, 1);
-    assert_int_equal(dc_db_ping(f->db, 300, &ms), DC_UNAVAILABLE); /* still waiting for the first */
-    assert_int_equal(fk.now_ms - CLOCK_START, 600);
-    assert_int_equal(fk.execs, 2); /* the second ping sent nothing */
+    assert_int_equal(dc_db_ping(f->db, 300, &ms), DC_UNAVAILABLE); /* no answer 300 ms after the asking */
+    assert_int_equal(fk.now_ms - CLOCK_START, 300);
+    assert_int_equal(dc_db_ping(f->db, 1000, &ms), DC_UNAVAILABLE); /* until 1000 ms after it */
+    assert_int_equal(fk.now_ms - CLOCK_START, 1000);
+    assert_int_equal(fk.execs, 2); /* the later pings sent nothing */
     fk.hang_plain = 0;
     assert_serves(f);
     assert_int_equal(fk.connects, 1);
-    assert_int_equal(fk.now_ms - CLOCK_START, 600);
+    assert_int_equal(fk.now_ms - CLOCK_START, 1000);
 
     /* a batch takes the owed answer too */
     fk.hang_plain = 1;
@@ -1376,12 +1388,15 @@ static void test_exec_within_is_a_probe(void **state)
     assert_null(r);
     assert_int_equal(fk.now_ms - CLOCK_START, 500);
     assert_int_equal(fk.conns, 1);
+    fk.now_ms += 250; /* the next interval: still no answer, and no second wait for it */
+    assert_int_equal(dc_db_exec_within(f->db, &stmts[1], params, 250, &r), DC_UNAVAILABLE);
+    assert_int_equal(fk.now_ms - CLOCK_START, 750);
     fk.hang_plain = 0;
     assert_int_equal(dc_db_exec_within(f->db, &stmts[1], params, 250, &r), DC_OK);
     PQclear(r);
     assert_int_equal(fk.connects, 2);
-    assert_int_equal(fk.metric_n[1], 4);
-    assert_int_equal(fk.metric_fail[1], 2);
+    assert_int_equal(fk.metric_n[1], 5);
+    assert_int_equal(fk.metric_fail[1], 3);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
