@@ -122,38 +122,109 @@ static int query_start(dc_app_t *app, dc_app_task_t *t)
     return t->look.klen > 0 && !t->req.force_refresh ? DC_DECLINED : DC_OK;
 }
 
+/* The answer in t->look.v (a hit, or a stale one), with its Age. */
+static void answer_cached(dc_app_task_t *t, const char *x_cache, int64_t now_s, dc_response_t *resp)
+{
+    resp->status = 200;
+    resp->x_cache = x_cache;
+    resp->body = t->look.v.data;
+    resp->body_len = t->look.v.len;
+    resp->etag = t->look.v.etag;
+    resp->with_age = 1;
+    resp->age_s = now_s > t->look.v.stored_s ? now_s - t->look.v.stored_s : 0;
+    dc_response_not_modified(resp, t->if_none_match);
+}
+
+static void sleep_us(long us)
+{
+    struct timespec ts = { 0, us * 1000L };
+
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/*
+ * One database query per cold or stale key (dc_cache_lease): 1 when t is
+ * answered here, from a value another reader filled meanwhile (HIT) or
+ * from the stale one while another refreshes it (STALE, stale-while-
+ * revalidate); 0 when this reader is to query the database, holding the
+ * lease (t->look.v.lease), or after waiting its length for a holder that
+ * never stored (then its store is fenced by the token as any), or without
+ * Redis (*cacheable = 0). A waiter polls from 1 ms, doubling up to 32 ms.
+ * This worker waits meanwhile, as it does for a query of its own.
+ */
+static int coalesce(dc_app_t *app, dc_app_task_t *t, int64_t now_s, int *cacheable, int *made_gen,
+                    dc_response_t *resp)
+{
+    const dc_request_t *req = &t->req;
+    int64_t             deadline = dc_now_ms() + app->cfg->cache_lease_ms;
+    long                wait_us = 1000;
+
+    for (;;) {
+        int created = 0;
+        int rc = dc_cache_lease(app->cache, req->org_id, req->qtype, t->key, t->look.klen,
+                                app->cfg->ttl[req->qtype], &t->look.v, &created);
+        *made_gen |= created;
+        if (rc == DC_OK) {
+            dc_metrics_cache_coalesced();
+            answer_cached(t, "HIT", now_s, resp);
+            return 1;
+        }
+        if (rc == DC_DECLINED)
+            return 0;
+        if (rc != DC_BUSY) {
+            *cacheable = 0; /* Redis failed: the database, without a store */
+            return 0;
+        }
+        if (t->look.v.data != NULL) {
+            dc_metrics_cache_stale(DC_STALE_REVALIDATE);
+            answer_cached(t, "STALE", now_s, resp);
+            return 1;
+        }
+        if (dc_now_ms() >= deadline)
+            return 0;
+        sleep_us(wait_us);
+        wait_us = wait_us * 2 < 32000 ? wait_us * 2 : 32000;
+    }
+}
+
 /*
  * A dashboard read, its lookup (if any) done: the hit, or PostgreSQL and
  * the store. Every 200 carries its validator (the stored one on a hit,
  * computed once from the body otherwise), which an If-None-Match naming it
  * turns into a 304 without a body.
+ *
+ * An answer is fresh for its TTL and kept CACHE_MAX_STALE_SECONDS more,
+ * under its token: only an answer of the current epoch and generation is
+ * ever served, fresh or stale. Past its TTL, one reader refreshes it under
+ * the lease while the others get it STALE; when the database fails, the
+ * stale answer is served (STALE, stale-if-error) instead of a 503.
  */
 static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_response_t *resp)
 {
     const dc_request_t *req = &t->req;
     int                 cacheable = t->look.klen > 0;
     const char         *x_cache = "BYPASS";
+    int64_t             now_s = (int64_t)time(NULL);
     dc_error_t          err;
     int                 rc, made_gen = 0;
 
     if (looked_up) {
-        if (t->look.rc == DC_OK) {
+        if (t->look.rc == DC_OK && now_s - t->look.v.stored_s < app->cfg->ttl[req->qtype]) {
             dc_metrics_cache_hit(req->qtype);
-            resp->status = 200;
-            resp->x_cache = "HIT";
-            resp->body = t->look.v.data;
-            resp->body_len = t->look.v.len;
-            resp->etag = t->look.v.etag;
-            dc_response_not_modified(resp, t->if_none_match);
+            answer_cached(t, "HIT", now_s, resp);
             return;
         }
-        if (t->look.rc == DC_DECLINED) {
-            dc_metrics_cache_miss(req->qtype);
+        if (t->look.rc == DC_OK || t->look.rc == DC_DECLINED) {
+            dc_metrics_cache_miss(req->qtype); /* a miss, or an answer past its TTL */
             x_cache = "MISS";
         } else {
             cacheable = 0; /* Redis is down: don't try to store either */
         }
     }
+    if (cacheable && app->cfg->cache_lease_enabled && !req->force_refresh &&
+        coalesce(app, t, now_s, &cacheable, &made_gen, resp))
+        return;
     /*
      * The generation must be observed before the database is read: read
      * for a forced refresh, created when the lookup found none (a store
@@ -168,6 +239,7 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
     rc = dc_query_run(app->db, app->cfg, req, &app->body, &err);
     if (rc == DC_DECLINED) {
         /* unknown org or unit: an error, never cached as data; no key names an unknown org */
+        dc_cache_release(app->cache, t->key, t->look.klen, &t->look.v);
         if (made_gen && strcmp(err.code, "org_not_found") == 0)
             dc_cache_drop_generation(app->cache, req->org_id, req->qtype);
         dc_response_error(resp, &err, &app->body);
@@ -175,6 +247,13 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
         return;
     }
     if (rc != DC_OK) {
+        dc_cache_release(app->cache, t->key, t->look.klen, &t->look.v);
+        if (cacheable && t->look.v.data != NULL) {
+            /* the database failed: the last answer of the current generation, said to be stale */
+            dc_metrics_cache_stale(DC_STALE_ERROR);
+            answer_cached(t, "STALE", now_s, resp);
+            return;
+        }
         dc_response_db_failure(resp, rc, app->cfg->retry_after_s, &app->body);
         resp->x_cache = x_cache;
         return;

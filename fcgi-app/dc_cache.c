@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <hiredis.h>
 
@@ -18,22 +20,68 @@
 #include "dc_trust.h"
 
 /*
- * KEYS[1] the epoch, KEYS[2] generation, KEYS[3] value; ARGV[1] the token
- * "<epoch>.<generation>" read before the query, ARGV[2] body, ARGV[3] ttl,
- * ARGV[4] validator, ARGV[5] the run_id of this server (learnt at connect;
- * the value is a hit only on the same server process, see dc_cache.h).
- * Stores only while epoch and generation are still the ones the reader saw
- * before its query: a reader that saw none stores nothing (it creates them
- * first, gen_lua), so a generation key evicted or deleted between a
- * reader's query and its store can never let data from before a write in
- * under a fresh generation.
+ * KEYS[1] the epoch, KEYS[2] generation, KEYS[3] value, KEYS[4] its lease;
+ * ARGV[1] the token "<epoch>.<generation>" read before the query, ARGV[2]
+ * body, ARGV[3] the value's life in Redis (its TTL and how long it may be
+ * served stale after), ARGV[4] validator, ARGV[5] the run_id of this server
+ * (learnt at connect; the value is a hit only on the same server process,
+ * see dc_cache.h), ARGV[6] the store time (s). Stores only while epoch and
+ * generation are still the ones the reader saw before its query: a reader
+ * that saw none stores nothing (it creates them first, gen_lua), so a
+ * generation key evicted or deleted between a reader's query and its store
+ * can never let data from before a write in under a fresh generation. A
+ * store ends the key's lease: its waiters find the value.
  */
 static const char store_lua[] =
     "local e = redis.call('GET', KEYS[1])\n"
     "local g = redis.call('GET', KEYS[2])\n"
     "if ARGV[1] == '' or not e or not g or e .. '.' .. g ~= ARGV[1] then return 0 end\n"
-    "redis.call('SET', KEYS[3], ARGV[1] .. '@' .. ARGV[5] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[2], 'EX',"
-    " tonumber(ARGV[3]))\n"
+    "redis.call('SET', KEYS[3], ARGV[1] .. '@' .. ARGV[5] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[6] .. '\\n' .."
+    " ARGV[2], 'EX', tonumber(ARGV[3]))\n"
+    "redis.call('DEL', KEYS[4])\n"
+    "return 1\n";
+
+/*
+ * The lease of a cold or stale key (one database query per key, whatever
+ * the number of readers, workers and hosts). KEYS[1] the epoch, KEYS[2] the
+ * generation (each created from the clock when missing, as gen_lua), KEYS[3]
+ * the value, KEYS[4] its lease; ARGV[1] the lease's owner, ARGV[2] the
+ * lease's life (ms), ARGV[3] the run_id of this server, ARGV[4] the oldest
+ * store time (s) of a fresh value. Answers {state, token, value, created}:
+ * state 0: a fresh value of the current token is there (value); 1: the
+ * caller holds the lease now (value: a stale one of the current token, or
+ * nil); 2: another holds it (value as for 1). The lease holds the token, so
+ * a lease taken under an older generation can never store (store_lua).
+ */
+static const char lease_lua[] =
+    "local t = nil\n"
+    "local created = 0\n"
+    "local function get(k)\n"
+    "  local v = redis.call('GET', k)\n"
+    "  if v then return v end\n"
+    "  t = t or redis.call('TIME')\n"
+    "  v = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))\n"
+    "  redis.call('SET', k, v)\n"
+    "  created = 1\n"
+    "  return v\n"
+    "end\n"
+    "local tok = get(KEYS[1]) .. '.' .. get(KEYS[2])\n"
+    "local v = redis.call('GET', KEYS[3])\n"
+    "local head = tok .. '@' .. ARGV[3] .. '\\n'\n"
+    "if v and string.sub(v, 1, #head) == head then\n"
+    "  local at = tonumber(string.match(v, '^[^\\n]*\\n[^\\n]*\\n(%d+)\\n'))\n"
+    "  if at and at >= tonumber(ARGV[4]) then return {0, tok, v, created} end\n"
+    "else\n"
+    "  v = false\n"
+    "end\n"
+    "if redis.call('SET', KEYS[4], tok .. ' ' .. ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then\n"
+    "  return {1, tok, v, created}\n"
+    "end\n"
+    "return {2, tok, v, created}\n";
+
+/* KEYS[1] a lease: deleted while ARGV[1] (token and owner) holds it. */
+static const char release_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
     "return 1\n";
 
 /*
@@ -74,6 +122,9 @@ struct dc_cache_s {
     char               store_sha[41];
     char               bump_sha[41];
     char               gen_sha[41];
+    char               lease_sha[41];
+    char               release_sha[41];
+    unsigned long      leases;                /* taken by this process: each lease's owner is "<pid>.<n>" */
     char               run_id[DC_RUN_ID_MAX]; /* the server's, from INFO server at connect */
     size_t             run_id_len;
     char               epoch_key[32]; /* dc_key_epoch */
@@ -190,7 +241,8 @@ static int ensure(dc_cache_t *c)
         return DC_UNAVAILABLE;
     /* scripts are loaded on every connect: a restarted Redis has forgotten them */
     if (load_script(c, store_lua, c->store_sha) != DC_OK || load_script(c, bump_lua, c->bump_sha) != DC_OK ||
-        load_script(c, gen_lua, c->gen_sha) != DC_OK)
+        load_script(c, gen_lua, c->gen_sha) != DC_OK || load_script(c, lease_lua, c->lease_sha) != DC_OK ||
+        load_script(c, release_lua, c->release_sha) != DC_OK)
         return DC_UNAVAILABLE;
     if (c->down_logged) {
         dc_log_info("redis.recovered", "connected to redis again");
@@ -395,6 +447,38 @@ static int put_bulk(dc_buf_t *b, const char *s, size_t n)
 }
 
 /*
+ * A stored value str (len bytes) into v: DC_OK when it is of the token in
+ * v->gen, stored on this very server process, and in the current format
+ * "<epoch>.<gen>@<run_id>\n<etag>\n<stored>\n<body>" (v->data, len, etag
+ * and stored_s set; str must outlive v); an older format is never read as
+ * one. DC_DECLINED otherwise.
+ */
+static int take_value(const dc_cache_t *c, dc_cache_value_t *v, const char *str, size_t len)
+{
+    size_t      gl = strlen(v->gen), rl = c->run_id_len, tl = gl + 1 + rl;
+    size_t      head = tl + 1 + DC_ETAG_LEN + 1, digits;
+    const char *tag = str + tl + 1;
+    int64_t     at = 0;
+
+    if (gl == 0 || len < head + 2 || memcmp(str, v->gen, gl) != 0 || str[gl] != '@' ||
+        memcmp(str + gl + 1, c->run_id, rl) != 0 || str[tl] != '\n' || !dc_etag_valid(tag, DC_ETAG_LEN) ||
+        tag[DC_ETAG_LEN] != '\n')
+        return DC_DECLINED;
+    for (digits = 0;
+         head + digits < len && digits < 19 && str[head + digits] >= '0' && str[head + digits] <= '9';
+         digits++)
+        at = at * 10 + (str[head + digits] - '0');
+    if (digits == 0 || head + digits >= len || str[head + digits] != '\n')
+        return DC_DECLINED;
+    memcpy(v->etag, tag, DC_ETAG_LEN);
+    v->etag[DC_ETAG_LEN] = '\0';
+    v->stored_s = at;
+    v->data = str + head + digits + 1;
+    v->len = len - head - digits - 1;
+    return DC_OK;
+}
+
+/*
  * One MGET reply of a lookup: l->rc and l->v as dc_cache_get; takes r (an
  * arena reply when in_arena, else hiredis's own, freed here unless l->v
  * keeps it).
@@ -415,31 +499,15 @@ static void take_lookup(dc_cache_t *c, dc_cache_lookup_t *l, redisReply *r, int 
     val = r->element[2];
     copy_token(l->v.gen, r->element[0], r->element[1]);
     l->rc = DC_DECLINED;
-    if (l->v.gen[0] != '\0' && val->type == REDIS_REPLY_STRING) {
-        size_t      gl = strlen(l->v.gen), rl = c->run_id_len, tl = gl + 1 + rl;
-        size_t      head = tl + 1 + DC_ETAG_LEN + 1;
-        const char *tag = val->str + tl + 1;
-        /*
-         * a hit only under the current epoch and generation, stored on this very server
-         * process, and in the current format "<epoch>.<gen>@<run_id>\n<etag>\n<body>":
-         * an older format is never read as one
-         */
-        if (val->len >= head && memcmp(val->str, l->v.gen, gl) == 0 && val->str[gl] == '@' &&
-            memcmp(val->str + gl + 1, c->run_id, rl) == 0 && val->str[tl] == '\n' &&
-            dc_etag_valid(tag, DC_ETAG_LEN) && tag[DC_ETAG_LEN] == '\n') {
-            memcpy(l->v.etag, tag, DC_ETAG_LEN);
-            l->v.etag[DC_ETAG_LEN] = '\0';
-            l->v.data = val->str + head;
-            l->v.len = val->len - head;
-            l->rc = DC_OK;
-            if (in_arena) {
-                l->v.arena = c;
-                c->arena_live++;
-            } else {
-                l->v.reply = r;
-            }
-            return;
+    if (val->type == REDIS_REPLY_STRING && take_value(c, &l->v, val->str, val->len) == DC_OK) {
+        l->rc = DC_OK;
+        if (in_arena) {
+            l->v.arena = c;
+            c->arena_live++;
+        } else {
+            l->v.reply = r;
         }
+        return;
     }
     if (!in_arena)
         freeReplyObject(r);
@@ -635,18 +703,21 @@ void dc_cache_drop_generation(dc_cache_t *c, const char *org, dc_qtype_t q)
 int dc_cache_set(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, size_t klen, const char *gen,
                  const char *etag, const char *val, size_t vlen, int ttl_s)
 {
-    char        genkey[DC_KEY_MAX];
+    char        genkey[DC_KEY_MAX], lease[DC_KEY_MAX + 32];
     int         glen = dc_key_gen(org, q, genkey, sizeof(genkey));
+    int         llen = dc_key_lease(key, klen, lease, sizeof(lease));
     redisReply *r;
     int64_t     t0;
     int         rc;
 
-    if (glen < 0 || ensure(c) != DC_OK)
+    if (glen < 0 || llen < 0 || ensure(c) != DC_OK)
         return DC_UNAVAILABLE;
     t0 = dc_now_ns();
+    /* kept past its TTL for as long as it may be served stale (dc_cache.h) */
     rc = eval(c, "redis store", &r,
-              command(c, "EVALSHA %s 3 %b %b %b %s %b %d %s %s", c->store_sha, c->epoch_key, c->epoch_len,
-                      genkey, (size_t)glen, key, klen, gen, val, vlen, ttl_s, etag, c->run_id));
+              command(c, "EVALSHA %s 4 %b %b %b %b %s %b %d %s %s %lld", c->store_sha, c->epoch_key,
+                      c->epoch_len, genkey, (size_t)glen, key, klen, lease, (size_t)llen, gen, val, vlen,
+                      ttl_s + c->cfg->cache_max_stale_s, etag, c->run_id, (long long)time(NULL)));
     dc_metrics_cache_latency(DC_COP_SET, dc_now_ns() - t0);
     if (rc != DC_OK) {
         dc_metrics_cache_error(DC_COP_SET);
@@ -658,6 +729,68 @@ int dc_cache_set(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, 
         dc_metrics_stale_set_refused();
     freeReplyObject(r);
     return rc;
+}
+
+int dc_cache_lease(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, size_t klen, int ttl_s,
+                   dc_cache_value_t *v, int *created)
+{
+    char        genkey[DC_KEY_MAX], lease[DC_KEY_MAX + 32], owner[48];
+    int         glen = dc_key_gen(org, q, genkey, sizeof(genkey));
+    int         llen = dc_key_lease(key, klen, lease, sizeof(lease));
+    redisReply *r;
+    long long   state;
+
+    dc_cache_value_release(v);
+    *created = 0;
+    if (glen < 0 || llen < 0 || ensure(c) != DC_OK)
+        return DC_UNAVAILABLE;
+    snprintf(owner, sizeof(owner), "%ld.%lu", (long)getpid(), ++c->leases);
+    if (eval(c, "redis lease", &r,
+             command(c, "EVALSHA %s 4 %b %b %b %b %s %d %s %lld", c->lease_sha, c->epoch_key, c->epoch_len,
+                     genkey, (size_t)glen, key, klen, lease, (size_t)llen, owner, c->cfg->cache_lease_ms,
+                     c->run_id, (long long)time(NULL) - ttl_s)) != DC_OK) {
+        dc_trust_refused("redis did not take a lease");
+        return DC_UNAVAILABLE;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 || r->element[0]->type != REDIS_REPLY_INTEGER ||
+        r->element[3]->type != REDIS_REPLY_INTEGER) {
+        fail(c, 0, "redis lease", "unexpected reply");
+        freeReplyObject(r);
+        return DC_UNAVAILABLE;
+    }
+    state = r->element[0]->integer;
+    *created = r->element[3]->integer == 1;
+    copy_gen(v->gen, r->element[1]);
+    if (v->gen[0] == '\0' || state < 0 || state > 2) {
+        freeReplyObject(r);
+        return DC_UNAVAILABLE;
+    }
+    if (state == 1)
+        snprintf(v->lease, sizeof(v->lease), "%s %s", v->gen, owner);
+    /* the value: fresh (state 0), or a stale one of the current token, or none */
+    if (r->element[2]->type == REDIS_REPLY_STRING &&
+        take_value(c, v, r->element[2]->str, r->element[2]->len) == DC_OK)
+        v->reply = r;
+    else
+        freeReplyObject(r);
+    if (state == 0)
+        return v->reply != NULL ? DC_OK : DC_UNAVAILABLE;
+    return state == 1 ? DC_DECLINED : DC_BUSY;
+}
+
+void dc_cache_release(dc_cache_t *c, const char *key, size_t klen, dc_cache_value_t *v)
+{
+    char        lease[DC_KEY_MAX + 32];
+    int         llen = dc_key_lease(key, klen, lease, sizeof(lease));
+    redisReply *r;
+
+    if (v->lease[0] == '\0' || llen < 0 || ensure(c) != DC_OK)
+        return;
+    r = command(c, "EVALSHA %s 1 %b %s", c->release_sha, lease, (size_t)llen, v->lease);
+    if (r == NULL)
+        command_failed(c, "redis release");
+    freeReplyObject(r);
+    v->lease[0] = '\0';
 }
 
 /*

@@ -40,6 +40,8 @@
 #ifndef DC_CACHE_H
 #define DC_CACHE_H
 
+#include <stdint.h>
+
 #include "dc_config.h"
 #include "dc_etag.h"
 
@@ -52,10 +54,12 @@ typedef struct dc_cache_s dc_cache_t;
 typedef struct {
     const char *data; /* body on a hit; valid until release */
     size_t      len;
-    char        etag[DC_ETAG_LEN + 1]; /* its validator on a hit */
-    char        gen[DC_GEN_MAX];       /* generation read ("" = none yet) */
-    void       *reply;                 /* owned; released by dc_cache_value_release */
-    dc_cache_t *arena;                 /* or: data lives in this handle's arena until released */
+    char        etag[DC_ETAG_LEN + 1];  /* its validator on a hit */
+    char        gen[DC_GEN_MAX];        /* generation read ("" = none yet) */
+    int64_t     stored_s;               /* when the value was stored (Unix time, s) */
+    char        lease[DC_GEN_MAX + 48]; /* the lease this reader holds on the key ("" = none) */
+    void       *reply;                  /* owned; released by dc_cache_value_release */
+    dc_cache_t *arena;                  /* or: data lives in this handle's arena until released */
 } dc_cache_value_t;
 
 /* Allocates a cache handle; does not connect. NULL on out of memory. Free with dc_cache_free. */
@@ -122,6 +126,29 @@ void dc_cache_value_release(dc_cache_value_t *v);
  */
 int dc_cache_set(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, size_t klen, const char *gen,
                  const char *etag, const char *val, size_t vlen, int ttl_s);
+
+/*
+ * The lease of key (an answer of query type q of org), for one database
+ * query per cold or stale key whatever the number of readers: in one round
+ * trip, the token (created when missing, as dc_cache_generation) into
+ * v->gen, and
+ *   DC_OK          a value of that token stored less than ttl_s ago is
+ *                  there: in v (someone filled it; release v);
+ *   DC_DECLINED    the caller holds the lease now (v->lease): query, then
+ *                  dc_cache_set (which ends the lease) or dc_cache_release;
+ *   DC_BUSY        another reader holds it: wait and ask again, or serve
+ *                  the stale value;
+ * and with DC_DECLINED or DC_BUSY, v holds the stale value of that token
+ * when there is one (v->data != NULL). The lease lasts CACHE_LEASE_MS: a
+ * holder that dies or overruns it lets the next reader take over. A lease
+ * is fenced by the token: a store under an older one is refused.
+ * DC_UNAVAILABLE: Redis failed. *created: the generation did not exist.
+ */
+int dc_cache_lease(dc_cache_t *c, const char *org, dc_qtype_t q, const char *key, size_t klen, int ttl_s,
+                   dc_cache_value_t *v, int *created) DC_WUR;
+
+/* Ends the lease v holds on key (its query failed), if it still holds it. */
+void dc_cache_release(dc_cache_t *c, const char *key, size_t klen, dc_cache_value_t *v);
 
 /*
  * Moves the generations of org's query types in queries (a DC_QBIT mask;

@@ -36,6 +36,8 @@ static const int_var_t int_vars[] = {
     CFG_INT("RETRY_AFTER_SECONDS",        retry_after_s, 5, 1, 3600),
     CFG_INT("HEALTH_TIMEOUT_MS",          health_timeout_ms, 1000, 10, 60000),
     CFG_INT("TRUST_PROBE_INTERVAL_MS",    trust_probe_interval_ms, 250, 20, 5000),
+    CFG_INT("CACHE_MAX_STALE_SECONDS",    cache_max_stale_s, 300, 0, 86400),
+    CFG_INT("CACHE_LEASE_MS",             cache_lease_ms, 2000, 10, 60000),
     CFG_INT("INGEST_MAX_FUTURE_SECONDS",  ingest_max_future_s, 300, 0, 86400),
     CFG_INT("READINGS_RETENTION_DAYS",    readings_retention_days, 30, 1, 3650),
     CFG_INT("IDEMPOTENCY_KEY_TTL_SECONDS", idempotency_ttl_s, 86400, 60, 604800),
@@ -339,6 +341,7 @@ static int load(dc_config_t *cfg, char *err, size_t errlen)
     }
 
     if (env_on_off("CACHE", 1, &cfg->cache_enabled, err, errlen) != DC_OK ||
+        env_on_off("CACHE_LEASE", 1, &cfg->cache_lease_enabled, err, errlen) != DC_OK ||
         env_on_off("METRICS", 1, &cfg->metrics_enabled, err, errlen) != DC_OK)
         return DC_EINVAL;
 

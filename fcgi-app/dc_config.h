@@ -53,8 +53,11 @@ typedef struct {
     int              retry_after_s;           /* Retry-After on a 503 */
     int              health_timeout_ms;       /* bound of each /health check */
     int              trust_probe_interval_ms; /* dc_trust: a write probe per host this often */
-    int              cache_enabled;           /* CACHE=on|off; off: reads never touch Redis */
-    int              metrics_enabled;         /* METRICS=on|off */
+    int              cache_max_stale_s;       /* how long past its TTL an answer may be served stale */
+    int              cache_lease_enabled;     /* CACHE_LEASE=on|off: one query per cold key */
+    int              cache_lease_ms;  /* how long a lease lasts (a holder that overruns it is taken over) */
+    int              cache_enabled;   /* CACHE=on|off; off: reads never touch Redis */
+    int              metrics_enabled; /* METRICS=on|off */
     int              ingest_max_future_s;     /* recordedAt at most this far ahead of now */
     int              readings_retention_days; /* recordedAt at most this far back */
     int              idempotency_ttl_s;       /* how long an Idempotency-Key's answer is kept */

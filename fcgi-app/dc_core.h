@@ -18,6 +18,7 @@
 #define DC_ENOMEM      (-4)
 #define DC_UNAVAILABLE (-5) /* dependency is down or in back-off */
 #define DC_EQUERY      (-6) /* the database refused the statement (raised error) */
+#define DC_BUSY        (-7) /* someone else is at it (a lease held by another) */
 
 #define DC_UUID_LEN 36
 

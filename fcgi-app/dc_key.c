@@ -51,6 +51,16 @@ int dc_key_epoch(char *buf, size_t cap)
     return dc_fix_finish(&f, buf);
 }
 
+int dc_key_lease(const char *key, size_t klen, char *buf, size_t cap)
+{
+    dc_fix_t f;
+
+    dc_fix_init(&f, buf, cap);
+    DC_FIX_LIT(&f, "dashcache:lease:");
+    dc_fix_put(&f, key, klen);
+    return dc_fix_finish(&f, buf);
+}
+
 int dc_key_probe(char *buf, size_t cap)
 {
     dc_fix_t f;

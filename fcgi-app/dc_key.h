@@ -21,6 +21,10 @@
  *
  *   dashcache:epoch
  *   dashcache:probe
+ *
+ * and a short lease per answer being filled (one query per cold key):
+ *
+ *   dashcache:lease:{answer's key}
  */
 #ifndef DC_KEY_H
 #define DC_KEY_H
@@ -56,6 +60,13 @@ int dc_key_gen(const char *org_id, dc_qtype_t q, char *buf, size_t cap);
 
 /* Writes the epoch key into buf. Its length, or DC_ERROR when cap is too small. */
 int dc_key_epoch(char *buf, size_t cap);
+
+/*
+ * Writes the lease key of an answer's key (one of dc_key_build, klen
+ * bytes), outside the dashboard: namespace, into buf. Its length, or
+ * DC_ERROR when it does not fit.
+ */
+int dc_key_lease(const char *key, size_t klen, char *buf, size_t cap);
 
 /* Writes the write probe's key into buf. Its length, or DC_ERROR when cap is too small. */
 int dc_key_probe(char *buf, size_t cap);

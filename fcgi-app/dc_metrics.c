@@ -14,8 +14,9 @@
 #include "dc_shm.h"
 #include "dc_trust.h"
 
-#define MAGIC    0x6463616368656d31ULL /* "dcachem1" */
-#define VERSION  5 /* 3: no count in a histogram, an overflow bucket instead; 4: 304; 5: consistency */
+#define MAGIC 0x6463616368656d31ULL /* "dcachem1" */
+#define VERSION \
+    6 /* 3: no count in a histogram, an overflow bucket instead; 4: 304; 5: consistency; 6: stale */
 #define SLOTS    128
 #define NBUCKETS 8 /* finite bounds */
 
@@ -42,6 +43,8 @@ typedef struct {
     uint64_t cache_error[DC_COP_COUNT];
     hist_t   cache_latency[DC_COP_TIMED];
     uint64_t stale_set_refusals;
+    uint64_t stale_served[DC_STALE_COUNT];
+    uint64_t coalesced;
     uint64_t db_queries[DC_METRICS_MAX_STMTS];
     uint64_t db_errors[DC_METRICS_MAX_STMTS];
     hist_t   db_latency[DC_METRICS_MAX_STMTS];
@@ -86,6 +89,7 @@ static const char *const route_names[DC_MR_COUNT] = {
 #undef LABEL
 #undef SERVICE_LABEL
 static const char *const cop_names[DC_COP_COUNT] = { "get", "set", "invalidate", "publish", "connect" };
+static const char *const stale_names[DC_STALE_COUNT] = { "revalidate", "error" };
 static const char *const source_names[DC_IS_COUNT] = { "write", "pubsub", "outbox", "resync", "sampler" };
 static const char *const ccheck_names[DC_CC_COUNT] = { "consistent", "inconsistent", "skipped", "error" };
 
@@ -223,6 +227,18 @@ void dc_metrics_stale_set_refused(void)
         add(&me->stale_set_refusals, 1);
 }
 
+void dc_metrics_cache_stale(dc_stale_t why)
+{
+    if (me != NULL && (unsigned)why < DC_STALE_COUNT)
+        add(&me->stale_served[why], 1);
+}
+
+void dc_metrics_cache_coalesced(void)
+{
+    if (me != NULL)
+        add(&me->coalesced, 1);
+}
+
 void dc_metrics_db_query(int stmt, int ok, int64_t ns)
 {
     if (me == NULL || stmt < 0 || stmt >= DC_METRICS_MAX_STMTS)
@@ -326,6 +342,8 @@ static void take(snapshot_t *s)
         sum_u64(t->cache_error, src->cache_error, DC_COP_COUNT);
         sum_hist(t->cache_latency, src->cache_latency, DC_COP_TIMED);
         sum_u64(&t->stale_set_refusals, &src->stale_set_refusals, 1);
+        sum_u64(t->stale_served, src->stale_served, DC_STALE_COUNT);
+        sum_u64(&t->coalesced, &src->coalesced, 1);
         sum_u64(t->db_queries, src->db_queries, DC_METRICS_MAX_STMTS);
         sum_u64(t->db_errors, src->db_errors, DC_METRICS_MAX_STMTS);
         sum_hist(t->db_latency, src->db_latency, DC_METRICS_MAX_STMTS);
@@ -491,6 +509,16 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
     family(o, &rc, "dashboard_cache_stale_set_refusals_total", "counter",
            "Stores refused because an invalidation came in while the answer was read.");
     line(o, &rc, "dashboard_cache_stale_set_refusals_total", "", t->stale_set_refusals);
+    counters(
+        o, &rc, "dashboard_cache_stale_served_total",
+        "Answers served past their TTL, of the current generation (X-Cache: STALE): while another reader "
+        "refreshes them (revalidate), or because the database failed (error).",
+        "reason", stale_names, t->stale_served, DC_STALE_COUNT);
+    family(
+        o, &rc, "dashboard_cache_coalesced_total", "counter",
+        "Reads answered by the value another reader filled while they waited on its lease (no query of their "
+        "own).");
+    line(o, &rc, "dashboard_cache_coalesced_total", "", t->coalesced);
 
     counters(o, &rc, "dashboard_db_queries_total", "PostgreSQL statements run, by statement.", "statement",
              stmt_names, t->db_queries, nstmts);

@@ -93,6 +93,14 @@ void dc_metrics_cache_miss(dc_qtype_t q);
 void dc_metrics_cache_error(dc_cop_t op);
 void dc_metrics_cache_latency(dc_cop_t op, int64_t ns);
 void dc_metrics_stale_set_refused(void);
+
+/* Why an answer was served past its TTL (X-Cache: STALE). */
+typedef enum { DC_STALE_REVALIDATE = 0, DC_STALE_ERROR, DC_STALE_COUNT } dc_stale_t;
+
+void dc_metrics_cache_stale(dc_stale_t why);
+
+/* A read answered by a value another reader filled while it waited on the key's lease. */
+void dc_metrics_cache_coalesced(void);
 void dc_metrics_db_query(int stmt, int ok, int64_t ns);
 void dc_metrics_http(dc_mroute_t route, int status, int64_t ns);
 void dc_metrics_invalidation(dc_isource_t source, long n);

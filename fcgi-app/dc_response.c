@@ -75,6 +75,11 @@ int dc_response_head(const dc_response_t *r, char *buf, size_t cap)
         DC_FIX_LIT(&f, "Cache-Control: no-store\r\n");
     }
     put_header(&f, "X-Cache: ", r->x_cache);
+    if (r->with_age) {
+        DC_FIX_LIT(&f, "Age: ");
+        dc_fix_uint(&f, (unsigned)r->age_s);
+        DC_FIX_LIT(&f, "\r\n");
+    }
     put_header(&f, "Allow: ", r->allow);
     put_header(&f, "WWW-Authenticate: ", r->challenge);
     if (r->replayed)

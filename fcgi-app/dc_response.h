@@ -14,12 +14,14 @@
 
 typedef struct {
     int         status;
-    const char *x_cache;      /* "HIT", "MISS", "BYPASS" or NULL */
+    const char *x_cache;      /* "HIT", "MISS", "BYPASS", "STALE" or NULL */
     const char *etag;         /* a dashboard answer's validator (DC_ETAG_LEN hex digits), or NULL */
     const char *allow;        /* Allow header, or NULL */
     const char *challenge;    /* WWW-Authenticate header, or NULL */
     int         retry_after;  /* seconds; 0 = no header */
     int         replayed;     /* Idempotency-Replayed: true (a stored answer) */
+    int         with_age;     /* an answer from the cache: an Age header */
+    long long   age_s;        /* its age, seconds */
     int         head_only;    /* HEAD: no body on the wire */
     int         mroute;       /* dc_mroute_t: the route label of the metrics */
     const char *content_type; /* NULL: application/json */

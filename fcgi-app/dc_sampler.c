@@ -261,7 +261,8 @@ static void inconsistent(dc_sampler_t *s, const suspect_t *x, int64_t now_ms)
 {
     char    fresh_etag[DC_ETAG_LEN + 1];
     int64_t pttl, age_ms = now_ms - x->seen_ms;
-    int     ttl_ms = s->cfg.ttl[x->req.qtype] * 1000;
+    /* a value lives its TTL and CACHE_MAX_STALE_SECONDS more in Redis */
+    int64_t ttl_ms = (int64_t)(s->cfg.ttl[x->req.qtype] + s->cfg.cache_max_stale_s) * 1000;
     int     rc;
 
     if (dc_keyscan_pttl(s->scan, x->key, x->klen, &pttl) == DC_OK && ttl_ms - pttl > age_ms)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -53,7 +54,8 @@ static void forget_org(const char *org)
 
 /*
  * The body cached under key (free), or NULL, after checking the rest of the
- * value "<generation>@<run_id>\n<validator>\n<body>": the validator is the body's.
+ * value "<epoch>.<generation>@<run_id>\n<validator>\n<stored>\n<body>": the
+ * validator is the body's, the store time now.
  */
 static char *cached_body(const char *key)
 {
@@ -68,6 +70,9 @@ static char *cached_body(const char *key)
     nl = strchr(tag, '\n');
     assert_non_null(nl);
     assert_int_equal(nl - tag, DC_ETAG_LEN);
+    assert_true(llabs(strtoll(nl + 1, NULL, 10) - (long long)time(NULL)) <= 120);
+    nl = strchr(nl + 1, '\n');
+    assert_non_null(nl);
     body = strdup(nl + 1);
     dc_etag_of(body, strlen(body), want);
     assert_memory_equal(tag, want, DC_ETAG_LEN);
@@ -101,7 +106,8 @@ static void test_miss_then_hit_byte_identical(void **state)
     assert_non_null(stored);
     assert_string_equal(stored, a.body);
     ttl = dc_test_redis_int("TTL %s", key);
-    assert_true(ttl > 0 && ttl <= f->cfg.ttl[DC_Q_STATS]);
+    /* kept CACHE_MAX_STALE_SECONDS past its TTL, to be served stale */
+    assert_true(ttl > f->cfg.cache_max_stale_s && ttl <= f->cfg.ttl[DC_Q_STATS] + f->cfg.cache_max_stale_s);
 
     free(stored);
     dc_test_resp_free(&a);
@@ -186,6 +192,7 @@ static void test_ttl_expiry(void **state)
     char           key[DC_KEY_MAX];
 
     f->cfg.ttl[DC_Q_DEVICES] = 1;
+    f->cfg.cache_max_stale_s = 0; /* gone from Redis at its TTL */
     dc_test_key(key, sizeof(key), DEMO_ORG, "devices/online", NULL);
     forget_org(DEMO_ORG);
     dc_test_org_path(path, sizeof(path), DEMO_ORG, "devices/online");
@@ -230,8 +237,8 @@ static void test_force_refresh_bypasses_and_repopulates(void **state)
     dc_test_redis_run_id(run_id);
     epoch = dc_test_redis_str("GET dashcache:epoch");
     assert_non_null(epoch);
-    free(dc_test_redis_str("SET %s %s.%s@%s\n%s\n%s EX 60", key, epoch, gen, run_id, "0123456789abcdef",
-                           planted));
+    free(dc_test_redis_str("SET %s %s.%s@%s\n%s\n%lld\n%s EX 60", key, epoch, gen, run_id, "0123456789abcdef",
+                           (long long)time(NULL), planted));
     dc_test_get(f->app, path, NULL, &p);
     assert_int_equal(p.status, 200);
     assert_string_equal(p.x_cache, "HIT");
@@ -243,10 +250,14 @@ static void test_force_refresh_bypasses_and_repopulates(void **state)
     assert_null(strstr(b.body, "planted"));
     assert_non_null(strstr(b.body, "\"orgId\":\"" DEMO_ORG "\""));
     /* replaced, under the same generation, with the validator of the new body */
-    stored = dc_test_redis_str("GET %s", key);
-    snprintf(want, sizeof(want), "%s.%s@%s\n%s\n%s", epoch, gen, run_id, b.etag, b.body);
+    stored = cached_body(key);
     assert_non_null(stored);
-    assert_string_equal(stored, want);
+    assert_string_equal(stored, b.body);
+    free(stored);
+    stored = dc_test_redis_str("GET %s", key);
+    snprintf(want, sizeof(want), "%s.%s@%s\n%s\n", epoch, gen, run_id, b.etag);
+    assert_non_null(stored);
+    assert_memory_equal(stored, want, strlen(want));
 
     dc_test_get(f->app, path, "forceRefresh=false", &c);
     assert_string_equal(c.x_cache, "HIT");
@@ -576,6 +587,109 @@ static void test_database_down_serves_hits_and_503s_misses(void **state)
     dc_app_free(app);
 }
 
+/* The organization's alert counts invalidated, as a write does. */
+static void invalidate_alerts(fixture_t *f)
+{
+    dc_cache_t *c = dc_cache_new(&f->cfg);
+
+    assert_non_null(c);
+    assert_int_equal(dc_cache_invalidate(c, DEMO_ORG, DC_QBIT(ALERTS)), DC_OK);
+    dc_cache_free(c);
+}
+
+/* An answer past its TTL of the current generation, served while another reader holds its lease. */
+static void make_stale(fixture_t *f, const char *path, const char *key, dc_test_resp_t *first)
+{
+    char lease[DC_KEY_MAX + 32];
+
+    f->cfg.ttl[DC_Q_ALERTS] = 1;
+    f->cfg.cache_max_stale_s = 60;
+    dc_test_get(f->app, path, NULL, first);
+    assert_string_equal(first->x_cache, "MISS");
+    assert_true(dc_test_redis_int("TTL %s", key) > 1); /* kept past its TTL, to be served stale */
+    usleep(2100 * 1000);
+    assert_true(dc_key_lease(key, strlen(key), lease, sizeof(lease)) > 0);
+    free(dc_test_redis_str("SET %s holder PX 5000", lease)); /* another reader refreshes it */
+}
+
+/*
+ * Stale-while-revalidate: past its TTL, an answer of the current
+ * generation is served STALE with its Age while another reader refreshes
+ * it; once the lease is free, the next reader refreshes it (MISS, fresh);
+ * after an invalidation the stale answer is never served again.
+ */
+static void test_stale_while_revalidate_only_of_the_current_generation(void **state)
+{
+    fixture_t     *f = *state;
+    char           path[PATH_MAX_LEN], key[DC_KEY_MAX], lease[DC_KEY_MAX + 32];
+    dc_test_resp_t a, b, c, d;
+
+    forget_org(DEMO_ORG);
+    dc_test_org_path(path, sizeof(path), DEMO_ORG, "alerts/count");
+    dc_test_key(key, sizeof(key), DEMO_ORG, "alerts/count", NULL);
+    make_stale(f, path, key, &a);
+    dc_test_get(f->app, path, NULL, &b);
+    assert_string_equal(b.x_cache, "STALE");
+    assert_string_equal(b.body, a.body);
+    assert_string_equal(b.etag, a.etag);
+    assert_true(b.age >= 2);
+
+    assert_true(dc_key_lease(key, strlen(key), lease, sizeof(lease)) > 0);
+    free(dc_test_redis_str("DEL %s", lease));
+    dc_test_get(f->app, path, NULL, &c);
+    assert_string_equal(c.x_cache, "MISS"); /* this reader refreshed it */
+    dc_test_resp_free(&c);
+    dc_test_get(f->app, path, NULL, &c);
+    assert_string_equal(c.x_cache, "HIT");
+    dc_test_resp_free(&c);
+
+    /* invalidated: stale or not, the old answer is never served */
+    usleep(2100 * 1000);
+    free(dc_test_redis_str("SET %s holder PX 5000", lease));
+    invalidate_alerts(f);
+    dc_test_get(f->app, path, NULL, &d);
+    assert_string_equal(d.x_cache, "MISS"); /* waited its lease out, then read the database */
+    free(dc_test_redis_str("DEL %s", lease));
+    dc_test_resp_free(&a);
+    dc_test_resp_free(&b);
+    dc_test_resp_free(&d);
+}
+
+/* Stale-if-error: the database is down; a stale answer of the current generation is served, a miss is 503. */
+static void test_stale_if_error(void **state)
+{
+    fixture_t     *f = *state;
+    char           path[PATH_MAX_LEN], key[DC_KEY_MAX], lease[DC_KEY_MAX + 32];
+    dc_test_resp_t a, r;
+    dc_config_t    down;
+    dc_app_t      *app;
+
+    forget_org(DEMO_ORG);
+    dc_test_org_path(path, sizeof(path), DEMO_ORG, "alerts/count");
+    dc_test_key(key, sizeof(key), DEMO_ORG, "alerts/count", NULL);
+    make_stale(f, path, key, &a);
+    assert_true(dc_key_lease(key, strlen(key), lease, sizeof(lease)) > 0);
+    free(dc_test_redis_str("DEL %s", lease)); /* this reader will refresh it, and the database fails */
+    down = f->cfg;
+    snprintf(down.database_url, sizeof(down.database_url), "postgresql://dashcache@127.0.0.1:%d/dashcache",
+             dc_test_closed_port());
+    app = dc_app_new(&down);
+    assert_non_null(app);
+    dc_test_get(app, path, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.x_cache, "STALE");
+    assert_string_equal(r.body, a.body);
+    assert_int_equal(dc_test_redis_int("EXISTS %s", lease), 0); /* its lease given back at once */
+    dc_test_resp_free(&r);
+    /* invalidated: nothing of the current generation, so a 503 */
+    invalidate_alerts(f);
+    dc_test_get(app, path, NULL, &r);
+    assert_int_equal(r.status, 503);
+    dc_test_resp_free(&r);
+    dc_app_free(app);
+    dc_test_resp_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -584,6 +698,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ttl_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_force_refresh_bypasses_and_repopulates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_format_value_is_a_miss_and_is_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_while_revalidate_only_of_the_current_generation, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stale_if_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etag_and_not_modified, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_is_never_cached, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_org_and_unit_are_not_cached, setup, teardown),

@@ -411,6 +411,7 @@ static void call(dc_app_t *app, const dc_input_t *in, dc_test_resp_t *r)
     snprintf(r->challenge, sizeof(r->challenge), "%s", resp.challenge ? resp.challenge : "");
     snprintf(r->etag, sizeof(r->etag), "%s", resp.etag ? resp.etag : "");
     r->retry_after = resp.retry_after;
+    r->age = resp.with_age ? resp.age_s : -1;
     r->body = strndup(resp.body ? resp.body : "", resp.body_len);
     r->body_len = resp.body_len;
     dc_app_done(app);

@@ -82,14 +82,15 @@ int dc_test_closed_port(void);
 int dc_test_silent_listener(int *port);
 
 typedef struct {
-    int    status;
-    char   x_cache[8];
-    int    retry_after;
-    char  *body; /* NUL-terminated copy (free) */
-    size_t body_len;
-    double ms;             /* wall time of the call */
-    char   challenge[128]; /* WWW-Authenticate, "" when none */
-    char   etag[24];       /* the validator of a dashboard answer (no quotes), "" when none */
+    int       status;
+    char      x_cache[8];
+    int       retry_after;
+    char     *body; /* NUL-terminated copy (free) */
+    size_t    body_len;
+    double    ms;             /* wall time of the call */
+    long long age;            /* its Age header (an answer from the cache), -1 when none */
+    char      challenge[128]; /* WWW-Authenticate, "" when none */
+    char      etag[24];       /* the validator of a dashboard answer (no quotes), "" when none */
 } dc_test_resp_t;
 
 /*

@@ -30,15 +30,17 @@
 #include "dc_cache.h"
 #include "dc_trust.h"
 
-#define ORG   "550e8400-e29b-41d4-a716-446655440000"
-#define KEY   "k"
-#define EPOCH "1699999999999999"
-#define GEN   "1700000000000001"
-#define TOKEN EPOCH "." GEN /* what a lookup reports: the epoch and the generation */
-#define ETAG  "0123456789abcdef"
-#define RUN   "5f1c0de2a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4" /* the fake server's run_id */
-#define TAG   TOKEN "@" RUN
-#define SHA   "0123456789abcdef0123456789abcdef01234567"
+#define ORG     "550e8400-e29b-41d4-a716-446655440000"
+#define KEY     "k"
+#define EPOCH   "1699999999999999"
+#define GEN     "1700000000000001"
+#define TOKEN   EPOCH "." GEN /* what a lookup reports: the epoch and the generation */
+#define ETAG    "0123456789abcdef"
+#define RUN     "5f1c0de2a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4" /* the fake server's run_id */
+#define TAG     TOKEN "@" RUN
+#define STORED  "1700000000" /* when the value was stored (s) */
+#define SHA     "0123456789abcdef0123456789abcdef01234567"
+#define SCRIPTS 5 /* store, bump, generation, lease, release: loaded at every connect */
 
 typedef enum {
     F_NONE = 0,
@@ -358,7 +360,7 @@ static void assert_serves(fixture_t *f)
 {
     dc_cache_value_t v;
 
-    fk.value = TAG "\n" ETAG "\nbody";
+    fk.value = TAG "\n" ETAG "\n" STORED "\nbody";
     assert_int_equal(dc_cache_get(f->cache, ORG, DC_Q_STATS, KEY, 1, &v), DC_OK);
     assert_int_equal(v.len, 4);
     assert_memory_equal(v.data, "body", 4);
@@ -385,7 +387,7 @@ static void test_healthy_fake_hits_and_misses(void **state)
     assert_null(v.reply);
     assert_serves(f);
     assert_int_equal(fk.connects, 1);
-    assert_int_equal(fk.script_loads, 3);
+    assert_int_equal(fk.script_loads, SCRIPTS);
 }
 
 /* redisConnectWithTimeout could not allocate the context. */
@@ -481,7 +483,7 @@ static void test_mget_null_reply_eof_retries_in_the_same_call(void **state)
     dc_cache_value_release(&v);
     assert_true(dc_cache_connected(f->cache));
     assert_int_equal(fk.connects, 2);
-    assert_int_equal(fk.script_loads, 6); /* a new connection loads the three scripts again */
+    assert_int_equal(fk.script_loads, 2 * SCRIPTS); /* a new connection loads the scripts again */
     assert_int_equal(fk.contexts, 1);
 }
 
@@ -635,9 +637,13 @@ static void test_mget_stale_or_untagged_value_is_a_miss(void **state)
              TOKEN "@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n" ETAG "\nbody", /* another server process */
              TOKEN "@" RUN "x\n" ETAG "\nbody",
              TOKEN "@\n" ETAG "\nbody",
-             GEN "@" RUN "\n" ETAG "\nbody",                     /* before the epoch */
-             "1699999999999998." GEN "@" RUN "\n" ETAG "\nbody", /* under an earlier epoch */
-             EPOCH ".1700000000000000@" RUN "\n" ETAG "\nbody",  /* an earlier generation */
+             GEN "@" RUN "\n" ETAG "\n" STORED "\nbody",                     /* before the epoch */
+             "1699999999999998." GEN "@" RUN "\n" ETAG "\n" STORED "\nbody", /* under an earlier epoch */
+             EPOCH ".1700000000000000@" RUN "\n" ETAG "\n" STORED "\nbody",  /* an earlier generation */
+             TAG "\n" ETAG "\nbody",                                         /* before the store time */
+             TAG "\n" ETAG "\n\nbody",
+             TAG "\n" ETAG "\n17x\nbody",
+             TAG "\n" ETAG "\n" STORED,
     };
 
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
@@ -674,7 +680,7 @@ static void test_store_error_reply_reloads_scripts(void **state)
     assert_false(dc_cache_connected(f->cache));
     assert_int_equal(dc_cache_set(f->cache, ORG, DC_Q_STATS, KEY, 1, GEN, ETAG, "b", 1, 60), DC_OK);
     assert_int_equal(fk.connects, 2);
-    assert_int_equal(fk.script_loads, 6);
+    assert_int_equal(fk.script_loads, 2 * SCRIPTS);
 }
 
 static void test_store_null_reply(void **state)
