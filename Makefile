@@ -3,7 +3,8 @@
 #   make run        install what is missing, start a private stack, serve the API
 #   make test       install what is missing, build, run every test suite
 #   make fuzz       run each libFuzzer target FUZZ_SECONDS (30) seconds
-#   make bench      hit and miss paths against their floors (tests/bench/bench.py)
+#   make bench      hit and miss paths against their floors (tests/bench/bench.py), then
+#                   cold keys with and without the lease (tests/bench/coalesce.py)
 #   make bench-mixed  hit rate and DB statements per read under a mixed workload, cache
 #                   against CACHE=off (tests/bench/mixed.py; MIXED_SCALE=small
 #                   MIXED_DURATION=10 for a quick run)
@@ -203,6 +204,7 @@ bench: deps
 	esac
 	@$(MAKE) --no-print-directory all
 	@$(PY) tests/bench/bench.py
+	@$(PY) tests/bench/coalesce.py
 
 # the same workload twice on one large data set: with the cache, then CACHE=off
 bench-mixed: deps
