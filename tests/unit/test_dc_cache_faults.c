@@ -57,7 +57,8 @@ static struct {
     const char *fault_cmd;    /* first word of the command to fail, e.g. "MGET" */
     fault_t     fault;
     int         fault_count; /* how many matching commands fail */
-    const char *value;       /* MGET's second element; NULL: nil */
+    const char *value;       /* MGET's value (and the lease script's); NULL: nil */
+    int         lease_state; /* what the lease script answers: 0 fresh value, 1 leased, 2 held by another */
     /* observation */
     int         connects;
     int         contexts; /* allocated and not yet freed */
@@ -181,6 +182,15 @@ static redisReply *answer(const char *cmd)
     if (strcmp(cmd, "INFO") == 0)
         return str_reply(REDIS_REPLY_STRING,
                          "# Server\r\nredis_version:7.0.15\r\nrun_id:" RUN "\r\ntcp_port:6379\r\n");
+    if (strcmp(cmd, "EVALSHA") == 0 && fk.fmt != NULL && strstr(fk.fmt, " 4 %b %b %b %b %s %d ") != NULL) {
+        /* the lease script: {state, token, value, created} */
+        r = array_reply(4);
+        r->element[0] = int_reply(fk.lease_state);
+        r->element[1] = str_reply(REDIS_REPLY_STRING, TOKEN);
+        r->element[2] = fk.value ? str_reply(REDIS_REPLY_STRING, fk.value) : reply(REDIS_REPLY_NIL);
+        r->element[3] = int_reply(0);
+        return r;
+    }
     if (strcmp(cmd, "EVALSHA") == 0 && fk.fmt != NULL && strstr(fk.fmt, " 2 %b %b") != NULL &&
         strstr(fk.fmt, " 2 %b %b %") == NULL)
         return str_reply(REDIS_REPLY_STRING, TOKEN); /* the generation script: get or create */
@@ -724,6 +734,50 @@ static void test_invalidate_faults(void **state)
     assert_int_equal(before.refusals, after.refusals);
 }
 
+/*
+ * The lease script's answers: a fresh value (DC_OK, the value's parts), the
+ * lease (DC_DECLINED, the lease's token kept for its release), another's
+ * lease with a stale value (DC_BUSY, the value) or without (DC_BUSY, none);
+ * a failure is a refused write (dc_trust).
+ */
+static void test_lease_answers(void **state)
+{
+    fixture_t        *f = *state;
+    dc_cache_value_t  v;
+    dc_trust_status_t before, after;
+    int               created;
+
+    memset(&v, 0, sizeof(v));
+    fk.value = TAG "\n" ETAG "\n" STORED "\nbody";
+    fk.lease_state = 0;
+    assert_int_equal(dc_cache_lease(f->cache, ORG, DC_Q_STATS, KEY, 1, 60, &v, &created), DC_OK);
+    assert_memory_equal(v.data, "body", 4);
+    assert_int_equal(v.stored_s, 1700000000);
+    assert_string_equal(v.etag, ETAG);
+    assert_string_equal(v.lease, "");
+    fk.lease_state = 1;
+    fk.value = NULL;
+    assert_int_equal(dc_cache_lease(f->cache, ORG, DC_Q_STATS, KEY, 1, 60, &v, &created), DC_DECLINED);
+    assert_null(v.data);
+    assert_string_equal(v.gen, TOKEN);
+    assert_true(strncmp(v.lease, TOKEN " ", strlen(TOKEN) + 1) == 0);
+    dc_cache_release(f->cache, KEY, 1, &v);
+    assert_string_equal(v.lease, "");
+    fk.lease_state = 2;
+    fk.value = TAG "\n" ETAG "\n" STORED "\nstale";
+    assert_int_equal(dc_cache_lease(f->cache, ORG, DC_Q_STATS, KEY, 1, 60, &v, &created), DC_BUSY);
+    assert_memory_equal(v.data, "stale", 5);
+    fk.value = "1.2@" RUN "\n" ETAG "\n" STORED "\nold"; /* of another token: never served */
+    assert_int_equal(dc_cache_lease(f->cache, ORG, DC_Q_STATS, KEY, 1, 60, &v, &created), DC_BUSY);
+    assert_null(v.data);
+    dc_trust_status(&before);
+    fail_next("EVALSHA", F_NULL_IO);
+    assert_int_equal(dc_cache_lease(f->cache, ORG, DC_Q_STATS, KEY, 1, 60, &v, &created), DC_UNAVAILABLE);
+    dc_trust_status(&after);
+    assert_int_equal(after.refusals, before.refusals + 1);
+    dc_cache_value_release(&v);
+}
+
 /* Everything at once is one bump of the one epoch key. */
 static void test_invalidate_all_bumps_the_epoch(void **state)
 {
@@ -811,6 +865,7 @@ int main(void)
         T(test_store_wrong_reply_type_is_not_stored),
         T(test_invalidate_faults),
         T(test_invalidate_all_bumps_the_epoch),
+        T(test_lease_answers),
         T(test_invalidate_bumps_the_types_asked_in_one_script),
         T(test_publish_null_reply),
         T(test_scan_faults),
