@@ -51,7 +51,9 @@ static const char store_lua[] =
  * state 0: a fresh value of the current token is there (value); 1: the
  * caller holds the lease now (value: a stale one of the current token, or
  * nil); 2: another holds it (value as for 1). The lease holds the token, so
- * a lease taken under an older generation can never store (store_lua).
+ * a lease taken under an older generation can never store (store_lua), and
+ * is no lease any more: the next reader takes the key over at once instead
+ * of waiting for a store that will be refused.
  */
 static const char lease_lua[] =
     "local t = nil\n"
@@ -74,10 +76,10 @@ static const char lease_lua[] =
     "else\n"
     "  v = false\n"
     "end\n"
-    "if redis.call('SET', KEYS[4], tok .. ' ' .. ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then\n"
-    "  return {1, tok, v, created}\n"
-    "end\n"
-    "return {2, tok, v, created}\n";
+    "local l = redis.call('GET', KEYS[4])\n"
+    "if l and string.sub(l, 1, #tok + 1) == tok .. ' ' then return {2, tok, v, created} end\n"
+    "redis.call('SET', KEYS[4], tok .. ' ' .. ARGV[1], 'PX', tonumber(ARGV[2]))\n"
+    "return {1, tok, v, created}\n";
 
 /* KEYS[1] a lease: deleted while ARGV[1] (token and owner) holds it. */
 static const char release_lua[] =
