@@ -84,7 +84,7 @@ TEST_APP_ENV = {
 }
 _APP_VARS = re.compile(r"^(CACHE|CACHE_TTL_.*|REDIS_.*_MS|DB_.*_SECONDS|DB_.*_MS|DEVICE_ONLINE_SECONDS|"
                        r"RETRY_AFTER_SECONDS|DATABASE_URL|REDIS_URL|HTTP_URL|METRICS_FILE|METRICS|AUTH_.*|"
-                       r"CONSISTENCY_SAMPLE_PER_S|TRUST_PROBE_INTERVAL_MS)$")
+                       r"CONSISTENCY_SAMPLE_PER_S|TRUST_PROBE_INTERVAL_MS|BREAKERS|BREAKER_.*)$")
 
 
 def test_app_env(base: dict | None = None) -> dict:
