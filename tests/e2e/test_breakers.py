@@ -22,6 +22,7 @@ OPEN_MS = 1000
 REDIS_TIMEOUT_MS = 300  # a request that touches hung Redis pays this: easy to tell from one that does not
 FAST_S = 0.05           # an answer that paid no timeout (nginx, FastCGI, PostgreSQL or a 503)
 WATCH_S = 3.0           # how long the open breaker is watched: three OPEN_MS
+CLIENTS = 4             # as many as workers: every worker serves
 UNIT = dc.DEMO_UNIT
 PATHS = ["stats", "units/status", "alerts/count", "devices/online", "compliance", f"units/{UNIT}/temperature/trends"]
 
@@ -100,9 +101,9 @@ def test_redis_hung_breaker_opens_answers_fast_probes_once_per_open_ms_closes(ho
             assert r.status == 200 and r.xcache == "BYPASS", f"Redis hung, breaker open: 200 BYPASS; got {r}"
             return r.elapsed
         # four clients, so that every worker serves (a worker alone would pay a timeout per back-off)
-        with ThreadPoolExecutor(4) as ex:
+        with ThreadPoolExecutor(CLIENTS) as ex:
             while time.monotonic() - t0 < WATCH_S:
-                answers += list(ex.map(one, PATHS * 4))
+                answers += list(ex.map(one, PATHS * CLIENTS))
         m1 = scrape(http)
         probes = m1.value('dashboard_breaker_transitions_total{dependency="redis",to="half_open"}') - \
             m0.value('dashboard_breaker_transitions_total{dependency="redis",to="half_open"}')
@@ -111,12 +112,13 @@ def test_redis_hung_breaker_opens_answers_fast_probes_once_per_open_ms_closes(ho
         most = WATCH_S * 1000 / OPEN_MS + 1
         print(f"redis hung, breaker open {WATCH_S} s: {len(answers)} answers, {len(slow)} slow "
               f"(max {max(answers):.3f} s), {probes:.0f} probes, {errors:.0f} cache errors")
-        assert len(slow) <= most, \
-            f"only a probing request pays the Redis timeout: {len(slow)} of {len(answers)} answers " \
-            f"took {FAST_S} s or more ({probes:.0f} probes)"
         # the host's one probe per OPEN_MS, whichever worker: not one per worker per REDIS_RETRY_INTERVAL_MS
-        assert errors <= most, f"Redis errors only from the probes; got {errors} in {WATCH_S} s"
+        assert errors <= most, f"Redis touched only by the probes: {errors} Redis errors in {WATCH_S} s"
         assert 1 <= probes <= most, f"one half-open probe per {OPEN_MS} ms on the host; got {probes} in {WATCH_S} s"
+        # a probe pays the timeout, and so may the requests queued behind it on its worker: a few in thousands
+        assert len(slow) <= len(answers) / 100, \
+            f"only probes pay the Redis timeout: {len(slow)} of {len(answers)} answers took {FAST_S} s or more " \
+            f"({probes:.0f} probes)"
     assert wait_for(lambda: http.get("stats").status == 200 and breaker(http, "redis") == 0, 5, 0.1), \
         f"the redis breaker closes within {OPEN_MS} ms of Redis answering again"
     assert transitions(http, "redis", "closed") == closed_before + 1, "one transition to closed, for the host"
@@ -138,14 +140,15 @@ def test_postgres_hung_breaker_opens_misses_503_at_once_hits_served_closes(host,
             else:
                 assert r.status == 200 and r.xcache == "HIT", f"a hit, PostgreSQL's breaker open: 200 HIT; got {r}"
             return p, r.elapsed
-        with ThreadPoolExecutor(4) as ex:
+        with ThreadPoolExecutor(CLIENTS) as ex:
             while time.monotonic() - t0 < WATCH_S:
                 answers += list(ex.map(one, ["audit", "stats"] * 8))
         misses = sum(1 for p, _ in answers if p == "audit")
         slow = [round(e, 3) for p, e in answers if p == "audit" and e >= FAST_S]
         print(f"postgres hung, breaker open {WATCH_S} s: {misses} misses, {len(slow)} slow {slow}")
-        # the one probe per OPEN_MS may be a request's (it pays the deadline); every other miss is at once
-        assert len(slow) <= WATCH_S * 1000 / OPEN_MS + 1, \
+        # the one probe per OPEN_MS may be a request's (it pays the deadline, and so may the requests queued
+        # behind it on its worker); every other miss is answered at once (without the breaker: 6 of 24 slow)
+        assert len(slow) <= misses / 20, \
             f"misses answered 503 in under {FAST_S} s but for the probes; slow: {slow} of {misses}"
     assert wait_for(lambda: http.get("audit").status == 200 and breaker(http, "postgres") == 0, 10, 0.1), \
         "the postgres breaker closes once PostgreSQL answers again"
