@@ -13,6 +13,7 @@
 #include <hiredis.h>
 
 #include "dc_arena.h"
+#include "dc_breaker.h"
 #include "dc_key.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
@@ -179,6 +180,8 @@ static void fail(dc_cache_t *c, int backoff, const char *what, const char *why)
     }
     disconnect(c);
     c->retry_at_ms = backoff ? dc_now_ms() + c->cfg->redis_retry_interval_ms : 0;
+    if (backoff)
+        dc_breaker_failure(DC_DEP_REDIS);
 }
 
 /* Loads a script by its source; DC_OK with its sha in sha. */
@@ -228,9 +231,12 @@ static int ensure(dc_cache_t *c)
     dc_err_t err;
     int      rc;
 
+    /* the host's breaker open: not even a connection this process still holds is used */
+    if (!dc_breaker_allow(DC_DEP_REDIS))
+        return DC_UNAVAILABLE;
     if (c->ctx != NULL)
         return DC_OK;
-    if (dc_now_ms() < c->retry_at_ms)
+    if (dc_now_ms() < c->retry_at_ms && !dc_breaker_probing(DC_DEP_REDIS))
         return DC_UNAVAILABLE;
     rc = dc_redis_connect(c->cfg, &c->ctx, &err);
     if (rc != DC_OK) {
@@ -246,6 +252,7 @@ static int ensure(dc_cache_t *c)
         load_script(c, gen_lua, c->gen_sha) != DC_OK || load_script(c, lease_lua, c->lease_sha) != DC_OK ||
         load_script(c, release_lua, c->release_sha) != DC_OK)
         return DC_UNAVAILABLE;
+    dc_breaker_success(DC_DEP_REDIS);
     if (c->down_logged) {
         dc_log_info("redis.recovered", "connected to redis again");
         c->down_logged = 0;
@@ -296,6 +303,8 @@ static redisReply *command(dc_cache_t *c, const char *fmt, ...)
     }
     va_end(again);
     va_end(ap);
+    if (r != NULL)
+        dc_breaker_success(DC_DEP_REDIS); /* an error reply too: Redis answers */
     return r;
 }
 
@@ -310,6 +319,8 @@ static redisReply *command_argv(dc_cache_t *c, int argc, const char **argv, cons
         if (ensure(c) == DC_OK)
             r = redisCommandArgv(c->ctx, argc, argv, lens);
     }
+    if (r != NULL)
+        dc_breaker_success(DC_DEP_REDIS);
     return r;
 }
 
@@ -603,6 +614,8 @@ static void get_batch(dc_cache_t *c, dc_cache_lookup_t *const *ls, size_t n)
         if (ensure(c) != DC_OK)
             return;
     }
+    if (got > 0)
+        dc_breaker_success(DC_DEP_REDIS);
     for (size_t i = 0; i < n; i++)
         dc_metrics_cache_latency(DC_COP_GET, dc_now_ns() - t0);
     if (got < n) {

@@ -42,6 +42,11 @@ static const int_var_t int_vars[] = {
     CFG_INT("READINGS_RETENTION_DAYS",    readings_retention_days, 30, 1, 3650),
     CFG_INT("IDEMPOTENCY_KEY_TTL_SECONDS", idempotency_ttl_s, 86400, 60, 604800),
     CFG_INT("CONSISTENCY_SAMPLE_PER_S",   consistency_per_s, 2, 0, 100),
+    CFG_INT("BREAKER_FAILURES",           breaker_failures, 5, 1, 10000),
+    CFG_INT("BREAKER_WINDOW_MS",          breaker_window_ms, 5000, 100, 600000),
+    CFG_INT("BREAKER_MIN_REQUESTS",       breaker_min_requests, 20, 1, 1000000),
+    CFG_INT("BREAKER_FAILURE_PERCENT",    breaker_failure_percent, 50, 1, 100),
+    CFG_INT("BREAKER_OPEN_MS",            breaker_open_ms, 1000, 10, 600000),
 };
 /* clang-format on */
 
@@ -342,7 +347,8 @@ static int load(dc_config_t *cfg, char *err, size_t errlen)
 
     if (env_on_off("CACHE", 1, &cfg->cache_enabled, err, errlen) != DC_OK ||
         env_on_off("CACHE_LEASE", 1, &cfg->cache_lease_enabled, err, errlen) != DC_OK ||
-        env_on_off("METRICS", 1, &cfg->metrics_enabled, err, errlen) != DC_OK)
+        env_on_off("METRICS", 1, &cfg->metrics_enabled, err, errlen) != DC_OK ||
+        env_on_off("BREAKERS", 1, &cfg->breakers_enabled, err, errlen) != DC_OK)
         return DC_EINVAL;
 
     cfg->log_level = DC_LOG_INFO;

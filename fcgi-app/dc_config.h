@@ -62,6 +62,12 @@ typedef struct {
     int              readings_retention_days; /* recordedAt at most this far back */
     int              idempotency_ttl_s;       /* how long an Idempotency-Key's answer is kept */
     int              consistency_per_s;       /* CONSISTENCY_SAMPLE_PER_S (dc_sampler); 0: off */
+    int              breakers_enabled;        /* BREAKERS=on|off (dc_breaker) */
+    int              breaker_failures;        /* consecutive failures that open a breaker */
+    int              breaker_window_ms;       /* the window of the failure rate */
+    int              breaker_min_requests;    /* calls in the window before the rate counts */
+    int              breaker_failure_percent; /* failure rate over the window that opens */
+    int              breaker_open_ms;         /* open this long before one probe goes through */
     dc_log_level_t   log_level;
     dc_err_t         err; /* why dc_config_load refused the environment */
 } dc_config_t;

@@ -10,6 +10,7 @@
 
 #include <libpq-fe.h>
 
+#include "dc_breaker.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
 
@@ -105,6 +106,7 @@ static void went_down(dc_db_t *db, const char *what, const char *why)
         db->down_logged = 1;
     }
     disconnect(db);
+    dc_breaker_failure(DC_DEP_POSTGRES);
 }
 
 /*
@@ -278,7 +280,8 @@ static int connect_db(dc_db_t *db, int64_t limit_ms, int probe)
     const char *why;
     int         rc;
 
-    if (dc_now_ms() < db->retry_at_ms || (probe && dc_now_ms() < db->probe_retry_at_ms))
+    if ((dc_now_ms() < db->retry_at_ms || (probe && dc_now_ms() < db->probe_retry_at_ms)) &&
+        !dc_breaker_probing(DC_DEP_POSTGRES))
         return DC_UNAVAILABLE;
 
     snprintf(options, sizeof(options), "-c statement_timeout=%d", db->cfg->db_statement_timeout_ms);
@@ -336,6 +339,8 @@ static int failure_of(dc_db_t *db, const char *name, const PGresult *r)
         return SENT_BROKEN;
     if (refused)
         return DC_EQUERY;
+    if (busy)
+        dc_breaker_failure(DC_DEP_POSTGRES); /* cancelled for time or out of resources: overloaded */
     dc_log_error("db.query", "%s: %s", name, PQresultErrorMessage(r));
     return busy ? DC_UNAVAILABLE : DC_ERROR;
 }
@@ -439,12 +444,11 @@ static int exec_once(dc_db_t *db, const char *name, int nparams, const char *con
  * wants that to be safe), and never inside a transaction (a new connection
  * is outside it).
  */
-static int run(dc_db_t *db, const char *name, int nparams, const char *const *params, const char *sql,
-               int timeout_ms, int64_t limit_ms, int flags, PGresult **out)
+static int run_attempts(dc_db_t *db, const char *name, int nparams, const char *const *params,
+                        const char *sql, int timeout_ms, int64_t limit_ms, int flags, PGresult **out)
 {
     int rc;
 
-    *out = NULL;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (dc_now_ms() >= limit_ms)
             return DC_UNAVAILABLE;
@@ -460,6 +464,32 @@ static int run(dc_db_t *db, const char *name, int nparams, const char *const *pa
             return DC_UNAVAILABLE;
     }
     return DC_UNAVAILABLE;
+}
+
+/*
+ * Tells the host's breaker how a call it let through went (dc_breaker): an
+ * answer, whatever it says, is a success; the failures are told where they
+ * are found (went_down, failure_of), but for a probe that ran out of its
+ * own short time, which counts only when it was the breaker's probe.
+ */
+static int breaker_report(int rc, int flags)
+{
+    if (rc != DC_UNAVAILABLE)
+        dc_breaker_success(DC_DEP_POSTGRES);
+    else if ((flags & PROBE) && dc_breaker_probing(DC_DEP_POSTGRES))
+        dc_breaker_failure(DC_DEP_POSTGRES);
+    return rc;
+}
+
+/* run_attempts, unless the host's breaker is open: then at once, touching nothing. */
+static int run(dc_db_t *db, const char *name, int nparams, const char *const *params, const char *sql,
+               int timeout_ms, int64_t limit_ms, int flags, PGresult **out)
+{
+    *out = NULL;
+    if (!dc_breaker_allow(DC_DEP_POSTGRES))
+        return DC_UNAVAILABLE;
+    return breaker_report(run_attempts(db, name, nparams, params, sql, timeout_ms, limit_ms, flags, out),
+                          flags);
 }
 
 /* The metric slot of stmt, or -1 when it belongs to no set of db. */
@@ -622,7 +652,7 @@ void dc_db_calls_clear(dc_db_call_t *calls, size_t n)
 int dc_db_exec_all(dc_db_t *db, dc_db_call_t *calls, size_t n)
 {
     int     slots[DC_DB_BATCH_MAX];
-    int64_t done_ns[DC_DB_BATCH_MAX];
+    int64_t done_ns[DC_DB_BATCH_MAX] = { 0 };
     int64_t t0 = dc_now_ns();
     size_t  failed = 0;
     int     rc = DC_UNAVAILABLE;
@@ -642,6 +672,8 @@ int dc_db_exec_all(dc_db_t *db, dc_db_call_t *calls, size_t n)
             return DC_ERROR;
         }
     }
+    if (!dc_breaker_allow(DC_DEP_POSTGRES))
+        goto counted; /* open: touches nothing */
     for (int attempt = 0; attempt < 2; attempt++) {
         memset(done_ns, 0, sizeof(done_ns));
         failed = 0;
@@ -660,6 +692,8 @@ int dc_db_exec_all(dc_db_t *db, dc_db_call_t *calls, size_t n)
         if (once)
             break;
     }
+    breaker_report(rc, 0);
+counted:
     /* as if each had been run by dc_db_exec: those after a failure never were */
     for (size_t i = 0; i < n; i++) {
         if (rc != DC_OK && i == failed)

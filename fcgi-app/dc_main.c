@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "dc_auth.h"
+#include "dc_breaker.h"
 #include "dc_config.h"
 #include "dc_db.h"
 #include "dc_envfile.h"
@@ -141,10 +142,14 @@ static int init_metrics(void *arg)
     return DC_OK;
 }
 
-/* The host's lease on serving hits (dc_trust), shared by every process of the host. */
+/*
+ * The host's lease on serving hits (dc_trust) and its circuit breakers
+ * (dc_breaker), shared by every process of the host.
+ */
 static int init_trust(void *arg)
 {
     dc_trust_open_host(&((main_t *)arg)->cfg);
+    dc_breaker_open_host(&((main_t *)arg)->cfg);
     return DC_OK;
 }
 

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dc_breaker.h"
 #include "dc_log.h"
 #include "dc_shm.h"
 #include "dc_trust.h"
@@ -478,12 +479,13 @@ static void hist(dc_buf_t *o, int *rc, const char *name, const char *labels, con
 
 int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
 {
-    snapshot_t       *snap;
-    const slot_t     *t;
-    const char       *qnames[DC_Q_COUNT];
-    char              lab[160], val[LABEL_VALUE_MAX];
-    dc_trust_status_t trust;
-    int               rc = DC_OK;
+    snapshot_t         *snap;
+    const slot_t       *t;
+    const char         *qnames[DC_Q_COUNT];
+    char                lab[160], val[LABEL_VALUE_MAX];
+    dc_trust_status_t   trust;
+    dc_breaker_status_t breakers[DC_DEP_COUNT];
+    int                 rc = DC_OK;
 
     snap = snapshot(&rc);
     if (snap == NULL)
@@ -593,6 +595,25 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
     family(o, &rc, "dashboard_cache_write_refusals_total", "counter",
            "Writes Redis did not take (invalidations, stores, write probes): each stops hits on the host.");
     line(o, &rc, "dashboard_cache_write_refusals_total", "", (uint64_t)trust.refusals);
+
+    /* the host's circuit breakers (dc_breaker): read from their own shared state */
+    family(o, &rc, "dashboard_breaker_state", "gauge",
+           "Circuit breaker of a dependency on this host: 0 closed, 1 open (no request touches it), "
+           "2 half-open (one probe goes through).");
+    for (int d = 0; d < DC_DEP_COUNT; d++) {
+        dc_breaker_status(d, &breakers[d]);
+        snprintf(lab, sizeof(lab), "dependency=\"%s\"", dc_breaker_dep_name(d));
+        line(o, &rc, "dashboard_breaker_state", lab, (uint64_t)breakers[d].state);
+    }
+    family(o, &rc, "dashboard_breaker_transitions_total", "counter",
+           "Circuit breaker transitions on this host, by dependency and the state entered.");
+    for (int d = 0; d < DC_DEP_COUNT; d++) {
+        for (int s = 0; s < DC_BREAKER_STATES; s++) {
+            snprintf(lab, sizeof(lab), "dependency=\"%s\",to=\"%s\"", dc_breaker_dep_name(d),
+                     dc_breaker_state_name(s));
+            line(o, &rc, "dashboard_breaker_transitions_total", lab, breakers[d].transitions[s]);
+        }
+    }
 
     free(snap);
     return rc;
