@@ -58,9 +58,22 @@ def test_max_requests_retires_workers_without_a_failed_request(maxreq):
     # hits and misses of 20 organizations, 8 at a time, over nginx's kept connections
     paths = [http.org_url(dc.org_id(i % 20 + 1), "stats" if i % 3 else "alerts/count?forceRefresh=true")
              for i in range(600)]
+    # the replacement starts while the retiring worker still drains: more than 3 workers at times
+    seen, done = [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            seen.append(len(maxreq.fcgi.workers()))
+            time.sleep(0.005)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     t0 = time.monotonic()
-    res = http.load(paths, 8)
-    took = time.monotonic() - t0
+    try:
+        res = http.load(paths, 8)
+    finally:
+        took = time.monotonic() - t0
+        done.set()
+        sampler.join(5)
     assert len(res) == 600 and all(s == 200 for s, _ in res), \
         f"600 requests while workers retire: all 200; failed: {failed(res)}"
     retired = maxreq.fcgi.log_since_start().count("event=worker.retire") - log0
@@ -74,7 +87,10 @@ def test_max_requests_retires_workers_without_a_failed_request(maxreq):
         f"3 workers again once the retired ones drained; got {maxreq.fcgi.workers()}"
     assert not set(maxreq.fcgi.workers()) & first, "none of the first workers is left"
     assert "event=master.backoff" not in maxreq.fcgi.log_since_start(), "a retirement is not a crash"
-    print(f"\n600 requests in {took:.2f} s, {retired} retirements, 0 failed")
+    assert max(seen) > 3, f"a replacement starts before the retiring worker has exited (workers seen: " \
+                          f"{sorted(Counter(seen).items())})"
+    print(f"\n600 requests in {took:.2f} s, {retired} retirements, 0 failed; workers seen "
+          f"{sorted(Counter(seen).items())}")
 
 
 def test_plain_worker_exits_after_max_requests(maxreq):
