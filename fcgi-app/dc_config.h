@@ -48,6 +48,8 @@ typedef struct {
     int              db_statement_timeout_ms;
     int              db_retry_interval_ms; /* back-off after a failed connect */
     int              fcgi_io_timeout_ms;   /* reading a request, and writing its answer, each */
+    int              request_timeout_ms;   /* REQUEST_TIMEOUT_MS: one request's time limit; 0: none */
+    int              max_requests;         /* MAX_REQUESTS: a worker retires after this many; 0: never */
     dc_allow_t       fcgi_allow;           /* FCGI_WEB_SERVER_ADDRS */
     int              device_online_s;
     int              retry_after_s;           /* Retry-After on a 503 */

@@ -24,6 +24,18 @@ int64_t dc_now_ms(void)
     return dc_now_ns() / 1000000;
 }
 
+static int64_t request_deadline_ms; /* one request at a time per process */
+
+void dc_deadline_set(int64_t deadline_ms)
+{
+    request_deadline_ms = deadline_ms;
+}
+
+int64_t dc_deadline_cap(int64_t deadline_ms)
+{
+    return request_deadline_ms > 0 && request_deadline_ms < deadline_ms ? request_deadline_ms : deadline_ms;
+}
+
 int64_t dc_now_us(void)
 {
     return dc_now_ns() / 1000;

@@ -81,4 +81,15 @@ int64_t dc_now_ms(void);
 int64_t dc_now_us(void);
 int64_t dc_now_ns(void);
 
+/*
+ * The deadline of the request in hand, in dc_now_ms time (0: none). The
+ * worker sets it around one request's work (REQUEST_TIMEOUT_MS) and clears
+ * it after; every wait for PostgreSQL (dc_db) ends by it, so a request over
+ * its time limit gets its answer (a 503) instead of waiting on.
+ */
+void dc_deadline_set(int64_t deadline_ms);
+
+/* The earlier of deadline_ms and the request's deadline. */
+int64_t dc_deadline_cap(int64_t deadline_ms);
+
 #endif

@@ -117,6 +117,7 @@ static void went_down(dc_db_t *db, const char *what, const char *why)
  */
 static int await(PGconn *conn, int64_t deadline_ms)
 {
+    deadline_ms = dc_deadline_cap(deadline_ms); /* REQUEST_TIMEOUT_MS */
     for (int polled = 0;; polled = 1) {
         int           unsent = PQflush(conn);
         struct pollfd pfd = { PQsocket(conn), POLLIN, 0 };
@@ -244,6 +245,7 @@ static int handshake(PGconn *conn, int64_t deadline_ms)
     /* libpq: before the first PQconnectPoll, wait as if it had said "writing" */
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 
+    deadline_ms = dc_deadline_cap(deadline_ms); /* REQUEST_TIMEOUT_MS */
     for (;;) {
         struct pollfd pfd = { PQsocket(conn), 0, 0 };
         int64_t       left = deadline_ms - dc_now_ms();

@@ -32,6 +32,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: " PROGRAM " [--listen ADDR] [--workers N] [--socket-mode MODE] [--pid-file FILE]\n"
                "                      [--env-file FILE] [--user USER] [--socket-group GROUP]\n"
+               "                      [--max-requests N]\n"
                "\n"
                "  --listen ADDR       unix:/path/to.sock, /path/to.sock, host:port or :port\n"
                "                      (127.0.0.1); runs a prefork master on it\n"
@@ -44,6 +45,9 @@ static void usage(FILE *f)
                "                      socket and reloads); needs to be started as root\n"
                "  --socket-group GRP  group of the unix socket (nginx's, e.g. www-data), so that\n"
                "                      a mode of 0660 lets nginx in and nobody else\n"
+               "  --max-requests N    a worker retires after N requests (php-fpm's pm.max_requests);\n"
+               "                      0: never; overrides MAX_REQUESTS. Under the master its\n"
+               "                      replacement starts at once; a plain worker just exits\n"
                "\n"
                "Without --listen it serves a socket it inherits: systemd socket activation\n"
                "(LISTEN_FDS) or fd 0 (spawn-fcgi); with --workers it forks that many workers on\n"
@@ -87,7 +91,8 @@ static int parse_positive(const char *s, int max, int *out)
 typedef struct {
     const char   *listen_spec, *pid_file, *env_file, *user, *socket_group;
     int           workers, mode, fd;
-    dc_listener_t listener; /* what --listen opened; closed (and unlinked if ours) at exit */
+    int           max_requests; /* --max-requests, -1: MAX_REQUESTS */
+    dc_listener_t listener;     /* what --listen opened; closed (and unlinked if ours) at exit */
     dc_config_t   cfg;
     dc_priv_t     priv; /* who the workers become */
 } main_t;
@@ -257,13 +262,14 @@ int main(int argc, char **argv)
         { "env-file", required_argument, NULL, 'e' },
         { "user", required_argument, NULL, 'u' },
         { "socket-group", required_argument, NULL, 'g' },
+        { "max-requests", required_argument, NULL, 'r' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    static main_t m = { .mode = 0660, .fd = -1, .listener = { .fd = -1 } };
+    static main_t m = { .mode = 0660, .fd = -1, .max_requests = -1, .listener = { .fd = -1 } };
     int           c, rc;
 
-    while ((c = getopt_long(argc, argv, "l:w:m:p:e:u:g:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:w:m:p:e:u:g:r:h", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             m.listen_spec = optarg;
@@ -298,6 +304,16 @@ int main(int argc, char **argv)
         case 'g':
             m.socket_group = optarg;
             break;
+        case 'r':
+            if (strcmp(optarg, "0") == 0) {
+                m.max_requests = 0;
+            } else if (parse_positive(optarg, 1000000000, &m.max_requests) != 0) {
+                fprintf(stderr,
+                        PROGRAM ": --max-requests must be an integer between 0 and 1000000000 (got \"%s\")\n",
+                        optarg);
+                return 2;
+            }
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -318,7 +334,7 @@ int main(int argc, char **argv)
         return rc;
     }
     if (m.workers > 0) {
-        rc = dc_master_run(m.fd, m.workers, &m.cfg, m.env_file, &m.priv);
+        rc = dc_master_run(m.fd, m.workers, &m.cfg, m.env_file, &m.priv, m.max_requests);
     } else {
         dc_err_t err;
         if (dc_auth_preload(&m.cfg.auth, &err) !=
@@ -329,7 +345,8 @@ int main(int argc, char **argv)
             dc_log_error("worker.user", "%s; not serving as root", err.str);
             rc = 1;
         } else {
-            rc = dc_worker_run(m.fd, &m.cfg);
+            dc_worker_opts_t wo = { .master = 0, .board = NULL, .max_requests = m.max_requests };
+            rc = dc_worker_run(m.fd, &m.cfg, &wo);
         }
     }
     dc_listen_close(&m.listener);

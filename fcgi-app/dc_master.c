@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -26,7 +27,8 @@ typedef struct {
     int64_t started_ms;
     int64_t spawn_at_ms; /* respawn not before this */
     int     fast_exits;
-    int     asked_to_stop; /* we sent it SIGTERM (reload): not a restart */
+    int     asked_to_stop; /* we sent it SIGTERM (reload) or SIGKILL (stuck): not a restart */
+    int     board;         /* its scoreboard entry (dc_board_t) */
 } slot_t;
 
 typedef enum { RUNNING, STOPPING } state_t;
@@ -37,11 +39,30 @@ typedef enum { RUNNING, STOPPING } state_t;
  * while their replacements already serve (slots[n..n+retiring)).
  */
 typedef struct {
-    slot_t *slots;
-    int     n, retiring, cap;
+    slot_t     *slots;
+    int         n, retiring, cap;
+    dc_board_t *boards; /* cap entries, shared with the workers; NULL: none (no watchdog) */
 } pool_t;
 
-static pid_t spawn(int listen_fd, const dc_config_t *cfg, const dc_priv_t *priv, const sigset_t *orig_mask)
+/* A scoreboard entry no live worker has, cleared; -1 when there is none. */
+static int free_board(pool_t *p)
+{
+    if (p->boards == NULL)
+        return -1;
+    for (int b = 0; b < p->cap; b++) {
+        int used = 0;
+        for (int i = 0; i < p->n + p->retiring && !used; i++)
+            used = p->slots[i].pid > 0 && p->slots[i].board == b;
+        if (!used) {
+            memset(&p->boards[b], 0, sizeof(p->boards[b]));
+            return b;
+        }
+    }
+    return -1;
+}
+
+static pid_t spawn(int listen_fd, const dc_config_t *cfg, const dc_priv_t *priv, const sigset_t *orig_mask,
+                   dc_board_t *board, int max_requests)
 {
     pid_t master = getpid(); /* before fork: the child compares its parent with it */
     pid_t pid = fork();
@@ -74,7 +95,8 @@ static pid_t spawn(int listen_fd, const dc_config_t *cfg, const dc_priv_t *priv,
             _exit(0);
         if (dc_signal_child_reset(orig_mask) != DC_OK)
             _exit(1);
-        _exit(dc_worker_run(listen_fd, cfg));
+        dc_worker_opts_t opts = { .master = master, .board = board, .max_requests = max_requests };
+        _exit(dc_worker_run(listen_fd, cfg, &opts));
     }
     return pid;
 }
@@ -141,27 +163,93 @@ static void signal_all(pool_t *p, int signo)
 }
 
 /*
- * Reload: every worker is asked to stop and its slot is free at once, so
- * that a new worker (on the new configuration) serves while the old one
- * drains its kept connections. When too many reloads are still draining,
- * a slot waits for its worker as before.
+ * Slot i's worker drains (it was sent SIGTERM, or retires by itself): the
+ * slot is free at once, so that a new worker serves while the old one
+ * drains its kept connections. When too many are still draining, the slot
+ * waits for its worker as before.
  */
+static void retire(pool_t *p, int i, int64_t now)
+{
+    slot_t *s = &p->slots[i];
+
+    s->asked_to_stop = 1;
+    if (p->n + p->retiring < p->cap) {
+        p->slots[p->n + p->retiring++] = *s;
+        s->pid = 0;
+        s->asked_to_stop = 0;
+        s->spawn_at_ms = now;
+    }
+}
+
+/* Reload: every worker is asked to stop and replaced at once, on the new configuration. */
 static void retire_all(pool_t *p)
 {
     int64_t now = dc_now_ms();
 
     for (int i = 0; i < p->n; i++) {
-        slot_t *s = &p->slots[i];
-        if (s->pid <= 0)
+        if (p->slots[i].pid <= 0)
             continue;
-        s->asked_to_stop = 1;
-        kill(s->pid, SIGTERM);
-        if (p->n + p->retiring < p->cap) {
-            p->slots[p->n + p->retiring++] = *s;
-            s->pid = 0;
-            s->asked_to_stop = 0;
-            s->spawn_at_ms = now;
-        }
+        kill(p->slots[i].pid, SIGTERM);
+        dc_metrics_worker_retired(DC_RETIRE_RELOAD);
+        retire(p, i, now);
+    }
+}
+
+/*
+ * Workers that said in the scoreboard that they retire (max requests):
+ * replaced at once. The scoreboard, not SIGUSR1's sender: the signals of
+ * two workers may arrive as one.
+ */
+static void retire_done(pool_t *p)
+{
+    int64_t now = dc_now_ms();
+
+    for (int i = 0; i < p->n && p->boards != NULL; i++) {
+        slot_t *s = &p->slots[i];
+        if (s->pid > 0 && !s->asked_to_stop &&
+            __atomic_load_n(&p->boards[s->board].retiring, __ATOMIC_ACQUIRE))
+            retire(p, i, now);
+    }
+}
+
+/*
+ * The watchdog: a worker busy with one request for more than twice
+ * REQUEST_TIMEOUT_MS is stuck past what its own deadline can end (a loop,
+ * a wait that does not honour it, a frozen process): it is killed, with
+ * SIGKILL at once, since a worker keeps SIGTERM blocked while it works, and
+ * its slot starts a new one. What the request was is logged.
+ */
+static void watchdog(pool_t *p, const dc_config_t *cfg, int64_t now)
+{
+    int64_t limit = 2LL * cfg->request_timeout_ms;
+
+    if (p->boards == NULL || cfg->request_timeout_ms <= 0)
+        return;
+    for (int i = 0; i < p->n + p->retiring; i++) {
+        slot_t     *s = &p->slots[i];
+        dc_board_t *b = &p->boards[s->board];
+        char        route[DC_BOARD_ROUTE_MAX];
+        int64_t     since, again;
+
+        if (s->pid <= 0 || s->asked_to_stop == 2)
+            continue;
+        since = __atomic_load_n(&b->busy_since_ms, __ATOMIC_ACQUIRE);
+        if (since <= 0 || now - since <= limit)
+            continue;
+        memcpy(route, b->route, sizeof(route));
+        route[sizeof(route) - 1] = '\0';
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        again = __atomic_load_n(&b->busy_since_ms, __ATOMIC_RELAXED);
+        if (again != since)
+            continue; /* it moved on meanwhile */
+        dc_log_error("master.request_timeout",
+                     "worker %d stuck in \"%s\" for %lld ms (twice REQUEST_TIMEOUT_MS=%d): killing it and "
+                     "starting another",
+                     (int)s->pid, route, (long long)(now - since), cfg->request_timeout_ms);
+        kill(s->pid, SIGKILL);
+        dc_metrics_worker_retired(DC_RETIRE_TIMEOUT);
+        s->asked_to_stop = 2; /* not a restart, and killed once */
+        s->fast_exits = 0;
     }
 }
 
@@ -199,10 +287,12 @@ static int reread(const char *env_file, dc_config_t *cfg)
     return DC_OK;
 }
 
-int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_file, const dc_priv_t *priv)
+int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_file, const dc_priv_t *priv,
+                  int max_requests)
 {
     sigset_t set, orig;
     pool_t   pool = { .n = workers, .cap = workers * 4 };
+    size_t   board_len;
     slot_t  *slots;
     state_t  state = RUNNING;
     int64_t  stop_deadline = 0;
@@ -213,8 +303,19 @@ int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_
         dc_log_error("master.init", "out of memory");
         return 1;
     }
+    board_len = (size_t)pool.cap * sizeof(dc_board_t);
+    pool.boards = mmap(NULL, board_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (pool.boards == MAP_FAILED) {
+        dc_log_warn("master.init",
+                    "mmap() of the scoreboard failed: %s; no watchdog, and a worker that "
+                    "retires is replaced when it has exited",
+                    strerror(errno));
+        pool.boards = NULL;
+    }
     sigprocmask(SIG_SETMASK, NULL, &orig);
     if (dc_signal_master_init(&set) != DC_OK) {
+        if (pool.boards != NULL)
+            munmap(pool.boards, board_len);
         free(slots);
         return 1;
     }
@@ -230,13 +331,18 @@ int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_
 
         reap(&pool, state);
         now = dc_now_ms();
+        watchdog(&pool, cfg, now);
 
         if (state == RUNNING) {
+            retire_done(&pool);
             for (int i = 0; i < workers; i++) {
                 if (slots[i].pid == 0 && now >= slots[i].spawn_at_ms) {
-                    pid_t pid = spawn(listen_fd, cfg, priv, &orig);
+                    int   board = free_board(&pool);
+                    pid_t pid = spawn(listen_fd, cfg, priv, &orig, board >= 0 ? &pool.boards[board] : NULL,
+                                      max_requests);
                     if (pid > 0) {
                         slots[i].pid = pid;
+                        slots[i].board = board;
                         slots[i].started_ms = now;
                     } else {
                         slots[i].spawn_at_ms = now + 1000;
@@ -283,10 +389,12 @@ int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_
             }
             break;
         default:
-            break; /* SIGCHLD: reaped at the top of the loop */
+            break; /* SIGCHLD: reaped, SIGUSR1: a retiring worker replaced, at the top of the loop */
         }
     }
 
+    if (pool.boards != NULL)
+        munmap(pool.boards, board_len);
     free(slots);
     dc_log_info("master.exit", "all workers stopped");
     return 0;

@@ -1,7 +1,9 @@
 /*
  * The prefork master: owns the listening socket, forks N workers, reaps and
  * respawns them (with a back-off for workers that die right after start),
- * restarts them one by one on SIGHUP, and on SIGTERM/SIGINT/SIGQUIT lets
+ * replaces them all at once on SIGHUP and each one that retires (max
+ * requests) or is stuck in one request (a watchdog over the workers'
+ * scoreboard, shared memory), and on SIGTERM/SIGINT/SIGQUIT lets
  * every worker finish its request and exit before it exits itself, killing
  * what is still there after the stop timeout.
  */
@@ -19,9 +21,13 @@
  * it first reads that file into the environment and cfg from it again; a
  * file or configuration with an error is logged and changes nothing (the
  * workers keep running). Each worker becomes priv's user right after fork
- * (an inactive priv: it stays who the master is). Returns the process exit
- * code.
+ * (an inactive priv: it stays who the master is). max_requests: each
+ * worker's (--max-requests), -1 for MAX_REQUESTS of cfg; a worker that
+ * retires is replaced at once while it drains. A worker busy with one
+ * request for twice REQUEST_TIMEOUT_MS is killed and replaced. Returns
+ * the process exit code.
  */
-int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_file, const dc_priv_t *priv);
+int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_file, const dc_priv_t *priv,
+                  int max_requests);
 
 #endif

@@ -17,7 +17,7 @@
 
 #define MAGIC 0x6463616368656d31ULL /* "dcachem1" */
 #define VERSION \
-    6 /* 3: no count in a histogram, an overflow bucket instead; 4: 304; 5: consistency; 6: stale */
+    7 /* 3: no count in a histogram, an overflow bucket instead; 4: 304; 5: consistency; 6: stale; 7: retirements */
 #define SLOTS    128
 #define NBUCKETS 8 /* finite bounds */
 
@@ -56,6 +56,8 @@ typedef struct {
     uint64_t messages_rejected;
     uint64_t outbox_rows;
     uint64_t worker_restarts;
+    uint64_t worker_retirements[DC_RETIRE_COUNT];
+    uint64_t request_timeouts;
     uint64_t consistency[DC_CC_COUNT];
     uint64_t consistency_oldest_ms; /* a gauge: set, not added; a scrape takes the largest of live slots */
 } __attribute__((aligned(128))) slot_t;
@@ -93,6 +95,7 @@ static const char *const cop_names[DC_COP_COUNT] = { "get", "set", "invalidate",
 static const char *const stale_names[DC_STALE_COUNT] = { "revalidate", "error" };
 static const char *const source_names[DC_IS_COUNT] = { "write", "pubsub", "outbox", "resync", "sampler" };
 static const char *const ccheck_names[DC_CC_COUNT] = { "consistent", "inconsistent", "skipped", "error" };
+static const char *const retire_names[DC_RETIRE_COUNT] = { "max_requests", "timeout", "reload" };
 
 /* Single writer per slot: a relaxed load and store, never a locked add. */
 static inline void add(uint64_t *c, uint64_t n)
@@ -292,6 +295,18 @@ void dc_metrics_worker_restart(void)
         add(&me->worker_restarts, 1);
 }
 
+void dc_metrics_worker_retired(dc_retire_t reason)
+{
+    if (me != NULL && (unsigned)reason < DC_RETIRE_COUNT)
+        add(&me->worker_retirements[reason], 1);
+}
+
+void dc_metrics_request_timeout(void)
+{
+    if (me != NULL)
+        add(&me->request_timeouts, 1);
+}
+
 void dc_metrics_consistency_check(dc_ccheck_t result)
 {
     if (me != NULL && (unsigned)result < DC_CC_COUNT)
@@ -355,6 +370,8 @@ static void take(snapshot_t *s)
         sum_u64(&t->messages_rejected, &src->messages_rejected, 1);
         sum_u64(&t->outbox_rows, &src->outbox_rows, 1);
         sum_u64(&t->worker_restarts, &src->worker_restarts, 1);
+        sum_u64(t->worker_retirements, src->worker_retirements, DC_RETIRE_COUNT);
+        sum_u64(&t->request_timeouts, &src->request_timeouts, 1);
         sum_u64(t->consistency, src->consistency, DC_CC_COUNT);
     }
 }
@@ -576,6 +593,13 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
     family(o, &rc, "dashboard_worker_restarts_total", "counter",
            "Workers the master started again after one died.");
     line(o, &rc, "dashboard_worker_restarts_total", "", t->worker_restarts);
+    counters(o, &rc, "dashboard_worker_retirements_total",
+             "Workers the master replaced on purpose, by why: max_requests served, killed stuck in one "
+             "request past twice REQUEST_TIMEOUT_MS (timeout), SIGHUP (reload).",
+             "reason", retire_names, t->worker_retirements, DC_RETIRE_COUNT);
+    family(o, &rc, "dashboard_request_timeouts_total", "counter",
+           "Requests answered 503 because they ran past REQUEST_TIMEOUT_MS.");
+    line(o, &rc, "dashboard_request_timeouts_total", "", t->request_timeouts);
     family(o, &rc, "dashboard_workers", "gauge", "Worker processes alive.");
     line(o, &rc, "dashboard_workers", "", (uint64_t)snap->workers);
     family(o, &rc, "dashboard_invalidator_up", "gauge", "Whether an invalidator process is alive.");

@@ -66,6 +66,14 @@ typedef enum {
     DC_CC_COUNT
 } dc_ccheck_t;
 
+/* Why a worker was replaced on purpose (the reason label of dashboard_worker_retirements_total). */
+typedef enum {
+    DC_RETIRE_MAX_REQUESTS = 0, /* it served MAX_REQUESTS / --max-requests */
+    DC_RETIRE_TIMEOUT,          /* the master's watchdog killed it, stuck in one request */
+    DC_RETIRE_RELOAD,           /* SIGHUP */
+    DC_RETIRE_COUNT
+} dc_retire_t;
+
 #define DC_METRICS_MAX_STMTS 32
 
 /* The default file for cfg (METRICS_FILE or derived from the URLs) into path. */
@@ -108,6 +116,9 @@ void dc_metrics_invalidation_lag(int64_t ns);
 void dc_metrics_message_rejected(void);
 void dc_metrics_outbox_rows(long n);
 void dc_metrics_worker_restart(void);
+void dc_metrics_worker_retired(dc_retire_t reason);
+/* A request answered 503 because it ran past REQUEST_TIMEOUT_MS. */
+void dc_metrics_request_timeout(void);
 void dc_metrics_consistency_check(dc_ccheck_t result);
 /* Sets this process's gauge of the oldest inconsistency (milliseconds; a scrape shows the largest). */
 void dc_metrics_consistency_oldest(int64_t ms);

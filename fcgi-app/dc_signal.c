@@ -49,6 +49,7 @@ int dc_signal_master_init(sigset_t *set)
 {
     sigemptyset(set);
     sigaddset(set, SIGCHLD);
+    sigaddset(set, SIGUSR1); /* a worker retiring (max requests): replace it now */
     for (size_t i = 0; i < DC_ARRAY_LEN(handled); i++)
         sigaddset(set, handled[i]);
     signal(SIGPIPE, SIG_IGN);

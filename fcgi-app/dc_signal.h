@@ -22,7 +22,7 @@ extern volatile sig_atomic_t dc_signal_stop;
  */
 int dc_signal_stop_init(sigset_t *wait_mask);
 
-/* Blocks CHLD, TERM, INT, QUIT, HUP; set receives them for sigtimedwait. */
+/* Blocks CHLD, USR1, TERM, INT, QUIT, HUP; set receives them for sigtimedwait. */
 int dc_signal_master_init(sigset_t *set);
 
 /*

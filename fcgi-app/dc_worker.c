@@ -28,12 +28,21 @@
  *
  * Back-pressure: a connection whose unsent output passes
  * DC_WORKER_OUT_HIGH stops being read until the peer has taken it.
+ *
+ * Limits that keep a worker healthy: after max requests (MAX_REQUESTS,
+ * --max-requests) it retires, draining as on SIGTERM while the master
+ * starts its replacement; each request's work runs under its deadline,
+ * REQUEST_TIMEOUT_MS from its arrival (dc_deadline_set: every PostgreSQL
+ * wait ends by it), and a read still without an answer then is answered
+ * 503 request_timeout. What it works on goes to its scoreboard entry, where
+ * the master finds a worker stuck past twice the limit and kills it.
  */
 #include "dc_worker.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -97,6 +106,9 @@ typedef struct {
 
 typedef struct {
     const dc_config_t *cfg;
+    dc_board_t        *board;        /* the master's scoreboard entry, or NULL */
+    long               max_requests; /* 0: never retire */
+    long               served;       /* requests answered */
     dc_app_t          *app;
     int                ep, listen_fd;
     int                accepting; /* the listening socket is in the epoll set */
@@ -106,6 +118,8 @@ typedef struct {
     dc_conn_list_t     lists[DC_PHASE_COUNT];
     int64_t            ttl_ms[DC_PHASE_COUNT];
     int64_t            refused_log_ms, timeout_log_ms, error_log_ms; /* at most a line a second of each */
+    int64_t            late_log_ms;                                  /* worker.request_timeout, likewise */
+    long               late_unlogged;
     dc_pending_t       batch[DC_WORKER_BATCH];
     size_t             nbatch;
     dc_buf_t           spare; /* swapped with a connection's in while that is fed */
@@ -385,7 +399,75 @@ static int answer(dc_loop_t *l, dc_conn_t *c, dc_fcgi_req_t *r, const dc_respons
         c->close_after = 1;
     dc_metrics_http((dc_mroute_t)resp->mroute, resp->status, dc_now_ns() - t0);
     dc_fcgi_release(&c->fcgi, r);
+    l->served++;
     return rc;
+}
+
+/* ---- the limits of one request ---- */
+
+/*
+ * The work of a request begins (t0_ns: when it arrived; 0: no deadline):
+ * its deadline bounds every PostgreSQL wait, and the scoreboard shows it.
+ * The route is written while busy_since_ms is 0, then busy_since_ms (see
+ * dc_board_t); a torn route costs at most a garbled log line.
+ */
+static void work_begin(dc_loop_t *l, int64_t t0_ns, const char *method, const char *path)
+{
+    dc_board_t *b = l->board;
+
+    if (t0_ns > 0 && l->cfg->request_timeout_ms > 0)
+        dc_deadline_set(t0_ns / 1000000 + l->cfg->request_timeout_ms);
+    if (b == NULL)
+        return;
+    __atomic_store_n(&b->busy_since_ms, 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    snprintf(b->route, sizeof(b->route), "%s %s", method, path);
+    __atomic_store_n(&b->busy_since_ms, dc_now_ms(), __ATOMIC_RELEASE);
+}
+
+static void work_end(dc_loop_t *l)
+{
+    dc_deadline_set(0);
+    if (l->board != NULL)
+        __atomic_store_n(&l->board->busy_since_ms, 0, __ATOMIC_RELEASE);
+}
+
+/*
+ * A 503 given at or after the request's deadline is its time limit's doing:
+ * logged with its route (at most a line a second) and counted; a read's
+ * answer says so (request_timeout). A write keeps its own 503, which says
+ * what became of the write.
+ */
+static void check_late(dc_loop_t *l, dc_response_t *resp, int64_t t0_ns, const char *method, const char *path)
+{
+    static const char late[] = "{\"error\":{\"code\":\"request_timeout\",\"message\":\"the request ran "
+                               "past the time limit of the service; try again later\"}}";
+    int64_t           elapsed_ms = (dc_now_ns() - t0_ns) / 1000000;
+    int               read = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
+    if (l->cfg->request_timeout_ms <= 0 || resp->status != 503 || elapsed_ms < l->cfg->request_timeout_ms)
+        return;
+    dc_metrics_request_timeout();
+    if (dc_now_ms() >= l->late_log_ms) {
+        dc_log_warn(
+            "worker.request_timeout",
+            "%s %s answered 503 after %lld ms: over REQUEST_TIMEOUT_MS=%d (%ld more since the last line)",
+            method, path, (long long)elapsed_ms, l->cfg->request_timeout_ms, l->late_unlogged);
+        l->late_log_ms = dc_now_ms() + 1000;
+        l->late_unlogged = 0;
+    } else {
+        l->late_unlogged++;
+    }
+    if (read) {
+        int mroute = resp->mroute, head_only = resp->head_only;
+        memset(resp, 0, sizeof(*resp));
+        resp->status = 503;
+        resp->mroute = mroute;
+        resp->head_only = head_only;
+        resp->retry_after = l->cfg->retry_after_s;
+        resp->body = late;
+        resp->body_len = sizeof(late) - 1;
+    }
 }
 
 /*
@@ -422,7 +504,12 @@ static int start(dc_loop_t *l, dc_conn_t *c, dc_fcgi_req_t *r)
     }
     in.body = r->stdin_buf.len > 0 ? r->stdin_buf.data : NULL;
     in.body_len = r->stdin_buf.len;
-    if (dc_app_start(l->app, &in, &p->task, &p->resp) == DC_DECLINED) {
+    work_begin(l, t0, in.method, in.path);
+    rc = dc_app_start(l->app, &in, &p->task, &p->resp);
+    if (rc != DC_DECLINED)
+        check_late(l, &p->resp, t0, in.method, in.path);
+    work_end(l);
+    if (rc == DC_DECLINED) {
         p->conn = c;
         p->req = r;
         p->t0 = t0;
@@ -512,10 +599,19 @@ static void run_batch(dc_loop_t *l)
 
         for (size_t i = 0; i < n; i++)
             tasks[i] = &l->batch[i].task;
+        work_begin(l, 0, "the cache lookups of", n == 1 ? "1 request" : "a batch of requests");
         dc_app_lookup(l->app, tasks, n);
         for (size_t i = 0; i < n; i++) {
             dc_pending_t *p = &l->batch[i];
+            char          pathbuf[2048];
+            const char   *method = dc_fcgi_param(p->req, "REQUEST_METHOD");
+            const char   *path = request_path(p->req, pathbuf, sizeof(pathbuf));
+
+            method = method != NULL ? method : "GET";
+            work_begin(l, p->t0, method, path);
             dc_app_finish(l->app, &p->task, &p->resp);
+            check_late(l, &p->resp, p->t0, method, path);
+            work_end(l);
             if (answer(l, p->conn, p->req, &p->resp, p->t0) != DC_OK)
                 p->conn->close_after = 1; /* out of memory: the answer is cut, the connection goes */
             dc_app_task_done(&p->task);
@@ -680,7 +776,28 @@ static void loop_free(dc_loop_t *l)
     free(l);
 }
 
-int dc_worker_run(int listen_fd, const dc_config_t *cfg)
+/*
+ * Max requests answered: from now on it drains as on SIGTERM, and the
+ * master (woken, and told by the scoreboard: signals of two workers may
+ * arrive as one) starts its replacement at once. Without a master it just
+ * exits after the drain: spawn-fcgi starts no other.
+ */
+static int retire_due(dc_loop_t *l, const dc_worker_opts_t *opts)
+{
+    if (l->max_requests <= 0 || l->served < l->max_requests)
+        return 0;
+    dc_log_info("worker.retire", "answered %ld requests (max requests %ld): draining%s", l->served,
+                l->max_requests,
+                opts->master > 0 ? "; the master starts a replacement" : "; no master starts a replacement");
+    dc_metrics_worker_retired(DC_RETIRE_MAX_REQUESTS);
+    if (l->board != NULL)
+        __atomic_store_n(&l->board->retiring, 1, __ATOMIC_RELEASE);
+    if (opts->master > 0 && getppid() == opts->master)
+        kill(opts->master, SIGUSR1);
+    return 1;
+}
+
+int dc_worker_run(int listen_fd, const dc_config_t *cfg, const dc_worker_opts_t *opts)
 {
     sigset_t   wait_mask;
     dc_loop_t *l;
@@ -703,6 +820,8 @@ int dc_worker_run(int listen_fd, const dc_config_t *cfg)
         return 1;
     }
     l->cfg = cfg;
+    l->board = opts->board;
+    l->max_requests = opts->max_requests >= 0 ? opts->max_requests : cfg->max_requests;
     l->listen_fd = listen_fd;
     l->ttl_ms[DC_PHASE_IDLE] = DC_WORKER_IDLE_MS;
     l->ttl_ms[DC_PHASE_READ] = cfg->fcgi_io_timeout_ms;
@@ -724,7 +843,7 @@ int dc_worker_run(int listen_fd, const dc_config_t *cfg)
     }
     dc_log_info("worker.start", "serving on fd %d", listen_fd);
 
-    while (!dc_signal_stop)
+    while (!dc_signal_stop && !retire_due(l, opts))
         loop_once(l, &wait_mask, -1);
 
     dc_log_info("worker.stop", "stopping");

@@ -87,7 +87,7 @@ TEST_APP_ENV = {
 }
 _APP_VARS = re.compile(r"^(CACHE|CACHE_TTL_.*|CACHE_MAX_STALE_SECONDS|CACHE_LEASE|CACHE_LEASE_MS|REDIS_.*_MS|DB_.*_SECONDS|DB_.*_MS|DEVICE_ONLINE_SECONDS|"
                        r"RETRY_AFTER_SECONDS|DATABASE_URL|REDIS_URL|HTTP_URL|METRICS_FILE|METRICS|AUTH_.*|"
-                       r"CONSISTENCY_SAMPLE_PER_S|TRUST_PROBE_INTERVAL_MS|BREAKERS|BREAKER_.*)$")
+                       r"CONSISTENCY_SAMPLE_PER_S|TRUST_PROBE_INTERVAL_MS|BREAKERS|BREAKER_.*|REQUEST_TIMEOUT_MS|MAX_REQUESTS)$")
 
 
 def test_app_env(base: dict | None = None) -> dict:
@@ -964,9 +964,10 @@ class FcgiMaster(Service):
 
     name = "fcgi"
 
-    def __init__(self, stack: "Stack", binary: Path, workers: int, socket_path: Path):
+    def __init__(self, stack: "Stack", binary: Path, workers: int, socket_path: Path, extra_args=()):
         super().__init__(stack)
         self.binary, self.workers_wanted, self.socket = Path(binary), workers, Path(socket_path)
+        self.extra_args = list(extra_args)
         self.stop_plan = ((signal.SIGTERM, float(os.environ.get("FCGI_STOP_TIMEOUT", 20))),)
 
     def prepare(self) -> None:
@@ -981,7 +982,7 @@ class FcgiMaster(Service):
         user = service_user()
         if user:  # root: workers switch to it; only nginx's group may use the socket
             a += ["--user", user, "--socket-group", nginx_group()]
-        return a
+        return a + self.extra_args
 
     def ready(self) -> bool:
         return self.socket.is_socket() and bool(self.workers()) and unix_accepts(self.socket)
@@ -1188,14 +1189,16 @@ class Stack:
     database_url, redis_url
                  use these servers: no PostgreSQL / Redis of the stack's own
     access_log   True: STATE_DIR/logs/nginx-access.log; a path; False: off
+    fcgi_args    more flags of dashcache-fcgi (e.g. --max-requests N, --env-file FILE)
     """
 
     def __init__(self, name: str = "test", *, state_dir: Path | None = None, runtime_dir: Path | None = None,
                  ports: dict | None = None, workers: int = 4, fsync: bool = False, seed=DEMO_SEED,
                  build: Path | str = "build", invalidator: bool = True, nginx: bool = True,
                  app_env: dict | None = None, access_log: bool | str = True,
-                 database_url: str | None = None, redis_url: str | None = None):
+                 database_url: str | None = None, redis_url: str | None = None, fcgi_args=()):
         self.name = name
+        self.fcgi_args = list(fcgi_args)
         self.state_dir = Path(state_dir or ROOT / ".run" / name)
         self.keep_runtime = runtime_dir is not None
         self._runtime_arg = runtime_dir
@@ -1278,7 +1281,8 @@ class Stack:
         keys = read_key_file(Path(self.app_env["AUTH_KEYS_FILE"])) if self.app_env.get("AUTH_KEYS_FILE") else {}
         self.auth_kid, self.auth_secret = next(iter(keys.items()), (None, b""))
         self.default_token = self.token(ttl=86400) if own_key else ""
-        self.fcgi = FcgiMaster(self, self.build / "dashcache-fcgi", self.workers, self.runtime_dir / "fcgi.sock")
+        self.fcgi = FcgiMaster(self, self.build / "dashcache-fcgi", self.workers, self.runtime_dir / "fcgi.sock",
+                               self.fcgi_args)
         self.invalidator = Invalidator(self, self.build / "dashcache-invalidator")
         access = self.with_access_log
         self.nginx = Nginx(self, self.ports["http"], self.fcgi.socket,

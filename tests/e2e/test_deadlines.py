@@ -38,7 +38,8 @@ def hung(stack):
     pid = stack.postgres.pid()
     pids = [pid, *dc.children(pid)]
     for p in pids:
-        os.kill(p, signal.SIGSTOP)
+        with contextlib.suppress(ProcessLookupError):  # a backend that ended since it was listed
+            os.kill(p, signal.SIGSTOP)
     try:
         # a process that ended meanwhile (a backend that was leaving) counts as stopped
         assert wait_for(lambda: all((dc.proc_stat(p) or ("T",))[0] in "TZX" for p in pids), 5), \
