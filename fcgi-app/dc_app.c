@@ -157,8 +157,8 @@ static int coalesce(dc_app_t *app, dc_app_task_t *t, int64_t now_s, int *cacheab
                     dc_response_t *resp)
 {
     const dc_request_t *req = &t->req;
-    int64_t             deadline = dc_now_ms() + app->cfg->cache_lease_ms;
-    long                wait_us = 1000;
+    int64_t deadline = dc_deadline_cap(dc_now_ms() + app->cfg->cache_lease_ms); /* REQUEST_TIMEOUT_MS */
+    long    wait_us = 1000;
 
     for (;;) {
         int created = 0;
