@@ -99,8 +99,8 @@ void dc_breaker_configure(const dc_config_t *cfg)
     set.percent = cfg->breaker_failure_percent;
     set.open_ms = cfg->breaker_open_ms;
     set.bucket_ms = cfg->breaker_window_ms / NBUCKETS > 0 ? cfg->breaker_window_ms / NBUCKETS : 1;
-    /* a connect, the set-up commands of a new connection (INFO, three SCRIPT LOADs), one command */
-    set.probe_ms[DC_DEP_REDIS] = cfg->redis_connect_timeout_ms + 5LL * cfg->redis_command_timeout_ms;
+    /* a connect, the set-up commands of a new connection (INFO, five SCRIPT LOADs), one command */
+    set.probe_ms[DC_DEP_REDIS] = cfg->redis_connect_timeout_ms + 7LL * cfg->redis_command_timeout_ms;
     /* a connect, and a statement (dc_db's deadline: the statement timeout and a second) */
     set.probe_ms[DC_DEP_POSTGRES] =
         cfg->db_connect_timeout_s * 1000LL + cfg->db_statement_timeout_ms + 1000LL;

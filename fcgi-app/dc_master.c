@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "dc_auth.h"
+#include "dc_breaker.h"
 #include "dc_db.h"
 #include "dc_envfile.h"
 #include "dc_log.h"
@@ -283,6 +284,7 @@ static int reread(const char *env_file, dc_config_t *cfg)
     }
     *cfg = fresh;
     dc_log_set_level(cfg->log_level);
+    dc_breaker_configure(cfg); /* the new workers inherit the new knobs */
     dc_log_info("master.reload", "configuration re-read from %s", env_file);
     return DC_OK;
 }
