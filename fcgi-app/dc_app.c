@@ -10,6 +10,7 @@
 
 #include "dc_auth.h"
 #include "dc_cache.h"
+#include "dc_coalesce.h"
 #include "dc_db.h"
 #include "dc_endpoint.h"
 #include "dc_etag.h"
@@ -32,6 +33,8 @@ struct dc_app_s {
     dc_buf_t           body;
     dc_app_task_t      task; /* dc_app_handle's; its cached value is released by dc_app_done */
     char               etag[DC_ETAG_LEN + 1]; /* the validator of a body read from the database */
+    dc_coalesce_t      fill;                  /* the host's fill this worker holds (dc_coalesce) */
+    int                filling;
     dc_write_state_t   write;
 };
 
@@ -107,6 +110,13 @@ static int cache_usable(dc_app_t *app)
     return dc_trust_hits_ok();
 }
 
+/* Whether a read without the cache may share the host's fills (dc_coalesce). */
+static int host_fillable(const dc_app_t *app, const dc_request_t *req)
+{
+    return app->cfg->cache_enabled && app->cfg->cache_lease_enabled && !req->force_refresh &&
+           (DC_QBITS_CACHED & DC_QBIT_OF(req->qtype));
+}
+
 /* A dashboard read's key; DC_DECLINED when it should look in Redis first (a task). */
 static int query_start(dc_app_t *app, dc_app_task_t *t)
 {
@@ -119,7 +129,13 @@ static int query_start(dc_app_t *app, dc_app_task_t *t)
     t->look = (dc_cache_lookup_t){ .org = t->req.org_id, .q = t->req.qtype, .key = t->key };
     t->look.klen = klen > 0 ? (size_t)klen : 0; /* 0: not cached */
     t->look.rc = DC_UNAVAILABLE;
-    return t->look.klen > 0 && !t->req.force_refresh ? DC_DECLINED : DC_OK;
+    if (t->req.force_refresh)
+        return DC_OK;
+    /*
+     * a lookup, or, without the cache, a share of the host's fills: both wait
+     * for the batch, so that the reads of one loop pass arrive together
+     */
+    return t->look.klen > 0 || host_fillable(app, &t->req) ? DC_DECLINED : DC_OK;
 }
 
 /* The answer in t->look.v (a hit, or a stale one), with its Age. */
@@ -189,6 +205,38 @@ static int coalesce(dc_app_t *app, dc_app_task_t *t, int64_t now_s, int *cacheab
 }
 
 /*
+ * Without Redis to coordinate (away, its breaker open, hits stopped), the
+ * workers of the host share one fill per key (dc_coalesce): 1 when t is
+ * answered from a fill that began after it arrived (BYPASS); 0 when it is
+ * to query, filling for the others (app->filling) or alone.
+ */
+static int host_fill(dc_app_t *app, dc_app_task_t *t, dc_response_t *resp)
+{
+    const dc_request_t *req = &t->req;
+    int                 klen = t->look.klen > 0 ? (int)t->look.klen : 0;
+    int                 rc;
+
+    if (!host_fillable(app, req))
+        return 0;
+    if (klen == 0)
+        klen = dc_key_build(req, t->key, sizeof(t->key));
+    if (klen <= 0)
+        return 0;
+    rc = dc_coalesce_begin(t->key, (size_t)klen, t->arrival_ms,
+                           dc_deadline_cap(dc_now_ms() + app->cfg->cache_lease_ms), app->cfg->cache_lease_ms,
+                           &app->body, app->etag, &app->fill);
+    if (rc == DC_DECLINED)
+        app->filling = 1;
+    if (rc != DC_OK)
+        return 0;
+    dc_metrics_cache_coalesced();
+    dc_response_buf(resp, 200, "BYPASS", &app->body);
+    resp->etag = app->etag;
+    dc_response_not_modified(resp, t->if_none_match);
+    return 1;
+}
+
+/*
  * A dashboard read, its lookup (if any) done: the hit, or PostgreSQL and
  * the store. Every 200 carries its validator (the stored one on a hit,
  * computed once from the body otherwise), which an If-None-Match naming it
@@ -225,6 +273,8 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
     if (cacheable && app->cfg->cache_lease_enabled && !req->force_refresh &&
         coalesce(app, t, now_s, &cacheable, &made_gen, resp))
         return;
+    if (!cacheable && host_fill(app, t, resp))
+        return;
     /*
      * The generation must be observed before the database is read: read
      * for a forced refresh, created when the lookup found none (a store
@@ -237,6 +287,12 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
 
     dc_buf_reset(&app->body);
     rc = dc_query_run(app->db, app->cfg, req, &app->body, &err);
+    if (app->filling) {
+        if (rc == DC_OK)
+            dc_etag_of(app->body.data, app->body.len, app->etag);
+        dc_coalesce_done(&app->fill, rc == DC_OK, app->body.data, app->body.len, app->etag);
+        app->filling = 0;
+    }
     if (rc == DC_DECLINED) {
         /* unknown org or unit: an error, never cached as data; no key names an unknown org */
         dc_cache_release(app->cache, t->key, t->look.klen, &t->look.v);
@@ -326,6 +382,7 @@ int dc_app_start(dc_app_t *app, const dc_input_t *in, dc_app_task_t *t, dc_respo
     memset(resp, 0, sizeof(*resp));
     memset(&t->look, 0, sizeof(t->look));
     t->if_none_match = in->if_none_match;
+    t->arrival_ms = dc_now_ms();
     resp->mroute = DC_MR_OTHER;
     if (dc_router_route(in->method, in->path, in->query, req, &err) != DC_OK) {
         resp->mroute = metrics_route(req);
@@ -371,14 +428,20 @@ void dc_app_lookup(dc_app_t *app, dc_app_task_t *const *ts, size_t n)
 {
     dc_cache_lookup_t *ls[DC_CACHE_LOOKUPS_MAX];
 
-    while (n > 0) {
-        size_t k = n < DC_CACHE_LOOKUPS_MAX ? n : DC_CACHE_LOOKUPS_MAX;
-        for (size_t i = 0; i < k; i++)
-            ls[i] = &ts[i]->look;
-        dc_cache_get_many(app->cache, ls, k);
-        ts += k;
-        n -= k;
+    size_t k = 0;
+
+    /* the tasks that wait without the cache (a share of the host's fills) look up nothing */
+    for (size_t i = 0; i < n; i++) {
+        if (ts[i]->look.klen == 0)
+            continue;
+        ls[k++] = &ts[i]->look;
+        if (k == DC_CACHE_LOOKUPS_MAX) {
+            dc_cache_get_many(app->cache, ls, k);
+            k = 0;
+        }
     }
+    if (k > 0)
+        dc_cache_get_many(app->cache, ls, k);
 }
 
 void dc_app_finish(dc_app_t *app, dc_app_task_t *t, dc_response_t *resp)

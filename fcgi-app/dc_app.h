@@ -74,6 +74,7 @@ typedef struct {
     char              key[DC_KEY_MAX];
     dc_cache_lookup_t look;          /* its result: the cached answer, or the generation seen */
     const char       *if_none_match; /* the request's, borrowed until it is answered */
+    int64_t           arrival_ms;    /* when it was read whole (dc_now_ms): a shared fill must begin after */
 } dc_app_task_t;
 
 /*

@@ -109,6 +109,11 @@ void dc_breaker_configure(const dc_config_t *cfg)
             set.probe_ms[d] = set.open_ms;
 }
 
+int dc_breaker_on(void)
+{
+    return set.on;
+}
+
 int dc_breaker_open(const char *path, dc_err_t *err)
 {
     if (mapped != NULL)

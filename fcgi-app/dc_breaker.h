@@ -75,6 +75,13 @@ int dc_breaker_allow(dc_dep_t d);
  */
 int dc_breaker_probing(dc_dep_t d);
 
+/*
+ * Whether the breakers are on (BREAKERS=on and configured): then they are
+ * the host's back-off, and a process's own back-off after a failure would
+ * only keep it failing after the host's breaker has closed again.
+ */
+int dc_breaker_on(void);
+
 /* d answered. */
 void dc_breaker_success(dc_dep_t d);
 

@@ -236,7 +236,7 @@ static int ensure(dc_cache_t *c)
         return DC_UNAVAILABLE;
     if (c->ctx != NULL)
         return DC_OK;
-    if (dc_now_ms() < c->retry_at_ms && !dc_breaker_probing(DC_DEP_REDIS))
+    if (dc_now_ms() < c->retry_at_ms && !dc_breaker_probing(DC_DEP_REDIS) && !dc_breaker_on())
         return DC_UNAVAILABLE;
     rc = dc_redis_connect(c->cfg, &c->ctx, &err);
     if (rc != DC_OK) {

@@ -282,7 +282,9 @@ static int connect_db(dc_db_t *db, int64_t limit_ms, int probe)
     const char *why;
     int         rc;
 
-    if ((dc_now_ms() < db->retry_at_ms || (probe && dc_now_ms() < db->probe_retry_at_ms)) &&
+    /* with the breakers on, the host's breaker is the requests' back-off; probes keep their own */
+    if (((dc_now_ms() < db->retry_at_ms && !dc_breaker_on()) ||
+         (probe && dc_now_ms() < db->probe_retry_at_ms)) &&
         !dc_breaker_probing(DC_DEP_POSTGRES))
         return DC_UNAVAILABLE;
 

@@ -14,6 +14,7 @@
 
 #include "dc_auth.h"
 #include "dc_breaker.h"
+#include "dc_coalesce.h"
 #include "dc_config.h"
 #include "dc_db.h"
 #include "dc_envfile.h"
@@ -155,6 +156,7 @@ static int init_trust(void *arg)
 {
     dc_trust_open_host(&((main_t *)arg)->cfg);
     dc_breaker_open_host(&((main_t *)arg)->cfg);
+    dc_coalesce_open_host(&((main_t *)arg)->cfg);
     return DC_OK;
 }
 

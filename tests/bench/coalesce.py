@@ -108,7 +108,7 @@ def one_miss(stack, socks) -> tuple[dict, float]:
     return delta(before, read_statements(socks[0])), took
 
 
-def cold_burst(stack, socks, readers: int) -> tuple[list, dict]:
+def cold_burst(stack, socks, readers: int, cold: bool = True) -> tuple[list, dict]:
     """READERS concurrent GETs of the cold answer, alternating pools, released together:
     ([(status, x-cache, body, seconds)], statements the database ran)."""
     hdr = {"HTTP_AUTHORIZATION": f"Bearer {stack.default_token}"}
@@ -124,8 +124,9 @@ def cold_burst(stack, socks, readers: int) -> tuple[list, dict]:
         except OSError as e:
             results[i] = (0, None, str(e).encode(), time.monotonic() - t0)
 
-    make_cold(stack)
-    time.sleep(0.05)
+    if cold:
+        make_cold(stack)
+        time.sleep(0.05)
     before = read_statements(socks[0])
     threads = [threading.Thread(target=one, args=(i,)) for i in range(readers)]
     for t in threads:
