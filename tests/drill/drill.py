@@ -359,6 +359,7 @@ class Sample:
     t: float
     read_statements: float
     stale: dict          # dashboard_cache_stale_served_total by reason
+    coalesced: float     # dashboard_cache_coalesced_total: waiters that read the value their lease holder filled
 
 
 class Sampler:
@@ -397,7 +398,8 @@ class Sampler:
                 stale = {dict(lb).get("reason", ""): v for (n, lb), v in m.items()
                          if n == "dashboard_cache_stale_served_total"}
                 self.samples.append(Sample(time.monotonic(), metric_sum(m, "dashboard_db_queries_total",
-                                                                          "statement", READ_STATEMENTS), stale))
+                                                                          "statement", READ_STATEMENTS), stale,
+                                           metric_sum(m, "dashboard_cache_coalesced_total")))
             time.sleep(max(0.0, SAMPLE_S - (time.monotonic() - t)))
         c.close()
 
@@ -424,11 +426,13 @@ class Sampler:
         return max(rates) if rates else None
 
     def stale(self, t0: float, t1: float) -> dict | None:
-        """Stale answers served by reason from t0 to t1."""
+        """Stale answers served by reason from t0 to t1, and the coalesced reads."""
         s = self.between(t0, t1)
         if len(s) < 2:
             return None
-        return {r: s[-1].stale.get(r, 0.0) - s[0].stale.get(r, 0.0) for r in ("revalidate", "error")}
+        d = {r: s[-1].stale.get(r, 0.0) - s[0].stale.get(r, 0.0) for r in ("revalidate", "error")}
+        d["coalesced"] = s[-1].coalesced - s[0].coalesced
+        return d
 
 
 # ------------------------------------------------------------------ scenarios
@@ -442,6 +446,9 @@ class Scenario:
     pg_fault = False      # PostgreSQL fails: its 503 database_unavailable is legitimate
     kills_worker = False  # a POST in flight on the killed worker gets nginx's 502
     compare = False       # the full run runs it again without protection (UNPROTECTED_ENV)
+    coalesces = False     # readers of one key must share its query: some wait for the lease holder's
+    #                       answer or get the stale one (dashboard_cache_coalesced_total, stale revalidate)
+    max_crowd_misses = None  # a bound on the crowd's X-Cache: MISS answers while the fault is held, or None
 
     def crowd_paths(self, d: "Drill") -> list[tuple[str, str]] | None:
         """What a crowd of CROWD clients reads from the scenario's start to its recovery."""
@@ -600,7 +607,7 @@ class WorkerKilled(Scenario):
 class ColdStart(Scenario):
     name, how = "cold start under load", f"`FLUSHDB` while {CROWD} clients read the 8 checked organizations"
     hold, short_hold = 2.0, 1.0
-    compare = True
+    compare = coalesces = True
 
     def crowd_paths(self, d):
         return d.checked_paths()
@@ -612,7 +619,13 @@ class ColdStart(Scenario):
 class HotKey(Scenario):
     name, how = "hot key", f"{CROWD} clients on one answer of TTL {HOT_TTL_S} s (devices online of one organization)"
     hold, short_hold = 3.0, 1.5
-    compare = True
+    compare = coalesces = True
+
+    @staticmethod
+    def max_crowd_misses(hold: float) -> int:
+        """One query per expiry: the answer expires at most once per second of the clock
+        (stored times are whole seconds), and once more for the second the fault began in."""
+        return int(hold / HOT_TTL_S) + 2
 
     def crowd_paths(self, d):
         org = d.load.orgs[0]  # nobody writes there: only its TTL ends it
@@ -628,7 +641,7 @@ class PostgresSlow(Scenario):
     SLOW_MS = 100
     name, how = "PostgreSQL slow", f"every dashboard miss {SLOW_MS} ms slower (`pg_sleep` in a row security policy), 3 s"
     hold, short_hold = 3.0, 1.5
-    compare = True
+    compare = coalesces = True
 
     def crowd_paths(self, d):
         return d.checked_paths()
@@ -737,6 +750,7 @@ class Drill:
         t = time.monotonic()
         env = dc.test_app_env()
         env.update(CACHE_TTL_DEVICES_SECONDS=str(HOT_TTL_S), BREAKERS="on")
+        env.update(kv.split("=", 1) for kv in os.environ.get("DRILL_APP_ENV", "").split() if "=" in kv)
         self.stack = dc.Stack("drill", state_dir=STATE, workers=self.workers, seed=(self.n_orgs, 1, 60),
                               access_log=False, app_env=env)
         self.stack.start()
@@ -932,6 +946,9 @@ class Drill:
                "acks": sum(1 for a in self.load.acks if w.begin <= a.t < w.end),
                "peak_qps": self.sampler.peak_qps(w.inject, w.recover),
                "crowd_fault": crowd_fault,
+               "max_crowd_misses": sc.max_crowd_misses(w.recover - w.inject)
+               if sc.max_crowd_misses and w.protected else None,
+               "coalesces": sc.coalesces and w.protected,
                "stale_served": self.sampler.stale(w.begin, w.end),
                "problems": list(w.problems)}
         row["failures"] = failures(row)
@@ -950,6 +967,13 @@ def failures(row: dict) -> list[str]:
     if row["reads"] < MIN_READS or row["acks"] < 5 or not row["fault_reads"]:
         f.append(f"too little load to judge ({row['reads']} reads, {row['fault_reads']} during the fault, "
                  f"{row['acks']} writes acknowledged)")
+    misses = row["crowd_fault"].get("MISS", 0)
+    if row["max_crowd_misses"] is not None and misses > row["max_crowd_misses"]:
+        f.append(f"{misses} misses of the crowd while the fault was held, more than one per expiry "
+                 f"({row['max_crowd_misses']})")
+    ss = row["stale_served"]
+    if row["coalesces"] and ss is not None and not ss["coalesced"] + ss["revalidate"]:
+        f.append("no read shared a query (coalesced or stale while another refreshed): is the lease on?")
     u = row.get("unprotected")
     if u and (u["stale_api"] or u["stale_sql"]):
         f.append(f"without protection, {u['stale_api'] + u['stale_sql']} stale reads ({u['stale_api']} after API "
