@@ -98,7 +98,7 @@ MIN_READS = 200       # fewer reads in a scenario than this prove nothing
 N_API_ORGS = N_SQL_ORGS = 4
 CROWD = 64            # the clients of the crowd scenarios (cold start, hot key, PostgreSQL slow, Redis flapping)
 SAMPLE_S = 0.25       # /metrics sampled this often for the peak of database queries per second
-HOT_TTL_S = 1         # CACHE_TTL_DEVICES_SECONDS of the drill's stack: the hot key expires every second
+HOT_TTL_S = 1         # CACHE_TTL_DEVICES_SECONDS of the hot key scenario: its answer expires every second
 # the application's environment without dashcache's protection against stampedes
 # and outages: the comparison runs of the crowd scenarios (BREAKERS: see README)
 UNPROTECTED_ENV = {"CACHE_LEASE": "off", "BREAKERS": "off"}
@@ -446,6 +446,7 @@ class Scenario:
     pg_fault = False      # PostgreSQL fails: its 503 database_unavailable is legitimate
     kills_worker = False  # a POST in flight on the killed worker gets nginx's 502
     compare = False       # the full run runs it again without protection (UNPROTECTED_ENV)
+    app_env: dict = {}    # the workers run with this added to their environment (restarted before and after)
     coalesces = False     # readers of one key must share its query: some wait for the lease holder's
     #                       answer or get the stale one (dashboard_cache_coalesced_total, stale revalidate)
     max_crowd_misses = None  # a bound on the crowd's X-Cache: MISS answers while the fault is held, or None
@@ -463,6 +464,7 @@ class Scenario:
 
 class RedisHung(Scenario):
     name, how = "Redis hung", "SIGSTOP 3 s, SIGCONT"
+    short_hold = 2.0
 
     def inject(self, d):
         d.stack.redis.signal(signal.SIGSTOP)
@@ -488,6 +490,7 @@ class RedisSnapshotRestart(Scenario):
 class RedisRefusesWrites(Scenario):
     name, how = "Redis refuses writes", "`CONFIG SET maxmemory` below used + `noeviction`, 3 s"
     api_bound_s = API_BOUND_S
+    short_hold = 2.0
 
     def inject(self, d):
         self.saved = {k: d.redis("CONFIG", "GET", k)[1] for k in ("maxmemory", "maxmemory-policy")}
@@ -504,6 +507,7 @@ class RedisRefusesWrites(Scenario):
 class RedisReadOnly(Scenario):
     name, how = "Redis read-only", "`REPLICAOF` a dummy primary 3 s, `REPLICAOF NO ONE`"
     api_bound_s = API_BOUND_S
+    short_hold = 2.0
 
     def inject(self, d):
         d.redis("REPLICAOF", dc.HOST, str(dc.free_port()))  # nothing listens there
@@ -552,6 +556,7 @@ class GenerationsEvicted(Scenario):
 class PostgresStopped(Scenario):
     name, how = "PostgreSQL stopped and started", "fast shutdown (`pg_ctl stop -m fast`'s SIGINT), 3 s, start"
     pg_fault = True
+    short_hold = 2.0
 
     def inject(self, d):
         d.stack.postgres.stop()
@@ -563,6 +568,7 @@ class PostgresStopped(Scenario):
 class PostgresHung(Scenario):
     name, how = "PostgreSQL hung", "SIGSTOP postmaster and backends 3 s, SIGCONT"
     pg_fault = True
+    short_hold = 2.0
 
     def inject(self, d):
         pm = d.stack.postgres.pid()
@@ -620,6 +626,7 @@ class HotKey(Scenario):
     name, how = "hot key", f"{CROWD} clients on one answer of TTL {HOT_TTL_S} s (devices online of one organization)"
     hold, short_hold = 3.0, 1.5
     compare = coalesces = True
+    app_env = {"CACHE_TTL_DEVICES_SECONDS": str(HOT_TTL_S)}
 
     @staticmethod
     def max_crowd_misses(hold: float) -> int:
@@ -749,11 +756,12 @@ class Drill:
     def start(self) -> None:
         t = time.monotonic()
         env = dc.test_app_env()
-        env.update(CACHE_TTL_DEVICES_SECONDS=str(HOT_TTL_S), BREAKERS="on")
+        env["BREAKERS"] = "on"
         env.update(kv.split("=", 1) for kv in os.environ.get("DRILL_APP_ENV", "").split() if "=" in kv)
         self.stack = dc.Stack("drill", state_dir=STATE, workers=self.workers, seed=(self.n_orgs, 1, 60),
                               access_log=False, app_env=env)
         self.stack.start()
+        self.base_env = dict(self.stack.app_env)
         self.sampler = Sampler(self.stack)
         note(f"stack up in {time.monotonic() - t:.1f} s: {self.stack.http_url}, {self.workers} workers, "
              f"{self.n_orgs} organizations")
@@ -843,20 +851,24 @@ class Drill:
         try:
             for sc in self.scenarios:
                 self.run_logged(sc, True)
-            again = [sc for sc in self.scenarios if sc.compare] if self.compare else []
-            if again:
-                # requests of the restart start in no window: none of them is judged
-                note(f"without protection: the workers restarted with {UNPROTECTED_ENV}")
-                self.stack.app_env.update(UNPROTECTED_ENV)
-                self.stack.fcgi.restart()
-                for sc in again:
-                    self.run_logged(sc, False)
+            for sc in [sc for sc in self.scenarios if sc.compare] if self.compare else []:
+                self.run_logged(sc, False)
             time.sleep(0.5)
         finally:
             self.sampler.stop()
             self.load.stop()
 
+    def workers_env(self, extra: dict) -> None:
+        """The workers run with the stack's environment and extra: restarted when that changes.
+        The requests of a restart start in no scenario's window: none of them is judged."""
+        env = {**self.base_env, **extra}
+        if env != self.stack.app_env:
+            note(f"workers restarted with {extra or 'the stack environment'}")
+            self.stack.app_env = env
+            self.stack.fcgi.restart()
+
     def run_logged(self, sc: Scenario, protected: bool) -> None:
+        self.workers_env({**({} if protected else UNPROTECTED_ENV), **sc.app_env})
         note(f"{sc.name}{'' if protected else ' (without protection)'}: {sc.how}")
         w = self.run_one(sc, protected)
         self.windows.append(w)
@@ -939,6 +951,8 @@ class Drill:
         row = {"scenario": sc.name, "how": sc.how, "requests": len(reqs), "reads": len(reads),
                "non_2xx": sum(1 for r in reqs if not 200 <= r.status < 300),
                "cache_5xx": sum(1 for r in reqs if caused_by_cache(sc, r)),
+               "cache_5xx_what": sorted({f"{r.method} {r.status or 'no answer'} {r.code}".strip()
+                                         for r in reqs if caused_by_cache(sc, r)}),
                "p99_ms": percentile(fault, 0.99) * 1000, "fault_reads": len(fault),
                "hits_resume_s": (min(hits) - w.recover) if hits else None,
                "stale": stale["api"] + stale["sql"], "stale_api": stale["api"], "stale_sql": stale["sql"],
@@ -959,7 +973,7 @@ class Drill:
 def failures(row: dict) -> list[str]:
     f = []
     if row["cache_5xx"]:
-        f.append(f"{row['cache_5xx']} cache 5xx")
+        f.append(f"{row['cache_5xx']} cache 5xx ({', '.join(row['cache_5xx_what'])})")
     if row["stale"]:
         f.append(f"{row['stale']} stale reads ({row['stale_api']} after API writes, {row['stale_sql']} after SQL)")
     if row["hits_resume_s"] is None or row["hits_resume_s"] > HITS_LIMIT_S:
