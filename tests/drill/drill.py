@@ -45,6 +45,17 @@ its window (from its start until the next scenario's):
   DB q/read      PostgreSQL read statements per dashboard read while the fault was
                  held (deltas of dashboard_db_queries_total and
                  dashboard_http_requests_total on /metrics)
+  peak DB q/s    the highest rate of read statements over one second while the
+                 fault was held (Sampler: /metrics every SAMPLE_S), and after the
+                 slash the same scenario's without protection (full run)
+  STALE served   dashboard_cache_stale_served_total by reason in the window
+
+The crowd scenarios (cold start, hot key, PostgreSQL slow, Redis flapping) add
+CROWD clients from their start to their recovery; the full run (or --compare)
+runs them once more with the workers restarted with UNPROTECTED_ENV, and a row
+fails when that run had a stale read. The ones whose readers share keys must
+show it (a coalesced read, or one answered stale while another refreshed), and
+the hot key at most one miss of the crowd per expiry.
 
 A row fails when it has a cache 5xx, a stale read, hits that did not resume in
 time, too little load to judge (fewer than MIN_READS reads or 5 acknowledged
@@ -53,9 +64,11 @@ still down after the recovery. The exit
 status is 1 when a row failed; with --short, rows listed in
 EXPECTED_FAIL_UNTIL_TRUST are reported as expected failures and do not count.
 
-usage: drill.py [--short] [--only NAME]... [--json FILE]
+usage: drill.py [--short] [--only NAME]... [--json FILE] [--compare|--no-compare]
 Environment: DRILL_READERS (6), DRILL_WORKERS (4), DRILL_ORGS (300; 100 short),
-DRILL_STATE_DIR (.run/drill: the services' logs).
+DRILL_STATE_DIR (.run/drill: the services' logs), DRILL_APP_ENV ("KEY=VALUE ...":
+added to the stack's environment, e.g. CACHE_LEASE=off to see the protection
+assertions fail).
 """
 from __future__ import annotations
 
