@@ -45,6 +45,17 @@ its window (from its start until the next scenario's):
   DB q/read      PostgreSQL read statements per dashboard read while the fault was
                  held (deltas of dashboard_db_queries_total and
                  dashboard_http_requests_total on /metrics)
+  peak DB q/s    the highest rate of read statements over one second while the
+                 fault was held (Sampler: /metrics every SAMPLE_S), and after the
+                 slash the same scenario's without protection (full run)
+  STALE served   dashboard_cache_stale_served_total by reason in the window
+
+The crowd scenarios (cold start, hot key, PostgreSQL slow, Redis flapping) add
+CROWD clients from their start to their recovery; the full run (or --compare)
+runs them once more with the workers restarted with UNPROTECTED_ENV, and a row
+fails when that run had a stale read. The ones whose readers share keys must
+show it (a coalesced read, or one answered stale while another refreshed), and
+the hot key at most one miss of the crowd per expiry.
 
 A row fails when it has a cache 5xx, a stale read, hits that did not resume in
 time, too little load to judge (fewer than MIN_READS reads or 5 acknowledged
@@ -53,9 +64,11 @@ still down after the recovery. The exit
 status is 1 when a row failed; with --short, rows listed in
 EXPECTED_FAIL_UNTIL_TRUST are reported as expected failures and do not count.
 
-usage: drill.py [--short] [--only NAME]... [--json FILE]
+usage: drill.py [--short] [--only NAME]... [--json FILE] [--compare|--no-compare]
 Environment: DRILL_READERS (6), DRILL_WORKERS (4), DRILL_ORGS (300; 100 short),
-DRILL_STATE_DIR (.run/drill: the services' logs).
+DRILL_STATE_DIR (.run/drill: the services' logs), DRILL_APP_ENV ("KEY=VALUE ...":
+added to the stack's environment, e.g. CACHE_LEASE=off to see the protection
+assertions fail).
 """
 from __future__ import annotations
 
@@ -78,7 +91,7 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 sys.path.insert(0, str(ROOT / "tests" / "bench"))
 import dcstack as dc  # noqa: E402
 import consistency  # noqa: E402
-from mixed import Client, parse_metrics, server_deltas  # noqa: E402  tests/bench/mixed.py
+from mixed import READ_STATEMENTS, Client, metric_sum, parse_metrics, server_deltas  # noqa: E402  tests/bench/mixed.py
 
 STATE = Path(os.environ.get("DRILL_STATE_DIR") or ROOT / ".run" / "drill")  # logs/, pids/
 
@@ -96,6 +109,12 @@ SQL_BOUND_S = 2.5     # outbox: "applied within about a second" after Redis and 
 API_BOUND_S = 0.0
 MIN_READS = 200       # fewer reads in a scenario than this prove nothing
 N_API_ORGS = N_SQL_ORGS = 4
+CROWD = 64            # the clients of the crowd scenarios (cold start, hot key, PostgreSQL slow, Redis flapping)
+SAMPLE_S = 0.25       # /metrics sampled this often for the peak of database queries per second
+HOT_TTL_S = 1         # CACHE_TTL_DEVICES_SECONDS of the hot key scenario: its answer expires every second
+# the application's environment without dashcache's protection against stampedes
+# and outages: the comparison runs of the crowd scenarios (BREAKERS: see README)
+UNPROTECTED_ENV = {"CACHE_LEASE": "off", "BREAKERS": "off"}
 
 
 def note(msg: str) -> None:
@@ -115,6 +134,7 @@ class Req:
     xcache: str = ""
     org: str = ""
     count: int | None = None  # the unresolved alert count, for reads of a checked organization
+    crowd: bool = False  # a read of a Crowd client
 
 
 @dataclass
@@ -308,6 +328,126 @@ class Load:
             psql.close()
 
 
+class Crowd:
+    """CROWD clients, each on a keep-alive connection, reading the paths given (org, path)
+    in turn, from start() until stop(). Their reads go into the load's records and are
+    judged with the rest (a checked organization's count must show every write due)."""
+
+    def __init__(self, load: Load, paths: list[tuple[str, str]], n: int = CROWD):
+        self.load, self.paths, self.n = load, paths, n
+        self.running = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self.running.set()
+        for i in range(self.n):
+            t = threading.Thread(target=self.client, args=(i,), name=f"crowd-{i}", daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def stop(self) -> None:
+        self.running.clear()
+        for t in self.threads:
+            t.join(timeout=20)
+
+    def client(self, i: int) -> None:
+        ld, c, k = self.load, Client(dc.HOST, self.load.stack.nginx.port), i
+        while self.running.is_set():
+            org, path = self.paths[k % len(self.paths)]
+            k += 1
+            t0, t1, status, xcache, data = ld._send(c, "GET", path, None, ld.read_auth)
+            count = unresolved(path, data) if status == 200 and org in ld.checked else None
+            ld.reqs.append(Req(t0, t1, "GET", status, "" if status == 200 else error_code(data), xcache, org,
+                               count, crowd=True))
+            if xcache == "HIT":
+                ld.last_hit = t1
+            if status != 200:
+                time.sleep(0.01)
+        c.close()
+
+
+@dataclass
+class Sample:
+    """What /metrics said at t (when its answer arrived)."""
+    t: float
+    read_statements: float
+    stale: dict          # dashboard_cache_stale_served_total by reason
+    coalesced: float     # dashboard_cache_coalesced_total: waiters that read the value their lease holder filled
+
+
+class Sampler:
+    """/metrics every SAMPLE_S for the whole drill, on a connection of its own: the peak of
+    read statements per second (dashboard_db_queries_total of READ_STATEMENTS: not the
+    trust probe's outbox_mark, the invalidator's or the writes' statements) and the stale
+    answers by reason. A scrape waits for a free worker like any request: while every
+    worker is blocked, the next sample covers the whole wait."""
+
+    def __init__(self, stack: dc.Stack):
+        self.stack = stack
+        self.samples: list[Sample] = []
+        self.running = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.running.set()
+        self.thread = threading.Thread(target=self.run, name="sampler", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.running.clear()
+        if self.thread is not None:
+            self.thread.join(timeout=20)
+
+    def run(self) -> None:
+        c = Client(dc.HOST, self.stack.nginx.port)
+        while self.running.is_set():
+            t = time.monotonic()
+            try:
+                status, _, body = c.request("GET", "/metrics")
+            except Exception:  # noqa: BLE001 - no sample this time
+                status, body = 0, b""
+            if status == 200:
+                m = parse_metrics(body.decode(errors="replace"))
+                stale = {dict(lb).get("reason", ""): v for (n, lb), v in m.items()
+                         if n == "dashboard_cache_stale_served_total"}
+                self.samples.append(Sample(time.monotonic(), metric_sum(m, "dashboard_db_queries_total",
+                                                                          "statement", READ_STATEMENTS), stale,
+                                           metric_sum(m, "dashboard_cache_coalesced_total")))
+            time.sleep(max(0.0, SAMPLE_S - (time.monotonic() - t)))
+        c.close()
+
+    def between(self, t0: float, t1: float) -> list[Sample]:
+        """The samples from the last one before t0 to the first one after t1."""
+        s = self.samples
+        i = max([k for k, x in enumerate(s) if x.t <= t0] or [0])
+        j = min([k for k, x in enumerate(s) if x.t >= t1] or [len(s) - 1])
+        return s[i:j + 1]
+
+    def peak_qps(self, t0: float, t1: float, span: float = 1.0) -> float | None:
+        """The highest rate of read statements from t0 to t1 over span seconds: from each sample
+        to the first one at least span later (a sample's time is when its answer arrived,
+        late by as much as this process was busy: shorter spans would be noise)."""
+        s = self.between(t0, t1)
+        rates = []
+        for i, a in enumerate(s):
+            b = next((x for x in s[i + 1:] if x.t - a.t >= span), None)
+            if b is None:
+                break
+            rates.append((b.read_statements - a.read_statements) / (b.t - a.t))
+        if not rates and len(s) >= 2 and s[-1].t > s[0].t:  # a fault shorter than span
+            rates.append((s[-1].read_statements - s[0].read_statements) / (s[-1].t - s[0].t))
+        return max(rates) if rates else None
+
+    def stale(self, t0: float, t1: float) -> dict | None:
+        """Stale answers served by reason from t0 to t1, and the coalesced reads."""
+        s = self.between(t0, t1)
+        if len(s) < 2:
+            return None
+        d = {r: s[-1].stale.get(r, 0.0) - s[0].stale.get(r, 0.0) for r in ("revalidate", "error")}
+        d["coalesced"] = s[-1].coalesced - s[0].coalesced
+        return d
+
+
 # ------------------------------------------------------------------ scenarios
 
 class Scenario:
@@ -315,8 +455,18 @@ class Scenario:
     name = how = ""
     hold = 3.0
     api_bound_s = 0.0     # staleness after an API write the design allows during this fault
+    short_hold: float | None = None  # hold of the short run, when shorter
     pg_fault = False      # PostgreSQL fails: its 503 database_unavailable is legitimate
     kills_worker = False  # a POST in flight on the killed worker gets nginx's 502
+    compare = False       # the full run runs it again without protection (UNPROTECTED_ENV)
+    app_env: dict = {}    # the workers run with this added to their environment (restarted before and after)
+    coalesces = False     # readers of one key must share its query: some wait for the lease holder's
+    #                       answer or get the stale one (dashboard_cache_coalesced_total, stale revalidate)
+    max_crowd_misses = None  # a bound on the crowd's X-Cache: MISS answers while the fault is held, or None
+
+    def crowd_paths(self, d: "Drill") -> list[tuple[str, str]] | None:
+        """What a crowd of CROWD clients reads from the scenario's start to its recovery."""
+        return None
 
     def inject(self, d: "Drill") -> None:
         pass
@@ -327,6 +477,7 @@ class Scenario:
 
 class RedisHung(Scenario):
     name, how = "Redis hung", "SIGSTOP 3 s, SIGCONT"
+    short_hold = 2.0
 
     def inject(self, d):
         d.stack.redis.signal(signal.SIGSTOP)
@@ -352,6 +503,7 @@ class RedisSnapshotRestart(Scenario):
 class RedisRefusesWrites(Scenario):
     name, how = "Redis refuses writes", "`CONFIG SET maxmemory` below used + `noeviction`, 3 s"
     api_bound_s = API_BOUND_S
+    short_hold = 2.0
 
     def inject(self, d):
         self.saved = {k: d.redis("CONFIG", "GET", k)[1] for k in ("maxmemory", "maxmemory-policy")}
@@ -368,6 +520,7 @@ class RedisRefusesWrites(Scenario):
 class RedisReadOnly(Scenario):
     name, how = "Redis read-only", "`REPLICAOF` a dummy primary 3 s, `REPLICAOF NO ONE`"
     api_bound_s = API_BOUND_S
+    short_hold = 2.0
 
     def inject(self, d):
         d.redis("REPLICAOF", dc.HOST, str(dc.free_port()))  # nothing listens there
@@ -416,6 +569,7 @@ class GenerationsEvicted(Scenario):
 class PostgresStopped(Scenario):
     name, how = "PostgreSQL stopped and started", "fast shutdown (`pg_ctl stop -m fast`'s SIGINT), 3 s, start"
     pg_fault = True
+    short_hold = 2.0
 
     def inject(self, d):
         d.stack.postgres.stop()
@@ -427,6 +581,7 @@ class PostgresStopped(Scenario):
 class PostgresHung(Scenario):
     name, how = "PostgreSQL hung", "SIGSTOP postmaster and backends 3 s, SIGCONT"
     pg_fault = True
+    short_hold = 2.0
 
     def inject(self, d):
         pm = d.stack.postgres.pid()
@@ -468,8 +623,99 @@ class WorkerKilled(Scenario):
                         10, "respawn the killed worker")
 
 
+class ColdStart(Scenario):
+    name, how = "cold start under load", f"`FLUSHDB` while {CROWD} clients read the 8 checked organizations"
+    hold, short_hold = 2.0, 1.0
+    compare = coalesces = True
+
+    def crowd_paths(self, d):
+        return d.checked_paths()
+
+    def inject(self, d):
+        d.redis("FLUSHDB")  # the generation and epoch keys go too: every answer is cold
+
+
+class HotKey(Scenario):
+    name, how = "hot key", f"{CROWD} clients on one answer of TTL {HOT_TTL_S} s (devices online of one organization)"
+    hold, short_hold = 3.0, 1.5
+    compare = coalesces = True
+    app_env = {"CACHE_TTL_DEVICES_SECONDS": str(HOT_TTL_S)}
+
+    @staticmethod
+    def max_crowd_misses(hold: float) -> int:
+        """One query per expiry: the answer expires at most once per second of the clock
+        (stored times are whole seconds), and once more for the second the fault began in."""
+        return int(hold / HOT_TTL_S) + 2
+
+    def crowd_paths(self, d):
+        org = d.load.orgs[0]  # nobody writes there: only its TTL ends it
+        return [(org, f"/api/dashboard/orgs/{org}/devices/online")]
+
+
+class PostgresSlow(Scenario):
+    """Every read that misses waits SLOW_MS in PostgreSQL: a row-level security policy on
+    organizations (FORCE: it binds the owner, dashcache, too) whose function sleeps.
+    org_exists, the first statement of every dashboard read, finds its one row by the
+    primary key and runs the policy once; writes check the organization through the
+    foreign key, which row security leaves alone. Dropped at the recovery."""
+    SLOW_MS = 100
+    name, how = "PostgreSQL slow", f"every dashboard miss {SLOW_MS} ms slower (`pg_sleep` in a row security policy), 3 s"
+    hold, short_hold = 3.0, 1.5
+    compare = coalesces = True
+
+    def crowd_paths(self, d):
+        return d.checked_paths()
+
+    def inject(self, d):
+        d.stack.postgres.psql(
+            "SET lock_timeout = '2s';"
+            # plpgsql: an SQL function would be inlined into the policy and folded away
+            "CREATE OR REPLACE FUNCTION dc_drill_slow() RETURNS boolean LANGUAGE plpgsql VOLATILE AS "
+            f"'BEGIN PERFORM pg_sleep({self.SLOW_MS / 1000}); RETURN true; END';"
+            "DROP POLICY IF EXISTS dc_drill_slow ON organizations;"
+            "CREATE POLICY dc_drill_slow ON organizations USING (dc_drill_slow());"
+            "ALTER TABLE organizations ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;")
+
+    def recover(self, d):
+        d.stack.postgres.psql(
+            "SET lock_timeout = '10s';"
+            "ALTER TABLE organizations NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY;"
+            "DROP POLICY IF EXISTS dc_drill_slow ON organizations;"
+            "DROP FUNCTION IF EXISTS dc_drill_slow();")
+
+
+class RedisFlapping(Scenario):
+    name, how = "Redis flapping", "SIGSTOP and SIGCONT in turn every second, 5 s"
+    hold, short_hold = 5.0, 3.0
+    compare = True
+
+    def crowd_paths(self, d):
+        return d.checked_paths()
+
+    def inject(self, d):
+        self.stop = threading.Event()
+
+        def flap():
+            while True:
+                d.stack.redis.signal(signal.SIGSTOP)
+                if self.stop.wait(1.0):
+                    break
+                d.stack.redis.signal(signal.SIGCONT)
+                if self.stop.wait(1.0):
+                    break
+            d.stack.redis.signal(signal.SIGCONT)
+        self.thread = threading.Thread(target=flap, daemon=True)
+        self.thread.start()
+
+    def recover(self, d):
+        self.stop.set()
+        self.thread.join(10)
+        d.stack.redis.signal(signal.SIGCONT)
+
+
 SCENARIOS = [RedisHung, RedisSnapshotRestart, RedisRefusesWrites, RedisReadOnly, WritesPaused,
-             GenerationsEvicted, PostgresStopped, PostgresHung, InvalidatorKilled, WorkerKilled]
+             GenerationsEvicted, PostgresStopped, PostgresHung, InvalidatorKilled, WorkerKilled,
+             ColdStart, HotKey, PostgresSlow, RedisFlapping]
 
 
 # ------------------------------------------------------------------ one row
@@ -483,6 +729,7 @@ class Window:
     end: float = 0.0
     metrics: tuple = (None, None)  # /metrics at inject() and at recover()
     problems: list = field(default_factory=list)
+    protected: bool = True         # False: a comparison run with UNPROTECTED_ENV
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -506,8 +753,10 @@ def caused_by_cache(sc: Scenario, r: Req) -> bool:
 # ------------------------------------------------------------------ the drill
 
 class Drill:
-    def __init__(self, short: bool, only: list[str]):
+    def __init__(self, short: bool, only: list[str], compare: bool | None = None):
         self.short = short
+        self.compare = not short if compare is None else compare
+        self.runs: list[tuple[Scenario, Window]] = []
         self.baseline, self.after = (0.5, 1.0) if short else (3.0, 5.0)
         self.n_orgs = int(os.environ.get("DRILL_ORGS", 100 if short else 300))
         self.readers = int(os.environ.get("DRILL_READERS", 6))
@@ -519,9 +768,14 @@ class Drill:
     # ---- set-up
     def start(self) -> None:
         t = time.monotonic()
+        env = dc.test_app_env()
+        env["BREAKERS"] = "on"
+        env.update(kv.split("=", 1) for kv in os.environ.get("DRILL_APP_ENV", "").split() if "=" in kv)
         self.stack = dc.Stack("drill", state_dir=STATE, workers=self.workers, seed=(self.n_orgs, 1, 60),
-                              access_log=False)
+                              access_log=False, app_env=env)
         self.stack.start()
+        self.base_env = dict(self.stack.app_env)
+        self.sampler = Sampler(self.stack)
         note(f"stack up in {time.monotonic() - t:.1f} s: {self.stack.http_url}, {self.workers} workers, "
              f"{self.n_orgs} organizations")
         self.redis = self.stack.redis.client()
@@ -549,23 +803,35 @@ class Drill:
             c.close()
 
     # ---- one scenario
-    def run_one(self, sc: Scenario) -> Window:
+    def checked_paths(self) -> list[tuple[str, str]]:
+        """The alert count and the stats of every checked organization."""
+        return [(o, f"/api/dashboard/orgs/{o}/{what}") for o in sorted(self.load.checked)
+                for what in ("alerts/count", "stats")]
+
+    def run_one(self, sc: Scenario, protected: bool = True) -> Window:
         begin = time.monotonic()
+        paths = sc.crowd_paths(self)
+        crowd = Crowd(self.load, paths) if paths else None
+        if crowd:
+            crowd.start()
         time.sleep(self.baseline)
         m0, t_inject = self.scrape(), time.monotonic()
-        w = Window(begin, t_inject, 0.0)
+        w = Window(begin, t_inject, 0.0, protected=protected)
+        hold = sc.short_hold if self.short and sc.short_hold else sc.hold
         closing: list = []
         # the closing scrape must not hold up recover(): with every worker blocked on a
         # hung dependency it is answered only when one is free again
         scraper = threading.Thread(target=lambda: closing.append(self.scrape()), daemon=True)
         try:
             sc.inject(self)
-            time.sleep(max(0.0, sc.hold - (time.monotonic() - t_inject)))
+            time.sleep(max(0.0, hold - (time.monotonic() - t_inject)))
             scraper.start()
             sc.recover(self)
         except Exception as e:  # noqa: BLE001 - the row fails and says why
             w.problems.append(f"{type(e).__name__}: {e}")
         w.recover = time.monotonic()
+        if crowd:
+            crowd.stop()
         if scraper.ident is not None:
             scraper.join(15)
         w.metrics = (m0, closing[0] if closing else None)
@@ -575,6 +841,7 @@ class Drill:
                                                or self.load.last_hit <= w.recover):
             time.sleep(0.05)
         self.heal(w)
+        w.end = time.monotonic()
         return w
 
     def heal(self, w: Window) -> None:
@@ -593,17 +860,34 @@ class Drill:
 
     def run(self) -> None:
         self.load.start()
+        self.sampler.start()
         try:
             for sc in self.scenarios:
-                note(f"{sc.name}: {sc.how}")
-                self.windows.append(self.run_one(sc))
-                if self.windows[-1].problems:
-                    note(f"  problems: {'; '.join(self.windows[-1].problems)}")
+                self.run_logged(sc, True)
+            for sc in [sc for sc in self.scenarios if sc.compare] if self.compare else []:
+                self.run_logged(sc, False)
             time.sleep(0.5)
         finally:
+            self.sampler.stop()
             self.load.stop()
-        for w, nxt in zip(self.windows, self.windows[1:] + [None]):
-            w.end = nxt.begin if nxt else time.monotonic()
+
+    def workers_env(self, extra: dict) -> None:
+        """The workers run with the stack's environment and extra: restarted when that changes.
+        The requests of a restart start in no scenario's window: none of them is judged."""
+        env = {**self.base_env, **extra}
+        if env != self.stack.app_env:
+            note(f"workers restarted with {extra or 'the stack environment'}")
+            self.stack.app_env = env
+            self.stack.fcgi.restart()
+
+    def run_logged(self, sc: Scenario, protected: bool) -> None:
+        self.workers_env({**({} if protected else UNPROTECTED_ENV), **sc.app_env})
+        note(f"{sc.name}{'' if protected else ' (without protection)'}: {sc.how}")
+        w = self.run_one(sc, protected)
+        self.windows.append(w)
+        self.runs.append((sc, w))
+        if w.problems:
+            note(f"  problems: {'; '.join(w.problems)}")
 
     def stop(self) -> None:
         if self.stack is not None:
@@ -634,19 +918,36 @@ class Drill:
         return None
 
     def scenario_of(self, w: Window) -> Scenario:
-        return self.scenarios[self.windows.index(w)]
+        return next(sc for sc, x in self.runs if x is w)
 
     def rows(self) -> list[dict]:
         due = self.due_times()
         acks = {o: sorted(a.t for a in self.load.acks if a.org == o) for o in self.load.checked}
         kind = {o: "api" for o in self.load.api_orgs} | {o: "sql" for o in self.load.sql_orgs}
-        return [self.row(sc, w, due, acks, kind) for sc, w in zip(self.scenarios, self.windows)]
+        bare = {sc.name: self.row(sc, w, due, acks, kind) for sc, w in self.runs if not w.protected}
+        rows = []
+        for sc, w in self.runs:
+            if not w.protected:
+                continue
+            row = self.row(sc, w, due, acks, kind)
+            u = bare.get(sc.name)
+            row["unprotected"] = u and {k: u[k] for k in ("requests", "reads", "non_2xx", "cache_5xx", "p99_ms",
+                                                           "stale_api", "stale_sql", "peak_qps", "stale_served",
+                                                           "db_q_per_read", "crowd_fault")}
+            row["failures"] = failures(row)
+            rows.append(row)
+        return rows
 
     def row(self, sc: Scenario, w: Window, due: dict, acks: dict, kind: dict) -> dict:
         reqs = [r for r in self.load.reqs if w.begin <= r.t0 < w.end]
         reads = [r for r in reqs if r.method == "GET"]
         fault = [r.t1 - r.t0 for r in reads if w.inject <= r.t0 <= w.recover]
         hits = [r.t1 for r in reads if r.xcache == "HIT" and r.t0 >= w.recover]
+        crowd_fault: dict[str, int] = {}  # the crowd's answers while the fault was held, by X-Cache
+        for r in reads:
+            if r.crowd and w.inject <= r.t0 <= w.recover:
+                x = r.xcache or str(r.status)
+                crowd_fault[x] = crowd_fault.get(x, 0) + 1
         stale, worst = {"api": 0, "sql": 0}, {"api": 0.0, "sql": 0.0}
         for org in self.load.checked:
             seen = [(r.t0, r.count, r.xcache) for r in reads if r.org == org and r.count is not None]
@@ -663,11 +964,19 @@ class Drill:
         row = {"scenario": sc.name, "how": sc.how, "requests": len(reqs), "reads": len(reads),
                "non_2xx": sum(1 for r in reqs if not 200 <= r.status < 300),
                "cache_5xx": sum(1 for r in reqs if caused_by_cache(sc, r)),
+               "cache_5xx_what": sorted({f"{r.method} {r.status or 'no answer'} {r.code}".strip()
+                                         for r in reqs if caused_by_cache(sc, r)}),
                "p99_ms": percentile(fault, 0.99) * 1000, "fault_reads": len(fault),
                "hits_resume_s": (min(hits) - w.recover) if hits else None,
                "stale": stale["api"] + stale["sql"], "stale_api": stale["api"], "stale_sql": stale["sql"],
                "worst_api_ms": worst["api"] * 1000, "worst_sql_ms": worst["sql"] * 1000, "db_q_per_read": dbq,
                "acks": sum(1 for a in self.load.acks if w.begin <= a.t < w.end),
+               "peak_qps": self.sampler.peak_qps(w.inject, w.recover),
+               "crowd_fault": crowd_fault,
+               "max_crowd_misses": sc.max_crowd_misses(w.recover - w.inject)
+               if sc.max_crowd_misses and w.protected else None,
+               "coalesces": sc.coalesces and w.protected,
+               "stale_served": self.sampler.stale(w.begin, w.end),
                "problems": list(w.problems)}
         row["failures"] = failures(row)
         row["listed"] = sc.name in EXPECTED_FAIL_UNTIL_TRUST
@@ -677,7 +986,7 @@ class Drill:
 def failures(row: dict) -> list[str]:
     f = []
     if row["cache_5xx"]:
-        f.append(f"{row['cache_5xx']} cache 5xx")
+        f.append(f"{row['cache_5xx']} cache 5xx ({', '.join(row['cache_5xx_what'])})")
     if row["stale"]:
         f.append(f"{row['stale']} stale reads ({row['stale_api']} after API writes, {row['stale_sql']} after SQL)")
     if row["hits_resume_s"] is None or row["hits_resume_s"] > HITS_LIMIT_S:
@@ -685,13 +994,29 @@ def failures(row: dict) -> list[str]:
     if row["reads"] < MIN_READS or row["acks"] < 5 or not row["fault_reads"]:
         f.append(f"too little load to judge ({row['reads']} reads, {row['fault_reads']} during the fault, "
                  f"{row['acks']} writes acknowledged)")
+    misses = row["crowd_fault"].get("MISS", 0)
+    if row["max_crowd_misses"] is not None and misses > row["max_crowd_misses"]:
+        f.append(f"{misses} misses of the crowd while the fault was held, more than one per expiry "
+                 f"({row['max_crowd_misses']})")
+    ss = row["stale_served"]
+    if row["coalesces"] and ss is not None and not ss["coalesced"] + ss["revalidate"]:
+        f.append("no read shared a query (coalesced or stale while another refreshed): is the lease on?")
+    u = row.get("unprotected")
+    if u and (u["stale_api"] or u["stale_sql"]):
+        f.append(f"without protection, {u['stale_api'] + u['stale_sql']} stale reads ({u['stale_api']} after API "
+                 f"writes, {u['stale_sql']} after SQL)")
     return f + row["problems"]
 
 
 # ------------------------------------------------------------------ output
 
 COLUMNS = ["scenario", "how", "requests", "non-2xx", "cache 5xx", "p99 ms (fault)", "hits resume s",
-           "stale API/SQL", "worst stale ms API/SQL", "DB q/read (fault)", "result"]
+           "stale API/SQL", "worst stale ms API/SQL", "DB q/read (fault)",
+           "peak DB q/s (fault) protected/unprotected", "STALE served revalidate/error", "result"]
+
+
+def num(v: float | None, fmt: str = "{:.0f}") -> str:
+    return "n/a" if v is None else fmt.format(v)
 
 
 def cells(row: dict, short: bool) -> list[str]:
@@ -703,9 +1028,14 @@ def cells(row: dict, short: bool) -> list[str]:
         result = "FAIL: " + "; ".join(row["failures"])
     h = row["hits_resume_s"]
     q = row["db_q_per_read"]
+    u = row.get("unprotected")
+    peak = num(row["peak_qps"]) + "/" + (num(u["peak_qps"]) if u else "–")
+    ss = row["stale_served"]
+    stale = "n/a" if ss is None else f"{ss['revalidate']:.0f}/{ss['error']:.0f}"
     return [row["scenario"], row["how"], str(row["requests"]), str(row["non_2xx"]), str(row["cache_5xx"]),
             f"{row['p99_ms']:.0f}", "never" if h is None else f"{h:.2f}", f"{row['stale_api']}/{row['stale_sql']}",
-            f"{row['worst_api_ms']:.0f}/{row['worst_sql_ms']:.0f}", "n/a" if q is None else f"{q:.2f}", result]
+            f"{row['worst_api_ms']:.0f}/{row['worst_sql_ms']:.0f}", "n/a" if q is None else f"{q:.2f}",
+            peak, stale, result]
 
 
 def table(rows: list[dict], short: bool) -> str:
@@ -719,6 +1049,8 @@ def main() -> int:
     ap.add_argument("--short", action="store_true", help="the short variant of make test")
     ap.add_argument("--only", action="append", default=[], metavar="NAME", help="run this scenario (repeatable)")
     ap.add_argument("--json", type=Path, metavar="FILE", help="write the rows as JSON")
+    ap.add_argument("--compare", action=argparse.BooleanOptionalAction, default=None,
+                    help="run the crowd scenarios again without protection (default: in the full run only)")
     args = ap.parse_args()
     names = {s.name for s in SCENARIOS}
     for n in args.only:
@@ -726,7 +1058,7 @@ def main() -> int:
             ap.error(f"unknown scenario {n!r} (one of: {', '.join(sorted(names))})")
     dc.stop_on_signals()
     started = time.monotonic()
-    d = Drill(args.short, args.only)
+    d = Drill(args.short, args.only, args.compare)
     try:
         d.start()
         d.run()
