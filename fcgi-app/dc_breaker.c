@@ -127,15 +127,10 @@ int dc_breaker_open(const char *path, dc_err_t *err)
 
 void dc_breaker_open_host(const dc_config_t *cfg)
 {
-    dc_err_t err;
-    char     path[512];
-
     dc_breaker_configure(cfg);
-    if (!cfg->breakers_enabled)
-        return;
-    dc_shm_path(cfg, "breaker", path, sizeof(path));
-    if (dc_breaker_open(path, &err) != DC_OK)
-        dc_log_warn("breaker.open_file", "%s; each process keeps its own circuit breakers", err.str);
+    if (cfg->breakers_enabled)
+        dc_shm_open_host(cfg, "breaker", dc_breaker_open, "breaker.open_file",
+                         "each process keeps its own circuit breakers");
 }
 
 void dc_breaker_close(void)

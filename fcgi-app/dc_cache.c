@@ -21,6 +21,25 @@
 #include "dc_trust.h"
 
 /*
+ * get(k): the value of k, an epoch or a generation, created from the server
+ * clock (in microseconds) when missing (created = 1 then), which keeps them
+ * unique even after a key was evicted: a reader observes a real token before
+ * it queries the database.
+ */
+#define GET_OR_CREATE_LUA                                                    \
+    "local t = nil\n"                                                        \
+    "local created = 0\n"                                                    \
+    "local function get(k)\n"                                                \
+    "  local v = redis.call('GET', k)\n"                                     \
+    "  if v then return v end\n"                                             \
+    "  t = t or redis.call('TIME')\n"                                        \
+    "  v = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))\n" \
+    "  redis.call('SET', k, v)\n"                                            \
+    "  created = 1\n"                                                        \
+    "  return v\n"                                                           \
+    "end\n"
+
+/*
  * KEYS[1] the epoch, KEYS[2] generation, KEYS[3] value, KEYS[4] its lease;
  * ARGV[1] the token "<epoch>.<generation>" read before the query, ARGV[2]
  * body, ARGV[3] the value's life in Redis (its TTL and how long it may be
@@ -56,18 +75,7 @@ static const char store_lua[] =
  * is no lease any more: the next reader takes the key over at once instead
  * of waiting for a store that will be refused.
  */
-static const char lease_lua[] =
-    "local t = nil\n"
-    "local created = 0\n"
-    "local function get(k)\n"
-    "  local v = redis.call('GET', k)\n"
-    "  if v then return v end\n"
-    "  t = t or redis.call('TIME')\n"
-    "  v = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))\n"
-    "  redis.call('SET', k, v)\n"
-    "  created = 1\n"
-    "  return v\n"
-    "end\n"
+static const char lease_lua[] = GET_OR_CREATE_LUA
     "local tok = get(KEYS[1]) .. '.' .. get(KEYS[2])\n"
     "local v = redis.call('GET', KEYS[3])\n"
     "local head = tok .. '@' .. ARGV[3] .. '\\n'\n"
@@ -93,17 +101,8 @@ static const char release_lua[] =
  * keeps them unique even after a key was evicted: a reader observes a real
  * token before it queries the database.
  */
-static const char gen_lua[] = "local t = nil\n"
-                              "local function get(k)\n"
-                              "  local v = redis.call('GET', k)\n"
-                              "  if v then return v end\n"
-                              "  t = t or redis.call('TIME')\n"
-                              "  v = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))\n"
-                              "  redis.call('SET', k, v)\n"
-                              "  return v\n"
-                              "end\n"
-                              "local e = get(KEYS[1])\n"
-                              "return e .. '.' .. get(KEYS[2])\n";
+static const char gen_lua[] = GET_OR_CREATE_LUA "local e = get(KEYS[1])\n"
+                                                "return e .. '.' .. get(KEYS[2])\n";
 
 /* Each of KEYS, generations or the epoch: max(current + 1, server clock in microseconds). */
 static const char bump_lua[] = "local t = redis.call('TIME')\n"

@@ -77,14 +77,9 @@ int dc_coalesce_open(const char *path, dc_err_t *err)
 
 void dc_coalesce_open_host(const dc_config_t *cfg)
 {
-    dc_err_t err;
-    char     path[512];
-
-    if (!cfg->cache_enabled || !cfg->cache_lease_enabled)
-        return;
-    dc_shm_path(cfg, "coalesce", path, sizeof(path));
-    if (dc_coalesce_open(path, &err) != DC_OK)
-        dc_log_warn("coalesce.open", "%s; without Redis each worker reads the database for itself", err.str);
+    if (cfg->cache_enabled && cfg->cache_lease_enabled)
+        dc_shm_open_host(cfg, "coalesce", dc_coalesce_open, "coalesce.open",
+                         "without Redis each worker reads the database for itself");
 }
 
 void dc_coalesce_close(void)

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dc_log.h"
+
 void dc_shm_path(const dc_config_t *cfg, const char *suffix, char *path, size_t cap)
 {
     const char *env = getenv("METRICS_FILE");
@@ -31,6 +33,17 @@ void dc_shm_path(const dc_config_t *cfg, const char *suffix, char *path, size_t 
     for (const char *p = redis; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ULL;
     snprintf(path, cap, "%s/dashcache-%016llx.%s", dir, (unsigned long long)h, suffix);
+}
+
+void dc_shm_open_host(const dc_config_t *cfg, const char                       *suffix,
+                      int (*open)(const char *path, dc_err_t *err), const char *event, const char *without)
+{
+    dc_err_t err;
+    char     path[512];
+
+    dc_shm_path(cfg, suffix, path, sizeof(path));
+    if (open(path, &err) != DC_OK)
+        dc_log_warn(event, "%s; %s", err.str, without);
 }
 
 void *dc_shm_map(const char *path, size_t size, void (*init)(void *mem), dc_err_t *err)

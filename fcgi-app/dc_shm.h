@@ -30,4 +30,12 @@ void dc_shm_path(const dc_config_t *cfg, const char *suffix, char *path, size_t 
  */
 void *dc_shm_map(const char *path, size_t size, void (*init)(void *mem), dc_err_t *err);
 
+/*
+ * Maps the host's file of kind suffix for cfg with open (a module's own
+ * mapping function); when it cannot, logs event with the reason and what the
+ * process does without it (without), and goes on.
+ */
+void dc_shm_open_host(const dc_config_t *cfg, const char                       *suffix,
+                      int (*open)(const char *path, dc_err_t *err), const char *event, const char *without);
+
 #endif

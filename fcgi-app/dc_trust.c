@@ -73,12 +73,8 @@ int dc_trust_open(const char *path, dc_err_t *err)
 
 void dc_trust_open_host(const dc_config_t *cfg)
 {
-    dc_err_t err;
-    char     path[512];
-
-    dc_shm_path(cfg, "trust", path, sizeof(path));
-    if (dc_trust_open(path, &err) != DC_OK)
-        dc_log_warn("trust.open", "%s; each process learns on its own that redis refuses writes", err.str);
+    dc_shm_open_host(cfg, "trust", dc_trust_open, "trust.open",
+                     "each process learns on its own that redis refuses writes");
 }
 
 void dc_trust_close(void)
