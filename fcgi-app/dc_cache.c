@@ -66,8 +66,9 @@ static const char store_lua[] =
  * the number of readers, workers and hosts). KEYS[1] the epoch, KEYS[2] the
  * generation (each created from the clock when missing, as gen_lua), KEYS[3]
  * the value, KEYS[4] its lease; ARGV[1] the lease's owner, ARGV[2] the
- * lease's life (ms), ARGV[3] the run_id of this server, ARGV[4] the oldest
- * store time (s) of a fresh value. Answers {state, token, value, created}:
+ * lease's life (ms), ARGV[3] the run_id of this server, ARGV[4] the newest
+ * store time (s) of a stale value (a fresh one was stored after it, as the
+ * lookup has it). Answers {state, token, value, created}:
  * state 0: a fresh value of the current token is there (value); 1: the
  * caller holds the lease now (value: a stale one of the current token, or
  * nil); 2: another holds it (value as for 1). The lease holds the token, so
@@ -81,7 +82,7 @@ static const char lease_lua[] = GET_OR_CREATE_LUA
     "local head = tok .. '@' .. ARGV[3] .. '\\n'\n"
     "if v and string.sub(v, 1, #head) == head then\n"
     "  local at = tonumber(string.match(v, '^[^\\n]*\\n[^\\n]*\\n(%d+)\\n'))\n"
-    "  if at and at >= tonumber(ARGV[4]) then return {0, tok, v, created} end\n"
+    "  if at and at > tonumber(ARGV[4]) then return {0, tok, v, created} end\n"
     "else\n"
     "  v = false\n"
     "end\n"
