@@ -81,6 +81,9 @@ int dc_test_closed_port(void);
 /* A listening socket that never accepts: connects succeed, replies never come. */
 int dc_test_silent_listener(int *port);
 
+/* Accepts (and closes) every connection waiting on a listener: how many came since the last call. */
+int dc_test_accept_all(int fd);
+
 typedef struct {
     int       status;
     char      x_cache[8];
