@@ -463,15 +463,18 @@ class Bench:
             if why:
                 self.skip("g", why)
         # TTL: the key must outlive the whole run, or (c) would find it gone
-        app = {**dc.test_app_env(), "CACHE_TTL_SECONDS": "86400", "LOG_LEVEL": "warn"}
+        # LOG_LEVEL info for the invalidator (it is ready when it logs so); the pools log warnings only
+        app = {**dc.test_app_env(), "CACHE_TTL_SECONDS": "86400", "LOG_LEVEL": "info"}
         s = self.stack = dc.Stack("bench", state_dir=OUT, fsync=False, nginx=False, app_env=app,
                                   workers=self.workers, ports={"http": self.port}).prepare()
         s.redis = BenchRedis(s, s.redis.port)
         s.redis.unix = self.redis_unix
         note(f"starting PostgreSQL (demo data) on 127.0.0.1:{s.postgres.port} and Redis on :{s.redis.port}")
         s.start()
+        # hits are served only while the outbox is applied (dc_trust): the invalidator is part of the stack
+        s.start_invalidator()
         rt = s.runtime_dir
-        env = dict(s.app_env)
+        env = {**s.app_env, "LOG_LEVEL": "warn"}
         if self.redis_unix:
             env["REDIS_URL"] = f"unix://{s.redis.dir / 'redis.sock'}"
         socks = {"dashcache": rt / "dashcache.sock", "nometrics": rt / "dashcache-nometrics.sock",
@@ -517,9 +520,9 @@ class Bench:
         text = body.decode()
         if cached == text:
             gen_opt = []
-        elif cached.count("\n") >= 2 and cached.split("\n", 2)[2] == text:
+        elif cached.count("\n") >= 3 and cached.split("\n", 3)[3] == text:
             gen_opt = ["-g"]
-            note('the cache holds "<generation>\\n<etag>\\n<body>": (c) answers what follows the ETag')
+            note('the cache holds "<token>\\n<etag>\\n<stored>\\n<body>": (c) answers what follows the store time')
         else:
             raise dc.StackError(f"Redis key {CACHE_KEY} does not hold the hit body: {cached[:200]!r}")
         note(f"hit body: {len(body)} bytes: {text[:160]}{'...' if len(body) > 160 else ''}")

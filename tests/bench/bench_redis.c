@@ -12,8 +12,8 @@
  *
  * usage: bench_redis [-g] HOST PORT KEY
  *   HOST starting with '/' is the path of Redis's unix socket (PORT is ignored)
- *   -g  the value is dashcache's "<generation>\n<etag>\n<body>": answer what
- *       follows the second newline (dashcache's hit compares the generation
+ *   -g  the value is dashcache's "<token>\n<etag>\n<stored>\n<body>": answer
+ *       what follows the third newline (dashcache's hit compares the token
  *       too, but fetches it in the same round trip; the floor stays one GET)
  */
 #include <stdio.h>
@@ -104,7 +104,7 @@ int main(int argc, char **argv)
             answer(&req, 200, "OK", r->str, r->len);
         } else if (r->type == REDIS_REPLY_STRING) {
             const char *nl = memchr(r->str, '\n', r->len);
-            if (nl != NULL)
+            for (int line = 1; line < 3 && nl != NULL; line++)
                 nl = memchr(nl + 1, '\n', r->len - (size_t)(nl + 1 - r->str));
             if (nl != NULL)
                 answer(&req, 200, "OK", nl + 1, r->len - (size_t)(nl + 1 - r->str));
