@@ -116,12 +116,11 @@ int dc_breaker_on(void)
 
 int dc_breaker_open(const char *path, dc_err_t *err)
 {
-    if (mapped != NULL)
-        return DC_OK;
-    mapped = dc_shm_map(path, sizeof(state_t), init_state, err);
-    if (mapped == NULL)
+    void *m = mapped;
+
+    if (dc_shm_attach(&m, path, sizeof(state_t), init_state, err) != DC_OK)
         return DC_ERROR;
-    st = mapped;
+    st = mapped = m;
     return DC_OK;
 }
 

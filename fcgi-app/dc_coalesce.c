@@ -69,10 +69,11 @@ static void init_table(void *mem)
 
 int dc_coalesce_open(const char *path, dc_err_t *err)
 {
-    if (table != NULL)
-        return DC_OK;
-    table = dc_shm_map(path, sizeof(table_t), init_table, err);
-    return table != NULL ? DC_OK : DC_ERROR;
+    void *m = table;
+    int   rc = dc_shm_attach(&m, path, sizeof(table_t), init_table, err);
+
+    table = m;
+    return rc;
 }
 
 void dc_coalesce_open_host(const dc_config_t *cfg)

@@ -35,6 +35,13 @@ void dc_shm_path(const dc_config_t *cfg, const char *suffix, char *path, size_t 
     snprintf(path, cap, "%s/dashcache-%016llx.%s", dir, (unsigned long long)h, suffix);
 }
 
+int dc_shm_attach(void **mapped, const char *path, size_t size, void (*init)(void *mem), dc_err_t *err)
+{
+    if (*mapped == NULL)
+        *mapped = dc_shm_map(path, size, init, err);
+    return *mapped != NULL ? DC_OK : DC_ERROR;
+}
+
 void dc_shm_open_host(const dc_config_t *cfg, const char                       *suffix,
                       int (*open)(const char *path, dc_err_t *err), const char *event, const char *without)
 {

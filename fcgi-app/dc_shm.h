@@ -31,6 +31,13 @@ void dc_shm_path(const dc_config_t *cfg, const char *suffix, char *path, size_t 
 void *dc_shm_map(const char *path, size_t size, void (*init)(void *mem), dc_err_t *err);
 
 /*
+ * *mapped, once: dc_shm_map of path unless *mapped is already set. DC_OK,
+ * or DC_ERROR with err.
+ */
+int dc_shm_attach(void **mapped, const char *path, size_t size, void (*init)(void *mem),
+                  dc_err_t *err) DC_WUR;
+
+/*
  * Maps the host's file of kind suffix for cfg with open (a module's own
  * mapping function); when it cannot, logs event with the reason and what the
  * process does without it (without), and goes on.
