@@ -151,14 +151,6 @@ static void answer_cached(dc_app_task_t *t, const char *x_cache, int64_t now_s, 
     dc_response_not_modified(resp, t->if_none_match);
 }
 
-static void sleep_us(long us)
-{
-    struct timespec ts = { 0, us * 1000L };
-
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
 /*
  * One database query per cold or stale key (dc_cache_lease): 1 when t is
  * answered here, from a value another reader filled meanwhile (HIT) or
@@ -199,8 +191,7 @@ static int coalesce(dc_app_t *app, dc_app_task_t *t, int64_t now_s, int *cacheab
         }
         if (dc_now_ms() >= deadline)
             return 0;
-        sleep_us(wait_us);
-        wait_us = wait_us * 2 < 32000 ? wait_us * 2 : 32000;
+        wait_us = dc_poll_wait(wait_us);
     }
 }
 

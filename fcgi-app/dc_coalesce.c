@@ -6,7 +6,6 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "dc_log.h"
@@ -120,14 +119,6 @@ static int live_fill(const slot_t *s, int64_t now, int fill_ms)
     return s->state == FILLING && now < s->started_ms + fill_ms && (kill(s->owner, 0) == 0 || errno == EPERM);
 }
 
-static void sleep_us(long us)
-{
-    struct timespec ts = { 0, us * 1000L };
-
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
 int dc_coalesce_begin(const char *key, size_t klen, int64_t arrival_ms, int64_t deadline_ms, int fill_ms,
                       dc_buf_t *out, char etag[DC_ETAG_LEN + 1], dc_coalesce_t *h)
 {
@@ -173,8 +164,7 @@ int dc_coalesce_begin(const char *key, size_t klen, int64_t arrival_ms, int64_t 
         if (!rc || now >= deadline_ms)
             return DC_UNAVAILABLE;
         /* a fill of this key: wait for it, or for it to end and share the next one */
-        sleep_us(wait_us);
-        wait_us = wait_us * 2 < 32000 ? wait_us * 2 : 32000;
+        wait_us = dc_poll_wait(wait_us);
     }
 }
 

@@ -19,6 +19,15 @@ int dc_err_set(dc_err_t *e, int code, const char *fmt, ...)
     return code;
 }
 
+long dc_poll_wait(long us)
+{
+    struct timespec ts = { us / 1000000, (us % 1000000) * 1000L };
+
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+    return us * 2 < DC_POLL_WAIT_MAX_US ? us * 2 : DC_POLL_WAIT_MAX_US;
+}
+
 int64_t dc_now_ms(void)
 {
     return dc_now_ns() / 1000000;

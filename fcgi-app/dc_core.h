@@ -78,6 +78,14 @@ int dc_fix_finish(dc_fix_t *f, const char *buf);
 
 /* The one monotonic clock (CLOCK_MONOTONIC), in milli-, micro- and nanoseconds. */
 int64_t dc_now_ms(void);
+
+/*
+ * One wait of a poll (a lease's waiters, the host's shared fills): sleeps us
+ * microseconds, whatever signal comes, and returns the next wait: twice as
+ * long, at most DC_POLL_WAIT_MAX_US.
+ */
+#define DC_POLL_WAIT_MAX_US 32000
+long    dc_poll_wait(long us);
 int64_t dc_now_us(void);
 int64_t dc_now_ns(void);
 

@@ -741,6 +741,31 @@ host    all   all       127.0.0.1/32   scram-sha-256
     def popen_extra(self) -> dict:
         return self.as_owner(self.stack.runtime_dir)[0]
 
+    def freeze(self) -> list[int]:
+        """SIGSTOP the postmaster and every backend (PostgreSQL hung, sockets open): their pids,
+        for thaw(). A backend that ended since it was listed is skipped."""
+        pm = self.pid()
+        pids = [pm, *children(pm)] if pm else []
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        return pids
+
+    @staticmethod
+    def frozen(pids: list[int]) -> bool:
+        """Whether every process of freeze() has stopped (one that ended meanwhile counts)."""
+        return all((proc_stat(p) or ("T",))[0] in "TZX" for p in pids)
+
+    @staticmethod
+    def thaw(pids: list[int]) -> None:
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
     def ready(self) -> bool:
         """The server answers a start-up message with authentication (not 'starting up')."""
         try:

@@ -584,17 +584,10 @@ class PostgresHung(Scenario):
     short_hold = 2.0
 
     def inject(self, d):
-        pm = d.stack.postgres.pid()
-        self.pids = [pm] + dc.children(pm)
-        for p in self.pids:
-            os.kill(p, signal.SIGSTOP)
+        self.pids = d.stack.postgres.freeze()
 
     def recover(self, d):
-        for p in self.pids:
-            try:
-                os.kill(p, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+        dc.Postgres.thaw(self.pids)
 
 
 class InvalidatorKilled(Scenario):

@@ -267,6 +267,17 @@ def resyncs(stack) -> int:
     return p.read_text(errors="replace").count("event=invalidate.all") if p.exists() else 0
 
 
+@contextlib.contextmanager
+def postgres_hung(stack):
+    """PostgreSQL's postmaster and all its backends stopped (SIGSTOP), continued on exit."""
+    pids = stack.postgres.freeze()
+    try:
+        assert wait_for(lambda: dc.Postgres.frozen(pids), 5), "PostgreSQL did not stop on SIGSTOP"
+        yield
+    finally:
+        dc.Postgres.thaw(pids)
+
+
 class Outage:
     """Stops, pauses and kills services of the shared stack for one test, always
     through their dcstack handles (never by name); the `outage` fixture's

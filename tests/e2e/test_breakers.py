@@ -8,14 +8,13 @@ Retry-After at once, hits are still served; continued: it closes."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import Http, own_stack, scrape, wait_for
+from conftest import Http, own_stack, postgres_hung, scrape, wait_for
 import dcstack as dc
 
 OPEN_MS = 1000
@@ -58,23 +57,6 @@ def open_by_requests(http: Http, dep: str, paths, timeout: float) -> None:
             http.get(p)
         return breaker(http, dep) == 1
     assert wait_for(opened, timeout, 0), f"the {dep} breaker opens within {timeout} s of requests"
-
-
-@contextlib.contextmanager
-def postgres_hung(stack):
-    """PostgreSQL's postmaster and all its backends stopped (SIGSTOP), continued on exit."""
-    pid = stack.postgres.pid()
-    pids = [pid, *dc.children(pid)]
-    for p in pids:
-        os.kill(p, signal.SIGSTOP)
-    try:
-        assert wait_for(lambda: all((dc.proc_stat(p) or ("T",))[0] in "TZX" for p in pids), 5), \
-            "PostgreSQL did not stop on SIGSTOP"
-        yield
-    finally:
-        for p in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, signal.SIGCONT)
 
 
 @contextlib.contextmanager

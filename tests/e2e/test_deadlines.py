@@ -9,14 +9,11 @@ close the database for DB_RETRY_INTERVAL_MS: once PostgreSQL answers again,
 the next miss is answered at once."""
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
 
 import pytest
 
-from conftest import Http, own_stack, wait_for
+from conftest import Http, own_stack, postgres_hung, wait_for
 import dcstack as dc
 
 HEALTH_MS = 600
@@ -32,25 +29,6 @@ def one():
         yield s
 
 
-@contextlib.contextmanager
-def hung(stack):
-    """PostgreSQL's postmaster and all its backends stopped (SIGSTOP), continued on exit."""
-    pid = stack.postgres.pid()
-    pids = [pid, *dc.children(pid)]
-    for p in pids:
-        with contextlib.suppress(ProcessLookupError):  # a backend that ended since it was listed
-            os.kill(p, signal.SIGSTOP)
-    try:
-        # a process that ended meanwhile (a backend that was leaving) counts as stopped
-        assert wait_for(lambda: all((dc.proc_stat(p) or ("T",))[0] in "TZX" for p in pids), 5), \
-            "PostgreSQL did not stop on SIGSTOP"
-        yield
-    finally:
-        for p in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, signal.SIGCONT)
-
-
 def assert_unhealthy_in_time(http: Http, what: str):
     r = http.get("/health")
     j = r.json() or {}
@@ -63,7 +41,7 @@ def assert_unhealthy_in_time(http: Http, what: str):
 def test_health_bounded_with_postgres_hung(one):
     http = Http(one.http_url, token=one.default_token)
     assert http.get("/health").status == 200, "the stack is healthy to begin with"
-    with hung(one):
+    with postgres_hung(one):
         assert_unhealthy_in_time(http, "PostgreSQL hung, connection open")
         assert_unhealthy_in_time(http, "PostgreSQL hung, the last ping still unanswered")
     assert wait_for(lambda: http.get("/health").status == 200, 5, 0.1), "/health is 200 again"
@@ -71,7 +49,7 @@ def test_health_bounded_with_postgres_hung(one):
     # the worker's connection dies with the server: /health must connect again, within its budget
     one.postgres.stop()
     one.postgres.start()
-    with hung(one):
+    with postgres_hung(one):
         assert_unhealthy_in_time(http, "PostgreSQL hung, connection to make again")
         assert_unhealthy_in_time(http, "PostgreSQL hung, connect again")
     # a probe's connect that ran out of time closes the database for probes only: a request connects at once
@@ -84,7 +62,7 @@ def test_slow_health_does_not_close_the_database(one):
     """Hung a little longer than HEALTH_TIMEOUT_MS, far shorter than DB_RETRY_INTERVAL_MS."""
     http = Http(one.http_url, token=one.default_token)
     assert http.get("audit").status == 200 and http.get("/health").status == 200, "the stack serves to begin with"
-    with hung(one):
+    with postgres_hung(one):
         t0 = time.monotonic()
         assert_unhealthy_in_time(http, "PostgreSQL hung")
         time.sleep(max(0.0, HEALTH_MS / 1000 + 0.2 - (time.monotonic() - t0)))
