@@ -278,9 +278,10 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
 
     dc_buf_reset(&app->body);
     rc = dc_query_run(app->db, app->cfg, req, &app->body, &err);
+    if (rc == DC_OK)
+        dc_etag_of(app->body.data, app->body.len,
+                   app->etag); /* once, for the answer, the store and the fill */
     if (app->filling) {
-        if (rc == DC_OK)
-            dc_etag_of(app->body.data, app->body.len, app->etag);
         dc_coalesce_done(&app->fill, rc == DC_OK, app->body.data, app->body.len, app->etag);
         app->filling = 0;
     }
@@ -306,7 +307,6 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
         return;
     }
 
-    dc_etag_of(app->body.data, app->body.len, app->etag);
     if (cacheable)
         dc_cache_set(app->cache, req->org_id, req->qtype, t->key, t->look.klen, t->look.v.gen, app->etag,
                      app->body.data, app->body.len, app->cfg->ttl[req->qtype]);
