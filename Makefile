@@ -15,7 +15,7 @@
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 CC       ?= cc
-PKGS      = fcgi hiredis libpq json-c libjwt
+PKGS      = fcgi hiredis libpq json-c libjwt libsystemd
 SAN      ?= 0
 # the harness (tests/run.py, scripts/dcstack.py) runs on Debian's interpreter, which has python3-pytest
 PY        = /usr/bin/python3

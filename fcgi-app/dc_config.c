@@ -274,7 +274,40 @@ static int env_str(const char *name, char *dst, size_t cap, char *err, size_t er
     return DC_OK;
 }
 
-static int load_auth(dc_auth_config_t *ac, char *err, size_t errlen)
+/*
+ * Where load() and load_auth() put their problems: each one goes to fn (if
+ * any) as soon as it is found, and the first one is kept for the callers
+ * that want one message. A check writes its message into cur and calls
+ * bad(); a check that returns DC_EINVAL with its message in cur instead is
+ * reported by the caller, so the message is never lost.
+ */
+typedef struct {
+    char                cur[256];
+    char                first[256];
+    int                 n;
+    dc_config_report_fn fn;
+    void               *arg;
+} rep_t;
+
+static void bad(rep_t *r)
+{
+    if (r->cur[0] == '\0')
+        return;
+    if (r->n++ == 0)
+        memcpy(r->first, r->cur, sizeof(r->first));
+    if (r->fn != NULL)
+        r->fn(r->cur, r->arg);
+    r->cur[0] = '\0';
+}
+
+#define ERR r->cur, sizeof(r->cur)
+#define CHECK(call)          \
+    do {                     \
+        if ((call) != DC_OK) \
+            bad(r);          \
+    } while (0)
+
+static int load_auth(dc_auth_config_t *ac, rep_t *r)
 {
     const char *s = getenv("AUTH_MODE");
 
@@ -286,19 +319,19 @@ static int load_auth(dc_auth_config_t *ac, char *err, size_t errlen)
         } else if (strcmp(s, "trusted") == 0) {
             ac->mode = DC_AUTH_TRUSTED;
         } else {
-            snprintf(err, errlen, "AUTH_MODE must be jwt or trusted (got \"%.32s\")", s);
-            return DC_EINVAL;
+            snprintf(ERR, "AUTH_MODE must be jwt or trusted (got \"%.32s\")", s);
+            bad(r);
         }
     }
-    if (env_int("AUTH_CLOCK_SKEW_SECONDS", 30, 0, 600, &ac->clock_skew_s, err, errlen) != DC_OK ||
-        env_str("AUTH_KEYS_FILE", ac->keys_file, sizeof(ac->keys_file), err, errlen) != DC_OK ||
-        env_str("AUTH_ISSUER", ac->issuer, sizeof(ac->issuer), err, errlen) != DC_OK ||
-        env_str("AUTH_AUDIENCE", ac->audience, sizeof(ac->audience), err, errlen) != DC_OK)
-        return DC_EINVAL;
-    return DC_OK;
+    CHECK(env_int("AUTH_CLOCK_SKEW_SECONDS", 30, 0, 600, &ac->clock_skew_s, ERR));
+    CHECK(env_str("AUTH_KEYS_FILE", ac->keys_file, sizeof(ac->keys_file), ERR));
+    CHECK(env_str("AUTH_ISSUER", ac->issuer, sizeof(ac->issuer), ERR));
+    CHECK(env_str("AUTH_AUDIENCE", ac->audience, sizeof(ac->audience), ERR));
+    return r->n > 0 ? DC_EINVAL : DC_OK;
 }
 
-static int load(dc_config_t *cfg, char *err, size_t errlen)
+/* Every variable is looked at, whatever an earlier one was: check-config says every problem. */
+static int load(dc_config_t *cfg, rep_t *r)
 {
     const char *s;
     char        why[256];
@@ -309,57 +342,68 @@ static int load(dc_config_t *cfg, char *err, size_t errlen)
 
     for (size_t i = 0; i < DC_ARRAY_LEN(int_vars); i++) {
         const int_var_t *v = &int_vars[i];
-        if (env_int(v->name, v->def, v->min, v->max, (int *)((char *)cfg + v->offset), err, errlen) != DC_OK)
-            return DC_EINVAL;
+        CHECK(env_int(v->name, v->def, v->min, v->max, (int *)((char *)cfg + v->offset), ERR));
     }
 
-    if (env_int("CACHE_TTL_SECONDS", 60, TTL_MIN, TTL_MAX, &ttl, err, errlen) != DC_OK)
-        return DC_EINVAL;
+    if (env_int("CACHE_TTL_SECONDS", 60, TTL_MIN, TTL_MAX, &ttl, ERR) != DC_OK) {
+        bad(r);
+        ttl = 60; /* the per-type variables are still checked, against the default */
+    }
     for (int q = 0; q < DC_Q_COUNT; q++) {
         cfg->ttl[q] = ttl;
         const char *var = dc_endpoint_query((dc_qtype_t)q)->ttl_var;
-        if (var != NULL && env_int(var, ttl, TTL_MIN, TTL_MAX, &cfg->ttl[q], err, errlen) != DC_OK)
-            return DC_EINVAL;
+        if (var != NULL)
+            CHECK(env_int(var, ttl, TTL_MIN, TTL_MAX, &cfg->ttl[q], ERR));
     }
 
     s = getenv("DATABASE_URL");
     if (s == NULL || *s == '\0')
         s = DC_DEFAULT_DATABASE_URL;
     if (strlen(s) >= sizeof(cfg->database_url)) {
-        snprintf(err, errlen, "DATABASE_URL is longer than %zu bytes", sizeof(cfg->database_url) - 1);
-        return DC_EINVAL;
+        snprintf(ERR, "DATABASE_URL is longer than %zu bytes", sizeof(cfg->database_url) - 1);
+        bad(r);
+    } else {
+        memcpy(cfg->database_url, s, strlen(s) + 1);
     }
-    memcpy(cfg->database_url, s, strlen(s) + 1);
 
     s = getenv("REDIS_URL");
     if (s == NULL || *s == '\0')
         s = DC_DEFAULT_REDIS_URL;
     if (parse_redis_url(s, &cfg->redis, why, sizeof(why)) != DC_OK) {
-        snprintf(err, errlen, "REDIS_URL is invalid: %.200s", why);
-        return DC_EINVAL;
+        snprintf(ERR, "REDIS_URL is invalid: %.200s", why);
+        bad(r);
     }
 
-    if (load_auth(&cfg->auth, err, errlen) != DC_OK)
-        return DC_EINVAL;
+    load_auth(&cfg->auth, r); /* its problems are counted in r */
 
     if (dc_listen_allow_parse(getenv("FCGI_WEB_SERVER_ADDRS"), &cfg->fcgi_allow, &lerr) != DC_OK) {
-        snprintf(err, errlen, "FCGI_WEB_SERVER_ADDRS: %.200s", lerr.str);
-        return DC_EINVAL;
+        snprintf(ERR, "FCGI_WEB_SERVER_ADDRS: %.200s", lerr.str);
+        bad(r);
     }
 
-    if (env_on_off("CACHE", 1, &cfg->cache_enabled, err, errlen) != DC_OK ||
-        env_on_off("CACHE_LEASE", 1, &cfg->cache_lease_enabled, err, errlen) != DC_OK ||
-        env_on_off("METRICS", 1, &cfg->metrics_enabled, err, errlen) != DC_OK ||
-        env_on_off("BREAKERS", 1, &cfg->breakers_enabled, err, errlen) != DC_OK)
-        return DC_EINVAL;
+    CHECK(env_on_off("CACHE", 1, &cfg->cache_enabled, ERR));
+    CHECK(env_on_off("CACHE_LEASE", 1, &cfg->cache_lease_enabled, ERR));
+    CHECK(env_on_off("METRICS", 1, &cfg->metrics_enabled, ERR));
+    CHECK(env_on_off("BREAKERS", 1, &cfg->breakers_enabled, ERR));
 
     cfg->log_level = DC_LOG_INFO;
     s = getenv("LOG_LEVEL");
     if (s != NULL && *s != '\0' && dc_log_parse_level(s, &cfg->log_level) != DC_OK) {
-        snprintf(err, errlen, "LOG_LEVEL must be one of debug, info, warn, error (got \"%.32s\")", s);
-        return DC_EINVAL;
+        snprintf(ERR, "LOG_LEVEL must be one of debug, info, warn, error (got \"%.32s\")", s);
+        bad(r);
     }
-    return DC_OK;
+    return r->n > 0 ? DC_EINVAL : DC_OK;
+}
+
+#undef CHECK
+#undef ERR
+
+/* Runs fn over r (load or load_auth); a message left in cur by an early return is reported too. */
+static int finish(rep_t *r, int rc)
+{
+    if (rc != DC_OK && r->cur[0] != '\0')
+        bad(r);
+    return rc != DC_OK || r->n > 0 ? DC_EINVAL : DC_OK;
 }
 
 int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, dc_err_t *err)
@@ -372,16 +416,26 @@ int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, dc_err_t *e
 
 int dc_config_load(dc_config_t *cfg)
 {
-    char why[sizeof(cfg->err.str)] = "";
-    int  rc = load(cfg, why, sizeof(why)); /* starts from a zeroed cfg */
+    rep_t r = { .n = 0 };
+    int   rc = finish(&r, load(cfg, &r)); /* starts from a zeroed cfg */
 
-    return rc == DC_OK ? DC_OK : dc_err_set(&cfg->err, rc, "%s", why);
+    return rc == DC_OK ? DC_OK : dc_err_set(&cfg->err, rc, "%s", r.first);
+}
+
+int dc_config_check(dc_config_t *cfg, dc_config_report_fn fn, void *arg)
+{
+    rep_t r = { .n = 0, .fn = fn, .arg = arg };
+
+    (void)finish(&r, load(cfg, &r));
+    if (r.n > 0)
+        dc_err_set(&cfg->err, DC_EINVAL, "%s", r.first);
+    return r.n;
 }
 
 int dc_config_load_auth(dc_auth_config_t *ac, dc_err_t *err)
 {
-    char why[sizeof(err->str)] = "";
-    int  rc = load_auth(ac, why, sizeof(why));
+    rep_t r = { .n = 0 };
+    int   rc = finish(&r, load_auth(ac, &r));
 
-    return rc == DC_OK ? DC_OK : dc_err_set(err, rc, "%s", why);
+    return rc == DC_OK ? DC_OK : dc_err_set(err, rc, "%s", r.first);
 }

@@ -80,6 +80,18 @@ typedef struct {
  */
 int dc_config_load(dc_config_t *cfg) DC_WUR;
 
+/* Called with each problem dc_config_check finds (a message naming the variable; no secret). */
+typedef void (*dc_config_report_fn)(const char *problem, void *arg);
+
+/*
+ * dc_config_load that goes on after a problem: every variable is checked
+ * and fn (NULL is fine) is called with each problem, in the order
+ * dc_config_load would meet them (dashcachectl check-config). Returns the
+ * number of problems; when there are any, cfg->err holds the first one,
+ * the message dc_config_load gives.
+ */
+int dc_config_check(dc_config_t *cfg, dc_config_report_fn fn, void *arg) DC_WUR;
+
 /*
  * Fills ac from AUTH_MODE, AUTH_KEYS_FILE, AUTH_ISSUER, AUTH_AUDIENCE and
  * AUTH_CLOCK_SKEW_SECONDS (dc_config_load calls it; dashcachectl alone).

@@ -17,11 +17,13 @@
 #include "dc_envfile.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
+#include "dc_notify.h"
 #include "dc_signal.h"
 #include "dc_worker.h"
 
-#define FAST_EXIT_MS   2000 /* a worker that dies sooner is crash-looping */
-#define BACKOFF_MAX_MS 10000
+#define FAST_EXIT_MS    2000 /* a worker that dies sooner is crash-looping */
+#define BACKOFF_MAX_MS  10000
+#define STATUS_EVERY_MS 5000 /* STATUS= to the service manager */
 
 typedef struct {
     pid_t   pid; /* 0: slot empty */
@@ -263,6 +265,32 @@ static int alive(const pool_t *p)
 }
 
 /*
+ * The service manager (dc_notify): READY=1 once every slot has its worker
+ * (the socket listens already, so what connects meanwhile waits in its
+ * backlog), again after a reload's RELOADING=1, then STATUS= every
+ * STATUS_EVERY_MS. *ready: 0 until it was said (again).
+ */
+static void notify(const pool_t *p, int *ready, int64_t *next_ms, int64_t now)
+{
+    dc_metrics_summary_t m;
+    int                  full = 1;
+
+    for (int i = 0; i < p->n && full; i++)
+        full = p->slots[i].pid > 0;
+    if (*ready ? now < *next_ms : !full)
+        return;
+    if (dc_metrics_summary(&m) != DC_OK)
+        m.requests = 0; /* metrics off: the workers are what the master knows */
+    if (*ready) {
+        dc_notify_status(p->n, (unsigned long long)m.requests);
+    } else {
+        dc_notify_ready(p->n, (unsigned long long)m.requests);
+        *ready = 1;
+    }
+    *next_ms = now + STATUS_EVERY_MS;
+}
+
+/*
  * SIGHUP with --env-file: the file again, then the whole configuration from
  * the environment. DC_OK with cfg replaced; otherwise cfg is left as it was
  * (the error is logged, credentials redacted by dc_log).
@@ -297,8 +325,8 @@ int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_
     size_t   board_len;
     slot_t  *slots;
     state_t  state = RUNNING;
-    int64_t  stop_deadline = 0;
-    int      killed = 0;
+    int64_t  stop_deadline = 0, status_ms = 0;
+    int      killed = 0, ready = 0;
 
     slots = pool.slots = calloc((size_t)pool.cap, sizeof(*slots));
     if (slots == NULL) {
@@ -351,6 +379,7 @@ int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_
                     }
                 }
             }
+            notify(&pool, &ready, &status_ms, now);
         } else {
             if (alive(&pool) == 0)
                 break;
@@ -373,6 +402,7 @@ int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_
                 dc_log_info("master.stop", "%s: stopping %d workers gracefully", strsignal(signo),
                             alive(&pool));
                 state = STOPPING;
+                dc_notify_stopping();
                 stop_deadline = dc_now_ms() + DC_STOP_TIMEOUT_MS;
                 signal_all(&pool, SIGTERM);
             } else if (!killed) {
@@ -382,6 +412,11 @@ int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_
             }
             break;
         case SIGHUP:
+            if (state == RUNNING) {
+                /* READY=1 follows when every slot has a worker again, also when nothing changed */
+                dc_notify_reloading();
+                ready = 0;
+            }
             if (state == RUNNING && (env_file == NULL || reread(env_file, cfg) == DC_OK)) {
                 /* each worker is replaced at once, on the new configuration, and drains its connections */
                 dc_log_info("master.reload", "restarting %d workers", alive(&pool));

@@ -410,6 +410,9 @@ int dc_metrics_summary(dc_metrics_summary_t *s)
     s->stale_set_refusals = snap->total.stale_set_refusals;
     for (int i = 0; i < DC_COP_COUNT; i++)
         s->cache_errors += snap->total.cache_error[i];
+    for (size_t i = 0; i < sizeof(snap->total.http) / sizeof(uint64_t); i++)
+        s->requests += (&snap->total.http[0][0])[i];
+    s->workers = snap->workers;
     free(snap);
     return DC_OK;
 }

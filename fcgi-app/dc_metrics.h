@@ -128,6 +128,8 @@ typedef struct {
     uint64_t hits[DC_Q_COUNT], misses[DC_Q_COUNT];
     uint64_t invalidations[DC_IS_COUNT];
     uint64_t stale_set_refusals, cache_errors;
+    uint64_t requests; /* HTTP requests answered, every route and status */
+    int      workers;  /* worker processes alive */
 } dc_metrics_summary_t;
 
 int dc_metrics_summary(dc_metrics_summary_t *s) DC_WUR;

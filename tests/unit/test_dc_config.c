@@ -698,6 +698,52 @@ static void test_auth_variables(void **state)
     load_fails("AUTH_MODE must be jwt or trusted (got \"none\")");
 }
 
+typedef struct {
+    int  n;
+    char seen[8][ERR_LEN];
+} problems_t;
+
+static void collect(const char *problem, void *arg)
+{
+    problems_t *p = arg;
+
+    if (p->n < 8)
+        snprintf(p->seen[p->n], ERR_LEN, "%s", problem);
+    p->n++;
+}
+
+/* dc_config_check: every problem, in order, each naming its variable; the first one is start-up's message. */
+static void test_check_reports_every_problem(void **state)
+{
+    static dc_config_t cfg;
+    problems_t         p = { 0 };
+
+    (void)state;
+    set("CACHE_TTL_SECONDS", "0");
+    set("CACHE_TTL_UNITS_SECONDS", "abc");
+    set("REDIS_URL", "redis://:s3cret@");
+    set("AUTH_MODE", "none");
+    set("LOG_LEVEL", "loud");
+    assert_int_equal(dc_config_check(&cfg, collect, &p), 5);
+    assert_int_equal(p.n, 5);
+    assert_string_equal(p.seen[0], "CACHE_TTL_SECONDS must be an integer between 1 and 86400 (got \"0\")");
+    assert_string_equal(p.seen[1],
+                        "CACHE_TTL_UNITS_SECONDS must be an integer between 1 and 86400 (got \"abc\")");
+    assert_non_null(strstr(p.seen[2], "REDIS_URL is invalid"));
+    assert_string_equal(p.seen[3], "AUTH_MODE must be jwt or trusted (got \"none\")");
+    assert_non_null(strstr(p.seen[4], "LOG_LEVEL"));
+    for (int i = 0; i < p.n; i++)
+        assert_null(strstr(p.seen[i], "s3cret"));
+    assert_string_equal(cfg.err.str, p.seen[0]);
+    /* start-up still stops with the first one */
+    load_fails("CACHE_TTL_SECONDS must be an integer between 1 and 86400 (got \"0\")");
+
+    clear_env(NULL);
+    p.n = 0;
+    assert_int_equal(dc_config_check(&cfg, collect, &p), 0);
+    assert_int_equal(p.n, 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, clear_env, clear_env)
 
 int main(void)
@@ -727,6 +773,7 @@ int main(void)
         T(test_log_level),
         T(test_on_off_switches),
         T(test_auth_variables),
+        T(test_check_reports_every_problem),
     };
 
     return cmocka_run_group_tests_name("dc_config", tests, NULL, NULL);
