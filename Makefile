@@ -37,7 +37,10 @@ DC_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 TEST_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 MAINS     = fcgi-app/dc_main.c fcgi-app/dc_invalidator_main.c fcgi-app/dc_ctl_main.c
-APP_SRCS  = $(filter-out $(MAINS),$(wildcard fcgi-app/*.c))
+# dashcachectl's subcommands (dc_ctl_<name>.c): linked into it alone
+CTL_SRCS  = $(filter-out $(MAINS),$(wildcard fcgi-app/dc_ctl_*.c))
+CTL_OBJS  = $(patsubst fcgi-app/%.c,$(BUILD)/obj/%.o,$(CTL_SRCS))
+APP_SRCS  = $(filter-out $(MAINS) $(CTL_SRCS),$(wildcard fcgi-app/*.c))
 APP_OBJS  = $(patsubst fcgi-app/%.c,$(BUILD)/obj/%.o,$(APP_SRCS))
 MAIN_OBJ  = $(BUILD)/obj/dc_main.o
 BIN       = $(BUILD)/dashcache-fcgi
@@ -81,7 +84,7 @@ $(INV_BIN): $(APP_OBJS) $(BUILD)/obj/dc_invalidator_main.o
 	$(SAY) LD $@
 	$(Q)$(CC) $(SANLD) $(LDFLAGS) -o $@ $^ $(DC_LIBS)
 
-$(CTL_BIN): $(APP_OBJS) $(BUILD)/obj/dc_ctl_main.o
+$(CTL_BIN): $(APP_OBJS) $(CTL_OBJS) $(BUILD)/obj/dc_ctl_main.o
 	$(SAY) LD $@
 	$(Q)$(CC) $(SANLD) $(LDFLAGS) -o $@ $^ $(DC_LIBS)
 

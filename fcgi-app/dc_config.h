@@ -90,7 +90,7 @@ typedef void (*dc_config_report_fn)(const char *problem, void *arg);
  * number of problems; when there are any, cfg->err holds the first one,
  * the message dc_config_load gives.
  */
-int dc_config_check(dc_config_t *cfg, dc_config_report_fn fn, void *arg) DC_WUR;
+int dc_config_check(dc_config_t *cfg, dc_config_report_fn fn, void *arg);
 
 /*
  * Fills ac from AUTH_MODE, AUTH_KEYS_FILE, AUTH_ISSUER, AUTH_AUDIENCE and

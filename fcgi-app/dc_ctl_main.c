@@ -1,7 +1,8 @@
 /*
  * dashcachectl: the operator's tool. One table of subcommands, each with
- * its own --help; later issues add rows. Exit codes: 0 success, 1 the
- * command failed (e.g. an unreadable key file), 2 usage error.
+ * its own --help (dc_ctl.h; one file each, token here). Exit codes: 0
+ * success, 1 the command failed (e.g. an unreadable key file) or found
+ * the pool unhealthy, 2 usage error.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -11,6 +12,9 @@
 
 #include "dc_auth.h"
 #include "dc_config.h"
+#include "dc_ctl.h"
+#include "dc_db.h"
+#include "dc_log.h"
 
 #define PROGRAM  "dashcachectl"
 #define EXIT_OK  0
@@ -209,9 +213,63 @@ static int cmd_token(int argc, char **argv)
     return fflush(stdout) == 0 ? EXIT_OK : EXIT_ERR;
 }
 
+/* ------------------------------------------------------------------ helpers of the commands (dc_ctl.h) */
+
+void dc_ctl_default_url(char *out, size_t cap)
+{
+    const char *url = getenv("DASHCACHE_URL"), *port = getenv("HTTP_PORT");
+
+    if (url != NULL && *url != '\0')
+        snprintf(out, cap, "%s", url);
+    else
+        snprintf(out, cap, "http://127.0.0.1:%s", port != NULL && *port != '\0' ? port : "8080");
+}
+
+int dc_ctl_config(const char *cmd, dc_config_t *cfg)
+{
+    dc_err_t err;
+    char     shown[sizeof(err.str)];
+
+    if (dc_config_load(cfg) != DC_OK) {
+        dc_log_redact(cfg->err.str, shown, sizeof(shown));
+        fprintf(stderr, PROGRAM " %s: configuration error: %s\n", cmd, shown);
+        return DC_EINVAL;
+    }
+    if (dc_db_check_conninfo(cfg->database_url, &err) != DC_OK) {
+        dc_log_redact(err.str, shown, sizeof(shown));
+        fprintf(stderr, PROGRAM " %s: configuration error: %s\n", cmd, shown);
+        return DC_EINVAL;
+    }
+    dc_log_set_level(cfg->log_level);
+    return DC_OK;
+}
+
+void dc_ctl_json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
 /* ------------------------------------------------------------------ dispatch */
 
 static const command_t commands[] = {
+    { "status", "the pool, its breakers, Redis, PostgreSQL, the invalidator, the hit rate", dc_ctl_status,
+      dc_ctl_status_help },
+    { "warm", "fill the cache with the dashboards of the hottest or listed organizations", dc_ctl_warm,
+      dc_ctl_warm_help },
+    { "invalidate", "invalidate one organization's cached answers, or everyone's", dc_ctl_invalidate,
+      dc_ctl_invalidate_help },
+    { "check-config", "check an environment file as start-up does, every problem", dc_ctl_check_config,
+      dc_ctl_check_config_help },
     { "token", "mint a bearer token with a key of AUTH_KEYS_FILE", cmd_token, token_help },
 };
 
@@ -219,9 +277,10 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: " PROGRAM " COMMAND [OPTIONS]   (" PROGRAM " COMMAND --help for its options)\n\n");
     for (size_t i = 0; i < DC_ARRAY_LEN(commands); i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nConfiguration comes from the environment, as for dashcache-fcgi (.env.example).\n"
-               "Exit status: 0 success, 1 the command failed, 2 usage error.\n");
+               "Exit status: 0 success, 1 the command failed (or, for status, the pool is not\n"
+               "healthy), 2 usage error.\n");
 }
 
 int main(int argc, char **argv)

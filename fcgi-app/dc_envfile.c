@@ -135,6 +135,53 @@ int dc_envfile_load(const char *path, int optional, dc_err_t *err)
     return DC_OK;
 }
 
+int dc_envfile_check(const char *path, void (*fn)(const char *problem, void *arg), void *arg)
+{
+    char   line[LINE_MAX_LEN], msg[LINE_MAX_LEN + 64];
+    size_t lineno = 0;
+    int    problems = 0, skip = 0;
+    FILE  *f = fopen(path, "r");
+
+    if (f == NULL) {
+        snprintf(msg, sizeof(msg), "cannot read %s: %s", path, strerror(errno));
+        fn(msg, arg);
+        return 1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *key, *value;
+        int   k, whole = strchr(line, '\n') != NULL || feof(f);
+
+        if (skip) { /* the rest of a line that was too long */
+            skip = !whole;
+            continue;
+        }
+        lineno++;
+        if (!whole) {
+            snprintf(msg, sizeof(msg), "%s:%zu: line longer than %d bytes", path, lineno, LINE_MAX_LEN - 2);
+            fn(msg, arg);
+            problems++;
+            skip = 1;
+            continue;
+        }
+        k = parse_line(line, &key, &value);
+        if (k < 0) {
+            /* the line itself is not shown: it may hold a secret */
+            snprintf(msg, sizeof(msg), "%s:%zu: not KEY=VALUE", path, lineno);
+            fn(msg, arg);
+            problems++;
+        } else if (k > 0) {
+            setenv(key, value, 1);
+        }
+    }
+    if (ferror(f)) {
+        snprintf(msg, sizeof(msg), "cannot read %s: %s", path, strerror(errno));
+        fn(msg, arg);
+        problems++;
+    }
+    fclose(f);
+    return problems;
+}
+
 void dc_envfile_reset(void)
 {
     for (size_t i = 0; i < nloaded; i++)

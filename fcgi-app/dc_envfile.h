@@ -18,6 +18,14 @@
  */
 int dc_envfile_load(const char *path, int optional, dc_err_t *err) DC_WUR;
 
+/*
+ * For dashcachectl check-config: sets every well-formed variable of the
+ * file (overwriting) and calls fn with each problem ("FILE:LINE: not
+ * KEY=VALUE", an unreadable file), instead of stopping at the first.
+ * Returns the number of problems.
+ */
+int dc_envfile_check(const char *path, void (*fn)(const char *problem, void *arg), void *arg);
+
 /* Forgets which variables the file set (for tests). */
 void dc_envfile_reset(void);
 

@@ -26,7 +26,8 @@ required=(
 	"nginx-light|nginx|nginx-core|nginx-full|nginx-extras"
 	redis-server redis-tools
 	curl jq procps util-linux coreutils wrk python3 python3-pytest prometheus
-	systemd
+	systemd libsystemd-dev # sd_notify: the master tells systemd it is ready (Type=notify)
+	tmux # the progress bar of dashcachectl warm is tested on a terminal
 	clang-14 libclang-rt-14-dev # the libFuzzer targets (make fuzz, and make test)
 )
 

@@ -1,0 +1,42 @@
+/*
+ * dashcachectl's subcommands, one file each (dc_ctl_<name>.c), linked into
+ * dashcachectl alone. Each takes its own argv (argv[0] is its name), prints
+ * its --help, and returns the exit status: DC_CTL_OK, DC_CTL_FAIL (what
+ * the command says failed or is unhealthy) or DC_CTL_USAGE.
+ */
+#ifndef DC_CTL_H
+#define DC_CTL_H
+
+#include <stdio.h>
+
+#include "dc_config.h"
+#include "dc_core.h"
+
+#define DC_CTL_PROGRAM "dashcachectl"
+#define DC_CTL_OK      0
+#define DC_CTL_FAIL    1
+#define DC_CTL_USAGE   2
+
+int  dc_ctl_status(int argc, char **argv);
+void dc_ctl_status_help(FILE *f);
+int  dc_ctl_warm(int argc, char **argv);
+void dc_ctl_warm_help(FILE *f);
+int  dc_ctl_invalidate(int argc, char **argv);
+void dc_ctl_invalidate_help(FILE *f);
+int  dc_ctl_check_config(int argc, char **argv);
+void dc_ctl_check_config_help(FILE *f);
+
+/* The pool's URL when --url is not given: DASHCACHE_URL, else http://127.0.0.1:$HTTP_PORT (8080). */
+void dc_ctl_default_url(char *out, size_t cap);
+
+/*
+ * The configuration from the environment, for commands that talk to Redis
+ * or PostgreSQL themselves; on a problem prints it (naming the variable,
+ * no secret) and returns DC_EINVAL.
+ */
+int dc_ctl_config(const char *cmd, dc_config_t *cfg) DC_WUR;
+
+/* Writes s as a JSON string (quoted, escaped) to f. */
+void dc_ctl_json_str(FILE *f, const char *s);
+
+#endif
