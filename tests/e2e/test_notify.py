@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 
 from conftest import ROOT, wait_for
 
@@ -33,9 +34,11 @@ class Notify:
         return msg
 
     def until(self, key: str) -> list[dict]:
-        """Messages up to and including the first that has key."""
-        seen = []
+        """Messages up to and including the first that has key; a failure when it has not come
+        within RECV_TIMEOUT (STATUS= keeps coming meanwhile)."""
+        seen, deadline = [], time.monotonic() + RECV_TIMEOUT
         while True:
+            assert time.monotonic() < deadline, f"no {key}= within {RECV_TIMEOUT} s; got {seen}"
             m = self.next()
             seen.append(m)
             if key in m:
