@@ -235,18 +235,36 @@ lint: all
 	bear --output build/compile_commands.json -- $(MAKE) -B --no-print-directory all >/dev/null
 	clang-tidy -p build --quiet fcgi-app/*.c
 
+# make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc] [SYSTEMD_UNIT_DIR=/lib/systemd/system]:
+# the binaries, dashcachectl, the SQL and the nginx snippets under PREFIX, the
+# systemd units (their paths rewritten for PREFIX and SYSCONFDIR) and the sample
+# configuration SYSCONFDIR/dashcache/dashcache.env.example (never over a real
+# dashcache.env). make uninstall removes exactly these.
+SYSCONFDIR       ?= /etc
+SYSTEMD_UNIT_DIR ?= /lib/systemd/system
+UNITS     = $(notdir $(wildcard systemd/*.service systemd/*.socket))
+INSTALLED = $(addprefix $(DESTDIR)$(PREFIX)/bin/,dashcache-fcgi dashcache-invalidator dashcachectl) \
+            $(addprefix $(DESTDIR)$(SYSTEMD_UNIT_DIR)/,$(UNITS)) \
+            $(DESTDIR)$(SYSCONFDIR)/dashcache/dashcache.env.example
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/dashcache/sql $(DESTDIR)$(PREFIX)/share/dashcache/nginx
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/dashcache/sql $(DESTDIR)$(PREFIX)/share/dashcache/nginx \
+	    $(DESTDIR)$(SYSTEMD_UNIT_DIR) $(DESTDIR)$(SYSCONFDIR)/dashcache
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/dashcache-fcgi
 	install -m 0755 $(INV_BIN) $(DESTDIR)$(PREFIX)/bin/dashcache-invalidator
 	install -m 0755 $(CTL_BIN) $(DESTDIR)$(PREFIX)/bin/dashcachectl
 	install -m 0644 sql/*.sql $(DESTDIR)$(PREFIX)/share/dashcache/sql/
 	install -m 0644 nginx/*.conf $(DESTDIR)$(PREFIX)/share/dashcache/nginx/
+	for u in $(UNITS); do \
+	    sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' -e 's|/etc/dashcache/|$(SYSCONFDIR)/dashcache/|g' \
+	        systemd/$$u > $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$u && chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$u || exit 1; \
+	done
+	install -m 0644 .env.example $(DESTDIR)$(SYSCONFDIR)/dashcache/dashcache.env.example
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/dashcache-fcgi $(DESTDIR)$(PREFIX)/bin/dashcache-invalidator \
-	      $(DESTDIR)$(PREFIX)/bin/dashcachectl
+	rm -f $(INSTALLED)
 	rm -rf $(DESTDIR)$(PREFIX)/share/dashcache
+	-rmdir $(DESTDIR)$(SYSCONFDIR)/dashcache 2>/dev/null
 
 clean:
 	rm -rf build

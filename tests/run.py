@@ -6,7 +6,8 @@
 
 Default: nginx-check, monitoring (promtool), systemd (systemd-analyze security
 --offline=true on each systemd/*.service: exposure at most SYSTEMD_EXPOSURE_MAX,
-2.0), unit (build/tests/test_*), integration (build/tests/integration_*), e2e
+2.0; make install into a temporary DESTDIR, systemd-analyze verify of the
+installed units, make uninstall), unit (build/tests/test_*), integration (build/tests/integration_*), e2e
 (pytest tests/e2e), drill (tests/drill/drill.py --short: one result per fault
 scenario), then unit and integration again from build/san/ (ASan +
 UBSan), then each libFuzzer target (build/fuzz/fuzz_*) for --fuzz-seconds
@@ -361,6 +362,53 @@ def check_systemd(t: Tally) -> None:
                  "\n".join(ln for ln in out.splitlines() if "\u2717" in ln or "Overall" in ln) or out)
 
 
+def check_systemd_install(t: Tally) -> None:
+    """make install into a temporary DESTDIR: every file where it belongs, the units' paths rewritten for
+    PREFIX; then make uninstall leaves no file. And an install whose paths exist (PREFIX, SYSCONFDIR and
+    SYSTEMD_UNIT_DIR in a temporary directory): systemd-analyze verify of each unit (an instance of each
+    template) finds no error and says nothing."""
+    import tempfile
+    units = sorted(p.name for p in (ROOT / "systemd").iterdir() if p.suffix in (".service", ".socket"))
+    with tempfile.TemporaryDirectory(prefix="dashcache-install-") as tmp:
+        dest = Path(tmp) / "dest"
+        r = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "install", f"DESTDIR={dest}",
+                            "PREFIX=/usr/local"], capture_output=True, text=True, timeout=600)
+        want = {f"usr/local/bin/{b}" for b in ("dashcache-fcgi", "dashcache-invalidator", "dashcachectl")}
+        want |= {f"lib/systemd/system/{u}" for u in units} | {"etc/dashcache/dashcache.env.example"}
+        want |= {f"usr/local/share/dashcache/sql/{p.name}" for p in (ROOT / "sql").glob("*.sql")}
+        want |= {f"usr/local/share/dashcache/nginx/{p.name}" for p in (ROOT / "nginx").glob("*.conf")}
+        got = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()}
+        t.single(r.returncode == 0 and got == want, "systemd: make install DESTDIR=... puts every file in place",
+                 r.stdout + r.stderr + f"\nmissing: {sorted(want - got)}\nunexpected: {sorted(got - want)}")
+        unit = (dest / "lib/systemd/system/dashcache-fcgi@.service")
+        text = unit.read_text() if unit.exists() else ""
+        t.single("Type=notify" in text and "ExecStart=/usr/local/bin/dashcache-fcgi " in text
+                 and "EnvironmentFile=/etc/dashcache/%i.env" in text,
+                 "systemd: the installed template unit is Type=notify on its own environment file", text)
+        r = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "uninstall", f"DESTDIR={dest}",
+                            "PREFIX=/usr/local"], capture_output=True, text=True, timeout=120)
+        left = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+        t.single(r.returncode == 0 and not left, "systemd: make uninstall removes every installed file",
+                 r.stdout + r.stderr + f"\nleft: {left}")
+
+        base = Path(tmp) / "live"
+        r = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "install", f"PREFIX={base}/prefix",
+                            f"SYSCONFDIR={base}/etc", f"SYSTEMD_UNIT_DIR={base}/units"],
+                           capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            t.single(False, "systemd: make install for systemd-analyze verify", r.stdout + r.stderr)
+            return
+        names = [u.replace("@.", "@main.") for u in units]
+        try:
+            v = subprocess.run(["systemd-analyze", "verify", "--no-pager", *names], cwd=base / "units",
+                               capture_output=True, text=True, timeout=120)
+            out = (v.stdout + v.stderr).strip()
+            ok = v.returncode == 0 and not out
+        except (OSError, subprocess.TimeoutExpired) as e:
+            ok, out = False, str(e)
+        t.single(ok, f"systemd: systemd-analyze verify of the installed units ({', '.join(names)})", out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", default=[], metavar="SUITE")
@@ -413,6 +461,7 @@ def main() -> int:
         check_monitoring(t)
     if want("systemd"):
         check_systemd(t)
+        check_systemd_install(t)
     if want("unit"):
         run_binaries(t, "unit", Path("build/tests"), "test_", unit_t, base_env)
     if want("fuzz"):
