@@ -7,8 +7,11 @@
  *   {"pattern":"dashboard:*","scope":"all"}     everything, said explicitly (the epoch: O(1))
  * A pattern stays inside the dashboard: namespace, is made of ':'-separated
  * segments that are either "*" or literal words, ids and numbers, and must
- * name exactly one tenant (org:<uuid>), so no message can reach another
- * tenant's keys through glob characters. Applying a tenant pattern moves
+ * name exactly one tenant (org:<uuid>, or org:{<uuid>} as the keys spell
+ * it, dc_key.h), so no message can reach another tenant's keys through glob
+ * characters. The parsed pattern names the tenant as the keys do,
+ * org:{<uuid>} (braces are literal to SCAN MATCH), so the untagged patterns
+ * of writers that predate the tag match the same keys as before. Applying a tenant pattern moves
  * the generations of that organization (race-free) and deletes exactly the
  * keys that match (SCAN + UNLINK, to give the memory back): the generation
  * of one query type when the pattern's first segment is its label
@@ -28,7 +31,8 @@
 #include "dc_orgs.h"
 #include "dc_outbox.h"
 
-#define DC_INVAL_MSG_MAX 4096
+#define DC_INVAL_MSG_MAX     4096
+#define DC_INVAL_PATTERN_MAX 256
 
 typedef enum {
     DC_INV_ORG = 0,
@@ -39,8 +43,8 @@ typedef enum {
 typedef struct {
     dc_inval_kind_t kind;
     char            org_id[DC_UUID_LEN + 1];
-    char            pattern[256]; /* DC_INV_PATTERN and DC_INV_ALL */
-    unsigned        queries;      /* DC_QBIT mask: the query types whose generations move */
+    char            pattern[DC_INVAL_PATTERN_MAX]; /* DC_INV_PATTERN and DC_INV_ALL */
+    unsigned        queries;                       /* DC_QBIT mask: the query types whose generations move */
 } dc_inval_msg_t;
 
 /*
