@@ -298,6 +298,82 @@ static int load_auth(dc_auth_config_t *ac, char *err, size_t errlen)
     return DC_OK;
 }
 
+int dc_config_parse_cluster_nodes(const char *s, dc_redis_seed_t *seeds, dc_err_t *err)
+{
+    int n = 0;
+
+    for (const char *p = s;; n++) {
+        const char *comma = strchr(p, ',');
+        size_t      len = comma ? (size_t)(comma - p) : strlen(p);
+        const char *colon = NULL, *host = p;
+        size_t      hlen;
+        char        port[8];
+        int         v;
+
+        for (size_t i = 0; i < len; i++)
+            if (p[i] == ':')
+                colon = p + i;
+        if (n >= DC_CLUSTER_SEEDS_MAX) {
+            dc_err_set(err, DC_EINVAL, "at most %d nodes", DC_CLUSTER_SEEDS_MAX);
+            return DC_EINVAL;
+        }
+        hlen = colon ? (size_t)(colon - p) : 0;
+        if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+            host++;
+            hlen -= 2;
+        }
+        if (colon == NULL || hlen == 0 || hlen >= sizeof(seeds[n].host) ||
+            (size_t)(p + len - colon - 1) >= sizeof(port)) {
+            dc_err_set(err, DC_EINVAL, "node %d must be host:port (got \"%.*s\")", n + 1,
+                       (int)(len > 64 ? 64 : len), p);
+            return DC_EINVAL;
+        }
+        memcpy(seeds[n].host, host, hlen);
+        seeds[n].host[hlen] = '\0';
+        memcpy(port, colon + 1, (size_t)(p + len - colon - 1));
+        port[p + len - colon - 1] = '\0';
+        if (!host_ok(seeds[n].host) || parse_int(port, 1, 65535, &v) != DC_OK) {
+            dc_err_set(err, DC_EINVAL,
+                       "node %d must be host:port with a port between 1 and 65535 (got \"%.*s\")", n + 1,
+                       (int)(len > 64 ? 64 : len), p);
+            return DC_EINVAL;
+        }
+        seeds[n].port = v;
+        if (comma == NULL)
+            return n + 1;
+        p = comma + 1;
+    }
+}
+
+/* REDIS_CLUSTER_NODES, with what REDIS_URL may say then (its password; no database but 0). */
+static int load_cluster(dc_config_t *cfg, char *err, size_t errlen)
+{
+    const char *s = getenv("REDIS_CLUSTER_NODES"), *sentinels = getenv("REDIS_SENTINELS");
+    dc_err_t    e;
+    int         n;
+
+    cfg->redis_cluster_n = 0;
+    if (s == NULL || *s == '\0')
+        return DC_OK;
+    if (sentinels != NULL && *sentinels != '\0') {
+        snprintf(err, errlen, "REDIS_CLUSTER_NODES and REDIS_SENTINELS are both set: give one of them");
+        return DC_EINVAL;
+    }
+    n = dc_config_parse_cluster_nodes(s, cfg->redis_cluster, &e);
+    if (n < 0) {
+        snprintf(err, errlen, "REDIS_CLUSTER_NODES: %.200s", e.str);
+        return DC_EINVAL;
+    }
+    if (cfg->redis.redis_db != 0 || cfg->redis.redis_unix[0] != '\0') {
+        snprintf(err, errlen,
+                 "REDIS_URL must name database 0 on a TCP address with REDIS_CLUSTER_NODES (a "
+                 "cluster has one database; its password and user still apply)");
+        return DC_EINVAL;
+    }
+    cfg->redis_cluster_n = n;
+    return DC_OK;
+}
+
 static int load(dc_config_t *cfg, char *err, size_t errlen)
 {
     const char *s;
@@ -339,6 +415,8 @@ static int load(dc_config_t *cfg, char *err, size_t errlen)
         return DC_EINVAL;
     }
 
+    if (load_cluster(cfg, err, errlen) != DC_OK)
+        return DC_EINVAL;
     if (load_auth(&cfg->auth, err, errlen) != DC_OK)
         return DC_EINVAL;
 

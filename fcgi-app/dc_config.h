@@ -36,11 +36,20 @@ typedef struct {
     char           audience[256];  /* AUTH_AUDIENCE; "" = not checked */
 } dc_auth_config_t;
 
+/* A Redis Cluster seed node of REDIS_CLUSTER_NODES. */
+#define DC_CLUSTER_SEEDS_MAX 16
+typedef struct {
+    char host[64];
+    int  port;
+} dc_redis_seed_t;
+
 typedef struct {
     char             database_url[1024];
     dc_auth_config_t auth;
     dc_redis_addr_t  redis;
-    int              ttl[DC_Q_COUNT]; /* seconds; DC_Q_AUDIT unused */
+    dc_redis_seed_t  redis_cluster[DC_CLUSTER_SEEDS_MAX]; /* REDIS_CLUSTER_NODES: seeds of a Redis Cluster */
+    int              redis_cluster_n;                     /* their number; 0: one Redis, REDIS_URL's */
+    int              ttl[DC_Q_COUNT];                     /* seconds; DC_Q_AUDIT unused */
     int              redis_connect_timeout_ms;
     int              redis_command_timeout_ms;
     int              redis_retry_interval_ms; /* back-off after a Redis failure */
@@ -73,6 +82,13 @@ typedef struct {
     dc_log_level_t   log_level;
     dc_err_t         err; /* why dc_config_load refused the environment */
 } dc_config_t;
+
+/*
+ * Parses REDIS_CLUSTER_NODES, "host:port[,host:port...]" (at most
+ * DC_CLUSTER_SEEDS_MAX; a host name or address, [v6]:port too) into seeds.
+ * Their number, or DC_EINVAL with the reason in err.
+ */
+int dc_config_parse_cluster_nodes(const char *s, dc_redis_seed_t *seeds, dc_err_t *err) DC_WUR;
 
 /*
  * Fills cfg from the environment (getenv). DC_OK, or DC_EINVAL with a

@@ -154,3 +154,25 @@ int dc_key_parse(const char *key, size_t n, dc_request_t *req)
         return DC_EINVAL;
     return DC_OK;
 }
+
+int dc_key_epoch_tagged(const char *tag, char *buf, size_t cap)
+{
+    dc_fix_t f;
+
+    dc_fix_init(&f, buf, cap);
+    DC_FIX_LIT(&f, "dashcache:epoch:{");
+    dc_fix_str(&f, tag);
+    DC_FIX_LIT(&f, "}");
+    return dc_fix_finish(&f, buf);
+}
+
+int dc_key_probe_tagged(const char *tag, char *buf, size_t cap)
+{
+    dc_fix_t f;
+
+    dc_fix_init(&f, buf, cap);
+    DC_FIX_LIT(&f, "dashcache:probe:{");
+    dc_fix_str(&f, tag);
+    DC_FIX_LIT(&f, "}");
+    return dc_fix_finish(&f, buf);
+}

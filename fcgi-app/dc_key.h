@@ -80,4 +80,12 @@ int dc_key_lease(const char *key, size_t klen, char *buf, size_t cap);
 /* Writes the write probe's key into buf. Its length, or DC_ERROR when cap is too small. */
 int dc_key_probe(char *buf, size_t cap);
 
+/*
+ * In a Redis Cluster, the copy of the epoch, and of the probe key, in the
+ * hash slot of tag (dc_slots_tag): dashcache:epoch:{<tag>},
+ * dashcache:probe:{<tag>}. Their length, or DC_ERROR when cap is too small.
+ */
+int dc_key_epoch_tagged(const char *tag, char *buf, size_t cap);
+int dc_key_probe_tagged(const char *tag, char *buf, size_t cap);
+
 #endif

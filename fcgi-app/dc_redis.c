@@ -32,11 +32,58 @@ static int setup(redisContext **ctx, dc_err_t *err, redisReply *r)
     return rc;
 }
 
+/* AUTH as REDIS_URL says, on a new connection to a cluster node. */
+static int node_setup(const dc_config_t *cfg, redisContext **ctx, dc_err_t *err)
+{
+    const dc_redis_addr_t *a = &cfg->redis;
+
+    if (redisSetTimeout(*ctx, ms_to_tv(cfg->redis_command_timeout_ms)) != REDIS_OK)
+        return failed(ctx, err, DC_ERROR, "redis set timeout", (*ctx)->errstr);
+    if (a->redis_password[0] == '\0')
+        return DC_OK;
+    return setup(ctx, err,
+                 a->redis_user[0] != '\0'
+                     ? redisCommand(*ctx, "AUTH %b %b", a->redis_user, strlen(a->redis_user),
+                                    a->redis_password, strlen(a->redis_password))
+                     : redisCommand(*ctx, "AUTH %b", a->redis_password, strlen(a->redis_password)));
+}
+
+int dc_redis_connect_node(const dc_config_t *cfg, const char *host, int port, redisContext **out,
+                          dc_err_t *err)
+{
+    redisContext *ctx = redisConnectWithTimeout(host, port, ms_to_tv(cfg->redis_connect_timeout_ms));
+    int           rc;
+
+    *out = NULL;
+    if (ctx == NULL || ctx->err)
+        return failed(&ctx, err, DC_UNAVAILABLE, "redis connect", ctx ? ctx->errstr : NULL);
+    rc = node_setup(cfg, &ctx, err);
+    if (rc == DC_OK)
+        *out = ctx;
+    return rc;
+}
+
+/* The first seed of REDIS_CLUSTER_NODES that answers. */
+static int connect_seed(const dc_config_t *cfg, redisContext **out, dc_err_t *err)
+{
+    int rc = DC_UNAVAILABLE;
+
+    for (int i = 0; i < cfg->redis_cluster_n; i++) {
+        rc = dc_redis_connect_node(cfg, cfg->redis_cluster[i].host, cfg->redis_cluster[i].port, out, err);
+        if (rc == DC_OK)
+            break;
+    }
+    return rc;
+}
+
 int dc_redis_connect(const dc_config_t *cfg, redisContext **out, dc_err_t *err)
 {
     const dc_redis_addr_t *a = &cfg->redis;
     struct timeval         ctv = ms_to_tv(cfg->redis_connect_timeout_ms);
     redisContext          *ctx;
+
+    if (cfg->redis_cluster_n > 0)
+        return connect_seed(cfg, out, err);
 
     ctx = a->redis_unix[0] != '\0' ? redisConnectUnixWithTimeout(a->redis_unix, ctv)
                                    : redisConnectWithTimeout(a->redis_host, a->redis_port, ctv);

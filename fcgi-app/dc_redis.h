@@ -22,4 +22,14 @@ struct redisContext;
  */
 int dc_redis_connect(const dc_config_t *cfg, struct redisContext **out, dc_err_t *err) DC_WUR;
 
+/*
+ * In a Redis Cluster (REDIS_CLUSTER_NODES), dc_redis_connect opens the first
+ * seed that answers: what the subscriber (pub/sub is cluster-wide) and the
+ * key walk of the sampler need; dc_cache opens each primary it routes to
+ * with dc_redis_connect_node, host:port with REDIS_URL's user and password
+ * (a cluster has no database but 0). Results as dc_redis_connect's.
+ */
+int dc_redis_connect_node(const dc_config_t *cfg, const char *host, int port, struct redisContext **out,
+                          dc_err_t *err) DC_WUR;
+
 #endif
