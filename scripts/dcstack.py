@@ -212,6 +212,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cluster_port() -> int:
+    """A free port a Redis Cluster node can take: at most 55535, and its bus port
+    (the port + 10000) free too."""
+    import random
+    for _ in range(1000):
+        port = random.randint(20000, 55535)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as a, \
+                    socket.socket(socket.AF_INET, socket.SOCK_STREAM) as b:
+                a.bind((HOST, port))
+                b.bind((HOST, port + 10000))
+                return port
+        except OSError:
+            continue
+    raise StackError("no free port pair for a Redis Cluster node")
+
+
 def port_in_use(port: int) -> bool:
     return tcp_accepts(HOST, port, 1.0)
 
@@ -984,6 +1001,199 @@ class Redis(Service):
         return f", {HOST}:{self.port}"
 
 
+class RedisClusterNode(Redis):
+    """One redis-server of a RedisCluster: cluster-enabled, its own directory and port,
+    and the cluster's password for clients and for its replication (masterauth)."""
+
+    def __init__(self, stack: "Stack", port: int, index: int):
+        self.name = f"redis-cluster-{index}"
+        super().__init__(stack, port)
+        self.dir = stack.runtime_dir / "redis-cluster" / str(port)
+        self.password = secret(stack.runtime_dir, "redis.pass")
+
+    def prepare(self) -> None:
+        super().prepare()
+        conf = self.dir / "redis.conf"
+        conf.write_text(conf.read_text() + "cluster-enabled yes\n"
+                        f"cluster-config-file {self.dir / 'nodes.conf'}\n"
+                        "cluster-node-timeout 2000\n"
+                        # a replica may take over at once, however long it was cut off (the drill kills primaries)
+                        "cluster-replica-validity-factor 0\n"
+                        f'masterauth "{self.password}"\n')
+
+
+class RedisCluster:
+    """A Redis Cluster of 3 primaries and 3 replicas on free ports of 127.0.0.1,
+    made with redis-cli --cluster create and ready when every node says
+    cluster_state:ok. Used by the stack like a service: start(), stop() (each
+    node by its PID), pid(), running()."""
+
+    name = "redis-cluster"
+
+    def __init__(self, stack: "Stack", ports: list[int] | None = None):
+        self.stack = stack
+        self.nodes = [RedisClusterNode(stack, p, i) for i, p in enumerate(ports or [cluster_port() for _ in range(6)])]
+        self.password = self.nodes[0].password
+
+    @property
+    def seeds(self) -> str:
+        """REDIS_CLUSTER_NODES of the cluster."""
+        return ",".join(f"{HOST}:{n.port}" for n in self.nodes)
+
+    @property
+    def url(self) -> str:
+        """REDIS_URL: the password (a cluster node to name; database 0)."""
+        return self.nodes[0].url
+
+    def pid(self) -> int | None:
+        return next((n.pid() for n in self.nodes if n.pid() is not None), None)
+
+    def running(self) -> bool:
+        return all(n.running() for n in self.nodes)
+
+    def exit_status(self):
+        return None
+
+    def start(self) -> "RedisCluster":
+        if shutil.which("redis-cli") is None:
+            raise StackError("redis-cli not found (scripts/deps.sh installs redis-tools)")
+        try:
+            for n in self.nodes:
+                n.start()
+            env = dict(os.environ, REDISCLI_AUTH=self.password)  # not on the command line
+            out = subprocess.run(["redis-cli", "--cluster", "create", *[f"{HOST}:{n.port}" for n in self.nodes],
+                                  "--cluster-replicas", "1", "--cluster-yes"], env=env, capture_output=True,
+                                 text=True, timeout=60)
+            if out.returncode != 0:
+                raise StackError(f"redis-cli --cluster create failed: {out.stdout[-2000:]}{out.stderr[-2000:]}")
+            self.wait_ok(30)
+        except BaseException:
+            self.stop()
+            raise
+        log(f"redis cluster ready: {self.seeds}")
+        return self
+
+    def stop(self) -> None:
+        for n in reversed(self.nodes):
+            n.stop()
+
+    def client(self, port: int, timeout: float = 5.0) -> RedisClient:
+        return next(n for n in self.nodes if n.port == port).client(timeout)
+
+    def call(self, port: int, *args):
+        c = self.client(port)
+        try:
+            return c(*args)
+        finally:
+            c.close()
+
+    def info(self, port: int, section: str) -> dict:
+        text = self.call(port, "INFO", section) or ""
+        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
+
+    def ok(self) -> bool:
+        """Every running node says cluster_state:ok and knows every slot's primary alike."""
+        views = set()
+        for n in self.nodes:
+            if not n.running():
+                continue
+            try:
+                if "cluster_state:ok" not in (self.call(n.port, "CLUSTER", "INFO") or ""):
+                    return False
+                views.add(tuple(sorted((r[0], r[1], r[2][1]) for r in self.call(n.port, "CLUSTER", "SLOTS"))))
+            except (OSError, RedisError, ConnectionError):
+                return False
+        return len(views) == 1
+
+    def wait_ok(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ok():
+            if time.monotonic() > deadline:
+                raise StackError(f"the redis cluster is not ok after {timeout:.0f} s")
+            time.sleep(0.1)
+
+    def nodes_table(self, port: int | None = None) -> list[dict]:
+        """CLUSTER NODES as {id, port, role, primary, slots, alive} rows, from a running node."""
+        port = port or next(n.port for n in self.nodes if n.running())
+        rows = []
+        for line in (self.call(port, "CLUSTER", "NODES") or "").splitlines():
+            f = line.split()
+            rows.append({"id": f[0], "port": int(f[1].split("@")[0].rsplit(":", 1)[1]),
+                         "role": "primary" if "master" in f[2] else "replica", "primary": f[3],
+                         "alive": "fail" not in f[2] and f[7] == "connected", "slots": f[8:]})
+        return rows
+
+    def keyslot(self, key: str) -> int:
+        return int(self.call(self.primaries()[0], "CLUSTER", "KEYSLOT", key))
+
+    def primaries(self) -> list[int]:
+        """Ports of the primaries that serve slots."""
+        return sorted(r["port"] for r in self.nodes_table() if r["role"] == "primary" and r["slots"] and r["alive"])
+
+    def primary_of(self, slot: int) -> int:
+        port = next(n.port for n in self.nodes if n.running())
+        for start, end, primary, *_ in self.call(port, "CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return int(primary[1])
+        raise StackError(f"no primary serves slot {slot}")
+
+    def replica_of(self, port: int) -> int:
+        table = self.nodes_table()
+        pid = next(r["id"] for r in table if r["port"] == port)
+        return next(r["port"] for r in table if r["primary"] == pid and r["alive"])
+
+    def node_id(self, port: int) -> str:
+        return self.call(port, "CLUSTER", "MYID")
+
+    def scan(self, pattern: str) -> list[str]:
+        """SCAN MATCH pattern on every primary."""
+        keys = []
+        for port in self.primaries():
+            c = self.client(port)
+            try:
+                keys += c.scan(pattern)
+            finally:
+                c.close()
+        return sorted(keys)
+
+    def get(self, key: str):
+        return self.call(self.primary_of(self.keyslot(key)), "GET", key)
+
+    def failover(self, primary: int, timeout: float = 30) -> int:
+        """CLUSTER FAILOVER on a replica of primary: the replica takes over, with no write lost.
+        Returns the new primary's port once the cluster is ok again."""
+        replica = self.replica_of(primary)
+        self.call(replica, "CLUSTER", "FAILOVER")
+        deadline = time.monotonic() + timeout
+        while not (self.info(replica, "replication").get("role") == "master" and self.ok()):
+            if time.monotonic() > deadline:
+                raise StackError(f"replica {replica} did not take over from {primary} within {timeout:.0f} s")
+            time.sleep(0.05)
+        return replica
+
+    def migrate_slot(self, slot: int, to: int, finish: bool = True) -> int:
+        """Moves slot to the primary at port to: IMPORTING/MIGRATING, MIGRATE of its keys,
+        then (finish) CLUSTER SETSLOT NODE on every primary. Returns the old primary's port."""
+        src = self.primary_of(slot)
+        src_id, dst_id = self.node_id(src), self.node_id(to)
+        self.call(to, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        self.call(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        while True:
+            keys = self.call(src, "CLUSTER", "GETKEYSINSLOT", slot, 100)
+            if not keys:
+                break
+            self.call(src, "MIGRATE", HOST, to, "", 0, 5000, "AUTH", self.password, "KEYS", *keys)
+        if finish:
+            self.finish_migration(slot, to)
+        return src
+
+    def finish_migration(self, slot: int, to: int) -> None:
+        dst_id = self.node_id(to)
+        for port in [to] + [p for p in self.primaries() if p != to]:
+            self.call(port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        self.wait_ok(30)
+
+
 class FcgiMaster(Service):
     """build/dashcache-fcgi as its own prefork master on a unix socket."""
 
@@ -1221,7 +1431,8 @@ class Stack:
                  ports: dict | None = None, workers: int = 4, fsync: bool = False, seed=DEMO_SEED,
                  build: Path | str = "build", invalidator: bool = True, nginx: bool = True,
                  app_env: dict | None = None, access_log: bool | str = True,
-                 database_url: str | None = None, redis_url: str | None = None, fcgi_args=()):
+                 database_url: str | None = None, redis_url: str | None = None, fcgi_args=(),
+                 redis_cluster: bool = False):
         self.name = name
         self.fcgi_args = list(fcgi_args)
         self.state_dir = Path(state_dir or ROOT / ".run" / name)
@@ -1233,6 +1444,7 @@ class Stack:
         self.with_invalidator, self.with_nginx, self.with_access_log = invalidator, nginx, access_log
         self._app_env = app_env
         self.external_db, self.external_redis = database_url, redis_url
+        self.with_cluster = redis_cluster  # a RedisCluster of its own instead of one Redis
         self.started: list[Service] = []
         self.runtime_dir: Path | None = None
 
@@ -1251,12 +1463,14 @@ class Stack:
 
     def services(self) -> list[Service]:
         """Every service the stack may run, in start order."""
-        return [s for s in (self.postgres, self.redis, self.fcgi, self.invalidator, self.nginx) if s is not None]
+        redis = self.redis.nodes if isinstance(self.redis, RedisCluster) else [self.redis]
+        return [s for s in (self.postgres, *redis, self.fcgi, self.invalidator, self.nginx) if s is not None]
 
     def describe(self) -> dict:
         return {"HTTP_URL": self.http_url, "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
                 "HTTP_PORT": str(self.nginx.port), "PG_PORT": str(self.postgres.port) if self.postgres else "",
-                "REDIS_PORT": str(self.redis.port) if self.redis else "", "WORKERS": str(self.workers),
+                "REDIS_PORT": str(getattr(self.redis, "port", "")) if self.redis else "",
+                "REDIS_CLUSTER_NODES": self.app_env.get("REDIS_CLUSTER_NODES", ""), "WORKERS": str(self.workers),
                 "FCGI_SOCKET": str(self.fcgi.socket), "DC_STATE_DIR": str(self.state_dir),
                 "DC_RUNTIME_DIR": str(self.runtime_dir), "METRICS_FILE": self.app_env["METRICS_FILE"],
                 "DC_PG_FSYNC": "on" if self.fsync else "off",
@@ -1294,6 +1508,9 @@ class Stack:
         self.app_env = test_app_env() if self._app_env is None else dict(self._app_env)
         self.postgres = None if self.external_db else Postgres(self, self.ports["pg"], fsync=self.fsync)
         self.redis = None if self.external_redis else Redis(self, self.ports["redis"])
+        if self.with_cluster and not self.external_redis:
+            self.redis = RedisCluster(self)
+            self.app_env["REDIS_CLUSTER_NODES"] = self.redis.seeds
         self.app_env.update(DATABASE_URL=self.database_url, REDIS_URL=self.redis_url)
         # the pool's shared counters live and die with the stack
         self.app_env.setdefault("METRICS_FILE", str(self.runtime_dir / "metrics"))

@@ -354,6 +354,14 @@ def stack():
         yield s
 
 
+@pytest.fixture(scope="module")
+def cluster_stack():
+    """A stack of its own on a Redis Cluster (3 primaries, 3 replicas: dcstack.RedisCluster),
+    REDIS_CLUSTER_NODES naming its six nodes; for the module that asks for it."""
+    with own_stack("cluster", workers=2, redis_cluster=True) as s:
+        yield s
+
+
 @pytest.fixture(scope="session")
 def http(stack) -> Http:
     return Http(stack.http_url, token=stack.default_token)
