@@ -57,6 +57,11 @@ fails when that run had a stale read. The ones whose readers share keys must
 show it (a coalesced read, or one answered stale while another refreshed), and
 the hot key at most one miss of the crowd per expiry.
 
+The cluster scenarios (Cluster failover, Cluster primary killed) run afterwards on a
+stack of their own whose Redis is a Redis Cluster of 3 primaries and 3 replicas
+(dcstack.RedisCluster, REDIS_CLUSTER_NODES), with the same load and the same row;
+the short run has the failover only.
+
 A row fails when it has a cache 5xx, a stale read, hits that did not resume in
 time, too little load to judge (fewer than MIN_READS reads or 5 acknowledged
 writes in its window, or no read during the fault), or a service that was
@@ -463,6 +468,7 @@ class Scenario:
     coalesces = False     # readers of one key must share its query: some wait for the lease holder's
     #                       answer or get the stale one (dashboard_cache_coalesced_total, stale revalidate)
     max_crowd_misses = None  # a bound on the crowd's X-Cache: MISS answers while the fault is held, or None
+    cluster = False       # runs on a stack of its own on a Redis Cluster (dcstack.RedisCluster)
 
     def crowd_paths(self, d: "Drill") -> list[tuple[str, str]] | None:
         """What a crowd of CROWD clients reads from the scenario's start to its recovery."""
@@ -706,9 +712,51 @@ class RedisFlapping(Scenario):
         d.stack.redis.signal(signal.SIGCONT)
 
 
+class ClusterFailover(Scenario):
+    """A Redis Cluster (REDIS_CLUSTER_NODES): the primary of a checked organization's slot
+    hands over to its replica (CLUSTER FAILOVER: no acknowledged write lost). The workers
+    follow the MOVED of the old primary, read the slot map again, and the values of the new
+    primary's slots are misses once (each stored under the old primary's run_id)."""
+    name, how = "Cluster failover", "`CLUSTER FAILOVER` on the replica of a checked organization's primary"
+    cluster = True
+    hold = 2.0
+
+    def inject(self, d):
+        slot = d.stack.redis.keyslot(sorted(d.load.checked)[0])
+        self.old = d.stack.redis.primary_of(slot)
+        d.stack.redis.failover(self.old)
+
+
+class ClusterPrimaryKilled(Scenario):
+    """A Redis Cluster: the primary of a checked organization's slot is SIGKILLed; its
+    replica is promoted after cluster-node-timeout (2 s), and the old one comes back as a
+    replica of the new primary at recover()."""
+    name, how = "Cluster primary killed", "SIGKILL a checked organization's primary, replica promoted, restart it"
+    cluster = True
+    hold = 5.0
+
+    def inject(self, d):
+        slot = d.stack.redis.keyslot(sorted(d.load.checked)[0])
+        port = d.stack.redis.primary_of(slot)
+        self.node = next(n for n in d.stack.redis.nodes if n.port == port)
+        self.replica = d.stack.redis.replica_of(port)
+        self.node.kill()
+        deadline = time.monotonic() + 15
+        while d.stack.redis.info(self.replica, "replication").get("role") != "master":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"replica {self.replica} was not promoted within 15 s")
+            time.sleep(0.05)
+
+    def recover(self, d):
+        self.node.start()
+        d.stack.redis.wait_ok(30)
+
+
 SCENARIOS = [RedisHung, RedisSnapshotRestart, RedisRefusesWrites, RedisReadOnly, WritesPaused,
              GenerationsEvicted, PostgresStopped, PostgresHung, InvalidatorKilled, WorkerKilled,
-             ColdStart, HotKey, PostgresSlow, RedisFlapping]
+             ColdStart, HotKey, PostgresSlow, RedisFlapping, ClusterFailover, ClusterPrimaryKilled]
+# the scenarios of the short run on a Redis Cluster (the full run has all of them)
+SHORT_CLUSTER = {"Cluster failover"}
 
 
 # ------------------------------------------------------------------ one row
@@ -745,16 +793,24 @@ def caused_by_cache(sc: Scenario, r: Req) -> bool:
 
 # ------------------------------------------------------------------ the drill
 
+class NoRedis:
+    """Drill.redis of a cluster run: its scenarios talk to the nodes (dcstack.RedisCluster)."""
+
+    def close(self) -> None:
+        pass
+
+
 class Drill:
-    def __init__(self, short: bool, only: list[str], compare: bool | None = None):
-        self.short = short
+    def __init__(self, short: bool, only: list[str], compare: bool | None = None, cluster: bool = False):
+        self.short, self.cluster = short, cluster
         self.compare = not short if compare is None else compare
         self.runs: list[tuple[Scenario, Window]] = []
         self.baseline, self.after = (0.5, 1.0) if short else (3.0, 5.0)
         self.n_orgs = int(os.environ.get("DRILL_ORGS", 100 if short else 300))
         self.readers = int(os.environ.get("DRILL_READERS", 6))
         self.workers = int(os.environ.get("DRILL_WORKERS", 4))
-        self.scenarios = [s() for s in SCENARIOS if not only or s.name in only]
+        self.scenarios = [s() for s in SCENARIOS if (not only or s.name in only) and s.cluster == cluster
+                          and not (cluster and short and not only and s.name not in SHORT_CLUSTER)]
         self.windows: list[Window] = []
         self.stack: dc.Stack | None = None
 
@@ -764,14 +820,15 @@ class Drill:
         env = dc.test_app_env()
         env["BREAKERS"] = "on"
         env.update(kv.split("=", 1) for kv in os.environ.get("DRILL_APP_ENV", "").split() if "=" in kv)
-        self.stack = dc.Stack("drill", state_dir=STATE, workers=self.workers, seed=(self.n_orgs, 1, 60),
-                              access_log=False, app_env=env)
+        self.stack = dc.Stack("drill-cluster" if self.cluster else "drill",
+                              state_dir=STATE / "cluster" if self.cluster else STATE, workers=self.workers,
+                              seed=(self.n_orgs, 1, 60), access_log=False, app_env=env, redis_cluster=self.cluster)
         self.stack.start()
         self.base_env = dict(self.stack.app_env)
         self.sampler = Sampler(self.stack)
         note(f"stack up in {time.monotonic() - t:.1f} s: {self.stack.http_url}, {self.workers} workers, "
              f"{self.n_orgs} organizations")
-        self.redis = self.stack.redis.client()
+        self.redis = NoRedis() if self.cluster else self.stack.redis.client()
         orgs = [dc.org_id(n) for n in range(1, self.n_orgs + 1)]
         rows = self.stack.postgres.psql("SELECT DISTINCT ON (org_id) org_id, id FROM units ORDER BY org_id, name")
         units = dict(ln.split("|") for ln in rows.splitlines())
@@ -1051,13 +1108,17 @@ def main() -> int:
             ap.error(f"unknown scenario {n!r} (one of: {', '.join(sorted(names))})")
     dc.stop_on_signals()
     started = time.monotonic()
-    d = Drill(args.short, args.only, args.compare)
-    try:
-        d.start()
-        d.run()
-        rows = d.rows()
-    finally:
-        d.stop()
+    rows = []
+    # one Redis, then a Redis Cluster: a stack each, one after the other
+    for d in (Drill(args.short, args.only, args.compare), Drill(args.short, args.only, args.compare, cluster=True)):
+        if not d.scenarios:
+            continue
+        try:
+            d.start()
+            d.run()
+            rows += d.rows()
+        finally:
+            d.stop()
     elapsed = time.monotonic() - started
     print(table(rows, args.short))
     print(f"\n{'short' if args.short else 'full'} drill, {len(rows)} scenarios in {elapsed:.0f} s "
