@@ -36,6 +36,21 @@
  * and none of those values is a hit afterwards, with or without the
  * invalidator (the generation bumps of writes acknowledged after the
  * snapshot are what the snapshot lost).
+ *
+ * In a Redis Cluster (REDIS_CLUSTER_NODES) the handle keeps a connection per
+ * primary, opened when first needed, and sends every command to the primary
+ * of its key's slot (dc_slots: the map from CLUSTER SLOTS, read again after a
+ * MOVED; an ASK is followed once without touching it). An organization's
+ * keys share its slot (dc_key.h), and the epoch is kept once per slot,
+ * dashcache:epoch:{<tag of the slot>}: a lookup reads the copy of its own
+ * slot in the same MGET, so a read stays one command, O(1), whatever the
+ * number of nodes; invalidating everything moves the 16384 copies (pipelined
+ * per primary; rare) and succeeds only when all moved, so no read that
+ * starts after it sees a value stored before it. An epoch per connection
+ * instead would cost every hit a second command. run_ids are per node: a
+ * value is a hit only on the node process that stored it. The write probe
+ * writes on every primary. Without REDIS_CLUSTER_NODES none of this runs:
+ * one connection, one dashcache:epoch, the hit path unchanged.
  */
 #ifndef DC_CACHE_H
 #define DC_CACHE_H
