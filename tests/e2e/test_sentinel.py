@@ -89,7 +89,11 @@ def test_a_failover_under_load_is_followed_without_stale_reads_or_5xx(group, sst
     # the workers and the invalidator follow before Sentinel converts the old primary (~8 s)
     c = new_node.client()
     try:
-        assert wait_for(lambda: c("EXISTS", cache_key("alerts", ORG)) == 1, 6), \
+        run_id = next(line.split(":", 1)[1] for line in c("INFO", "server").splitlines()
+                      if line.startswith("run_id:"))
+        key = cache_key("alerts", ORG)
+        # a value is tagged with the run_id of the server that stored it (dc_cache.h)
+        assert wait_for(lambda: f"@{run_id}\n" in (c("GET", key) or ""), 6), \
             "no worker stored on the new primary"
         assert wait_for(lambda: c("PUBSUB", "NUMSUB", "cache:invalidate")[1] >= 1, 6), \
             "the invalidator did not subscribe on the new primary"
