@@ -463,6 +463,7 @@ class Scenario:
     coalesces = False     # readers of one key must share its query: some wait for the lease holder's
     #                       answer or get the stale one (dashboard_cache_coalesced_total, stale revalidate)
     max_crowd_misses = None  # a bound on the crowd's X-Cache: MISS answers while the fault is held, or None
+    sentinel = False      # runs on a stack of its own with a RedisSentinel group (dcstack) instead of one Redis
 
     def crowd_paths(self, d: "Drill") -> list[tuple[str, str]] | None:
         """What a crowd of CROWD clients reads from the scenario's start to its recovery."""
@@ -706,9 +707,25 @@ class RedisFlapping(Scenario):
         d.stack.redis.signal(signal.SIGCONT)
 
 
+class SentinelFailover(Scenario):
+    """inject() returns at Sentinel's own +switch-master, which recover() follows at once:
+    "hits resume s" counts from the end of Sentinel's failover, and must be at most
+    SENTINEL_HITS_GOAL_S (the issue's goal: within the failover time plus 1 s)."""
+    name, how = "Sentinel failover", "`SENTINEL FAILOVER` (primary, 2 replicas, 3 sentinels)"
+    hold = 0.0
+    sentinel = True
+
+    def inject(self, d):
+        _, _, self.failover_s = d.stack.sentinel.failover()
+
+    def recover(self, d):
+        pass
+
+
 SCENARIOS = [RedisHung, RedisSnapshotRestart, RedisRefusesWrites, RedisReadOnly, WritesPaused,
              GenerationsEvicted, PostgresStopped, PostgresHung, InvalidatorKilled, WorkerKilled,
-             ColdStart, HotKey, PostgresSlow, RedisFlapping]
+             ColdStart, HotKey, PostgresSlow, RedisFlapping, SentinelFailover]
+SENTINEL_HITS_GOAL_S = 1.0
 
 
 # ------------------------------------------------------------------ one row
@@ -746,15 +763,15 @@ def caused_by_cache(sc: Scenario, r: Req) -> bool:
 # ------------------------------------------------------------------ the drill
 
 class Drill:
-    def __init__(self, short: bool, only: list[str], compare: bool | None = None):
-        self.short = short
+    def __init__(self, short: bool, only: list[str], compare: bool | None = None, sentinel: bool = False):
+        self.short, self.sentinel = short, sentinel
         self.compare = not short if compare is None else compare
         self.runs: list[tuple[Scenario, Window]] = []
         self.baseline, self.after = (0.5, 1.0) if short else (3.0, 5.0)
         self.n_orgs = int(os.environ.get("DRILL_ORGS", 100 if short else 300))
         self.readers = int(os.environ.get("DRILL_READERS", 6))
         self.workers = int(os.environ.get("DRILL_WORKERS", 4))
-        self.scenarios = [s() for s in SCENARIOS if not only or s.name in only]
+        self.scenarios = [s() for s in SCENARIOS if (not only or s.name in only) and s.sentinel == sentinel]
         self.windows: list[Window] = []
         self.stack: dc.Stack | None = None
 
@@ -764,14 +781,15 @@ class Drill:
         env = dc.test_app_env()
         env["BREAKERS"] = "on"
         env.update(kv.split("=", 1) for kv in os.environ.get("DRILL_APP_ENV", "").split() if "=" in kv)
-        self.stack = dc.Stack("drill", state_dir=STATE, workers=self.workers, seed=(self.n_orgs, 1, 60),
-                              access_log=False, app_env=env)
+        self.stack = dc.Stack("drill-sentinel" if self.sentinel else "drill",
+                              state_dir=STATE / "sentinel" if self.sentinel else STATE, workers=self.workers,
+                              seed=(self.n_orgs, 1, 60), access_log=False, app_env=env, sentinel=self.sentinel)
         self.stack.start()
         self.base_env = dict(self.stack.app_env)
         self.sampler = Sampler(self.stack)
         note(f"stack up in {time.monotonic() - t:.1f} s: {self.stack.http_url}, {self.workers} workers, "
              f"{self.n_orgs} organizations")
-        self.redis = self.stack.redis.client()
+        self.redis = (self.stack.redis or self.stack.sentinel.current_primary()).client()
         orgs = [dc.org_id(n) for n in range(1, self.n_orgs + 1)]
         rows = self.stack.postgres.psql("SELECT DISTINCT ON (org_id) org_id, id FROM units ORDER BY org_id, name")
         units = dict(ln.split("|") for ln in rows.splitlines())
@@ -971,6 +989,13 @@ class Drill:
                "coalesces": sc.coalesces and w.protected,
                "stale_served": self.sampler.stale(w.begin, w.end),
                "problems": list(w.problems)}
+        if getattr(sc, "failover_s", None) is not None:
+            row["sentinel_failover_s"] = sc.failover_s
+            row["how"] += f"; Sentinel's own failover {sc.failover_s:.2f} s"
+            h = row["hits_resume_s"]
+            if h is not None and h > SENTINEL_HITS_GOAL_S:
+                row["problems"].append(f"hits resumed {h:.2f} s after +switch-master (goal: "
+                                       f"{SENTINEL_HITS_GOAL_S:g} s)")
         row["failures"] = failures(row)
         row["listed"] = sc.name in EXPECTED_FAIL_UNTIL_TRUST
         return row
@@ -1051,13 +1076,20 @@ def main() -> int:
             ap.error(f"unknown scenario {n!r} (one of: {', '.join(sorted(names))})")
     dc.stop_on_signals()
     started = time.monotonic()
-    d = Drill(args.short, args.only, args.compare)
-    try:
-        d.start()
-        d.run()
-        rows = d.rows()
-    finally:
-        d.stop()
+    rows, drills = [], []
+    # the Sentinel scenarios on a stack of their own: a primary, replicas and sentinels
+    for sentinel in (False, True):
+        d = Drill(args.short, args.only, args.compare, sentinel=sentinel)
+        if not d.scenarios:
+            continue
+        drills.append(d)
+        try:
+            d.start()
+            d.run()
+            rows += d.rows()
+        finally:
+            d.stop()
+    d = drills[0]
     elapsed = time.monotonic() - started
     print(table(rows, args.short))
     print(f"\n{'short' if args.short else 'full'} drill, {len(rows)} scenarios in {elapsed:.0f} s "
