@@ -133,6 +133,7 @@ struct dc_cache_s {
     size_t             run_id_len;
     char               epoch_key[32]; /* dc_key_epoch */
     size_t             epoch_len;
+    uint64_t           primary_id; /* with sentinels: the server's run_id, hashed (dc_trust_primary_set) */
     struct cluster_s  *cl; /* REDIS_CLUSTER_NODES: the slot map and a connection per primary; else NULL */
 };
 
@@ -154,6 +155,14 @@ struct cluster_s {
     int            cur;   /* the current node, -1: none */
     int            stale; /* no map yet, or a MOVED was seen: read CLUSTER SLOTS before the next routing */
 };
+
+/*
+ * With sentinels, how soon a worker looks for the primary again after a
+ * sentinel named a server that is not (or no longer) the primary, and after
+ * the primary refused a write as a replica: a failover under way is a reason
+ * to look again promptly, not an outage to back off from.
+ */
+#define RELOOK_MS 50
 
 dc_cache_t *dc_cache_new(const dc_config_t *cfg)
 {
@@ -264,6 +273,28 @@ static int learn_run_id(dc_cache_t *c)
 
 static int route_slot(dc_cache_t *c, unsigned slot);
 
+/* FNV-1a of a run_id: a word the host's processes compare (dc_trust_primary_set); never 0. */
+static uint64_t hash_id(const char *s)
+{
+    uint64_t h = 14695981039346656037ULL;
+
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h != 0 ? h : 1;
+}
+
+static int relook_ms(const dc_cache_t *c)
+{
+    return c->cfg->redis_retry_interval_ms < RELOOK_MS ? c->cfg->redis_retry_interval_ms : RELOOK_MS;
+}
+
+/* A refusal that says the server is not the primary (any more): a failover. */
+static int demoted(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR &&
+           (strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "MASTERDOWN", 10) == 0);
+}
+
 static int ensure(dc_cache_t *c)
 {
     dc_err_t err;
@@ -272,6 +303,12 @@ static int ensure(dc_cache_t *c)
     /* the host's breaker open: not even a connection this process still holds is used */
     if (!dc_breaker_allow(DC_DEP_REDIS))
         return DC_UNAVAILABLE;
+    if (c->ctx != NULL && dc_redis_sentinel_mode(c->cfg) && !dc_trust_primary_is(c->primary_id)) {
+        /* another process of the host found a new primary: this one is demoted, or about to be */
+        dc_log_info("redis.primary", "the primary moved; connecting to the one the sentinels name");
+        disconnect(c);
+        c->retry_at_ms = 0;
+    }
     if (c->ctx != NULL)
         return DC_OK;
     if (dc_now_ms() < c->retry_at_ms && !dc_breaker_probing(DC_DEP_REDIS) && !dc_breaker_on())
@@ -281,6 +318,11 @@ static int ensure(dc_cache_t *c)
     rc = c->cl != NULL ? dc_redis_connect_node(c->cfg, c->cl->map.nodes[c->cl->cur].host,
                                                c->cl->map.nodes[c->cl->cur].port, &c->ctx, &err)
                        : dc_redis_connect(c->cfg, &c->ctx, &err);
+    if (rc == DC_BUSY) {
+        fail(c, 0, err.str, NULL);
+        c->retry_at_ms = dc_now_ms() + relook_ms(c);
+        return DC_UNAVAILABLE;
+    }
     if (rc != DC_OK) {
         if (rc == DC_UNAVAILABLE)
             dc_metrics_cache_error(DC_COP_CONNECT);
@@ -289,6 +331,10 @@ static int ensure(dc_cache_t *c)
     }
     if (learn_run_id(c) != DC_OK)
         return DC_UNAVAILABLE;
+    if (dc_redis_sentinel_mode(c->cfg)) {
+        c->primary_id = hash_id(c->run_id);
+        dc_trust_primary_set(c->primary_id);
+    }
     /* scripts are loaded on every connect: a restarted Redis has forgotten them */
     if (load_script(c, store_lua, c->store_sha) != DC_OK || load_script(c, bump_lua, c->bump_sha) != DC_OK ||
         load_script(c, gen_lua, c->gen_sha) != DC_OK || load_script(c, lease_lua, c->lease_sha) != DC_OK ||
@@ -1050,8 +1096,11 @@ static int eval(dc_cache_t *c, const char *what, redisReply **out, redisReply *r
         return DC_UNAVAILABLE;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        /* NOSCRIPT after SCRIPT FLUSH, OOM under noeviction, ...: reconnect reloads */
+        /* NOSCRIPT after SCRIPT FLUSH, OOM under noeviction, READONLY of a demoted primary, ...: */
+        /* the next call reconnects (through the sentinels: to the new primary) and reloads */
         fail(c, 0, what, r->str);
+        if (demoted(r))
+            c->retry_at_ms = dc_now_ms() + relook_ms(c);
         freeReplyObject(r);
         return DC_UNAVAILABLE;
     }
@@ -1227,7 +1276,20 @@ static int bump(dc_cache_t *c, int argc, const char **argv, size_t *lens)
         return DC_UNAVAILABLE;
     }
     freeReplyObject(r);
+    if (dc_redis_sentinel_mode(c->cfg) && !dc_trust_primary_is(c->primary_id)) {
+        /* taken by a demoted primary while another process of the host uses the new one: lost */
+        disconnect(c);
+        dc_metrics_cache_error(DC_COP_INVALIDATE);
+        dc_trust_refused("redis took an invalidation on a demoted primary");
+        return DC_UNAVAILABLE;
+    }
     return DC_OK;
+}
+
+void dc_cache_disconnect(dc_cache_t *c)
+{
+    disconnect(c);
+    c->retry_at_ms = 0;
 }
 
 int dc_cache_invalidate(dc_cache_t *c, const char *org, unsigned queries)
@@ -1401,6 +1463,28 @@ static int probe_slots(dc_cache_t *c)
     return DC_OK;
 }
 
+/*
+ * Whether the sentinels still name the server c is connected to: the
+ * demoted primary of a failover takes writes until Sentinel converts it (some
+ * seconds), so a probe it takes proves nothing. DC_OK, also when no sentinel
+ * answers (none can fail the primary over then); else the connection is
+ * dropped and DC_UNAVAILABLE.
+ */
+static int still_primary(dc_cache_t *c)
+{
+    char     host[256];
+    int      port;
+    dc_err_t err;
+
+    if (dc_redis_master_addr(c->cfg, host, sizeof(host), &port, &err) != DC_OK || c->ctx->tcp.host == NULL ||
+        (strcmp(host, c->ctx->tcp.host) == 0 && port == c->ctx->tcp.port))
+        return DC_OK;
+    dc_log_info("redis.primary", "the sentinels name another primary (%s:%d); connecting to it", host, port);
+    disconnect(c);
+    c->retry_at_ms = 0;
+    return DC_UNAVAILABLE;
+}
+
 int dc_cache_probe(dc_cache_t *c)
 {
     char        key[32];
@@ -1417,9 +1501,15 @@ int dc_cache_probe(dc_cache_t *c)
         command_failed(c, "redis write probe"); /* hung, paused or gone */
         return DC_UNAVAILABLE;
     }
-    /* a refusal (OOM, READONLY) is an answer: the connection is fine */
+    /* a refusal (OOM) is an answer: the connection is fine; READONLY is a demoted primary's */
     rc = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0 ? DC_OK : DC_UNAVAILABLE;
+    if (demoted(r)) {
+        fail(c, 0, "redis write probe", r->str);
+        c->retry_at_ms = dc_now_ms() + relook_ms(c);
+    }
     freeReplyObject(r);
+    if (rc == DC_OK && dc_redis_sentinel_mode(c->cfg))
+        rc = still_primary(c);
     return rc;
 }
 

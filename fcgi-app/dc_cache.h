@@ -188,6 +188,13 @@ int dc_cache_invalidate_all(dc_cache_t *c) DC_WUR;
  */
 int dc_cache_probe(dc_cache_t *c) DC_WUR;
 
+/*
+ * Drops the connection; the next call connects again at once (through the
+ * sentinels, to the primary they name now): the invalidator's answer to a
+ * +switch-master. NULL-safe on a closed handle.
+ */
+void dc_cache_disconnect(dc_cache_t *c);
+
 /* Where writes announce what changed, once it is invalidated. */
 #define DC_EVENTS_CHANNEL "dashboard:events"
 

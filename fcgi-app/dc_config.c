@@ -259,6 +259,76 @@ static int parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, siz
     return DC_OK;
 }
 
+/* One "host:port" (or "[v6]:port") of n bytes into out's entry i. */
+static int parse_sentinel(const char *p, size_t n, dc_sentinels_t *out, int i, char *err, size_t errlen)
+{
+    const char *colon = NULL, *h = p;
+    size_t      hn;
+    char        num[16];
+
+    for (size_t k = n; k > 0; k--)
+        if (p[k - 1] == ':') {
+            colon = p + k - 1;
+            break;
+        }
+    if (colon == NULL) {
+        snprintf(err, errlen, "entry %d must be host:port (got \"%.*s\")", i + 1, (int)(n < 64 ? n : 64), p);
+        return DC_EINVAL;
+    }
+    hn = (size_t)(colon - p);
+    if (hn >= 2 && p[0] == '[' && colon[-1] == ']') {
+        h = p + 1;
+        hn -= 2;
+    }
+    if (copy_str(out->host[i], sizeof(out->host[i]), h, hn) != DC_OK || !host_ok(out->host[i])) {
+        snprintf(err, errlen, "entry %d needs a host name or address (got \"%.*s\")", i + 1,
+                 (int)(n < 64 ? n : 64), p);
+        return DC_EINVAL;
+    }
+    if (copy_str(num, sizeof(num), colon + 1, n - (size_t)(colon - p) - 1) != DC_OK ||
+        parse_int(num, 1, 65535, &out->port[i]) != DC_OK) {
+        snprintf(err, errlen, "entry %d: port must be an integer between 1 and 65535 (got \"%.*s\")", i + 1,
+                 (int)(n < 64 ? n : 64), p);
+        return DC_EINVAL;
+    }
+    return DC_OK;
+}
+
+static int parse_sentinels(const char *list, dc_sentinels_t *out, char *err, size_t errlen)
+{
+    const char *p = list;
+
+    out->n = 0;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t      n = comma ? (size_t)(comma - p) : strlen(p);
+
+        if (out->n == DC_SENTINELS_MAX) {
+            snprintf(err, errlen, "takes at most %d sentinels", DC_SENTINELS_MAX);
+            return DC_EINVAL;
+        }
+        if (n == 0) {
+            snprintf(err, errlen, "entry %d is empty (a list is host:port,host:port)", out->n + 1);
+            return DC_EINVAL;
+        }
+        if (parse_sentinel(p, n, out, out->n, err, errlen) != DC_OK)
+            return DC_EINVAL;
+        out->n++;
+        if (comma == NULL)
+            return DC_OK;
+        p = comma + 1;
+    }
+}
+
+/* A master name as Sentinel knows it: letters, digits, '.', '-' and '_'. */
+static int master_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n > 0 && n <= DC_SENTINEL_NAME_MAX &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
 /* A string variable into dst; "" when unset. */
 static int env_str(const char *name, char *dst, size_t cap, char *err, size_t errlen)
 {
@@ -417,6 +487,36 @@ static int load(dc_config_t *cfg, char *err, size_t errlen)
 
     if (load_cluster(cfg, err, errlen) != DC_OK)
         return DC_EINVAL;
+    s = getenv("REDIS_SENTINELS");
+    if (s != NULL && *s != '\0') {
+        if (parse_sentinels(s, &cfg->sentinel, why, sizeof(why)) != DC_OK) {
+            snprintf(err, errlen, "REDIS_SENTINELS is invalid: %.200s", why);
+            return DC_EINVAL;
+        }
+        if (cfg->redis.redis_unix[0] != '\0') {
+            snprintf(err, errlen,
+                     "REDIS_URL must be a redis:// URL with REDIS_SENTINELS (the primary is a TCP "
+                     "address)");
+            return DC_EINVAL;
+        }
+        s = getenv("REDIS_MASTER_NAME");
+        if (s == NULL || !master_name_ok(s)) {
+            snprintf(
+                err, errlen,
+                "REDIS_MASTER_NAME must be 1 to %d letters, digits, '.', '-' or '_' with REDIS_SENTINELS "
+                "(got \"%.64s\")",
+                DC_SENTINEL_NAME_MAX, s ? s : "");
+            return DC_EINVAL;
+        }
+        memcpy(cfg->sentinel.master_name, s, strlen(s) + 1);
+        if (env_str("REDIS_SENTINEL_PASSWORD", cfg->sentinel.password, sizeof(cfg->sentinel.password), err,
+                    errlen) != DC_OK)
+            return DC_EINVAL;
+    } else if ((s = getenv("REDIS_MASTER_NAME")) != NULL && *s != '\0') {
+        snprintf(err, errlen, "REDIS_MASTER_NAME is set but REDIS_SENTINELS is not (both, or neither)");
+        return DC_EINVAL;
+    }
+
     if (load_auth(&cfg->auth, err, errlen) != DC_OK)
         return DC_EINVAL;
 
@@ -444,6 +544,14 @@ int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, dc_err_t *e
 {
     char why[sizeof(err->str)] = "";
     int  rc = parse_redis_url(url, out, why, sizeof(why));
+
+    return rc == DC_OK ? DC_OK : dc_err_set(err, rc, "%s", why);
+}
+
+int dc_config_parse_sentinels(const char *list, dc_sentinels_t *out, dc_err_t *err)
+{
+    char why[sizeof(err->str)] = "";
+    int  rc = parse_sentinels(list, out, why, sizeof(why));
 
     return rc == DC_OK ? DC_OK : dc_err_set(err, rc, "%s", why);
 }

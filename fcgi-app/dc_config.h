@@ -22,6 +22,22 @@ typedef struct {
     char redis_password[256];
 } dc_redis_addr_t;
 
+#define DC_SENTINELS_MAX     8
+#define DC_SENTINEL_NAME_MAX 64
+
+/*
+ * REDIS_SENTINELS and REDIS_MASTER_NAME: where to ask for the primary
+ * (dc_redis). n == 0 (unset): REDIS_URL's host is the primary, as always;
+ * otherwise REDIS_URL gives only the user, password and database.
+ */
+typedef struct {
+    int  n;
+    char host[DC_SENTINELS_MAX][256];
+    int  port[DC_SENTINELS_MAX];
+    char master_name[DC_SENTINEL_NAME_MAX + 1]; /* REDIS_MASTER_NAME */
+    char password[256];                         /* REDIS_SENTINEL_PASSWORD; "" = none */
+} dc_sentinels_t;
+
 /* Who may call the API (dc_auth): AUTH_MODE and its variables. */
 typedef enum {
     DC_AUTH_JWT = 0, /* bearer tokens verified with the keys of AUTH_KEYS_FILE */
@@ -49,7 +65,8 @@ typedef struct {
     dc_redis_addr_t  redis;
     dc_redis_seed_t  redis_cluster[DC_CLUSTER_SEEDS_MAX]; /* REDIS_CLUSTER_NODES: seeds of a Redis Cluster */
     int              redis_cluster_n;                     /* their number; 0: one Redis, REDIS_URL's */
-    int              ttl[DC_Q_COUNT];                     /* seconds; DC_Q_AUDIT unused */
+    dc_sentinels_t   sentinel;
+    int              ttl[DC_Q_COUNT]; /* seconds; DC_Q_AUDIT unused */
     int              redis_connect_timeout_ms;
     int              redis_command_timeout_ms;
     int              redis_retry_interval_ms; /* back-off after a Redis failure */
@@ -110,5 +127,12 @@ int dc_config_load_auth(dc_auth_config_t *ac, dc_err_t *err) DC_WUR;
  * message in err (without the variable name; NULL is fine).
  */
 int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, dc_err_t *err) DC_WUR;
+
+/*
+ * Parses REDIS_SENTINELS ("host:port,host:port,...", IPv6 as [addr]:port)
+ * into out->n, host and port. DC_OK or DC_EINVAL with a message in err
+ * (without the variable name; NULL is fine).
+ */
+int dc_config_parse_sentinels(const char *list, dc_sentinels_t *out, dc_err_t *err) DC_WUR;
 
 #endif

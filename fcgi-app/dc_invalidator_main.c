@@ -165,11 +165,13 @@ static int run(inv_t *v)
             next_report = dc_now_ms() + REPORT_EVERY_MS;
 
     while (!dc_signal_stop) {
-        struct pollfd   fds[2];
+        struct pollfd   fds[3];
         struct timespec ts;
         int64_t         now, wait;
-        int             nfds = 0, db_fd, sub_fd, rc;
+        int             nfds = 0, db_fd, sub_fd, watch_fd, rc;
 
+        if (dc_sub_watch_ensure(v->sub) == DC_DECLINED)
+            dc_cache_disconnect(v->cache); /* a switch may have been missed: ask the sentinels again */
         rc = dc_sub_ensure(v->sub);
         if (rc == DC_DECLINED)
             v->resync = 1; /* (re)subscribed: messages may have been missed */
@@ -217,6 +219,9 @@ static int run(inv_t *v)
             fds[nfds++] = (struct pollfd){ db_fd, POLLIN, 0 };
         if (sub_fd >= 0)
             fds[nfds++] = (struct pollfd){ sub_fd, POLLIN, 0 };
+        watch_fd = dc_sub_watch_fd(v->sub);
+        if (watch_fd >= 0)
+            fds[nfds++] = (struct pollfd){ watch_fd, POLLIN, 0 };
         wait = min64(min64(next_drain, dc_sampler_next_ms(v->sampler)) - dc_now_ms(), DRAIN_EVERY_MS);
         if (wait < 0)
             wait = 0;
@@ -236,6 +241,17 @@ static int run(inv_t *v)
             if (fds[i].fd == db_fd) {
                 if (dc_db_take_notifications(v->db) > 0)
                     v->drain_now = 1;
+            } else if (fds[i].fd == watch_fd) {
+                /*
+                 * +switch-master: connect to the new primary now; the host's
+                 * processes follow (dc_trust_primary_set), and what was
+                 * published meanwhile is made up for by a resync there
+                 */
+                if (dc_sub_watch_read(v->sub) == DC_DECLINED) {
+                    dc_cache_disconnect(v->cache);
+                    v->resync = 1;
+                    v->drain_now = 1;
+                }
             } else if (dc_sub_read(v->sub, on_message, v) != DC_OK) {
                 v->resync = 1;
             }

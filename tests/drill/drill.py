@@ -469,6 +469,7 @@ class Scenario:
     #                       answer or get the stale one (dashboard_cache_coalesced_total, stale revalidate)
     max_crowd_misses = None  # a bound on the crowd's X-Cache: MISS answers while the fault is held, or None
     cluster = False       # runs on a stack of its own on a Redis Cluster (dcstack.RedisCluster)
+    sentinel = False      # runs on a stack of its own with a RedisSentinel group (dcstack) instead of one Redis
 
     def crowd_paths(self, d: "Drill") -> list[tuple[str, str]] | None:
         """What a crowd of CROWD clients reads from the scenario's start to its recovery."""
@@ -752,11 +753,28 @@ class ClusterPrimaryKilled(Scenario):
         d.stack.redis.wait_ok(30)
 
 
+class SentinelFailover(Scenario):
+    """inject() returns at Sentinel's own +switch-master, which recover() follows at once:
+    "hits resume s" counts from the end of Sentinel's failover, and must be at most
+    SENTINEL_HITS_GOAL_S (the issue's goal: within the failover time plus 1 s)."""
+    name, how = "Sentinel failover", "`SENTINEL FAILOVER` (primary, 2 replicas, 3 sentinels)"
+    hold = 0.0
+    sentinel = True
+
+    def inject(self, d):
+        _, _, self.failover_s = d.stack.sentinel.failover()
+
+    def recover(self, d):
+        pass
+
+
 SCENARIOS = [RedisHung, RedisSnapshotRestart, RedisRefusesWrites, RedisReadOnly, WritesPaused,
              GenerationsEvicted, PostgresStopped, PostgresHung, InvalidatorKilled, WorkerKilled,
-             ColdStart, HotKey, PostgresSlow, RedisFlapping, ClusterFailover, ClusterPrimaryKilled]
+             ColdStart, HotKey, PostgresSlow, RedisFlapping, ClusterFailover, ClusterPrimaryKilled,
+             SentinelFailover]
 # the scenarios of the short run on a Redis Cluster (the full run has all of them)
 SHORT_CLUSTER = {"Cluster failover"}
+SENTINEL_HITS_GOAL_S = 1.0
 
 
 # ------------------------------------------------------------------ one row
@@ -801,16 +819,19 @@ class NoRedis:
 
 
 class Drill:
-    def __init__(self, short: bool, only: list[str], compare: bool | None = None, cluster: bool = False):
-        self.short, self.cluster = short, cluster
+    def __init__(self, short: bool, only: list[str], compare: bool | None = None, kind: str = "single"):
+        """kind: the Redis the stack runs on: "single", "cluster" (dcstack.RedisCluster) or "sentinel"."""
+        self.short, self.kind = short, kind
+        self.cluster, self.sentinel = kind == "cluster", kind == "sentinel"
         self.compare = not short if compare is None else compare
         self.runs: list[tuple[Scenario, Window]] = []
         self.baseline, self.after = (0.5, 1.0) if short else (3.0, 5.0)
         self.n_orgs = int(os.environ.get("DRILL_ORGS", 100 if short else 300))
         self.readers = int(os.environ.get("DRILL_READERS", 6))
         self.workers = int(os.environ.get("DRILL_WORKERS", 4))
-        self.scenarios = [s() for s in SCENARIOS if (not only or s.name in only) and s.cluster == cluster
-                          and not (cluster and short and not only and s.name not in SHORT_CLUSTER)]
+        self.scenarios = [s() for s in SCENARIOS if (not only or s.name in only)
+                          and s.cluster == self.cluster and s.sentinel == self.sentinel
+                          and not (self.cluster and short and not only and s.name not in SHORT_CLUSTER)]
         self.windows: list[Window] = []
         self.stack: dc.Stack | None = None
 
@@ -820,15 +841,16 @@ class Drill:
         env = dc.test_app_env()
         env["BREAKERS"] = "on"
         env.update(kv.split("=", 1) for kv in os.environ.get("DRILL_APP_ENV", "").split() if "=" in kv)
-        self.stack = dc.Stack("drill-cluster" if self.cluster else "drill",
-                              state_dir=STATE / "cluster" if self.cluster else STATE, workers=self.workers,
-                              seed=(self.n_orgs, 1, 60), access_log=False, app_env=env, redis_cluster=self.cluster)
+        self.stack = dc.Stack("drill" if self.kind == "single" else f"drill-{self.kind}",
+                              state_dir=STATE if self.kind == "single" else STATE / self.kind, workers=self.workers,
+                              seed=(self.n_orgs, 1, 60), access_log=False, app_env=env, redis_cluster=self.cluster,
+                              sentinel=self.sentinel)
         self.stack.start()
         self.base_env = dict(self.stack.app_env)
         self.sampler = Sampler(self.stack)
         note(f"stack up in {time.monotonic() - t:.1f} s: {self.stack.http_url}, {self.workers} workers, "
              f"{self.n_orgs} organizations")
-        self.redis = NoRedis() if self.cluster else self.stack.redis.client()
+        self.redis = NoRedis() if self.cluster else (self.stack.redis or self.stack.sentinel.current_primary()).client()
         orgs = [dc.org_id(n) for n in range(1, self.n_orgs + 1)]
         rows = self.stack.postgres.psql("SELECT DISTINCT ON (org_id) org_id, id FROM units ORDER BY org_id, name")
         units = dict(ln.split("|") for ln in rows.splitlines())
@@ -1028,6 +1050,13 @@ class Drill:
                "coalesces": sc.coalesces and w.protected,
                "stale_served": self.sampler.stale(w.begin, w.end),
                "problems": list(w.problems)}
+        if getattr(sc, "failover_s", None) is not None:
+            row["sentinel_failover_s"] = sc.failover_s
+            row["how"] += f"; Sentinel's own failover {sc.failover_s:.2f} s"
+            h = row["hits_resume_s"]
+            if h is not None and h > SENTINEL_HITS_GOAL_S:
+                row["problems"].append(f"hits resumed {h:.2f} s after +switch-master (goal: "
+                                       f"{SENTINEL_HITS_GOAL_S:g} s)")
         row["failures"] = failures(row)
         row["listed"] = sc.name in EXPECTED_FAIL_UNTIL_TRUST
         return row
@@ -1108,17 +1137,20 @@ def main() -> int:
             ap.error(f"unknown scenario {n!r} (one of: {', '.join(sorted(names))})")
     dc.stop_on_signals()
     started = time.monotonic()
-    rows = []
-    # one Redis, then a Redis Cluster: a stack each, one after the other
-    for d in (Drill(args.short, args.only, args.compare), Drill(args.short, args.only, args.compare, cluster=True)):
+    rows, drills = [], []
+    # one Redis, then a Redis Cluster, then a Sentinel group: a stack each, one after the other
+    for kind in ("single", "cluster", "sentinel"):
+        d = Drill(args.short, args.only, args.compare, kind=kind)
         if not d.scenarios:
             continue
+        drills.append(d)
         try:
             d.start()
             d.run()
             rows += d.rows()
         finally:
             d.stop()
+    d = drills[0]
     elapsed = time.monotonic() - started
     print(table(rows, args.short))
     print(f"\n{'short' if args.short else 'full'} drill, {len(rows)} scenarios in {elapsed:.0f} s "
