@@ -38,6 +38,7 @@ typedef struct {
 
 typedef struct {
     char             database_url[1024];
+    char             database_read_url[1024]; /* DATABASE_READ_URL: misses may read a standby; "" = off */
     dc_auth_config_t auth;
     dc_redis_addr_t  redis;
     int              ttl[DC_Q_COUNT]; /* seconds; DC_Q_AUDIT unused */
