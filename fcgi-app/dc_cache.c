@@ -16,6 +16,7 @@
 #include "dc_breaker.h"
 #include "dc_key.h"
 #include "dc_log.h"
+#include "dc_lsn.h"
 #include "dc_metrics.h"
 #include "dc_redis.h"
 #include "dc_slots.h"
@@ -114,6 +115,22 @@ static const char bump_lua[] = "local t = redis.call('TIME')\n"
                                "  redis.call('SET', KEYS[i], string.format('%d', math.max(cur + 1, now)))\n"
                                "end\n"
                                "return #KEYS\n";
+
+/*
+ * KEYS[1] an LSN key (dc_key_lsn); ARGV[1] an LSN (dc_lsn_hex), ARGV[2]
+ * the run_id of this server. Keeps the larger of the two when the stored
+ * one is this server's (fixed-width hex: string order is numeric order),
+ * else stores ARGV's. Sent with EVAL (its text is short): Redis keeps the
+ * compiled script, and a reconnect has nothing to load.
+ */
+static const char lsn_raise_lua[] = "local want = ARGV[1] .. '@' .. ARGV[2]\n"
+                                    "local v = redis.call('GET', KEYS[1])\n"
+                                    "if v and #v == #want and string.sub(v, 17) == string.sub(want, 17) and "
+                                    "string.sub(v, 1, 16) >= ARGV[1] then\n"
+                                    "  return 0\n"
+                                    "end\n"
+                                    "redis.call('SET', KEYS[1], want)\n"
+                                    "return 1\n";
 
 struct dc_cache_s {
     const dc_config_t *cfg;
@@ -1459,6 +1476,68 @@ static int probe_slots(dc_cache_t *c)
         freeReplyObject(r);
         if (!klen)
             return DC_UNAVAILABLE;
+    }
+    return DC_OK;
+}
+
+int dc_cache_lsn_raise(dc_cache_t *c, const char *org, uint64_t lsn)
+{
+    char        key[DC_KEY_MAX], hex[DC_LSN_HEX_LEN + 1];
+    int         klen = dc_key_lsn(org, key, sizeof(key));
+    redisReply *r;
+
+    if (klen < 0)
+        return DC_UNAVAILABLE;
+    dc_lsn_hex(lsn, hex);
+    if (ensure_key(c, key, (size_t)klen) != DC_OK ||
+        eval(c, "redis lsn", &r,
+             command(c, "EVAL %s 1 %b %s %s", lsn_raise_lua, key, (size_t)klen, hex, c->run_id)) != DC_OK) {
+        dc_metrics_cache_error(DC_COP_INVALIDATE);
+        dc_trust_refused("redis did not take an LSN");
+        return DC_UNAVAILABLE;
+    }
+    freeReplyObject(r);
+    return DC_OK;
+}
+
+/* A stored LSN of this server (dc_cache_lsn_raise) in reply r, else 0. */
+static uint64_t stored_lsn(const dc_cache_t *c, const redisReply *r)
+{
+    uint64_t lsn;
+
+    if (r->type != REDIS_REPLY_STRING || r->len != DC_LSN_HEX_LEN + 1 + c->run_id_len ||
+        r->str[DC_LSN_HEX_LEN] != '@' || memcmp(r->str + DC_LSN_HEX_LEN + 1, c->run_id, c->run_id_len) != 0 ||
+        dc_lsn_parse_hex(r->str, DC_LSN_HEX_LEN, &lsn) != DC_OK)
+        return 0;
+    return lsn;
+}
+
+int dc_cache_lsn_get(dc_cache_t *c, const char *org, uint64_t *org_lsn, uint64_t *all_lsn)
+{
+    uint64_t   *out[2] = { org_lsn, all_lsn };
+    const char *who[2] = { org, NULL };
+
+    *org_lsn = *all_lsn = 0;
+    /* two commands: the keys live in different slots of a cluster */
+    for (int i = 0; i < 2; i++) {
+        char        key[DC_KEY_MAX];
+        int         klen = dc_key_lsn(who[i], key, sizeof(key));
+        redisReply *r;
+
+        if (klen < 0 || ensure_key(c, key, (size_t)klen) != DC_OK)
+            return DC_UNAVAILABLE;
+        r = command(c, "GET %b", key, (size_t)klen);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            if (r == NULL)
+                command_failed(c, "redis GET lsn");
+            else
+                fail(c, 0, "redis GET lsn", r->str);
+            freeReplyObject(r);
+            dc_metrics_cache_error(DC_COP_GET);
+            return DC_UNAVAILABLE;
+        }
+        *out[i] = stored_lsn(c, r);
+        freeReplyObject(r);
     }
     return DC_OK;
 }

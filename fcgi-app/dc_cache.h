@@ -181,6 +181,26 @@ int dc_cache_invalidate(dc_cache_t *c, const char *org, unsigned queries) DC_WUR
 int dc_cache_invalidate_all(dc_cache_t *c) DC_WUR;
 
 /*
+ * The LSN keys of dc_replica (dc_key_lsn): the WAL position a standby must
+ * have replayed before it answers a miss of an organization. A value is
+ * "<16 hex digits>@<run_id>", and counts only on the Redis process that
+ * stored it, as a cached value does: one restarted from a snapshot or a
+ * promoted replica may hold positions from before writes it lost, and a
+ * position that is not there is never taken for "nothing to wait for".
+ *
+ * dc_cache_lsn_raise: the LSN key of org (NULL: every organization's) to
+ * lsn unless it holds a larger one of this server already (never
+ * backwards). DC_OK, or DC_UNAVAILABLE (a refused write: dc_trust_refused).
+ */
+int dc_cache_lsn_raise(dc_cache_t *c, const char *org, uint64_t lsn) DC_WUR;
+
+/*
+ * The LSNs of org and of every organization, 0 for one that is not there
+ * or was stored by another Redis process. DC_OK or DC_UNAVAILABLE.
+ */
+int dc_cache_lsn_get(dc_cache_t *c, const char *org, uint64_t *org_lsn, uint64_t *all_lsn) DC_WUR;
+
+/*
  * The write probe of dc_trust: SET of the probe key, bounded by the
  * timeouts. DC_OK when Redis took it; DC_UNAVAILABLE when it refused it
  * (OOM under noeviction, READONLY), did not answer in time (CLIENT PAUSE

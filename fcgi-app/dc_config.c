@@ -477,6 +477,15 @@ static int load(dc_config_t *cfg, char *err, size_t errlen)
     }
     memcpy(cfg->database_url, s, strlen(s) + 1);
 
+    s = getenv("DATABASE_READ_URL");
+    if (s != NULL && strlen(s) >= sizeof(cfg->database_read_url)) {
+        snprintf(err, errlen, "DATABASE_READ_URL is longer than %zu bytes",
+                 sizeof(cfg->database_read_url) - 1);
+        return DC_EINVAL;
+    }
+    if (s != NULL)
+        memcpy(cfg->database_read_url, s, strlen(s) + 1);
+
     s = getenv("REDIS_URL");
     if (s == NULL || *s == '\0')
         s = DC_DEFAULT_REDIS_URL;

@@ -61,6 +61,7 @@ typedef struct {
 
 typedef struct {
     char             database_url[1024];
+    char             database_read_url[1024]; /* DATABASE_READ_URL: misses may read a standby; "" = off */
     dc_auth_config_t auth;
     dc_redis_addr_t  redis;
     dc_redis_seed_t  redis_cluster[DC_CLUSTER_SEEDS_MAX]; /* REDIS_CLUSTER_NODES: seeds of a Redis Cluster */

@@ -9,6 +9,7 @@
 
 #include "dc_endpoint.h"
 #include "dc_metrics.h"
+#include "dc_replica.h"
 #include "dc_request.h"
 
 #define PREFIX "dashboard:"
@@ -198,6 +199,22 @@ int dc_inval_all(dc_cache_t *c)
     return DC_OK;
 }
 
+int dc_inval_raise_lsn(dc_cache_t *c, dc_db_t *db, const dc_orgs_t *orgs, const char *org, int all)
+{
+    uint64_t lsn;
+
+    if (dc_replica_primary_lsn(db, &lsn) != DC_OK)
+        return DC_UNAVAILABLE;
+    if (all && dc_cache_lsn_raise(c, NULL, lsn) != DC_OK)
+        return DC_UNAVAILABLE;
+    if (org != NULL && dc_cache_lsn_raise(c, org, lsn) != DC_OK)
+        return DC_UNAVAILABLE;
+    for (size_t i = 0; orgs != NULL && i < dc_orgs_count(orgs); i++)
+        if (dc_cache_lsn_raise(c, dc_orgs_at(orgs, i), lsn) != DC_OK)
+            return DC_UNAVAILABLE;
+    return DC_OK;
+}
+
 int dc_inval_drain(dc_cache_t *c, dc_db_t *db, dc_outbox_t *ob, size_t batch, dc_lag_fn fn, void *arg,
                    dc_drain_stats_t *stats)
 {
@@ -209,6 +226,8 @@ int dc_inval_drain(dc_cache_t *c, dc_db_t *db, dc_outbox_t *ob, size_t batch, dc
             return rc;
         if (ob->n == 0)
             return DC_OK;
+        if (dc_inval_raise_lsn(c, db, &ob->orgs, NULL, ob->all) != DC_OK)
+            return DC_UNAVAILABLE;
         if (ob->all && dc_inval_all(c) != DC_OK)
             return DC_UNAVAILABLE;
         if (dc_inval_orgs(c, &ob->orgs) != DC_OK)

@@ -77,6 +77,16 @@ int dc_inval_orgs(dc_cache_t *c, const dc_orgs_t *orgs) DC_WUR;
  */
 int dc_inval_all(dc_cache_t *c) DC_WUR;
 
+/*
+ * Raises the LSN keys (dc_replica.h) of the organizations of orgs, of org,
+ * and with all the global one, to the primary's position read now (db):
+ * call it after the changes to invalidate were committed (their outbox
+ * rows read, their message received) and before their generations move.
+ * orgs and org may be NULL. DC_OK, or DC_UNAVAILABLE (PostgreSQL or Redis;
+ * nothing to move the generations with then).
+ */
+int dc_inval_raise_lsn(dc_cache_t *c, dc_db_t *db, const dc_orgs_t *orgs, const char *org, int all) DC_WUR;
+
 /* What one drain applied. */
 typedef struct {
     size_t rows;    /* outbox rows marked processed */
@@ -88,6 +98,7 @@ typedef struct {
 /*
  * Applies pending outbox rows, batch rows at a time (ob is scratch space),
  * until none is left: each batch's organizations are invalidated
+ * (their LSN keys raised, then their generations moved, dc_inval_raise_lsn)
  * first and the rows marked processed after, so a failure in between
  * re-applies them later and never skips one. fn is called with each row's
  * lag. *stats counts what was applied, also when it stops early. DC_OK, or

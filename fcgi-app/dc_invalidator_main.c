@@ -57,6 +57,7 @@ typedef struct {
     int         resync; /* invalidate everything as soon as we can */
     int         drain_now;
     int         drained_once; /* logged invalidate.ready */
+    int         lsn_owed;     /* the epoch moved without the global LSN: raise it once the primary answers */
     long long   applied, rejected, outbox_rows, resyncs;
     sigset_t    wait_mask; /* the stop signals open only while waiting */
     const char *user;      /* --user: who to become once started */
@@ -67,6 +68,12 @@ typedef struct {
 /* Everything of every organization, in one write (the epoch). */
 static int invalidate_all(inv_t *v)
 {
+    /*
+     * The global LSN first (dc_replica.h); without PostgreSQL the epoch
+     * still moves (hits of old data stop now) and the LSN is raised as
+     * soon as the primary answers (lsn_owed)
+     */
+    v->lsn_owed = dc_inval_raise_lsn(v->cache, v->db, NULL, NULL, 1) != DC_OK;
     if (dc_inval_all(v->cache) != DC_OK)
         return DC_UNAVAILABLE;
     v->resyncs++;
@@ -94,9 +101,12 @@ static void on_message(void *arg, const char *msg, size_t len)
         v->applied++;
         return;
     }
-    if (dc_inval_apply(v->cache, &m, &deleted) != DC_OK) {
+    /* its writer committed before it published: the position now bounds that commit */
+    if (dc_inval_raise_lsn(v->cache, v->db, NULL, m.org_id, 0) != DC_OK ||
+        dc_inval_apply(v->cache, &m, &deleted) != DC_OK) {
         /* the message is gone from pub/sub: make up for it once Redis is back */
-        dc_log_warn("invalidate.deferred", "redis unavailable; will invalidate everything when it is back");
+        dc_log_warn("invalidate.deferred",
+                    "redis or postgresql unavailable; will invalidate everything when they are back");
         v->resync = 1;
         return;
     }
@@ -181,6 +191,8 @@ static int run(inv_t *v)
         }
         if (v->resync && invalidate_all(v) == DC_OK)
             v->resync = 0;
+        if (v->lsn_owed && dc_inval_raise_lsn(v->cache, v->db, NULL, NULL, 1) == DC_OK)
+            v->lsn_owed = 0;
 
         now = dc_now_ms();
         if (v->drain_now || now >= next_drain) {

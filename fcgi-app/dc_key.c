@@ -73,6 +73,21 @@ int dc_key_probe(char *buf, size_t cap)
     return dc_fix_finish(&f, buf);
 }
 
+int dc_key_lsn(const char *org_id, char *buf, size_t cap)
+{
+    dc_fix_t f;
+
+    dc_fix_init(&f, buf, cap);
+    if (org_id == NULL) {
+        DC_FIX_LIT(&f, "dashcache:lsn:all");
+    } else {
+        DC_FIX_LIT(&f, "dashcache:lsn:org:{");
+        dc_fix_str(&f, org_id);
+        DC_FIX_LIT(&f, "}");
+    }
+    return dc_fix_finish(&f, buf);
+}
+
 /* A lower-case id at *p (what dc_request_parse_uuid writes) into out, *p moved past it. */
 static int take_id(const char **p, const char *end, char out[DC_UUID_LEN + 1])
 {

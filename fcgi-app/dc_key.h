@@ -34,6 +34,14 @@
  * first {...} of a key is its hash tag):
  *
  *   dashcache:lease:<answer's key>
+ *
+ * and the WAL position (LSN) a standby must have replayed before it may
+ * answer a miss of an organization, and the one of every organization
+ * (dc_replica; the organization's key carries its hash tag, as the
+ * generation keys of a Redis Cluster do):
+ *
+ *   dashcache:lsn:org:{<org>}
+ *   dashcache:lsn:all
  */
 #ifndef DC_KEY_H
 #define DC_KEY_H
@@ -76,6 +84,12 @@ int dc_key_epoch(char *buf, size_t cap);
  * DC_ERROR when it does not fit.
  */
 int dc_key_lease(const char *key, size_t klen, char *buf, size_t cap);
+
+/*
+ * Writes the LSN key of org (a validated id), or the global one when org is
+ * NULL, into buf. Its length, or DC_ERROR when it does not fit.
+ */
+int dc_key_lsn(const char *org_id, char *buf, size_t cap);
 
 /* Writes the write probe's key into buf. Its length, or DC_ERROR when cap is too small. */
 int dc_key_probe(char *buf, size_t cap);

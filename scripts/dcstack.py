@@ -820,6 +820,104 @@ host    all   all       127.0.0.1/32   scram-sha-256
         db_prepare(self.url, seed)
 
 
+class Standby(Postgres):
+    """A streaming standby of the stack's PostgreSQL (issue 13: standby reads):
+    pg_basebackup -R of the running primary into RUNTIME/pgstandby, its own port,
+    hot standby, replay delayed by delay_ms (recovery_min_apply_delay) when
+    asked; ready once its WAL receiver streams. Replication connects as postgres
+    over loopback with the password of a pgpass file (never in argv); the
+    primary's pg_hba.conf gets one replication line for 127.0.0.1."""
+
+    name = "postgres-standby"
+    REPL_MARK = "# dashcache: replication (scripts/dcstack.py Standby)"
+
+    def __init__(self, stack: "Stack", port: int, primary: Postgres, delay_ms: int = 0):
+        Service.__init__(self, stack)
+        self.port, self.fsync, self.primary, self.delay_ms = port, primary.fsync, primary, delay_ms
+        self.data = stack.runtime_dir / "pgstandby"
+        self.sock = stack.runtime_dir / "pgstandby-sock"
+        self.pgpass = stack.runtime_dir / "pgstandby.pgpass"
+        self.bindir = pg_bindir()
+        self.fresh = False
+        self.password, self.admin_password = primary.password, primary.admin_password
+
+    def _own(self, path: Path) -> None:
+        if is_root():
+            pw = pwd.getpwnam(self.os_user())
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def allow_replication(self) -> None:
+        hba = self.primary.data / "pg_hba.conf"
+        text = hba.read_text(errors="replace")
+        if self.REPL_MARK in text:
+            return
+        tmp = hba.with_suffix(".repl")
+        tmp.write_text(text + f"{self.REPL_MARK}\nhost    replication   postgres   {HOST}/32   scram-sha-256\n")
+        self._own(tmp)
+        tmp.chmod(0o600)
+        tmp.replace(hba)
+        psql(self.primary.admin_url, "SELECT pg_reload_conf()")
+
+    def prepare(self) -> None:
+        if port_in_use(self.port):
+            raise StackError(f"port {self.port} on {HOST} is already in use (the standby's port)")
+        if not self.primary.running():
+            raise StackError("the standby needs the stack's PostgreSQL running")
+        self.allow_replication()
+        fd = os.open(self.pgpass, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{HOST}:{self.primary.port}:*:postgres:{self.admin_password}\n")
+        self._own(self.pgpass)
+        shutil.rmtree(self.data, ignore_errors=True)
+        for d in (self.data, self.sock):
+            d.mkdir(parents=True, exist_ok=True)
+            d.chmod(0o700)
+            self._own(d)
+        extra, env_add = self.as_owner(self.stack.runtime_dir)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log(f"pg_basebackup of {HOST}:{self.primary.port} into {self.data}")
+        with open(self.log_path, "ab") as logf:
+            rc = subprocess.run([str(self.bindir / "pg_basebackup"), "-D", str(self.data), "-R", "-X", "stream",
+                                 "-c", "fast", "--no-sync", "-d",
+                                 f"host={HOST} port={self.primary.port} user=postgres"],
+                                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                cwd=self.stack.runtime_dir, timeout=300,
+                                env={**os.environ, **env_add, "PGPASSFILE": str(self.pgpass)}, **extra).returncode
+        if rc != 0:
+            raise StackError(f"pg_basebackup failed; last lines of {self.log_path}:\n{tail(self.log_path)}")
+        # the walreceiver reads the password from the pgpass file too (last setting wins)
+        with open(self.data / "postgresql.auto.conf", "a") as f:
+            f.write(f"primary_conninfo = 'host={HOST} port={self.primary.port} user=postgres "
+                    f"passfile={self.pgpass} application_name=dcstandby'\n")
+
+    def argv(self) -> list[str]:
+        a = super().argv() + ["-c", "hot_standby=on", "-c", "hot_standby_feedback=on",
+                              "-c", f"recovery_min_apply_delay={int(self.delay_ms)}ms"]
+        return a
+
+    def streaming(self) -> bool:
+        try:
+            return psql(self.admin_url, "SELECT status FROM pg_stat_wal_receiver", timeout=5,
+                        check=False) == "streaming"
+        except (StackError, subprocess.TimeoutExpired):
+            return False
+
+    def after_start(self) -> None:
+        self.wait_until(self.streaming, 60, "stream from the primary")
+
+    def replay_lsn(self) -> str:
+        return psql(self.admin_url, "SELECT pg_last_wal_replay_lsn()")
+
+    def wait_caught_up(self, timeout: float = 60.0) -> None:
+        """Until the standby has replayed what the primary had written when asked."""
+        target = psql(self.primary.admin_url, "SELECT pg_current_wal_insert_lsn()")
+        self.wait_until(lambda: psql(self.admin_url, f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn")
+                        == "t", timeout + self.delay_ms / 1000.0, f"replay up to {target}")
+
+    def describe(self) -> str:
+        return f", {HOST}:{self.port}, replay delay {self.delay_ms} ms"
+
+
 # ------------------------------------------------------------------ any database, by URL
 
 def split_password(url: str) -> tuple[str, str | None]:
@@ -1615,6 +1713,9 @@ class Stack:
     fcgi_args    more flags of dashcache-fcgi (e.g. --max-requests N, --env-file FILE)
     sentinel     a RedisSentinel group (primary, 2 replicas, 3 sentinels) instead of one Redis;
                  the application finds the primary through REDIS_SENTINELS
+    standby_delay_ms
+                 not None: a streaming standby of the stack's PostgreSQL (Standby) with
+                 this replay delay, and the workers read misses from it (DATABASE_READ_URL)
     """
 
     def __init__(self, name: str = "test", *, state_dir: Path | None = None, runtime_dir: Path | None = None,
@@ -1622,7 +1723,7 @@ class Stack:
                  build: Path | str = "build", invalidator: bool = True, nginx: bool = True,
                  app_env: dict | None = None, access_log: bool | str = True,
                  database_url: str | None = None, redis_url: str | None = None, fcgi_args=(),
-                 redis_cluster: bool = False, sentinel: bool = False):
+                 redis_cluster: bool = False, sentinel: bool = False, standby_delay_ms: int | None = None):
         self.name = name
         self.with_sentinel = sentinel
         self.sentinel: RedisSentinel | None = None
@@ -1637,6 +1738,7 @@ class Stack:
         self._app_env = app_env
         self.external_db, self.external_redis = database_url, redis_url
         self.with_cluster = redis_cluster  # a RedisCluster of its own instead of one Redis
+        self.standby_delay_ms = standby_delay_ms
         self.started: list[Service] = []
         self.runtime_dir: Path | None = None
 
@@ -1659,8 +1761,8 @@ class Stack:
         """Every service the stack may run, in start order."""
         redis = self.redis.nodes if isinstance(self.redis, RedisCluster) else [self.redis]
         group = self.sentinel.services() if self.sentinel is not None else []
-        return [s for s in (self.postgres, *redis, *group, self.fcgi, self.invalidator, self.nginx)
-                if s is not None]
+        return [s for s in (self.postgres, getattr(self, "standby", None), *redis, *group, self.fcgi,
+                            self.invalidator, self.nginx) if s is not None]
 
     def describe(self) -> dict:
         return {"HTTP_URL": self.http_url, "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
@@ -1699,7 +1801,7 @@ class Stack:
             self.runtime_dir.mkdir(parents=True, exist_ok=True)
         else:
             self.runtime_dir = temp_runtime_dir(self.name)
-        for k in ("pg", "redis", "http"):
+        for k in ("pg", "redis", "http") + (("pg_standby",) if self.standby_delay_ms is not None else ()):
             self.ports.setdefault(k, free_port())
         self.app_env = test_app_env() if self._app_env is None else dict(self._app_env)
         self.postgres = None if self.external_db else Postgres(self, self.ports["pg"], fsync=self.fsync)
@@ -1711,6 +1813,10 @@ class Stack:
         if self.with_cluster and not self.external_redis:
             self.redis = RedisCluster(self)
             self.app_env["REDIS_CLUSTER_NODES"] = self.redis.seeds
+        self.standby = None
+        if self.standby_delay_ms is not None and self.postgres is not None:
+            self.standby = Standby(self, self.ports["pg_standby"], self.postgres, self.standby_delay_ms)
+            self.app_env["DATABASE_READ_URL"] = self.standby.url
         self.app_env.update(DATABASE_URL=self.database_url, REDIS_URL=self.redis_url)
         # the pool's shared counters live and die with the stack
         self.app_env.setdefault("METRICS_FILE", str(self.runtime_dir / "metrics"))
@@ -1760,6 +1866,8 @@ class Stack:
             if self.postgres:
                 self._start(self.postgres)
             db_prepare(self.database_url, self.seed)
+            if self.standby:
+                self._start(self.standby)
             if self.redis:
                 self._start(self.redis)
             if self.sentinel is not None:

@@ -768,13 +768,23 @@ class SentinelFailover(Scenario):
         pass
 
 
+class StandbyLagging(Scenario):
+    """Misses may read a streaming standby whose replay is STANDBY_DELAY_MS late
+    (DATABASE_READ_URL; issue 13): the workers restart with it for this row only.
+    No read may be stale; the row reports the share of misses the standby served."""
+    name, how = "Standby lagging", "misses may read a standby replaying 2000 ms late, 10 s"
+    hold, short_hold = 10.0, 3.0
+    app_env: dict = {}  # DATABASE_READ_URL, set by Drill.start once the standby runs
+
+
 SCENARIOS = [RedisHung, RedisSnapshotRestart, RedisRefusesWrites, RedisReadOnly, WritesPaused,
              GenerationsEvicted, PostgresStopped, PostgresHung, InvalidatorKilled, WorkerKilled,
-             ColdStart, HotKey, PostgresSlow, RedisFlapping, ClusterFailover, ClusterPrimaryKilled,
-             SentinelFailover]
+             ColdStart, HotKey, PostgresSlow, RedisFlapping, StandbyLagging, ClusterFailover,
+             ClusterPrimaryKilled, SentinelFailover]
 # the scenarios of the short run on a Redis Cluster (the full run has all of them)
 SHORT_CLUSTER = {"Cluster failover"}
 SENTINEL_HITS_GOAL_S = 1.0
+STANDBY_DELAY_MS = 2000  # recovery_min_apply_delay of the drill's standby
 
 
 # ------------------------------------------------------------------ one row
@@ -841,12 +851,20 @@ class Drill:
         env = dc.test_app_env()
         env["BREAKERS"] = "on"
         env.update(kv.split("=", 1) for kv in os.environ.get("DRILL_APP_ENV", "").split() if "=" in kv)
+        want_standby = any(isinstance(sc, StandbyLagging) for sc in self.scenarios)
         self.stack = dc.Stack("drill" if self.kind == "single" else f"drill-{self.kind}",
                               state_dir=STATE if self.kind == "single" else STATE / self.kind, workers=self.workers,
                               seed=(self.n_orgs, 1, 60), access_log=False, app_env=env, redis_cluster=self.cluster,
-                              sentinel=self.sentinel)
+                              sentinel=self.sentinel, standby_delay_ms=STANDBY_DELAY_MS if want_standby else None)
         self.stack.start()
+        # the standby serves only its own row: every other runs as a single-host stack does
+        read_url = self.stack.app_env.pop("DATABASE_READ_URL", None)
+        for sc in self.scenarios:
+            if isinstance(sc, StandbyLagging):
+                sc.app_env = {"DATABASE_READ_URL": read_url}
         self.base_env = dict(self.stack.app_env)
+        if read_url:
+            self.stack.fcgi.restart()
         self.sampler = Sampler(self.stack)
         note(f"stack up in {time.monotonic() - t:.1f} s: {self.stack.http_url}, {self.workers} workers, "
              f"{self.n_orgs} organizations")
@@ -948,7 +966,8 @@ class Drill:
         The requests of a restart start in no scenario's window: none of them is judged."""
         env = {**self.base_env, **extra}
         if env != self.stack.app_env:
-            note(f"workers restarted with {extra or 'the stack environment'}")
+            shown = {k: dc.redact_url(v) if k.endswith("_URL") else v for k, v in extra.items()}
+            note(f"workers restarted with {shown or 'the stack environment'}")
             self.stack.app_env = env
             self.stack.fcgi.restart()
 
@@ -1029,10 +1048,14 @@ class Drill:
                 if lag is not None:
                     worst[kind[org]] = max(worst[kind[org]], lag)
         m0, m1 = w.metrics
-        dbq = None
+        dbq = standby = None
         if m0 and m1:
             d = server_deltas(m0, m1)
             dbq = d["read_statements"] / d["reads"] if d["reads"] else None
+            standby = {k: metric_sum(m1, "dashboard_db_reads_total", "target", (k,)) -
+                       metric_sum(m0, "dashboard_db_reads_total", "target", (k,)) for k in ("primary", "standby")}
+            standby["lag"] = (metric_sum(m1, "dashboard_db_standby_fallbacks_total", "reason", ("lag",)) -
+                              metric_sum(m0, "dashboard_db_standby_fallbacks_total", "reason", ("lag",)))
         row = {"scenario": sc.name, "how": sc.how, "requests": len(reqs), "reads": len(reads),
                "non_2xx": sum(1 for r in reqs if not 200 <= r.status < 300),
                "cache_5xx": sum(1 for r in reqs if caused_by_cache(sc, r)),
@@ -1049,6 +1072,7 @@ class Drill:
                if sc.max_crowd_misses and w.protected else None,
                "coalesces": sc.coalesces and w.protected,
                "stale_served": self.sampler.stale(w.begin, w.end),
+               "db_reads": standby if sc.app_env.get("DATABASE_READ_URL") else None,
                "problems": list(w.problems)}
         if getattr(sc, "failover_s", None) is not None:
             row["sentinel_failover_s"] = sc.failover_s
@@ -1153,6 +1177,14 @@ def main() -> int:
     d = drills[0]
     elapsed = time.monotonic() - started
     print(table(rows, args.short))
+    for r in rows:
+        dr = r.get("db_reads")
+        if dr:
+            total = dr["primary"] + dr["standby"]
+            print(f"\n{r['scenario']}: {total:.0f} reads ran on PostgreSQL, {dr['standby']:.0f} on the standby "
+                  f"({100 * dr['standby'] / total if total else 0:.0f} %), {dr['lag']:.0f} sent to the primary "
+                  f"because the standby had not replayed the organization's last write; stale {r['stale']}, "
+                  f"cache 5xx {r['cache_5xx']}")
     print(f"\n{'short' if args.short else 'full'} drill, {len(rows)} scenarios in {elapsed:.0f} s "
           f"({d.readers} readers, {d.workers} workers, {d.n_orgs} organizations)")
     if args.json:
