@@ -746,8 +746,9 @@ host    all   all       127.0.0.1/32   scram-sha-256
             os.chown(self.sock, pw.pw_uid, pw.pw_gid)
 
     def argv(self) -> list[str]:
+        also = self.stack.also_listen
         a = [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.sock),
-             "-c", f"listen_addresses={HOST}"]
+             "-c", f"listen_addresses={HOST}" + (f",{also[0]}" if also else "")]
         if not self.fsync:  # throwaway test clusters only: a crash may corrupt them
             a += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         return a
@@ -757,6 +758,26 @@ host    all   all       127.0.0.1/32   scram-sha-256
 
     def popen_extra(self) -> dict:
         return self.as_owner(self.stack.runtime_dir)[0]
+
+    NET_MARK = "# dashcache: test network"
+
+    def allow_network(self, cidr: str) -> None:
+        """Password (SCRAM) logins from the hosts of a test network (scripts/dcnet.py) too:
+        one pg_hba.conf line for that network only, then a reload."""
+        hba = self.data / "pg_hba.conf"
+        line = f"host    all   all       {cidr}   scram-sha-256   {self.NET_MARK}\n"
+        text = hba.read_text(errors="replace")
+        if line in text:
+            return
+        text = "".join(ln for ln in text.splitlines(keepends=True) if self.NET_MARK not in ln)
+        tmp = hba.with_suffix(".net")
+        tmp.write_text(text + line)
+        if is_root():
+            pw = pwd.getpwnam(self.os_user())
+            os.chown(tmp, pw.pw_uid, pw.pw_gid)
+        tmp.chmod(0o600)
+        tmp.replace(hba)
+        self.psql("SELECT pg_reload_conf()", url=self.admin_url)
 
     def freeze(self) -> list[int]:
         """SIGSTOP the postmaster and every backend (PostgreSQL hung, sockets open): their pids,
@@ -1021,10 +1042,11 @@ tcp-keepalive 60
 """
 
 
-def redis_conf(directory: Path, port: int, password: str | None = None) -> str:
+def redis_conf(directory: Path, port: int, password: str | None = None, also_bind: str | None = None) -> str:
     """Snapshots as Debian's default, bounded memory, evict least recently used;
-    with password, every client must AUTH (requirepass)."""
-    conf = REDIS_CONF.format(host=HOST, port=port, dir=directory,
+    with password, every client must AUTH (requirepass); also_bind: an address to
+    listen on besides 127.0.0.1 (a test network's, scripts/dcnet.py)."""
+    conf = REDIS_CONF.format(host=HOST + (f" {also_bind}" if also_bind else ""), port=port, dir=directory,
                              maxmemory=os.environ.get("REDIS_MAXMEMORY", "256mb"))
     return conf + (f'requirepass "{password}"\n' if password else "")
 
@@ -1074,7 +1096,8 @@ class Redis(Service):
             raise StackError(f"port {self.port} on {HOST} is already in use (the Redis port)")
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self.dir / "redis.conf"
-        conf.write_text(redis_conf(self.dir, self.port, self.password))
+        also = self.stack.also_listen
+        conf.write_text(redis_conf(self.dir, self.port, self.password, also[0] if also else None))
         conf.chmod(0o600)
 
     def argv(self) -> list[str]:
@@ -1716,6 +1739,8 @@ class Stack:
     standby_delay_ms
                  not None: a streaming standby of the stack's PostgreSQL (Standby) with
                  this replay delay, and the workers read misses from it (DATABASE_READ_URL)
+    also_listen  (address, network): PostgreSQL and Redis listen on address too, and
+                 PostgreSQL lets that network log in (the hosts of scripts/dcnet.py)
     """
 
     def __init__(self, name: str = "test", *, state_dir: Path | None = None, runtime_dir: Path | None = None,
@@ -1723,10 +1748,12 @@ class Stack:
                  build: Path | str = "build", invalidator: bool = True, nginx: bool = True,
                  app_env: dict | None = None, access_log: bool | str = True,
                  database_url: str | None = None, redis_url: str | None = None, fcgi_args=(),
-                 redis_cluster: bool = False, sentinel: bool = False, standby_delay_ms: int | None = None):
+                 redis_cluster: bool = False, sentinel: bool = False, standby_delay_ms: int | None = None,
+                 also_listen: tuple[str, str] | None = None):
         self.name = name
         self.with_sentinel = sentinel
         self.sentinel: RedisSentinel | None = None
+        self.also_listen = also_listen
         self.fcgi_args = list(fcgi_args)
         self.state_dir = Path(state_dir or ROOT / ".run" / name)
         self.keep_runtime = runtime_dir is not None
@@ -1865,6 +1892,8 @@ class Stack:
             self.stop_leftovers()
             if self.postgres:
                 self._start(self.postgres)
+                if self.also_listen:
+                    self.postgres.allow_network(self.also_listen[1])
             db_prepare(self.database_url, self.seed)
             if self.standby:
                 self._start(self.standby)

@@ -27,6 +27,7 @@ required=(
 	redis-server redis-tools
 	curl jq procps util-linux coreutils wrk python3 python3-pytest prometheus
 	systemd
+	iproute2 # ip netns and veth: the multi-host tests (scripts/dcnet.py)
 	clang-14 libclang-rt-14-dev # the libFuzzer targets (make fuzz, and make test)
 )
 
