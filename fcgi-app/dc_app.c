@@ -21,6 +21,7 @@
 #include "dc_query.h"
 #include "dc_query_write.h"
 #include "dc_outbox.h"
+#include "dc_replica.h"
 #include "dc_router.h"
 #include "dc_trust.h"
 #include "dc_write.h"
@@ -29,6 +30,7 @@ struct dc_app_s {
     const dc_config_t *cfg;
     dc_cache_t        *cache;
     dc_db_t           *db;
+    dc_replica_t      *replica; /* standby reads (DATABASE_READ_URL), or NULL */
     dc_auth_t         *auth;
     dc_buf_t           body;
     dc_app_task_t      task; /* dc_app_handle's; its cached value is released by dc_app_done */
@@ -46,6 +48,7 @@ dc_app_t *dc_app_new(const dc_config_t *cfg)
     const dc_db_set_t *sets[DC_ARRAY_LEN(role)];
     dc_app_t          *app = calloc(1, sizeof(*app));
     dc_err_t           err;
+    int                failed = 0;
 
     if (app == NULL) {
         dc_log_error("app.init", "out of memory");
@@ -62,7 +65,8 @@ dc_app_t *dc_app_new(const dc_config_t *cfg)
         sets[i] = role[i]();
     app->cache = dc_cache_new(cfg);
     app->db = dc_db_new(cfg, sets, DC_ARRAY_LEN(sets));
-    if (app->cache == NULL || app->db == NULL) {
+    app->replica = dc_replica_new(cfg, &failed);
+    if (app->cache == NULL || app->db == NULL || failed) {
         dc_log_error("app.init", "out of memory");
         dc_app_free(app);
         return NULL;
@@ -77,6 +81,7 @@ void dc_app_free(dc_app_t *app)
     dc_app_done(app);
     dc_cache_free(app->cache);
     dc_db_free(app->db);
+    dc_replica_free(app->replica);
     dc_auth_free(app->auth);
     dc_buf_free(&app->body);
     dc_write_state_free(&app->write);
@@ -276,8 +281,8 @@ static void query_finish(dc_app_t *app, dc_app_task_t *t, int looked_up, dc_resp
         made_gen = cacheable;
     }
 
-    dc_buf_reset(&app->body);
-    rc = dc_query_run(app->db, app->cfg, req, &app->body, &err);
+    /* a standby only for a miss that observed its generation in Redis (dc_replica.h) */
+    rc = dc_replica_query(app->replica, app->cache, app->db, cacheable, app->cfg, req, &app->body, &err);
     if (rc == DC_OK)
         dc_etag_of(app->body.data, app->body.len,
                    app->etag); /* once, for the answer, the store and the fill */

@@ -36,6 +36,21 @@
  * and none of those values is a hit afterwards, with or without the
  * invalidator (the generation bumps of writes acknowledged after the
  * snapshot are what the snapshot lost).
+ *
+ * In a Redis Cluster (REDIS_CLUSTER_NODES) the handle keeps a connection per
+ * primary, opened when first needed, and sends every command to the primary
+ * of its key's slot (dc_slots: the map from CLUSTER SLOTS, read again after a
+ * MOVED; an ASK is followed once without touching it). An organization's
+ * keys share its slot (dc_key.h), and the epoch is kept once per slot,
+ * dashcache:epoch:{<tag of the slot>}: a lookup reads the copy of its own
+ * slot in the same MGET, so a read stays one command, O(1), whatever the
+ * number of nodes; invalidating everything moves the 16384 copies (pipelined
+ * per primary; rare) and succeeds only when all moved, so no read that
+ * starts after it sees a value stored before it. An epoch per connection
+ * instead would cost every hit a second command. run_ids are per node: a
+ * value is a hit only on the node process that stored it. The write probe
+ * writes on every primary. Without REDIS_CLUSTER_NODES none of this runs:
+ * one connection, one dashcache:epoch, the hit path unchanged.
  */
 #ifndef DC_CACHE_H
 #define DC_CACHE_H
@@ -166,12 +181,39 @@ int dc_cache_invalidate(dc_cache_t *c, const char *org, unsigned queries) DC_WUR
 int dc_cache_invalidate_all(dc_cache_t *c) DC_WUR;
 
 /*
+ * The LSN keys of dc_replica (dc_key_lsn): the WAL position a standby must
+ * have replayed before it answers a miss of an organization. A value is
+ * "<16 hex digits>@<run_id>", and counts only on the Redis process that
+ * stored it, as a cached value does: one restarted from a snapshot or a
+ * promoted replica may hold positions from before writes it lost, and a
+ * position that is not there is never taken for "nothing to wait for".
+ *
+ * dc_cache_lsn_raise: the LSN key of org (NULL: every organization's) to
+ * lsn unless it holds a larger one of this server already (never
+ * backwards). DC_OK, or DC_UNAVAILABLE (a refused write: dc_trust_refused).
+ */
+int dc_cache_lsn_raise(dc_cache_t *c, const char *org, uint64_t lsn) DC_WUR;
+
+/*
+ * The LSNs of org and of every organization, 0 for one that is not there
+ * or was stored by another Redis process. DC_OK or DC_UNAVAILABLE.
+ */
+int dc_cache_lsn_get(dc_cache_t *c, const char *org, uint64_t *org_lsn, uint64_t *all_lsn) DC_WUR;
+
+/*
  * The write probe of dc_trust: SET of the probe key, bounded by the
  * timeouts. DC_OK when Redis took it; DC_UNAVAILABLE when it refused it
  * (OOM under noeviction, READONLY), did not answer in time (CLIENT PAUSE
  * WRITE, hung) or is away.
  */
 int dc_cache_probe(dc_cache_t *c) DC_WUR;
+
+/*
+ * Drops the connection; the next call connects again at once (through the
+ * sentinels, to the primary they name now): the invalidator's answer to a
+ * +switch-master. NULL-safe on a closed handle.
+ */
+void dc_cache_disconnect(dc_cache_t *c);
 
 /* Where writes announce what changed, once it is invalidated. */
 #define DC_EVENTS_CHANNEL "dashboard:events"

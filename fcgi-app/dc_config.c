@@ -259,6 +259,76 @@ static int parse_redis_url(const char *url, dc_redis_addr_t *out, char *err, siz
     return DC_OK;
 }
 
+/* One "host:port" (or "[v6]:port") of n bytes into out's entry i. */
+static int parse_sentinel(const char *p, size_t n, dc_sentinels_t *out, int i, char *err, size_t errlen)
+{
+    const char *colon = NULL, *h = p;
+    size_t      hn;
+    char        num[16];
+
+    for (size_t k = n; k > 0; k--)
+        if (p[k - 1] == ':') {
+            colon = p + k - 1;
+            break;
+        }
+    if (colon == NULL) {
+        snprintf(err, errlen, "entry %d must be host:port (got \"%.*s\")", i + 1, (int)(n < 64 ? n : 64), p);
+        return DC_EINVAL;
+    }
+    hn = (size_t)(colon - p);
+    if (hn >= 2 && p[0] == '[' && colon[-1] == ']') {
+        h = p + 1;
+        hn -= 2;
+    }
+    if (copy_str(out->host[i], sizeof(out->host[i]), h, hn) != DC_OK || !host_ok(out->host[i])) {
+        snprintf(err, errlen, "entry %d needs a host name or address (got \"%.*s\")", i + 1,
+                 (int)(n < 64 ? n : 64), p);
+        return DC_EINVAL;
+    }
+    if (copy_str(num, sizeof(num), colon + 1, n - (size_t)(colon - p) - 1) != DC_OK ||
+        parse_int(num, 1, 65535, &out->port[i]) != DC_OK) {
+        snprintf(err, errlen, "entry %d: port must be an integer between 1 and 65535 (got \"%.*s\")", i + 1,
+                 (int)(n < 64 ? n : 64), p);
+        return DC_EINVAL;
+    }
+    return DC_OK;
+}
+
+static int parse_sentinels(const char *list, dc_sentinels_t *out, char *err, size_t errlen)
+{
+    const char *p = list;
+
+    out->n = 0;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t      n = comma ? (size_t)(comma - p) : strlen(p);
+
+        if (out->n == DC_SENTINELS_MAX) {
+            snprintf(err, errlen, "takes at most %d sentinels", DC_SENTINELS_MAX);
+            return DC_EINVAL;
+        }
+        if (n == 0) {
+            snprintf(err, errlen, "entry %d is empty (a list is host:port,host:port)", out->n + 1);
+            return DC_EINVAL;
+        }
+        if (parse_sentinel(p, n, out, out->n, err, errlen) != DC_OK)
+            return DC_EINVAL;
+        out->n++;
+        if (comma == NULL)
+            return DC_OK;
+        p = comma + 1;
+    }
+}
+
+/* A master name as Sentinel knows it: letters, digits, '.', '-' and '_'. */
+static int master_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n > 0 && n <= DC_SENTINEL_NAME_MAX &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
 /* A string variable into dst; "" when unset. */
 static int env_str(const char *name, char *dst, size_t cap, char *err, size_t errlen)
 {
@@ -330,6 +400,121 @@ static int load_auth(dc_auth_config_t *ac, rep_t *r)
     return r->n > 0 ? DC_EINVAL : DC_OK;
 }
 
+int dc_config_parse_cluster_nodes(const char *s, dc_redis_seed_t *seeds, dc_err_t *err)
+{
+    int n = 0;
+
+    for (const char *p = s;; n++) {
+        const char *comma = strchr(p, ',');
+        size_t      len = comma ? (size_t)(comma - p) : strlen(p);
+        const char *colon = NULL, *host = p;
+        size_t      hlen;
+        char        port[8];
+        int         v;
+
+        for (size_t i = 0; i < len; i++)
+            if (p[i] == ':')
+                colon = p + i;
+        if (n >= DC_CLUSTER_SEEDS_MAX) {
+            dc_err_set(err, DC_EINVAL, "at most %d nodes", DC_CLUSTER_SEEDS_MAX);
+            return DC_EINVAL;
+        }
+        hlen = colon ? (size_t)(colon - p) : 0;
+        if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+            host++;
+            hlen -= 2;
+        }
+        if (colon == NULL || hlen == 0 || hlen >= sizeof(seeds[n].host) ||
+            (size_t)(p + len - colon - 1) >= sizeof(port)) {
+            dc_err_set(err, DC_EINVAL, "node %d must be host:port (got \"%.*s\")", n + 1,
+                       (int)(len > 64 ? 64 : len), p);
+            return DC_EINVAL;
+        }
+        memcpy(seeds[n].host, host, hlen);
+        seeds[n].host[hlen] = '\0';
+        memcpy(port, colon + 1, (size_t)(p + len - colon - 1));
+        port[p + len - colon - 1] = '\0';
+        if (!host_ok(seeds[n].host) || parse_int(port, 1, 65535, &v) != DC_OK) {
+            dc_err_set(err, DC_EINVAL,
+                       "node %d must be host:port with a port between 1 and 65535 (got \"%.*s\")", n + 1,
+                       (int)(len > 64 ? 64 : len), p);
+            return DC_EINVAL;
+        }
+        seeds[n].port = v;
+        if (comma == NULL)
+            return n + 1;
+        p = comma + 1;
+    }
+}
+
+/* REDIS_CLUSTER_NODES, with what REDIS_URL may say then (its password; no database but 0). */
+static int load_cluster(dc_config_t *cfg, char *err, size_t errlen)
+{
+    const char *s = getenv("REDIS_CLUSTER_NODES"), *sentinels = getenv("REDIS_SENTINELS");
+    dc_err_t    e;
+    int         n;
+
+    cfg->redis_cluster_n = 0;
+    if (s == NULL || *s == '\0')
+        return DC_OK;
+    if (sentinels != NULL && *sentinels != '\0') {
+        snprintf(err, errlen, "REDIS_CLUSTER_NODES and REDIS_SENTINELS are both set: give one of them");
+        return DC_EINVAL;
+    }
+    n = dc_config_parse_cluster_nodes(s, cfg->redis_cluster, &e);
+    if (n < 0) {
+        snprintf(err, errlen, "REDIS_CLUSTER_NODES: %.200s", e.str);
+        return DC_EINVAL;
+    }
+    if (cfg->redis.redis_db != 0 || cfg->redis.redis_unix[0] != '\0') {
+        snprintf(err, errlen,
+                 "REDIS_URL must name database 0 on a TCP address with REDIS_CLUSTER_NODES (a "
+                 "cluster has one database; its password and user still apply)");
+        return DC_EINVAL;
+    }
+    cfg->redis_cluster_n = n;
+    return DC_OK;
+}
+
+/* REDIS_SENTINELS with REDIS_MASTER_NAME and REDIS_SENTINEL_PASSWORD. */
+static int load_sentinel(dc_config_t *cfg, char *err, size_t errlen)
+{
+    const char *s;
+    char        why[256];
+
+    s = getenv("REDIS_SENTINELS");
+    if (s != NULL && *s != '\0') {
+        if (parse_sentinels(s, &cfg->sentinel, why, sizeof(why)) != DC_OK) {
+            snprintf(err, errlen, "REDIS_SENTINELS is invalid: %.200s", why);
+            return DC_EINVAL;
+        }
+        if (cfg->redis.redis_unix[0] != '\0') {
+            snprintf(err, errlen,
+                     "REDIS_URL must be a redis:// URL with REDIS_SENTINELS (the primary is a TCP "
+                     "address)");
+            return DC_EINVAL;
+        }
+        s = getenv("REDIS_MASTER_NAME");
+        if (s == NULL || !master_name_ok(s)) {
+            snprintf(
+                err, errlen,
+                "REDIS_MASTER_NAME must be 1 to %d letters, digits, '.', '-' or '_' with REDIS_SENTINELS "
+                "(got \"%.64s\")",
+                DC_SENTINEL_NAME_MAX, s ? s : "");
+            return DC_EINVAL;
+        }
+        memcpy(cfg->sentinel.master_name, s, strlen(s) + 1);
+        if (env_str("REDIS_SENTINEL_PASSWORD", cfg->sentinel.password, sizeof(cfg->sentinel.password), err,
+                    errlen) != DC_OK)
+            return DC_EINVAL;
+    } else if ((s = getenv("REDIS_MASTER_NAME")) != NULL && *s != '\0') {
+        snprintf(err, errlen, "REDIS_MASTER_NAME is set but REDIS_SENTINELS is not (both, or neither)");
+        return DC_EINVAL;
+    }
+
+    return DC_OK;
+}
+
 /* Every variable is looked at, whatever an earlier one was: check-config says every problem. */
 static int load(dc_config_t *cfg, rep_t *r)
 {
@@ -366,6 +551,14 @@ static int load(dc_config_t *cfg, rep_t *r)
         memcpy(cfg->database_url, s, strlen(s) + 1);
     }
 
+    s = getenv("DATABASE_READ_URL");
+    if (s != NULL && strlen(s) >= sizeof(cfg->database_read_url)) {
+        snprintf(ERR, "DATABASE_READ_URL is longer than %zu bytes", sizeof(cfg->database_read_url) - 1);
+        bad(r);
+    } else if (s != NULL) {
+        memcpy(cfg->database_read_url, s, strlen(s) + 1);
+    }
+
     s = getenv("REDIS_URL");
     if (s == NULL || *s == '\0')
         s = DC_DEFAULT_REDIS_URL;
@@ -374,6 +567,8 @@ static int load(dc_config_t *cfg, rep_t *r)
         bad(r);
     }
 
+    CHECK(load_cluster(cfg, ERR));
+    CHECK(load_sentinel(cfg, ERR));
     load_auth(&cfg->auth, r); /* its problems are counted in r */
 
     if (dc_listen_allow_parse(getenv("FCGI_WEB_SERVER_ADDRS"), &cfg->fcgi_allow, &lerr) != DC_OK) {
@@ -410,6 +605,14 @@ int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, dc_err_t *e
 {
     char why[sizeof(err->str)] = "";
     int  rc = parse_redis_url(url, out, why, sizeof(why));
+
+    return rc == DC_OK ? DC_OK : dc_err_set(err, rc, "%s", why);
+}
+
+int dc_config_parse_sentinels(const char *list, dc_sentinels_t *out, dc_err_t *err)
+{
+    char why[sizeof(err->str)] = "";
+    int  rc = parse_sentinels(list, out, why, sizeof(why));
 
     return rc == DC_OK ? DC_OK : dc_err_set(err, rc, "%s", why);
 }

@@ -22,6 +22,22 @@ typedef struct {
     char redis_password[256];
 } dc_redis_addr_t;
 
+#define DC_SENTINELS_MAX     8
+#define DC_SENTINEL_NAME_MAX 64
+
+/*
+ * REDIS_SENTINELS and REDIS_MASTER_NAME: where to ask for the primary
+ * (dc_redis). n == 0 (unset): REDIS_URL's host is the primary, as always;
+ * otherwise REDIS_URL gives only the user, password and database.
+ */
+typedef struct {
+    int  n;
+    char host[DC_SENTINELS_MAX][256];
+    int  port[DC_SENTINELS_MAX];
+    char master_name[DC_SENTINEL_NAME_MAX + 1]; /* REDIS_MASTER_NAME */
+    char password[256];                         /* REDIS_SENTINEL_PASSWORD; "" = none */
+} dc_sentinels_t;
+
 /* Who may call the API (dc_auth): AUTH_MODE and its variables. */
 typedef enum {
     DC_AUTH_JWT = 0, /* bearer tokens verified with the keys of AUTH_KEYS_FILE */
@@ -36,10 +52,21 @@ typedef struct {
     char           audience[256];  /* AUTH_AUDIENCE; "" = not checked */
 } dc_auth_config_t;
 
+/* A Redis Cluster seed node of REDIS_CLUSTER_NODES. */
+#define DC_CLUSTER_SEEDS_MAX 16
+typedef struct {
+    char host[64];
+    int  port;
+} dc_redis_seed_t;
+
 typedef struct {
     char             database_url[1024];
+    char             database_read_url[1024]; /* DATABASE_READ_URL: misses may read a standby; "" = off */
     dc_auth_config_t auth;
     dc_redis_addr_t  redis;
+    dc_redis_seed_t  redis_cluster[DC_CLUSTER_SEEDS_MAX]; /* REDIS_CLUSTER_NODES: seeds of a Redis Cluster */
+    int              redis_cluster_n;                     /* their number; 0: one Redis, REDIS_URL's */
+    dc_sentinels_t   sentinel;
     int              ttl[DC_Q_COUNT]; /* seconds; DC_Q_AUDIT unused */
     int              redis_connect_timeout_ms;
     int              redis_command_timeout_ms;
@@ -75,6 +102,13 @@ typedef struct {
 } dc_config_t;
 
 /*
+ * Parses REDIS_CLUSTER_NODES, "host:port[,host:port...]" (at most
+ * DC_CLUSTER_SEEDS_MAX; a host name or address, [v6]:port too) into seeds.
+ * Their number, or DC_EINVAL with the reason in err.
+ */
+int dc_config_parse_cluster_nodes(const char *s, dc_redis_seed_t *seeds, dc_err_t *err) DC_WUR;
+
+/*
  * Fills cfg from the environment (getenv). DC_OK, or DC_EINVAL with a
  * message in cfg->err.str naming the variable.
  */
@@ -106,5 +140,12 @@ int dc_config_load_auth(dc_auth_config_t *ac, dc_err_t *err) DC_WUR;
  * message in err (without the variable name; NULL is fine).
  */
 int dc_config_parse_redis_url(const char *url, dc_redis_addr_t *out, dc_err_t *err) DC_WUR;
+
+/*
+ * Parses REDIS_SENTINELS ("host:port,host:port,...", IPv6 as [addr]:port)
+ * into out->n, host and port. DC_OK or DC_EINVAL with a message in err
+ * (without the variable name; NULL is fine).
+ */
+int dc_config_parse_sentinels(const char *list, dc_sentinels_t *out, dc_err_t *err) DC_WUR;
 
 #endif

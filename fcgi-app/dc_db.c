@@ -12,6 +12,7 @@
 
 #include "dc_breaker.h"
 #include "dc_log.h"
+#include "dc_lsn.h"
 #include "dc_metrics.h"
 
 #define MAX_SETS 4
@@ -21,6 +22,9 @@ _Static_assert(DC_DB_SLOTS <= DC_METRICS_MAX_STMTS, "a metric slot for every sta
 
 struct dc_db_s {
     const dc_config_t *cfg;
+    const char        *url;        /* conninfo or URL: DATABASE_URL, or DATABASE_READ_URL for standby reads */
+    int                standby;    /* standby reads (dc_db_new_standby): prefer-standby, no host breaker */
+    int                read_write; /* the URL names several hosts: only a read-write server will do */
     const dc_db_set_t *sets[MAX_SETS];
     size_t             nsets;
     PGconn            *conn;
@@ -34,7 +38,7 @@ struct dc_db_s {
     int64_t            owed_at_ms;     /* ... sent then */
 };
 
-int dc_db_check_conninfo(const char *url, dc_err_t *err)
+static int check_conninfo(const char *var, const char *url, dc_err_t *err)
 {
     char             *msg = NULL;
     PQconninfoOption *opts = PQconninfoParse(url, &msg);
@@ -44,9 +48,9 @@ int dc_db_check_conninfo(const char *url, dc_err_t *err)
         while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
             n--;
         if (msg == NULL)
-            dc_err_set(err, DC_EINVAL, "DATABASE_URL is invalid: out of memory");
+            dc_err_set(err, DC_EINVAL, "%s is invalid: out of memory", var);
         else
-            dc_err_set(err, DC_EINVAL, "DATABASE_URL is invalid: %.*s", (int)n, msg);
+            dc_err_set(err, DC_EINVAL, "%s is invalid: %.*s", var, (int)n, msg);
         PQfreemem(msg);
         return DC_EINVAL;
     }
@@ -54,7 +58,32 @@ int dc_db_check_conninfo(const char *url, dc_err_t *err)
     return DC_OK;
 }
 
-dc_db_t *dc_db_new(const dc_config_t *cfg, const dc_db_set_t *const *sets, size_t nsets)
+int dc_db_check_conninfo(const char *url, dc_err_t *err)
+{
+    return check_conninfo("DATABASE_URL", url, err);
+}
+
+int dc_db_check_read_conninfo(const char *url, dc_err_t *err)
+{
+    return check_conninfo("DATABASE_READ_URL", url, err);
+}
+
+/* Whether url (valid: checked at start-up) names more than one host. */
+static int several_hosts(const char *url)
+{
+    PQconninfoOption *opts = PQconninfoParse(url, NULL);
+    int               several = 0;
+
+    for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)
+        if ((strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0) && o->val != NULL &&
+            strchr(o->val, ',') != NULL)
+            several = 1;
+    PQconninfoFree(opts);
+    return several;
+}
+
+static dc_db_t *db_new(const dc_config_t *cfg, const char *url, int standby, const dc_db_set_t *const *sets,
+                       size_t nsets)
 {
     dc_db_t *db;
 
@@ -63,11 +92,59 @@ dc_db_t *dc_db_new(const dc_config_t *cfg, const dc_db_set_t *const *sets, size_
     db = calloc(1, sizeof(*db));
     if (db != NULL) {
         db->cfg = cfg;
+        db->url = url;
+        db->standby = standby;
+        db->read_write = !standby && several_hosts(url);
         for (size_t i = 0; i < nsets; i++)
             db->sets[i] = sets[i];
         db->nsets = nsets;
     }
     return db;
+}
+
+dc_db_t *dc_db_new(const dc_config_t *cfg, const dc_db_set_t *const *sets, size_t nsets)
+{
+    return db_new(cfg, cfg->database_url, 0, sets, nsets);
+}
+
+dc_db_t *dc_db_new_standby(const dc_config_t *cfg, const dc_db_set_t *const *sets, size_t nsets)
+{
+    if (cfg->database_read_url[0] == '\0')
+        return NULL;
+    return db_new(cfg, cfg->database_read_url, 1, sets, nsets);
+}
+
+/*
+ * The host's PostgreSQL breaker is the primary's: a standby that fails
+ * must not close the primary to the reads that fall back to it, so a
+ * standby handle neither asks nor tells it (its own back-off,
+ * DB_RETRY_INTERVAL_MS, bounds what a dead standby costs).
+ */
+static int brk_allow(const dc_db_t *db)
+{
+    return db->standby || dc_breaker_allow(DC_DEP_POSTGRES);
+}
+
+static void brk_failure(const dc_db_t *db)
+{
+    if (!db->standby)
+        dc_breaker_failure(DC_DEP_POSTGRES);
+}
+
+static void brk_success(const dc_db_t *db)
+{
+    if (!db->standby)
+        dc_breaker_success(DC_DEP_POSTGRES);
+}
+
+static int brk_on(const dc_db_t *db)
+{
+    return !db->standby && dc_breaker_on();
+}
+
+static int brk_probing(const dc_db_t *db)
+{
+    return !db->standby && dc_breaker_probing(DC_DEP_POSTGRES);
 }
 
 static void disconnect(dc_db_t *db)
@@ -106,7 +183,7 @@ static void went_down(dc_db_t *db, const char *what, const char *why)
         db->down_logged = 1;
     }
     disconnect(db);
-    dc_breaker_failure(DC_DEP_POSTGRES);
+    brk_failure(db);
 }
 
 /*
@@ -277,16 +354,37 @@ static int handshake(PGconn *conn, int64_t deadline_ms)
 static int connect_db(dc_db_t *db, int64_t limit_ms, int probe)
 {
     char        options[64];
-    const char *keys[] = { "dbname", "options", "application_name", NULL };
-    const char *vals[] = { db->cfg->database_url, options, "dashcache", NULL };
+    const char *keys[6], *vals[6];
     const char *why;
-    int         rc;
+    int         rc, k = 0;
 
     /* with the breakers on, the host's breaker is the requests' back-off; probes keep their own */
-    if (((dc_now_ms() < db->retry_at_ms && !dc_breaker_on()) ||
-         (probe && dc_now_ms() < db->probe_retry_at_ms)) &&
-        !dc_breaker_probing(DC_DEP_POSTGRES))
+    if (((dc_now_ms() < db->retry_at_ms && !brk_on(db)) || (probe && dc_now_ms() < db->probe_retry_at_ms)) &&
+        !brk_probing(db))
         return DC_UNAVAILABLE;
+
+    /*
+     * Keywords before dbname (the URL, expanded) are defaults the URL may
+     * override; those after it override the URL: standby reads prefer a
+     * standby unless DATABASE_READ_URL says otherwise, and writes, the
+     * outbox and its LISTEN never land on a standby of a multi-host
+     * DATABASE_URL.
+     */
+    if (db->standby) {
+        keys[k] = "target_session_attrs";
+        vals[k++] = "prefer-standby";
+    }
+    keys[k] = "dbname";
+    vals[k++] = db->url;
+    keys[k] = "options";
+    vals[k++] = options;
+    keys[k] = "application_name";
+    vals[k++] = db->standby ? "dashcache-standby-reads" : "dashcache";
+    if (db->read_write) {
+        keys[k] = "target_session_attrs";
+        vals[k++] = "read-write";
+    }
+    keys[k] = vals[k] = NULL;
 
     snprintf(options, sizeof(options), "-c statement_timeout=%d", db->cfg->db_statement_timeout_ms);
     /* libpq's connect_timeout bounds only its blocking connect: the deadline here is ours */
@@ -344,7 +442,7 @@ static int failure_of(dc_db_t *db, const char *name, const PGresult *r)
     if (refused)
         return DC_EQUERY;
     if (busy)
-        dc_breaker_failure(DC_DEP_POSTGRES); /* cancelled for time or out of resources: overloaded */
+        brk_failure(db); /* cancelled for time or out of resources: overloaded */
     dc_log_error("db.query", "%s: %s", name, PQresultErrorMessage(r));
     return busy ? DC_UNAVAILABLE : DC_ERROR;
 }
@@ -476,12 +574,12 @@ static int run_attempts(dc_db_t *db, const char *name, int nparams, const char *
  * are found (went_down, failure_of), but for a probe that ran out of its
  * own short time, which counts only when it was the breaker's probe.
  */
-static int breaker_report(int rc, int flags)
+static int breaker_report(const dc_db_t *db, int rc, int flags)
 {
     if (rc != DC_UNAVAILABLE)
-        dc_breaker_success(DC_DEP_POSTGRES);
-    else if ((flags & PROBE) && dc_breaker_probing(DC_DEP_POSTGRES))
-        dc_breaker_failure(DC_DEP_POSTGRES);
+        brk_success(db);
+    else if ((flags & PROBE) && brk_probing(db))
+        brk_failure(db);
     return rc;
 }
 
@@ -490,9 +588,9 @@ static int run(dc_db_t *db, const char *name, int nparams, const char *const *pa
                int timeout_ms, int64_t limit_ms, int flags, PGresult **out)
 {
     *out = NULL;
-    if (!dc_breaker_allow(DC_DEP_POSTGRES))
+    if (!brk_allow(db))
         return DC_UNAVAILABLE;
-    return breaker_report(run_attempts(db, name, nparams, params, sql, timeout_ms, limit_ms, flags, out),
+    return breaker_report(db, run_attempts(db, name, nparams, params, sql, timeout_ms, limit_ms, flags, out),
                           flags);
 }
 
@@ -676,7 +774,7 @@ int dc_db_exec_all(dc_db_t *db, dc_db_call_t *calls, size_t n)
             return DC_ERROR;
         }
     }
-    if (!dc_breaker_allow(DC_DEP_POSTGRES))
+    if (!brk_allow(db))
         goto counted; /* open: touches nothing */
     for (int attempt = 0; attempt < 2; attempt++) {
         memset(done_ns, 0, sizeof(done_ns));
@@ -696,7 +794,7 @@ int dc_db_exec_all(dc_db_t *db, dc_db_call_t *calls, size_t n)
         if (once)
             break;
     }
-    breaker_report(rc, 0);
+    breaker_report(db, rc, 0);
 counted:
     /* as if each had been run by dc_db_exec: those after a failure never were */
     for (size_t i = 0; i < n; i++) {
@@ -717,6 +815,28 @@ int dc_db_ping(dc_db_t *db, int timeout_ms, double *latency_ms)
     PQclear(r);
     *latency_ms = (double)(dc_now_us() - t0) / 1000.0;
     return rc == DC_OK ? DC_OK : DC_UNAVAILABLE;
+}
+
+int dc_db_lsn(dc_db_t *db, uint64_t *lsn, int *standby)
+{
+    /* NULL on a standby that has replayed nothing yet: 0, reached by nothing */
+    static const char sql[] =
+        "SELECT pg_is_in_recovery(), COALESCE(CASE WHEN pg_is_in_recovery()"
+        " THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END, '0/0')::text";
+    PGresult *r;
+    int       rc = run(db, "lsn", 0, NULL, sql, deadline_ms(db), NO_LIMIT, RESEND, &r);
+
+    *lsn = 0;
+    *standby = 0;
+    if (rc == DC_OK && (PQntuples(r) != 1 || PQnfields(r) != 2 ||
+                        dc_lsn_parse(PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1), lsn) != DC_OK)) {
+        dc_log_error("db.query", "lsn: an answer that is not an LSN");
+        rc = DC_ERROR;
+    }
+    if (rc == DC_OK)
+        *standby = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return rc == DC_OK ? DC_OK : rc == DC_EQUERY ? DC_ERROR : rc;
 }
 
 /* BEGIN, COMMIT or ROLLBACK. */

@@ -14,6 +14,8 @@
 #ifndef DC_DB_H
 #define DC_DB_H
 
+#include <stdint.h>
+
 #include "dc_config.h"
 
 struct pg_result; /* PGresult, for the SQL modules only */
@@ -46,12 +48,41 @@ typedef struct {
 /* Checks DATABASE_URL with libpq's own parser. DC_OK or DC_EINVAL with err (NULL is fine). */
 int dc_db_check_conninfo(const char *url, dc_err_t *err) DC_WUR;
 
+/* dc_db_check_conninfo for DATABASE_READ_URL (the messages name it). */
+int dc_db_check_read_conninfo(const char *url, dc_err_t *err) DC_WUR;
+
 /*
  * Allocates a handle that prepares the statements of the nsets sets on
  * every (re)connect, and only those; does not connect. The sets (static)
  * and the array must outlive it. NULL on ENOMEM or more than 4 sets.
  */
 dc_db_t *dc_db_new(const dc_config_t *cfg, const dc_db_set_t *const *sets, size_t nsets);
+
+/*
+ * DATABASE_URL may name several hosts (a libpq multi-host URL): the
+ * handles of dc_db_new then connect only to a read-write server
+ * (target_session_attrs=read-write, whatever the URL says), so that
+ * writes, the outbox and its LISTEN, and the LSNs of dc_db_lsn are the
+ * primary's.
+ *
+ * dc_db_new_standby: a handle as dc_db_new's on DATABASE_READ_URL, for the
+ * reads dc_replica sends to a standby; NULL when DATABASE_READ_URL is
+ * unset (or on ENOMEM). It connects with target_session_attrs=prefer-standby
+ * unless the URL sets another, and stays out of the host's PostgreSQL
+ * breaker (a dead standby must not close the primary to the reads that fall
+ * back to it): a failure closes it for DB_RETRY_INTERVAL_MS.
+ */
+dc_db_t *dc_db_new_standby(const dc_config_t *cfg, const dc_db_set_t *const *sets, size_t nsets);
+
+/*
+ * The server's WAL position, connecting when needed: on a primary,
+ * pg_current_wal_insert_lsn(), at or past the end of every record written
+ * before the call (a transaction committed before it, whatever its
+ * synchronous_commit, included), *standby = 0; on a standby,
+ * pg_last_wal_replay_lsn() (0 before it has replayed anything), *standby =
+ * 1. DC_OK, DC_UNAVAILABLE or DC_ERROR, as dc_db_exec.
+ */
+int dc_db_lsn(dc_db_t *db, uint64_t *lsn, int *standby) DC_WUR;
 
 /* Closes and frees. NULL is fine. */
 void dc_db_free(dc_db_t *db);

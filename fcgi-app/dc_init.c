@@ -30,7 +30,9 @@ int dc_init_config(const char *program, dc_config_t *cfg)
         fprintf(stderr, "%s: configuration error: %s\n", program, shown);
         return 1;
     }
-    if (dc_db_check_conninfo(cfg->database_url, &err) != DC_OK) {
+    if (dc_db_check_conninfo(cfg->database_url, &err) != DC_OK ||
+        (cfg->database_read_url[0] != '\0' &&
+         dc_db_check_read_conninfo(cfg->database_read_url, &err) != DC_OK)) {
         dc_log_redact(err.str, shown, sizeof(shown));
         fprintf(stderr, "%s: configuration error: %s\n", program, shown);
         return 1;

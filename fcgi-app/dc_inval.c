@@ -9,6 +9,7 @@
 
 #include "dc_endpoint.h"
 #include "dc_metrics.h"
+#include "dc_replica.h"
 #include "dc_request.h"
 
 #define PREFIX "dashboard:"
@@ -30,6 +31,25 @@ static int is_word(const char *s, size_t n)
 }
 
 /*
+ * Rewrites the organization's segment seg (n bytes, inside p, a buffer of
+ * DC_INVAL_PATTERN_MAX) as the keys spell it, {<org>}: patterns are matched
+ * by SCAN MATCH, where braces are literal, so the untagged patterns of
+ * earlier messages (dashboard:*:org:<uuid>) match the tagged keys.
+ */
+static int tag_org(char *p, char *seg, size_t n, const char *org, char *why, size_t cap)
+{
+    size_t tail = strlen(seg + n);
+
+    if ((size_t)(seg - p) + DC_UUID_LEN + 2 + tail >= DC_INVAL_PATTERN_MAX)
+        return fail(why, cap, "pattern must be a string of at most 253 bytes");
+    memmove(seg + DC_UUID_LEN + 2, seg + n, tail + 1);
+    seg[0] = '{';
+    memcpy(seg + 1, org, DC_UUID_LEN);
+    seg[DC_UUID_LEN + 1] = '}';
+    return DC_OK;
+}
+
+/*
  * Validates a tenant pattern in place (hex digits folded to lower case) and
  * extracts its organization, and the query types it can match: the one
  * whose label is its first segment, or all.
@@ -39,7 +59,8 @@ static int check_pattern(char *p, char org[DC_UUID_LEN + 1], unsigned *queries, 
     char       *seg = p + sizeof(PREFIX) - 1;
     int         orgs = 0;
     const char *prev = "";
-    size_t      prev_len = 0;
+    size_t      prev_len = 0, org_len = 0;
+    char       *org_seg = NULL;
 
     if (strncmp(p, PREFIX, sizeof(PREFIX) - 1) != 0)
         return fail(why, cap, "pattern must start with dashboard:");
@@ -53,8 +74,12 @@ static int check_pattern(char *p, char org[DC_UUID_LEN + 1], unsigned *queries, 
         size_t n = end ? (size_t)(end - seg) : strlen(seg);
 
         if (prev_len == 3 && memcmp(prev, "org", 3) == 0) {
-            if (dc_request_parse_uuid(seg, n, org) != DC_OK)
+            /* <uuid>, or {<uuid>} as the keys have it (their hash tag) */
+            int tagged = n == DC_UUID_LEN + 2 && seg[0] == '{' && seg[n - 1] == '}';
+            if (dc_request_parse_uuid(seg + tagged, n - 2 * (size_t)tagged, org) != DC_OK)
                 return fail(why, cap, "the segment after org: must be an organization id");
+            org_seg = seg;
+            org_len = n;
             orgs++;
         } else if (prev_len == 4 && memcmp(prev, "unit", 4) == 0) {
             char unit[DC_UUID_LEN + 1];
@@ -78,7 +103,7 @@ static int check_pattern(char *p, char org[DC_UUID_LEN + 1], unsigned *queries, 
         return fail(why, cap, "the segment after org: must be an organization id");
     if (orgs != 1)
         return fail(why, cap, "pattern must name exactly one tenant as org:<uuid>");
-    return DC_OK;
+    return tag_org(p, org_seg, org_len, org, why, cap);
 }
 
 /* The string value of k, or NULL when it is absent, not a string, or holds a NUL (\u0000). */
@@ -174,6 +199,22 @@ int dc_inval_all(dc_cache_t *c)
     return DC_OK;
 }
 
+int dc_inval_raise_lsn(dc_cache_t *c, dc_db_t *db, const dc_orgs_t *orgs, const char *org, int all)
+{
+    uint64_t lsn;
+
+    if (dc_replica_primary_lsn(db, &lsn) != DC_OK)
+        return DC_UNAVAILABLE;
+    if (all && dc_cache_lsn_raise(c, NULL, lsn) != DC_OK)
+        return DC_UNAVAILABLE;
+    if (org != NULL && dc_cache_lsn_raise(c, org, lsn) != DC_OK)
+        return DC_UNAVAILABLE;
+    for (size_t i = 0; orgs != NULL && i < dc_orgs_count(orgs); i++)
+        if (dc_cache_lsn_raise(c, dc_orgs_at(orgs, i), lsn) != DC_OK)
+            return DC_UNAVAILABLE;
+    return DC_OK;
+}
+
 int dc_inval_drain(dc_cache_t *c, dc_db_t *db, dc_outbox_t *ob, size_t batch, dc_lag_fn fn, void *arg,
                    dc_drain_stats_t *stats)
 {
@@ -185,6 +226,8 @@ int dc_inval_drain(dc_cache_t *c, dc_db_t *db, dc_outbox_t *ob, size_t batch, dc
             return rc;
         if (ob->n == 0)
             return DC_OK;
+        if (dc_inval_raise_lsn(c, db, &ob->orgs, NULL, ob->all) != DC_OK)
+            return DC_UNAVAILABLE;
         if (ob->all && dc_inval_all(c) != DC_OK)
             return DC_UNAVAILABLE;
         if (dc_inval_orgs(c, &ob->orgs) != DC_OK)

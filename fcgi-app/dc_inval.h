@@ -7,8 +7,11 @@
  *   {"pattern":"dashboard:*","scope":"all"}     everything, said explicitly (the epoch: O(1))
  * A pattern stays inside the dashboard: namespace, is made of ':'-separated
  * segments that are either "*" or literal words, ids and numbers, and must
- * name exactly one tenant (org:<uuid>), so no message can reach another
- * tenant's keys through glob characters. Applying a tenant pattern moves
+ * name exactly one tenant (org:<uuid>, or org:{<uuid>} as the keys spell
+ * it, dc_key.h), so no message can reach another tenant's keys through glob
+ * characters. The parsed pattern names the tenant as the keys do,
+ * org:{<uuid>} (braces are literal to SCAN MATCH), so the untagged patterns
+ * of writers that predate the tag match the same keys as before. Applying a tenant pattern moves
  * the generations of that organization (race-free) and deletes exactly the
  * keys that match (SCAN + UNLINK, to give the memory back): the generation
  * of one query type when the pattern's first segment is its label
@@ -28,7 +31,8 @@
 #include "dc_orgs.h"
 #include "dc_outbox.h"
 
-#define DC_INVAL_MSG_MAX 4096
+#define DC_INVAL_MSG_MAX     4096
+#define DC_INVAL_PATTERN_MAX 256
 
 typedef enum {
     DC_INV_ORG = 0,
@@ -39,8 +43,8 @@ typedef enum {
 typedef struct {
     dc_inval_kind_t kind;
     char            org_id[DC_UUID_LEN + 1];
-    char            pattern[256]; /* DC_INV_PATTERN and DC_INV_ALL */
-    unsigned        queries;      /* DC_QBIT mask: the query types whose generations move */
+    char            pattern[DC_INVAL_PATTERN_MAX]; /* DC_INV_PATTERN and DC_INV_ALL */
+    unsigned        queries;                       /* DC_QBIT mask: the query types whose generations move */
 } dc_inval_msg_t;
 
 /*
@@ -73,6 +77,16 @@ int dc_inval_orgs(dc_cache_t *c, const dc_orgs_t *orgs) DC_WUR;
  */
 int dc_inval_all(dc_cache_t *c) DC_WUR;
 
+/*
+ * Raises the LSN keys (dc_replica.h) of the organizations of orgs, of org,
+ * and with all the global one, to the primary's position read now (db):
+ * call it after the changes to invalidate were committed (their outbox
+ * rows read, their message received) and before their generations move.
+ * orgs and org may be NULL. DC_OK, or DC_UNAVAILABLE (PostgreSQL or Redis;
+ * nothing to move the generations with then).
+ */
+int dc_inval_raise_lsn(dc_cache_t *c, dc_db_t *db, const dc_orgs_t *orgs, const char *org, int all) DC_WUR;
+
 /* What one drain applied. */
 typedef struct {
     size_t rows;    /* outbox rows marked processed */
@@ -84,6 +98,7 @@ typedef struct {
 /*
  * Applies pending outbox rows, batch rows at a time (ob is scratch space),
  * until none is left: each batch's organizations are invalidated
+ * (their LSN keys raised, then their generations moved, dc_inval_raise_lsn)
  * first and the rows marked processed after, so a failure in between
  * re-applies them later and never skips one. fn is called with each row's
  * lag. *stats counts what was applied, also when it stops early. DC_OK, or

@@ -57,6 +57,7 @@ typedef struct {
     int         resync; /* invalidate everything as soon as we can */
     int         drain_now;
     int         drained_once; /* logged invalidate.ready */
+    int         lsn_owed;     /* the epoch moved without the global LSN: raise it once the primary answers */
     long long   applied, rejected, outbox_rows, resyncs;
     sigset_t    wait_mask; /* the stop signals open only while waiting */
     const char *user;      /* --user: who to become once started */
@@ -67,6 +68,12 @@ typedef struct {
 /* Everything of every organization, in one write (the epoch). */
 static int invalidate_all(inv_t *v)
 {
+    /*
+     * The global LSN first (dc_replica.h); without PostgreSQL the epoch
+     * still moves (hits of old data stop now) and the LSN is raised as
+     * soon as the primary answers (lsn_owed)
+     */
+    v->lsn_owed = dc_inval_raise_lsn(v->cache, v->db, NULL, NULL, 1) != DC_OK;
     if (dc_inval_all(v->cache) != DC_OK)
         return DC_UNAVAILABLE;
     v->resyncs++;
@@ -94,9 +101,12 @@ static void on_message(void *arg, const char *msg, size_t len)
         v->applied++;
         return;
     }
-    if (dc_inval_apply(v->cache, &m, &deleted) != DC_OK) {
+    /* its writer committed before it published: the position now bounds that commit */
+    if (dc_inval_raise_lsn(v->cache, v->db, NULL, m.org_id, 0) != DC_OK ||
+        dc_inval_apply(v->cache, &m, &deleted) != DC_OK) {
         /* the message is gone from pub/sub: make up for it once Redis is back */
-        dc_log_warn("invalidate.deferred", "redis unavailable; will invalidate everything when it is back");
+        dc_log_warn("invalidate.deferred",
+                    "redis or postgresql unavailable; will invalidate everything when they are back");
         v->resync = 1;
         return;
     }
@@ -165,11 +175,13 @@ static int run(inv_t *v)
             next_report = dc_now_ms() + REPORT_EVERY_MS;
 
     while (!dc_signal_stop) {
-        struct pollfd   fds[2];
+        struct pollfd   fds[3];
         struct timespec ts;
         int64_t         now, wait;
-        int             nfds = 0, db_fd, sub_fd, rc;
+        int             nfds = 0, db_fd, sub_fd, watch_fd, rc;
 
+        if (dc_sub_watch_ensure(v->sub) == DC_DECLINED)
+            dc_cache_disconnect(v->cache); /* a switch may have been missed: ask the sentinels again */
         rc = dc_sub_ensure(v->sub);
         if (rc == DC_DECLINED)
             v->resync = 1; /* (re)subscribed: messages may have been missed */
@@ -179,6 +191,8 @@ static int run(inv_t *v)
         }
         if (v->resync && invalidate_all(v) == DC_OK)
             v->resync = 0;
+        if (v->lsn_owed && dc_inval_raise_lsn(v->cache, v->db, NULL, NULL, 1) == DC_OK)
+            v->lsn_owed = 0;
 
         now = dc_now_ms();
         if (v->drain_now || now >= next_drain) {
@@ -217,6 +231,9 @@ static int run(inv_t *v)
             fds[nfds++] = (struct pollfd){ db_fd, POLLIN, 0 };
         if (sub_fd >= 0)
             fds[nfds++] = (struct pollfd){ sub_fd, POLLIN, 0 };
+        watch_fd = dc_sub_watch_fd(v->sub);
+        if (watch_fd >= 0)
+            fds[nfds++] = (struct pollfd){ watch_fd, POLLIN, 0 };
         wait = min64(min64(next_drain, dc_sampler_next_ms(v->sampler)) - dc_now_ms(), DRAIN_EVERY_MS);
         if (wait < 0)
             wait = 0;
@@ -236,6 +253,17 @@ static int run(inv_t *v)
             if (fds[i].fd == db_fd) {
                 if (dc_db_take_notifications(v->db) > 0)
                     v->drain_now = 1;
+            } else if (fds[i].fd == watch_fd) {
+                /*
+                 * +switch-master: connect to the new primary now; the host's
+                 * processes follow (dc_trust_primary_set), and what was
+                 * published meanwhile is made up for by a resync there
+                 */
+                if (dc_sub_watch_read(v->sub) == DC_DECLINED) {
+                    dc_cache_disconnect(v->cache);
+                    v->resync = 1;
+                    v->drain_now = 1;
+                }
             } else if (dc_sub_read(v->sub, on_message, v) != DC_OK) {
                 v->resync = 1;
             }

@@ -15,7 +15,9 @@ int dc_key_build(const dc_request_t *req, char *buf, size_t cap)
         return DC_DECLINED;
     dc_fix_init(&f, buf, cap);
     dc_fix_put(&f, ep->key_prefix, ep->key_prefix_len);
+    DC_FIX_LIT(&f, "{");
     dc_fix_str(&f, req->org_id);
+    DC_FIX_LIT(&f, "}");
     if ((ep->key_parts & DC_KEY_UNIT) ||
         ((ep->key_parts & DC_KEY_UNIT_IF_GIVEN) && req->unit_id[0] != '\0')) {
         DC_FIX_LIT(&f, ":unit:");
@@ -37,8 +39,9 @@ int dc_key_gen(const char *org_id, dc_qtype_t q, char *buf, size_t cap)
     dc_fix_init(&f, buf, cap);
     DC_FIX_LIT(&f, "dashcache:gen:");
     dc_fix_str(&f, dc_qtype_name(q));
-    DC_FIX_LIT(&f, ":org:");
+    DC_FIX_LIT(&f, ":org:{");
     dc_fix_str(&f, org_id);
+    DC_FIX_LIT(&f, "}");
     return dc_fix_finish(&f, buf);
 }
 
@@ -67,6 +70,21 @@ int dc_key_probe(char *buf, size_t cap)
 
     dc_fix_init(&f, buf, cap);
     DC_FIX_LIT(&f, "dashcache:probe");
+    return dc_fix_finish(&f, buf);
+}
+
+int dc_key_lsn(const char *org_id, char *buf, size_t cap)
+{
+    dc_fix_t f;
+
+    dc_fix_init(&f, buf, cap);
+    if (org_id == NULL) {
+        DC_FIX_LIT(&f, "dashcache:lsn:all");
+    } else {
+        DC_FIX_LIT(&f, "dashcache:lsn:org:{");
+        dc_fix_str(&f, org_id);
+        DC_FIX_LIT(&f, "}");
+    }
     return dc_fix_finish(&f, buf);
 }
 
@@ -132,7 +150,7 @@ int dc_key_parse(const char *key, size_t n, dc_request_t *req)
     if (dc_request_parse_query(req, NULL, &err) != DC_OK)
         return DC_EINVAL;
     p += ep->key_prefix_len;
-    if (take_id(&p, end, req->org_id) != DC_OK)
+    if (!take_lit(&p, end, "{") || take_id(&p, end, req->org_id) != DC_OK || !take_lit(&p, end, "}"))
         return DC_EINVAL;
     if ((ep->key_parts & (DC_KEY_UNIT | DC_KEY_UNIT_IF_GIVEN)) && take_lit(&p, end, ":unit:")) {
         if (take_id(&p, end, req->unit_id) != DC_OK)
@@ -150,4 +168,26 @@ int dc_key_parse(const char *key, size_t n, dc_request_t *req)
     if (dc_key_build(req, again, sizeof(again)) != (int)n || memcmp(again, key, n) != 0)
         return DC_EINVAL;
     return DC_OK;
+}
+
+int dc_key_epoch_tagged(const char *tag, char *buf, size_t cap)
+{
+    dc_fix_t f;
+
+    dc_fix_init(&f, buf, cap);
+    DC_FIX_LIT(&f, "dashcache:epoch:{");
+    dc_fix_str(&f, tag);
+    DC_FIX_LIT(&f, "}");
+    return dc_fix_finish(&f, buf);
+}
+
+int dc_key_probe_tagged(const char *tag, char *buf, size_t cap)
+{
+    dc_fix_t f;
+
+    dc_fix_init(&f, buf, cap);
+    DC_FIX_LIT(&f, "dashcache:probe:{");
+    dc_fix_str(&f, tag);
+    DC_FIX_LIT(&f, "}");
+    return dc_fix_finish(&f, buf);
 }

@@ -304,7 +304,9 @@ static int reread(const char *env_file, dc_config_t *cfg)
         dc_log_error("master.reload", "%s; keeping the running configuration and workers", err.str);
         return DC_ERROR;
     }
-    if (dc_config_load(&fresh) != DC_OK || dc_db_check_conninfo(fresh.database_url, &fresh.err) != DC_OK) {
+    if (dc_config_load(&fresh) != DC_OK || dc_db_check_conninfo(fresh.database_url, &fresh.err) != DC_OK ||
+        (fresh.database_read_url[0] != '\0' &&
+         dc_db_check_read_conninfo(fresh.database_read_url, &fresh.err) != DC_OK)) {
         dc_log_error("master.reload",
                      "configuration error in %s: %s; keeping the running configuration and workers", env_file,
                      fresh.err.str);

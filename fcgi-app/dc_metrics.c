@@ -17,7 +17,8 @@
 
 #define MAGIC 0x6463616368656d31ULL /* "dcachem1" */
 #define VERSION \
-    7 /* 3: no count in a histogram, an overflow bucket instead; 4: 304; 5: consistency; 6: stale; 7: retirements */
+    8 /* 3: no count in a histogram, an overflow bucket instead; 4: 304; 5: consistency; 6: stale; 7: retirements; \
+       8: standby reads */
 #define SLOTS    128
 #define NBUCKETS 8 /* finite bounds */
 
@@ -60,6 +61,8 @@ typedef struct {
     uint64_t request_timeouts;
     uint64_t consistency[DC_CC_COUNT];
     uint64_t consistency_oldest_ms; /* a gauge: set, not added; a scrape takes the largest of live slots */
+    uint64_t db_reads[DC_DBT_COUNT];
+    uint64_t standby_fallbacks[DC_SBF_COUNT];
 } __attribute__((aligned(128))) slot_t;
 
 typedef struct {
@@ -96,6 +99,8 @@ static const char *const stale_names[DC_STALE_COUNT] = { "revalidate", "error" }
 static const char *const source_names[DC_IS_COUNT] = { "write", "pubsub", "outbox", "resync", "sampler" };
 static const char *const ccheck_names[DC_CC_COUNT] = { "consistent", "inconsistent", "skipped", "error" };
 static const char *const retire_names[DC_RETIRE_COUNT] = { "max_requests", "timeout", "reload" };
+static const char *const dbtarget_names[DC_DBT_COUNT] = { "primary", "standby" };
+static const char *const sbfallback_names[DC_SBF_COUNT] = { "lag", "error", "unknown_lsn" };
 
 /* Single writer per slot: a relaxed load and store, never a locked add. */
 static inline void add(uint64_t *c, uint64_t n)
@@ -253,6 +258,18 @@ void dc_metrics_db_query(int stmt, int ok, int64_t ns)
     observe(&me->db_latency[stmt], ns);
 }
 
+void dc_metrics_db_read(dc_dbtarget_t target)
+{
+    if (me != NULL && (unsigned)target < DC_DBT_COUNT)
+        add(&me->db_reads[target], 1);
+}
+
+void dc_metrics_standby_fallback(dc_sbfallback_t why)
+{
+    if (me != NULL && (unsigned)why < DC_SBF_COUNT)
+        add(&me->standby_fallbacks[why], 1);
+}
+
 void dc_metrics_http(dc_mroute_t route, int status, int64_t ns)
 {
     size_t i = 0;
@@ -373,6 +390,8 @@ static void take(snapshot_t *s)
         sum_u64(t->worker_retirements, src->worker_retirements, DC_RETIRE_COUNT);
         sum_u64(&t->request_timeouts, &src->request_timeouts, 1);
         sum_u64(t->consistency, src->consistency, DC_CC_COUNT);
+        sum_u64(t->db_reads, src->db_reads, DC_DBT_COUNT);
+        sum_u64(t->standby_fallbacks, src->standby_fallbacks, DC_SBF_COUNT);
     }
 }
 
@@ -554,6 +573,16 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
         snprintf(lab, sizeof(lab), "statement=\"%s\"", label_value(stmt_names[i], val, sizeof(val)));
         hist(o, &rc, "dashboard_db_query_duration_seconds", lab, &t->db_latency[i], NBUCKETS);
     }
+
+    counters(o, &rc, "dashboard_db_reads_total",
+             "Dashboard reads that missed the cache and ran on PostgreSQL, by the server that answered: the "
+             "primary, or a standby (DATABASE_READ_URL) that had replayed the organization's last write.",
+             "target", dbtarget_names, t->db_reads, DC_DBT_COUNT);
+    counters(o, &rc, "dashboard_db_standby_fallbacks_total",
+             "Reads that could have gone to the standby and went to the primary, by why: the standby had "
+             "not replayed the organization's last write (lag), failed or was no standby (error), or the "
+             "position to wait for could not be known (unknown_lsn).",
+             "reason", sbfallback_names, t->standby_fallbacks, DC_SBF_COUNT);
 
     family(o, &rc, "dashboard_http_requests_total", "counter", "Requests answered, by route and status.");
     for (int r = 0; r < DC_MR_COUNT; r++) {

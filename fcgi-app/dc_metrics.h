@@ -74,6 +74,16 @@ typedef enum {
     DC_RETIRE_COUNT
 } dc_retire_t;
 
+/* Where a dashboard read that missed the cache went (the target label), and why not to the standby. */
+typedef enum { DC_DBT_PRIMARY = 0, DC_DBT_STANDBY, DC_DBT_COUNT } dc_dbtarget_t;
+
+typedef enum {
+    DC_SBF_LAG = 0, /* the standby had not replayed the organization's LSN yet */
+    DC_SBF_ERROR,   /* the standby failed, was not a standby, reconnected or did not answer with data */
+    DC_SBF_UNKNOWN, /* the LSN could not be known (Redis or the primary's position failed) */
+    DC_SBF_COUNT
+} dc_sbfallback_t;
+
 #define DC_METRICS_MAX_STMTS 32
 
 /* The default file for cfg (METRICS_FILE or derived from the URLs) into path. */
@@ -110,6 +120,10 @@ void dc_metrics_cache_stale(dc_stale_t why);
 /* A read answered by a value another reader filled while it waited on the key's lease. */
 void dc_metrics_cache_coalesced(void);
 void dc_metrics_db_query(int stmt, int ok, int64_t ns);
+/* A dashboard read run by PostgreSQL, by target (dc_replica). */
+void dc_metrics_db_read(dc_dbtarget_t target);
+/* A read that could have gone to the standby and went to the primary, by why (dc_replica). */
+void dc_metrics_standby_fallback(dc_sbfallback_t why);
 void dc_metrics_http(dc_mroute_t route, int status, int64_t ns);
 void dc_metrics_invalidation(dc_isource_t source, long n);
 void dc_metrics_invalidation_lag(int64_t ns);

@@ -10,12 +10,16 @@
 #include "dc_log.h"
 #include "dc_redis.h"
 
+#define SWITCH_CHANNEL "+switch-master"
+
 struct dc_sub_s {
     const dc_config_t *cfg;
     const char        *channel;
     redisContext      *ctx;
     int64_t            retry_at_ms;
     int                backoff_ms;
+    redisContext      *watch; /* with sentinels: a sentinel's +switch-master */
+    int64_t            watch_retry_at_ms;
 };
 
 dc_sub_t *dc_sub_new(const dc_config_t *cfg, const char *channel)
@@ -43,6 +47,8 @@ void dc_sub_free(dc_sub_t *s)
         return;
     if (s->ctx != NULL)
         redisFree(s->ctx);
+    if (s->watch != NULL)
+        redisFree(s->watch);
     free(s);
 }
 
@@ -122,4 +128,98 @@ int dc_sub_read(dc_sub_t *s, dc_sub_fn fn, void *arg)
         freeReplyObject(r);
     }
     return DC_OK;
+}
+
+static void watch_close(dc_sub_t *s, const char *why)
+{
+    dc_log_warn("redis.sentinel", "watch of %s on the sentinels lost: %s", SWITCH_CHANNEL, why);
+    redisFree(s->watch);
+    s->watch = NULL;
+    s->watch_retry_at_ms = dc_now_ms() + 1000;
+}
+
+int dc_sub_watch_ensure(dc_sub_t *s)
+{
+    dc_err_t    err;
+    redisReply *r;
+
+    if (s->cfg->sentinel.n == 0 || s->watch != NULL)
+        return DC_OK;
+    if (dc_now_ms() < s->watch_retry_at_ms)
+        return DC_UNAVAILABLE;
+    if (dc_redis_connect_sentinel(s->cfg, &s->watch, &err) != DC_OK) {
+        s->watch_retry_at_ms = dc_now_ms() + 1000;
+        return DC_UNAVAILABLE;
+    }
+    redisEnableKeepAlive(s->watch);
+    r = redisCommand(s->watch, "SUBSCRIBE %s", SWITCH_CHANNEL);
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        watch_close(s, "SUBSCRIBE failed");
+        return DC_UNAVAILABLE;
+    }
+    freeReplyObject(r);
+    {
+        struct timeval none = { 0, 0 };
+        redisSetTimeout(s->watch, none);
+    }
+    dc_log_info("redis.sentinel", "watching %s of %s on %s:%d", SWITCH_CHANNEL, s->cfg->sentinel.master_name,
+                s->watch->tcp.host ? s->watch->tcp.host : "?", s->watch->tcp.port);
+    /* a switch may have happened while nobody watched: the subscription looks again */
+    return DC_DECLINED;
+}
+
+int dc_sub_watch_fd(const dc_sub_t *s)
+{
+    return s->watch != NULL ? s->watch->fd : -1;
+}
+
+/* "<name> <old-ip> <old-port> <new-ip> <new-port>": DC_OK when it is our master's (logged). */
+static int our_switch(const dc_sub_t *s, const char *msg, size_t len)
+{
+    const char *name = s->cfg->sentinel.master_name;
+    size_t      n = strlen(name);
+    char        shown[160];
+
+    if (len <= n || memcmp(msg, name, n) != 0 || msg[n] != ' ')
+        return DC_DECLINED;
+    snprintf(shown, sizeof(shown), "%.*s", (int)(len - n - 1 < 150 ? len - n - 1 : 150), msg + n + 1);
+    dc_log_warn("redis.switch_master", "sentinel: primary %s moved (old ip, port, new ip, port: %s)", name,
+                shown);
+    return DC_OK;
+}
+
+int dc_sub_watch_read(dc_sub_t *s)
+{
+    void *reply;
+    int   switched = 0;
+
+    if (s->watch == NULL)
+        return DC_UNAVAILABLE;
+    if (redisBufferRead(s->watch) != REDIS_OK) {
+        watch_close(s, s->watch->errstr);
+        return DC_UNAVAILABLE;
+    }
+    for (;;) {
+        redisReply *r;
+        if (redisGetReplyFromReader(s->watch, &reply) != REDIS_OK) {
+            watch_close(s, s->watch->errstr);
+            return DC_UNAVAILABLE;
+        }
+        if (reply == NULL)
+            break;
+        r = reply;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[0]->type == REDIS_REPLY_STRING &&
+            strcmp(r->element[0]->str, "message") == 0 && r->element[2]->type == REDIS_REPLY_STRING &&
+            our_switch(s, r->element[2]->str, r->element[2]->len) == DC_OK)
+            switched = 1;
+        freeReplyObject(r);
+    }
+    if (!switched)
+        return DC_OK;
+    /* re-subscribe on the new primary now, not after a back-off */
+    sub_close(s, "the primary moved");
+    s->backoff_ms = 0;
+    s->retry_at_ms = 0;
+    return DC_DECLINED;
 }

@@ -36,4 +36,22 @@ int dc_sub_fd(const dc_sub_t *s);
  */
 int dc_sub_read(dc_sub_t *s, dc_sub_fn fn, void *arg) DC_WUR;
 
+/*
+ * With sentinels (REDIS_SENTINELS), a second subscription, to a sentinel's
+ * +switch-master, so that the subscription follows a failover at once
+ * instead of whenever Sentinel drops the demoted primary's clients.
+ * Without sentinels these do nothing (fd -1).
+ *
+ * dc_sub_watch_ensure connects and subscribes when not (at most once a
+ * second): DC_OK (subscribed, or no sentinels), DC_DECLINED (newly
+ * subscribed: a switch may have been missed), DC_UNAVAILABLE.
+ * dc_sub_watch_read reads what is there: DC_DECLINED when the primary of
+ * REDIS_MASTER_NAME moved (logged; the subscription is closed and
+ * dc_sub_ensure reconnects at once, through the sentinels), DC_OK, or
+ * DC_UNAVAILABLE (the watch was lost; closed).
+ */
+int dc_sub_watch_ensure(dc_sub_t *s) DC_WUR;
+int dc_sub_watch_fd(const dc_sub_t *s);
+int dc_sub_watch_read(dc_sub_t *s) DC_WUR;
+
 #endif

@@ -9,7 +9,7 @@
 #include "dc_shm.h"
 
 #define MAGIC      0x6463747275737431ULL /* "dctrust1" */
-#define VERSION    1
+#define VERSION    2
 #define END_BITS   40 /* a lease's end, ms of dc_now_ms (CLOCK_MONOTONIC): 34 years of uptime */
 #define END_MASK   ((1ULL << END_BITS) - 1)
 #define STAMP_MASK ((1ULL << (64 - END_BITS)) - 1)
@@ -32,6 +32,7 @@ typedef struct {
     uint64_t seen_under;    /* the refusal count when seen_max was read */
     int64_t  stopped_at;    /* ms hits stopped; 0 while they are served */
     uint64_t probes_failed; /* probes whose write Redis did not take */
+    uint64_t primary;       /* with sentinels: the server this host writes to (dc_trust_primary_set) */
 } state_t;
 
 static state_t  local = { .seen_max = -1 };
@@ -110,6 +111,24 @@ void dc_trust_refused(const char *what)
                     "%s: this host serves no cache hit (answers from the database) until redis takes writes "
                     "again and the outbox is applied",
                     what);
+}
+
+void dc_trust_primary_set(uint64_t id)
+{
+    uint64_t was = ld(&st->primary);
+
+    if (was == id)
+        return;
+    __atomic_store_n(&st->primary, id, __ATOMIC_SEQ_CST);
+    if (was != 0)
+        dc_trust_refused("the redis primary moved");
+}
+
+int dc_trust_primary_is(uint64_t id)
+{
+    uint64_t p = ld(&st->primary);
+
+    return p == 0 || p == id;
 }
 
 /* A lease from t0 (the probe's start) under refusal count under. */

@@ -65,6 +65,23 @@ int dc_trust_hits_ok(void);
 void dc_trust_refused(const char *what);
 
 /*
+ * With sentinels (REDIS_SENTINELS), the primary this host writes to: id
+ * names the server (a hash of its run_id) that a process of the host has
+ * just connected to, through the sentinels and checked by ROLE. A server
+ * other than the host's until now voids the lease (a failover: hits stop
+ * until a probe passes on the new primary, and until the outbox is applied)
+ * and becomes the host's, so that every other process leaves the old one
+ * before its next command (dc_trust_primary_is): during a failover the
+ * demoted primary still takes writes until Sentinel converts it, and no
+ * write of this host may be acknowledged there while another process of
+ * the host stores on the new one.
+ */
+void dc_trust_primary_set(uint64_t id);
+
+/* Whether id is the host's primary (or none is known yet). */
+int dc_trust_primary_is(uint64_t id);
+
+/*
  * Runs the probe when one is due on this host (interval_ms after the last
  * one began, interval_ms / 8 while hits are stopped) and no other process
  * has claimed it, with this process's connections. The milliseconds until

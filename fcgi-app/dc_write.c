@@ -9,6 +9,8 @@
 #include "dc_log.h"
 #include "dc_metrics.h"
 #include "dc_outbox.h"
+#include "dc_replica.h"
+#include "dc_trust.h"
 
 void dc_write_state_free(dc_write_state_t *st)
 {
@@ -26,16 +28,31 @@ void dc_write_state_free(dc_write_state_t *st)
  * (dc_trust_refused, by dc_cache), the outbox rows the write left make the
  * invalidator apply it once Redis is back, and the events wait in the
  * database until then (the invalidator publishes them).
+ *
+ * Each organization's LSN key is raised to the primary's position after
+ * the commit before its generations move (dc_replica.h): a miss that sees
+ * the new generation waits for a standby that has replayed the write. A
+ * position that cannot be read or stored counts as an invalidation Redis
+ * did not take: hits and standby reads stop on this host until the outbox
+ * is applied, by the invalidator, with its own position.
  */
 static void invalidate_and_announce(dc_cache_t *cache, dc_db_t *db, const dc_write_result_t *res)
 {
-    size_t sent = 0;
-    int    ok = 1;
+    size_t   sent = 0;
+    int      ok = 1;
+    uint64_t lsn = 0;
 
+    if (dc_orgs_count(&res->orgs) > 0 && dc_replica_primary_lsn(db, &lsn) != DC_OK) {
+        dc_trust_refused("the primary's WAL position after a write could not be read");
+        ok = 0;
+    }
     for (size_t i = 0; i < dc_orgs_count(&res->orgs); i++) {
         const char *org = dc_orgs_at(&res->orgs, i);
+        /* the generations move even without the LSN: hits of the old data stop everywhere now */
+        int raised = lsn != 0 && dc_cache_lsn_raise(cache, org, lsn) == DC_OK;
         if (dc_cache_invalidate(cache, org, dc_endpoint_change_queries(dc_orgs_bits_at(&res->orgs, i))) !=
-            DC_OK) {
+                DC_OK ||
+            !raised) {
             dc_log_warn("write.invalidate", "could not invalidate organization %s now; the outbox will", org);
             ok = 0;
         } else {

@@ -212,6 +212,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cluster_port() -> int:
+    """A free port a Redis Cluster node can take: at most 55535, and its bus port
+    (the port + 10000) free too."""
+    import random
+    for _ in range(1000):
+        port = random.randint(20000, 55535)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as a, \
+                    socket.socket(socket.AF_INET, socket.SOCK_STREAM) as b:
+                a.bind((HOST, port))
+                b.bind((HOST, port + 10000))
+                return port
+        except OSError:
+            continue
+    raise StackError("no free port pair for a Redis Cluster node")
+
+
 def port_in_use(port: int) -> bool:
     return tcp_accepts(HOST, port, 1.0)
 
@@ -729,8 +746,9 @@ host    all   all       127.0.0.1/32   scram-sha-256
             os.chown(self.sock, pw.pw_uid, pw.pw_gid)
 
     def argv(self) -> list[str]:
+        also = self.stack.also_listen
         a = [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.sock),
-             "-c", f"listen_addresses={HOST}"]
+             "-c", f"listen_addresses={HOST}" + (f",{also[0]}" if also else "")]
         if not self.fsync:  # throwaway test clusters only: a crash may corrupt them
             a += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         return a
@@ -740,6 +758,26 @@ host    all   all       127.0.0.1/32   scram-sha-256
 
     def popen_extra(self) -> dict:
         return self.as_owner(self.stack.runtime_dir)[0]
+
+    NET_MARK = "# dashcache: test network"
+
+    def allow_network(self, cidr: str) -> None:
+        """Password (SCRAM) logins from the hosts of a test network (scripts/dcnet.py) too:
+        one pg_hba.conf line for that network only, then a reload."""
+        hba = self.data / "pg_hba.conf"
+        line = f"host    all   all       {cidr}   scram-sha-256   {self.NET_MARK}\n"
+        text = hba.read_text(errors="replace")
+        if line in text:
+            return
+        text = "".join(ln for ln in text.splitlines(keepends=True) if self.NET_MARK not in ln)
+        tmp = hba.with_suffix(".net")
+        tmp.write_text(text + line)
+        if is_root():
+            pw = pwd.getpwnam(self.os_user())
+            os.chown(tmp, pw.pw_uid, pw.pw_gid)
+        tmp.chmod(0o600)
+        tmp.replace(hba)
+        self.psql("SELECT pg_reload_conf()", url=self.admin_url)
 
     def freeze(self) -> list[int]:
         """SIGSTOP the postmaster and every backend (PostgreSQL hung, sockets open): their pids,
@@ -801,6 +839,104 @@ host    all   all       127.0.0.1/32   scram-sha-256
 
     def prepare_db(self, seed=DEMO_SEED) -> None:
         db_prepare(self.url, seed)
+
+
+class Standby(Postgres):
+    """A streaming standby of the stack's PostgreSQL (issue 13: standby reads):
+    pg_basebackup -R of the running primary into RUNTIME/pgstandby, its own port,
+    hot standby, replay delayed by delay_ms (recovery_min_apply_delay) when
+    asked; ready once its WAL receiver streams. Replication connects as postgres
+    over loopback with the password of a pgpass file (never in argv); the
+    primary's pg_hba.conf gets one replication line for 127.0.0.1."""
+
+    name = "postgres-standby"
+    REPL_MARK = "# dashcache: replication (scripts/dcstack.py Standby)"
+
+    def __init__(self, stack: "Stack", port: int, primary: Postgres, delay_ms: int = 0):
+        Service.__init__(self, stack)
+        self.port, self.fsync, self.primary, self.delay_ms = port, primary.fsync, primary, delay_ms
+        self.data = stack.runtime_dir / "pgstandby"
+        self.sock = stack.runtime_dir / "pgstandby-sock"
+        self.pgpass = stack.runtime_dir / "pgstandby.pgpass"
+        self.bindir = pg_bindir()
+        self.fresh = False
+        self.password, self.admin_password = primary.password, primary.admin_password
+
+    def _own(self, path: Path) -> None:
+        if is_root():
+            pw = pwd.getpwnam(self.os_user())
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def allow_replication(self) -> None:
+        hba = self.primary.data / "pg_hba.conf"
+        text = hba.read_text(errors="replace")
+        if self.REPL_MARK in text:
+            return
+        tmp = hba.with_suffix(".repl")
+        tmp.write_text(text + f"{self.REPL_MARK}\nhost    replication   postgres   {HOST}/32   scram-sha-256\n")
+        self._own(tmp)
+        tmp.chmod(0o600)
+        tmp.replace(hba)
+        psql(self.primary.admin_url, "SELECT pg_reload_conf()")
+
+    def prepare(self) -> None:
+        if port_in_use(self.port):
+            raise StackError(f"port {self.port} on {HOST} is already in use (the standby's port)")
+        if not self.primary.running():
+            raise StackError("the standby needs the stack's PostgreSQL running")
+        self.allow_replication()
+        fd = os.open(self.pgpass, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{HOST}:{self.primary.port}:*:postgres:{self.admin_password}\n")
+        self._own(self.pgpass)
+        shutil.rmtree(self.data, ignore_errors=True)
+        for d in (self.data, self.sock):
+            d.mkdir(parents=True, exist_ok=True)
+            d.chmod(0o700)
+            self._own(d)
+        extra, env_add = self.as_owner(self.stack.runtime_dir)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log(f"pg_basebackup of {HOST}:{self.primary.port} into {self.data}")
+        with open(self.log_path, "ab") as logf:
+            rc = subprocess.run([str(self.bindir / "pg_basebackup"), "-D", str(self.data), "-R", "-X", "stream",
+                                 "-c", "fast", "--no-sync", "-d",
+                                 f"host={HOST} port={self.primary.port} user=postgres"],
+                                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                cwd=self.stack.runtime_dir, timeout=300,
+                                env={**os.environ, **env_add, "PGPASSFILE": str(self.pgpass)}, **extra).returncode
+        if rc != 0:
+            raise StackError(f"pg_basebackup failed; last lines of {self.log_path}:\n{tail(self.log_path)}")
+        # the walreceiver reads the password from the pgpass file too (last setting wins)
+        with open(self.data / "postgresql.auto.conf", "a") as f:
+            f.write(f"primary_conninfo = 'host={HOST} port={self.primary.port} user=postgres "
+                    f"passfile={self.pgpass} application_name=dcstandby'\n")
+
+    def argv(self) -> list[str]:
+        a = super().argv() + ["-c", "hot_standby=on", "-c", "hot_standby_feedback=on",
+                              "-c", f"recovery_min_apply_delay={int(self.delay_ms)}ms"]
+        return a
+
+    def streaming(self) -> bool:
+        try:
+            return psql(self.admin_url, "SELECT status FROM pg_stat_wal_receiver", timeout=5,
+                        check=False) == "streaming"
+        except (StackError, subprocess.TimeoutExpired):
+            return False
+
+    def after_start(self) -> None:
+        self.wait_until(self.streaming, 60, "stream from the primary")
+
+    def replay_lsn(self) -> str:
+        return psql(self.admin_url, "SELECT pg_last_wal_replay_lsn()")
+
+    def wait_caught_up(self, timeout: float = 60.0) -> None:
+        """Until the standby has replayed what the primary had written when asked."""
+        target = psql(self.primary.admin_url, "SELECT pg_current_wal_insert_lsn()")
+        self.wait_until(lambda: psql(self.admin_url, f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn")
+                        == "t", timeout + self.delay_ms / 1000.0, f"replay up to {target}")
+
+    def describe(self) -> str:
+        return f", {HOST}:{self.port}, replay delay {self.delay_ms} ms"
 
 
 # ------------------------------------------------------------------ any database, by URL
@@ -906,10 +1042,11 @@ tcp-keepalive 60
 """
 
 
-def redis_conf(directory: Path, port: int, password: str | None = None) -> str:
+def redis_conf(directory: Path, port: int, password: str | None = None, also_bind: str | None = None) -> str:
     """Snapshots as Debian's default, bounded memory, evict least recently used;
-    with password, every client must AUTH (requirepass)."""
-    conf = REDIS_CONF.format(host=HOST, port=port, dir=directory,
+    with password, every client must AUTH (requirepass); also_bind: an address to
+    listen on besides 127.0.0.1 (a test network's, scripts/dcnet.py)."""
+    conf = REDIS_CONF.format(host=HOST + (f" {also_bind}" if also_bind else ""), port=port, dir=directory,
                              maxmemory=os.environ.get("REDIS_MAXMEMORY", "256mb"))
     return conf + (f'requirepass "{password}"\n' if password else "")
 
@@ -959,7 +1096,8 @@ class Redis(Service):
             raise StackError(f"port {self.port} on {HOST} is already in use (the Redis port)")
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self.dir / "redis.conf"
-        conf.write_text(redis_conf(self.dir, self.port, self.password))
+        also = self.stack.also_listen
+        conf.write_text(redis_conf(self.dir, self.port, self.password, also[0] if also else None))
         conf.chmod(0o600)
 
     def argv(self) -> list[str]:
@@ -982,6 +1120,199 @@ class Redis(Service):
 
     def describe(self) -> str:
         return f", {HOST}:{self.port}"
+
+
+class RedisClusterNode(Redis):
+    """One redis-server of a RedisCluster: cluster-enabled, its own directory and port,
+    and the cluster's password for clients and for its replication (masterauth)."""
+
+    def __init__(self, stack: "Stack", port: int, index: int):
+        self.name = f"redis-cluster-{index}"
+        super().__init__(stack, port)
+        self.dir = stack.runtime_dir / "redis-cluster" / str(port)
+        self.password = secret(stack.runtime_dir, "redis.pass")
+
+    def prepare(self) -> None:
+        super().prepare()
+        conf = self.dir / "redis.conf"
+        conf.write_text(conf.read_text() + "cluster-enabled yes\n"
+                        f"cluster-config-file {self.dir / 'nodes.conf'}\n"
+                        "cluster-node-timeout 2000\n"
+                        # a replica may take over at once, however long it was cut off (the drill kills primaries)
+                        "cluster-replica-validity-factor 0\n"
+                        f'masterauth "{self.password}"\n')
+
+
+class RedisCluster:
+    """A Redis Cluster of 3 primaries and 3 replicas on free ports of 127.0.0.1,
+    made with redis-cli --cluster create and ready when every node says
+    cluster_state:ok. Used by the stack like a service: start(), stop() (each
+    node by its PID), pid(), running()."""
+
+    name = "redis-cluster"
+
+    def __init__(self, stack: "Stack", ports: list[int] | None = None):
+        self.stack = stack
+        self.nodes = [RedisClusterNode(stack, p, i) for i, p in enumerate(ports or [cluster_port() for _ in range(6)])]
+        self.password = self.nodes[0].password
+
+    @property
+    def seeds(self) -> str:
+        """REDIS_CLUSTER_NODES of the cluster."""
+        return ",".join(f"{HOST}:{n.port}" for n in self.nodes)
+
+    @property
+    def url(self) -> str:
+        """REDIS_URL: the password (a cluster node to name; database 0)."""
+        return self.nodes[0].url
+
+    def pid(self) -> int | None:
+        return next((n.pid() for n in self.nodes if n.pid() is not None), None)
+
+    def running(self) -> bool:
+        return all(n.running() for n in self.nodes)
+
+    def exit_status(self):
+        return None
+
+    def start(self) -> "RedisCluster":
+        if shutil.which("redis-cli") is None:
+            raise StackError("redis-cli not found (scripts/deps.sh installs redis-tools)")
+        try:
+            for n in self.nodes:
+                n.start()
+            env = dict(os.environ, REDISCLI_AUTH=self.password)  # not on the command line
+            out = subprocess.run(["redis-cli", "--cluster", "create", *[f"{HOST}:{n.port}" for n in self.nodes],
+                                  "--cluster-replicas", "1", "--cluster-yes"], env=env, capture_output=True,
+                                 text=True, timeout=60)
+            if out.returncode != 0:
+                raise StackError(f"redis-cli --cluster create failed: {out.stdout[-2000:]}{out.stderr[-2000:]}")
+            self.wait_ok(30)
+        except BaseException:
+            self.stop()
+            raise
+        log(f"redis cluster ready: {self.seeds}")
+        return self
+
+    def stop(self) -> None:
+        for n in reversed(self.nodes):
+            n.stop()
+
+    def client(self, port: int, timeout: float = 5.0) -> RedisClient:
+        return next(n for n in self.nodes if n.port == port).client(timeout)
+
+    def call(self, port: int, *args):
+        c = self.client(port)
+        try:
+            return c(*args)
+        finally:
+            c.close()
+
+    def info(self, port: int, section: str) -> dict:
+        text = self.call(port, "INFO", section) or ""
+        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
+
+    def ok(self) -> bool:
+        """Every running node says cluster_state:ok and knows every slot's primary alike."""
+        views = set()
+        for n in self.nodes:
+            if not n.running():
+                continue
+            try:
+                if "cluster_state:ok" not in (self.call(n.port, "CLUSTER", "INFO") or ""):
+                    return False
+                views.add(tuple(sorted((r[0], r[1], r[2][1]) for r in self.call(n.port, "CLUSTER", "SLOTS"))))
+            except (OSError, RedisError, ConnectionError):
+                return False
+        return len(views) == 1
+
+    def wait_ok(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ok():
+            if time.monotonic() > deadline:
+                raise StackError(f"the redis cluster is not ok after {timeout:.0f} s")
+            time.sleep(0.1)
+
+    def nodes_table(self, port: int | None = None) -> list[dict]:
+        """CLUSTER NODES as {id, port, role, primary, slots, alive} rows, from a running node."""
+        port = port or next(n.port for n in self.nodes if n.running())
+        rows = []
+        for line in (self.call(port, "CLUSTER", "NODES") or "").splitlines():
+            f = line.split()
+            rows.append({"id": f[0], "port": int(f[1].split("@")[0].rsplit(":", 1)[1]),
+                         "role": "primary" if "master" in f[2] else "replica", "primary": f[3],
+                         "alive": "fail" not in f[2] and f[7] == "connected", "slots": f[8:]})
+        return rows
+
+    def keyslot(self, key: str) -> int:
+        return int(self.call(self.primaries()[0], "CLUSTER", "KEYSLOT", key))
+
+    def primaries(self) -> list[int]:
+        """Ports of the primaries that serve slots."""
+        return sorted(r["port"] for r in self.nodes_table() if r["role"] == "primary" and r["slots"] and r["alive"])
+
+    def primary_of(self, slot: int) -> int:
+        port = next(n.port for n in self.nodes if n.running())
+        for start, end, primary, *_ in self.call(port, "CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return int(primary[1])
+        raise StackError(f"no primary serves slot {slot}")
+
+    def replica_of(self, port: int) -> int:
+        table = self.nodes_table()
+        pid = next(r["id"] for r in table if r["port"] == port)
+        return next(r["port"] for r in table if r["primary"] == pid and r["alive"])
+
+    def node_id(self, port: int) -> str:
+        return self.call(port, "CLUSTER", "MYID")
+
+    def scan(self, pattern: str) -> list[str]:
+        """SCAN MATCH pattern on every primary."""
+        keys = []
+        for port in self.primaries():
+            c = self.client(port)
+            try:
+                keys += c.scan(pattern)
+            finally:
+                c.close()
+        return sorted(keys)
+
+    def get(self, key: str):
+        return self.call(self.primary_of(self.keyslot(key)), "GET", key)
+
+    def failover(self, primary: int, timeout: float = 30) -> int:
+        """CLUSTER FAILOVER on a replica of primary: the replica takes over, with no write lost.
+        Returns the new primary's port once the cluster is ok again."""
+        replica = self.replica_of(primary)
+        self.call(replica, "CLUSTER", "FAILOVER")
+        deadline = time.monotonic() + timeout
+        while not (self.info(replica, "replication").get("role") == "master" and self.ok()):
+            if time.monotonic() > deadline:
+                raise StackError(f"replica {replica} did not take over from {primary} within {timeout:.0f} s")
+            time.sleep(0.05)
+        return replica
+
+    def migrate_slot(self, slot: int, to: int, finish: bool = True) -> int:
+        """Moves slot to the primary at port to: IMPORTING/MIGRATING, MIGRATE of its keys,
+        then (finish) CLUSTER SETSLOT NODE on every primary. Returns the old primary's port."""
+        src = self.primary_of(slot)
+        src_id, dst_id = self.node_id(src), self.node_id(to)
+        self.call(to, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        self.call(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        while True:
+            keys = self.call(src, "CLUSTER", "GETKEYSINSLOT", slot, 100)
+            if not keys:
+                break
+            self.call(src, "MIGRATE", HOST, to, "", 0, 5000, "AUTH", self.password, "KEYS", *keys)
+        if finish:
+            self.finish_migration(slot, to)
+        return src
+
+    def finish_migration(self, slot: int, to: int) -> None:
+        dst_id = self.node_id(to)
+        for port in [to] + [p for p in self.primaries() if p != to]:
+            self.call(port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        self.wait_ok(30)
 
 
 class FcgiMaster(Service):
@@ -1197,6 +1528,194 @@ def stop_on_signals() -> None:
         signal.signal(sig, handler)
 
 
+SENTINEL_MASTER = "dcmaster"
+
+SENTINEL_CONF = """# generated by scripts/dcstack.py: one of the sentinels of dashcache's test group
+bind {host}
+port {port}
+protected-mode no
+daemonize no
+logfile ""
+dir {dir}
+sentinel resolve-hostnames no
+sentinel monitor {name} {host} {primary} {quorum}
+sentinel down-after-milliseconds {name} {down_ms}
+sentinel failover-timeout {name} {failover_ms}
+sentinel parallel-syncs {name} 2
+"""
+
+
+class RedisNode(Redis):
+    """One server of a RedisSentinel group: the first primary, or a replica of it."""
+
+    def __init__(self, stack: "Stack", port: int, name: str, replica_of: int | None = None):
+        self.name = name  # before Service.__init__: the log and pid files are named after it
+        super().__init__(stack, port)
+        self.dir = stack.runtime_dir / name
+        self.replica_of = replica_of
+
+    def prepare(self) -> None:
+        super().prepare()
+        conf = self.dir / "redis.conf"
+        extra = "save \"\"\n"  # no snapshot thread in the way of a failover
+        if self.password:
+            extra += f'masterauth "{self.password}"\n'
+        if self.replica_of is not None:
+            extra += f"replicaof {HOST} {self.replica_of}\n"
+        conf.write_text(conf.read_text() + extra)
+
+    def role(self) -> str:
+        c = self.client(timeout=1.0)
+        try:
+            return c("ROLE")[0]
+        finally:
+            c.close()
+
+
+class Sentinel(Service):
+    """redis-server --sentinel watching the group's primary, on a free loopback port."""
+
+    def __init__(self, stack: "Stack", port: int, name: str, primary_port: int, password: str | None,
+                 quorum: int = 2, down_ms: int = 1000, failover_ms: int = 2000):
+        self.name = name
+        super().__init__(stack)
+        self.port, self.dir = port, stack.runtime_dir / name
+        self.primary_port, self.password = primary_port, password
+        self.quorum, self.down_ms, self.failover_ms = quorum, down_ms, failover_ms
+
+    def prepare(self) -> None:
+        if shutil.which("redis-server") is None:
+            raise StackError("redis-server not found (scripts/deps.sh installs it)")
+        if port_in_use(self.port):
+            raise StackError(f"port {self.port} on {HOST} is already in use (a sentinel's port)")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        conf = SENTINEL_CONF.format(host=HOST, port=self.port, dir=self.dir, name=SENTINEL_MASTER,
+                                    primary=self.primary_port, quorum=self.quorum, down_ms=self.down_ms,
+                                    failover_ms=self.failover_ms)
+        if self.password:
+            conf += f'sentinel auth-pass {SENTINEL_MASTER} "{self.password}"\n'
+        path = self.dir / "sentinel.conf"  # Sentinel rewrites it: its own, writable
+        path.write_text(conf)
+        path.chmod(0o600)
+
+    def argv(self) -> list[str]:
+        return ["redis-server", str(self.dir / "sentinel.conf"), "--sentinel"]
+
+    def env(self) -> dict:
+        return dict(os.environ)
+
+    def client(self, timeout: float = 5.0) -> RedisClient:
+        return RedisClient(HOST, self.port, timeout)
+
+    def ask(self, *args):
+        c = self.client(timeout=2.0)
+        try:
+            return c(*args)
+        finally:
+            c.close()
+
+    def ready(self) -> bool:
+        try:
+            return self.ask("PING") == "PONG"
+        except (OSError, RedisError, ConnectionError):
+            return False
+
+    def describe(self) -> str:
+        return f", {HOST}:{self.port}"
+
+
+class RedisSentinel:
+    """A Redis primary, its replicas and the sentinels watching them, all on loopback
+    ports: quorum 2 and short timings (down after 1 s, failover timeout 2 s), so that
+    a failover completes in a few seconds. Its services start and stop with the
+    stack, by their handles."""
+
+    def __init__(self, stack: "Stack", replicas: int = 2, sentinels: int = 3):
+        first = free_port()
+        self.primary = RedisNode(stack, first, "redis-0")
+        self.nodes = [self.primary] + [RedisNode(stack, free_port(), f"redis-{i}", replica_of=first)
+                                       for i in range(1, replicas + 1)]
+        self.sentinels = [Sentinel(stack, free_port(), f"sentinel-{i}", first, self.primary.password)
+                          for i in range(sentinels)]
+        self.password = self.primary.password
+
+    def services(self) -> list[Service]:
+        return [*self.nodes, *self.sentinels]
+
+    @property
+    def sentinels_env(self) -> str:
+        return ",".join(f"{HOST}:{s.port}" for s in self.sentinels)
+
+    @property
+    def url(self) -> str:
+        """REDIS_URL with sentinels: the credentials and database (the host is the sentinels' to name)."""
+        return self.primary.url
+
+    def primary_addr(self, sentinel: int = 0) -> tuple[str, int]:
+        host, port = self.sentinels[sentinel].ask("SENTINEL", "get-master-addr-by-name", SENTINEL_MASTER)
+        return host, int(port)
+
+    def node(self, port: int) -> RedisNode:
+        return next(n for n in self.nodes if n.port == port)
+
+    def current_primary(self) -> RedisNode:
+        return self.node(self.primary_addr()[1])
+
+    def settled(self) -> bool:
+        """Every sentinel names the same primary, which says it is one, sees every replica
+        up and knows the other sentinels; every replica's link to it is up."""
+        try:
+            addrs = {self.primary_addr(i) for i in range(len(self.sentinels))}
+            if len(addrs) != 1:
+                return False
+            primary = self.node(addrs.pop()[1])
+            if primary.role() != "master":
+                return False
+            for s in self.sentinels:
+                reps = s.ask("SENTINEL", "replicas", SENTINEL_MASTER)
+                ok = [r for r in reps if "s_down" not in dict(zip(r[::2], r[1::2])).get("flags", "s_down")
+                      and dict(zip(r[::2], r[1::2])).get("master-link-status") == "ok"]
+                if len(ok) < len(self.nodes) - 1:
+                    return False
+                if len(s.ask("SENTINEL", "sentinels", SENTINEL_MASTER)) < len(self.sentinels) - 1:
+                    return False
+            for n in self.nodes:
+                if n is not primary and n.role() != "slave":
+                    return False
+            return True
+        except (OSError, RedisError, ConnectionError, StopIteration, ValueError, TypeError):
+            return False
+
+    def wait_settled(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.settled():
+            if time.monotonic() > deadline:
+                raise StackError(f"the sentinels did not settle within {timeout:.0f} s (a primary, "
+                                 f"{len(self.nodes) - 1} replicas up, {len(self.sentinels)} sentinels); see "
+                                 + ", ".join(str(s.log_path) for s in self.sentinels))
+            time.sleep(0.1)
+
+    def failover(self) -> tuple[tuple[str, int], tuple[str, int], float]:
+        """SENTINEL FAILOVER through the first sentinel, timed by its own +switch-master:
+        (old address, new address, seconds from the command to +switch-master)."""
+        old = self.primary_addr()
+        watch = self.sentinels[0].client(timeout=5.0)
+        try:
+            watch.subscribe("+switch-master")
+            t0 = time.monotonic()
+            self.sentinels[0].ask("SENTINEL", "FAILOVER", SENTINEL_MASTER)
+            while True:
+                left = 30.0 - (time.monotonic() - t0)
+                msg = watch.message(max(left, 0.01)) if left > 0 else None
+                if msg is None:
+                    raise StackError("no +switch-master within 30 s of SENTINEL FAILOVER")
+                parts = msg.split()
+                if parts[0] == SENTINEL_MASTER:
+                    return old, (parts[3], int(parts[4])), time.monotonic() - t0
+        finally:
+            watch.close()
+
+
 class Stack:
     """PostgreSQL, Redis, dashcache-fcgi, (dashcache-invalidator) and nginx on
     127.0.0.1, started in that order and stopped in reverse; use it as a context
@@ -1215,14 +1734,26 @@ class Stack:
                  use these servers: no PostgreSQL / Redis of the stack's own
     access_log   True: STATE_DIR/logs/nginx-access.log; a path; False: off
     fcgi_args    more flags of dashcache-fcgi (e.g. --max-requests N, --env-file FILE)
+    sentinel     a RedisSentinel group (primary, 2 replicas, 3 sentinels) instead of one Redis;
+                 the application finds the primary through REDIS_SENTINELS
+    standby_delay_ms
+                 not None: a streaming standby of the stack's PostgreSQL (Standby) with
+                 this replay delay, and the workers read misses from it (DATABASE_READ_URL)
+    also_listen  (address, network): PostgreSQL and Redis listen on address too, and
+                 PostgreSQL lets that network log in (the hosts of scripts/dcnet.py)
     """
 
     def __init__(self, name: str = "test", *, state_dir: Path | None = None, runtime_dir: Path | None = None,
                  ports: dict | None = None, workers: int = 4, fsync: bool = False, seed=DEMO_SEED,
                  build: Path | str = "build", invalidator: bool = True, nginx: bool = True,
                  app_env: dict | None = None, access_log: bool | str = True,
-                 database_url: str | None = None, redis_url: str | None = None, fcgi_args=()):
+                 database_url: str | None = None, redis_url: str | None = None, fcgi_args=(),
+                 redis_cluster: bool = False, sentinel: bool = False, standby_delay_ms: int | None = None,
+                 also_listen: tuple[str, str] | None = None):
         self.name = name
+        self.with_sentinel = sentinel
+        self.sentinel: RedisSentinel | None = None
+        self.also_listen = also_listen
         self.fcgi_args = list(fcgi_args)
         self.state_dir = Path(state_dir or ROOT / ".run" / name)
         self.keep_runtime = runtime_dir is not None
@@ -1233,6 +1764,8 @@ class Stack:
         self.with_invalidator, self.with_nginx, self.with_access_log = invalidator, nginx, access_log
         self._app_env = app_env
         self.external_db, self.external_redis = database_url, redis_url
+        self.with_cluster = redis_cluster  # a RedisCluster of its own instead of one Redis
+        self.standby_delay_ms = standby_delay_ms
         self.started: list[Service] = []
         self.runtime_dir: Path | None = None
 
@@ -1247,16 +1780,22 @@ class Stack:
 
     @property
     def redis_url(self) -> str:
+        if self.sentinel is not None:
+            return self.sentinel.url
         return self.external_redis or self.redis.url
 
     def services(self) -> list[Service]:
         """Every service the stack may run, in start order."""
-        return [s for s in (self.postgres, self.redis, self.fcgi, self.invalidator, self.nginx) if s is not None]
+        redis = self.redis.nodes if isinstance(self.redis, RedisCluster) else [self.redis]
+        group = self.sentinel.services() if self.sentinel is not None else []
+        return [s for s in (self.postgres, getattr(self, "standby", None), *redis, *group, self.fcgi,
+                            self.invalidator, self.nginx) if s is not None]
 
     def describe(self) -> dict:
         return {"HTTP_URL": self.http_url, "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
                 "HTTP_PORT": str(self.nginx.port), "PG_PORT": str(self.postgres.port) if self.postgres else "",
-                "REDIS_PORT": str(self.redis.port) if self.redis else "", "WORKERS": str(self.workers),
+                "REDIS_PORT": str(getattr(self.redis, "port", "")) if self.redis else "",
+                "REDIS_CLUSTER_NODES": self.app_env.get("REDIS_CLUSTER_NODES", ""), "WORKERS": str(self.workers),
                 "FCGI_SOCKET": str(self.fcgi.socket), "DC_STATE_DIR": str(self.state_dir),
                 "DC_RUNTIME_DIR": str(self.runtime_dir), "METRICS_FILE": self.app_env["METRICS_FILE"],
                 "DC_PG_FSYNC": "on" if self.fsync else "off",
@@ -1289,11 +1828,22 @@ class Stack:
             self.runtime_dir.mkdir(parents=True, exist_ok=True)
         else:
             self.runtime_dir = temp_runtime_dir(self.name)
-        for k in ("pg", "redis", "http"):
+        for k in ("pg", "redis", "http") + (("pg_standby",) if self.standby_delay_ms is not None else ()):
             self.ports.setdefault(k, free_port())
         self.app_env = test_app_env() if self._app_env is None else dict(self._app_env)
         self.postgres = None if self.external_db else Postgres(self, self.ports["pg"], fsync=self.fsync)
-        self.redis = None if self.external_redis else Redis(self, self.ports["redis"])
+        self.redis = None if self.external_redis or self.with_sentinel else Redis(self, self.ports["redis"])
+        if self.with_sentinel:
+            self.sentinel = RedisSentinel(self)
+            self.app_env.setdefault("REDIS_SENTINELS", self.sentinel.sentinels_env)
+            self.app_env.setdefault("REDIS_MASTER_NAME", SENTINEL_MASTER)
+        if self.with_cluster and not self.external_redis:
+            self.redis = RedisCluster(self)
+            self.app_env["REDIS_CLUSTER_NODES"] = self.redis.seeds
+        self.standby = None
+        if self.standby_delay_ms is not None and self.postgres is not None:
+            self.standby = Standby(self, self.ports["pg_standby"], self.postgres, self.standby_delay_ms)
+            self.app_env["DATABASE_READ_URL"] = self.standby.url
         self.app_env.update(DATABASE_URL=self.database_url, REDIS_URL=self.redis_url)
         # the pool's shared counters live and die with the stack
         self.app_env.setdefault("METRICS_FILE", str(self.runtime_dir / "metrics"))
@@ -1342,9 +1892,17 @@ class Stack:
             self.stop_leftovers()
             if self.postgres:
                 self._start(self.postgres)
+                if self.also_listen:
+                    self.postgres.allow_network(self.also_listen[1])
             db_prepare(self.database_url, self.seed)
+            if self.standby:
+                self._start(self.standby)
             if self.redis:
                 self._start(self.redis)
+            if self.sentinel is not None:
+                for svc in self.sentinel.services():
+                    self._start(svc)
+                self.sentinel.wait_settled()
             if self.with_nginx:
                 self._start(self.fcgi)
                 if self.with_invalidator:

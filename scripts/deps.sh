@@ -28,6 +28,7 @@ required=(
 	curl jq procps util-linux coreutils wrk python3 python3-pytest prometheus
 	systemd libsystemd-dev # sd_notify: the master tells systemd it is ready (Type=notify)
 	tmux # the progress bar of dashcachectl warm is tested on a terminal
+	iproute2 # ip netns and veth: the multi-host tests (scripts/dcnet.py)
 	clang-14 libclang-rt-14-dev # the libFuzzer targets (make fuzz, and make test)
 )
 

@@ -35,7 +35,7 @@ import fcgi_client as fc  # noqa: E402
 
 ORG = dc.DEMO_ORG
 PATH = f"/api/dashboard/orgs/{ORG}/stats"
-VALUE_KEY = f"dashboard:stats:org:{ORG}"
+VALUE_KEY = f"dashboard:stats:org:{{{ORG}}}"
 
 
 def read_statements(sock: str) -> dict[str, float]:

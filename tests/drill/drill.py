@@ -57,6 +57,18 @@ fails when that run had a stale read. The ones whose readers share keys must
 show it (a coalesced read, or one answered stale while another refreshed), and
 the hot key at most one miss of the crowd per expiry.
 
+The cluster scenarios (Cluster failover, Cluster primary killed) run afterwards on a
+stack of their own whose Redis is a Redis Cluster of 3 primaries and 3 replicas
+(dcstack.RedisCluster, REDIS_CLUSTER_NODES), with the same load and the same row;
+the short run has the failover only.
+
+The multi-host scenario ("several hosts", in the short run too) makes a test
+network (scripts/dcnet.py; PostgreSQL and Redis listen on it as well) and starts
+three more hosts in network namespaces for its window, each with its own nginx,
+workers, invalidator and shared files: writes go through each of them in turn
+while readers read through all of them, and every read is judged against every
+write, whichever host took it. Needs root, as make test runs.
+
 A row fails when it has a cache 5xx, a stale read, hits that did not resume in
 time, too little load to judge (fewer than MIN_READS reads or 5 acknowledged
 writes in its window, or no read during the fault), or a service that was
@@ -66,7 +78,8 @@ EXPECTED_FAIL_UNTIL_TRUST are reported as expected failures and do not count.
 
 usage: drill.py [--short] [--only NAME]... [--json FILE] [--compare|--no-compare]
 Environment: DRILL_READERS (6), DRILL_WORKERS (4), DRILL_ORGS (300; 100 short),
-DRILL_STATE_DIR (.run/drill: the services' logs), DRILL_APP_ENV ("KEY=VALUE ...":
+DRILL_HOST_WORKERS (2: per namespace host), DRILL_STATE_DIR (.run/drill: the
+services' logs), DRILL_APP_ENV ("KEY=VALUE ...":
 added to the stack's environment, e.g. CACHE_LEASE=off to see the protection
 assertions fail).
 """
@@ -89,6 +102,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 sys.path.insert(0, str(ROOT / "tests" / "bench"))
+import dcnet  # noqa: E402
 import dcstack as dc  # noqa: E402
 import consistency  # noqa: E402
 from mixed import READ_STATEMENTS, Client, metric_sum, parse_metrics, server_deltas  # noqa: E402  tests/bench/mixed.py
@@ -135,6 +149,7 @@ class Req:
     org: str = ""
     count: int | None = None  # the unresolved alert count, for reads of a checked organization
     crowd: bool = False  # a read of a Crowd client
+    host: str = ""       # the namespace host it went through (MultiHost), "" for the loopback one
 
 
 @dataclass
@@ -463,6 +478,15 @@ class Scenario:
     coalesces = False     # readers of one key must share its query: some wait for the lease holder's
     #                       answer or get the stale one (dashboard_cache_coalesced_total, stale revalidate)
     max_crowd_misses = None  # a bound on the crowd's X-Cache: MISS answers while the fault is held, or None
+    cluster = False       # runs on a stack of its own on a Redis Cluster (dcstack.RedisCluster)
+    sentinel = False      # runs on a stack of its own with a RedisSentinel group (dcstack) instead of one Redis
+    hosts = 0             # network-namespace hosts it needs (scripts/dcnet.py): the drill makes the network
+
+    def setup(self, d: "Drill") -> None:
+        """Before the scenario's window: what it needs that is not the fault (not judged)."""
+
+    def teardown(self, d: "Drill") -> None:
+        """After its window, whatever happened."""
 
     def crowd_paths(self, d: "Drill") -> list[tuple[str, str]] | None:
         """What a crowd of CROWD clients reads from the scenario's start to its recovery."""
@@ -706,9 +730,178 @@ class RedisFlapping(Scenario):
         d.stack.redis.signal(signal.SIGCONT)
 
 
+class ClusterFailover(Scenario):
+    """A Redis Cluster (REDIS_CLUSTER_NODES): the primary of a checked organization's slot
+    hands over to its replica (CLUSTER FAILOVER: no acknowledged write lost). The workers
+    follow the MOVED of the old primary, read the slot map again, and the values of the new
+    primary's slots are misses once (each stored under the old primary's run_id)."""
+    name, how = "Cluster failover", "`CLUSTER FAILOVER` on the replica of a checked organization's primary"
+    cluster = True
+    hold = 2.0
+
+    def inject(self, d):
+        slot = d.stack.redis.keyslot(sorted(d.load.checked)[0])
+        self.old = d.stack.redis.primary_of(slot)
+        d.stack.redis.failover(self.old)
+
+
+class ClusterPrimaryKilled(Scenario):
+    """A Redis Cluster: the primary of a checked organization's slot is SIGKILLed; its
+    replica is promoted after cluster-node-timeout (2 s), and the old one comes back as a
+    replica of the new primary at recover()."""
+    name, how = "Cluster primary killed", "SIGKILL a checked organization's primary, replica promoted, restart it"
+    cluster = True
+    hold = 5.0
+
+    def inject(self, d):
+        slot = d.stack.redis.keyslot(sorted(d.load.checked)[0])
+        port = d.stack.redis.primary_of(slot)
+        self.node = next(n for n in d.stack.redis.nodes if n.port == port)
+        self.replica = d.stack.redis.replica_of(port)
+        self.node.kill()
+        deadline = time.monotonic() + 15
+        while d.stack.redis.info(self.replica, "replication").get("role") != "master":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"replica {self.replica} was not promoted within 15 s")
+            time.sleep(0.05)
+
+    def recover(self, d):
+        self.node.start()
+        d.stack.redis.wait_ok(30)
+
+
+class SentinelFailover(Scenario):
+    """inject() returns at Sentinel's own +switch-master, which recover() follows at once:
+    "hits resume s" counts from the end of Sentinel's failover, and must be at most
+    SENTINEL_HITS_GOAL_S (the issue's goal: within the failover time plus 1 s)."""
+    name, how = "Sentinel failover", "`SENTINEL FAILOVER` (primary, 2 replicas, 3 sentinels)"
+    hold = 0.0
+    sentinel = True
+
+    def inject(self, d):
+        _, _, self.failover_s = d.stack.sentinel.failover()
+
+    def recover(self, d):
+        pass
+
+
+class StandbyLagging(Scenario):
+    """Misses may read a streaming standby whose replay is STANDBY_DELAY_MS late
+    (DATABASE_READ_URL; issue 13): the workers restart with it for this row only.
+    No read may be stale; the row reports the share of misses the standby served."""
+    name, how = "Standby lagging", "misses may read a standby replaying 2000 ms late, 10 s"
+    hold, short_hold = 10.0, 3.0
+    app_env: dict = {}  # DATABASE_READ_URL, set by Drill.start once the standby runs
+
+
+class MultiHost(Scenario):
+    """Three more hosts (scripts/dcnet.py: each its own nginx, workers, invalidator and
+    shared files, in a network namespace) on the drill's PostgreSQL and Redis. While the
+    fault is "held", HOST_WRITERS threads create alerts in the API-checked organizations
+    through one host after the other (hold / 3 each), and HOST_READERS readers per host
+    read like the drill's readers, through their host; the drill's own load goes on on the
+    loopback host. Every read of a checked organization is judged against every write,
+    whichever host took it. The row fails also when a host served no hit or its /health
+    was not healthy."""
+    name, how = "several hosts", "3 hosts in network namespaces: writes through each in turn, reads through all"
+    hold, short_hold = 9.0, 3.0
+    hosts = 3
+    HOST_READERS, HOST_WRITERS = 3, 2
+
+    def setup(self, d):
+        workers = int(os.environ.get("DRILL_HOST_WORKERS", 2))
+        for i in range(1, self.hosts + 1):
+            d.hosts.append(dcnet.NetHost(d.net, i, d.stack, workers=workers, app_env=d.stack.app_env).start())
+        for h in d.hosts:
+            c = Client(h.address, h.nginx.port)
+            try:
+                status, _, body = c.request("GET", "/health")
+            finally:
+                c.close()
+            if status != 200 or json.loads(body).get("status") != "healthy":
+                raise dc.StackError(f"host {h.netns}: /health {status} {body[:200]!r}")
+        self.m0 = {h.netns: d.scrape_host(h) for h in d.hosts}
+
+    def inject(self, d):
+        self.running, self.threads = threading.Event(), []
+        self.running.set()
+        self.writing = d.hosts[0]
+        work = [(self.reader, h, k) for h in d.hosts for k in range(self.HOST_READERS)]
+        work += [(self.writer, None, k) for k in range(self.HOST_WRITERS)]
+        for fn, h, k in work:
+            t = threading.Thread(target=fn, args=(d, h, k), daemon=True)
+            t.start()
+            self.threads.append(t)
+        hold = self.short_hold if d.short else self.hold
+        for h in d.hosts[1:]:
+            time.sleep(hold / len(d.hosts))
+            self.writing = h
+
+    def reader(self, d, h, k):
+        ld, rng, c = d.load, random.Random(1000 + 10 * h.index + k), Client(h.address, h.nginx.port)
+        while self.running.is_set():
+            org, path = ld.next_read(rng)
+            t0, t1, status, xcache, data = ld._send(c, "GET", path, None, ld.read_auth)
+            count = unresolved(path, data) if status == 200 and org in ld.checked else None
+            ld.reqs.append(Req(t0, t1, "GET", status, "" if status == 200 else error_code(data), xcache, org,
+                               count, host=h.netns))
+            if status != 200:
+                time.sleep(0.01)
+        c.close()
+
+    def writer(self, d, _h, k):
+        ld, rng, n = d.load, random.Random(2000 + k), 0
+        clients = {h.netns: Client(h.address, h.nginx.port) for h in d.hosts}
+        while self.running.is_set():
+            h, org, n = self.writing, rng.choice(ld.api_orgs), n + 1
+            body = json.dumps({"unitId": ld.units[org], "kind": "drill", "message": f"host {h.index} {k}.{n}"})
+            t0, t1, status, _, data = ld._send(clients[h.netns], "POST", f"/api/dashboard/orgs/{org}/alerts",
+                                               body.encode(), ld.write_auth)
+            ld.reqs.append(Req(t0, t1, "POST", status, "" if status == 201 else error_code(data), org=org,
+                               host=h.netns))
+            if status == 201:
+                ld.acks.append(Ack("api", org, t1))
+            time.sleep(0.05)
+        for c in clients.values():
+            c.close()
+
+    def recover(self, d):
+        self.running.clear()
+        for t in self.threads:
+            t.join(20)
+        problems = []
+        for h in d.hosts:
+            reqs = [r for r in d.load.reqs if r.host == h.netns]
+            m1 = d.scrape_host(h)
+            served = {k: (m1 or {}).get(k, 0) - (self.m0.get(h.netns) or {}).get(k, 0) for k in ("hits", "5xx")}
+            note(f"  {h.netns}: {sum(r.method == 'GET' for r in reqs)} reads, "
+                 f"{sum(r.xcache == 'HIT' for r in reqs)} X-Cache HIT, "
+                 f"{sum(r.method == 'POST' and r.status == 201 for r in reqs)} writes acknowledged; its /metrics: "
+                 f"{served['hits']:.0f} hits, {served['5xx']:.0f} 5xx")
+            if not any(r.xcache == "HIT" for r in reqs) or not served["hits"]:
+                problems.append(f"host {h.netns} served no hit")
+            if served["5xx"]:
+                problems.append(f"host {h.netns} counted {served['5xx']:.0f} 5xx")
+            down = [svc.name for svc in h.started if not svc.running()]
+            if down:
+                problems.append(f"host {h.netns}: {', '.join(down)} not running")
+        if problems:
+            raise dc.StackError("; ".join(problems))
+
+    def teardown(self, d):
+        for h in reversed(d.hosts):
+            h.stop()
+        d.hosts.clear()
+
+
 SCENARIOS = [RedisHung, RedisSnapshotRestart, RedisRefusesWrites, RedisReadOnly, WritesPaused,
              GenerationsEvicted, PostgresStopped, PostgresHung, InvalidatorKilled, WorkerKilled,
-             ColdStart, HotKey, PostgresSlow, RedisFlapping]
+             ColdStart, HotKey, PostgresSlow, RedisFlapping, StandbyLagging, MultiHost,
+             ClusterFailover, ClusterPrimaryKilled, SentinelFailover]
+# the scenarios of the short run on a Redis Cluster (the full run has all of them)
+SHORT_CLUSTER = {"Cluster failover"}
+SENTINEL_HITS_GOAL_S = 1.0
+STANDBY_DELAY_MS = 2000  # recovery_min_apply_delay of the drill's standby
 
 
 # ------------------------------------------------------------------ one row
@@ -745,18 +938,31 @@ def caused_by_cache(sc: Scenario, r: Req) -> bool:
 
 # ------------------------------------------------------------------ the drill
 
+class NoRedis:
+    """Drill.redis of a cluster run: its scenarios talk to the nodes (dcstack.RedisCluster)."""
+
+    def close(self) -> None:
+        pass
+
+
 class Drill:
-    def __init__(self, short: bool, only: list[str], compare: bool | None = None):
-        self.short = short
+    def __init__(self, short: bool, only: list[str], compare: bool | None = None, kind: str = "single"):
+        """kind: the Redis the stack runs on: "single", "cluster" (dcstack.RedisCluster) or "sentinel"."""
+        self.short, self.kind = short, kind
+        self.cluster, self.sentinel = kind == "cluster", kind == "sentinel"
         self.compare = not short if compare is None else compare
         self.runs: list[tuple[Scenario, Window]] = []
         self.baseline, self.after = (0.5, 1.0) if short else (3.0, 5.0)
         self.n_orgs = int(os.environ.get("DRILL_ORGS", 100 if short else 300))
         self.readers = int(os.environ.get("DRILL_READERS", 6))
         self.workers = int(os.environ.get("DRILL_WORKERS", 4))
-        self.scenarios = [s() for s in SCENARIOS if not only or s.name in only]
+        self.scenarios = [s() for s in SCENARIOS if (not only or s.name in only)
+                          and s.cluster == self.cluster and s.sentinel == self.sentinel
+                          and not (self.cluster and short and not only and s.name not in SHORT_CLUSTER)]
         self.windows: list[Window] = []
         self.stack: dc.Stack | None = None
+        self.net: dcnet.TestNet | None = None
+        self.hosts: list[dcnet.NetHost] = []  # the network-namespace hosts of the scenario that runs
 
     # ---- set-up
     def start(self) -> None:
@@ -764,14 +970,28 @@ class Drill:
         env = dc.test_app_env()
         env["BREAKERS"] = "on"
         env.update(kv.split("=", 1) for kv in os.environ.get("DRILL_APP_ENV", "").split() if "=" in kv)
-        self.stack = dc.Stack("drill", state_dir=STATE, workers=self.workers, seed=(self.n_orgs, 1, 60),
-                              access_log=False, app_env=env)
+        want_standby = any(isinstance(sc, StandbyLagging) for sc in self.scenarios)
+        n_hosts = max(sc.hosts for sc in self.scenarios)
+        if n_hosts:  # PostgreSQL and Redis listen on the test network too
+            self.net = dcnet.TestNet(n_hosts).start()
+        self.stack = dc.Stack("drill" if self.kind == "single" else f"drill-{self.kind}",
+                              state_dir=STATE if self.kind == "single" else STATE / self.kind, workers=self.workers,
+                              seed=(self.n_orgs, 1, 60), access_log=False, app_env=env, redis_cluster=self.cluster,
+                              sentinel=self.sentinel, standby_delay_ms=STANDBY_DELAY_MS if want_standby else None,
+                              also_listen=self.net.listen if self.net else None)
         self.stack.start()
+        # the standby serves only its own row: every other runs as a single-host stack does
+        read_url = self.stack.app_env.pop("DATABASE_READ_URL", None)
+        for sc in self.scenarios:
+            if isinstance(sc, StandbyLagging):
+                sc.app_env = {"DATABASE_READ_URL": read_url}
         self.base_env = dict(self.stack.app_env)
+        if read_url:
+            self.stack.fcgi.restart()
         self.sampler = Sampler(self.stack)
         note(f"stack up in {time.monotonic() - t:.1f} s: {self.stack.http_url}, {self.workers} workers, "
              f"{self.n_orgs} organizations")
-        self.redis = self.stack.redis.client()
+        self.redis = NoRedis() if self.cluster else (self.stack.redis or self.stack.sentinel.current_primary()).client()
         orgs = [dc.org_id(n) for n in range(1, self.n_orgs + 1)]
         rows = self.stack.postgres.psql("SELECT DISTINCT ON (org_id) org_id, id FROM units ORDER BY org_id, name")
         units = dict(ln.split("|") for ln in rows.splitlines())
@@ -784,6 +1004,22 @@ class Drill:
         out = self.stack.postgres.psql(f"SELECT o, (SELECT count(*) FROM alerts a WHERE a.org_id = o "
                                        f"AND a.resolved_at IS NULL) FROM unnest(ARRAY[{ids}]::uuid[]) o")
         return {o: int(c) for o, c in (ln.split("|") for ln in out.splitlines())}
+
+    def scrape_host(self, h: dcnet.NetHost) -> dict | None:
+        """A namespace host's hits (X-Cache: HIT: from Redis or coalesced) and 5xx on its /metrics."""
+        c = Client(h.address, h.nginx.port)
+        try:
+            status, _, body = c.request("GET", "/metrics")
+        except Exception:  # noqa: BLE001 - the scenario's row says so
+            return None
+        finally:
+            c.close()
+        if status != 200:
+            return None
+        m = parse_metrics(body.decode(errors="replace"))
+        return {"hits": metric_sum(m, "dashboard_cache_hit_total") + metric_sum(m, "dashboard_cache_coalesced_total"),
+                "5xx": sum(v for (n, lb), v in m.items()
+                           if n == "dashboard_http_requests_total" and dict(lb).get("status", "").startswith("5"))}
 
     def scrape(self):
         c = Client(dc.HOST, self.stack.nginx.port)
@@ -869,24 +1105,37 @@ class Drill:
         The requests of a restart start in no scenario's window: none of them is judged."""
         env = {**self.base_env, **extra}
         if env != self.stack.app_env:
-            note(f"workers restarted with {extra or 'the stack environment'}")
+            shown = {k: dc.redact_url(v) if k.endswith("_URL") else v for k, v in extra.items()}
+            note(f"workers restarted with {shown or 'the stack environment'}")
             self.stack.app_env = env
             self.stack.fcgi.restart()
 
     def run_logged(self, sc: Scenario, protected: bool) -> None:
         self.workers_env({**({} if protected else UNPROTECTED_ENV), **sc.app_env})
         note(f"{sc.name}{'' if protected else ' (without protection)'}: {sc.how}")
-        w = self.run_one(sc, protected)
+        try:
+            sc.setup(self)
+        except Exception:
+            sc.teardown(self)
+            raise
+        try:
+            w = self.run_one(sc, protected)
+        finally:
+            sc.teardown(self)
         self.windows.append(w)
         self.runs.append((sc, w))
         if w.problems:
             note(f"  problems: {'; '.join(w.problems)}")
 
     def stop(self) -> None:
+        for h in reversed(self.hosts):
+            h.stop()
         if self.stack is not None:
             if getattr(self, "redis", None) is not None:
                 self.redis.close()
             self.stack.stop()
+        if self.net is not None:
+            self.net.stop()
 
     # ---- judging
     def due_times(self) -> dict[str, list[float]]:
@@ -950,10 +1199,14 @@ class Drill:
                 if lag is not None:
                     worst[kind[org]] = max(worst[kind[org]], lag)
         m0, m1 = w.metrics
-        dbq = None
+        dbq = standby = None
         if m0 and m1:
             d = server_deltas(m0, m1)
             dbq = d["read_statements"] / d["reads"] if d["reads"] else None
+            standby = {k: metric_sum(m1, "dashboard_db_reads_total", "target", (k,)) -
+                       metric_sum(m0, "dashboard_db_reads_total", "target", (k,)) for k in ("primary", "standby")}
+            standby["lag"] = (metric_sum(m1, "dashboard_db_standby_fallbacks_total", "reason", ("lag",)) -
+                              metric_sum(m0, "dashboard_db_standby_fallbacks_total", "reason", ("lag",)))
         row = {"scenario": sc.name, "how": sc.how, "requests": len(reqs), "reads": len(reads),
                "non_2xx": sum(1 for r in reqs if not 200 <= r.status < 300),
                "cache_5xx": sum(1 for r in reqs if caused_by_cache(sc, r)),
@@ -970,7 +1223,15 @@ class Drill:
                if sc.max_crowd_misses and w.protected else None,
                "coalesces": sc.coalesces and w.protected,
                "stale_served": self.sampler.stale(w.begin, w.end),
+               "db_reads": standby if sc.app_env.get("DATABASE_READ_URL") else None,
                "problems": list(w.problems)}
+        if getattr(sc, "failover_s", None) is not None:
+            row["sentinel_failover_s"] = sc.failover_s
+            row["how"] += f"; Sentinel's own failover {sc.failover_s:.2f} s"
+            h = row["hits_resume_s"]
+            if h is not None and h > SENTINEL_HITS_GOAL_S:
+                row["problems"].append(f"hits resumed {h:.2f} s after +switch-master (goal: "
+                                       f"{SENTINEL_HITS_GOAL_S:g} s)")
         row["failures"] = failures(row)
         row["listed"] = sc.name in EXPECTED_FAIL_UNTIL_TRUST
         return row
@@ -1051,15 +1312,30 @@ def main() -> int:
             ap.error(f"unknown scenario {n!r} (one of: {', '.join(sorted(names))})")
     dc.stop_on_signals()
     started = time.monotonic()
-    d = Drill(args.short, args.only, args.compare)
-    try:
-        d.start()
-        d.run()
-        rows = d.rows()
-    finally:
-        d.stop()
+    rows, drills = [], []
+    # one Redis, then a Redis Cluster, then a Sentinel group: a stack each, one after the other
+    for kind in ("single", "cluster", "sentinel"):
+        d = Drill(args.short, args.only, args.compare, kind=kind)
+        if not d.scenarios:
+            continue
+        drills.append(d)
+        try:
+            d.start()
+            d.run()
+            rows += d.rows()
+        finally:
+            d.stop()
+    d = drills[0]
     elapsed = time.monotonic() - started
     print(table(rows, args.short))
+    for r in rows:
+        dr = r.get("db_reads")
+        if dr:
+            total = dr["primary"] + dr["standby"]
+            print(f"\n{r['scenario']}: {total:.0f} reads ran on PostgreSQL, {dr['standby']:.0f} on the standby "
+                  f"({100 * dr['standby'] / total if total else 0:.0f} %), {dr['lag']:.0f} sent to the primary "
+                  f"because the standby had not replayed the organization's last write; stale {r['stale']}, "
+                  f"cache 5xx {r['cache_5xx']}")
     print(f"\n{'short' if args.short else 'full'} drill, {len(rows)} scenarios in {elapsed:.0f} s "
           f"({d.readers} readers, {d.workers} workers, {d.n_orgs} organizations)")
     if args.json:

@@ -46,18 +46,19 @@ def own_stack(name: str, **kw):
 
 # The key schema of fcgi-app/dc_key.h, by query type (the query_type label of
 # the metrics), and the generation key of a query type of an organization. The
-# only place the tests know how keys are spelled.
+# only place the tests know how keys are spelled. The organization is the
+# keys' Redis Cluster hash tag, in literal braces: org:{<org>}.
 _KEYS = {
-    "stats": "dashboard:stats:org:{org}",
-    "units": "dashboard:units:status:org:{org}",
-    "alerts": "dashboard:alerts:count:org:{org}",
-    "alerts_unit": "dashboard:alerts:count:org:{org}:unit:{unit}",
-    "temperature": "dashboard:temperature:trends:org:{org}:unit:{unit}:hours:{hours}",
-    "devices": "dashboard:devices:online:org:{org}",
-    "compliance": "dashboard:compliance:org:{org}",
-    "any": "dashboard:*:org:{org}",  # every per-organization key without a unit part
+    "stats": "dashboard:stats:org:{{{org}}}",
+    "units": "dashboard:units:status:org:{{{org}}}",
+    "alerts": "dashboard:alerts:count:org:{{{org}}}",
+    "alerts_unit": "dashboard:alerts:count:org:{{{org}}}:unit:{unit}",
+    "temperature": "dashboard:temperature:trends:org:{{{org}}}:unit:{unit}:hours:{hours}",
+    "devices": "dashboard:devices:online:org:{{{org}}}",
+    "compliance": "dashboard:compliance:org:{{{org}}}",
+    "any": "dashboard:*:org:{{{org}}}",  # every per-organization key without a unit part
     "all": "dashboard:*",  # every answer of every organization
-    "gen": "dashcache:gen:{qtype}:org:{org}",
+    "gen": "dashcache:gen:{qtype}:org:{{{org}}}",
 }
 QUERY_TYPES = ("stats", "units", "alerts", "temperature", "devices", "compliance")
 
@@ -350,6 +351,14 @@ class Outage:
 def stack():
     """The shared end-to-end stack: demo data, 4 workers, the invalidator, nginx."""
     with own_stack("main", workers=4) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def cluster_stack():
+    """A stack of its own on a Redis Cluster (3 primaries, 3 replicas: dcstack.RedisCluster),
+    REDIS_CLUSTER_NODES naming its six nodes; for the module that asks for it."""
+    with own_stack("cluster", workers=2, redis_cluster=True) as s:
         yield s
 
 

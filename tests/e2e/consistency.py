@@ -50,10 +50,12 @@ class Result:
         return "\n".join(lines)
 
 
-def check(base, org, unit, seconds=8.0, n_writers=2, n_readers=4, token=None) -> Result:
+def check(base, org, unit, seconds=8.0, n_writers=2, n_readers=4, token=None, read_base=None) -> Result:
+    """Writers through base, readers through read_base (default: base; another host's
+    URL for tests/e2e/test_multihost.py)."""
     token = token if token is not None else os.environ.get("DC_TEST_TOKEN", "")
     auth = {"Authorization": f"Bearer {token}"} if token else {}
-    count_url = f"{base}/api/dashboard/orgs/{org}/alerts/count"
+    count_url = f"{read_base or base}/api/dashboard/orgs/{org}/alerts/count"
     alerts_url = f"{base}/api/dashboard/orgs/{org}/alerts"
     lock = threading.Lock()
     acks, reads, errors = [], [], []

@@ -77,7 +77,7 @@ def test_redis_requires_the_password(stack):
     anon = dc.RedisClient(dc.HOST, stack.redis.port, 2.0)
     try:
         with pytest.raises(dc.RedisError, match="NOAUTH"):
-            anon("GET", "dashcache:gen:stats:org:" + dc.DEMO_ORG)
+            anon("GET", "dashcache:gen:stats:org:{" + dc.DEMO_ORG + "}")
     finally:
         anon.close()
     assert stack.redis.client()("PING") == "PONG", "the stack's own clients authenticate"

@@ -6,7 +6,8 @@
  * Invariants: DC_OK ⇒ one organization: a lower-case UUID; a pattern: it
  * starts with dashboard:, has no ? [ ] \ or white space, each ':' segment
  * is * or holds no *, it names exactly one tenant (one org segment,
- * followed by the message's lower-case organization id), and as a Redis
+ * followed by the message's lower-case organization id in braces, the
+ * keys' hash tag, whether the message had them or not), and as a Redis
  * glob it matches no key of another organization nor any generation key,
  * and the query type of every key of its organization it matches is one
  * whose generation it moves (an orgId and everything: every type's);
@@ -48,7 +49,7 @@ static void keys_of(const char *org, char keys[][160], dc_qtype_t qtypes[], size
         { "dashcache:gen:compliance:org:", "", DC_Q_COMPLIANCE },
     };
     for (size_t i = 0; i < DC_ARRAY_LEN(shape); i++) {
-        snprintf(keys[i], 160, "%s%s%s", shape[i].head, org, shape[i].tail);
+        snprintf(keys[i], 160, "%s{%s}%s", shape[i].head, org, shape[i].tail);
         qtypes[i] = shape[i].q;
     }
     *n = DC_ARRAY_LEN(shape);
@@ -73,8 +74,9 @@ static void check_pattern(const dc_inval_msg_t *m)
         FUZZ_CHECK(n > 0, "empty segment in \"%s\"", p);
         FUZZ_CHECK((n == 1 && seg[0] == '*') || memchr(seg, '*', n) == NULL, "partial glob in \"%s\"", p);
         if (after_org)
-            FUZZ_CHECK(n == DC_UUID_LEN && memcmp(seg, m->org_id, n) == 0, "org segment of \"%s\" is not %s",
-                       p, m->org_id);
+            FUZZ_CHECK(n == DC_UUID_LEN + 2 && seg[0] == '{' &&
+                           memcmp(seg + 1, m->org_id, DC_UUID_LEN) == 0 && seg[n - 1] == '}',
+                       "org segment of \"%s\" is not {%s}", p, m->org_id);
         after_org = n == 3 && memcmp(seg, "org", 3) == 0;
         orgs += (size_t)after_org;
         seg = end ? end + 1 : NULL;
@@ -118,8 +120,25 @@ static int field_is(const char *msg, size_t len, const char *k, const char *want
     return yes;
 }
 
+/* pattern with its tenant's braces taken off (org:{<uuid>} -> org:<uuid>), into out. */
+static const char *untagged(const char *pattern, char out[DC_INVAL_PATTERN_MAX])
+{
+    const char *open = strstr(pattern, ":org:{");
+    size_t      head;
+
+    if (open == NULL)
+        return pattern;
+    head = (size_t)(open - pattern) + 5;
+    memcpy(out, pattern, head);
+    memcpy(out + head, open + 6, DC_UUID_LEN);
+    snprintf(out + head + DC_UUID_LEN, DC_INVAL_PATTERN_MAX - head - DC_UUID_LEN, "%s",
+             open + 6 + DC_UUID_LEN + 1);
+    return out;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    char           bare[DC_INVAL_PATTERN_MAX];
     dc_inval_msg_t m;
     char           why[128];
     char          *msg = fuzz_exact(data, size);
@@ -143,7 +162,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case DC_INV_PATTERN:
             check_pattern(&m);
-            FUZZ_CHECK(field_is(msg, size, "pattern", m.pattern, 1), "pattern is not all of %s", m.pattern);
+            /* the message spelt the tenant org:{<uuid>} or org:<uuid> */
+            FUZZ_CHECK(field_is(msg, size, "pattern", m.pattern, 1) ||
+                           field_is(msg, size, "pattern", untagged(m.pattern, bare), 1),
+                       "pattern is not all of %s", m.pattern);
             break;
         case DC_INV_ALL:
             FUZZ_CHECK(strcmp(m.pattern, "dashboard:*") == 0, "all with pattern \"%s\"", m.pattern);

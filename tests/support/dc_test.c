@@ -54,11 +54,14 @@ void dc_test_gen_key(char *buf, size_t cap, const char *org, dc_qtype_t q)
 
 void dc_test_key_glob(char *buf, size_t cap, const char *key, const char *org, int keep, int tail)
 {
-    const char *id = strstr(key, org), *seg, *cut = key;
+    const char *id = strstr(key, org), *seg, *cut = key, *colon, *end;
 
-    if (id == NULL || id - key < 2 || id[-1] != ':')
+    /* org:<org>, or org:{<org>} (the hash tag of dc_key.h) */
+    if (id == NULL || id - key < 3 || !(id[-1] == ':' || (id[-1] == '{' && id[-2] == ':')))
         fail_msg("key %s does not carry org %s as a segment", key, org);
-    for (seg = id - 1; seg > key && seg[-1] != ':'; seg--)
+    colon = id[-1] == '{' ? id - 2 : id - 1;
+    end = id + strlen(org) + (id[-1] == '{' && id[strlen(org)] == '}');
+    for (seg = colon; seg > key && seg[-1] != ':'; seg--)
         ;
     for (int i = 0; i < keep; i++) {
         cut = strchr(cut, ':');
@@ -68,8 +71,8 @@ void dc_test_key_glob(char *buf, size_t cap, const char *key, const char *org, i
     }
     if (cut >= seg)
         fail_msg("key %s keeps no segment for the * in front of its org", key);
-    if (snprintf(buf, cap, "%.*s*:%.*s%s", (int)(cut - key), key, (int)(id + strlen(org) - seg), seg,
-                 tail ? "*" : "") >= (int)cap)
+    if (snprintf(buf, cap, "%.*s*:%.*s%s", (int)(cut - key), key, (int)(end - seg), seg, tail ? "*" : "") >=
+        (int)cap)
         fail_msg("glob of %s does not fit in %zu bytes", key, cap);
 }
 

@@ -32,8 +32,8 @@ void dc_test_gen_key(char *buf, size_t cap, const char *org, dc_qtype_t q);
  * A glob derived from key (built for org, lower case): its first keep
  * `:`-segments, then `*`, then everything from the segment in front of
  * org's id on, and a trailing `*` when tail. With the keys documented in
- * dc_key.h, keep 1 gives "dashboard:*:org:{org}", and keep 2 on the units
- * status key "dashboard:units:*:org:{org}".
+ * dc_key.h, keep 1 gives "dashboard:*:org:{<org>}", and keep 2 on the units
+ * status key "dashboard:units:*:org:{<org>}".
  */
 void dc_test_key_glob(char *buf, size_t cap, const char *key, const char *org, int keep, int tail);
 

@@ -798,15 +798,15 @@ static void test_invalidate_bumps_the_types_asked_in_one_script(void **state)
     int        before;
 
     assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBIT(UNITS) | DC_QBIT(STATS)), DC_OK);
-    assert_string_equal(fk.argv,
-                        "EVALSHA " SHA " 2 dashcache:gen:stats:org:" ORG " dashcache:gen:units:org:" ORG);
+    assert_string_equal(fk.argv, "EVALSHA " SHA " 2 dashcache:gen:stats:org:{" ORG
+                                 "} dashcache:gen:units:org:{" ORG "}");
     assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBIT(ALERTS) | DC_QBIT(AUDIT)), DC_OK);
-    assert_string_equal(fk.argv, "EVALSHA " SHA " 1 dashcache:gen:alerts:org:" ORG);
+    assert_string_equal(fk.argv, "EVALSHA " SHA " 1 dashcache:gen:alerts:org:{" ORG "}");
     assert_int_equal(dc_cache_invalidate(f->cache, ORG, ~0u), DC_OK);
     assert_string_equal(fk.argv,
-                        "EVALSHA " SHA " 6 dashcache:gen:stats:org:" ORG " dashcache:gen:units:org:" ORG
-                        " dashcache:gen:alerts:org:" ORG " dashcache:gen:temperature:org:" ORG
-                        " dashcache:gen:devices:org:" ORG " dashcache:gen:compliance:org:" ORG);
+                        "EVALSHA " SHA " 6 dashcache:gen:stats:org:{" ORG "} dashcache:gen:units:org:{" ORG
+                        "} dashcache:gen:alerts:org:{" ORG "} dashcache:gen:temperature:org:{" ORG
+                        "} dashcache:gen:devices:org:{" ORG "} dashcache:gen:compliance:org:{" ORG "}");
     before = fk.commands;
     assert_int_equal(dc_cache_invalidate(f->cache, ORG, 0), DC_OK);
     assert_int_equal(dc_cache_invalidate(f->cache, ORG, DC_QBIT(AUDIT)), DC_OK);

@@ -20,7 +20,7 @@
 
 #include "dc_coalesce.h"
 
-#define KEY  "dashboard:stats:org:550e8400-e29b-41d4-a716-446655440000"
+#define KEY  "dashboard:stats:org:{550e8400-e29b-41d4-a716-446655440000}"
 #define FILL 2000 /* ms a fill may last */
 
 static char path[64];

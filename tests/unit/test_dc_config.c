@@ -60,11 +60,11 @@ static const char *const ttl_vars[DC_Q_AUDIT] = {
     [DC_Q_DEVICES] = "CACHE_TTL_DEVICES_SECONDS", [DC_Q_COMPLIANCE] = "CACHE_TTL_COMPLIANCE_SECONDS",
 };
 
-static const char *const other_vars[] = { "DATABASE_URL", "REDIS_URL",
-                                          "LOG_LEVEL",    "FCGI_WEB_SERVER_ADDRS",
-                                          "AUTH_MODE",    "AUTH_KEYS_FILE",
-                                          "AUTH_ISSUER",  "AUTH_AUDIENCE",
-                                          "CACHE",        "METRICS" };
+static const char *const other_vars[] = {
+    "DATABASE_URL", "REDIS_URL",      "LOG_LEVEL",           "FCGI_WEB_SERVER_ADDRS",
+    "AUTH_MODE",    "AUTH_KEYS_FILE", "AUTH_ISSUER",         "AUTH_AUDIENCE",
+    "CACHE",        "METRICS",        "REDIS_CLUSTER_NODES", "REDIS_SENTINELS"
+};
 
 static int clear_env(void **state)
 {
@@ -526,6 +526,47 @@ static void test_redis_url_in_environment(void **state)
     load_fails("REDIS_URL is invalid: unclosed [ in the host");
 }
 
+/* REDIS_CLUSTER_NODES: seeds, each host:port; unset is one Redis (REDIS_URL's). */
+static void test_cluster_nodes(void **state)
+{
+    dc_config_t cfg;
+
+    (void)state;
+    load_ok(&cfg);
+    assert_int_equal(cfg.redis_cluster_n, 0);
+    set("REDIS_CLUSTER_NODES", "127.0.0.1:7001,redis-b.local:7002,[::1]:7003");
+    set("REDIS_URL", "redis://:secret@127.0.0.1:7001/0");
+    load_ok(&cfg);
+    assert_int_equal(cfg.redis_cluster_n, 3);
+    assert_string_equal(cfg.redis_cluster[0].host, "127.0.0.1");
+    assert_int_equal(cfg.redis_cluster[0].port, 7001);
+    assert_string_equal(cfg.redis_cluster[1].host, "redis-b.local");
+    assert_string_equal(cfg.redis_cluster[2].host, "::1");
+    assert_int_equal(cfg.redis_cluster[2].port, 7003);
+    assert_string_equal(cfg.redis.redis_password, "secret");
+
+    set("REDIS_URL", "redis://127.0.0.1:7001/1");
+    load_fails_prefix("REDIS_URL must name database 0 ");
+    unsetenv("REDIS_URL");
+    set("REDIS_CLUSTER_NODES", "127.0.0.1");
+    load_fails("REDIS_CLUSTER_NODES: node 1 must be host:port (got \"127.0.0.1\")");
+    set("REDIS_CLUSTER_NODES", "127.0.0.1:7001,");
+    load_fails("REDIS_CLUSTER_NODES: node 2 must be host:port (got \"\")");
+    set("REDIS_CLUSTER_NODES", "127.0.0.1:0");
+    load_fails_prefix("REDIS_CLUSTER_NODES: node 1 must be host:port with a port between 1 and 65535");
+    set("REDIS_CLUSTER_NODES", "127.0.0.1:70000");
+    load_fails_prefix("REDIS_CLUSTER_NODES: node 1 must be host:port with a port");
+    set("REDIS_CLUSTER_NODES", "a b:1");
+    load_fails_prefix("REDIS_CLUSTER_NODES: node 1 must be host:port with a port");
+    set("REDIS_CLUSTER_NODES", "a:1,a:2,a:3,a:4,a:5,a:6,a:7,a:8,a:9,a:10,a:11,a:12,a:13,a:14,a:15,a:16,a:17");
+    load_fails("REDIS_CLUSTER_NODES: at most 16 nodes");
+    set("REDIS_CLUSTER_NODES", "127.0.0.1:7001");
+    set("REDIS_SENTINELS", "127.0.0.1:26379");
+    load_fails("REDIS_CLUSTER_NODES and REDIS_SENTINELS are both set: give one of them");
+    unsetenv("REDIS_SENTINELS");
+    unsetenv("REDIS_CLUSTER_NODES");
+}
+
 static void test_database_url(void **state)
 {
     char        url[1100];
@@ -766,6 +807,7 @@ int main(void)
         T(test_redis_url_whitespace_in_numbers),
         T(test_redis_url_length_limits),
         T(test_redis_url_in_environment),
+        T(test_cluster_nodes),
         T(test_redis_url_percent_decoding),
         T(test_redis_url_error_hides_password),
         T(test_fcgi_web_server_addrs),

@@ -46,23 +46,29 @@ static void test_tenant_patterns(void **state)
         const char *msg, *pattern;
         unsigned    queries; /* whose generations move: the type its first segment names, else all */
     } ok[] = {
-        { "{\"pattern\":\"dashboard:*:org:" ORG "\"}", "dashboard:*:org:" ORG, DC_QBITS_CACHED },
-        { "{\"pattern\":\"dashboard:*:org:" ORG ":*\"}", "dashboard:*:org:" ORG ":*", DC_QBITS_CACHED },
-        { "{\"pattern\":\"dashboard:stats:org:" ORG "\"}", "dashboard:stats:org:" ORG, DC_QBIT(STATS) },
-        { "{\"pattern\":\"dashboard:units:*:org:" ORG "\"}", "dashboard:units:*:org:" ORG, DC_QBIT(UNITS) },
-        { "{\"pattern\":\"dashboard:alerts:count:org:" ORG ":*\"}", "dashboard:alerts:count:org:" ORG ":*",
+        { "{\"pattern\":\"dashboard:*:org:" ORG "\"}", "dashboard:*:org:{" ORG "}", DC_QBITS_CACHED },
+        { "{\"pattern\":\"dashboard:*:org:" ORG ":*\"}", "dashboard:*:org:{" ORG "}:*", DC_QBITS_CACHED },
+        { "{\"pattern\":\"dashboard:stats:org:" ORG "\"}", "dashboard:stats:org:{" ORG "}", DC_QBIT(STATS) },
+        { "{\"pattern\":\"dashboard:units:*:org:" ORG "\"}", "dashboard:units:*:org:{" ORG "}",
+          DC_QBIT(UNITS) },
+        { "{\"pattern\":\"dashboard:alerts:count:org:" ORG ":*\"}", "dashboard:alerts:count:org:{" ORG "}:*",
           DC_QBIT(ALERTS) },
         { "{\"pattern\":\"dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":*\"}",
-          "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":*", DC_QBIT(TEMPERATURE) },
-        { "{\"pattern\":\"dashboard:DEVICES:*:org:" ORG "\"}", "dashboard:devices:*:org:" ORG,
+          "dashboard:temperature:trends:org:{" ORG "}:unit:" UNIT ":*", DC_QBIT(TEMPERATURE) },
+        { "{\"pattern\":\"dashboard:DEVICES:*:org:" ORG "\"}", "dashboard:devices:*:org:{" ORG "}",
           DC_QBIT(DEVICES) },
-        { "{\"pattern\":\"dashboard:compliance:org:" ORG "\"}", "dashboard:compliance:org:" ORG,
+        { "{\"pattern\":\"dashboard:compliance:org:" ORG "\"}", "dashboard:compliance:org:{" ORG "}",
           DC_QBIT(COMPLIANCE) },
         /* audit is never cached, and a word no query type is named: every type, to be safe */
-        { "{\"pattern\":\"dashboard:audit:org:" ORG "\"}", "dashboard:audit:org:" ORG, DC_QBITS_CACHED },
-        { "{\"pattern\":\"dashboard:sites:*:org:" ORG "\"}", "dashboard:sites:*:org:" ORG, DC_QBITS_CACHED },
-        { "{\"pattern\":\"dashboard:*:org:550E8400-E29B-41D4-A716-446655440000\"}", "dashboard:*:org:" ORG,
+        { "{\"pattern\":\"dashboard:audit:org:" ORG "\"}", "dashboard:audit:org:{" ORG "}", DC_QBITS_CACHED },
+        { "{\"pattern\":\"dashboard:sites:*:org:" ORG "\"}", "dashboard:sites:*:org:{" ORG "}",
           DC_QBITS_CACHED },
+        { "{\"pattern\":\"dashboard:*:org:550E8400-E29B-41D4-A716-446655440000\"}",
+          "dashboard:*:org:{" ORG "}", DC_QBITS_CACHED },
+        /* as the keys spell it: the hash tag */
+        { "{\"pattern\":\"dashboard:*:org:{" ORG "}\"}", "dashboard:*:org:{" ORG "}", DC_QBITS_CACHED },
+        { "{\"pattern\":\"dashboard:alerts:count:org:{" ORG "}:unit:*\"}",
+          "dashboard:alerts:count:org:{" ORG "}:unit:*", DC_QBIT(ALERTS) },
     };
     dc_inval_msg_t m;
     (void)state;
@@ -73,6 +79,31 @@ static void test_tenant_patterns(void **state)
         assert_string_equal(m.pattern, ok[i].pattern);
         if (m.queries != ok[i].queries)
             fail_msg("%s: queries %#x, want %#x", ok[i].msg, m.queries, ok[i].queries);
+    }
+}
+
+/* An untagged pattern is tagged on parsing: one too long for the two braces is refused, not cut. */
+static void test_tagged_pattern_fits(void **state)
+{
+    char           msg[512], pat[300];
+    dc_inval_msg_t m;
+
+    (void)state;
+    for (size_t len = 250; len <= 255; len++) {
+        size_t head = len - strlen("dashboard:") - strlen("org:" ORG);
+        int    rc;
+
+        /* dashboard:[ab:]*:*: ... *:org:<uuid>, len bytes */
+        strcpy(pat, head % 2 ? "dashboard:ab:" : "dashboard:");
+        for (size_t i = head % 2 ? 3 : 0; i < head; i += 2)
+            strcat(pat, "*:");
+        strcat(pat, "org:" ORG);
+        assert_int_equal(strlen(pat), len);
+        snprintf(msg, sizeof(msg), "{\"pattern\":\"%s\"}", pat);
+        rc = parse(msg, &m);
+        assert_int_equal(rc, len + 2 < DC_INVAL_PATTERN_MAX ? DC_OK : DC_EINVAL);
+        if (rc == DC_OK)
+            assert_int_equal(strlen(m.pattern), len + 2);
     }
 }
 
@@ -92,6 +123,13 @@ static void test_hostile_patterns_are_refused(void **state)
 {
     static const char *const bad[] = {
         "{\"pattern\":\"dashboard:*:org:*\"}",
+        "{\"pattern\":\"dashboard:*:org:{*}\"}",
+        "{\"pattern\":\"dashboard:*:org:{" ORG "\"}",
+        "{\"pattern\":\"dashboard:*:org:" ORG "}\"}",
+        "{\"pattern\":\"dashboard:*:org:{{" ORG "}}\"}",
+        "{\"pattern\":\"dashboard:*:org:{" ORG "}*\"}",
+        "{\"pattern\":\"dashboard:*:org:{" ORG "}:org:{" ORG2 "}\"}",
+        "{\"pattern\":\"dashboard:*{*}:org:" ORG "\"}",
         "{\"pattern\":\"dashboard:*:org:a*\"}",
         "{\"pattern\":\"dashboard:*:org:[a-f]*\"}",
         "{\"pattern\":\"dashboard:*:org:550e8400-e29b-41d4-a716-44665544000?\"}",
@@ -210,6 +248,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_org_message),
         cmocka_unit_test(test_tenant_patterns),
+        cmocka_unit_test(test_tagged_pattern_fits),
         cmocka_unit_test(test_clear_all_needs_scope),
         cmocka_unit_test(test_hostile_patterns_are_refused),
         cmocka_unit_test(test_size_and_nul_limits),

@@ -27,19 +27,19 @@ static const struct {
     const char *query;
     const char *key;
 } cases[] = {
-    { BASE ORG "/stats", NULL, "dashboard:stats:org:" ORG },
-    { BASE ORG "/units/status", NULL, "dashboard:units:status:org:" ORG },
-    { BASE ORG "/alerts/count", NULL, "dashboard:alerts:count:org:" ORG },
-    { BASE ORG "/alerts/count", "unitId=" UNIT, "dashboard:alerts:count:org:" ORG ":unit:" UNIT },
+    { BASE ORG "/stats", NULL, "dashboard:stats:org:{" ORG "}" },
+    { BASE ORG "/units/status", NULL, "dashboard:units:status:org:{" ORG "}" },
+    { BASE ORG "/alerts/count", NULL, "dashboard:alerts:count:org:{" ORG "}" },
+    { BASE ORG "/alerts/count", "unitId=" UNIT, "dashboard:alerts:count:org:{" ORG "}:unit:" UNIT },
     { BASE ORG "/units/" UNIT "/temperature/trends", NULL,
-      "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:24" },
+      "dashboard:temperature:trends:org:{" ORG "}:unit:" UNIT ":hours:24" },
     { BASE ORG "/units/" UNIT "/temperature/trends", "hours=1",
-      "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:1" },
+      "dashboard:temperature:trends:org:{" ORG "}:unit:" UNIT ":hours:1" },
     { BASE ORG "/units/" UNIT "/temperature/trends", "hours=168",
-      "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:168" },
-    { BASE ORG "/devices/online", NULL, "dashboard:devices:online:org:" ORG },
-    { BASE ORG "/compliance", NULL, "dashboard:compliance:org:" ORG },
-    { BASE ORG2 "/stats", NULL, "dashboard:stats:org:" ORG2 },
+      "dashboard:temperature:trends:org:{" ORG "}:unit:" UNIT ":hours:168" },
+    { BASE ORG "/devices/online", NULL, "dashboard:devices:online:org:{" ORG "}" },
+    { BASE ORG "/compliance", NULL, "dashboard:compliance:org:{" ORG "}" },
+    { BASE ORG2 "/stats", NULL, "dashboard:stats:org:{" ORG2 "}" },
 };
 
 static void request(const char *path, const char *query, dc_request_t *req)
@@ -75,21 +75,21 @@ static void test_every_key(void **state)
 static void test_key_ids_are_lower_case(void **state)
 {
     (void)state;
-    assert_key(BASE ORG_UP "/stats", NULL, "dashboard:stats:org:" ORG);
+    assert_key(BASE ORG_UP "/stats", NULL, "dashboard:stats:org:{" ORG "}");
     assert_key(BASE ORG_UP "/alerts/count", "unitId=" UNIT_UP,
-               "dashboard:alerts:count:org:" ORG ":unit:" UNIT);
+               "dashboard:alerts:count:org:{" ORG "}:unit:" UNIT);
     assert_key(BASE ORG_UP "/units/" UNIT_UP "/temperature/trends", "hours=48",
-               "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:48");
+               "dashboard:temperature:trends:org:{" ORG "}:unit:" UNIT ":hours:48");
 }
 
 static void test_key_ignores_force_refresh_and_cache_busters(void **state)
 {
     (void)state;
-    assert_key(BASE ORG "/stats", "forceRefresh=true", "dashboard:stats:org:" ORG);
-    assert_key(BASE ORG "/stats", "_=1700000000&v=2", "dashboard:stats:org:" ORG);
-    assert_key(BASE ORG "/alerts/count", "forceRefresh=1&_=1", "dashboard:alerts:count:org:" ORG);
+    assert_key(BASE ORG "/stats", "forceRefresh=true", "dashboard:stats:org:{" ORG "}");
+    assert_key(BASE ORG "/stats", "_=1700000000&v=2", "dashboard:stats:org:{" ORG "}");
+    assert_key(BASE ORG "/alerts/count", "forceRefresh=1&_=1", "dashboard:alerts:count:org:{" ORG "}");
     assert_key(BASE ORG "/units/" UNIT "/temperature/trends", "forceRefresh=true&hours=24&_=9",
-               "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:24");
+               "dashboard:temperature:trends:org:{" ORG "}:unit:" UNIT ":hours:24");
 }
 
 /* dc_core.h: the second segment of the key is the query type's name. */
@@ -122,9 +122,12 @@ static void test_every_key_carries_its_tenant(void **state)
         if (seg == NULL)
             fail_msg("%s has no org segment", key);
         assert_null(strstr(seg + 1, ":org:"));
-        end = seg + 5 + DC_UUID_LEN;
-        assert_memory_equal(seg + 5, req.org_id, DC_UUID_LEN);
-        assert_true(*end == '\0' || *end == ':');
+        /* the organization is the key's hash tag: its first {...} */
+        assert_ptr_equal(strchr(key, '{'), seg + 5);
+        end = seg + 6 + DC_UUID_LEN;
+        assert_memory_equal(seg + 6, req.org_id, DC_UUID_LEN);
+        assert_true(end[0] == '}' && (end[1] == '\0' || end[1] == ':'));
+        assert_null(strchr(end + 1, '{'));
         assert_null(strpbrk(key, "*?[]\\ "));
     }
 }
@@ -168,12 +171,12 @@ static void test_writes_not_cacheable(void **state)
 static void test_generation_key(void **state)
 {
     static const char *const want[] = {
-        [DC_Q_STATS] = "dashcache:gen:stats:org:" ORG,
-        [DC_Q_UNITS] = "dashcache:gen:units:org:" ORG,
-        [DC_Q_ALERTS] = "dashcache:gen:alerts:org:" ORG,
-        [DC_Q_TEMPERATURE] = "dashcache:gen:temperature:org:" ORG,
-        [DC_Q_DEVICES] = "dashcache:gen:devices:org:" ORG,
-        [DC_Q_COMPLIANCE] = "dashcache:gen:compliance:org:" ORG,
+        [DC_Q_STATS] = "dashcache:gen:stats:org:{" ORG "}",
+        [DC_Q_UNITS] = "dashcache:gen:units:org:{" ORG "}",
+        [DC_Q_ALERTS] = "dashcache:gen:alerts:org:{" ORG "}",
+        [DC_Q_TEMPERATURE] = "dashcache:gen:temperature:org:{" ORG "}",
+        [DC_Q_DEVICES] = "dashcache:gen:devices:org:{" ORG "}",
+        [DC_Q_COMPLIANCE] = "dashcache:gen:compliance:org:{" ORG "}",
     };
     char key[DC_KEY_MAX];
 
@@ -304,8 +307,8 @@ static void test_parse_hours_bounds(void **state)
 
     (void)state;
     for (int h = 0; h <= DC_HOURS_MAX + 1; h++) {
-        int n =
-            snprintf(key, sizeof(key), "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:%d", h);
+        int n = snprintf(key, sizeof(key),
+                         "dashboard:temperature:trends:org:{" ORG "}:unit:" UNIT ":hours:%d", h);
         int rc = dc_key_parse(key, (size_t)n, &req);
         if (h >= 1 && h <= DC_HOURS_MAX) {
             assert_int_equal(rc, DC_OK);
@@ -322,38 +325,45 @@ static void test_parse_rejects(void **state)
         "",
         "dashboard:",
         "dashboard:stats:org:",
-        "dashboard:stats:org:" ORG_UP,                               /* ids are stored lower case */
+        "dashboard:stats:org:{" ORG_UP "}",                          /* ids are stored lower case */
         "dashboard:stats:org:550e8400-e29b-41d4-a716-44665544000",   /* short */
         "dashboard:stats:org:550e8400-e29b-41d4-a716-4466554400000", /* long */
         "dashboard:stats:org:550e8400xe29b-41d4-a716-446655440000",  /* not a UUID */
         "dashboard:stats:org:550e8400-e29b-41d4-a716-44665544000g",  /* not hex */
-        "dashboard:stats:org:" ORG ":",                              /* trailing */
-        "dashboard:stats:org:" ORG ":unit:" UNIT,                    /* stats has no unit */
+        "dashboard:stats:org:{" ORG "}:",                            /* trailing */
+        "dashboard:stats:org:{" ORG "}:unit:" UNIT,                  /* stats has no unit */
         "dashboard:stats:org:*",                                     /* a pattern */
-        "dashboard:*:org:" ORG,                                      /* a pattern */
-        "dashboard:STATS:org:" ORG,
-        "Dashboard:stats:org:" ORG,
-        "dashboard:units:org:" ORG, /* units is units:status */
-        "dashboard:units:status:org:" ORG "x",
-        "dashboard:alerts:count:org:" ORG ":unit:", /* no unit id */
-        "dashboard:alerts:count:org:" ORG ":unit:" UNIT_UP,
-        "dashboard:alerts:count:org:" ORG ":unit:" UNIT ":unit:" UNIT,
-        "dashboard:alerts:count:org:" ORG ":hours:24",
-        "dashboard:alerts:org:" ORG,
-        "dashboard:temperature:trends:org:" ORG,               /* unit and hours missing */
-        "dashboard:temperature:trends:org:" ORG ":unit:" UNIT, /* hours missing */
-        "dashboard:temperature:trends:org:" ORG ":hours:24",   /* unit missing */
-        "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:",
-        "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:024", /* leading zero */
-        "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:+24",
-        "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:-1",
-        "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:24x",
-        "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:99999999999999999999",
-        "dashboard:temperature:trends:org:" ORG ":hours:24:unit:" UNIT, /* order */
-        "dashboard:audit:org:" ORG,                                     /* never cached */
-        "dashcache:gen:stats:org:" ORG,                                 /* a generation, not an answer */
-        "dashboard:devices:online:org:" ORG " ",
-        "dashboard:compliance:org:" ORG "\n",
+        "dashboard:*:org:{" ORG "}",                                 /* a pattern */
+        "dashboard:STATS:org:{" ORG "}",
+        "Dashboard:stats:org:{" ORG "}",
+        "dashboard:units:org:{" ORG "}", /* units is units:status */
+        "dashboard:units:status:org:{" ORG "}x",
+        "dashboard:alerts:count:org:{" ORG "}:unit:", /* no unit id */
+        "dashboard:alerts:count:org:{" ORG "}:unit:" UNIT_UP,
+        "dashboard:alerts:count:org:{" ORG "}:unit:" UNIT ":unit:" UNIT,
+        "dashboard:alerts:count:org:{" ORG "}:hours:24",
+        "dashboard:alerts:org:{" ORG "}",
+        "dashboard:temperature:trends:org:{" ORG "}",            /* unit and hours missing */
+        "dashboard:temperature:trends:org:{" ORG "}:unit:" UNIT, /* hours missing */
+        "dashboard:temperature:trends:org:{" ORG "}:hours:24",   /* unit missing */
+        "dashboard:temperature:trends:org:{" ORG "}:unit:" UNIT ":hours:",
+        "dashboard:temperature:trends:org:{" ORG "}:unit:" UNIT ":hours:024", /* leading zero */
+        "dashboard:temperature:trends:org:{" ORG "}:unit:" UNIT ":hours:+24",
+        "dashboard:temperature:trends:org:{" ORG "}:unit:" UNIT ":hours:-1",
+        "dashboard:temperature:trends:org:{" ORG "}:unit:" UNIT ":hours:24x",
+        "dashboard:temperature:trends:org:{" ORG "}:unit:" UNIT ":hours:99999999999999999999",
+        "dashboard:temperature:trends:org:{" ORG "}:hours:24:unit:" UNIT, /* order */
+        "dashboard:audit:org:{" ORG "}",                                  /* never cached */
+        "dashcache:gen:stats:org:{" ORG "}",                              /* a generation, not an answer */
+        "dashboard:devices:online:org:{" ORG "} ",
+        "dashboard:compliance:org:{" ORG "}\n",
+        "dashboard:stats:org:" ORG, /* of a version before the hash tag */
+        "dashboard:temperature:trends:org:" ORG ":unit:" UNIT ":hours:24",
+        "dashboard:stats:org:{" ORG,
+        "dashboard:stats:org:" ORG "}",
+        "dashboard:stats:org:{{" ORG "}}",
+        "dashboard:stats:org:{}" ORG,
+        "dashboard:alerts:count:org:{" ORG "}:unit:{" UNIT "}",
     };
     dc_request_t req;
 
@@ -366,7 +376,7 @@ static void test_parse_rejects(void **state)
 /* The length given is the key: a NUL inside, or a prefix of a good key, is refused. */
 static void test_parse_uses_length(void **state)
 {
-    static const char key[] = "dashboard:stats:org:" ORG "\0tail";
+    static const char key[] = "dashboard:stats:org:{" ORG "}\0tail";
     dc_request_t      req;
     size_t            len = strlen(key);
 
