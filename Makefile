@@ -119,7 +119,7 @@ $(BUILD)/obj $(BUILD)/tests:
 FUZZ_CC      ?= clang-14
 FUZZ_SECONDS ?= 30
 FUZZ_DIR      = build/fuzz
-FUZZ_TARGETS  = router ids body inval config_url metrics json token fcgi key slots
+FUZZ_TARGETS  = router ids body inval config_url metrics json token fcgi key slots status
 FUZZ_SAN      = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) $(WARN) -MMD -MP -Ifcgi-app \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -115,6 +115,7 @@
 #define DC_API_SERVICES(X)                                                                                    \
     X(HEALTH, "health", "/health", 0u)                                                                        \
     X(METRICS, "metrics", "/metrics", 0u)                                                                     \
+    X(STATUS, "status", "/status", 0u)                                                                        \
     X(ADMIN_STATS, "admin", "/api/admin/cache/stats", DC_SCOPE_ADMIN)
 
 /*

@@ -410,6 +410,9 @@ int dc_app_start(dc_app_t *app, const dc_input_t *in, dc_app_task_t *t, dc_respo
     case DC_ROUTE_METRICS:
         dc_health_metrics(&app->body, resp);
         break;
+    case DC_ROUTE_STATUS:
+        dc_health_status(in->query, &app->body, resp);
+        break;
     case DC_ROUTE_ADMIN_STATS:
         dc_health_admin_stats(app->cache, &app->body, resp);
         break;

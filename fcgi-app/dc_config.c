@@ -27,6 +27,7 @@ typedef struct {
 static const int_var_t int_vars[] = {
     CFG_INT("FCGI_IO_TIMEOUT_MS",         fcgi_io_timeout_ms, 5000, 100, 600000),
     CFG_INT("REQUEST_TIMEOUT_MS",         request_timeout_ms, 10000, 0, 600000),
+    CFG_INT("SLOWLOG_MS",                 slowlog_ms, 1000, 0, 600000),
     CFG_INT("MAX_REQUESTS",               max_requests, 0, 0, 1000000000),
     CFG_INT("REDIS_CONNECT_TIMEOUT_MS",   redis_connect_timeout_ms, 100, 1, 60000),
     CFG_INT("REDIS_COMMAND_TIMEOUT_MS",   redis_command_timeout_ms, 100, 1, 60000),

@@ -76,8 +76,9 @@ typedef struct {
     int              db_retry_interval_ms; /* back-off after a failed connect */
     int              fcgi_io_timeout_ms;   /* reading a request, and writing its answer, each */
     int              request_timeout_ms;   /* REQUEST_TIMEOUT_MS: one request's time limit; 0: none */
-    int              max_requests;         /* MAX_REQUESTS: a worker retires after this many; 0: never */
-    dc_allow_t       fcgi_allow;           /* FCGI_WEB_SERVER_ADDRS */
+    int              slowlog_ms;   /* SLOWLOG_MS: a request slower than this is logged (dc_trace); 0: none */
+    int              max_requests; /* MAX_REQUESTS: a worker retires after this many; 0: never */
+    dc_allow_t       fcgi_allow;   /* FCGI_WEB_SERVER_ADDRS */
     int              device_online_s;
     int              retry_after_s;           /* Retry-After on a 503 */
     int              health_timeout_ms;       /* bound of each /health check */

@@ -322,6 +322,7 @@ static dc_fcgi_ev_type_t begin_request(dc_fcgi_conn_t *c, dc_fcgi_event_t *ev)
     r->role = FCGI_RESPONDER;
     r->keep_conn = (b.flags & FCGI_KEEP_CONN) != 0;
     r->state = DC_FCGI_SLOT_PARAMS;
+    r->begun_ns = dc_now_ns();
     return DC_FCGI_EV_NONE;
 }
 

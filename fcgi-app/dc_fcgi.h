@@ -60,6 +60,7 @@ typedef struct {
     size_t               nparams, params_cap;
     dc_buf_t             stdin_buf; /* the body */
     size_t               stdin_len; /* body bytes received, counting dropped ones */
+    int64_t              begun_ns;  /* dc_now_ns() when its BEGIN_REQUEST came in */
 } dc_fcgi_req_t;
 
 typedef enum {

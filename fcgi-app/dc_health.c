@@ -2,12 +2,15 @@
 #include "dc_health.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dc_metrics.h"
 #include "dc_outbox.h"
 #include "dc_query.h"
 #include "dc_query_write.h"
+#include "dc_status.h"
 #include "dc_trust.h"
 #include "dc_view.h"
 
@@ -72,17 +75,77 @@ void dc_health_check(const dc_config_t *cfg, dc_cache_t *cache, dc_db_t *db, dc_
         resp->retry_after = cfg->retry_after_s;
 }
 
-void dc_health_metrics(dc_buf_t *out, dc_response_t *resp)
+/* Every process's statements by slot: the invalidator counts its own in the same file. */
+static void stmt_names(const char *names[DC_DB_SLOTS])
 {
-    /* every process's statements: the invalidator counts its own in the same file */
     const dc_db_set_t *sets[] = { dc_query_statements(), dc_query_write_statements(),
                                   dc_outbox_statements() };
-    const char        *names[DC_DB_SLOTS] = { NULL };
-    int                rc;
 
+    for (int i = 0; i < DC_DB_SLOTS; i++)
+        names[i] = NULL;
     for (size_t k = 0; k < DC_ARRAY_LEN(sets); k++)
         for (size_t i = 0; i < sets[k]->n; i++)
             names[sets[k]->slot0 + (int)i] = sets[k]->stmts[i].name;
+}
+
+const char *dc_health_stmt_name(int slot)
+{
+    const char *names[DC_DB_SLOTS];
+
+    if (slot < 0 || slot >= DC_DB_SLOTS)
+        return NULL;
+    stmt_names(names);
+    return names[slot];
+}
+
+void dc_health_status(const char *query, dc_buf_t *out, dc_response_t *resp)
+{
+    dc_status_opts_t  o;
+    dc_error_t        err;
+    dc_pool_status_t *st;
+    long              rss[DC_POOL_PROCS_MAX];
+    struct timespec   now;
+    int               rc;
+
+    dc_buf_reset(out);
+    if (dc_status_parse(query, &o, &err) != DC_OK) {
+        dc_response_error(resp, &err, out);
+        return;
+    }
+    st = malloc(sizeof(*st));
+    if (st == NULL) {
+        dc_response_fail(resp, 500, "out_of_memory", "out of memory", out);
+        return;
+    }
+    if (dc_metrics_pool_status(st) != DC_OK) {
+        free(st);
+        dc_response_fail(resp, 404, "metrics_disabled",
+                         "the pool's figures live in the metrics file: metrics are "
+                         "off (METRICS=off) or not mapped",
+                         out);
+        return;
+    }
+    if (o.full)
+        dc_status_read_rss(st, rss);
+    clock_gettime(CLOCK_REALTIME, &now);
+    rc = dc_status_render(st, o.full ? rss : NULL, &o, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+                          out);
+    free(st);
+    if (rc != DC_OK) {
+        dc_response_fail(resp, 500, "out_of_memory", "out of memory", out);
+        return;
+    }
+    dc_response_buf(resp, 200, NULL, out);
+    if (!o.json)
+        resp->content_type = "text/plain; charset=utf-8";
+}
+
+void dc_health_metrics(dc_buf_t *out, dc_response_t *resp)
+{
+    const char *names[DC_DB_SLOTS];
+    int         rc;
+
+    stmt_names(names);
     dc_buf_reset(out);
     rc = dc_metrics_render(out, names, DC_DB_SLOTS);
     if (rc == DC_ERROR) {

@@ -3,12 +3,18 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -266,4 +272,85 @@ int dc_listen_accept(int listen_fd, const dc_allow_t *allow, int *refused, char 
     /* a request and its answer are single writes: no Nagle delay */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
+}
+
+#define TCP_LISTEN_STATE 10 /* TCP_LISTEN of the kernel's tcp_states.h, which unix_diag reuses */
+
+/* A unix listener's queue through sock_diag: one request for its inode, one answer. */
+static int unix_queue(int fd, long *queued, long *backlog)
+{
+    struct {
+        struct nlmsghdr      nlh;
+        struct unix_diag_req req;
+    } ask;
+    union {
+        struct nlmsghdr nlh;
+        char            buf[8192];
+    } ans;
+    struct stat      st;
+    struct timeval   tv = { 0, 200000 };
+    struct nlmsghdr *h = &ans.nlh;
+    int              nl, rc = DC_ERROR;
+    ssize_t          n;
+
+    if (fstat(fd, &st) != 0)
+        return DC_ERROR;
+    memset(&ask, 0, sizeof(ask));
+    ask.nlh.nlmsg_len = sizeof(ask);
+    ask.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    ask.nlh.nlmsg_flags = NLM_F_REQUEST;
+    ask.req.sdiag_family = AF_UNIX;
+    ask.req.udiag_states = 1u << TCP_LISTEN_STATE;
+    ask.req.udiag_ino = (unsigned)st.st_ino;
+    ask.req.udiag_show = UDIAG_SHOW_RQLEN;
+    ask.req.udiag_cookie[0] = ask.req.udiag_cookie[1] = ~0u;
+    nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0)
+        return DC_ERROR;
+    setsockopt(nl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (send(nl, &ask, sizeof(ask), 0) != (ssize_t)sizeof(ask))
+        goto out;
+    n = recv(nl, ans.buf, sizeof(ans.buf), 0);
+    if (n <= 0 || !NLMSG_OK(h, (size_t)n) || h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+        h->nlmsg_len < NLMSG_LENGTH(sizeof(struct unix_diag_msg)))
+        goto out;
+    {
+        const struct unix_diag_msg *m = NLMSG_DATA(h);
+        const struct rtattr        *a = (const struct rtattr *)(m + 1);
+        int                         left = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+
+        for (; RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+            if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= sizeof(struct unix_diag_rqlen)) {
+                const struct unix_diag_rqlen *q = RTA_DATA(a);
+                *queued = (long)q->udiag_rqueue;
+                *backlog = (long)q->udiag_wqueue;
+                rc = DC_OK;
+                break;
+            }
+        }
+    }
+out:
+    close(nl);
+    return rc;
+}
+
+int dc_listen_queue(int listen_fd, long *queued, long *backlog)
+{
+    int       domain;
+    socklen_t len = sizeof(domain);
+
+    if (getsockopt(listen_fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0)
+        return DC_ERROR;
+    if (domain == AF_UNIX)
+        return unix_queue(listen_fd, queued, backlog);
+    if (domain == AF_INET || domain == AF_INET6) {
+        struct tcp_info ti;
+        len = sizeof(ti);
+        if (getsockopt(listen_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || ti.tcpi_state != TCP_LISTEN_STATE)
+            return DC_ERROR;
+        *queued = (long)ti.tcpi_unacked; /* a listener's: its accept queue, and the backlog */
+        *backlog = (long)ti.tcpi_sacked;
+        return DC_OK;
+    }
+    return DC_ERROR;
 }

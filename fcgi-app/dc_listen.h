@@ -67,4 +67,13 @@ int dc_listen_allowed(const dc_allow_t *allow, const struct sockaddr *sa, sockle
  */
 int dc_listen_accept(int listen_fd, const dc_allow_t *allow, int *refused, char *peer, size_t peer_cap);
 
+/*
+ * The accept queue of a listening socket as the kernel has it, what `ss
+ * -l` shows as Recv-Q and Send-Q: *queued connections wait for an
+ * accept(), of at most *backlog. A unix socket is asked through
+ * sock_diag (netlink, UNIX_DIAG_RQLEN), a TCP one through TCP_INFO.
+ * DC_OK, or DC_ERROR (another kind of socket, or the kernel would not say).
+ */
+int dc_listen_queue(int listen_fd, long *queued, long *backlog) DC_WUR;
+
 #endif

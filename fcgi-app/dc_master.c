@@ -364,6 +364,7 @@ int dc_master_run(int listen_fd, int workers, dc_config_t *cfg, const char *env_
         reap(&pool, state);
         now = dc_now_ms();
         watchdog(&pool, cfg, now);
+        dc_metrics_pool_sample(listen_fd, now); /* the queue grows most when every worker is busy */
 
         if (state == RUNNING) {
             retire_done(&pool);

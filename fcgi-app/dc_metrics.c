@@ -11,14 +11,16 @@
 #include <unistd.h>
 
 #include "dc_breaker.h"
+#include "dc_listen.h"
 #include "dc_log.h"
 #include "dc_shm.h"
+#include "dc_trace.h"
 #include "dc_trust.h"
 
 #define MAGIC 0x6463616368656d31ULL /* "dcachem1" */
 #define VERSION \
-    8 /* 3: no count in a histogram, an overflow bucket instead; 4: 304; 5: consistency; 6: stale; 7: retirements; \
-       8: standby reads */
+    9 /* 3: no count in a histogram, an overflow bucket instead; 4: 304; 5: consistency; 6: stale; 7: retirements; \
+       8: standby reads; 9: the pool's status and the slow log */
 #define SLOTS    128
 #define NBUCKETS 8 /* finite bounds */
 
@@ -63,16 +65,45 @@ typedef struct {
     uint64_t consistency_oldest_ms; /* a gauge: set, not added; a scrape takes the largest of live slots */
     uint64_t db_reads[DC_DBT_COUNT];
     uint64_t standby_fallbacks[DC_SBF_COUNT];
+    uint64_t slow_requests;
+    uint64_t max_children_reached; /* requests begun with every worker of the pool busy */
+    /* the pool's status page (dc_status): what this process does; gauges, read by any process */
+    int64_t  started_ms;    /* wall clock (ms) when this process took the slot */
+    int64_t  busy_since_ms; /* dc_now_ms() when the request in hand began; 0: idle */
+    uint64_t requests;      /* answered in this slot, by every process that held it (accepted conn) */
+    uint64_t served;        /* answered by this process */
+    int64_t  last_ns;       /* how long its last answered request took */
+    char     route[DC_POOL_ROUTE_MAX]; /* the request in hand, or the last one */
 } __attribute__((aligned(128))) slot_t;
+
+/*
+ * The pool's figures that no single process owns, in the header: updated
+ * with atomic read-modify-writes (a few per request for active; the rest
+ * by whichever process samples, at most once per POOL_SAMPLE_MS).
+ */
+typedef struct {
+    int32_t active;         /* workers in a request now */
+    int32_t max_active;     /* the most ever seen at once */
+    int32_t total;          /* live workers at the last sample */
+    int32_t listen_queue;   /* connections waiting in the listening socket's queue, at the last sample */
+    int32_t listen_backlog; /* the length that queue may reach */
+    int32_t max_listen_queue;
+    int64_t sample_ms;  /* dc_now_ms() of the last sample */
+    int64_t started_ms; /* wall clock (ms) when the file was laid out: the pool's start */
+} pool_t;
 
 typedef struct {
     uint64_t magic;
     uint32_t version;
     uint32_t slot_size;
     uint32_t slots;
-    char     pad[108];
+    uint32_t pad0;
+    pool_t   pool;
+    char     pad[128 - 24 - sizeof(pool_t)];
     slot_t   slot[SLOTS];
 } shm_t;
+
+#define POOL_SAMPLE_MS 1000
 
 static shm_t  *shm;
 static slot_t *me;
@@ -134,6 +165,14 @@ void dc_metrics_disable(void)
     disabled = 1;
 }
 
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Under the file's lock: a mapping of another layout is started afresh. */
 static void init_shm(void *mem)
 {
@@ -144,6 +183,7 @@ static void init_shm(void *mem)
         m->version = VERSION;
         m->slot_size = sizeof(slot_t);
         m->slots = SLOTS;
+        m->pool.started_ms = wall_ms();
         __atomic_store_n(&m->magic, MAGIC, __ATOMIC_RELEASE);
     }
 }
@@ -168,6 +208,32 @@ void dc_metrics_close(void)
 static int alive(int32_t pid)
 {
     return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+static int32_t live_workers(void)
+{
+    int32_t total = 0;
+
+    for (int i = 0; i < SLOTS; i++) {
+        int32_t pid = __atomic_load_n(&shm->slot[i].pid, __ATOMIC_ACQUIRE);
+        total += pid != 0 && shm->slot[i].kind == DC_MK_WORKER && alive(pid);
+    }
+    return total;
+}
+
+/*
+ * A slot's process state starts afresh with its new owner; a predecessor
+ * that died in a request leaves the pool's count of active workers one too
+ * high: given back here.
+ */
+static void take_over(slot_t *s)
+{
+    if (__atomic_exchange_n(&s->busy_since_ms, 0, __ATOMIC_ACQ_REL) != 0)
+        __atomic_fetch_sub(&shm->pool.active, 1, __ATOMIC_RELAXED);
+    s->started_ms = wall_ms();
+    s->route[0] = '\0';
+    __atomic_store_n(&s->served, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->last_ns, 0, __ATOMIC_RELAXED);
 }
 
 int dc_metrics_claim(dc_mkind_t kind)
@@ -199,6 +265,9 @@ int dc_metrics_claim(dc_mkind_t kind)
                 __atomic_compare_exchange_n(&s->pid, &owner, self, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
                 s->kind = (int32_t)kind;
                 me = s;
+                take_over(s);
+                if (kind == DC_MK_WORKER) /* the pool's size is right from the first request on */
+                    __atomic_store_n(&shm->pool.total, live_workers(), __ATOMIC_RELAXED);
                 return DC_OK;
             }
         }
@@ -226,6 +295,7 @@ void dc_metrics_cache_error(dc_cop_t op)
 
 void dc_metrics_cache_latency(dc_cop_t op, int64_t ns)
 {
+    dc_trace_redis(ns);
     if (me != NULL && (unsigned)op < DC_COP_TIMED)
         observe(&me->cache_latency[op], ns);
 }
@@ -250,6 +320,7 @@ void dc_metrics_cache_coalesced(void)
 
 void dc_metrics_db_query(int stmt, int ok, int64_t ns)
 {
+    dc_trace_db(stmt, ns);
     if (me == NULL || stmt < 0 || stmt >= DC_METRICS_MAX_STMTS)
         return;
     add(&me->db_queries[stmt], 1);
@@ -268,6 +339,138 @@ void dc_metrics_standby_fallback(dc_sbfallback_t why)
 {
     if (me != NULL && (unsigned)why < DC_SBF_COUNT)
         add(&me->standby_fallbacks[why], 1);
+}
+
+/* ---- the pool's status (dc_status) ---- */
+
+/* "what path" into buf, every byte outside printable ASCII as '?': a path is the client's, the page is text. */
+static void printable(char *buf, size_t cap, const char *what, const char *path)
+{
+    size_t n = 0;
+
+    for (const char *parts[2] = { what, path }, **p = parts; p < parts + 2; p++) {
+        if (p == parts + 1 && n + 1 < cap)
+            buf[n++] = ' ';
+        for (const char *c = *p; c != NULL && *c != '\0' && n + 1 < cap; c++)
+            buf[n++] = (unsigned char)*c >= 0x20 && (unsigned char)*c < 0x7f ? *c : '?';
+    }
+    buf[n] = '\0';
+}
+
+void dc_metrics_pool_busy(const char *what, const char *path)
+{
+    int32_t active, max, total;
+
+    if (me == NULL)
+        return;
+    /* route is written while busy_since_ms is 0 (see dc_board_t): a torn one costs a garbled row */
+    if (__atomic_exchange_n(&me->busy_since_ms, 0, __ATOMIC_ACQ_REL) == 0) {
+        active = __atomic_add_fetch(&shm->pool.active, 1, __ATOMIC_RELAXED);
+        max = __atomic_load_n(&shm->pool.max_active, __ATOMIC_RELAXED);
+        while (active > max && !__atomic_compare_exchange_n(&shm->pool.max_active, &max, active, 1,
+                                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        }
+        total = __atomic_load_n(&shm->pool.total, __ATOMIC_RELAXED);
+        if (total > 0 && active >= total)
+            add(&me->max_children_reached, 1);
+    }
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    printable(me->route, sizeof(me->route), what, path);
+    __atomic_store_n(&me->busy_since_ms, dc_now_ms(), __ATOMIC_RELEASE);
+}
+
+void dc_metrics_pool_idle(void)
+{
+    if (me != NULL && __atomic_exchange_n(&me->busy_since_ms, 0, __ATOMIC_ACQ_REL) != 0)
+        __atomic_fetch_sub(&shm->pool.active, 1, __ATOMIC_RELAXED);
+}
+
+void dc_metrics_pool_served(int64_t ns)
+{
+    if (me == NULL)
+        return;
+    add(&me->requests, 1);
+    add(&me->served, 1);
+    __atomic_store_n(&me->last_ns, ns, __ATOMIC_RELAXED);
+}
+
+void dc_metrics_slow_request(void)
+{
+    if (me != NULL)
+        add(&me->slow_requests, 1);
+}
+
+void dc_metrics_pool_sample(int listen_fd, int64_t now_ms)
+{
+    int64_t last;
+    long    queued, backlog;
+    int32_t max;
+
+    if (shm == NULL)
+        return;
+    last = __atomic_load_n(&shm->pool.sample_ms, __ATOMIC_RELAXED);
+    if (now_ms - last < POOL_SAMPLE_MS || !__atomic_compare_exchange_n(&shm->pool.sample_ms, &last, now_ms, 0,
+                                                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        return;
+    __atomic_store_n(&shm->pool.total, live_workers(), __ATOMIC_RELAXED);
+    if (listen_fd < 0 || dc_listen_queue(listen_fd, &queued, &backlog) != DC_OK)
+        return;
+    __atomic_store_n(&shm->pool.listen_queue, (int32_t)queued, __ATOMIC_RELAXED);
+    __atomic_store_n(&shm->pool.listen_backlog, (int32_t)backlog, __ATOMIC_RELAXED);
+    max = __atomic_load_n(&shm->pool.max_listen_queue, __ATOMIC_RELAXED);
+    while (queued > max && !__atomic_compare_exchange_n(&shm->pool.max_listen_queue, &max, (int32_t)queued, 1,
+                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
+/* The process rows and figures of the pool, from the file; the caller has checked shm. */
+static void pool_take(dc_pool_status_t *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->started_ms = __atomic_load_n(&shm->pool.started_ms, __ATOMIC_RELAXED);
+    st->max_active = __atomic_load_n(&shm->pool.max_active, __ATOMIC_RELAXED);
+    st->listen_queue = __atomic_load_n(&shm->pool.listen_queue, __ATOMIC_RELAXED);
+    st->listen_backlog = __atomic_load_n(&shm->pool.listen_backlog, __ATOMIC_RELAXED);
+    st->max_listen_queue = __atomic_load_n(&shm->pool.max_listen_queue, __ATOMIC_RELAXED);
+    for (int i = 0; i < SLOTS; i++) {
+        const slot_t   *src = &shm->slot[i];
+        int32_t         pid = __atomic_load_n(&src->pid, __ATOMIC_ACQUIRE);
+        dc_pool_proc_t *p;
+        int64_t         since;
+
+        if (pid == 0 || src->kind != DC_MK_WORKER)
+            continue;
+        st->accepted += get(&src->requests);
+        st->slow_requests += get(&src->slow_requests);
+        st->max_children_reached += get(&src->max_children_reached);
+        if (!alive(pid) || st->nprocs >= DC_POOL_PROCS_MAX)
+            continue;
+        p = &st->procs[st->nprocs++];
+        p->pid = pid;
+        p->started_ms = src->started_ms;
+        p->requests = get(&src->served);
+        p->last_ns = __atomic_load_n(&src->last_ns, __ATOMIC_RELAXED);
+        since = __atomic_load_n(&src->busy_since_ms, __ATOMIC_ACQUIRE);
+        memcpy(p->route, src->route, sizeof(p->route));
+        p->route[sizeof(p->route) - 1] = '\0';
+        if (since != 0 && __atomic_load_n(&src->busy_since_ms, __ATOMIC_ACQUIRE) == since) {
+            p->busy_ms = dc_now_ms() - since;
+            p->busy = 1;
+        }
+        st->active += p->busy;
+    }
+    st->total = (int)st->nprocs;
+    st->idle = st->total - st->active;
+}
+
+int dc_metrics_pool_status(dc_pool_status_t *st)
+{
+    if (shm == NULL) {
+        memset(st, 0, sizeof(*st));
+        return DC_ERROR;
+    }
+    pool_take(st);
+    return DC_OK;
 }
 
 void dc_metrics_http(dc_mroute_t route, int status, int64_t ns)
@@ -350,8 +553,9 @@ static void sum_hist(hist_t *dst, const hist_t *src, size_t n)
 }
 
 typedef struct {
-    slot_t total;
-    int    workers, invalidators;
+    slot_t           total;
+    int              workers, invalidators;
+    dc_pool_status_t pool;
 } snapshot_t;
 
 static void take(snapshot_t *s)
@@ -393,6 +597,7 @@ static void take(snapshot_t *s)
         sum_u64(t->db_reads, src->db_reads, DC_DBT_COUNT);
         sum_u64(t->standby_fallbacks, src->standby_fallbacks, DC_SBF_COUNT);
     }
+    pool_take(&s->pool);
 }
 
 /* A summed copy of every slot (free it), or NULL with *rc set. */
@@ -516,6 +721,35 @@ static void hist(dc_buf_t *o, int *rc, const char *name, const char *labels, con
     line(o, rc, metric, labels, total);
 }
 
+/* The figures of the pool's status page (php-fpm's), as dashboard_pool_* and the slow log's counter. */
+static void render_pool(dc_buf_t *o, int *rc, const dc_pool_status_t *p)
+{
+    family(o, rc, "dashboard_pool_processes", "gauge", "Worker processes alive, by state (idle or active).");
+    line(o, rc, "dashboard_pool_processes", "state=\"idle\"", (uint64_t)p->idle);
+    line(o, rc, "dashboard_pool_processes", "state=\"active\"", (uint64_t)p->active);
+    family(o, rc, "dashboard_pool_max_active_processes", "gauge",
+           "The most workers ever in a request at once since the pool's metrics file was laid out.");
+    line(o, rc, "dashboard_pool_max_active_processes", "", (uint64_t)p->max_active);
+    family(o, rc, "dashboard_pool_max_children_reached_total", "counter",
+           "Requests that began while every worker of the pool was busy (the pool is too small).");
+    line(o, rc, "dashboard_pool_max_children_reached_total", "", p->max_children_reached);
+    family(o, rc, "dashboard_pool_accepted_requests_total", "counter",
+           "Requests the pool's workers answered.");
+    line(o, rc, "dashboard_pool_accepted_requests_total", "", p->accepted);
+    family(o, rc, "dashboard_pool_listen_queue", "gauge",
+           "Connections waiting in the listening socket's accept queue (read from the kernel, sampled each "
+           "second).");
+    line(o, rc, "dashboard_pool_listen_queue", "", (uint64_t)p->listen_queue);
+    family(o, rc, "dashboard_pool_listen_queue_max", "gauge", "The longest accept queue sampled.");
+    line(o, rc, "dashboard_pool_listen_queue_max", "", (uint64_t)p->max_listen_queue);
+    family(o, rc, "dashboard_pool_listen_queue_length", "gauge",
+           "The length the accept queue may reach (backlog).");
+    line(o, rc, "dashboard_pool_listen_queue_length", "", (uint64_t)p->listen_backlog);
+    family(o, rc, "dashboard_slow_requests_total", "counter",
+           "Requests that took longer than SLOWLOG_MS (each logged once as worker.slow).");
+    line(o, rc, "dashboard_slow_requests_total", "", p->slow_requests);
+}
+
 int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
 {
     snapshot_t         *snap;
@@ -636,6 +870,7 @@ int dc_metrics_render(dc_buf_t *o, const char *const *stmt_names, size_t nstmts)
     line(o, &rc, "dashboard_workers", "", (uint64_t)snap->workers);
     family(o, &rc, "dashboard_invalidator_up", "gauge", "Whether an invalidator process is alive.");
     line(o, &rc, "dashboard_invalidator_up", "", snap->invalidators > 0);
+    render_pool(o, &rc, &snap->pool);
 
     /* the host's lease on serving hits (dc_trust): read from its own shared state */
     dc_trust_status(&trust);

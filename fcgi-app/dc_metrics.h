@@ -137,6 +137,57 @@ void dc_metrics_consistency_check(dc_ccheck_t result);
 /* Sets this process's gauge of the oldest inconsistency (milliseconds; a scrape shows the largest). */
 void dc_metrics_consistency_oldest(int64_t ms);
 
+/*
+ * The pool's status page (dc_status; php-fpm's pm.status_path). Every
+ * worker says in its slot whether it is in a request and which; the pool's
+ * figures that no process owns (the most active at once, the listen queue)
+ * are in the file's header.
+ */
+#define DC_POOL_ROUTE_MAX 96
+#define DC_POOL_PROCS_MAX 128
+
+/* Request work begins: what (a method, or a batch's words) on path; the worker is active until idle. */
+void dc_metrics_pool_busy(const char *what, const char *path);
+void dc_metrics_pool_idle(void);
+/* A request answered, ns after it arrived. */
+void dc_metrics_pool_served(int64_t ns);
+/* A request over SLOWLOG_MS (dc_trace). */
+void dc_metrics_slow_request(void);
+
+/*
+ * Samples the pool's figures no process owns: the live workers, and the
+ * accept queue of listen_fd as the kernel has it (dc_listen_queue; -1:
+ * none). Cheap to call often: whichever process of the pool calls it first
+ * in each second does the work (the master every loop, each worker at its
+ * tick), the others return at once.
+ */
+void dc_metrics_pool_sample(int listen_fd, int64_t now_ms);
+
+typedef struct {
+    int32_t  pid;
+    int      busy;                     /* in a request now */
+    int64_t  started_ms;               /* wall clock */
+    uint64_t requests;                 /* answered by this process */
+    int64_t  busy_ms;                  /* how long the request in hand has run (busy) */
+    int64_t  last_ns;                  /* how long the last answered one took */
+    char     route[DC_POOL_ROUTE_MAX]; /* the request in hand (busy), else the last one */
+} dc_pool_proc_t;
+
+typedef struct {
+    int64_t        started_ms; /* wall clock: the pool's start (its metrics file laid out) */
+    uint64_t       accepted;   /* requests answered, by every worker that ever ran */
+    int            idle, active, total;
+    int            max_active;
+    uint64_t       max_children_reached;
+    uint64_t       slow_requests;
+    int            listen_queue, listen_backlog, max_listen_queue;
+    size_t         nprocs;
+    dc_pool_proc_t procs[DC_POOL_PROCS_MAX]; /* the live workers */
+} dc_pool_status_t;
+
+/* A copy of the pool's figures and rows. DC_OK, or DC_ERROR when metrics are not mapped (st zeroed). */
+int dc_metrics_pool_status(dc_pool_status_t *st) DC_WUR;
+
 /* Every counter of every slot summed, for /api/admin/cache/stats. */
 typedef struct {
     uint64_t hits[DC_Q_COUNT], misses[DC_Q_COUNT];

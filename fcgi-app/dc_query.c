@@ -14,6 +14,7 @@
 
 #include "dc_endpoint.h"
 #include "dc_log.h"
+#include "dc_trace.h"
 #include "dc_view.h"
 
 enum {
@@ -434,8 +435,11 @@ int dc_query_run(dc_db_t *db, const dc_config_t *cfg, const dc_request_t *req, d
     now_iso(generated, sizeof(generated));
     memset(&f, 0, sizeof(f));
     rc = ep->fetch(&b, cfg, req, &f);
-    if (rc == DC_OK)
+    if (rc == DC_OK) {
+        int64_t t0 = dc_now_ns();
         rc = ep->view(&m, &f.data, body);
+        dc_trace_render(dc_now_ns() - t0);
+    }
     dc_query_fetched_free(&f);
     dc_db_calls_clear(b.calls, b.n);
     return rc;

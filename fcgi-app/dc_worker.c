@@ -56,8 +56,10 @@
 #include "dc_fcgi.h"
 #include "dc_listen.h"
 #include "dc_log.h"
+#include "dc_health.h"
 #include "dc_metrics.h"
 #include "dc_signal.h"
+#include "dc_trace.h"
 
 #define DC_WORKER_MAX_CONNS 1024         /* connections of one worker; accepts pause beyond */
 #define DC_WORKER_IDLE_MS   300000       /* a kept connection with nothing in flight */
@@ -102,6 +104,7 @@ typedef struct {
     int64_t        t0;
     dc_response_t  resp;
     dc_app_task_t  task;
+    dc_trace_t     trace; /* where its time goes, for the slow log */
 } dc_pending_t;
 
 typedef struct {
@@ -383,10 +386,38 @@ static void body_failure(dc_response_t *resp, int rc)
     resp->body_len = rc == DC_EINVAL ? sizeof(too_large) - 1 : sizeof(bad) - 1;
 }
 
-/* Puts the answer to r in c's output and frees r's slot. DC_OK or DC_ENOMEM. */
-static int answer(dc_loop_t *l, dc_conn_t *c, dc_fcgi_req_t *r, const dc_response_t *resp, int64_t t0)
+/*
+ * The slow log: a request over SLOWLOG_MS, from its first record to its
+ * answer queued, is logged once with where its time went (dc_trace), and
+ * counted. The route and organization come from the request (org: "" when
+ * the route has none).
+ */
+static void slow_check(const dc_loop_t *l, const dc_trace_t *t, const dc_fcgi_req_t *r, int status,
+                       const char *org)
+{
+    char        parts[512], pathbuf[256];
+    const char *method = dc_fcgi_param(r, "REQUEST_METHOD");
+    int64_t     end = dc_now_ns();
+
+    if (l->cfg->slowlog_ms <= 0 || end - t->arrived_ns < (int64_t)l->cfg->slowlog_ms * 1000000)
+        return;
+    dc_metrics_slow_request();
+    dc_trace_format(t, end, dc_health_stmt_name, parts, sizeof(parts));
+    dc_log_warn("worker.slow", "%s %s org=%s status=%d %s (over SLOWLOG_MS=%d)",
+                method != NULL ? method : "GET", request_path(r, pathbuf, sizeof(pathbuf)),
+                org != NULL && org[0] ? org : "-", status, parts, l->cfg->slowlog_ms);
+}
+
+/*
+ * Puts the answer to r in c's output and frees r's slot; t: the request's
+ * trace (NULL: none), org its organization for the slow log. DC_OK or
+ * DC_ENOMEM.
+ */
+static int answer(dc_loop_t *l, dc_conn_t *c, dc_fcgi_req_t *r, const dc_response_t *resp, int64_t t0,
+                  dc_trace_t *t, const char *org)
 {
     char         head[DC_RESPONSE_HEAD_MAX];
+    int64_t      w0 = dc_now_ns();
     int          hn = dc_response_head(resp, head, sizeof(head)), rc = DC_ERROR;
     struct iovec iov[2] = { { head, hn > 0 ? (size_t)hn : 0 }, { (void *)resp->body, resp->body_len } };
 
@@ -398,6 +429,11 @@ static int answer(dc_loop_t *l, dc_conn_t *c, dc_fcgi_req_t *r, const dc_respons
     if (!r->keep_conn || l->stopping)
         c->close_after = 1;
     dc_metrics_http((dc_mroute_t)resp->mroute, resp->status, dc_now_ns() - t0);
+    dc_metrics_pool_served(dc_now_ns() - t0);
+    if (t != NULL) {
+        t->write_ns += dc_now_ns() - w0;
+        slow_check(l, t, r, resp->status, org);
+    }
     dc_fcgi_release(&c->fcgi, r);
     l->served++;
     return rc;
@@ -417,6 +453,7 @@ static void work_begin(dc_loop_t *l, int64_t t0_ns, const char *method, const ch
 
     if (t0_ns > 0 && l->cfg->request_timeout_ms > 0)
         dc_deadline_set(t0_ns / 1000000 + l->cfg->request_timeout_ms);
+    dc_metrics_pool_busy(method, path);
     if (b == NULL)
         return;
     __atomic_store_n(&b->busy_since_ms, 0, __ATOMIC_RELAXED);
@@ -428,6 +465,7 @@ static void work_begin(dc_loop_t *l, int64_t t0_ns, const char *method, const ch
 static void work_end(dc_loop_t *l)
 {
     dc_deadline_set(0);
+    dc_metrics_pool_idle();
     if (l->board != NULL)
         __atomic_store_n(&l->board->busy_since_ms, 0, __ATOMIC_RELEASE);
 }
@@ -496,16 +534,19 @@ static int start(dc_loop_t *l, dc_conn_t *c, dc_fcgi_req_t *r)
 
     if (in.method == NULL)
         in.method = "GET";
+    dc_trace_begin(&p->trace, r->begun_ns, t0);
     if (strcmp(in.method, "POST") == 0)
         body_rc = check_body(r);
     if (body_rc != DC_OK) {
         body_failure(&p->resp, body_rc);
-        return answer(l, c, r, &p->resp, t0);
+        return answer(l, c, r, &p->resp, t0, &p->trace, NULL);
     }
     in.body = r->stdin_buf.len > 0 ? r->stdin_buf.data : NULL;
     in.body_len = r->stdin_buf.len;
     work_begin(l, t0, in.method, in.path);
+    dc_trace_use(&p->trace);
     rc = dc_app_start(l->app, &in, &p->task, &p->resp);
+    dc_trace_use(NULL);
     if (rc != DC_DECLINED)
         check_late(l, &p->resp, t0, in.method, in.path);
     work_end(l);
@@ -516,7 +557,7 @@ static int start(dc_loop_t *l, dc_conn_t *c, dc_fcgi_req_t *r)
         l->nbatch++;
         return DC_DECLINED;
     }
-    rc = answer(l, c, r, &p->resp, t0);
+    rc = answer(l, c, r, &p->resp, t0, &p->trace, p->task.req.org_id);
     dc_app_task_done(&p->task);
     return rc;
 }
@@ -597,10 +638,15 @@ static void run_batch(dc_loop_t *l)
         dc_conn_t     *conns[DC_WORKER_BATCH];
         size_t         n = l->nbatch;
 
+        dc_trace_t shared; /* the lookups' round trip, given to each request of the batch */
+
         for (size_t i = 0; i < n; i++)
             tasks[i] = &l->batch[i].task;
         work_begin(l, 0, "the cache lookups of", n == 1 ? "1 request" : "a batch of requests");
+        dc_trace_begin(&shared, 0, dc_now_ns());
+        dc_trace_use(&shared);
         dc_app_lookup(l->app, tasks, n);
+        dc_trace_use(NULL);
         for (size_t i = 0; i < n; i++) {
             dc_pending_t *p = &l->batch[i];
             char          pathbuf[2048];
@@ -609,10 +655,13 @@ static void run_batch(dc_loop_t *l)
 
             method = method != NULL ? method : "GET";
             work_begin(l, p->t0, method, path);
+            dc_trace_add(&p->trace, &shared);
+            dc_trace_use(&p->trace);
             dc_app_finish(l->app, &p->task, &p->resp);
+            dc_trace_use(NULL);
             check_late(l, &p->resp, p->t0, method, path);
             work_end(l);
-            if (answer(l, p->conn, p->req, &p->resp, p->t0) != DC_OK)
+            if (answer(l, p->conn, p->req, &p->resp, p->t0, &p->trace, p->task.req.org_id) != DC_OK)
                 p->conn->close_after = 1; /* out of memory: the answer is cut, the connection goes */
             dc_app_task_done(&p->task);
             conns[i] = p->conn;
@@ -705,6 +754,7 @@ static void loop_once(dc_loop_t *l, const sigset_t *wait_mask, int timeout_ms)
     int                probe = dc_app_tick(l->app); /* keeps the host's lease on hits fresh */
     int                n;
 
+    dc_metrics_pool_sample(l->listen_fd, dc_now_ms()); /* at most once a second for the pool */
     if (timeout_ms >= 0 && (t < 0 || timeout_ms < t))
         t = timeout_ms;
     if (probe >= 0 && (t < 0 || probe < t))
