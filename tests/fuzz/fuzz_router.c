@@ -37,8 +37,10 @@ static void check_key(const dc_request_t *req)
         FUZZ_CHECK(*p > ' ' && *p < 0x7f, "byte 0x%02x in key \"%s\"", (unsigned char)*p, key);
     FUZZ_CHECK(fuzz_count(key, ":org:") == 1, "key \"%s\" has %zu org segments", key,
                fuzz_count(key, ":org:"));
-    snprintf(org_seg, sizeof(org_seg), ":org:%s", req->org_id);
+    /* the organization is the key's hash tag: its first {...}, so all its keys share a cluster slot */
+    snprintf(org_seg, sizeof(org_seg), ":org:{%s}", req->org_id);
     FUZZ_CHECK(strstr(key, org_seg) != NULL, "key \"%s\" does not name org %s", key, req->org_id);
+    FUZZ_CHECK(strchr(key, '{') == strstr(key, org_seg) + 5, "key \"%s\": a { before the org's tag", key);
     if (req->unit_id[0] != '\0')
         FUZZ_CHECK(fuzz_count(key, ":unit:") <= 1, "key \"%s\" has several unit segments", key);
 }
