@@ -60,11 +60,20 @@ static const char *const ttl_vars[DC_Q_AUDIT] = {
     [DC_Q_DEVICES] = "CACHE_TTL_DEVICES_SECONDS", [DC_Q_COMPLIANCE] = "CACHE_TTL_COMPLIANCE_SECONDS",
 };
 
-static const char *const other_vars[] = {
-    "DATABASE_URL", "REDIS_URL",      "LOG_LEVEL",           "FCGI_WEB_SERVER_ADDRS",
-    "AUTH_MODE",    "AUTH_KEYS_FILE", "AUTH_ISSUER",         "AUTH_AUDIENCE",
-    "CACHE",        "METRICS",        "REDIS_CLUSTER_NODES", "REDIS_SENTINELS"
-};
+static const char *const other_vars[] = { "DATABASE_URL",
+                                          "REDIS_URL",
+                                          "LOG_LEVEL",
+                                          "FCGI_WEB_SERVER_ADDRS",
+                                          "AUTH_MODE",
+                                          "AUTH_KEYS_FILE",
+                                          "AUTH_ISSUER",
+                                          "AUTH_AUDIENCE",
+                                          "CACHE",
+                                          "METRICS",
+                                          "REDIS_CLUSTER_NODES",
+                                          "REDIS_SENTINELS",
+                                          "REDIS_MASTER_NAME",
+                                          "REDIS_SENTINEL_PASSWORD" };
 
 static int clear_env(void **state)
 {
@@ -567,6 +576,59 @@ static void test_cluster_nodes(void **state)
     unsetenv("REDIS_CLUSTER_NODES");
 }
 
+/* REDIS_SENTINELS, REDIS_MASTER_NAME, REDIS_SENTINEL_PASSWORD: each problem named, the password never shown. */
+static void test_sentinels(void **state)
+{
+    dc_config_t    cfg;
+    dc_sentinels_t s;
+    dc_err_t       err;
+
+    (void)state;
+    assert_int_equal(dc_config_parse_sentinels("10.0.0.1:26379,sentinel-b:26380,[::1]:26381", &s, &err),
+                     DC_OK);
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.host[0], "10.0.0.1");
+    assert_int_equal(s.port[0], 26379);
+    assert_string_equal(s.host[1], "sentinel-b");
+    assert_int_equal(s.port[1], 26380);
+    assert_string_equal(s.host[2], "::1");
+    assert_int_equal(s.port[2], 26381);
+    assert_int_equal(dc_config_parse_sentinels("a:1,", &s, &err), DC_EINVAL);
+    assert_non_null(strstr(err.str, "entry 2 is empty"));
+    assert_int_equal(dc_config_parse_sentinels("a:1,b:2,c:3,d:4,e:5,f:6,g:7,h:8,i:9", &s, &err), DC_EINVAL);
+    assert_non_null(strstr(err.str, "at most 8"));
+    assert_int_equal(dc_config_parse_sentinels("a", &s, &err), DC_EINVAL);
+    assert_int_equal(dc_config_parse_sentinels("a:0", &s, &err), DC_EINVAL);
+    assert_int_equal(dc_config_parse_sentinels("a:65536", &s, &err), DC_EINVAL);
+    assert_int_equal(dc_config_parse_sentinels("", &s, &err), DC_EINVAL);
+
+    set("REDIS_SENTINELS", "127.0.0.1:26379,127.0.0.1:26380");
+    set("REDIS_MASTER_NAME", "mymaster");
+    set("REDIS_SENTINEL_PASSWORD", "s3cret-sentinel");
+    load_ok(&cfg);
+    assert_int_equal(cfg.sentinel.n, 2);
+    assert_string_equal(cfg.sentinel.master_name, "mymaster");
+    assert_string_equal(cfg.sentinel.password, "s3cret-sentinel");
+
+    set("REDIS_MASTER_NAME", "my master");
+    load_fails_prefix("REDIS_MASTER_NAME must be 1 to 64 letters");
+    unsetenv("REDIS_MASTER_NAME");
+    load_fails_prefix("REDIS_MASTER_NAME must be");
+    set("REDIS_MASTER_NAME", "mymaster");
+    set("REDIS_SENTINELS", "127.0.0.1");
+    assert_int_equal(dc_config_load(&cfg), DC_EINVAL);
+    assert_non_null(strstr(cfg.err.str, "REDIS_SENTINELS"));
+    assert_null(strstr(cfg.err.str, "s3cret"));
+    set("REDIS_SENTINELS", "127.0.0.1:26379");
+    set("REDIS_URL", "unix:///run/redis.sock");
+    load_fails_prefix("REDIS_URL must be a redis:// URL with REDIS_SENTINELS");
+    unsetenv("REDIS_URL");
+    unsetenv("REDIS_SENTINELS");
+    load_fails("REDIS_MASTER_NAME is set but REDIS_SENTINELS is not (both, or neither)");
+    unsetenv("REDIS_MASTER_NAME");
+    unsetenv("REDIS_SENTINEL_PASSWORD");
+}
+
 static void test_database_url(void **state)
 {
     char        url[1100];
@@ -808,6 +870,7 @@ int main(void)
         T(test_redis_url_length_limits),
         T(test_redis_url_in_environment),
         T(test_cluster_nodes),
+        T(test_sentinels),
         T(test_redis_url_percent_decoding),
         T(test_redis_url_error_hides_password),
         T(test_fcgi_web_server_addrs),

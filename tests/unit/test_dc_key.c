@@ -197,6 +197,22 @@ static void test_generation_key(void **state)
     assert_int_equal(dc_key_gen(ORG, (dc_qtype_t)-1, key, sizeof(key)), DC_ERROR);
 }
 
+/* The LSN keys of the standby reads (dc_replica): the organization's in its slot, the global one apart. */
+static void test_lsn_key(void **state)
+{
+    char key[DC_KEY_MAX];
+    int  n;
+
+    (void)state;
+    assert_int_equal(dc_key_lsn(ORG, key, sizeof(key)), (int)strlen("dashcache:lsn:org:{" ORG "}"));
+    assert_string_equal(key, "dashcache:lsn:org:{" ORG "}");
+    n = dc_key_lsn(NULL, key, sizeof(key));
+    assert_int_equal(n, (int)strlen("dashcache:lsn:all"));
+    assert_string_equal(key, "dashcache:lsn:all");
+    assert_int_equal(dc_key_lsn(ORG, key, 20), DC_ERROR); /* cut: refused, never a shorter key */
+    assert_int_equal(dc_key_lsn(NULL, key, (size_t)n), DC_ERROR);
+}
+
 /* Invalidation patterns all start with dashboard:, so none can match a generation. */
 static void test_generation_key_outside_dashboard_namespace(void **state)
 {
@@ -398,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_not_cacheable),
         cmocka_unit_test(test_writes_not_cacheable),
         cmocka_unit_test(test_generation_key),
+        cmocka_unit_test(test_lsn_key),
         cmocka_unit_test(test_generation_key_outside_dashboard_namespace),
         cmocka_unit_test(test_too_small_buffer),
         cmocka_unit_test(test_longest_key_fits),
