@@ -107,3 +107,14 @@ int dc_fix_finish(dc_fix_t *f, const char *buf)
     *f->p = '\0';
     return (int)(f->p - buf);
 }
+
+int dc_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

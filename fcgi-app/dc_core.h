@@ -57,6 +57,9 @@ typedef enum { DC_API_QUERIES(DC_API_ENUM_Q) DC_Q_COUNT } dc_qtype_t;
 /* The label of q ("stats", "units", ...; a static string), "unknown" out of range. */
 const char *dc_qtype_name(dc_qtype_t q);
 
+/* The value of a hex digit (either case), or -1 when c is not one. */
+int dc_hex_digit(int c);
+
 /*
  * Text assembled into a fixed buffer from pieces, without printf: the cache
  * keys and the response head of every request are built this way.

@@ -36,6 +36,13 @@ void dc_ctl_default_url(char *out, size_t cap);
  */
 int dc_ctl_config(const char *cmd, dc_config_t *cfg) DC_WUR;
 
+/*
+ * An integer option's value arg, between min and max, into *out; else
+ * prints "dashcachectl CMD: --OPT must be an integer between MIN and MAX"
+ * and returns DC_EINVAL.
+ */
+int dc_ctl_int_option(const char *cmd, const char *opt, const char *arg, long min, long max, int *out) DC_WUR;
+
 /* Writes s as a JSON string (quoted, escaped) to f. */
 void dc_ctl_json_str(FILE *f, const char *s);
 

@@ -244,6 +244,19 @@ int dc_ctl_config(const char *cmd, dc_config_t *cfg)
     return DC_OK;
 }
 
+int dc_ctl_int_option(const char *cmd, const char *opt, const char *arg, long min, long max, int *out)
+{
+    char *end;
+    long  v = strtol(arg, &end, 10);
+
+    if (end == arg || *end != '\0' || v < min || v > max) {
+        fprintf(stderr, PROGRAM " %s: --%s must be an integer between %ld and %ld\n", cmd, opt, min, max);
+        return DC_EINVAL;
+    }
+    *out = (int)v;
+    return DC_OK;
+}
+
 void dc_ctl_json_str(FILE *f, const char *s)
 {
     fputc('"', f);

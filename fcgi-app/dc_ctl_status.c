@@ -154,17 +154,10 @@ int dc_ctl_status(int argc, char **argv)
         case 'u':
             snprintf(url, sizeof(url), "%s", optarg);
             break;
-        case 't': {
-            char *end;
-            long  v = strtol(optarg, &end, 10);
-            if (*end != '\0' || v < 1 || v > 600000) {
-                fprintf(stderr,
-                        DC_CTL_PROGRAM " status: --timeout must be an integer between 1 and 600000\n");
+        case 't':
+            if (dc_ctl_int_option("status", "timeout", optarg, 1, 600000, &timeout_ms) != DC_OK)
                 return DC_CTL_USAGE;
-            }
-            timeout_ms = (int)v;
             break;
-        }
         case 'j':
             json = 1;
             break;

@@ -334,7 +334,7 @@ int dc_ctl_warm(int argc, char **argv)
     };
     const char      *which = "top:100", *token = NULL, *keys = NULL;
     char             url[512], *auth = NULL, *end;
-    long             top = 100, v;
+    long             top = 100;
     int              opt, k = 4, timeout_ms = 10000, json = 0, rc;
     dc_orgs_t        orgs = DC_ORGS_INIT;
     dc_http_target_t t;
@@ -348,13 +348,8 @@ int dc_ctl_warm(int argc, char **argv)
             which = optarg;
             break;
         case 'c':
-            v = strtol(optarg, &end, 10);
-            if (*end != '\0' || end == optarg || v < 1 || v > 256) {
-                fprintf(stderr,
-                        DC_CTL_PROGRAM " " WARM ": --concurrency must be an integer between 1 and 256\n");
+            if (dc_ctl_int_option(WARM, "concurrency", optarg, 1, 256, &k) != DC_OK)
                 return DC_CTL_USAGE;
-            }
-            k = (int)v;
             break;
         case 'u':
             snprintf(url, sizeof(url), "%s", optarg);
@@ -366,13 +361,8 @@ int dc_ctl_warm(int argc, char **argv)
             keys = optarg;
             break;
         case 't':
-            v = strtol(optarg, &end, 10);
-            if (*end != '\0' || end == optarg || v < 1 || v > 600000) {
-                fprintf(stderr,
-                        DC_CTL_PROGRAM " " WARM ": --timeout must be an integer between 1 and 600000\n");
+            if (dc_ctl_int_option(WARM, "timeout", optarg, 1, 600000, &timeout_ms) != DC_OK)
                 return DC_CTL_USAGE;
-            }
-            timeout_ms = (int)v;
             break;
         case 'j':
             json = 1;

@@ -73,18 +73,16 @@ int dc_key_probe(char *buf, size_t cap)
     return dc_fix_finish(&f, buf);
 }
 
+static int tagged(const char *prefix, const char *tag, char *buf, size_t cap);
+
 int dc_key_lsn(const char *org_id, char *buf, size_t cap)
 {
     dc_fix_t f;
 
+    if (org_id != NULL)
+        return tagged("dashcache:lsn:org:", org_id, buf, cap);
     dc_fix_init(&f, buf, cap);
-    if (org_id == NULL) {
-        DC_FIX_LIT(&f, "dashcache:lsn:all");
-    } else {
-        DC_FIX_LIT(&f, "dashcache:lsn:org:{");
-        dc_fix_str(&f, org_id);
-        DC_FIX_LIT(&f, "}");
-    }
+    DC_FIX_LIT(&f, "dashcache:lsn:all");
     return dc_fix_finish(&f, buf);
 }
 
@@ -170,24 +168,25 @@ int dc_key_parse(const char *key, size_t n, dc_request_t *req)
     return DC_OK;
 }
 
-int dc_key_epoch_tagged(const char *tag, char *buf, size_t cap)
+/* "<prefix>{<tag>}" into buf: a key of the hash slot tag names. */
+static int tagged(const char *prefix, const char *tag, char *buf, size_t cap)
 {
     dc_fix_t f;
 
     dc_fix_init(&f, buf, cap);
-    DC_FIX_LIT(&f, "dashcache:epoch:{");
+    dc_fix_str(&f, prefix);
+    DC_FIX_LIT(&f, "{");
     dc_fix_str(&f, tag);
     DC_FIX_LIT(&f, "}");
     return dc_fix_finish(&f, buf);
 }
 
+int dc_key_epoch_tagged(const char *tag, char *buf, size_t cap)
+{
+    return tagged("dashcache:epoch:", tag, buf, cap);
+}
+
 int dc_key_probe_tagged(const char *tag, char *buf, size_t cap)
 {
-    dc_fix_t f;
-
-    dc_fix_init(&f, buf, cap);
-    DC_FIX_LIT(&f, "dashcache:probe:{");
-    dc_fix_str(&f, tag);
-    DC_FIX_LIT(&f, "}");
-    return dc_fix_finish(&f, buf);
+    return tagged("dashcache:probe:", tag, buf, cap);
 }

@@ -3,27 +3,16 @@
 
 #include <stdio.h>
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* 1 to max hex digits at s[0 .. n) into *out; the count taken, or 0 when none or too many. */
 static size_t take_hex(const char *s, size_t n, size_t max, uint64_t *out)
 {
     size_t i = 0;
 
     *out = 0;
-    for (; i < n && hex_digit(s[i]) >= 0; i++) {
+    for (; i < n && dc_hex_digit(s[i]) >= 0; i++) {
         if (i == max)
             return 0;
-        *out = *out << 4 | (uint64_t)hex_digit(s[i]);
+        *out = *out << 4 | (uint64_t)dc_hex_digit(s[i]);
     }
     return i;
 }

@@ -343,6 +343,15 @@ void dc_metrics_standby_fallback(dc_sbfallback_t why)
 
 /* ---- the pool's status (dc_status) ---- */
 
+/* *p = max(*p, v), for any number of writers. */
+static void raise_to(int32_t *p, int32_t v)
+{
+    int32_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+
+    while (v > cur && !__atomic_compare_exchange_n(p, &cur, v, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
 /* "what path" into buf, every byte outside printable ASCII as '?': a path is the client's, the page is text. */
 static void printable(char *buf, size_t cap, const char *what, const char *path)
 {
@@ -359,17 +368,14 @@ static void printable(char *buf, size_t cap, const char *what, const char *path)
 
 void dc_metrics_pool_busy(const char *what, const char *path)
 {
-    int32_t active, max, total;
+    int32_t active, total;
 
     if (me == NULL)
         return;
     /* route is written while busy_since_ms is 0 (see dc_board_t): a torn one costs a garbled row */
     if (__atomic_exchange_n(&me->busy_since_ms, 0, __ATOMIC_ACQ_REL) == 0) {
         active = __atomic_add_fetch(&shm->pool.active, 1, __ATOMIC_RELAXED);
-        max = __atomic_load_n(&shm->pool.max_active, __ATOMIC_RELAXED);
-        while (active > max && !__atomic_compare_exchange_n(&shm->pool.max_active, &max, active, 1,
-                                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-        }
+        raise_to(&shm->pool.max_active, active);
         total = __atomic_load_n(&shm->pool.total, __ATOMIC_RELAXED);
         if (total > 0 && active >= total)
             add(&me->max_children_reached, 1);
@@ -404,7 +410,6 @@ void dc_metrics_pool_sample(int listen_fd, int64_t now_ms)
 {
     int64_t last;
     long    queued, backlog;
-    int32_t max;
 
     if (shm == NULL)
         return;
@@ -417,10 +422,7 @@ void dc_metrics_pool_sample(int listen_fd, int64_t now_ms)
         return;
     __atomic_store_n(&shm->pool.listen_queue, (int32_t)queued, __ATOMIC_RELAXED);
     __atomic_store_n(&shm->pool.listen_backlog, (int32_t)backlog, __ATOMIC_RELAXED);
-    max = __atomic_load_n(&shm->pool.max_listen_queue, __ATOMIC_RELAXED);
-    while (queued > max && !__atomic_compare_exchange_n(&shm->pool.max_listen_queue, &max, (int32_t)queued, 1,
-                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-    }
+    raise_to(&shm->pool.max_listen_queue, (int32_t)queued);
 }
 
 /* The process rows and figures of the pool, from the file; the caller has checked shm. */

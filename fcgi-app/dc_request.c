@@ -22,17 +22,6 @@ int dc_error_set(dc_error_t *err, int status, const char *code, const char *fmt,
     return DC_EINVAL;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int dc_request_parse_uuid(const char *s, size_t n, char out[DC_UUID_LEN + 1])
 {
     if (n != DC_UUID_LEN)
@@ -44,7 +33,7 @@ int dc_request_parse_uuid(const char *s, size_t n, char out[DC_UUID_LEN + 1])
                 return DC_EINVAL;
             out[i] = c;
         } else {
-            if (hexval((unsigned char)c) < 0)
+            if (dc_hex_digit((unsigned char)c) < 0)
                 return DC_EINVAL;
             out[i] = (char)(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
         }
@@ -64,8 +53,8 @@ static int decode(const char *s, size_t n, char *out, size_t cap)
             int hi, lo;
             if (i + 2 >= n)
                 return DC_EINVAL;
-            hi = hexval((unsigned char)s[i + 1]);
-            lo = hexval((unsigned char)s[i + 2]);
+            hi = dc_hex_digit((unsigned char)s[i + 1]);
+            lo = dc_hex_digit((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0)
                 return DC_EINVAL;
             c = hi * 16 + lo;

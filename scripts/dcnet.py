@@ -322,10 +322,7 @@ class NetHost(dc.Stack):
         dc._LIVE.append(self)
         try:
             self.stop_leftovers()
-            self._start(self.fcgi)
-            if self.with_invalidator:
-                self._start(self.invalidator)
-            self._start(self.nginx)
+            self.start_host()
             self.write_env()
         except BaseException:
             self.stop()

@@ -1904,15 +1904,19 @@ class Stack:
                     self._start(svc)
                 self.sentinel.wait_settled()
             if self.with_nginx:
-                self._start(self.fcgi)
-                if self.with_invalidator:
-                    self._start(self.invalidator)
-                self._start(self.nginx)
+                self.start_host()
             self.write_env()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start_host(self) -> None:
+        """The dashcache host's own services: the FastCGI master, the invalidator, nginx."""
+        self._start(self.fcgi)
+        if self.with_invalidator:
+            self._start(self.invalidator)
+        self._start(self.nginx)
 
     def start_invalidator(self) -> None:
         if self.invalidator not in self.started:
