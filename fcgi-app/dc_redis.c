@@ -188,7 +188,7 @@ static int connect_via_sentinels(const dc_config_t *cfg, redisContext **ctx, dc_
     int n = cfg->sentinel.n, rc = DC_UNAVAILABLE, busy = 0;
 
     for (int k = 0; k < n; k++) {
-        int  i = (preferred + k) % n, port;
+        int  i = (preferred + k) % n, port = 0;
         char host[256];
 
         if (ask_sentinel(cfg, i, host, sizeof(host), &port, err) != DC_OK)
