@@ -1713,6 +1713,92 @@ static int count_here(dc_cache_t *c, const char *pattern, long max_scan, long *n
     return DC_OK;
 }
 
+/* In a cluster, the primary pos->node or the next one that serves slots, made the current node. */
+static int scan_node(dc_cache_t *c, dc_cache_scan_t *pos)
+{
+    int      nodes;
+    unsigned first;
+
+    if (cluster_whole(c) != DC_OK)
+        return DC_UNAVAILABLE;
+    nodes = c->cl->map.nnodes;
+    for (int k = 0; k < nodes; k++) {
+        int i = (pos->node + k) % nodes;
+        if (!serves(c, i, &first))
+            continue;
+        if (i != pos->node) {
+            pos->node = i;
+            pos->cursor[0] = '\0';
+        }
+        select_node(c, i);
+        return DC_OK;
+    }
+    return DC_UNAVAILABLE;
+}
+
+int dc_cache_scan_step(dc_cache_t *c, dc_cache_scan_t *pos, const char *pattern, int count,
+                       char (*keys)[DC_KEY_MAX], size_t *lens, size_t max, size_t *n)
+{
+    redisReply *r, *list;
+
+    *n = 0;
+    if ((c->cl != NULL && scan_node(c, pos) != DC_OK) || ensure(c) != DC_OK)
+        return DC_UNAVAILABLE;
+    if (strcmp(pos->run_id, c->run_id) != 0) {
+        snprintf(pos->run_id, sizeof(pos->run_id), "%s", c->run_id);
+        pos->cursor[0] = '\0';
+    }
+    r = redisCommand(c->ctx, "SCAN %s MATCH %s COUNT %d", pos->cursor[0] ? pos->cursor : "0", pattern, count);
+    if (r == NULL) {
+        command_failed(c, "redis SCAN");
+        return DC_UNAVAILABLE;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+        r->element[0]->len >= sizeof(pos->cursor) || r->element[1]->type != REDIS_REPLY_ARRAY) {
+        fail(c, 1, "redis SCAN", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        freeReplyObject(r);
+        return DC_UNAVAILABLE;
+    }
+    memcpy(pos->cursor, r->element[0]->str, r->element[0]->len + 1);
+    if (strcmp(pos->cursor, "0") == 0 && c->cl != NULL)
+        pos->node = (pos->node + 1) % c->cl->map.nnodes; /* this node done: the next one's turn */
+    list = r->element[1];
+    for (size_t i = 0; i < list->elements && *n < max; i++) {
+        const redisReply *k = list->element[i];
+        if (k->type != REDIS_REPLY_STRING || k->len >= DC_KEY_MAX)
+            continue;
+        memcpy(keys[*n], k->str, k->len);
+        keys[*n][k->len] = '\0';
+        lens[(*n)++] = k->len;
+    }
+    freeReplyObject(r);
+    return DC_OK;
+}
+
+int dc_cache_pttl(dc_cache_t *c, const char *key, size_t klen, int64_t *ms)
+{
+    redisReply *r;
+    int         rc;
+
+    *ms = -1;
+    if (ensure_key(c, key, klen) != DC_OK)
+        return DC_UNAVAILABLE;
+    r = command(c, "PTTL %b", key, klen);
+    if (r == NULL) {
+        command_failed(c, "redis PTTL");
+        return DC_UNAVAILABLE;
+    }
+    if (r->type != REDIS_REPLY_INTEGER) {
+        freeReplyObject(r);
+        return DC_UNAVAILABLE;
+    }
+    rc = r->integer >= 0 ? DC_OK : DC_DECLINED;
+    if (rc == DC_OK)
+        *ms = r->integer;
+    freeReplyObject(r);
+    return rc;
+}
+
 /* INFO memory and DBSIZE of the current Redis (in a cluster: node) into *used_bytes and *keys. */
 static int memory_here(dc_cache_t *c, long long *used_bytes, long long *keys)
 {

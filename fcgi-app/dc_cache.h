@@ -59,6 +59,7 @@
 
 #include "dc_config.h"
 #include "dc_etag.h"
+#include "dc_key.h"
 
 typedef struct dc_cache_s dc_cache_t;
 
@@ -233,6 +234,38 @@ int dc_cache_unlink_pattern(dc_cache_t *c, const char *pattern, size_t *deleted)
  * have been looked at (*complete = 0 then). DC_OK or DC_UNAVAILABLE.
  */
 int dc_cache_count_keys(dc_cache_t *c, const char *pattern, long max_scan, long *n, int *complete) DC_WUR;
+
+/*
+ * Where a walk over the keys of a pattern stands (dc_cache_scan_step):
+ * the node (in a cluster), the SCAN cursor there, and the run_id of the
+ * server the cursor belongs to. Zeroed: at the start.
+ */
+typedef struct {
+    int  node;
+    char cursor[24];            /* an unsigned 64-bit number as text; "" = "0" */
+    char run_id[DC_RUN_ID_MAX]; /* a cursor means nothing to another server process */
+} dc_cache_scan_t;
+
+/*
+ * One SCAN step of a walk over the keys matching pattern, never KEYS: from
+ * pos, COUNT count; copies up to max of the keys it returned
+ * (NUL-terminated; one of DC_KEY_MAX bytes or more, which no key of ours
+ * is, and those beyond max are passed over) into keys, their lengths into
+ * lens, their number into *n. pos moves on; after a full pass of a node the
+ * walk goes to the next primary of a cluster, and after the last (or on a
+ * server that is not the cursor's) it starts again, so calling it forever
+ * visits every key that stays, again and again, at the same small cost per
+ * step whatever the keyspace. DC_OK, or DC_UNAVAILABLE (*n = 0).
+ */
+int dc_cache_scan_step(dc_cache_t *c, dc_cache_scan_t *pos, const char *pattern, int count,
+                       char (*keys)[DC_KEY_MAX], size_t *lens, size_t max, size_t *n) DC_WUR;
+
+/*
+ * The remaining time to live of key[0..klen): DC_OK with *ms >= 0;
+ * DC_DECLINED when there is no such key or it does not expire;
+ * DC_UNAVAILABLE when Redis failed.
+ */
+int dc_cache_pttl(dc_cache_t *c, const char *key, size_t klen, int64_t *ms) DC_WUR;
 
 /* INFO memory's used_memory and DBSIZE. DC_OK or DC_UNAVAILABLE. */
 int dc_cache_memory(dc_cache_t *c, long long *used_bytes, long long *keys) DC_WUR;

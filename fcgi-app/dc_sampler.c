@@ -11,7 +11,6 @@
 #include "dc_db.h"
 #include "dc_etag.h"
 #include "dc_key.h"
-#include "dc_keyscan.h"
 #include "dc_log.h"
 #include "dc_metrics.h"
 #include "dc_query.h"
@@ -49,7 +48,7 @@ struct dc_sampler_s {
     dc_config_t        cfg; /* ours: a shorter statement timeout, a longer back-off */
     dc_cache_t        *cache;
     dc_db_t           *db;
-    dc_keyscan_t      *scan;
+    dc_cache_scan_t    pos;     /* the walk over the cached answers (every primary of a cluster) */
     const dc_db_set_t *sets[1]; /* dc_db_new's: must outlive db */
     int64_t            interval_ms, next_ms, oldest_ms;
     char               keys[QUEUE][DC_KEY_MAX];
@@ -134,8 +133,7 @@ dc_sampler_t *dc_sampler_new(const dc_config_t *cfg)
     s->sets[0] = dc_query_statements();
     s->cache = dc_cache_new(&s->cfg);
     s->db = dc_db_new(&s->cfg, s->sets, DC_ARRAY_LEN(s->sets));
-    s->scan = dc_keyscan_new(&s->cfg, PATTERN);
-    if (s->cache == NULL || s->db == NULL || s->scan == NULL) {
+    if (s->cache == NULL || s->db == NULL) {
         dc_sampler_free(s);
         return NULL;
     }
@@ -150,7 +148,6 @@ void dc_sampler_free(dc_sampler_t *s)
 {
     if (s == NULL)
         return;
-    dc_keyscan_free(s->scan);
     dc_db_free(s->db);
     dc_cache_free(s->cache);
     dc_buf_free(&s->cached);
@@ -172,7 +169,8 @@ static int next_key(dc_sampler_t *s, dc_request_t *req, const char **key, size_t
 {
     if (s->at == s->nkeys) {
         s->at = 0;
-        if (dc_keyscan_step(s->scan, SCAN_COUNT, s->keys, s->lens, QUEUE, &s->nkeys) != DC_OK)
+        if (dc_cache_scan_step(s->cache, &s->pos, PATTERN, SCAN_COUNT, s->keys, s->lens, QUEUE, &s->nkeys) !=
+            DC_OK)
             return DC_UNAVAILABLE;
         return DC_DECLINED;
     }
@@ -265,7 +263,7 @@ static void inconsistent(dc_sampler_t *s, const suspect_t *x, int64_t now_ms)
     int64_t ttl_ms = (int64_t)(s->cfg.ttl[x->req.qtype] + s->cfg.cache_max_stale_s) * 1000;
     int     rc;
 
-    if (dc_keyscan_pttl(s->scan, x->key, x->klen, &pttl) == DC_OK && ttl_ms - pttl > age_ms)
+    if (dc_cache_pttl(s->cache, x->key, x->klen, &pttl) == DC_OK && ttl_ms - pttl > age_ms)
         age_ms = ttl_ms - pttl;
     dc_etag_of(s->fresh.data, s->fresh.len, fresh_etag);
     /* every type of the organization: a missed write is seldom read by one query type only */

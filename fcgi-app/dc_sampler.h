@@ -10,7 +10,8 @@
  * instead of in a customer's complaint.
  *
  * What it looks at: the dashboard:* keys, walked with SCAN a few at a time
- * (dc_keyscan; the cursor is kept, so every key is visited in turn), each
+ * (dc_cache_scan_step; the cursor is kept, so every key is visited in turn,
+ * on every primary of a cluster), each
  * parsed back into its request (dc_key_parse) and read with the workers'
  * hit semantics (dc_cache_get): only an answer that is a hit right now, of
  * the current generation, is compared.

@@ -11,7 +11,7 @@ import os
 import pytest
 
 import consistency
-from conftest import Http, cache_key, dc, wait_for
+from conftest import Http, cache_key, dc, scrape, wait_for
 
 ORG = dc.DEMO_ORG
 
@@ -125,6 +125,30 @@ def test_slot_migration_ask_then_moved(http, cl):
     # values came with the keys from another server process: a miss once, then hits on the new node
     assert until_hit(http), "hits resume on the slot's new primary"
     assert cl.primary_of(slot) == dst
+
+
+def test_sampler_walks_every_primary(st, http, cl):
+    """The consistency sampler's SCAN walk (dc_cache_scan_step) goes through every primary in turn,
+    not only the node it first connected to; what it finds there it compares (counted consistent)."""
+    before = {p: int(cl.info(p, "commandstats").get("cmdstat_scan", "calls=0,").split("calls=")[1].split(",")[0])
+              for p in cl.primaries()}
+    checks0 = scrape(http).value('dashboard_consistency_checks_total{result="consistent"}')
+    st.app_env["CONSISTENCY_SAMPLE_PER_S"] = "50"
+    try:
+        st.invalidator.restart()  # which moves the epoch (a resync): the answers are stored after it
+        assert until_hit(http, "units/status"), "an answer for the sampler to compare"
+
+        def scanned_everywhere() -> bool:
+            now = {p: int(cl.info(p, "commandstats").get("cmdstat_scan", "calls=0,").split("calls=")[1]
+                          .split(",")[0]) for p in cl.primaries()}
+            return all(now.get(p, 0) > before.get(p, 0) for p in now)
+        assert wait_for(scanned_everywhere, 20), f"SCAN on every primary {cl.primaries()}"
+        assert wait_for(lambda: scrape(http).value('dashboard_consistency_checks_total{result="consistent"}')
+                        > checks0, 20), "the answers it found were compared: " + " ".join(
+            ln for ln in scrape(http).text.splitlines() if ln.startswith("dashboard_consistency_checks_total"))
+    finally:
+        st.app_env["CONSISTENCY_SAMPLE_PER_S"] = "0"
+        st.invalidator.restart()
 
 
 def test_no_stale_read_under_concurrent_readers_and_writers(st):
