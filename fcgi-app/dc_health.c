@@ -75,27 +75,29 @@ void dc_health_check(const dc_config_t *cfg, dc_cache_t *cache, dc_db_t *db, dc_
         resp->retry_after = cfg->retry_after_s;
 }
 
-/* Every process's statements by slot: the invalidator counts its own in the same file. */
-static void stmt_names(const char *names[DC_DB_SLOTS])
+/*
+ * Every process's statements by slot (the invalidator counts its own in the
+ * same file): constant tables, gathered once per process.
+ */
+static const char *const *stmt_names(void)
 {
-    const dc_db_set_t *sets[] = { dc_query_statements(), dc_query_write_statements(),
-                                  dc_outbox_statements() };
+    static const char *names[DC_DB_SLOTS];
+    static int         done;
 
-    for (int i = 0; i < DC_DB_SLOTS; i++)
-        names[i] = NULL;
-    for (size_t k = 0; k < DC_ARRAY_LEN(sets); k++)
-        for (size_t i = 0; i < sets[k]->n; i++)
-            names[sets[k]->slot0 + (int)i] = sets[k]->stmts[i].name;
+    if (!done) {
+        const dc_db_set_t *sets[] = { dc_query_statements(), dc_query_write_statements(),
+                                      dc_outbox_statements() };
+        for (size_t k = 0; k < DC_ARRAY_LEN(sets); k++)
+            for (size_t i = 0; i < sets[k]->n; i++)
+                names[sets[k]->slot0 + (int)i] = sets[k]->stmts[i].name;
+        done = 1;
+    }
+    return names;
 }
 
 const char *dc_health_stmt_name(int slot)
 {
-    const char *names[DC_DB_SLOTS];
-
-    if (slot < 0 || slot >= DC_DB_SLOTS)
-        return NULL;
-    stmt_names(names);
-    return names[slot];
+    return slot >= 0 && slot < DC_DB_SLOTS ? stmt_names()[slot] : NULL;
 }
 
 void dc_health_status(const char *query, dc_buf_t *out, dc_response_t *resp)
@@ -142,12 +144,10 @@ void dc_health_status(const char *query, dc_buf_t *out, dc_response_t *resp)
 
 void dc_health_metrics(dc_buf_t *out, dc_response_t *resp)
 {
-    const char *names[DC_DB_SLOTS];
-    int         rc;
+    int rc;
 
-    stmt_names(names);
     dc_buf_reset(out);
-    rc = dc_metrics_render(out, names, DC_DB_SLOTS);
+    rc = dc_metrics_render(out, stmt_names(), DC_DB_SLOTS);
     if (rc == DC_ERROR) {
         dc_response_fail(resp, 404, "metrics_disabled", "metrics are off (METRICS=off) or not mapped", out);
         return;

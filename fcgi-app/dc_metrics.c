@@ -68,11 +68,10 @@ typedef struct {
     uint64_t slow_requests;
     uint64_t max_children_reached; /* requests begun with every worker of the pool busy */
     /* the pool's status page (dc_status): what this process does; gauges, read by any process */
-    int64_t  started_ms;    /* wall clock (ms) when this process took the slot */
-    int64_t  busy_since_ms; /* dc_now_ms() when the request in hand began; 0: idle */
-    uint64_t requests;      /* answered in this slot, by every process that held it (accepted conn) */
-    uint64_t served;        /* answered by this process */
-    int64_t  last_ns;       /* how long its last answered request took */
+    int64_t  started_ms;               /* wall clock (ms) when this process took the slot */
+    int64_t  busy_since_ms;            /* dc_now_ms() when the request in hand began; 0: idle */
+    uint64_t served;                   /* answered by this process */
+    int64_t  last_ns;                  /* how long its last answered request took */
     char     route[DC_POOL_ROUTE_MAX]; /* the request in hand, or the last one */
 } __attribute__((aligned(128))) slot_t;
 
@@ -395,7 +394,6 @@ void dc_metrics_pool_served(int64_t ns)
 {
     if (me == NULL)
         return;
-    add(&me->requests, 1);
     add(&me->served, 1);
     __atomic_store_n(&me->last_ns, ns, __ATOMIC_RELAXED);
 }
@@ -442,7 +440,9 @@ static void pool_take(dc_pool_status_t *st)
 
         if (pid == 0 || src->kind != DC_MK_WORKER)
             continue;
-        st->accepted += get(&src->requests);
+        /* accepted conn: what every process that held the slot answered, as its HTTP counters have it */
+        for (size_t k = 0; k < sizeof(src->http) / sizeof(uint64_t); k++)
+            st->accepted += get(&(&src->http[0][0])[k]);
         st->slow_requests += get(&src->slow_requests);
         st->max_children_reached += get(&src->max_children_reached);
         if (!alive(pid) || st->nprocs >= DC_POOL_PROCS_MAX)

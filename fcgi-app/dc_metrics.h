@@ -149,7 +149,7 @@ void dc_metrics_consistency_oldest(int64_t ms);
 /* Request work begins: what (a method, or a batch's words) on path; the worker is active until idle. */
 void dc_metrics_pool_busy(const char *what, const char *path);
 void dc_metrics_pool_idle(void);
-/* A request answered, ns after it arrived. */
+/* A request answered, ns after it arrived: this process's row (the pool's count is its HTTP counters'). */
 void dc_metrics_pool_served(int64_t ns);
 /* A request over SLOWLOG_MS (dc_trace). */
 void dc_metrics_slow_request(void);

@@ -390,14 +390,13 @@ static void body_failure(dc_response_t *resp, int rc)
  * The slow log: a request over SLOWLOG_MS, from its first record to its
  * answer queued, is logged once with where its time went (dc_trace), and
  * counted. The route and organization come from the request (org: "" when
- * the route has none).
+ * the route has none); end: when its answer was queued.
  */
 static void slow_check(const dc_loop_t *l, const dc_trace_t *t, const dc_fcgi_req_t *r, int status,
-                       const char *org)
+                       const char *org, int64_t end)
 {
     char        parts[512], pathbuf[256];
     const char *method = dc_fcgi_param(r, "REQUEST_METHOD");
-    int64_t     end = dc_now_ns();
 
     if (l->cfg->slowlog_ms <= 0 || end - t->arrived_ns < (int64_t)l->cfg->slowlog_ms * 1000000)
         return;
@@ -417,7 +416,7 @@ static int answer(dc_loop_t *l, dc_conn_t *c, dc_fcgi_req_t *r, const dc_respons
                   dc_trace_t *t, const char *org)
 {
     char         head[DC_RESPONSE_HEAD_MAX];
-    int64_t      w0 = dc_now_ns();
+    int64_t      w0 = dc_now_ns(), end;
     int          hn = dc_response_head(resp, head, sizeof(head)), rc = DC_ERROR;
     struct iovec iov[2] = { { head, hn > 0 ? (size_t)hn : 0 }, { (void *)resp->body, resp->body_len } };
 
@@ -428,11 +427,12 @@ static int answer(dc_loop_t *l, dc_conn_t *c, dc_fcgi_req_t *r, const dc_respons
     }
     if (!r->keep_conn || l->stopping)
         c->close_after = 1;
-    dc_metrics_http((dc_mroute_t)resp->mroute, resp->status, dc_now_ns() - t0);
-    dc_metrics_pool_served(dc_now_ns() - t0);
+    end = dc_now_ns();
+    dc_metrics_http((dc_mroute_t)resp->mroute, resp->status, end - t0);
+    dc_metrics_pool_served(end - t0);
     if (t != NULL) {
-        t->write_ns += dc_now_ns() - w0;
-        slow_check(l, t, r, resp->status, org);
+        t->write_ns += end - w0;
+        slow_check(l, t, r, resp->status, org, end);
     }
     dc_fcgi_release(&c->fcgi, r);
     l->served++;

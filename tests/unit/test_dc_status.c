@@ -179,6 +179,7 @@ static void test_pool_figures(void **state)
     assert_true(st->procs[0].busy);
     free(st);
     dc_metrics_pool_busy("GET", "/api/y\x01\xff"); /* still busy: counted once */
+    dc_metrics_http(DC_MR_OTHER, 200, 3000000);    /* an answer, as the worker records it */
     dc_metrics_pool_served(3000000);
     dc_metrics_pool_idle();
     dc_metrics_slow_request();
