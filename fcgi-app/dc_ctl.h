@@ -11,6 +11,7 @@
 
 #include "dc_config.h"
 #include "dc_core.h"
+#include "dc_http.h"
 
 #define DC_CTL_PROGRAM "dashcachectl"
 #define DC_CTL_OK      0
@@ -26,8 +27,12 @@ void dc_ctl_invalidate_help(FILE *f);
 int  dc_ctl_check_config(int argc, char **argv);
 void dc_ctl_check_config_help(FILE *f);
 
-/* The pool's URL when --url is not given: DASHCACHE_URL, else http://127.0.0.1:$HTTP_PORT (8080). */
-void dc_ctl_default_url(char *out, size_t cap);
+/*
+ * The pool's URL into url (cap bytes) and t: given (--url), else
+ * DASHCACHE_URL, else http://127.0.0.1:$HTTP_PORT (8080). When it does not
+ * parse, prints "dashcachectl CMD: --url: WHY" and returns DC_EINVAL.
+ */
+int dc_ctl_target(const char *cmd, const char *given, char *url, size_t cap, dc_http_target_t *t) DC_WUR;
 
 /*
  * The configuration from the environment, for commands that talk to Redis

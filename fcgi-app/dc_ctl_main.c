@@ -215,14 +215,22 @@ static int cmd_token(int argc, char **argv)
 
 /* ------------------------------------------------------------------ helpers of the commands (dc_ctl.h) */
 
-void dc_ctl_default_url(char *out, size_t cap)
+int dc_ctl_target(const char *cmd, const char *given, char *url, size_t cap, dc_http_target_t *t)
 {
-    const char *url = getenv("DASHCACHE_URL"), *port = getenv("HTTP_PORT");
+    const char *env = getenv("DASHCACHE_URL"), *port = getenv("HTTP_PORT");
+    dc_err_t    err;
 
-    if (url != NULL && *url != '\0')
-        snprintf(out, cap, "%s", url);
+    if (given != NULL)
+        snprintf(url, cap, "%s", given);
+    else if (env != NULL && *env != '\0')
+        snprintf(url, cap, "%s", env);
     else
-        snprintf(out, cap, "http://127.0.0.1:%s", port != NULL && *port != '\0' ? port : "8080");
+        snprintf(url, cap, "http://127.0.0.1:%s", port != NULL && *port != '\0' ? port : "8080");
+    if (dc_http_target(url, t, &err) != DC_OK) {
+        fprintf(stderr, PROGRAM " %s: --url: %s\n", cmd, err.str);
+        return DC_EINVAL;
+    }
+    return DC_OK;
 }
 
 int dc_ctl_config(const char *cmd, dc_config_t *cfg)

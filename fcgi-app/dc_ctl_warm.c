@@ -332,15 +332,13 @@ int dc_ctl_warm(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char      *which = "top:100", *token = NULL, *keys = NULL;
+    const char      *which = "top:100", *token = NULL, *keys = NULL, *given_url = NULL;
     char             url[512], *auth = NULL, *end;
     long             top = 100;
     int              opt, k = 4, timeout_ms = 10000, json = 0, rc;
     dc_orgs_t        orgs = DC_ORGS_INIT;
     dc_http_target_t t;
-    dc_err_t         err;
 
-    dc_ctl_default_url(url, sizeof(url));
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
@@ -352,7 +350,7 @@ int dc_ctl_warm(int argc, char **argv)
                 return DC_CTL_USAGE;
             break;
         case 'u':
-            snprintf(url, sizeof(url), "%s", optarg);
+            given_url = optarg;
             break;
         case 'T':
             token = optarg;
@@ -379,10 +377,8 @@ int dc_ctl_warm(int argc, char **argv)
         fprintf(stderr, DC_CTL_PROGRAM " " WARM ": unexpected argument \"%s\"\n", argv[optind]);
         return DC_CTL_USAGE;
     }
-    if (dc_http_target(url, &t, &err) != DC_OK) {
-        fprintf(stderr, DC_CTL_PROGRAM " " WARM ": --url: %s\n", err.str);
+    if (dc_ctl_target(WARM, given_url, url, sizeof(url), &t) != DC_OK)
         return DC_CTL_USAGE;
-    }
 
     if (strncmp(which, "top:", 4) == 0) {
         top = strtol(which + 4, &end, 10);
