@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 
+#include "dc_auth.h"
 #include "dc_config.h"
 #include "dc_core.h"
 #include "dc_http.h"
@@ -47,6 +48,14 @@ int dc_ctl_config(const char *cmd, dc_config_t *cfg) DC_WUR;
  * and returns DC_EINVAL.
  */
 int dc_ctl_int_option(const char *cmd, const char *opt, const char *arg, long min, long max, int *out) DC_WUR;
+
+/*
+ * A token for c, valid from now for ttl seconds (c's iat and exp are set),
+ * signed with a key of ac's key file, into *token (the caller frees it).
+ * DC_OK, or another code with err (key file or key unusable).
+ */
+int dc_ctl_mint(const dc_auth_config_t *ac, dc_auth_claims_t *c, long ttl, char **token,
+                dc_err_t *err) DC_WUR;
 
 /* Writes s as a JSON string (quoted, escaped) to f. */
 void dc_ctl_json_str(FILE *f, const char *s);

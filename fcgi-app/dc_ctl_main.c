@@ -120,10 +120,9 @@ static int cmd_token(int argc, char **argv)
     size_t           norgs = 0;
     dc_auth_claims_t c = { .sub = "dashcachectl" };
     dc_auth_config_t ac;
-    dc_auth_t       *a;
     const char      *keys = NULL;
     long             ttl = 3600;
-    int              opt, have_scope = 0, rc;
+    int              opt, have_scope = 0;
     dc_err_t         err;
     char            *token;
 
@@ -191,20 +190,11 @@ static int cmd_token(int argc, char **argv)
         fprintf(stderr, PROGRAM " token: --keys: path too long\n");
         return EXIT_USE;
     }
-    a = dc_auth_new(&ac, &err);
-    if (a == NULL) {
-        fprintf(stderr, PROGRAM " token: %s\n", err.str);
-        return EXIT_ERR;
-    }
     for (size_t i = 0; i < norgs; i++)
         org_ptrs[i] = orgs[i];
     c.orgs = org_ptrs;
     c.norgs = norgs;
-    c.iat = (int64_t)time(NULL);
-    c.exp = c.iat + ttl;
-    rc = dc_auth_mint(a, &c, &token, &err);
-    dc_auth_free(a);
-    if (rc != DC_OK) {
+    if (dc_ctl_mint(&ac, &c, ttl, &token, &err) != DC_OK) {
         fprintf(stderr, PROGRAM " token: %s\n", err.str);
         return EXIT_ERR;
     }
@@ -263,6 +253,20 @@ int dc_ctl_int_option(const char *cmd, const char *opt, const char *arg, long mi
     }
     *out = (int)v;
     return DC_OK;
+}
+
+int dc_ctl_mint(const dc_auth_config_t *ac, dc_auth_claims_t *c, long ttl, char **token, dc_err_t *err)
+{
+    dc_auth_t *a = dc_auth_new(ac, err);
+    int        rc;
+
+    if (a == NULL)
+        return DC_ERROR;
+    c->iat = (int64_t)time(NULL);
+    c->exp = c->iat + ttl;
+    rc = dc_auth_mint(a, c, token, err);
+    dc_auth_free(a);
+    return rc;
 }
 
 void dc_ctl_json_str(FILE *f, const char *s)

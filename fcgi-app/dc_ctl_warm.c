@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "dc_auth.h"
@@ -197,10 +196,8 @@ static int bearer(const char *given, const char *keys, char **out)
     dc_auth_config_t  ac;
     dc_auth_claims_t  c = { .sub = "dashcachectl-warm", .scopes = DC_SCOPE_READ };
     const char *const all[1] = { "*" };
-    dc_auth_t        *a;
     dc_err_t          err;
     char             *token = NULL;
-    int               rc;
 
     if (given == NULL)
         given = getenv("DASHCACHE_TOKEN");
@@ -214,18 +211,9 @@ static int bearer(const char *given, const char *keys, char **out)
         ac.mode = DC_AUTH_JWT;
         if (keys != NULL)
             snprintf(ac.keys_file, sizeof(ac.keys_file), "%s", keys);
-        a = dc_auth_new(&ac, &err);
-        if (a == NULL) {
-            fprintf(stderr, DC_CTL_PROGRAM " " WARM ": cannot mint a token: %s\n", err.str);
-            return DC_ERROR;
-        }
         c.orgs = all;
         c.norgs = 1;
-        c.iat = (int64_t)time(NULL);
-        c.exp = c.iat + TOKEN_TTL_S;
-        rc = dc_auth_mint(a, &c, &token, &err);
-        dc_auth_free(a);
-        if (rc != DC_OK) {
+        if (dc_ctl_mint(&ac, &c, TOKEN_TTL_S, &token, &err) != DC_OK) {
             fprintf(stderr, DC_CTL_PROGRAM " " WARM ": cannot mint a token: %s\n", err.str);
             return DC_ERROR;
         }
