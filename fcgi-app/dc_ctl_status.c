@@ -179,6 +179,8 @@ int dc_ctl_status(int argc, char **argv)
     hrc = dc_http_get(&t, "/health", NULL, timeout_ms, &body, &code, &err);
     if (hrc == DC_OK)
         read_health(body.data ? body.data : "", &s);
+    if (hrc == DC_OK && s.health[0] == '\0') /* an answer, but no health report: err was never set */
+        dc_err_set(&err, DC_ERROR, "HTTP %d, not a health report", code);
     mrc = dc_http_get(&t, "/metrics", NULL, timeout_ms, &body, &mcode, &merr);
     if (mrc == DC_OK && mcode == 200)
         read_metrics(body.data ? body.data : "", &s);
