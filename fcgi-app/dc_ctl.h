@@ -9,8 +9,10 @@
 
 #include <stdio.h>
 
+#include "dc_auth.h"
 #include "dc_config.h"
 #include "dc_core.h"
+#include "dc_http.h"
 
 #define DC_CTL_PROGRAM "dashcachectl"
 #define DC_CTL_OK      0
@@ -26,8 +28,12 @@ void dc_ctl_invalidate_help(FILE *f);
 int  dc_ctl_check_config(int argc, char **argv);
 void dc_ctl_check_config_help(FILE *f);
 
-/* The pool's URL when --url is not given: DASHCACHE_URL, else http://127.0.0.1:$HTTP_PORT (8080). */
-void dc_ctl_default_url(char *out, size_t cap);
+/*
+ * The pool's URL into url (cap bytes) and t: given (--url), else
+ * DASHCACHE_URL, else http://127.0.0.1:$HTTP_PORT (8080). When it does not
+ * parse, prints "dashcachectl CMD: --url: WHY" and returns DC_EINVAL.
+ */
+int dc_ctl_target(const char *cmd, const char *given, char *url, size_t cap, dc_http_target_t *t) DC_WUR;
 
 /*
  * The configuration from the environment, for commands that talk to Redis
@@ -42,6 +48,14 @@ int dc_ctl_config(const char *cmd, dc_config_t *cfg) DC_WUR;
  * and returns DC_EINVAL.
  */
 int dc_ctl_int_option(const char *cmd, const char *opt, const char *arg, long min, long max, int *out) DC_WUR;
+
+/*
+ * A token for c, valid from now for ttl seconds (c's iat and exp are set),
+ * signed with a key of ac's key file, into *token (the caller frees it).
+ * DC_OK, or another code with err (key file or key unusable).
+ */
+int dc_ctl_mint(const dc_auth_config_t *ac, dc_auth_claims_t *c, long ttl, char **token,
+                dc_err_t *err) DC_WUR;
 
 /* Writes s as a JSON string (quoted, escaped) to f. */
 void dc_ctl_json_str(FILE *f, const char *s);

@@ -120,10 +120,9 @@ static int cmd_token(int argc, char **argv)
     size_t           norgs = 0;
     dc_auth_claims_t c = { .sub = "dashcachectl" };
     dc_auth_config_t ac;
-    dc_auth_t       *a;
     const char      *keys = NULL;
     long             ttl = 3600;
-    int              opt, have_scope = 0, rc;
+    int              opt, have_scope = 0;
     dc_err_t         err;
     char            *token;
 
@@ -191,20 +190,11 @@ static int cmd_token(int argc, char **argv)
         fprintf(stderr, PROGRAM " token: --keys: path too long\n");
         return EXIT_USE;
     }
-    a = dc_auth_new(&ac, &err);
-    if (a == NULL) {
-        fprintf(stderr, PROGRAM " token: %s\n", err.str);
-        return EXIT_ERR;
-    }
     for (size_t i = 0; i < norgs; i++)
         org_ptrs[i] = orgs[i];
     c.orgs = org_ptrs;
     c.norgs = norgs;
-    c.iat = (int64_t)time(NULL);
-    c.exp = c.iat + ttl;
-    rc = dc_auth_mint(a, &c, &token, &err);
-    dc_auth_free(a);
-    if (rc != DC_OK) {
+    if (dc_ctl_mint(&ac, &c, ttl, &token, &err) != DC_OK) {
         fprintf(stderr, PROGRAM " token: %s\n", err.str);
         return EXIT_ERR;
     }
@@ -215,14 +205,22 @@ static int cmd_token(int argc, char **argv)
 
 /* ------------------------------------------------------------------ helpers of the commands (dc_ctl.h) */
 
-void dc_ctl_default_url(char *out, size_t cap)
+int dc_ctl_target(const char *cmd, const char *given, char *url, size_t cap, dc_http_target_t *t)
 {
-    const char *url = getenv("DASHCACHE_URL"), *port = getenv("HTTP_PORT");
+    const char *env = getenv("DASHCACHE_URL"), *port = getenv("HTTP_PORT");
+    dc_err_t    err;
 
-    if (url != NULL && *url != '\0')
-        snprintf(out, cap, "%s", url);
+    if (given != NULL)
+        snprintf(url, cap, "%s", given);
+    else if (env != NULL && *env != '\0')
+        snprintf(url, cap, "%s", env);
     else
-        snprintf(out, cap, "http://127.0.0.1:%s", port != NULL && *port != '\0' ? port : "8080");
+        snprintf(url, cap, "http://127.0.0.1:%s", port != NULL && *port != '\0' ? port : "8080");
+    if (dc_http_target(url, t, &err) != DC_OK) {
+        fprintf(stderr, PROGRAM " %s: --url: %s\n", cmd, err.str);
+        return DC_EINVAL;
+    }
+    return DC_OK;
 }
 
 int dc_ctl_config(const char *cmd, dc_config_t *cfg)
@@ -255,6 +253,20 @@ int dc_ctl_int_option(const char *cmd, const char *opt, const char *arg, long mi
     }
     *out = (int)v;
     return DC_OK;
+}
+
+int dc_ctl_mint(const dc_auth_config_t *ac, dc_auth_claims_t *c, long ttl, char **token, dc_err_t *err)
+{
+    dc_auth_t *a = dc_auth_new(ac, err);
+    int        rc;
+
+    if (a == NULL)
+        return DC_ERROR;
+    c->iat = (int64_t)time(NULL);
+    c->exp = c->iat + ttl;
+    rc = dc_auth_mint(a, c, token, err);
+    dc_auth_free(a);
+    return rc;
 }
 
 void dc_ctl_json_str(FILE *f, const char *s)

@@ -140,6 +140,7 @@ int dc_ctl_status(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     char             url[512];
+    const char      *given_url = NULL;
     dc_http_target_t t;
     dc_err_t         err, merr;
     dc_buf_t         body = DC_BUF_INIT;
@@ -147,12 +148,11 @@ int dc_ctl_status(int argc, char **argv)
     int              opt, json = 0, timeout_ms = 5000, code = 0, mcode = 0, hrc, mrc;
     const char      *verdict;
 
-    dc_ctl_default_url(url, sizeof(url));
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
         case 'u':
-            snprintf(url, sizeof(url), "%s", optarg);
+            given_url = optarg;
             break;
         case 't':
             if (dc_ctl_int_option("status", "timeout", optarg, 1, 600000, &timeout_ms) != DC_OK)
@@ -173,14 +173,14 @@ int dc_ctl_status(int argc, char **argv)
         fprintf(stderr, DC_CTL_PROGRAM " status: unexpected argument\n");
         return DC_CTL_USAGE;
     }
-    if (dc_http_target(url, &t, &err) != DC_OK) {
-        fprintf(stderr, DC_CTL_PROGRAM " status: --url: %s\n", err.str);
+    if (dc_ctl_target("status", given_url, url, sizeof(url), &t) != DC_OK)
         return DC_CTL_USAGE;
-    }
 
     hrc = dc_http_get(&t, "/health", NULL, timeout_ms, &body, &code, &err);
     if (hrc == DC_OK)
         read_health(body.data ? body.data : "", &s);
+    if (hrc == DC_OK && s.health[0] == '\0') /* an answer, but no health report: err was never set */
+        dc_err_set(&err, DC_ERROR, "HTTP %d, not a health report", code);
     mrc = dc_http_get(&t, "/metrics", NULL, timeout_ms, &body, &mcode, &merr);
     if (mrc == DC_OK && mcode == 200)
         read_metrics(body.data ? body.data : "", &s);

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "dc_auth.h"
@@ -197,10 +196,8 @@ static int bearer(const char *given, const char *keys, char **out)
     dc_auth_config_t  ac;
     dc_auth_claims_t  c = { .sub = "dashcachectl-warm", .scopes = DC_SCOPE_READ };
     const char *const all[1] = { "*" };
-    dc_auth_t        *a;
     dc_err_t          err;
     char             *token = NULL;
-    int               rc;
 
     if (given == NULL)
         given = getenv("DASHCACHE_TOKEN");
@@ -214,18 +211,9 @@ static int bearer(const char *given, const char *keys, char **out)
         ac.mode = DC_AUTH_JWT;
         if (keys != NULL)
             snprintf(ac.keys_file, sizeof(ac.keys_file), "%s", keys);
-        a = dc_auth_new(&ac, &err);
-        if (a == NULL) {
-            fprintf(stderr, DC_CTL_PROGRAM " " WARM ": cannot mint a token: %s\n", err.str);
-            return DC_ERROR;
-        }
         c.orgs = all;
         c.norgs = 1;
-        c.iat = (int64_t)time(NULL);
-        c.exp = c.iat + TOKEN_TTL_S;
-        rc = dc_auth_mint(a, &c, &token, &err);
-        dc_auth_free(a);
-        if (rc != DC_OK) {
+        if (dc_ctl_mint(&ac, &c, TOKEN_TTL_S, &token, &err) != DC_OK) {
             fprintf(stderr, DC_CTL_PROGRAM " " WARM ": cannot mint a token: %s\n", err.str);
             return DC_ERROR;
         }
@@ -332,15 +320,13 @@ int dc_ctl_warm(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char      *which = "top:100", *token = NULL, *keys = NULL;
+    const char      *which = "top:100", *token = NULL, *keys = NULL, *given_url = NULL;
     char             url[512], *auth = NULL, *end;
     long             top = 100;
     int              opt, k = 4, timeout_ms = 10000, json = 0, rc;
     dc_orgs_t        orgs = DC_ORGS_INIT;
     dc_http_target_t t;
-    dc_err_t         err;
 
-    dc_ctl_default_url(url, sizeof(url));
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
@@ -352,7 +338,7 @@ int dc_ctl_warm(int argc, char **argv)
                 return DC_CTL_USAGE;
             break;
         case 'u':
-            snprintf(url, sizeof(url), "%s", optarg);
+            given_url = optarg;
             break;
         case 'T':
             token = optarg;
@@ -379,10 +365,8 @@ int dc_ctl_warm(int argc, char **argv)
         fprintf(stderr, DC_CTL_PROGRAM " " WARM ": unexpected argument \"%s\"\n", argv[optind]);
         return DC_CTL_USAGE;
     }
-    if (dc_http_target(url, &t, &err) != DC_OK) {
-        fprintf(stderr, DC_CTL_PROGRAM " " WARM ": --url: %s\n", err.str);
+    if (dc_ctl_target(WARM, given_url, url, sizeof(url), &t) != DC_OK)
         return DC_CTL_USAGE;
-    }
 
     if (strncmp(which, "top:", 4) == 0) {
         top = strtol(which + 4, &end, 10);
