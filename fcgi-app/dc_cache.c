@@ -120,8 +120,7 @@ static const char bump_lua[] = "local t = redis.call('TIME')\n"
  * KEYS[1] an LSN key (dc_key_lsn); ARGV[1] an LSN (dc_lsn_hex), ARGV[2]
  * the run_id of this server. Keeps the larger of the two when the stored
  * one is this server's (fixed-width hex: string order is numeric order),
- * else stores ARGV's. Sent with EVAL (its text is short): Redis keeps the
- * compiled script, and a reconnect has nothing to load.
+ * else stores ARGV's.
  */
 static const char lsn_raise_lua[] = "local want = ARGV[1] .. '@' .. ARGV[2]\n"
                                     "local v = redis.call('GET', KEYS[1])\n"
@@ -145,6 +144,7 @@ struct dc_cache_s {
     char               gen_sha[41];
     char               lease_sha[41];
     char               release_sha[41];
+    char               lsn_raise_sha[41];
     unsigned long      leases;                /* taken by this process: each lease's owner is "<pid>.<n>" */
     char               run_id[DC_RUN_ID_MAX]; /* the server's, from INFO server at connect */
     size_t             run_id_len;
@@ -355,7 +355,8 @@ static int ensure(dc_cache_t *c)
     /* scripts are loaded on every connect: a restarted Redis has forgotten them */
     if (load_script(c, store_lua, c->store_sha) != DC_OK || load_script(c, bump_lua, c->bump_sha) != DC_OK ||
         load_script(c, gen_lua, c->gen_sha) != DC_OK || load_script(c, lease_lua, c->lease_sha) != DC_OK ||
-        load_script(c, release_lua, c->release_sha) != DC_OK)
+        load_script(c, release_lua, c->release_sha) != DC_OK ||
+        load_script(c, lsn_raise_lua, c->lsn_raise_sha) != DC_OK)
         return DC_UNAVAILABLE;
     dc_breaker_success(DC_DEP_REDIS);
     if (c->down_logged) {
@@ -1491,7 +1492,8 @@ int dc_cache_lsn_raise(dc_cache_t *c, const char *org, uint64_t lsn)
     dc_lsn_hex(lsn, hex);
     if (ensure_key(c, key, (size_t)klen) != DC_OK ||
         eval(c, "redis lsn", &r,
-             command(c, "EVAL %s 1 %b %s %s", lsn_raise_lua, key, (size_t)klen, hex, c->run_id)) != DC_OK) {
+             command(c, "EVALSHA %s 1 %b %s %s", c->lsn_raise_sha, key, (size_t)klen, hex, c->run_id)) !=
+            DC_OK) {
         dc_metrics_cache_error(DC_COP_INVALIDATE);
         dc_trust_refused("redis did not take an LSN");
         return DC_UNAVAILABLE;

@@ -40,7 +40,7 @@
 #define TAG     TOKEN "@" RUN
 #define STORED  "1700000000" /* when the value was stored (s) */
 #define SHA     "0123456789abcdef0123456789abcdef01234567"
-#define SCRIPTS 5 /* store, bump, generation, lease, release: loaded at every connect */
+#define SCRIPTS 6 /* store, bump, generation, lease, release, LSN raise: loaded at every connect */
 
 typedef enum {
     F_NONE = 0,
@@ -693,6 +693,21 @@ static void test_store_error_reply_reloads_scripts(void **state)
     assert_int_equal(fk.script_loads, 2 * SCRIPTS);
 }
 
+/* The LSN script too runs by its sha: NOSCRIPT reconnects and loads the scripts again. */
+static void test_lsn_raise_error_reply_reloads_scripts(void **state)
+{
+    fixture_t *f = *state;
+
+    assert_int_equal(dc_cache_lsn_raise(f->cache, ORG, 42), DC_OK);
+    assert_string_equal(fk.fmt, "EVALSHA %s 1 %b %s %s");
+    fail_next("EVALSHA", F_ERROR);
+    assert_int_equal(dc_cache_lsn_raise(f->cache, ORG, 42), DC_UNAVAILABLE);
+    assert_false(dc_cache_connected(f->cache));
+    assert_int_equal(dc_cache_lsn_raise(f->cache, ORG, 42), DC_OK);
+    assert_int_equal(fk.connects, 2);
+    assert_int_equal(fk.script_loads, 2 * SCRIPTS);
+}
+
 static void test_store_null_reply(void **state)
 {
     fixture_t *f = *state;
@@ -861,6 +876,7 @@ int main(void)
         T(test_mget_stale_or_untagged_value_is_a_miss),
         T(test_generation_null_reply),
         T(test_store_error_reply_reloads_scripts),
+        T(test_lsn_raise_error_reply_reloads_scripts),
         T(test_store_null_reply),
         T(test_store_wrong_reply_type_is_not_stored),
         T(test_invalidate_faults),
